@@ -1,0 +1,89 @@
+import SluiceRouting
+import Yams
+
+/// The top level of the file and the settings sections (`timeouts`, `limits`, `tuning`).
+extension ConfigDecoder {
+    static let topLevelFields = ["workers", "timeouts", "limits", "tuning", "listeners", "services"]
+
+    /// The whole configuration, or nil when anything was reported. `root` is nil for an empty
+    /// document. Every section is checked even after another has failed.
+    mutating func decode(root: Node?, generation: UInt64) -> LoadedConfig? {
+        guard let root else {
+            report("document", at: nil, "the file is empty; expected a mapping with 'listeners' and 'services'")
+            return nil
+        }
+        guard let top = fields(root, path: "", known: Self.topLevelFields) else { return nil }
+
+        let workers = top["workers"].flatMap { integer($0, path: "workers", in: 1...256) }
+        let timeouts = top["timeouts"].map { decodeTimeouts($0) } ?? Timeouts()
+        let limits = top["limits"].map { decodeLimits($0) } ?? Limits()
+        let tuning = top["tuning"].map { decodeTuning($0) } ?? Tuning()
+        let services = required(top, "services").flatMap { decodeServices($0) }
+        let listeners = required(top, "listeners").flatMap { decodeListeners($0, services: services) }
+
+        guard diagnostics.isEmpty, let services, let listeners else { return nil }
+        return LoadedConfig(
+            workers: workers,
+            snapshot: Self.snapshot(
+                generation: generation, listeners: listeners, services: services,
+                timeouts: timeouts, limits: limits, tuning: tuning
+            )
+        )
+    }
+
+    /// Fields left out keep the defaults of `Timeouts()`.
+    mutating func decodeTimeouts(_ node: Node) -> Timeouts {
+        let durations: [(name: String, field: WritableKeyPath<Timeouts, Int64>)] = [
+            ("connect", \.connectMillis), ("client", \.clientMillis), ("server", \.serverMillis),
+            ("tunnel", \.tunnelMillis), ("drain", \.drainMillis),
+        ]
+        var timeouts = Timeouts()
+        guard let section = fields(node, path: "timeouts", known: durations.map(\.name)) else { return timeouts }
+        for (name, field) in durations {
+            if let node = section[name], let value = durationMillis(node, path: "timeouts.\(name)") {
+                timeouts[keyPath: field] = value
+            }
+        }
+        return timeouts
+    }
+
+    /// Fields left out keep the defaults of `Limits()`.
+    mutating func decodeLimits(_ node: Node) -> Limits {
+        var limits = Limits()
+        guard let section = fields(node, path: "limits", known: ["maxConnections", "connectTries", "endpointBackoff"])
+        else { return limits }
+        if let node = section["maxConnections"], let value = integer(node, path: "limits.maxConnections", in: 1...Int.max) {
+            limits.maxConnections = value
+        }
+        if let node = section["connectTries"], let value = integer(node, path: "limits.connectTries", in: 1...16) {
+            limits.connectTries = value
+        }
+        if let node = section["endpointBackoff"], let value = durationMillis(node, path: "limits.endpointBackoff") {
+            limits.endpointBackoffMillis = value
+        }
+        return limits
+    }
+
+    /// Fields left out keep the defaults of `Tuning()`. The pipe size bounds are the kernel's
+    /// page size and a size no pipe-max-size setting in practice allows.
+    mutating func decodeTuning(_ node: Node) -> Tuning {
+        var tuning = Tuning()
+        guard let section = fields(node, path: "tuning", known: ["pipeSize", "pipePool", "copyBuffer", "splice"])
+        else { return tuning }
+        if let node = section["pipeSize"], let value = sizeBytes(node, path: "tuning.pipeSize", in: 4096...(1 << 28)) {
+            tuning.pipeSize = value
+        }
+        if let node = section["pipePool"], let value = integer(node, path: "tuning.pipePool", in: 0...4096) {
+            tuning.pipePoolSize = value
+        }
+        if let node = section["copyBuffer"],
+            let value = sizeBytes(node, path: "tuning.copyBuffer", in: 1024...(1 << 24))
+        {
+            tuning.copyBufferSize = value
+        }
+        if let node = section["splice"], let value = bool(node, path: "tuning.splice") {
+            tuning.splice = value
+        }
+        return tuning
+    }
+}

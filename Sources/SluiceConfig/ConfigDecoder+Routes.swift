@@ -1,0 +1,166 @@
+import SluiceRouting
+import Yams
+
+/// The `services` and `listeners` sections, their cross-references, and the snapshot built
+/// from them.
+extension ConfigDecoder {
+    /// A service entry that passed its own checks.
+    struct ServiceEntry {
+        var name: String
+        var algorithm: Algorithm
+        var endpoints: [SocketAddress]
+    }
+
+    /// What the `services` section yielded: the entries that passed, and whether every entry
+    /// has a known name (when not, a listener's unknown service may be a consequence, not news).
+    struct ServiceTable {
+        var entries: [ServiceEntry]
+        var allNamed: Bool
+    }
+
+    /// Every service, in file order. Checks names (present, unique), the algorithm, and each
+    /// endpoint (an address with a port, unique within its service). An empty or missing
+    /// endpoint list is accepted: the service then refuses connections.
+    mutating func decodeServices(_ node: Node) -> ServiceTable? {
+        guard let items = sequence(node, path: "services") else { return nil }
+        var table = ServiceTable(entries: [], allNamed: true)
+        var firstIndexByName: [String: Int] = [:]
+        for (index, item) in items.enumerated() {
+            let path = "services[\(index)]"
+            guard let entry = fields(item, path: path, known: ["name", "algorithm", "endpoints"]) else {
+                table.allNamed = false
+                continue
+            }
+            let name = required(entry, "name").flatMap { self.name($0, path: "\(path).name") }
+            if let name, let nameNode = entry["name"] {
+                if let first = firstIndexByName[name] {
+                    report("\(path).name", at: nameNode, "service name '\(name)' is already used by services[\(first)]")
+                } else {
+                    firstIndexByName[name] = index
+                }
+            }
+            if name == nil { table.allNamed = false }
+            let algorithm = entry["algorithm"].map { self.algorithm($0, path: "\(path).algorithm") } ?? .roundrobin
+            let endpoints = entry["endpoints"].map { self.endpoints($0, path: "\(path).endpoints") } ?? []
+            if let name, let algorithm {
+                table.entries.append(ServiceEntry(name: name, algorithm: algorithm, endpoints: endpoints))
+            }
+        }
+        return table
+    }
+
+    /// Every listener, in file order. `services` is nil when that section could not be read;
+    /// service names are then not checked, to avoid a report per listener for one cause.
+    mutating func decodeListeners(_ node: Node, services: ServiceTable?) -> [Listener]? {
+        guard let items = sequence(node, path: "listeners") else { return nil }
+        guard !items.isEmpty else {
+            report("listeners", at: node, "at least one listener is required")
+            return nil
+        }
+        var listeners: [Listener] = []
+        var firstIndexByAddress: [SocketAddress: Int] = [:]
+        for (index, item) in items.enumerated() {
+            let path = "listeners[\(index)]"
+            guard let entry = fields(item, path: path, known: ["name", "address", "protocol", "service"]) else {
+                continue
+            }
+            let givenName = entry["name"].map { self.name($0, path: "\(path).name") }
+            let address = required(entry, "address").flatMap { self.address($0, path: "\(path).address") }
+            if let address, let addressNode = entry["address"] {
+                if let first = firstIndexByAddress[address] {
+                    report("\(path).address", at: addressNode, "address \(address) is already used by listeners[\(first)]")
+                } else {
+                    firstIndexByAddress[address] = index
+                }
+            }
+            let proto = entry["protocol"].map { self.listenerProtocol($0, path: "\(path).protocol") } ?? .tcp
+            let service = required(entry, "service").flatMap { self.serviceReference($0, path: "\(path).service", in: services) }
+            guard let address, let proto, let service, let givenName else { continue }
+            let name = givenName ?? "\(proto.rawValue)-\(address)"
+            listeners.append(Listener(name: name, address: address, protocol: proto, service: service))
+        }
+        return listeners
+    }
+
+    /// The snapshot for checked sections: services in file order, their endpoints flattened in
+    /// the same order, each service's range into them.
+    static func snapshot(
+        generation: UInt64, listeners: [Listener], services table: ServiceTable,
+        timeouts: Timeouts, limits: Limits, tuning: Tuning
+    ) -> RoutingSnapshot {
+        var services: [Service] = []
+        var endpoints: [Endpoint] = []
+        for (index, entry) in table.entries.enumerated() {
+            let start = endpoints.count
+            endpoints += entry.endpoints.map { Endpoint(address: $0, service: index) }
+            services.append(Service(name: entry.name, algorithm: entry.algorithm, endpoints: start..<endpoints.count))
+        }
+        return RoutingSnapshot(
+            generation: generation, listeners: listeners, services: services, endpoints: endpoints,
+            timeouts: timeouts, limits: limits, tuning: tuning
+        )
+    }
+}
+
+// MARK: - Fields
+
+extension ConfigDecoder {
+    /// `HOST:PORT` with a port from 1 to 65535, as `SocketAddress.parse` reads it.
+    mutating func address(_ node: Node, path: String) -> SocketAddress? {
+        let hint = " (quote IPv6 addresses: \"[::1]:80\")"
+        guard let text = string(node, path: path, hint: hint) else { return nil }
+        switch SocketAddress.parse(text) {
+        case .success(let address):
+            return address
+        case .failure(let error):
+            report(path, at: node, "invalid address '\(text)': \(error)")
+            return nil
+        }
+    }
+
+    mutating func algorithm(_ node: Node, path: String) -> Algorithm? {
+        guard let text = string(node, path: path) else { return nil }
+        if let algorithm = Algorithm(rawValue: text) { return algorithm }
+        let allowed = Algorithm.allCases.map(\.rawValue).joined(separator: ", ")
+        report(path, at: node, "unknown algorithm '\(text)' (expected one of: \(allowed))")
+        return nil
+    }
+
+    mutating func listenerProtocol(_ node: Node, path: String) -> ListenerProtocol? {
+        guard let text = string(node, path: path) else { return nil }
+        if let proto = ListenerProtocol(rawValue: text) { return proto }
+        let allowed = ListenerProtocol.allCases.map(\.rawValue).joined(separator: ", ")
+        report(path, at: node, "unknown protocol '\(text)' (expected one of: \(allowed))")
+        return nil
+    }
+
+    /// The endpoints of one service, in order; duplicates are reported against the first.
+    mutating func endpoints(_ node: Node, path: String) -> [SocketAddress] {
+        guard let items = sequence(node, path: path) else { return [] }
+        var addresses: [SocketAddress] = []
+        var firstIndexByAddress: [SocketAddress: Int] = [:]
+        for (index, item) in items.enumerated() {
+            let itemPath = "\(path)[\(index)]"
+            guard let address = address(item, path: itemPath) else { continue }
+            if let first = firstIndexByAddress[address] {
+                report(itemPath, at: item, "endpoint \(address) is already listed at \(path)[\(first)]")
+                continue
+            }
+            firstIndexByAddress[address] = index
+            addresses.append(address)
+        }
+        return addresses
+    }
+
+    /// The index of the service a listener names. When `services` is incomplete an unknown
+    /// name is not reported (its entry may be the one that failed) and nil is returned.
+    mutating func serviceReference(_ node: Node, path: String, in services: ServiceTable?) -> Int? {
+        guard let name = self.name(node, path: path), let services else { return nil }
+        if let index = services.entries.firstIndex(where: { $0.name == name }) { return index }
+        guard services.allNamed else { return nil }
+        let defined = services.entries.map(\.name)
+        let known = defined.isEmpty ? "no services are defined" : "defined: \(defined.joined(separator: ", "))"
+        report(path, at: node, "no service named '\(name)' (\(known))")
+        return nil
+    }
+}
