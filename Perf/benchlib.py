@@ -1,0 +1,428 @@
+#!/usr/bin/env python3
+"""Helpers for l4-bench.sh (Python 3 standard library only).
+
+Subcommands:
+  cpu PID                       print "USER_SECONDS SYSTEM_SECONDS" of the whole process
+  rss PID                       print VmRSS in bytes
+  put RESULTS KEY VALUE         append KEY=VALUE to the results file
+  bulk RESULTS MODE DIR JSON CPU_BEFORE CPU_AFTER
+                                record an iperf3 run (DIR is fwd or rev)
+  short RESULTS MODE WRK_OUT CPU_BEFORE CPU_AFTER
+                                record a wrk run
+  idle-backend PORT COUNT_FILE  accept and hold connections, keep COUNT_FILE = open count
+  idle-client PORT N COUNT_FILE READY_FILE [BATCH]
+                                open N idle connections (in batches, waiting until the
+                                backend has counted them), write READY_FILE, then hold
+  wait-count COUNT_FILE OP N TIMEOUT
+                                wait until count OP N (OP: ge or le); exit 1 on timeout
+  report RESULTS                print the Markdown report
+CPU_BEFORE/CPU_AFTER are "USER SYSTEM" strings as printed by `cpu`.
+"""
+import errno
+import json
+import os
+import re
+import resource
+import select
+import signal
+import socket
+import sys
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- /proc readers
+def proc_cpu(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    # comm may contain spaces and parentheses: split after the last ')'
+    fields = data[data.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
+    return utime / CLK_TCK, stime / CLK_TCK
+
+
+def proc_rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise SystemExit(f"no VmRSS for pid {pid}")
+
+
+def parse_cpu(s):
+    u, st = s.split()
+    return float(u), float(st)
+
+
+def put(results, key, value):
+    with open(results, "a") as f:
+        f.write(f"{key}={value}\n")
+
+
+# ---------------------------------------------------------------- recorders
+def record_bulk(results, mode, direction, json_path, before, after):
+    with open(json_path) as f:
+        text = f.read()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        put(results, f"{mode}.bulk_{direction}.error", "iperf3 output is not JSON")
+        return
+    if "error" in doc:
+        put(results, f"{mode}.bulk_{direction}.error", doc["error"].replace("\n", " "))
+        return
+    end = doc["end"]
+    recv = end["sum_received"]
+    nbytes = float(recv["bytes"])
+    secs = float(recv["seconds"])
+    u0, s0 = parse_cpu(before)
+    u1, s1 = parse_cpu(after)
+    k = f"{mode}.bulk_{direction}"
+    put(results, f"{k}.bytes", int(nbytes))
+    put(results, f"{k}.seconds", f"{secs:.3f}")
+    put(results, f"{k}.gbps", f"{nbytes / secs / 1e9:.4f}")
+    put(results, f"{k}.retransmits", end.get("sum_sent", {}).get("retransmits", ""))
+    put(results, f"{k}.cpu_user", f"{u1 - u0:.2f}")
+    put(results, f"{k}.cpu_sys", f"{s1 - s0:.2f}")
+
+
+def record_short(results, mode, wrk_out, before, after):
+    with open(wrk_out) as f:
+        text = f.read()
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", text)
+    rps = re.search(r"Requests/sec:\s*([\d.]+)", text)
+    if not m or not rps:
+        put(results, f"{mode}.short.error", "cannot parse wrk output")
+        return
+    n = int(m.group(1))
+    errors = 0
+    se = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if se:
+        errors += sum(int(x) for x in se.groups())
+    nx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if nx:
+        errors += int(nx.group(1))
+    u0, s0 = parse_cpu(before)
+    u1, s1 = parse_cpu(after)
+    k = f"{mode}.short"
+    put(results, f"{k}.connections", n)
+    put(results, f"{k}.cps", rps.group(1))
+    put(results, f"{k}.errors", errors)
+    put(results, f"{k}.cpu_user", f"{u1 - u0:.2f}")
+    put(results, f"{k}.cpu_sys", f"{s1 - s0:.2f}")
+
+
+# ---------------------------------------------------------------- idle connections
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def write_count(path, n):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{n}\n")
+    os.replace(tmp, path)
+
+
+def read_count(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return -1
+
+
+def idle_backend(port, count_file):
+    raise_nofile()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(4096)
+    ls.setblocking(False)
+    ep = select.epoll()
+    ep.register(ls.fileno(), select.EPOLLIN)
+    conns = {}
+    write_count(count_file, 0)
+    buf = bytearray(65536)
+    while True:
+        changed = False
+        for fd, ev in ep.poll(1.0):
+            if fd == ls.fileno():
+                while True:
+                    try:
+                        c, _ = ls.accept()
+                    except BlockingIOError:
+                        break
+                    except OSError as e:
+                        if e.errno in (errno.EMFILE, errno.ENFILE):
+                            sys.stderr.write("idle-backend: out of file descriptors\n")
+                            break
+                        raise
+                    c.setblocking(False)
+                    conns[c.fileno()] = c
+                    ep.register(c.fileno(), select.EPOLLIN | select.EPOLLRDHUP)
+                    changed = True
+            else:
+                c = conns.get(fd)
+                if c is None:
+                    continue
+                closed = bool(ev & (select.EPOLLHUP | select.EPOLLERR))
+                if not closed:
+                    try:
+                        n = c.recv_into(buf)
+                        closed = n == 0
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        closed = True
+                if closed:
+                    ep.unregister(fd)
+                    del conns[fd]
+                    c.close()
+                    changed = True
+        if changed:
+            write_count(count_file, len(conns))
+
+
+def wait_count(count_file, op, n, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        c = read_count(count_file)
+        if (op == "ge" and c >= n) or (op == "le" and 0 <= c <= n):
+            return c
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.02)
+
+
+def idle_client(port, n, count_file, ready_file, batch):
+    raise_nofile()
+    base = max(read_count(count_file), 0)
+    socks = []
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    t0 = time.monotonic()
+    while len(socks) < n:
+        for _ in range(min(batch, n - len(socks))):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect(("127.0.0.1", port))
+            socks.append(s)
+        if wait_count(count_file, "ge", base + len(socks), 30) is None:
+            sys.stderr.write(
+                f"idle-client: backend counts {read_count(count_file) - base} of {len(socks)}\n"
+            )
+            sys.exit(1)
+    # all upstream connections are established; check none of ours was closed
+    dead = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            if s.recv(1) == b"":
+                dead += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            dead += 1
+    with open(ready_file, "w") as f:
+        f.write(f"{len(socks) - dead} {time.monotonic() - t0:.2f}\n")
+    while not stop:
+        time.sleep(0.2)
+    for s in socks:
+        s.close()
+
+
+# ---------------------------------------------------------------- report
+MODES = [
+    ("direct", "direct"),
+    ("haproxy-default", "HAProxy default pipes"),
+    ("haproxy-tuned", "HAProxy pipesize 1 MiB"),
+    ("sluice", "sluice pipeSize 1 MiB"),
+]
+
+
+def load(results):
+    r = {}
+    with open(results) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if "=" in line:
+                k, v = line.split("=", 1)
+                r[k] = v
+    return r
+
+
+def num(r, k):
+    v = r.get(k)
+    if v in (None, ""):
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return None
+
+
+def derived(r, mode):
+    """Return {row_key: value} for one mode."""
+    out = {}
+    for d in ("fwd", "rev"):
+        k = f"{mode}.bulk_{d}"
+        gbps = num(r, f"{k}.gbps")
+        nbytes = num(r, f"{k}.bytes")
+        out[f"bulk_{d}_gbps"] = gbps
+        u, s = num(r, f"{k}.cpu_user"), num(r, f"{k}.cpu_sys")
+        if mode != "direct" and nbytes and u is not None:
+            gb = nbytes / 1e9
+            out[f"bulk_{d}_user"] = u / gb
+            out[f"bulk_{d}_sys"] = s / gb
+            out[f"bulk_{d}_cpu"] = (u + s) / gb
+    n = num(r, f"{mode}.short.connections")
+    out["short_cps"] = num(r, f"{mode}.short.cps")
+    out["short_errors"] = num(r, f"{mode}.short.errors")
+    u, s = num(r, f"{mode}.short.cpu_user"), num(r, f"{mode}.short.cpu_sys")
+    if mode != "direct" and n and u is not None:
+        out["short_user"] = u / n * 1e5
+        out["short_sys"] = s / n * 1e5
+        out["short_cpu"] = (u + s) / n * 1e5
+        out["short_us_per_conn"] = (u + s) / n * 1e6
+    b, a = num(r, f"{mode}.idle.rss_before"), num(r, f"{mode}.idle.rss_after")
+    cnt = num(r, f"{mode}.idle.connections")
+    if b is not None and a is not None and cnt:
+        out["idle_before"] = b / 1024
+        out["idle_after"] = a / 1024
+        out["idle_per_conn"] = (a - b) / cnt
+    return out
+
+
+ROWS = [
+    # key, label, format, better ("up" = higher is better)
+    ("bulk_fwd_gbps", "bulk client→server: throughput (GB/s)", "{:.2f}", "up"),
+    ("bulk_fwd_cpu", "bulk client→server: proxy CPU s/GB", "{:.3f}", "down"),
+    ("bulk_fwd_user", "  user s/GB", "{:.3f}", "down"),
+    ("bulk_fwd_sys", "  system s/GB", "{:.3f}", "down"),
+    ("bulk_rev_gbps", "bulk server→client (-R): throughput (GB/s)", "{:.2f}", "up"),
+    ("bulk_rev_cpu", "bulk server→client (-R): proxy CPU s/GB", "{:.3f}", "down"),
+    ("bulk_rev_user", "  user s/GB", "{:.3f}", "down"),
+    ("bulk_rev_sys", "  system s/GB", "{:.3f}", "down"),
+    ("short_cps", "short connections: connections/s", "{:.0f}", "up"),
+    ("short_cpu", "short connections: proxy CPU s per 100k conns", "{:.2f}", "down"),
+    ("short_user", "  user s per 100k", "{:.2f}", "down"),
+    ("short_sys", "  system s per 100k", "{:.2f}", "down"),
+    ("short_us_per_conn", "  (= proxy CPU µs per connection)", "{:.1f}", "down"),
+    ("short_errors", "short connections: wrk errors", "{:.0f}", "down"),
+    ("idle_before", "idle: proxy RSS before (KiB)", "{:.0f}", "down"),
+    ("idle_after", "idle: proxy RSS with idle conns (KiB)", "{:.0f}", "down"),
+    ("idle_per_conn", "idle: RSS bytes per idle connection", "{:.0f}", "down"),
+]
+
+
+def fmt(v, f):
+    return "—" if v is None else f.format(v)
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "—"
+    return f"{a / b:.2f}"
+
+
+def report(results):
+    r = load(results)
+    d = {m: derived(r, m) for m, _ in MODES}
+    lines = []
+    meta = lambda k: r.get(f"meta.{k}", "?")
+    lines.append(f"# Sluice L4 benchmark — {meta('date')}")
+    lines.append("")
+    lines.append(
+        f"Loopback only. Proxy on CPU {meta('proxy_cpu')}, load generators and origins on CPU "
+        f"{meta('load_cpu')}. bulk: iperf3 {meta('bulk_secs')} s per direction, "
+        f"{meta('bulk_parallel')} stream(s); short: wrk -t{meta('wrk_threads')} "
+        f"-c{meta('wrk_conns')} -d{meta('short_secs')}s `Connection: close`; idle: "
+        f"{meta('idle_conns')} connections."
+    )
+    lines.append("")
+    hdr = "| figure | " + " | ".join(label for _, label in MODES)
+    hdr += " | sluice / HAProxy tuned | sluice / HAProxy default | HAProxy tuned / default | better |"
+    lines.append(hdr)
+    lines.append("|" + " --- |" * (len(MODES) + 5))
+    for key, label, f, better in ROWS:
+        vals = [d[m].get(key) for m, _ in MODES]
+        if all(v is None for v in vals):
+            continue
+        s, ht, hd = d["sluice"].get(key), d["haproxy-tuned"].get(key), d["haproxy-default"].get(key)
+        row = f"| {label} | " + " | ".join(fmt(v, f) for v in vals)
+        arrow = "higher" if better == "up" else "lower"
+        row += f" | {ratio(s, ht)} | {ratio(s, hd)} | {ratio(ht, hd)} | {arrow} |"
+        lines.append(row)
+    lines.append("")
+    notes = []
+    for m, label in MODES:
+        st = r.get(f"{m}.status")
+        if st and st != "ok":
+            notes.append(f"- {label}: {st}")
+        for k, v in sorted(r.items()):
+            if k.startswith(m + ".") and k.endswith(".error"):
+                notes.append(f"- {label}: {k[len(m) + 1:]}: {v}")
+        if r.get(f"{m}.idle.connections") and r.get(f"{m}.idle.requested"):
+            if r[f"{m}.idle.connections"] != r[f"{m}.idle.requested"]:
+                notes.append(
+                    f"- {label}: only {r[m + '.idle.connections']} of "
+                    f"{r[m + '.idle.requested']} idle connections stayed open"
+                )
+    if notes:
+        lines.append("Notes:")
+        lines.extend(notes)
+        lines.append("")
+    lines.append("Versions:")
+    for k in ("haproxy", "nginx", "iperf3", "wrk", "swift", "kernel", "sluice"):
+        lines.append(f"- {k}: {meta(k)}")
+    lines.append("")
+    lines.append(
+        "Ratios are column / column from the same run; whether a ratio above 1 is good "
+        "depends on the `better` column (throughput and connections/s: higher; CPU and memory: "
+        "lower). CPU is the proxy process only (utime+stime from /proc/PID/stat, 10 ms ticks)."
+    )
+    print("\n".join(lines))
+
+
+def main():
+    a = sys.argv[1:]
+    if not a:
+        print(__doc__)
+        sys.exit(2)
+    cmd = a[0]
+    if cmd == "cpu":
+        u, s = proc_cpu(int(a[1]))
+        print(f"{u:.2f} {s:.2f}")
+    elif cmd == "rss":
+        print(proc_rss(int(a[1])))
+    elif cmd == "put":
+        put(a[1], a[2], a[3])
+    elif cmd == "bulk":
+        record_bulk(a[1], a[2], a[3], a[4], a[5], a[6])
+    elif cmd == "short":
+        record_short(a[1], a[2], a[3], a[4], a[5])
+    elif cmd == "idle-backend":
+        idle_backend(int(a[1]), a[2])
+    elif cmd == "idle-client":
+        idle_client(int(a[1]), int(a[2]), a[3], a[4], int(a[5]) if len(a) > 5 else 100)
+    elif cmd == "wait-count":
+        c = wait_count(a[1], a[2], int(a[3]), float(a[4]))
+        if c is None:
+            print(read_count(a[1]))
+            sys.exit(1)
+        print(c)
+    elif cmd == "report":
+        report(a[1])
+    else:
+        print(__doc__)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
