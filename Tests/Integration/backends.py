@@ -210,6 +210,9 @@ class BackendSet:
         with self._cond:
             return sum(be.active for be in self.backends.values())
 
+    def _count_active_nolock(self) -> int:
+        return sum(be.active for be in self.backends.values())
+
     def total_accepted(self) -> int:
         with self._cond:
             return sum(len(be.conns) for be in self.backends.values())
