@@ -1,0 +1,48 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "sluice",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sluice", targets: ["sluice"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+    ],
+    targets: [
+        .target(
+            name: "CShims",
+            path: "CShims",
+            linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("ssl"), .linkedLibrary("crypto")]
+        ),
+        .target(name: "SluiceSystem", dependencies: ["CShims"]),
+        .target(name: "SluiceRouting"),
+        .target(
+            name: "SluiceReactor",
+            dependencies: ["SluiceSystem", "SluiceRouting", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(name: "SluiceConfig", dependencies: ["SluiceRouting", "Yams"]),
+        .executableTarget(
+            name: "sluice",
+            dependencies: [
+                "SluiceSystem", "SluiceRouting", "SluiceReactor", "SluiceConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "SluiceSystemTests", dependencies: ["SluiceSystem", "CShims"]),
+        .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting"]),
+        .testTarget(name: "SluiceReactorTests", dependencies: ["SluiceReactor", "SluiceSystem", "SluiceRouting"]),
+        .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceRouting"]),
+    ]
+)
+
+// Settings shared by every Swift target: Swift 6 mode and checked exclusivity stay on.
+for target in package.targets where target.type != .system && target.name != "CShims" {
+    var settings = target.swiftSettings ?? []
+    settings.append(.swiftLanguageMode(.v6))
+    target.swiftSettings = settings
+}

@@ -1,0 +1,103 @@
+import SluiceSystem
+
+/// One proxied TCP connection: a downstream socket, at most one upstream socket, and the two
+/// flows between them. Lives in a slot of its loop's `ConnectionTable`.
+///
+/// State table:
+///
+/// | state        | upstream            | timer                 | leaves on                         |
+/// | ------------ | ------------------- | --------------------- | --------------------------------- |
+/// | `.free`      | –                   | none                  | accept                            |
+/// | `.connecting`| connect in progress | connect timeout       | writable+SO_ERROR 0 → `.tunnel`;  |
+/// |              |                     |                       | refused/timeout → next endpoint   |
+/// |              |                     |                       | or close                          |
+/// | `.tunnel`    | connected           | tunnel inactivity     | both flows done, an error, idle   |
+///
+/// Invariants: a slot's `generation` changes when it is freed; descriptors are -1 when not
+/// held; a pipe or buffer is held by a flow only while it has pending bytes (or for the
+/// duration of one pump); `endpoint` is an index into the snapshot of `snapshotGeneration`.
+struct Connection {
+    enum State: UInt8 {
+        case free
+        case connecting
+        case tunnel
+    }
+
+    var generation: UInt32 = 0
+    var state: State = .free
+    /// Connect attempts made so far.
+    var tries: UInt8 = 0
+    /// Whether `endpoint` is counted in the picker's active connections.
+    var counted = false
+    var downFD: Int32 = -1
+    var upFD: Int32 = -1
+    var service: Int32 = -1
+    var endpoint: Int32 = -1
+    var nextFree: Int32 = -1
+    var snapshotGeneration: UInt64 = 0
+    var lastActivity: Int64 = 0
+    /// downstream → upstream
+    var toUp = FlowState()
+    /// upstream → downstream
+    var toDown = FlowState()
+    var toUpPipe = Pipe.none
+    var toDownPipe = Pipe.none
+    /// Copy-mode buffers, indices into the loop's `BufferPool`; -1 when not held.
+    var toUpBuffer: Int32 = -1
+    var toDownBuffer: Int32 = -1
+}
+
+/// Preallocated connection slots with a free list. Slots above `highWater` have never been
+/// used and are not touched, so the table costs resident memory only for connections that
+/// existed. Owned by one loop thread.
+struct ConnectionTable: ~Copyable {
+    let capacity: Int
+    let slots: UnsafeMutablePointer<Connection>
+    private var freeHead: Int32 = -1
+    private(set) var highWater: Int32 = 0
+    private(set) var live = 0
+
+    init(capacity: Int) {
+        precondition(capacity > 0 && capacity < 1 << 30)
+        self.capacity = capacity
+        slots = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        slots.deinitialize(count: Int(highWater))
+        slots.deallocate()
+    }
+
+    /// A free slot, or nil when all `capacity` are live. `isFirstUse` tells the caller to
+    /// initialise per-slot state kept elsewhere (timer links).
+    @inline(__always)
+    mutating func allocate() -> (slot: Int32, isFirstUse: Bool)? {
+        if freeHead >= 0 {
+            let slot = freeHead
+            freeHead = slots[Int(slot)].nextFree
+            live += 1
+            return (slot, false)
+        }
+        guard Int(highWater) < capacity else { return nil }
+        let slot = highWater
+        highWater += 1
+        (slots + Int(slot)).initialize(to: Connection())
+        live += 1
+        return (slot, true)
+    }
+
+    /// Returns a slot to the free list and bumps its generation, so queued events for the
+    /// old connection are recognised as stale.
+    @inline(__always)
+    mutating func free(_ slot: Int32) {
+        let generation = slots[Int(slot)].generation &+ 1
+        slots[Int(slot)] = Connection()
+        slots[Int(slot)].generation = generation
+        slots[Int(slot)].nextFree = freeHead
+        freeHead = slot
+        live -= 1
+    }
+
+    @inline(__always)
+    func pointer(_ slot: Int32) -> UnsafeMutablePointer<Connection> { slots + Int(slot) }
+}

@@ -1,0 +1,103 @@
+/// One direction of a TCP tunnel: bytes from a source socket to a destination socket,
+/// through a pipe (splice) or a buffer (copy). A value with no I/O: the loop performs the
+/// step it asks for and feeds back the result, so the same machine serves the epoll driver
+/// today and an io_uring driver later, and tests drive it with any syscall outcome.
+///
+/// State table:
+///
+/// | pending | srcEOF | dstShut | readiness                      | next step  |
+/// | ------- | ------ | ------- | ------------------------------ | ---------- |
+/// | > 0     |        |         | dst writable                   | `.write`   |
+/// | < room  | no     |         | src readable                   | `.read`    |
+/// | > 0     |        |         | dst not writable               | `.wait`    |
+/// | 0       | yes    | no      |                                | `.shutdown`|
+/// | 0       | yes    | yes     |                                | `.done`    |
+/// | 0       | no     |         | src not readable               | `.wait`    |
+///
+/// Invariants: `pending` bytes were read and not yet written, in order; a byte is never
+/// dropped or reordered; SHUT_WR is sent once, only after every byte before EOF was written.
+/// Readiness is edge-triggered: `srcReadable`/`dstWritable` are set by events and cleared
+/// only by "would block" (a short splice does not prove the socket drained: the pipe may
+/// have run out of slots), or, in copy mode, by a short read. A splice into a pipe that
+/// already holds bytes may say "would block" because the *pipe* is full, not the socket
+/// empty: then the flow stops reading until the pipe is flushed (`waitRoom`) and keeps the
+/// source marked readable, as HAProxy's `raw_sock_to_pipe` does.
+struct FlowState {
+    enum Step: Equatable {
+        /// Read up to `room` bytes from the source.
+        case read(room: Int32)
+        /// Write the `pending` bytes to the destination.
+        case write(count: Int32)
+        /// The source ended and everything was written: shutdown(SHUT_WR) the destination.
+        case shutdown
+        /// Nothing to do until an event.
+        case wait
+        /// This direction is finished.
+        case done
+    }
+
+    enum Outcome: Equatable {
+        case bytes(Int32)
+        case endOfStream
+        case wouldBlock
+    }
+
+    /// Bytes held between read and write.
+    var pending: Int32 = 0
+    /// Bytes the pipe or buffer can hold.
+    var capacity: Int32 = 0
+    /// Copy mode only: where the unwritten bytes start in the buffer.
+    var offset: Int32 = 0
+    var srcReadable = false
+    var dstWritable = false
+    var srcEOF = false
+    var dstShut = false
+    /// Copy mode reads only into an empty buffer; splice mode tops up the pipe.
+    var copyMode = false
+    /// Splice mode: a read into a non-empty pipe would block; read again once it is empty.
+    var waitRoom = false
+
+    @inline(__always)
+    var next: Step {
+        if pending > 0 && dstWritable { return .write(count: pending) }
+        if !srcEOF && srcReadable && !waitRoom {
+            let room = copyMode ? (pending == 0 ? capacity : 0) : capacity - pending
+            if room > 0 { return .read(room: room) }
+        }
+        if pending > 0 { return .wait }
+        if srcEOF { return dstShut ? .done : .shutdown }
+        return .wait
+    }
+
+    var isDone: Bool { srcEOF && dstShut && pending == 0 }
+
+    @inline(__always)
+    mutating func didRead(_ outcome: Outcome, requested: Int32) {
+        switch outcome {
+        case .bytes(let n):
+            pending += n
+            if copyMode && n < requested { srcReadable = false }
+        case .endOfStream:
+            srcEOF = true
+            srcReadable = false
+        case .wouldBlock:
+            if pending > 0 && !copyMode { waitRoom = true } else { srcReadable = false }
+        }
+    }
+
+    @inline(__always)
+    mutating func didWrite(_ outcome: Outcome) {
+        switch outcome {
+        case .bytes(let n):
+            pending -= n
+            offset = pending == 0 ? 0 : offset + n
+            if pending == 0 { waitRoom = false }
+        case .wouldBlock:
+            dstWritable = false
+        case .endOfStream:
+            break
+        }
+    }
+
+    mutating func didShutdown() { dstShut = true }
+}

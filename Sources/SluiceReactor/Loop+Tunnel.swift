@@ -1,0 +1,164 @@
+import SluiceSystem
+
+/// Moving bytes for established tunnels: the epoll driver of `FlowState`.
+extension Loop {
+    /// Runs both directions of a tunnel until each waits for an event, then closes the
+    /// connection when both are done or one failed.
+    @inline(__always)
+    func pump(_ slot: Int32) {
+        let c = table.pointer(slot)
+        let upOK = pumpFlow(c, toUp: true)
+        let downOK = upOK && pumpFlow(c, toUp: false)
+        if !upOK || !downOK {
+            counters.resets += 1
+            close(slot, abort: true)
+        } else if c.pointee.toUp.isDone && c.pointee.toDown.isDone {
+            close(slot, abort: false)
+        }
+    }
+
+    /// One direction. Returns false when the connection must be aborted (reset, broken pipe,
+    /// out of descriptors).
+    @inline(__always)
+    func pumpFlow(_ c: UnsafeMutablePointer<Connection>, toUp: Bool) -> Bool {
+        let src = toUp ? c.pointee.downFD : c.pointee.upFD
+        let dst = toUp ? c.pointee.upFD : c.pointee.downFD
+        while true {
+            let step = toUp ? c.pointee.toUp.next : c.pointee.toDown.next
+            switch step {
+            case .read(let room):
+                let copy = toUp ? c.pointee.toUp.copyMode : c.pointee.toDown.copyMode
+                let outcome: FlowState.Outcome
+                do {
+                    outcome = copy ? try copyIn(c, toUp: toUp, from: src, room: room) : try spliceIn(c, toUp: toUp, from: src, room: room)
+                } catch let error {
+                    if error == .invalid || error == .notSupported, !copy {
+                        // This pair cannot splice: copy for the rest of the connection.
+                        fallBackToCopy(c, toUp: toUp)
+                        continue
+                    }
+                    return false
+                }
+                if toUp { c.pointee.toUp.didRead(outcome, requested: room) } else { c.pointee.toDown.didRead(outcome, requested: room) }
+                if case .bytes = outcome { c.pointee.lastActivity = now }
+            case .write(let count):
+                let copy = toUp ? c.pointee.toUp.copyMode : c.pointee.toDown.copyMode
+                let outcome: FlowState.Outcome
+                do {
+                    outcome = copy ? try copyOut(c, toUp: toUp, to: dst, count: count) : try spliceOut(c, toUp: toUp, to: dst, count: count)
+                } catch {
+                    return false
+                }
+                if toUp { c.pointee.toUp.didWrite(outcome) } else { c.pointee.toDown.didWrite(outcome) }
+                if case .bytes(let n) = outcome {
+                    c.pointee.lastActivity = now
+                    if toUp { counters.bytesToUpstream &+= Int(n) } else { counters.bytesToDownstream &+= Int(n) }
+                }
+            case .shutdown:
+                // The peer may already be gone; the other direction will report it.
+                do { try Socket.shutdownWrite(dst) } catch {}
+                if toUp { c.pointee.toUp.didShutdown() } else { c.pointee.toDown.didShutdown() }
+            case .wait, .done:
+                releaseIfEmpty(c, toUp: toUp)
+                return true
+            }
+        }
+    }
+
+    @inline(__always)
+    func spliceIn(_ c: UnsafeMutablePointer<Connection>, toUp: Bool, from src: Int32, room: Int32) throws(Errno) -> FlowState.Outcome {
+        var pipe = toUp ? c.pointee.toUpPipe : c.pointee.toDownPipe
+        if pipe.isNone {
+            pipe = try pipes.acquire()
+            if toUp { c.pointee.toUpPipe = pipe } else { c.pointee.toDownPipe = pipe }
+        }
+        switch try IO.splice(from: src, to: pipe.writeFD, count: Int(room)) {
+        case .wouldBlock: return .wouldBlock
+        case .done(0): return .endOfStream
+        case .done(let n): return .bytes(Int32(n))
+        }
+    }
+
+    @inline(__always)
+    func spliceOut(_ c: UnsafeMutablePointer<Connection>, toUp: Bool, to dst: Int32, count: Int32) throws(Errno) -> FlowState.Outcome {
+        let pipe = toUp ? c.pointee.toUpPipe : c.pointee.toDownPipe
+        switch try IO.splice(from: pipe.readFD, to: dst, count: Int(count)) {
+        case .wouldBlock: return .wouldBlock
+        case .done(let n): return .bytes(Int32(n))
+        }
+    }
+
+    @inline(__always)
+    func copyIn(_ c: UnsafeMutablePointer<Connection>, toUp: Bool, from src: Int32, room: Int32) throws(Errno) -> FlowState.Outcome {
+        var buffer = toUp ? c.pointee.toUpBuffer : c.pointee.toDownBuffer
+        if buffer < 0 {
+            buffer = buffers.acquire()
+            if toUp { c.pointee.toUpBuffer = buffer } else { c.pointee.toDownBuffer = buffer }
+        }
+        // Copy mode reads only into an empty buffer, so bytes start at 0.
+        switch try IO.read(src, into: buffers.base(buffer), count: Int(room)) {
+        case .wouldBlock: return .wouldBlock
+        case .done(0): return .endOfStream
+        case .done(let n): return .bytes(Int32(n))
+        }
+    }
+
+    @inline(__always)
+    func copyOut(_ c: UnsafeMutablePointer<Connection>, toUp: Bool, to dst: Int32, count: Int32) throws(Errno) -> FlowState.Outcome {
+        let buffer = toUp ? c.pointee.toUpBuffer : c.pointee.toDownBuffer
+        let offset = toUp ? c.pointee.toUp.offset : c.pointee.toDown.offset
+        switch try IO.write(dst, from: buffers.base(buffer) + Int(offset), count: Int(count)) {
+        case .wouldBlock: return .wouldBlock
+        case .done(let n): return .bytes(Int32(n))
+        }
+    }
+
+    /// Splice was refused for this connection: switch both directions to copying. Only a
+    /// read can be refused before any byte moved, so the pipe is empty here.
+    func fallBackToCopy(_ c: UnsafeMutablePointer<Connection>, toUp: Bool) {
+        counters.spliceFallbacks += 1
+        for up in [true, false] {
+            if up {
+                guard !c.pointee.toUp.copyMode, c.pointee.toUp.pending == 0 else { continue }
+                c.pointee.toUp.copyMode = true
+                c.pointee.toUp.capacity = Int32(buffers.bufferSize)
+            } else {
+                guard !c.pointee.toDown.copyMode, c.pointee.toDown.pending == 0 else { continue }
+                c.pointee.toDown.copyMode = true
+                c.pointee.toDown.capacity = Int32(buffers.bufferSize)
+            }
+            releaseResources(c, toUp: up)
+        }
+    }
+
+    /// Gives back a direction's pipe or buffer once it holds no bytes.
+    @inline(__always)
+    func releaseIfEmpty(_ c: UnsafeMutablePointer<Connection>, toUp: Bool) {
+        let pending = toUp ? c.pointee.toUp.pending : c.pointee.toDown.pending
+        if pending == 0 { releaseResources(c, toUp: toUp) }
+    }
+
+    /// Gives back a direction's pipe and buffer, empty or not (a non-empty pipe is closed).
+    @inline(__always)
+    func releaseResources(_ c: UnsafeMutablePointer<Connection>, toUp: Bool) {
+        if toUp {
+            if !c.pointee.toUpPipe.isNone {
+                pipes.release(c.pointee.toUpPipe, empty: c.pointee.toUp.pending == 0)
+                c.pointee.toUpPipe = .none
+            }
+            if c.pointee.toUpBuffer >= 0 {
+                buffers.release(c.pointee.toUpBuffer)
+                c.pointee.toUpBuffer = -1
+            }
+        } else {
+            if !c.pointee.toDownPipe.isNone {
+                pipes.release(c.pointee.toDownPipe, empty: c.pointee.toDown.pending == 0)
+                c.pointee.toDownPipe = .none
+            }
+            if c.pointee.toDownBuffer >= 0 {
+                buffers.release(c.pointee.toDownBuffer)
+                c.pointee.toDownBuffer = -1
+            }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+/// Plain per-loop counters: incremented by the loop thread only, summed when reported.
+public struct LoopCounters: Sendable, Equatable {
+    public var accepted = 0
+    public var closed = 0
+    public var acceptErrors = 0
+    public var rejectedFull = 0
+    public var connectFailures = 0
+    public var connectTimeouts = 0
+    public var retries = 0
+    public var noEndpoint = 0
+    public var idleTimeouts = 0
+    public var resets = 0
+    public var spliceFallbacks = 0
+    public var bytesToUpstream = 0
+    public var bytesToDownstream = 0
+
+    public init() {}
+
+    public static func + (a: LoopCounters, b: LoopCounters) -> LoopCounters {
+        var s = a
+        s.accepted += b.accepted
+        s.closed += b.closed
+        s.acceptErrors += b.acceptErrors
+        s.rejectedFull += b.rejectedFull
+        s.connectFailures += b.connectFailures
+        s.connectTimeouts += b.connectTimeouts
+        s.retries += b.retries
+        s.noEndpoint += b.noEndpoint
+        s.idleTimeouts += b.idleTimeouts
+        s.resets += b.resets
+        s.spliceFallbacks += b.spliceFallbacks
+        s.bytesToUpstream += b.bytesToUpstream
+        s.bytesToDownstream += b.bytesToDownstream
+        return s
+    }
+
+    public var summary: String {
+        "accepted=\(accepted) closed=\(closed) accept_errors=\(acceptErrors) rejected_full=\(rejectedFull) "
+            + "connect_failures=\(connectFailures) connect_timeouts=\(connectTimeouts) retries=\(retries) "
+            + "no_endpoint=\(noEndpoint) idle_timeouts=\(idleTimeouts) resets=\(resets) "
+            + "splice_fallbacks=\(spliceFallbacks) bytes_up=\(bytesToUpstream) bytes_down=\(bytesToDownstream)"
+    }
+}

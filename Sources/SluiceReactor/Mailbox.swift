@@ -1,0 +1,39 @@
+import SluiceRouting
+import SluiceSystem
+import Synchronization
+
+/// What the control plane tells a loop.
+enum LoopMessage: Sendable {
+    /// Swap in a new routing table. `sockets` holds this loop's listening socket for every
+    /// listener key the loop does not have yet; the loop takes ownership of them.
+    case snapshot(RoutingSnapshot, sockets: [ListenerKey: Int32])
+    /// Stop accepting; exit once every connection closed or at `deadline` (monotonic ms).
+    case drain(deadline: Int64)
+    /// Log this loop's counters.
+    case report
+}
+
+/// A small locked queue plus an eventfd wake-up: the only cross-thread path into a loop.
+/// The loop takes messages only when the eventfd fires, so the lock is never on the data path.
+final class Mailbox: Sendable {
+    let wake: EventFD
+    private let queue = Mutex<[LoopMessage]>([])
+
+    init() throws(Errno) { wake = try EventFD() }
+
+    /// Any thread.
+    func post(_ message: LoopMessage) {
+        queue.withLock { $0.append(message) }
+        wake.signal()
+    }
+
+    /// The loop thread: everything posted so far, oldest first.
+    func take() -> [LoopMessage] {
+        wake.drain()
+        return queue.withLock { messages in
+            let taken = messages
+            messages.removeAll(keepingCapacity: true)
+            return taken
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import Logging
+import SluiceRouting
+import SluiceSystem
+
+/// The set of event loops, driven by the control plane (the `sluice` executable's main
+/// thread). Not thread-safe itself: call it from one control thread.
+///
+/// Listening sockets are made here, one per loop per listener (SO_REUSEPORT), before a
+/// snapshot is posted: a listener that cannot be bound fails `apply` as a whole and the old
+/// table keeps serving.
+public final class Reactor {
+    public let workers: Int
+    private var loops: [Loop] = []
+    private var threads: [ThreadHandle] = []
+    private var current: RoutingSnapshot
+    private let logger: Logger
+
+    /// Makes `workers` loops and binds every listener of `snapshot`. Throws `ReactorError`
+    /// naming the listener that could not be bound.
+    public init(workers: Int, snapshot: RoutingSnapshot, logger: Logger) throws(ReactorError) {
+        precondition(workers > 0)
+        self.workers = workers
+        self.logger = logger
+        current = snapshot
+        do {
+            for index in 0..<workers {
+                loops.append(try Loop(index: index, workers: workers, snapshot: snapshot, logger: logger))
+            }
+        } catch {
+            throw ReactorError(reason: "cannot create event loop: \(error)")
+        }
+        let sockets = try Self.bind(snapshot.listeners, loops: workers)
+        for (index, loop) in loops.enumerated() {
+            loop.swap(to: snapshot, sockets: sockets[index])
+        }
+    }
+
+    /// Starts one thread per loop, pinned to the CPUs of the affinity mask in turn.
+    public func start() {
+        let cpus = Threads.affinityCPUs()
+        let pin = cpus.count >= 1
+        for loop in loops {
+            let cpu = pin ? cpus[loop.index % cpus.count] : nil
+            threads.append(Threads.spawn { loop.run(cpu: cpu) })
+        }
+    }
+
+    /// The snapshot the loops run now (or are about to take).
+    public var snapshot: RoutingSnapshot { current }
+
+    /// Binds sockets for the listeners that are new in `next`, then posts it to every loop.
+    /// On a bind failure nothing is posted and the error names the listener.
+    public func apply(_ next: RoutingSnapshot) throws(ReactorError) {
+        let existing = Set(current.listeners.map(\.key))
+        let fresh = next.listeners.filter { !existing.contains($0.key) }
+        let sockets = try Self.bind(fresh, loops: workers)
+        for (index, loop) in loops.enumerated() {
+            loop.mailbox.post(.snapshot(next, sockets: sockets[index]))
+        }
+        current = next
+    }
+
+    /// Stops accepting on every loop; each exits when its connections are closed or at the
+    /// deadline.
+    public func drain(graceMillis: Int64) {
+        let deadline = MonotonicClock.nowMillis() + graceMillis
+        for loop in loops { loop.mailbox.post(.drain(deadline: deadline)) }
+    }
+
+    /// Asks every loop to log its counters.
+    public func report() {
+        for loop in loops { loop.mailbox.post(.report) }
+    }
+
+    /// Waits for every loop thread to exit (after `drain`).
+    public func join() {
+        for thread in threads { thread.join() }
+        threads.removeAll()
+    }
+
+    /// One listening socket per loop for each listener; all or nothing.
+    static func bind(_ listeners: [Listener], loops: Int) throws(ReactorError) -> [[ListenerKey: Int32]] {
+        var sockets = Array(repeating: [ListenerKey: Int32](), count: loops)
+        for listener in listeners {
+            let address = Loop.systemAddress(listener.address)
+            for index in 0..<loops {
+                do {
+                    sockets[index][listener.key] = try Socket.listen(on: address)
+                } catch {
+                    for table in sockets { for fd in table.values { Syscall.close(fd) } }
+                    throw ReactorError(reason: "listener '\(listener.name)': cannot listen on \(listener.address): \(error)")
+                }
+            }
+        }
+        return sockets
+    }
+}
+
+public struct ReactorError: Error, CustomStringConvertible {
+    public var reason: String
+    public var description: String { reason }
+}

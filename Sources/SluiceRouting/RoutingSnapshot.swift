@@ -1,0 +1,163 @@
+/// The routing table the loops read: frozen, flat, indexed by small integers.
+///
+/// Built by the control plane (configuration file or Kubernetes watcher), posted to every
+/// loop, and swapped in between event batches. Nothing in it changes after construction, so
+/// loops share one instance without locks. Connections keep the endpoint *index* they were
+/// given together with the snapshot's `generation`; an index is only meaningful against the
+/// snapshot of the same generation.
+public final class RoutingSnapshot: Sendable {
+    public let generation: UInt64
+    public let listeners: [Listener]
+    public let services: [Service]
+    /// Every service's endpoints, flattened; `Service.endpoints` is a range into this array.
+    public let endpoints: [Endpoint]
+    public let timeouts: Timeouts
+    public let limits: Limits
+    public let tuning: Tuning
+
+    public init(
+        generation: UInt64,
+        listeners: [Listener],
+        services: [Service],
+        endpoints: [Endpoint],
+        timeouts: Timeouts = Timeouts(),
+        limits: Limits = Limits(),
+        tuning: Tuning = Tuning()
+    ) {
+        self.generation = generation
+        self.listeners = listeners
+        self.services = services
+        self.endpoints = endpoints
+        self.timeouts = timeouts
+        self.limits = limits
+        self.tuning = tuning
+    }
+
+    /// The index of the service called `name`, if any.
+    public func serviceIndex(named name: String) -> Int? {
+        services.firstIndex { $0.name == name }
+    }
+
+    /// A human-readable table, one line per listener, service and endpoint (for `sluice check`).
+    public func render() -> String {
+        var lines: [String] = []
+        lines.append("generation \(generation)")
+        lines.append("listeners:")
+        for listener in listeners {
+            lines.append("  \(listener.name)  \(listener.protocol.rawValue)  \(listener.address) -> \(services[listener.service].name)")
+        }
+        lines.append("services:")
+        for service in services {
+            lines.append("  \(service.name)  \(service.algorithm.rawValue)  \(service.endpoints.count) endpoint(s)")
+            for index in service.endpoints {
+                lines.append("    \(endpoints[index].address)")
+            }
+        }
+        lines.append(
+            "timeouts: connect \(timeouts.connectMillis) ms, client \(timeouts.clientMillis) ms, "
+                + "server \(timeouts.serverMillis) ms, tunnel \(timeouts.tunnelMillis) ms"
+        )
+        lines.append("limits: maxConnections \(limits.maxConnections), connectTries \(limits.connectTries)")
+        return lines.joined(separator: "\n")
+    }
+}
+
+public enum ListenerProtocol: String, Sendable, CaseIterable {
+    case tcp
+}
+
+public struct Listener: Sendable, Hashable {
+    public var name: String
+    public var address: SocketAddress
+    public var `protocol`: ListenerProtocol
+    /// Index into `RoutingSnapshot.services`.
+    public var service: Int
+
+    public init(name: String, address: SocketAddress, protocol: ListenerProtocol, service: Int) {
+        self.name = name
+        self.address = address
+        self.protocol = `protocol`
+        self.service = service
+    }
+
+    /// Two listeners with the same key share their listening sockets across a reload.
+    public var key: ListenerKey { ListenerKey(address: address, protocol: self.protocol) }
+}
+
+public struct ListenerKey: Sendable, Hashable {
+    public var address: SocketAddress
+    public var `protocol`: ListenerProtocol
+}
+
+public enum Algorithm: String, Sendable, CaseIterable {
+    /// Each endpoint in turn; cursor per loop, random start.
+    case roundrobin
+    /// The endpoint with the fewest connections this loop holds open; ties go round-robin.
+    case leastconn
+    /// A hash of the client's address: one client, one endpoint, while the set is unchanged.
+    case source
+}
+
+public struct Service: Sendable, Hashable {
+    public var name: String
+    public var algorithm: Algorithm
+    /// Range into `RoutingSnapshot.endpoints`. May be empty: such a service refuses connections.
+    public var endpoints: Range<Int>
+
+    public init(name: String, algorithm: Algorithm, endpoints: Range<Int>) {
+        self.name = name
+        self.algorithm = algorithm
+        self.endpoints = endpoints
+    }
+}
+
+public struct Endpoint: Sendable, Hashable {
+    public var address: SocketAddress
+    /// Index into `RoutingSnapshot.services`.
+    public var service: Int
+
+    public init(address: SocketAddress, service: Int) {
+        self.address = address
+        self.service = service
+    }
+}
+
+/// Every wait has a bound. Milliseconds, as the timer wheel counts.
+public struct Timeouts: Sendable, Hashable {
+    /// From connect(2) to the upstream accepting.
+    public var connectMillis: Int64 = 5_000
+    /// Client inactivity before a connection is established (and for HTTP, between requests).
+    public var clientMillis: Int64 = 50_000
+    /// Server inactivity while waiting for a response (HTTP).
+    public var serverMillis: Int64 = 50_000
+    /// Inactivity in both directions once a TCP tunnel is established.
+    public var tunnelMillis: Int64 = 3_600_000
+    /// On SIGTERM: how long open connections may take to finish before they are closed.
+    public var drainMillis: Int64 = 30_000
+
+    public init() {}
+}
+
+public struct Limits: Sendable, Hashable {
+    /// Open downstream connections, all loops together. A loop at its share stops accepting.
+    public var maxConnections: Int = 10_000
+    /// Connect attempts per downstream connection, each on the next endpoint.
+    public var connectTries: Int = 3
+    /// After a failed connect, an endpoint is passed over by this loop for this long.
+    public var endpointBackoffMillis: Int64 = 2_000
+
+    public init() {}
+}
+
+public struct Tuning: Sendable, Hashable {
+    /// F_SETPIPE_SZ for splice pipes. The kernel caps it at /proc/sys/fs/pipe-max-size.
+    public var pipeSize: Int = 1 << 20
+    /// Idle pipes a loop keeps for reuse; more are closed when released.
+    public var pipePoolSize: Int = 64
+    /// Copy buffer for connections where splice is refused.
+    public var copyBufferSize: Int = 64 * 1024
+    /// Use splice for tunnels; false forces read/write copying (for comparison and debugging).
+    public var splice: Bool = true
+
+    public init() {}
+}

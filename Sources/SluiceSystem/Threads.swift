@@ -1,0 +1,76 @@
+import CShims
+import Glibc
+
+/// Threads, CPU affinity and the control signals.
+public enum Threads {
+    private final class Box: @unchecked Sendable {
+        let body: () -> Void
+        init(_ body: @escaping () -> Void) { self.body = body }
+    }
+
+    /// Starts a thread running `body`; `join` waits for it.
+    public static func spawn(_ body: @escaping @Sendable () -> Void) -> ThreadHandle {
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        var thread = pthread_t()
+        let result = pthread_create(&thread, nil, { raw in
+            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            box.body()
+            return nil
+        }, box)
+        precondition(result == 0, "pthread_create failed: \(Errno(rawValue: result))")
+        return ThreadHandle(thread: thread)
+    }
+
+    /// The CPUs of this process's affinity mask, in order.
+    public static func affinityCPUs() -> [Int] {
+        var cpus = [Int32](repeating: 0, count: 1024)
+        let n = sluice_affinity_cpus(&cpus, 1024)
+        return n > 0 ? cpus[0..<Int(n)].map(Int.init) : [0]
+    }
+
+    /// Pins the calling thread to `cpu`.
+    @discardableResult
+    public static func pinCurrent(to cpu: Int) -> Bool { sluice_pin_thread(Int32(cpu)) == 0 }
+
+    /// Blocks SIGHUP, SIGINT, SIGTERM and SIGUSR1 in the calling thread (and the threads it
+    /// starts afterwards), so that only `waitForSignal` sees them. SIGPIPE is ignored:
+    /// writes report EPIPE instead.
+    public static func takeOverSignals() {
+        _ = sluice_block_signals()
+        _ = sluice_ignore_sigpipe()
+    }
+
+    public static func waitForSignal() -> ControlSignal {
+        while true {
+            let sig = sluice_wait_signal()
+            switch sig {
+            case SLUICE_SIGHUP: return .reload
+            case SLUICE_SIGINT, SLUICE_SIGTERM: return .stop
+            case SLUICE_SIGUSR1: return .report
+            default: continue
+            }
+        }
+    }
+}
+
+public enum ControlSignal: Sendable { case reload, stop, report }
+
+public struct ThreadHandle: @unchecked Sendable {
+    let thread: pthread_t
+    public func join() { pthread_join(thread, nil) }
+}
+
+/// Facts about the platform, for logs and `sluice check`.
+public enum Platform {
+    /// Whether an io_uring instance can be created here (kernel support, not seccomp-blocked).
+    public static var ioUringAvailable: Bool { sluice_io_uring_probe() == 0 }
+    public static var openSSLVersion: String { String(cString: sluice_openssl_version()) }
+    public static var pipeMaxSize: Int? {
+        guard let file = fopen("/proc/sys/fs/pipe-max-size", "r") else { return nil }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 32)
+        guard fgets(&line, 32, file) != nil else { return nil }
+        let value = atoi(line)
+        return value > 0 ? Int(value) : nil
+    }
+}
