@@ -69,9 +69,11 @@ class Traffic:
         return list(self.results)
 
 
-def test_reload_under_traffic(three, proxy_factory, clients):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_reload_under_traffic(three, proxy_factory, clients, workers):
     listen = new_listener()
-    p = proxy_factory(make_config({"web": listen}, {"web": [three["a"].addr, three["b"].addr]}))
+    p = proxy_factory(make_config({"web": listen}, {"web": [three["a"].addr, three["b"].addr]}),
+                      workers=workers)
 
     long = clients.connect(listen, timeout=5)
     long_name = recv_line(long).decode()
