@@ -75,8 +75,10 @@ extension ConfigDecoder {
             }
             let proto = entry["protocol"].map { self.listenerProtocol($0, path: "\(path).protocol") } ?? .tcp
             let service = required(entry, "service").flatMap { self.serviceReference($0, path: "\(path).service", in: services) }
-            guard let address, let proto, let service, let givenName else { continue }
-            let name = givenName ?? "\(proto.rawValue)-\(address)"
+            // A name that was given but is invalid was reported; an absent one gets a default.
+            if case .some(.none) = givenName { continue }
+            guard let address, let proto, let service else { continue }
+            let name = givenName.flatMap { $0 } ?? "\(proto.rawValue)-\(address)"
             listeners.append(Listener(name: name, address: address, protocol: proto, service: service))
         }
         return listeners

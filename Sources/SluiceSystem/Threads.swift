@@ -74,3 +74,11 @@ public enum Platform {
         return value > 0 ? Int(value) : nil
     }
 }
+
+/// Unbuffered writes to the standard streams, for messages that must not wait in a buffer.
+public enum FileOutput {
+    public static func standardError(_ text: String) {
+        var copy = text
+        copy.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+    }
+}

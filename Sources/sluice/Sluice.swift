@@ -1,0 +1,97 @@
+import ArgumentParser
+import Logging
+import SluiceConfig
+import SluiceReactor
+import SluiceRouting
+import SluiceSystem
+
+@main
+struct Sluice: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "An event-loop L4 load balancer with splice forwarding.",
+        subcommands: [Run.self, Check.self, Demo.self],
+        defaultSubcommand: Run.self
+    )
+}
+
+struct LogOptions: ParsableArguments {
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+
+    func bootstrap() -> Logger {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "sluice")
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the load balancer from a configuration file.")
+
+    @Option(name: .shortAndLong, help: "The YAML configuration file.")
+    var config: String
+
+    @Option(help: "Event loops (default: the file's `workers`, else the CPUs in the affinity mask).")
+    var workers: Int?
+
+    @OptionGroup var log: LogOptions
+
+    func validate() throws {
+        if let workers, !(1...256).contains(workers) {
+            throw ValidationError("--workers must be between 1 and 256")
+        }
+    }
+
+    func run() throws {
+        // Before any thread starts, so that only the control thread receives them.
+        Threads.takeOverSignals()
+        let logger = log.bootstrap()
+        let loaded: LoadedConfig
+        do {
+            loaded = try ConfigLoader.load(path: config, generation: 1)
+        } catch {
+            printError(error.description)
+            throw ExitCode(1)
+        }
+        let count = workers ?? loaded.workers ?? Threads.affinityCPUs().count
+        try ControlPlane(workers: count, logger: logger) { generation throws(ConfigError) in
+            try ConfigLoader.load(path: config, generation: generation).snapshot
+        }.run(initial: loaded.snapshot)
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Validate a configuration file and print its routing table.")
+
+    @Option(name: .shortAndLong, help: "The YAML configuration file.")
+    var config: String
+
+    func run() throws {
+        do {
+            let loaded = try ConfigLoader.load(path: config, generation: 1)
+            print("\(config): OK")
+            if let workers = loaded.workers { print("workers: \(workers)") }
+            print(loaded.snapshot.render())
+        } catch {
+            printError(error.description)
+            throw ExitCode(1)
+        }
+    }
+}
+
+func printError(_ text: String) {
+    var stderr = StandardError()
+    print(text, to: &stderr)
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        FileOutput.standardError(string)
+    }
+}
