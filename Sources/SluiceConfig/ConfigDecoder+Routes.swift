@@ -40,10 +40,12 @@ extension ConfigDecoder {
                 }
             }
             if name == nil { table.allNamed = false }
+            // A bad algorithm was reported; the entry still counts so listeners naming it are
+            // not reported too (nothing is built from a file with diagnostics).
             let algorithm = entry["algorithm"].map { self.algorithm($0, path: "\(path).algorithm") } ?? .roundrobin
             let endpoints = entry["endpoints"].map { self.endpoints($0, path: "\(path).endpoints") } ?? []
-            if let name, let algorithm {
-                table.entries.append(ServiceEntry(name: name, algorithm: algorithm, endpoints: endpoints))
+            if let name {
+                table.entries.append(ServiceEntry(name: name, algorithm: algorithm ?? .roundrobin, endpoints: endpoints))
             }
         }
         return table
