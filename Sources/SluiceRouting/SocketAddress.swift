@@ -124,7 +124,9 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
                 let pair = [UInt16(v4 >> 16), UInt16(v4 & 0xFFFF)]
                 if sawGap { tail += pair } else { head += pair }
             } else {
-                guard !group.isEmpty, group.count <= 4, let value = UInt16(String(decoding: group, as: UTF8.self), radix: 16)
+                // Hex digits only: UInt16(_:radix:) would also take a leading "+" or "-".
+                guard !group.isEmpty, group.count <= 4, group.allSatisfy({ Character(Unicode.Scalar($0)).isHexDigit }),
+                    let value = UInt16(String(decoding: group, as: UTF8.self), radix: 16)
                 else { return nil }
                 if sawGap { tail.append(value) } else { head.append(value) }
             }
