@@ -52,7 +52,9 @@ extension ConfigDecoder {
         var limits = Limits()
         guard let section = fields(node, path: "limits", known: ["maxConnections", "connectTries", "endpointBackoff"])
         else { return limits }
-        if let node = section["maxConnections"], let value = integer(node, path: "limits.maxConnections", in: 1...Int.max) {
+        if let node = section["maxConnections"],
+            let value = integer(node, path: "limits.maxConnections", in: 1...Int.max)
+        {
             limits.maxConnections = value
         }
         if let node = section["connectTries"], let value = integer(node, path: "limits.connectTries", in: 1...16) {

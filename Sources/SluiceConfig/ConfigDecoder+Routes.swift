@@ -45,7 +45,8 @@ extension ConfigDecoder {
             let algorithm = entry["algorithm"].map { self.algorithm($0, path: "\(path).algorithm") } ?? .roundrobin
             let endpoints = entry["endpoints"].map { self.endpoints($0, path: "\(path).endpoints") } ?? []
             if let name {
-                table.entries.append(ServiceEntry(name: name, algorithm: algorithm ?? .roundrobin, endpoints: endpoints))
+                table.entries.append(
+                    ServiceEntry(name: name, algorithm: algorithm ?? .roundrobin, endpoints: endpoints))
             }
         }
         return table
@@ -70,13 +71,16 @@ extension ConfigDecoder {
             let address = required(entry, "address").flatMap { self.address($0, path: "\(path).address") }
             if let address, let addressNode = entry["address"] {
                 if let first = firstIndexByAddress[address] {
-                    report("\(path).address", at: addressNode, "address \(address) is already used by listeners[\(first)]")
+                    report(
+                        "\(path).address", at: addressNode, "address \(address) is already used by listeners[\(first)]")
                 } else {
                     firstIndexByAddress[address] = index
                 }
             }
             let proto = entry["protocol"].map { self.listenerProtocol($0, path: "\(path).protocol") } ?? .tcp
-            let service = required(entry, "service").flatMap { self.serviceReference($0, path: "\(path).service", in: services) }
+            let service = required(entry, "service").flatMap {
+                self.serviceReference($0, path: "\(path).service", in: services)
+            }
             // A name that was given but is invalid was reported; an absent one gets a default.
             if case .some(.none) = givenName { continue }
             guard let address, let proto, let service else { continue }

@@ -17,7 +17,9 @@ struct ConfigDecoder {
     /// The diagnostics by position (line, then column), keeping discovery order among equals.
     func sortedDiagnostics() -> [Diagnostic] {
         diagnostics.enumerated()
-            .sorted { ($0.element.line, $0.element.column, $0.offset) < ($1.element.line, $1.element.column, $1.offset) }
+            .sorted {
+                ($0.element.line, $0.element.column, $0.offset) < ($1.element.line, $1.element.column, $1.offset)
+            }
             .map(\.element)
     }
 

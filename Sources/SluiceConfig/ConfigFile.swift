@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Reads a configuration file whole, reporting failures in the operating system's words.
@@ -14,6 +14,8 @@ enum ConfigFile {
         case system(operation: String, errno: Int32)
         /// The bytes are not UTF-8.
         case notUTF8
+        /// Larger than any configuration file should be (`/dev/zero` given by mistake).
+        case tooLarge
 
         var description: String {
             switch self {
@@ -21,9 +23,13 @@ enum ConfigFile {
                 return "cannot \(operation) the file: \(String(cString: strerror(code)))"
             case .notUTF8:
                 return "the file is not valid UTF-8 text"
+            case .tooLarge:
+                return "the file is larger than \(ConfigFile.maximumBytes >> 20) MiB"
             }
         }
     }
+
+    static let maximumBytes = 16 << 20
 
     /// The contents of `path` as text. Blocks; retries reads interrupted by a signal (a SIGHUP
     /// arriving while the previous one is handled must not fail the reload).
@@ -48,6 +54,7 @@ enum ConfigFile {
             }
             if count == 0 { break }
             bytes.append(contentsOf: chunk[0..<count])
+            guard bytes.count <= maximumBytes else { return .failure(.tooLarge) }
         }
         guard let text = String(validating: bytes, as: UTF8.self) else { return .failure(.notUTF8) }
         return .success(text)

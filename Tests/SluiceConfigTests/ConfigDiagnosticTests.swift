@@ -38,9 +38,18 @@ import Testing
     }
 
     @Test func wrongTypes() {
-        #expect(diagnostics(minimal(appending: "workers: two")) == ["t.yaml:8:10: workers: expected an integer, found 'two'"])
-        #expect(diagnostics(minimal(appending: "workers: [2]")) == ["t.yaml:8:10: workers: expected an integer, found a sequence"])
-        #expect(diagnostics(minimal(appending: "timeouts: [5s]")) == ["t.yaml:8:11: timeouts: expected a mapping, found a sequence"])
+        #expect(
+            diagnostics(minimal(appending: "workers: two")) == [
+                "t.yaml:8:10: workers: expected an integer, found 'two'"
+            ])
+        #expect(
+            diagnostics(minimal(appending: "workers: [2]")) == [
+                "t.yaml:8:10: workers: expected an integer, found a sequence"
+            ])
+        #expect(
+            diagnostics(minimal(appending: "timeouts: [5s]")) == [
+                "t.yaml:8:11: timeouts: expected a mapping, found a sequence"
+            ])
         #expect(diagnostics(minimal(appending: "limits:")) == ["t.yaml:8:8: limits: expected a mapping, found nothing"])
         #expect(
             diagnostics(minimal(appending: "tuning:\n  splice: yes")) == [
@@ -71,7 +80,9 @@ import Testing
         #expect(diagnostics("- a\n- b\n") == ["t.yaml:1:1: document: expected a mapping, found a sequence"])
         #expect(diagnostics("just text\n") == ["t.yaml:1:1: document: expected a mapping, found 'just text'"])
         #expect(
-            diagnostics("listeners: {web: 1}\nservices: []\n") == ["t.yaml:1:12: listeners: expected a sequence, found a mapping"]
+            diagnostics("listeners: {web: 1}\nservices: []\n") == [
+                "t.yaml:1:12: listeners: expected a sequence, found a mapping"
+            ]
         )
         #expect(
             diagnostics("listeners:\n  - 127.0.0.1:8080\nservices: []\n") == [
@@ -223,7 +234,9 @@ import Testing
         ]
         for (text, reason) in cases {
             #expect(
-                diagnostics(minimal(appending: "timeouts:\n  drain: \(text)")) == ["t.yaml:9:10: timeouts.drain: \(reason)"]
+                diagnostics(minimal(appending: "timeouts:\n  drain: \(text)")) == [
+                    "t.yaml:9:10: timeouts.drain: \(reason)"
+                ]
             )
         }
         #expect(
@@ -268,7 +281,10 @@ import Testing
                 "t.yaml:8:10: workers: must be from 1 to 256"
             ]
         )
-        #expect(diagnostics(minimal(appending: "workers: 0x10")) == ["t.yaml:8:10: workers: expected an integer, found '0x10'"])
+        #expect(
+            diagnostics(minimal(appending: "workers: 0x10")) == [
+                "t.yaml:8:10: workers: expected an integer, found '0x10'"
+            ])
         #expect(
             diagnostics(minimal(appending: "limits:\n  maxConnections: 0")) == [
                 "t.yaml:9:19: limits.maxConnections: must be at least 1"
@@ -330,7 +346,8 @@ import Testing
             #expect(error.description == expected.joined(separator: "\n"))
             #expect(
                 error.diagnostics[0]
-                    == Diagnostic(file: "t.yaml", line: 1, column: 10, field: "workers", reason: "must be from 1 to 256")
+                    == Diagnostic(
+                        file: "t.yaml", line: 1, column: 10, field: "workers", reason: "must be from 1 to 256")
             )
         }
     }

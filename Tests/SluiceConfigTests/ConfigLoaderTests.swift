@@ -118,20 +118,22 @@ import Testing
         #expect(snapshot.endpoints.isEmpty)
     }
 
-    @Test(arguments: [
-        ("1", 1), ("250", 250), ("250ms", 250), ("5s", 5_000), ("2m", 120_000), ("1h", 3_600_000),
-        ("8760h", 31_536_000_000),
-    ] as [(String, Int64)])
+    @Test(
+        arguments: [
+            ("1", 1), ("250", 250), ("250ms", 250), ("5s", 5_000), ("2m", 120_000), ("1h", 3_600_000),
+            ("8760h", 31_536_000_000),
+        ] as [(String, Int64)])
     func durationForms(text: String, millis: Int64) throws {
         let yaml = minimal(appending: "timeouts:\n  connect: \(text)")
         let snapshot = try ConfigLoader.parse(yaml: yaml, file: "t.yaml", generation: 1).snapshot
         #expect(snapshot.timeouts.connectMillis == millis)
     }
 
-    @Test(arguments: [
-        ("4096", 4096), ("64k", 65_536), ("64K", 65_536), ("1m", 1_048_576), ("1M", 1_048_576),
-        ("256m", 268_435_456), ("\"8k\"", 8192),
-    ] as [(String, Int)])
+    @Test(
+        arguments: [
+            ("4096", 4096), ("64k", 65_536), ("64K", 65_536), ("1m", 1_048_576), ("1M", 1_048_576),
+            ("256m", 268_435_456), ("\"8k\"", 8192),
+        ] as [(String, Int)])
     func sizeForms(text: String, bytes: Int) throws {
         let yaml = minimal(appending: "tuning:\n  pipeSize: \(text)")
         let snapshot = try ConfigLoader.parse(yaml: yaml, file: "t.yaml", generation: 1).snapshot

@@ -2,9 +2,9 @@ import SluiceConfig
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// YAML that does not parse, and files that cannot be read: one diagnostic each.
@@ -69,6 +69,10 @@ import Darwin
 
     @Test func directoryInsteadOfFile() {
         #expect(loadErrors("/tmp") == ["/tmp:0:0: file: cannot read the file: Is a directory"])
+    }
+
+    @Test func endlessFile() {
+        #expect(loadErrors("/dev/zero") == ["/dev/zero:0:0: file: the file is larger than 16 MiB"])
     }
 
     @Test func binaryFile() throws {

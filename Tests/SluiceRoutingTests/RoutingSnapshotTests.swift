@@ -7,7 +7,10 @@ import Testing
         let b = try SocketAddress.parse("[::1]:81").get()
         return RoutingSnapshot(
             generation: 4,
-            listeners: [Listener(name: "web", address: try SocketAddress.parse("0.0.0.0:8080").get(), protocol: .tcp, service: 1)],
+            listeners: [
+                Listener(
+                    name: "web", address: try SocketAddress.parse("0.0.0.0:8080").get(), protocol: .tcp, service: 1)
+            ],
             services: [
                 Service(name: "empty", algorithm: .leastconn, endpoints: 0..<0),
                 Service(name: "app", algorithm: .roundrobin, endpoints: 0..<2),

@@ -87,7 +87,9 @@ import Testing
     }
 
     @Test func portZeroOnlyWhenAllowed() {
-        #expect(SocketAddress.parse("127.0.0.1:0", allowPortZero: true) == .success(SocketAddress(ip: .v4(0x7F00_0001), port: 0)))
+        #expect(
+            SocketAddress.parse("127.0.0.1:0", allowPortZero: true)
+                == .success(SocketAddress(ip: .v4(0x7F00_0001), port: 0)))
         #expect(SocketAddress.parse("[::1]:0") == .failure(.badPort))
         #expect(SocketAddress.parse("[::1]:65536", allowPortZero: true) == .failure(.badPort))
     }
