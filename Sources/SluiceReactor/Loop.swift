@@ -108,7 +108,9 @@ final class Loop: @unchecked Sendable {
     func handleMail() {
         for message in mailbox.take() {
             switch message {
-            case .snapshot(let next, let sockets): swap(to: next, sockets: sockets)
+            case .snapshot(let next, let sockets, let applied):
+                swap(to: next, sockets: sockets)
+                applied.countDown()
             case .drain(let deadline): startDrain(deadline: deadline)
             case .report:
                 logger.info("loop \(index): live=\(table.live) pipes_in_use=\(pipes.inUse) pipes_created=\(pipes.created) \(counters.summary)")

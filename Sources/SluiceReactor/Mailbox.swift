@@ -5,8 +5,9 @@ import Synchronization
 /// What the control plane tells a loop.
 enum LoopMessage: Sendable {
     /// Swap in a new routing table. `sockets` holds this loop's listening socket for every
-    /// listener key the loop does not have yet; the loop takes ownership of them.
-    case snapshot(RoutingSnapshot, sockets: [ListenerKey: Int32])
+    /// listener key the loop does not have yet; the loop takes ownership of them. The loop
+    /// counts `applied` down once the table is in force.
+    case snapshot(RoutingSnapshot, sockets: [ListenerKey: Int32], applied: CountdownLatch)
     /// Stop accepting; exit once every connection closed or at `deadline` (monotonic ms).
     case drain(deadline: Int64)
     /// Log this loop's counters.

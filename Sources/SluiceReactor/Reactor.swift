@@ -48,16 +48,21 @@ public final class Reactor {
     /// The snapshot the loops run now (or are about to take).
     public var snapshot: RoutingSnapshot { current }
 
-    /// Binds sockets for the listeners that are new in `next`, then posts it to every loop.
+    /// Binds sockets for the listeners that are new in `next`, posts it to every loop and
+    /// returns once every loop has it in force (removed listeners closed, new ones accepting).
     /// On a bind failure nothing is posted and the error names the listener.
     public func apply(_ next: RoutingSnapshot) throws(ReactorError) {
         let existing = Set(current.listeners.map(\.key))
         let fresh = next.listeners.filter { !existing.contains($0.key) }
         let sockets = try Self.bind(fresh, loops: workers)
+        let applied = CountdownLatch(count: loops.count)
         for (index, loop) in loops.enumerated() {
-            loop.mailbox.post(.snapshot(next, sockets: sockets[index]))
+            loop.mailbox.post(.snapshot(next, sockets: sockets[index], applied: applied))
         }
         current = next
+        if !applied.wait(timeoutMillis: 10_000) {
+            throw ReactorError(reason: "generation \(next.generation) posted, but a loop has not taken it after 10 s")
+        }
     }
 
     /// Stops accepting on every loop; each exits when its connections are closed or at the
