@@ -30,7 +30,10 @@ extension Loop {
                 let copy = toUp ? c.pointee.toUp.copyMode : c.pointee.toDown.copyMode
                 let outcome: FlowState.Outcome
                 do {
-                    outcome = copy ? try copyIn(c, toUp: toUp, from: src, room: room) : try spliceIn(c, toUp: toUp, from: src, room: room)
+                    outcome =
+                        copy
+                        ? try copyIn(c, toUp: toUp, from: src, room: room)
+                        : try spliceIn(c, toUp: toUp, from: src, room: room)
                 } catch let error {
                     if error == .invalid || error == .notSupported, !copy {
                         // This pair cannot splice: copy for the rest of the connection.
@@ -39,13 +42,20 @@ extension Loop {
                     }
                     return false
                 }
-                if toUp { c.pointee.toUp.didRead(outcome, requested: room) } else { c.pointee.toDown.didRead(outcome, requested: room) }
+                if toUp {
+                    c.pointee.toUp.didRead(outcome, requested: room)
+                } else {
+                    c.pointee.toDown.didRead(outcome, requested: room)
+                }
                 if case .bytes = outcome { c.pointee.lastActivity = now }
             case .write(let count):
                 let copy = toUp ? c.pointee.toUp.copyMode : c.pointee.toDown.copyMode
                 let outcome: FlowState.Outcome
                 do {
-                    outcome = copy ? try copyOut(c, toUp: toUp, to: dst, count: count) : try spliceOut(c, toUp: toUp, to: dst, count: count)
+                    outcome =
+                        copy
+                        ? try copyOut(c, toUp: toUp, to: dst, count: count)
+                        : try spliceOut(c, toUp: toUp, to: dst, count: count)
                 } catch {
                     return false
                 }
@@ -66,7 +76,9 @@ extension Loop {
     }
 
     @inline(__always)
-    func spliceIn(_ c: UnsafeMutablePointer<Connection>, toUp: Bool, from src: Int32, room: Int32) throws(Errno) -> FlowState.Outcome {
+    func spliceIn(_ c: UnsafeMutablePointer<Connection>, toUp: Bool, from src: Int32, room: Int32) throws(Errno)
+        -> FlowState.Outcome
+    {
         var pipe = toUp ? c.pointee.toUpPipe : c.pointee.toDownPipe
         if pipe.isNone {
             pipe = try pipes.acquire()
@@ -80,7 +92,9 @@ extension Loop {
     }
 
     @inline(__always)
-    func spliceOut(_ c: UnsafeMutablePointer<Connection>, toUp: Bool, to dst: Int32, count: Int32) throws(Errno) -> FlowState.Outcome {
+    func spliceOut(_ c: UnsafeMutablePointer<Connection>, toUp: Bool, to dst: Int32, count: Int32) throws(Errno)
+        -> FlowState.Outcome
+    {
         let pipe = toUp ? c.pointee.toUpPipe : c.pointee.toDownPipe
         switch try IO.splice(from: pipe.readFD, to: dst, count: Int(count)) {
         case .wouldBlock: return .wouldBlock
@@ -89,7 +103,9 @@ extension Loop {
     }
 
     @inline(__always)
-    func copyIn(_ c: UnsafeMutablePointer<Connection>, toUp: Bool, from src: Int32, room: Int32) throws(Errno) -> FlowState.Outcome {
+    func copyIn(_ c: UnsafeMutablePointer<Connection>, toUp: Bool, from src: Int32, room: Int32) throws(Errno)
+        -> FlowState.Outcome
+    {
         var buffer = toUp ? c.pointee.toUpBuffer : c.pointee.toDownBuffer
         if buffer < 0 {
             buffer = buffers.acquire()
@@ -104,7 +120,9 @@ extension Loop {
     }
 
     @inline(__always)
-    func copyOut(_ c: UnsafeMutablePointer<Connection>, toUp: Bool, to dst: Int32, count: Int32) throws(Errno) -> FlowState.Outcome {
+    func copyOut(_ c: UnsafeMutablePointer<Connection>, toUp: Bool, to dst: Int32, count: Int32) throws(Errno)
+        -> FlowState.Outcome
+    {
         let buffer = toUp ? c.pointee.toUpBuffer : c.pointee.toDownBuffer
         let offset = toUp ? c.pointee.toUp.offset : c.pointee.toDown.offset
         switch try IO.write(dst, from: buffers.base(buffer) + Int(offset), count: Int(count)) {

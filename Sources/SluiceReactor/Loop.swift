@@ -62,7 +62,9 @@ final class Loop: @unchecked Sendable {
         picker = EndpointPicker(snapshot: snapshot, seed: Self.seed(index))
         connectionLimit = Self.share(of: snapshot.limits.maxConnections, workers: workers)
         expired.reserveCapacity(Self.tableCapacity)
-        try epoll.add(mailbox.wake.fd, events: Epoll.readable | Epoll.edgeTriggeredAll, data: EventToken(kind: .mailbox, index: 0, generation: 0).raw)
+        try epoll.add(
+            mailbox.wake.fd, events: Epoll.readable | Epoll.edgeTriggeredAll,
+            data: EventToken(kind: .mailbox, index: 0, generation: 0).raw)
     }
 
     static func share(of total: Int, workers: Int) -> Int {
@@ -113,7 +115,9 @@ final class Loop: @unchecked Sendable {
                 applied.countDown()
             case .drain(let deadline): startDrain(deadline: deadline)
             case .report:
-                logger.info("loop \(index): live=\(table.live) pipes_in_use=\(pipes.inUse) pipes_created=\(pipes.created) \(counters.summary)")
+                logger.info(
+                    "loop \(index): live=\(table.live) pipes_in_use=\(pipes.inUse) pipes_created=\(pipes.created) \(counters.summary)"
+                )
             }
         }
     }
@@ -155,7 +159,9 @@ final class Loop: @unchecked Sendable {
         for i in listeners.indices where !listeners[i].enabled {
             do {
                 // Level-triggered: a loop that stops accepting part-way is woken again.
-                try epoll.add(listeners[i].fd, events: Epoll.readable, data: EventToken(kind: .listener, index: Int32(i), generation: 0).raw)
+                try epoll.add(
+                    listeners[i].fd, events: Epoll.readable,
+                    data: EventToken(kind: .listener, index: Int32(i), generation: 0).raw)
                 listeners[i].enabled = true
             } catch {
                 logger.error("cannot watch listener \(listeners[i].key.address): \(error)")
@@ -245,7 +251,9 @@ final class Loop: @unchecked Sendable {
         c.pointee.lastActivity = now
         Socket.setNoDelay(accepted.fd)
         do {
-            try epoll.add(accepted.fd, events: Epoll.edgeTriggeredAll, data: EventToken(kind: .downstream, index: slot, generation: c.pointee.generation).raw)
+            try epoll.add(
+                accepted.fd, events: Epoll.edgeTriggeredAll,
+                data: EventToken(kind: .downstream, index: slot, generation: c.pointee.generation).raw)
         } catch {
             close(slot, abort: true)
             return
@@ -294,7 +302,9 @@ final class Loop: @unchecked Sendable {
         Socket.setNoDelay(fd)
         c.pointee.upFD = fd
         do {
-            try epoll.add(fd, events: Epoll.edgeTriggeredAll, data: EventToken(kind: .upstream, index: slot, generation: c.pointee.generation).raw)
+            try epoll.add(
+                fd, events: Epoll.edgeTriggeredAll,
+                data: EventToken(kind: .upstream, index: slot, generation: c.pointee.generation).raw)
         } catch {
             close(slot, abort: true)
             return
@@ -362,7 +372,9 @@ final class Loop: @unchecked Sendable {
         let slot = token.index
         let c = table.pointer(slot)
         guard c.pointee.generation == token.generation, c.pointee.state != .free else { return }
-        if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 { c.pointee.toUp.srcReadable = true }
+        if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
+            c.pointee.toUp.srcReadable = true
+        }
         if mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 { c.pointee.toDown.dstWritable = true }
         switch c.pointee.state {
         case .tunnel:
@@ -390,7 +402,9 @@ final class Loop: @unchecked Sendable {
                 connectFailed(slot, timedOut: false)
             }
         case .tunnel:
-            if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 { c.pointee.toDown.srcReadable = true }
+            if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
+                c.pointee.toDown.srcReadable = true
+            }
             if mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 { c.pointee.toUp.dstWritable = true }
             pump(slot)
         case .free:

@@ -93,7 +93,8 @@ public final class Reactor {
                     sockets[index][listener.key] = try Socket.listen(on: address)
                 } catch {
                     for table in sockets { for fd in table.values { Syscall.close(fd) } }
-                    throw ReactorError(reason: "listener '\(listener.name)': cannot listen on \(listener.address): \(error)")
+                    throw ReactorError(
+                        reason: "listener '\(listener.name)': cannot listen on \(listener.address): \(error)")
                 }
             }
         }

@@ -44,7 +44,9 @@ public final class RoutingSnapshot: Sendable {
         lines.append("generation \(generation)")
         lines.append("listeners:")
         for listener in listeners {
-            lines.append("  \(listener.name)  \(listener.protocol.rawValue)  \(listener.address) -> \(services[listener.service].name)")
+            lines.append(
+                "  \(listener.name)  \(listener.protocol.rawValue)  \(listener.address) -> \(services[listener.service].name)"
+            )
         }
         lines.append("services:")
         for service in services {

@@ -35,7 +35,9 @@ public final class CountdownLatch: @unchecked Sendable {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         let total = Int64(now.tv_nsec) + (timeoutMillis % 1000) * 1_000_000
-        var deadline = timespec(tv_sec: now.tv_sec + Int(timeoutMillis / 1000) + Int(total / 1_000_000_000), tv_nsec: Int(total % 1_000_000_000))
+        var deadline = timespec(
+            tv_sec: now.tv_sec + Int(timeoutMillis / 1000) + Int(total / 1_000_000_000),
+            tv_nsec: Int(total % 1_000_000_000))
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         while remaining > 0 {

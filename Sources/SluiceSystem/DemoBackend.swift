@@ -23,7 +23,8 @@ public final class DemoBackend: Sendable {
     private func serve() {
         let body = "hello from \(name)\n"
         let response = Array(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)".utf8)
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+                .utf8)
         var pollfd = Glibc.pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         var request = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -37,7 +38,9 @@ public final class DemoBackend: Sendable {
                 let n = request.withUnsafeMutableBytes { read(client, $0.baseAddress! + seen, $0.count - seen) }
                 if n <= 0 { break }
                 seen += n
-                if request[0..<seen].windows(ofCount: 4).contains(where: { $0.elementsEqual([13, 10, 13, 10]) }) { break }
+                if request[0..<seen].windows(ofCount: 4).contains(where: { $0.elementsEqual([13, 10, 13, 10]) }) {
+                    break
+                }
             }
             _ = response.withUnsafeBytes { sluice_send(client, $0.baseAddress, $0.count) }
             Syscall.close(client)

@@ -5,7 +5,9 @@ import CShims
 /// a trap for EBADF/EFAULT. A read of `.done(0)` is end of stream.
 public enum IO {
     @inline(__always)
-    public static func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) throws(Errno) -> IOResult<Int> {
+    public static func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) throws(Errno) -> IOResult<
+        Int
+    > {
         try Syscall.run("read") { sluice_read(fd, buffer, count) }
     }
 
@@ -18,7 +20,9 @@ public enum IO {
     /// splice(2) between a socket and a pipe, non-blocking. EINVAL and ENOSYS mean "this pair
     /// cannot splice": callers fall back to copying for that connection.
     @inline(__always)
-    public static func splice(from source: Int32, to destination: Int32, count: Int, more: Bool = false) throws(Errno) -> IOResult<Int> {
+    public static func splice(from source: Int32, to destination: Int32, count: Int, more: Bool = false) throws(Errno)
+        -> IOResult<Int>
+    {
         try Syscall.run("splice") { sluice_splice(source, destination, count, more ? 1 : 0) }
     }
 }

@@ -68,8 +68,10 @@ public struct SystemAddress: Sendable, Equatable {
             let sin6 = withUnsafeBytes(of: &copy) { $0.load(as: sockaddr_in6.self) }
             var addr = sin6.sin6_addr
             let (hi, lo) = withUnsafeBytes(of: &addr) {
-                (UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
-                 UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+                (
+                    UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                    UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+                )
             }
             self.init(ip: .v6(hi, lo), port: UInt16(bigEndian: sin6.sin6_port))
         default:

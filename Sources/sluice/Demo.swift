@@ -7,7 +7,8 @@ import SluiceSystem
 /// `sluice demo`: three local backends that name themselves, one TCP listener balancing them
 /// round-robin, a few requests through it to show the rotation, then serving until Ctrl-C.
 struct Demo: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run an embedded demo: a listener balancing three local backends.")
+    static let configuration = CommandConfiguration(
+        abstract: "Run an embedded demo: a listener balancing three local backends.")
 
     @Option(help: "The port the demo listener binds on 127.0.0.1.")
     var port: UInt16 = 8080

@@ -67,7 +67,8 @@ struct Run: ParsableCommand {
 }
 
 struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Validate a configuration file and print its routing table.")
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a configuration file and print its routing table.")
 
     @Option(name: .shortAndLong, help: "The YAML configuration file.")
     var config: String

@@ -28,7 +28,9 @@ import Testing
             #expect(decoded.index == 0x2ABC_DEF1)
             #expect(decoded.generation == 0xFFFF_FFFE)
         }
-        #expect(EventToken(kind: .upstream, index: 5, generation: 1) != EventToken(kind: .upstream, index: 5, generation: 2))
+        #expect(
+            EventToken(kind: .upstream, index: 5, generation: 1) != EventToken(kind: .upstream, index: 5, generation: 2)
+        )
     }
 
     @Test func connectionSlotStaysSmall() {

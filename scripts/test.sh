@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: format lint, unit tests, then loopback integration tests that run
+# the real binary against real sockets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+echo "== swift format lint"
+swift format lint --strict -r Package.swift Sources Tests
+
+echo "== build"
+swift build --build-tests
+
+echo "== unit tests"
+swift test --skip-build
+
+echo "== loopback integration tests"
+SLUICE_BIN="$PWD/.build/debug/sluice" python3 -m pytest -q Tests/Integration
