@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import (PROXY_KIND, connect, listening_ports, make_config, new_listener,
+from conftest import (PROXY_KIND, connect, fd_count, listening_ports, make_config, new_listener,
                       parse_addr, recv_exact, recv_line)
 
 
@@ -129,3 +129,41 @@ def test_ipv6_loopback(backends, proxy_factory, clients):
     s = clients.connect(p.addr())
     assert recv_line(s) == b"a6"
     roundtrip(s, b"over ipv6\n" * 1000)
+
+
+def test_leastconn_picks_least_loaded(three, proxy_factory, clients):
+    cfg = make_config({"web": new_listener()}, {"web": [three[n].addr for n in "abc"]},
+                      algorithm="leastconn")
+    p = proxy_factory(cfg, workers=1)
+    held = {}
+    for _ in range(3):
+        s = clients.connect(p.addr())
+        held.setdefault(recv_line(s).decode(), []).append(s)
+    assert sorted(held) == ["a", "b", "c"], f"3 held connections spread as {held.keys()}"
+    for victim in ("b", "a", "c"):
+        before = fd_count(p.pid)
+        s = held[victim].pop()
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(1) == b""
+        s.close()
+        # the proxy counts the connection until it closes both of its sockets
+        deadline = time.monotonic() + 5
+        while fd_count(p.pid) > before - 2:
+            assert time.monotonic() < deadline, "proxy kept the closed connection's sockets"
+            time.sleep(0.01)  # bounded poll: no other outside sign of the close
+        s = clients.connect(p.addr())
+        got = recv_line(s).decode()
+        assert got == victim, f"leastconn chose {got}, but only {victim} had no connection"
+        held[got].append(s)
+
+
+def test_source_hash_is_sticky(three, proxy_factory, clients):
+    cfg = make_config({"web": new_listener()}, {"web": [three[n].addr for n in "abc"]},
+                      algorithm="source")
+    p = proxy_factory(cfg, workers=1)
+    names = []
+    for _ in range(12):
+        s = clients.connect(p.addr())
+        names.append(recv_line(s).decode())
+        s.close()
+    assert len(set(names)) == 1, f"one client address went to several endpoints: {names}"

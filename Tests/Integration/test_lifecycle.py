@@ -1,7 +1,10 @@
 """Graceful stop (drain) and the idle tunnel timeout."""
 
+import signal
 import socket
 import time
+
+import pytest
 
 from conftest import connect, make_config, new_listener, recv_exact, recv_line
 
@@ -111,3 +114,16 @@ def test_active_tunnel_is_not_closed(backends, proxy_factory, clients):
         i += 1
         time.sleep(0.25)  # traffic pattern, not synchronisation
     roundtrip(s, b"still alive\n")
+
+
+@pytest.mark.sluice_only
+def test_sigint_stops_like_sigterm(backends, proxy_factory):
+    a = backends.add("a")
+    cfg = make_config({"web": new_listener()}, {"web": [a.addr]}, timeouts={"drain": "5s"})
+    p = proxy_factory(cfg)
+    t0 = time.monotonic()
+    p.proc.send_signal(signal.SIGINT)
+    rc = p.wait_exit(4.0)
+    assert rc == 0, f"exit status {rc} ({time.monotonic() - t0:.2f}s after SIGINT, idle)"
+    with pytest.raises(ConnectionRefusedError):
+        connect(p.addr(), timeout=2).close()
