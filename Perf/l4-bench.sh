@@ -176,7 +176,9 @@ haproxy_cfg() { # haproxy_cfg FILE PIPESIZE|""
     {
         echo "global"
         echo "    nbthread 1"
-        echo "    maxconn $((IDLE_CONNS + 500))"
+        # fds: 2 per connection + 2 per pipe must stay under the 20000 open-files limit
+        echo "    maxconn $((IDLE_CONNS + 300))"
+        echo "    maxpipes 256"
         [ -n "$2" ] && echo "    tune.pipesize $2"
         echo "defaults"
         echo "    mode tcp"
@@ -265,8 +267,14 @@ start_proxy() { # start_proxy MODE -> sets PROXY_PID; returns 1 on failure
         ;;
     *) die "unknown mode $mode" ;;
     esac
+    for i in $(seq 200); do
+        kill -0 "$PROXY_PID" 2>/dev/null || break
+        (exec 3<>"/dev/tcp/127.0.0.1/$P_IDLE") 2>/dev/null && break
+        sleep 0.05
+    done
     for p in "$P_IPERF" "$P_HTTP" "$P_IDLE"; do
-        wait_port "$p" 10 || { log "$mode is not listening on :$p (see $RUN_DIR/$mode.log)"; return 1; }
+        kill -0 "$PROXY_PID" 2>/dev/null || { log "$mode exited: $(tail -2 "$RUN_DIR/$mode.log" | tr '\n' ' ')"; return 1; }
+        wait_port "$p" 5 || { log "$mode is not listening on :$p (see $RUN_DIR/$mode.log)"; return 1; }
     done
     kill -0 "$PROXY_PID" 2>/dev/null || { log "$mode exited (see $RUN_DIR/$mode.log)"; return 1; }
 }
