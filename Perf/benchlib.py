@@ -237,6 +237,75 @@ def idle_client(port, n, count_file, ready_file, batch):
         s.close()
 
 
+# ---------------------------------------------------------------- noise monitor
+def scan_procs():
+    """{pid: (ppid, comm, cpu_seconds)} for every process."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        i = data.rindex(")")
+        comm = data[data.index("(") + 1 : i]
+        fields = data[i + 2 :].split()
+        out[int(d)] = (int(fields[1]), comm, (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    return out
+
+
+def monitor(root_pid, out_file, interval):
+    """Every INTERVAL s, add up the CPU time used by processes that are not descendants of
+    ROOT_PID (nor this monitor). Writes "TOTAL_SECONDS comm:secs,..." to OUT_FILE.
+    Processes that live less than one interval are missed, so this is a lower bound."""
+    me = os.getpid()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    seen = {}  # pid -> last cpu seconds (foreign processes only)
+    total = 0.0
+    by_comm = {}
+    first = True
+    while True:
+        procs = scan_procs()
+        for pid, (ppid, comm, cpu) in procs.items():
+            p, ours, hops = pid, False, 0
+            while p > 1 and hops < 64:
+                if p in (root_pid, me):
+                    ours = True
+                    break
+                p = procs.get(p, (0,))[0]
+                hops += 1
+            if ours:
+                continue
+            prev = seen.get(pid)
+            # a process born after the first scan counts from 0
+            delta = cpu - (prev if prev is not None else (cpu if first else 0.0))
+            seen[pid] = cpu
+            if delta > 0:
+                total += delta
+                by_comm[comm] = by_comm.get(comm, 0.0) + delta
+        for pid in list(seen):
+            if pid not in procs:
+                del seen[pid]
+        first = False
+        tops = sorted(by_comm.items(), key=lambda kv: -kv[1])[:4]
+        tmp = out_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{total:.2f} " + ",".join(f"{c.replace(' ', '_')}:{v:.1f}" for c, v in tops) + "\n")
+        os.replace(tmp, out_file)
+        time.sleep(interval)
+
+
+def noise_read(path):
+    try:
+        with open(path) as f:
+            parts = f.read().split()
+        return float(parts[0]), (parts[1] if len(parts) > 1 else "")
+    except (OSError, ValueError, IndexError):
+        return 0.0, ""
+
+
 # ---------------------------------------------------------------- report
 MODES = [
     ("direct", "direct"),
@@ -290,6 +359,9 @@ def derived(r, mode):
         out["short_sys"] = s / n * 1e5
         out["short_cpu"] = (u + s) / n * 1e5
         out["short_us_per_conn"] = (u + s) / n * 1e6
+    nc, nw = num(r, f"{mode}.noise.cpu"), num(r, f"{mode}.noise.wall")
+    if nc is not None and nw:
+        out["noise_pct"] = 100.0 * nc / nw
     b, a = num(r, f"{mode}.idle.rss_before"), num(r, f"{mode}.idle.rss_after")
     cnt = num(r, f"{mode}.idle.connections")
     if b is not None and a is not None and cnt:
@@ -318,7 +390,11 @@ ROWS = [
     ("idle_before", "idle: proxy RSS before (KiB)", "{:.0f}", "down"),
     ("idle_after", "idle: proxy RSS with idle conns (KiB)", "{:.0f}", "down"),
     ("idle_per_conn", "idle: RSS bytes per idle connection", "{:.0f}", "down"),
+    ("noise_pct", "other processes' CPU during the column (% of one CPU)", "{:.0f}", "down"),
 ]
+
+
+NOISE_WARN_PCT = 10.0
 
 
 def fmt(v, f):
@@ -374,6 +450,16 @@ def report(results):
                     f"- {label}: only {r[m + '.idle.connections']} of "
                     f"{r[m + '.idle.requested']} idle connections stayed open"
                 )
+    noisy = [
+        f"{label} {d[m]['noise_pct']:.0f}%"
+        for m, label in MODES
+        if d[m].get("noise_pct") is not None and d[m]["noise_pct"] >= NOISE_WARN_PCT
+    ]
+    if noisy:
+        notes.append(
+            "- NOISY: other processes used CPU during: " + ", ".join(noisy)
+            + f" (top: {r.get('meta.noise_top', '?')}); compare those columns with care, or rerun"
+        )
     if notes:
         lines.append("Notes:")
         lines.extend(notes)
@@ -417,6 +503,15 @@ def main():
             print(read_count(a[1]))
             sys.exit(1)
         print(c)
+    elif cmd == "monitor":
+        monitor(int(a[1]), a[2], float(a[3]) if len(a) > 3 else 0.5)
+    elif cmd == "noise-begin":  # noise-begin MONITOR_FILE -> prints the current total
+        print(f"{noise_read(a[1])[0]:.2f} {time.monotonic():.2f}")
+    elif cmd == "noise-end":  # noise-end RESULTS MODE MONITOR_FILE "BEGIN"
+        t0, w0 = (float(x) for x in a[4].split())
+        t1, _ = noise_read(a[3])
+        put(a[1], f"{a[2]}.noise.cpu", f"{max(t1 - t0, 0):.2f}")
+        put(a[1], f"{a[2]}.noise.wall", f"{time.monotonic() - w0:.2f}")
     elif cmd == "report":
         report(a[1])
     else:

@@ -114,11 +114,14 @@ put meta.iperf3 "$(iperf3 --version 2>&1 | head -1)"
 put meta.wrk "$(wrk -v 2>&1 | head -1)"
 put meta.kernel "$(uname -r)"
 put meta.swift "$( (swift --version 2>&1 || echo 'swift not found') | grep -m1 -i 'swift' || echo '?')"
-if [ -x "$SLUICE_BIN" ]; then
-    put meta.sluice "$SLUICE_BIN ($(stat -c %y "$SLUICE_BIN" | cut -d. -f1), sha256 $(sha256sum "$SLUICE_BIN" | cut -c1-12))"
-else
-    put meta.sluice "not found at $SLUICE_BIN"
-fi
+sluice_meta() {
+    if [ -x "$SLUICE_BIN" ]; then
+        put meta.sluice "$SLUICE_BIN ($(stat -c %y "$SLUICE_BIN" | cut -d. -f1), sha256 $(sha256sum "$SLUICE_BIN" | cut -c1-12))"
+    else
+        put meta.sluice "not found at $SLUICE_BIN"
+    fi
+}
+sluice_meta
 
 # ------------------------------------------------------------------ origins (CPU LOAD_CPU)
 wait_port() { # wait_port PORT SECONDS
@@ -342,6 +345,7 @@ run_mode() { # run_mode MODE
             put sluice.status "SKIP sluice: binary not found ($SLUICE_BIN)"
             return 0
         fi
+        [ "$mode" = sluice ] && sluice_meta
         log "starting $mode on CPU $PROXY_CPU"
         if ! start_proxy "$mode"; then
             put "$mode.status" "failed to start (see $RUN_DIR/$mode.log)"
@@ -367,8 +371,19 @@ run_mode() { # run_mode MODE
     fi
 }
 
+# CPU used by processes outside this script's tree (a build, ...), per column
+NOISE="$RUN_DIR/noise.txt"
+start_bg "$RUN_DIR/noise-monitor.log" taskset -c "$LOAD_CPU" "${LIB[@]}" monitor "$$" "$NOISE" 0.5
+NOISE_PID=$BG_PID
+
 T0=$(date +%s)
-for m in $MODES; do run_mode "$m"; done
+for m in $MODES; do
+    nb=$("${LIB[@]}" noise-begin "$NOISE")
+    run_mode "$m"
+    "${LIB[@]}" noise-end "$RESULTS" "$m" "$NOISE" "$nb"
+done
+put meta.noise_top "$(cut -s -d' ' -f2 "$NOISE" 2>/dev/null || true)"
+stop_pid "$NOISE_PID"
 log "measurements done in $(($(date +%s) - T0)) s"
 
 REPORT="$RUN_DIR/report.md"
