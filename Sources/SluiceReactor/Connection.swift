@@ -5,28 +5,24 @@ import SluiceSystem
 ///
 /// State table:
 ///
-/// | state        | upstream            | timer                 | leaves on                         |
-/// | ------------ | ------------------- | --------------------- | --------------------------------- |
-/// | `.free`      | –                   | none                  | accept                            |
-/// | `.connecting`| connect in progress | connect timeout       | writable+SO_ERROR 0 → `.tunnel`;  |
-/// |              |                     |                       | refused/timeout → next endpoint   |
-/// |              |                     |                       | or close                          |
-/// | `.tunnel`    | connected           | tunnel inactivity     | both flows done, an error, idle   |
+/// | `life.state`  | upstream            | timer                 | leaves on                         |
+/// | ------------- | ------------------- | --------------------- | --------------------------------- |
+/// | `.idle` (free)| –                   | none                  | accept                            |
+/// | `.connecting` | connect in progress | connect timeout       | writable+SO_ERROR 0 → `.tunnel`;  |
+/// |               |                     |                       | refused/timeout → next endpoint   |
+/// |               |                     |                       | or close                          |
+/// | `.tunnel`     | connected           | tunnel inactivity     | both flows done, an error, idle   |
+///
+/// The decisions (retry or give up, re-arm or close) are `ConnectionLifecycle`'s; this file
+/// holds the resources.
 ///
 /// Invariants: a slot's `generation` changes when it is freed; descriptors are -1 when not
 /// held; a pipe or buffer is held by a flow only while it has pending bytes (or for the
 /// duration of one pump); `endpoint` is an index into the snapshot of `snapshotGeneration`.
 struct Connection {
-    enum State: UInt8 {
-        case free
-        case connecting
-        case tunnel
-    }
-
     var generation: UInt32 = 0
-    var state: State = .free
-    /// Connect attempts made so far.
-    var tries: UInt8 = 0
+    /// Connecting or tunnel, tries and last activity; `.idle` while the slot is free.
+    var life = ConnectionLifecycle()
     /// Whether `endpoint` is counted in the picker's active connections.
     var counted = false
     var downFD: Int32 = -1
@@ -35,7 +31,6 @@ struct Connection {
     var endpoint: Int32 = -1
     var nextFree: Int32 = -1
     var snapshotGeneration: UInt64 = 0
-    var lastActivity: Int64 = 0
     /// downstream → upstream
     var toUp = FlowState()
     /// upstream → downstream

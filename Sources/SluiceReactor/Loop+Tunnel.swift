@@ -47,7 +47,7 @@ extension Loop {
                 } else {
                     c.pointee.toDown.didRead(outcome, requested: room)
                 }
-                if case .bytes = outcome { c.pointee.lastActivity = now }
+                if case .bytes = outcome { c.pointee.life.activity(now: now) }
             case .write(let count):
                 let copy = toUp ? c.pointee.toUp.copyMode : c.pointee.toDown.copyMode
                 let outcome: FlowState.Outcome
@@ -61,7 +61,7 @@ extension Loop {
                 }
                 if toUp { c.pointee.toUp.didWrite(outcome) } else { c.pointee.toDown.didWrite(outcome) }
                 if case .bytes(let n) = outcome {
-                    c.pointee.lastActivity = now
+                    c.pointee.life.activity(now: now)
                     if toUp { counters.bytesToUpstream &+= Int(n) } else { counters.bytesToDownstream &+= Int(n) }
                 }
             case .shutdown:
@@ -135,18 +135,21 @@ extension Loop {
     /// read can be refused before any byte moved, so the pipe is empty here.
     func fallBackToCopy(_ c: UnsafeMutablePointer<Connection>, toUp: Bool) {
         counters.spliceFallbacks += 1
-        for up in [true, false] {
-            if up {
-                guard !c.pointee.toUp.copyMode, c.pointee.toUp.pending == 0 else { continue }
-                c.pointee.toUp.copyMode = true
-                c.pointee.toUp.capacity = Int32(buffers.bufferSize)
-            } else {
-                guard !c.pointee.toDown.copyMode, c.pointee.toDown.pending == 0 else { continue }
-                c.pointee.toDown.copyMode = true
-                c.pointee.toDown.capacity = Int32(buffers.bufferSize)
-            }
-            releaseResources(c, toUp: up)
+        switchToCopy(c, toUp: true)
+        switchToCopy(c, toUp: false)
+    }
+
+    private func switchToCopy(_ c: UnsafeMutablePointer<Connection>, toUp: Bool) {
+        if toUp {
+            guard !c.pointee.toUp.copyMode, c.pointee.toUp.pending == 0 else { return }
+            c.pointee.toUp.copyMode = true
+            c.pointee.toUp.capacity = Int32(buffers.bufferSize)
+        } else {
+            guard !c.pointee.toDown.copyMode, c.pointee.toDown.pending == 0 else { return }
+            c.pointee.toDown.copyMode = true
+            c.pointee.toDown.capacity = Int32(buffers.bufferSize)
         }
+        releaseResources(c, toUp: toUp)
     }
 
     /// Gives back a direction's pipe or buffer once it holds no bytes.

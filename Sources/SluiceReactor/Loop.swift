@@ -187,7 +187,7 @@ final class Loop: @unchecked Sendable {
     func closeAllForExit() {
         var slot: Int32 = 0
         while slot < table.highWater {
-            if table.slots[Int(slot)].state != .free { close(slot, abort: true) }
+            if table.slots[Int(slot)].life.state != .idle { close(slot, abort: true) }
             slot += 1
         }
         for listener in listeners { Syscall.close(listener.fd) }
@@ -244,11 +244,9 @@ final class Loop: @unchecked Sendable {
         }
         if firstUse { timers.reset(slot) }
         let c = table.pointer(slot)
-        c.pointee.state = .connecting
         c.pointee.downFD = accepted.fd
         c.pointee.service = service
         c.pointee.snapshotGeneration = snapshot.generation
-        c.pointee.lastActivity = now
         Socket.setNoDelay(accepted.fd)
         do {
             try epoll.add(
@@ -265,7 +263,9 @@ final class Loop: @unchecked Sendable {
             return
         }
         c.pointee.endpoint = Int32(endpoint)
-        startConnect(slot)
+        let start = c.pointee.life.start(now: now, connectMillis: snapshot.timeouts.connectMillis)
+        guard case .connect(let deadline) = start else { preconditionFailure("start always connects") }
+        startConnect(slot, deadline: deadline)
         if table.live >= connectionLimit { disableListeners() }
     }
 
@@ -285,11 +285,10 @@ final class Loop: @unchecked Sendable {
 
     // MARK: - Connect
 
-    /// Starts a non-blocking connect to the slot's endpoint; on immediate failure moves on to
-    /// the next endpoint (bounded by `limits.connectTries`).
-    func startConnect(_ slot: Int32) {
+    /// Starts a non-blocking connect to the slot's endpoint, to be done by `deadline`; on
+    /// immediate failure moves on as `connectFailed` decides.
+    func startConnect(_ slot: Int32, deadline: Int64) {
         let c = table.pointer(slot)
-        c.pointee.tries += 1
         let address = Self.systemAddress(snapshot.endpoints[Int(c.pointee.endpoint)].address)
         let fd: Int32
         let connected: Bool
@@ -312,38 +311,42 @@ final class Loop: @unchecked Sendable {
         if connected {
             established(slot)
         } else {
-            timers.schedule(slot, at: now + snapshot.timeouts.connectMillis)
+            timers.schedule(slot, at: deadline)
         }
     }
 
+    /// The connect to the slot's endpoint was refused, reset or timed out: mark the endpoint
+    /// down, then try the next one or close the client, as `ConnectionLifecycle` decides.
     func connectFailed(_ slot: Int32, timedOut: Bool) {
         let c = table.pointer(slot)
         if timedOut { counters.connectTimeouts += 1 } else { counters.connectFailures += 1 }
+        timers.cancel(slot)
         if c.pointee.upFD >= 0 {
             Syscall.close(c.pointee.upFD)
             c.pointee.upFD = -1
         }
         let failed = Int(c.pointee.endpoint)
-        guard c.pointee.snapshotGeneration == snapshot.generation else {
-            // The table changed while connecting: the index means nothing any more.
-            close(slot, abort: false)
-            return
+        // After a reload the index means nothing in the new table: there is no next endpoint.
+        var next: Int? = nil
+        if c.pointee.snapshotGeneration == snapshot.generation {
+            picker.markDown(failed, until: now + snapshot.limits.endpointBackoffMillis)
+            next = picker.next(after: failed, service: Int(c.pointee.service), now: now)
         }
-        picker.markDown(failed, until: now + snapshot.limits.endpointBackoffMillis)
-        guard Int(c.pointee.tries) < snapshot.limits.connectTries,
-            let next = picker.next(after: failed, service: Int(c.pointee.service), now: now)
-        else {
+        let action = c.pointee.life.connectFailed(
+            now: now, maxTries: snapshot.limits.connectTries, hasNextEndpoint: next != nil,
+            connectMillis: snapshot.timeouts.connectMillis)
+        if case .connectNext(let deadline) = action, let next {
+            counters.retries += 1
+            c.pointee.endpoint = Int32(next)
+            startConnect(slot, deadline: deadline)
+        } else {
             close(slot, abort: false)
-            return
         }
-        counters.retries += 1
-        c.pointee.endpoint = Int32(next)
-        startConnect(slot)
     }
 
     func established(_ slot: Int32) {
         let c = table.pointer(slot)
-        c.pointee.state = .tunnel
+        let arm = c.pointee.life.connected(now: now, tunnelMillis: snapshot.timeouts.tunnelMillis)
         if c.pointee.snapshotGeneration == snapshot.generation {
             picker.markUp(Int(c.pointee.endpoint))
             picker.opened(Int(c.pointee.endpoint))
@@ -360,8 +363,7 @@ final class Loop: @unchecked Sendable {
         let capacity = Int32(useSplice ? pipes.grantedSize : buffers.bufferSize)
         c.pointee.toUp.capacity = capacity
         c.pointee.toDown.capacity = capacity
-        c.pointee.lastActivity = now
-        timers.schedule(slot, at: now + snapshot.timeouts.tunnelMillis)
+        if case .arm(let deadline) = arm { timers.schedule(slot, at: deadline) }
         pump(slot)
     }
 
@@ -371,18 +373,18 @@ final class Loop: @unchecked Sendable {
     func onDownstream(_ token: EventToken, _ mask: UInt32) {
         let slot = token.index
         let c = table.pointer(slot)
-        guard c.pointee.generation == token.generation, c.pointee.state != .free else { return }
+        guard c.pointee.generation == token.generation else { return }
         if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
             c.pointee.toUp.srcReadable = true
         }
         if mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 { c.pointee.toDown.dstWritable = true }
-        switch c.pointee.state {
+        switch c.pointee.life.state {
         case .tunnel:
             pump(slot)
         case .connecting:
             // The client vanished while we were connecting: give up now.
             if mask & (Epoll.hangup | Epoll.error) != 0 { close(slot, abort: true) }
-        case .free:
+        case .idle, .closed:
             break
         }
     }
@@ -391,8 +393,8 @@ final class Loop: @unchecked Sendable {
     func onUpstream(_ token: EventToken, _ mask: UInt32) {
         let slot = token.index
         let c = table.pointer(slot)
-        guard c.pointee.generation == token.generation, c.pointee.state != .free else { return }
-        switch c.pointee.state {
+        guard c.pointee.generation == token.generation else { return }
+        switch c.pointee.life.state {
         case .connecting:
             guard mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 else { return }
             if Socket.pendingError(c.pointee.upFD) == nil {
@@ -407,7 +409,7 @@ final class Loop: @unchecked Sendable {
             }
             if mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 { c.pointee.toUp.dstWritable = true }
             pump(slot)
-        case .free:
+        case .idle, .closed:
             break
         }
     }
@@ -420,18 +422,20 @@ final class Loop: @unchecked Sendable {
         timers.expire(now: now, into: &expired)
         for slot in expired {
             let c = table.pointer(slot)
-            switch c.pointee.state {
+            switch c.pointee.life.state {
             case .connecting:
                 connectFailed(slot, timedOut: true)
             case .tunnel:
-                let idleUntil = c.pointee.lastActivity + snapshot.timeouts.tunnelMillis
-                if idleUntil > now {
-                    timers.schedule(slot, at: idleUntil)
+                let action = c.pointee.life.timerFired(
+                    now: now, maxTries: 0, hasNextEndpoint: false,
+                    timeouts: (snapshot.timeouts.connectMillis, snapshot.timeouts.tunnelMillis))
+                if case .arm(let deadline) = action {
+                    timers.schedule(slot, at: deadline)
                 } else {
                     counters.idleTimeouts += 1
                     close(slot, abort: false)
                 }
-            case .free:
+            case .idle, .closed:
                 break
             }
         }
