@@ -21,8 +21,10 @@ Modes (per backend):
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import itertools
+import random
 import socket
 import threading
 import time
@@ -34,14 +36,10 @@ TAIL_KEEP = 64 * 1024
 MODES = ("echo", "reply_after_eof", "close_write_first", "source")
 
 
+@functools.lru_cache(maxsize=8)
 def pattern_bytes(size: int) -> bytes:
-    """Deterministic, non-repeating-looking payload of ``size`` bytes."""
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(counter.to_bytes(8, "big")).digest()
-        counter += 1
-    return bytes(out[:size])
+    """Deterministic pseudo-random payload of ``size`` bytes (cached)."""
+    return random.Random(size).randbytes(size)
 
 
 def format_addr(host: str, port: int) -> str:
@@ -140,8 +138,7 @@ class Backend:
             rec.feed(data)
         rec.eof.set()
         writer.write(self._hello() + rec.hexdigest().encode() + b"\n")
-        writer.write(pattern_bytes(self.reply_size))
-        await writer.drain()
+        await self._write_chunked(writer, pattern_bytes(self.reply_size))
 
     async def _mode_close_write_first(self, rec, reader, writer):
         writer.write(self._hello())
@@ -156,8 +153,14 @@ class Backend:
 
     async def _mode_source(self, rec, reader, writer):
         writer.write(self._hello())
-        writer.write(pattern_bytes(self.reply_size))
-        await writer.drain()
+        await self._write_chunked(writer, pattern_bytes(self.reply_size))
+
+    @staticmethod
+    async def _write_chunked(writer, data: bytes) -> None:
+        view = memoryview(data)
+        for off in range(0, len(view), READ_SIZE):
+            writer.write(view[off:off + READ_SIZE])
+            await writer.drain()
 
 
 class BackendSet:

@@ -1,6 +1,8 @@
 """Many concurrent connections and no descriptor leak."""
 
 import os
+import socket
+import struct
 import time
 from collections import Counter
 
@@ -83,3 +85,41 @@ def test_2000_concurrent_connections_no_fd_leak(three, proxy_factory):
         now = fd_count(p.pid)
     assert now <= baseline, (f"fd count {now} did not return to {baseline} within 10s; "
                              f"before {dict(kinds_before)}, after {dict(fd_kinds(p.pid))}")
+
+
+def test_aborted_transfers_release_everything(backends, proxy_factory):
+    """Clients reset connections while the backend is still sending: the proxy closes the
+    backend side and keeps no descriptors (beyond its small bounded pipe pool)."""
+    src = backends.add("src", mode="source", reply_size=4 << 20)
+    addr = new_listener()
+    pool = 4
+    cfg = make_config({"web": addr}, {"web": [src.addr]},
+                      extra={"tuning": {"pipePool": pool}})
+    p = proxy_factory(cfg, workers=1)
+
+    def abort_many(n: int) -> None:
+        socks = [connect(addr, timeout=10) for _ in range(n)]
+        try:
+            for s in socks:
+                assert recv_line(s) == b"src"
+                recv_exact(s, 64 << 10)
+        finally:
+            for s in socks:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()  # RST with data still in flight both in the proxy and the backend
+        backends.wait_until(lambda: backends._count_active_nolock() == 0, 15,
+                            "backend connections closed after the clients reset theirs")
+
+    abort_many(50)
+    baseline = settle_fds(p.pid)
+    kinds_before = fd_kinds(p.pid)
+    abort_many(300)
+    deadline = time.monotonic() + 10
+    now = fd_count(p.pid)
+    while now > baseline + 2 * pool and time.monotonic() < deadline:
+        time.sleep(0.05)  # bounded poll: closes in the proxy are asynchronous
+        now = fd_count(p.pid)
+    assert now <= baseline + 2 * pool, (
+        f"fd count {now} vs {baseline} before (pool of {pool} pipes allowed); "
+        f"before {dict(kinds_before)}, after {dict(fd_kinds(p.pid))}")
+    assert p.proc.poll() is None
