@@ -345,7 +345,7 @@ def derived(r, mode):
         nbytes = num(r, f"{k}.bytes")
         out[f"bulk_{d}_gbps"] = gbps
         u, s = num(r, f"{k}.cpu_user"), num(r, f"{k}.cpu_sys")
-        if mode != "direct" and nbytes and u is not None:
+        if not mode.startswith("direct") and nbytes and u is not None:
             gb = nbytes / 1e9
             out[f"bulk_{d}_user"] = u / gb
             out[f"bulk_{d}_sys"] = s / gb
@@ -354,7 +354,7 @@ def derived(r, mode):
     out["short_cps"] = num(r, f"{mode}.short.cps")
     out["short_errors"] = num(r, f"{mode}.short.errors")
     u, s = num(r, f"{mode}.short.cpu_user"), num(r, f"{mode}.short.cpu_sys")
-    if mode != "direct" and n and u is not None:
+    if not mode.startswith("direct") and n and u is not None:
         out["short_user"] = u / n * 1e5
         out["short_sys"] = s / n * 1e5
         out["short_cpu"] = (u + s) / n * 1e5
@@ -407,9 +407,32 @@ def ratio(a, b):
     return f"{a / b:.2f}"
 
 
+def rounds_of(r, mode):
+    """Round numbers present for MODE (keys "MODE@N.…"); old single-run keys count as round 0."""
+    out = set()
+    for k in r:
+        if k.startswith(mode + "@"):
+            n = k[len(mode) + 1 :].split(".", 1)[0]
+            if n.isdigit():
+                out.add(int(n))
+    return sorted(out)
+
+
+def median(vals):
+    v = sorted(x for x in vals if x is not None)
+    if not v:
+        return None
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
 def report(results):
     r = load(results)
-    d = {m: derived(r, m) for m, _ in MODES}
+    per_round = {m: [derived(r, f"{m}@{n}") for n in rounds_of(r, m)] for m, _ in MODES}
+    d = {}
+    for m, _ in MODES:
+        keys = {k for dr in per_round[m] for k in dr}
+        d[m] = {k: median([dr.get(k) for dr in per_round[m]]) for k in keys}
     lines = []
     meta = lambda k: r.get(f"meta.{k}", "?")
     lines.append(f"# Sluice L4 benchmark — {meta('date')}")
@@ -419,7 +442,8 @@ def report(results):
         f"{meta('load_cpu')}. bulk: iperf3 {meta('bulk_secs')} s per direction, "
         f"{meta('bulk_parallel')} stream(s); short: wrk -t{meta('wrk_threads')} "
         f"-c{meta('wrk_conns')} -d{meta('short_secs')}s `Connection: close`; idle: "
-        f"{meta('idle_conns')} connections."
+        f"{meta('idle_conns')} connections. Modes interleaved over {meta('rounds')} round(s); "
+        f"each cell is the median over rounds (per-round values below)."
     )
     lines.append("")
     hdr = "| figure | " + " | ".join(label for _, label in MODES)
@@ -438,18 +462,20 @@ def report(results):
     lines.append("")
     notes = []
     for m, label in MODES:
-        st = r.get(f"{m}.status")
-        if st and st != "ok":
-            notes.append(f"- {label}: {st}")
-        for k, v in sorted(r.items()):
-            if k.startswith(m + ".") and k.endswith(".error"):
-                notes.append(f"- {label}: {k[len(m) + 1:]}: {v}")
-        if r.get(f"{m}.idle.connections") and r.get(f"{m}.idle.requested"):
-            if r[f"{m}.idle.connections"] != r[f"{m}.idle.requested"]:
-                notes.append(
-                    f"- {label}: only {r[m + '.idle.connections']} of "
-                    f"{r[m + '.idle.requested']} idle connections stayed open"
-                )
+        for n in rounds_of(r, m):
+            km = f"{m}@{n}"
+            st = r.get(f"{km}.status")
+            if st and st != "ok":
+                notes.append(f"- {label}, round {n}: {st}")
+            for k, v in sorted(r.items()):
+                if k.startswith(km + ".") and k.endswith(".error"):
+                    notes.append(f"- {label}, round {n}: {k[len(km) + 1:]}: {v}")
+            if r.get(f"{km}.idle.connections") and r.get(f"{km}.idle.requested"):
+                if r[f"{km}.idle.connections"] != r[f"{km}.idle.requested"]:
+                    notes.append(
+                        f"- {label}, round {n}: only {r[km + '.idle.connections']} of "
+                        f"{r[km + '.idle.requested']} idle connections stayed open"
+                    )
     noisy = [
         f"{label} {d[m]['noise_pct']:.0f}%"
         for m, label in MODES
@@ -463,6 +489,19 @@ def report(results):
     if notes:
         lines.append("Notes:")
         lines.extend(notes)
+        lines.append("")
+    if any(len(per_round[m]) > 1 for m, _ in MODES):
+        lines.append("Per-round values (round 1 / round 2 / …):")
+        lines.append("")
+        lines.append("| figure | " + " | ".join(label for _, label in MODES) + " |")
+        lines.append("|" + " --- |" * (len(MODES) + 1))
+        for key, label, f, _ in ROWS:
+            cells = []
+            for m, _ in MODES:
+                vals = [dr.get(key) for dr in per_round[m]]
+                cells.append(" / ".join(fmt(v, f) for v in vals) if any(v is not None for v in vals) else "—")
+            if any(c != "—" for c in cells):
+                lines.append(f"| {label.strip()} | " + " | ".join(cells) + " |")
         lines.append("")
     lines.append("Versions:")
     for k in ("haproxy", "nginx", "iperf3", "wrk", "swift", "kernel", "sluice"):

@@ -10,6 +10,7 @@
 #   WRK_CONNS      wrk -c [50]     WRK_THREADS  wrk -t [1]
 #   LOAD           close | keepalive [close]  (close: "Connection: close", a new connection per request)
 #   FREQ           perf -F [999]
+#   CALLGRAPH      fp | dwarf [fp]  (perf -g, or --call-graph dwarf when a caller is missing)
 #   PROXY_CPU / LOAD_CPU  CPUs for the proxy / for wrk and nginx [1 / 0]
 #   BASE_PORT      [17100]
 #   OUT_DIR        [Perf/out]
@@ -25,6 +26,7 @@ WRK_CONNS="${WRK_CONNS:-50}"
 WRK_THREADS="${WRK_THREADS:-1}"
 LOAD="${LOAD:-close}"
 FREQ="${FREQ:-999}"
+CALLGRAPH="${CALLGRAPH:-fp}"
 PROXY_CPU="${PROXY_CPU:-1}"
 LOAD_CPU="${LOAD_CPU:-0}"
 BASE_PORT="${BASE_PORT:-17100}"
@@ -204,8 +206,10 @@ hdr=()
 start_bg "$RUN_DIR/wrk.txt" taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$((DURATION + 3))s" "${hdr[@]+"${hdr[@]}"}" "$URL"
 WRK_PID=$BG_PID
 sleep 1
-log "recording: perf record -F $FREQ -g -e cpu-clock -p $PROXY_PID for $DURATION s (load: $LOAD, wrk -c$WRK_CONNS)"
-perf record -F "$FREQ" -g -e cpu-clock -p "$PROXY_PID" -o "$RUN_DIR/perf.data" -- sleep "$DURATION" >"$RUN_DIR/perf-record.log" 2>&1 ||
+cg=(-g)
+[ "$CALLGRAPH" = dwarf ] && cg=(--call-graph dwarf)
+log "recording: perf record -F $FREQ ${cg[*]} -e cpu-clock -p $PROXY_PID for $DURATION s (load: $LOAD, wrk -c$WRK_CONNS)"
+perf record -F "$FREQ" "${cg[@]}" -e cpu-clock -p "$PROXY_PID" -o "$RUN_DIR/perf.data" -- sleep "$DURATION" >"$RUN_DIR/perf-record.log" 2>&1 ||
     die "perf record failed: $(tail -3 "$RUN_DIR/perf-record.log")"
 wait "$WRK_PID" 2>/dev/null || true
 

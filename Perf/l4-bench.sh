@@ -10,9 +10,10 @@ SLUICE_BIN="${SLUICE_BIN:-$ROOT/.build/release/sluice}"
 MODES="${MODES:-direct haproxy-default haproxy-tuned sluice}"
 PROXY_CPU="${PROXY_CPU:-1}"          # the proxy runs here
 LOAD_CPU="${LOAD_CPU:-0}"            # iperf3, wrk, nginx, python clients/servers run here
-BULK_SECS="${BULK_SECS:-10}"         # iperf3 -t, per direction
+ROUNDS="${ROUNDS:-3}"                # every mode this many times, interleaved; median reported
+BULK_SECS="${BULK_SECS:-5}"          # iperf3 -t, per direction
 BULK_PARALLEL="${BULK_PARALLEL:-1}"  # iperf3 -P
-SHORT_SECS="${SHORT_SECS:-10}"       # wrk -d
+SHORT_SECS="${SHORT_SECS:-5}"        # wrk -d
 SHORT_WARMUP="${SHORT_WARMUP:-1}"    # seconds of wrk before the measured run
 WRK_THREADS="${WRK_THREADS:-1}"
 WRK_CONNS="${WRK_CONNS:-50}"
@@ -108,6 +109,7 @@ put meta.short_secs "$SHORT_SECS"
 put meta.wrk_threads "$WRK_THREADS"
 put meta.wrk_conns "$WRK_CONNS"
 put meta.idle_conns "$IDLE_CONNS"
+put meta.rounds "$ROUNDS"
 put meta.haproxy "$(haproxy -v 2>/dev/null | head -1 || echo 'not installed')"
 put meta.nginx "$(nginx -v 2>&1 | head -1)"
 put meta.iperf3 "$(iperf3 --version 2>&1 | head -1)"
@@ -247,25 +249,25 @@ start_proxy() { # start_proxy MODE -> sets PROXY_PID; returns 1 on failure
     local mode=$1 cfg i
     case "$mode" in
     haproxy-default | haproxy-tuned)
-        cfg="$RUN_DIR/$mode.cfg"
+        cfg="$RUN_DIR/$KEY.cfg"
         if [ "$mode" = haproxy-tuned ]; then haproxy_cfg "$cfg" "$HAPROXY_TUNED_PIPESIZE"; else haproxy_cfg "$cfg" ""; fi
-        haproxy -c -f "$cfg" >"$RUN_DIR/$mode.check.log" 2>&1 || { log "haproxy -c failed: $(cat "$RUN_DIR/$mode.check.log")"; return 1; }
-        start_bg "$RUN_DIR/$mode.log" taskset -c "$PROXY_CPU" haproxy -db -f "$cfg"
+        haproxy -c -f "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 || { log "haproxy -c failed: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
+        start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" haproxy -db -f "$cfg"
         PROXY_PID=$BG_PID
         ;;
     sluice)
-        cfg="$RUN_DIR/sluice.yaml"
+        cfg="$RUN_DIR/$KEY.yaml"
         sluice_cfg "$cfg"
-        "$SLUICE_BIN" check --config "$cfg" >"$RUN_DIR/sluice.check.log" 2>&1 ||
-            { log "sluice check failed: $(cat "$RUN_DIR/sluice.check.log")"; return 1; }
-        start_bg "$RUN_DIR/sluice.log" taskset -c "$PROXY_CPU" "$SLUICE_BIN" run --config "$cfg" --workers 1 --log-level notice
+        "$SLUICE_BIN" check --config "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
+            { log "sluice check failed: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
+        start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" "$SLUICE_BIN" run --config "$cfg" --workers 1 --log-level notice
         PROXY_PID=$BG_PID
         for i in $(seq 200); do
-            grep -q 'ready generation=1' "$RUN_DIR/sluice.log" && break
+            grep -q 'ready generation=1' "$RUN_DIR/$KEY.log" && break
             kill -0 "$PROXY_PID" 2>/dev/null || break
             sleep 0.05
         done
-        grep -q 'ready generation=1' "$RUN_DIR/sluice.log" ||
+        grep -q 'ready generation=1' "$RUN_DIR/$KEY.log" ||
             { log "sluice did not log 'ready generation=1' (see $RUN_DIR/sluice.log)"; return 1; }
         ;;
     *) die "unknown mode $mode" ;;
@@ -276,13 +278,15 @@ start_proxy() { # start_proxy MODE -> sets PROXY_PID; returns 1 on failure
         sleep 0.05
     done
     for p in "$P_IPERF" "$P_HTTP" "$P_IDLE"; do
-        kill -0 "$PROXY_PID" 2>/dev/null || { log "$mode exited: $(tail -2 "$RUN_DIR/$mode.log" | tr '\n' ' ')"; return 1; }
-        wait_port "$p" 5 || { log "$mode is not listening on :$p (see $RUN_DIR/$mode.log)"; return 1; }
+        kill -0 "$PROXY_PID" 2>/dev/null || { log "$mode exited: $(tail -2 "$RUN_DIR/$KEY.log" | tr '\n' ' ')"; return 1; }
+        wait_port "$p" 5 || { log "$mode is not listening on :$p (see $RUN_DIR/$KEY.log)"; return 1; }
     done
-    kill -0 "$PROXY_PID" 2>/dev/null || { log "$mode exited (see $RUN_DIR/$mode.log)"; return 1; }
+    kill -0 "$PROXY_PID" 2>/dev/null || { log "$mode exited (see $RUN_DIR/$KEY.log)"; return 1; }
 }
 
-cpu_now() { if [ -n "$PROXY_PID" ]; then "${LIB[@]}" cpu "$PROXY_PID"; else echo "0 0"; fi; }
+cpu_now() { # the proxy's "USER SYSTEM" CPU seconds ("0 0" for direct, or if it is gone)
+    if [ -n "$PROXY_PID" ]; then "${LIB[@]}" cpu "$PROXY_PID" 2>/dev/null || echo "0 0"; else echo "0 0"; fi
+}
 
 # ------------------------------------------------------------------ measurements
 run_idle() { # run_idle MODE PORT
@@ -334,40 +338,41 @@ run_short() { # run_short MODE PORT
     sleep 0.5
 }
 
-run_mode() { # run_mode MODE
+run_mode() { # run_mode MODE (results go under the key MODE@ROUND)
     local mode=$1 pi ph pd
+    KEY="$mode@$ROUND"
     PROXY_PID=""
     if [ "$mode" = direct ]; then
         pi=$IPERF_PORT ph=$HTTP_PORT pd=$IDLE_PORT
     else
         if [ "$mode" = sluice ] && [ ! -x "$SLUICE_BIN" ]; then
             log "SKIP sluice: binary not found ($SLUICE_BIN)"
-            put sluice.status "SKIP sluice: binary not found ($SLUICE_BIN)"
+            put "$KEY.status" "SKIP sluice: binary not found ($SLUICE_BIN)"
             return 0
         fi
         [ "$mode" = sluice ] && sluice_meta
         log "starting $mode on CPU $PROXY_CPU"
         if ! start_proxy "$mode"; then
-            put "$mode.status" "failed to start (see $RUN_DIR/$mode.log)"
+            put "$KEY.status" "failed to start (see $RUN_DIR/$KEY.log)"
             [ -n "$PROXY_PID" ] && stop_pid "$PROXY_PID"
             return 0
         fi
         pi=$P_IPERF ph=$P_HTTP pd=$P_IDLE
         # fresh process: idle memory first, before bulk/short runs grow pools
-        run_idle "$mode" "$pd"
+        run_idle "$KEY" "$pd"
     fi
-    run_bulk "$mode" "$pi" fwd
-    run_bulk "$mode" "$pi" rev
-    run_short "$mode" "$ph"
+    run_bulk "$KEY" "$pi" fwd
+    run_bulk "$KEY" "$pi" rev
+    run_short "$KEY" "$ph"
     if [ -n "$PROXY_PID" ]; then
         if kill -0 "$PROXY_PID" 2>/dev/null; then
-            put "$mode.status" ok
+            put "$KEY.status" ok
         else
-            put "$mode.status" "proxy exited during the run (see $RUN_DIR/$mode.log)"
+            put "$KEY.status" "proxy exited during the run (see $RUN_DIR/$KEY.log)"
         fi
         stop_pid "$PROXY_PID"
     else
-        put "$mode.status" ok
+        put "$KEY.status" ok
     fi
 }
 
@@ -377,10 +382,13 @@ start_bg "$RUN_DIR/noise-monitor.log" taskset -c "$LOAD_CPU" "${LIB[@]}" monitor
 NOISE_PID=$BG_PID
 
 T0=$(date +%s)
-for m in $MODES; do
-    nb=$("${LIB[@]}" noise-begin "$NOISE")
-    run_mode "$m"
-    "${LIB[@]}" noise-end "$RESULTS" "$m" "$NOISE" "$nb"
+for ROUND in $(seq "$ROUNDS"); do
+    [ "$ROUNDS" -gt 1 ] && log "round $ROUND of $ROUNDS"
+    for m in $MODES; do
+        nb=$("${LIB[@]}" noise-begin "$NOISE")
+        run_mode "$m"
+        "${LIB[@]}" noise-end "$RESULTS" "$m@$ROUND" "$NOISE" "$nb"
+    done
 done
 put meta.noise_top "$(cut -s -d' ' -f2 "$NOISE" 2>/dev/null || true)"
 stop_pid "$NOISE_PID"
