@@ -167,3 +167,45 @@ def test_source_hash_is_sticky(three, proxy_factory, clients):
         names.append(recv_line(s).decode())
         s.close()
     assert len(set(names)) == 1, f"one client address went to several endpoints: {names}"
+
+
+def blackhole():
+    """A listening socket whose accept queue is full: SYNs to it go unanswered."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    port = lst.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(("127.0.0.1", port))
+        fillers.append(f)
+    return f"127.0.0.1:{port}", [lst] + fillers
+
+
+def test_unanswered_endpoint_times_out_and_next_is_tried(backends, proxy_factory, clients):
+    a = backends.add("a")
+    hole, keep = blackhole()
+    try:
+        cfg = make_config({"web": new_listener()}, {"web": [hole, a.addr]},
+                          timeouts={"connect": "500ms"}, limits={"connectTries": 3})
+        p = proxy_factory(cfg, workers=1)
+        took = []
+        for i in range(4):
+            s = clients.connect(p.addr(), timeout=4)
+            t0 = time.monotonic()
+            try:
+                name = recv_line(s).decode()
+            except (EOFError, ConnectionError, socket.timeout) as exc:
+                raise AssertionError(f"connection {i} failed after "
+                                     f"{time.monotonic() - t0:.2f}s: {exc!r}") from None
+            took.append(round(time.monotonic() - t0, 3))
+            assert name == "a"
+            roundtrip(s, b"after a connect timeout\n")
+            s.close()
+        assert max(took) >= 0.4, f"the unanswered endpoint was never tried: {took}"
+        assert max(took) < 2.5, f"connect timeout 500ms, but a connection waited: {took}"
+    finally:
+        for k in keep:
+            k.close()

@@ -186,3 +186,30 @@ def wait_refused(addr: str, within: float) -> str:
         served += 1
         time.sleep(0.005)  # bounded poll, only to describe the failure
     return f"still accepting {within}s later"
+
+
+def test_repeated_reloads_under_traffic(three, proxy_factory):
+    """Six reloads in a row with two workers; after each 'reloaded' line every new
+    connection reaches only the new endpoint, and no connection ever fails."""
+    listen = new_listener()
+    p = proxy_factory(make_config({"web": listen}, {"web": [three["a"].addr]}), workers=2)
+    traffic = Traffic(listen, threads=6).start()
+    windows = []  # [t_reloaded, t_next_sighup, target]
+    try:
+        traffic.wait_count(50, since=0, timeout=20)
+        for target in "bcabca":
+            t_hup = time.monotonic()
+            if windows:
+                windows[-1][1] = t_hup
+            p.reload(make_config({"web": listen}, {"web": [three[target].addr]}))
+            t = time.monotonic()
+            windows.append([t, float("inf"), target])
+            traffic.wait_count(50, since=t, timeout=20)
+    finally:
+        results = traffic.finish()
+    errors = [r for r in results if r[2]]
+    assert not errors, f"{len(errors)} of {len(results)} connections failed: {errors[:5]}"
+    for i, (start, end, target) in enumerate(windows):
+        seen = Counter(r[1] for r in results if start < r[0] < end)
+        assert set(seen) == {target}, \
+            f"after reload #{i + 1} (to {target}) new connections reached {dict(seen)}"
