@@ -257,8 +257,8 @@ def scan_procs():
 
 
 def monitor(root_pid, out_file, interval):
-    """Every INTERVAL s, add up the CPU time used by processes that are not descendants of
-    ROOT_PID (nor this monitor). Writes "TOTAL_SECONDS comm:secs,..." to OUT_FILE.
+    """Every INTERVAL s, add up the CPU time used by user processes that are not descendants
+    of ROOT_PID (nor this monitor). Writes "TOTAL_SECONDS comm:secs,..." to OUT_FILE.
     Processes that live less than one interval are missed, so this is a lower bound."""
     me = os.getpid()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -269,6 +269,8 @@ def monitor(root_pid, out_file, interval):
     while True:
         procs = scan_procs()
         for pid, (ppid, comm, cpu) in procs.items():
+            if pid == 2 or ppid == 2:
+                continue  # kernel threads: ksoftirqd & co. mostly carry our own loopback traffic
             p, ours, hops = pid, False, 0
             while p > 1 and hops < 64:
                 if p in (root_pid, me):
