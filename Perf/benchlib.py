@@ -339,8 +339,10 @@ def num(r, k):
 
 
 def derived(r, mode):
-    """Return {row_key: value} for one mode."""
+    """Return {row_key: value} for one mode (one round); nothing if it did not run."""
     out = {}
+    if r.get(f"{mode}.status") not in ("ok", None):
+        return out
     for d in ("fwd", "rev"):
         k = f"{mode}.bulk_{d}"
         gbps = num(r, f"{k}.gbps")
@@ -464,11 +466,15 @@ def report(results):
     lines.append("")
     notes = []
     for m, label in MODES:
+        statuses = {}
+        for n in rounds_of(r, m):
+            st = r.get(f"{m}@{n}.status")
+            if st and st != "ok":
+                statuses.setdefault(st, []).append(str(n))
+        for st, ns in statuses.items():
+            notes.append(f"- {label}, round {', '.join(ns)}: {st}")
         for n in rounds_of(r, m):
             km = f"{m}@{n}"
-            st = r.get(f"{km}.status")
-            if st and st != "ok":
-                notes.append(f"- {label}, round {n}: {st}")
             for k, v in sorted(r.items()):
                 if k.startswith(km + ".") and k.endswith(".error"):
                     notes.append(f"- {label}, round {n}: {k[len(km) + 1:]}: {v}")

@@ -33,6 +33,7 @@ BASE_PORT="${BASE_PORT:-17100}"
 OUT_DIR="${OUT_DIR:-$HERE/out}"
 HTTP_PORT=$((BASE_PORT + 1))
 PROXY_PORT=$((BASE_PORT + 2))
+[ -z "$CONFIG" ] || [ -n "${URL:-}" ] || { echo "flamegraph: with CONFIG, set URL to what wrk should request" >&2; exit 1; }
 URL="${URL:-http://127.0.0.1:$PROXY_PORT/}"
 
 STAMP="$(date +%Y%m%d-%H%M%S)"
