@@ -472,7 +472,7 @@ def report(results):
             if st and st != "ok":
                 statuses.setdefault(st, []).append(str(n))
         for st, ns in statuses.items():
-            notes.append(f"- {label}, round {', '.join(ns)}: {st}")
+            notes.append(f"- {label}, round(s) {', '.join(ns)}: {st}")
         for n in rounds_of(r, m):
             km = f"{m}@{n}"
             for k, v in sorted(r.items()):
