@@ -17,6 +17,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
+rm -f "$OUT/echo.port" "$OUT/alloc.log"
 python3 -u Perf/tools/echo-backend.py > "$OUT/echo.port" &
 pids+=($!)
 until grep -q listening "$OUT/echo.port" 2>/dev/null; do sleep 0.05; done
