@@ -489,10 +489,17 @@ def report(results):
         for m, label in MODES
         if d[m].get("noise_pct") is not None and d[m]["noise_pct"] >= NOISE_WARN_PCT
     ]
+    for m, label in MODES:
+        if d[m].get("noise_pct") is not None and d[m]["noise_pct"] >= NOISE_WARN_PCT:
+            continue  # already named as a whole column
+        for n, dr in enumerate(per_round[m], 1):
+            if dr.get("noise_pct") is not None and dr["noise_pct"] >= NOISE_WARN_PCT:
+                noisy.append(f"{label} round {n} {dr['noise_pct']:.0f}%")
     if noisy:
         notes.append(
             "- NOISY: other processes used CPU during: " + ", ".join(noisy)
-            + f" (top: {r.get('meta.noise_top', '?')}); compare those columns with care, or rerun"
+            + f" (top over the run: {r.get('meta.noise_top', '?')}); the medians damp a single"
+            " noisy round, but compare those columns with care, or rerun"
         )
     if notes:
         lines.append("Notes:")
