@@ -56,6 +56,9 @@ struct FlowState {
     var copyMode = false
     /// Splice mode: a read into a non-empty pipe would block; read again once it is empty.
     var waitRoom = false
+    /// The source reported RDHUP/HUP/ERR: its end of stream (or error) is queued behind the
+    /// data, and no further edge will announce it, so a short read must not end reading.
+    var srcHangup = false
 
     @inline(__always)
     var next: Step {
@@ -76,7 +79,7 @@ struct FlowState {
         switch outcome {
         case .bytes(let n):
             pending += n
-            if copyMode && n < requested { srcReadable = false }
+            if copyMode && n < requested && !srcHangup { srcReadable = false }
         case .endOfStream:
             srcEOF = true
             srcReadable = false

@@ -376,6 +376,7 @@ final class Loop: @unchecked Sendable {
         guard c.pointee.generation == token.generation else { return }
         if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
             c.pointee.toUp.srcReadable = true
+            if mask & (Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 { c.pointee.toUp.srcHangup = true }
         }
         if mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 { c.pointee.toDown.dstWritable = true }
         switch c.pointee.life.state {
@@ -398,7 +399,7 @@ final class Loop: @unchecked Sendable {
         case .connecting:
             guard mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 else { return }
             if Socket.pendingError(c.pointee.upFD) == nil {
-                if mask & Epoll.readable != 0 { c.pointee.toDown.srcReadable = true }
+                if mask & (Epoll.readHangup | Epoll.hangup) != 0 { c.pointee.toDown.srcHangup = true }
                 established(slot)
             } else {
                 connectFailed(slot, timedOut: false)
@@ -406,6 +407,7 @@ final class Loop: @unchecked Sendable {
         case .tunnel:
             if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
                 c.pointee.toDown.srcReadable = true
+                if mask & (Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 { c.pointee.toDown.srcHangup = true }
             }
             if mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 { c.pointee.toUp.dstWritable = true }
             pump(slot)

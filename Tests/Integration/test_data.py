@@ -2,19 +2,32 @@
 
 import hashlib
 import random
+import signal
 import socket
 import threading
 
+import pytest
+
 from backends import pattern_bytes
-from conftest import make_config, new_listener, recv_line, recv_until_eof
+from conftest import PROXY_KIND, make_config, new_listener, recv_line, recv_until_eof
 
 BULK = 64 << 20
 CHUNK = 1 << 20
 
 
-def test_64mib_each_way_sha256(backends, proxy_factory, clients):
+@pytest.mark.parametrize("mode", ["splice", "copy", "splice-refused"])
+def test_64mib_each_way_sha256(backends, proxy_factory, clients, mode):
+    """64 MiB each way, byte-exact: spliced, copied (splice off), and with every splice
+    refused with EINVAL (debug builds inject it), which must fall back to copying."""
     a = backends.add("a")
-    p = proxy_factory(make_config({"web": new_listener()}, {"web": [a.addr]}))
+    extra = {"tuning": {"splice": False}} if mode == "copy" else None
+    env = {"SLUICE_FAULT_SPLICE": "EINVAL"} if mode == "splice-refused" else None
+    if env and PROXY_KIND != "sluice":
+        pytest.skip("fault injection is sluice's")
+    p = proxy_factory(make_config({"web": new_listener()}, {"web": [a.addr]}, extra=extra), env=env)
+    if env:
+        if not any("fault injection" in line for line in p.lines):
+            pytest.skip("this build has no fault injection (release build)")
     data = random.Random(0x51CE).randbytes(BULK)
     sent_sha = hashlib.sha256(data).hexdigest()
     s = clients.connect(p.addr(), timeout=30)
@@ -51,14 +64,27 @@ def test_64mib_each_way_sha256(backends, proxy_factory, clients):
     assert rec.eof.wait(10), "backend never saw EOF"
     assert rec.received == BULK, f"backend received {rec.received} bytes, client sent {BULK}"
     assert rec.hexdigest() == sent_sha, "backend received data differs from sent data (SHA-256)"
+    if mode == "splice-refused":
+        mark = p.mark()
+        p.proc.send_signal(signal.SIGUSR1)
+        line = p.wait_line(r"splice_fallbacks=\d+", timeout=5, since=mark)
+        assert "splice_fallbacks=0 " not in line, f"no fallback was counted: {line}"
 
 
-def test_half_close_client_first(backends, proxy_factory, clients):
-    """Client sends then SHUT_WR; backend replies only after seeing EOF."""
+COPY = {"tuning": {"splice": False}}
+
+
+@pytest.mark.parametrize("size,extra", [(1 << 20, None), (1 << 20, COPY), (100_000, COPY), (10, COPY), (10, None)],
+                         ids=["1MiB-splice", "1MiB-copy", "100k-copy", "10B-copy", "10B-splice"])
+def test_half_close_client_first(backends, proxy_factory, clients, size, extra):
+    """Client sends then SHUT_WR at once (data and FIN may arrive together, before the
+    upstream is connected); backend replies only after seeing EOF."""
+    if extra and PROXY_KIND != "sluice":
+        pytest.skip("tuning.splice is sluice's")
     reply_size = 4 << 20
     a = backends.add("a", mode="reply_after_eof", reply_size=reply_size)
-    p = proxy_factory(make_config({"web": new_listener()}, {"web": [a.addr]}))
-    payload = random.Random(7).randbytes(1 << 20)
+    p = proxy_factory(make_config({"web": new_listener()}, {"web": [a.addr]}, extra=extra))
+    payload = random.Random(7).randbytes(size)
     s = clients.connect(p.addr(), timeout=10)
     s.sendall(payload)
     s.shutdown(socket.SHUT_WR)

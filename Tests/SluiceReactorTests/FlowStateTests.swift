@@ -100,6 +100,21 @@ import Testing
         #expect(flow.srcReadable == false)
     }
 
+    /// Data and FIN that arrived together raise one edge: a short read returns the data, and
+    /// no later edge announces the EOF, so after RDHUP the flow reads on until it sees 0.
+    @Test func copyModeShortReadAfterHangupKeepsReadingToEOF() {
+        var flow = spliceFlow(capacity: 64)
+        flow.copyMode = true
+        flow.srcReadable = true
+        flow.srcHangup = true
+        flow.didRead(.bytes(5), requested: 64)
+        #expect(flow.srcReadable)
+        flow.didWrite(.bytes(5))
+        #expect(flow.next == .read(room: 64))
+        flow.didRead(.endOfStream, requested: 64)
+        #expect(flow.next == .shutdown)
+    }
+
     @Test func copyModeWouldBlockClearsReadable() {
         var flow = spliceFlow(capacity: 64)
         flow.copyMode = true
