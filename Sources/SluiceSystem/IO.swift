@@ -23,6 +23,9 @@ public enum IO {
     public static func splice(from source: Int32, to destination: Int32, count: Int, more: Bool = false) throws(Errno)
         -> IOResult<Int>
     {
-        try Syscall.run("splice") { sluice_splice(source, destination, count, more ? 1 : 0) }
+        #if DEBUG
+            if FaultInjection.spliceErrno != 0 { throw Errno(rawValue: FaultInjection.spliceErrno) }
+        #endif
+        return try Syscall.run("splice") { sluice_splice(source, destination, count, more ? 1 : 0) }
     }
 }

@@ -84,3 +84,11 @@ public enum FileOutput {
         copy.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
     }
 }
+
+/// The process environment (for test switches such as fault injection).
+public enum Environment {
+    public static func value(_ name: String) -> String? {
+        guard let raw = getenv(name) else { return nil }
+        return String(cString: raw)
+    }
+}

@@ -60,6 +60,16 @@ struct Run: ParsableCommand {
             throw ExitCode(1)
         }
         let count = workers ?? loaded.workers ?? Threads.affinityCPUs().count
+        #if DEBUG
+            if let fault = Environment.value("SLUICE_FAULT_SPLICE") {
+                guard fault == "EINVAL" || fault == "ENOSYS" else {
+                    printError("SLUICE_FAULT_SPLICE must be EINVAL or ENOSYS")
+                    throw ExitCode(1)
+                }
+                FaultInjection.spliceErrno = fault == "EINVAL" ? 22 : 38
+                logger.warning("fault injection: every splice fails with \(fault)")
+            }
+        #endif
         try ControlPlane(workers: count, logger: logger) { generation throws(ConfigError) in
             try ConfigLoader.load(path: config, generation: generation).snapshot
         }.run(initial: loaded.snapshot)

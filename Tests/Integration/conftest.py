@@ -294,9 +294,10 @@ class ProxyProcess:
 
     def start(self) -> "ProxyProcess":
         self.write_config(self.config)
+        env = {**os.environ, **(getattr(self, "env", None) or {})}
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     cwd=self.workdir)
+                                     cwd=self.workdir, env=env)
         self.reader = threading.Thread(target=self._read, daemon=True, name=f"{self.kind}-stderr")
         self.reader.start()
         self.wait_ready()
@@ -465,8 +466,9 @@ def proxy_factory(tmp_path, request):
                     f"(set SLUICE_BIN or build first)")
     started: List[ProxyProcess] = []
 
-    def start(config: dict, workers: int = 1) -> ProxyProcess:
+    def start(config: dict, workers: int = 1, env: Optional[dict] = None) -> ProxyProcess:
         p = PROXIES[PROXY_KIND](tmp_path, config, workers)
+        p.env = env
         started.append(p)
         return p.start()
 
