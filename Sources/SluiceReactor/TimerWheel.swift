@@ -103,9 +103,16 @@ struct TimerWheel: ~Copyable {
         processedTick = nowTick
     }
 
-    /// Milliseconds until the next tick boundary, or -1 when no timer is set (sleep unbounded).
+    /// Milliseconds until the first bucket that holds a timer comes due, or -1 when no timer
+    /// is set (sleep unbounded). An idle loop with long timers wakes about once per
+    /// revolution instead of every tick. Scans at most one revolution of buckets.
     func sleepMillis(now: Int64) -> Int32 {
         guard count > 0 else { return -1 }
-        return Int32(tickMillis - now % tickMillis)
+        var tick = processedTick + 1
+        let last = processedTick + Int64(bucketMask) + 1
+        while tick < last && heads[Int(tick) & bucketMask] < 0 { tick += 1 }
+        let wait = tick * tickMillis - now
+        return wait <= 0 ? 0 : Int32(min(wait, Int64(Int32.max)))
     }
+
 }

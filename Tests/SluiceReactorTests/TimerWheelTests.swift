@@ -52,14 +52,21 @@ import Testing
         #expect(expired == [1, 0])
     }
 
-    @Test func sleepIsUnboundedWithoutTimers() {
-        var wheel = TimerWheel(capacity: 2, tickMillis: 50, buckets: 8, now: 0)
+    @Test func sleepsUntilTheFirstBucketWithATimer() {
+        var wheel = TimerWheel(capacity: 2, tickMillis: 50, buckets: 64, now: 0)
         wheel.reset(0)
+        wheel.reset(1)
         let unbounded = wheel.sleepMillis(now: 123)
         #expect(unbounded == -1)
+        // The only timer is in the bucket of tick 20 (1000 ms): sleep until then, not a tick.
         wheel.schedule(0, at: 1000)
         let bounded = wheel.sleepMillis(now: 123)
-        #expect(bounded == 27)
+        #expect(bounded == 877)
+        // A deadline beyond one revolution (64 × 50 ms) sits in bucket 200 % 64 = 8: the loop
+        // wakes at tick 8, finds it not due, and sleeps again.
+        wheel.schedule(1, at: 10_000)
+        let far = wheel.sleepMillis(now: 123)
+        #expect(far == 277)
     }
 
     @Test func manyTimersExpireInDeadlineBuckets() {
