@@ -11,15 +11,20 @@ public final class RoutingSnapshot: Sendable {
     public let services: [Service]
     /// Every service's endpoints, flattened; `Service.endpoints` is a range into this array.
     public let endpoints: [Endpoint]
+    /// The route tables of HTTP listeners; `Listener.routes` indexes this array.
+    public let routeTables: [HTTPRouteTable]
     public let timeouts: Timeouts
     public let limits: Limits
     public let tuning: Tuning
+    /// Cookie values of the endpoints of `cookie` services, computed once per snapshot.
+    let cookies: EndpointCookies
 
     public init(
         generation: UInt64,
         listeners: [Listener],
         services: [Service],
         endpoints: [Endpoint],
+        routeTables: [HTTPRouteTable] = [],
         timeouts: Timeouts = Timeouts(),
         limits: Limits = Limits(),
         tuning: Tuning = Tuning()
@@ -28,58 +33,41 @@ public final class RoutingSnapshot: Sendable {
         self.listeners = listeners
         self.services = services
         self.endpoints = endpoints
+        self.routeTables = routeTables
         self.timeouts = timeouts
         self.limits = limits
         self.tuning = tuning
+        self.cookies = EndpointCookies(services: services, endpoints: endpoints)
     }
 
     /// The index of the service called `name`, if any.
     public func serviceIndex(named name: String) -> Int? {
         services.firstIndex { $0.name == name }
     }
-
-    /// A human-readable table, one line per listener, service and endpoint (for `sluice check`).
-    public func render() -> String {
-        var lines: [String] = []
-        lines.append("generation \(generation)")
-        lines.append("listeners:")
-        for listener in listeners {
-            lines.append(
-                "  \(listener.name)  \(listener.protocol.rawValue)  \(listener.address) -> \(services[listener.service].name)"
-            )
-        }
-        lines.append("services:")
-        for service in services {
-            lines.append("  \(service.name)  \(service.algorithm.rawValue)  \(service.endpoints.count) endpoint(s)")
-            for index in service.endpoints {
-                lines.append("    \(endpoints[index].address)")
-            }
-        }
-        lines.append(
-            "timeouts: connect \(timeouts.connectMillis) ms, client \(timeouts.clientMillis) ms, "
-                + "server \(timeouts.serverMillis) ms, tunnel \(timeouts.tunnelMillis) ms"
-        )
-        lines.append("limits: maxConnections \(limits.maxConnections), connectTries \(limits.connectTries)")
-        return lines.joined(separator: "\n")
-    }
 }
 
 public enum ListenerProtocol: String, Sendable, CaseIterable {
+    /// Bytes relayed both ways to one service.
     case tcp
+    /// HTTP/1.1 requests sent by their host and path to a service (`Listener.routes`).
+    case http
 }
 
 public struct Listener: Sendable, Hashable {
     public var name: String
     public var address: SocketAddress
     public var `protocol`: ListenerProtocol
-    /// Index into `RoutingSnapshot.services`.
+    /// tcp: index into `RoutingSnapshot.services`; http: unused (-1).
     public var service: Int
+    /// http: index into `RoutingSnapshot.routeTables`; tcp: -1.
+    public var routes: Int
 
-    public init(name: String, address: SocketAddress, protocol: ListenerProtocol, service: Int) {
+    public init(name: String, address: SocketAddress, protocol: ListenerProtocol, service: Int, routes: Int = -1) {
         self.name = name
         self.address = address
         self.protocol = `protocol`
         self.service = service
+        self.routes = routes
     }
 
     /// Two listeners with the same key share their listening sockets across a reload.
@@ -98,6 +86,9 @@ public enum Algorithm: String, Sendable, CaseIterable {
     case leastconn
     /// A hash of the client's address: one client, one endpoint, while the set is unchanged.
     case source
+    /// Sticky sessions: a cookie names the endpoint (`EndpointPicker.endpoint(forCookie:service:)`);
+    /// requests without a valid one go round-robin and get the cookie set.
+    case cookie
 }
 
 public struct Service: Sendable, Hashable {
@@ -105,11 +96,18 @@ public struct Service: Sendable, Hashable {
     public var algorithm: Algorithm
     /// Range into `RoutingSnapshot.endpoints`. May be empty: such a service refuses connections.
     public var endpoints: Range<Int>
+    /// `cookie` algorithm: the cookie's name (`SLUICE` unless given); nil for the others.
+    public var cookieName: [UInt8]?
 
-    public init(name: String, algorithm: Algorithm, endpoints: Range<Int>) {
+    public static let defaultCookieName: [UInt8] = Array("SLUICE".utf8)
+
+    /// `cookieName` nil with algorithm `cookie` means `defaultCookieName`; it is ignored (kept
+    /// nil) for the other algorithms.
+    public init(name: String, algorithm: Algorithm, endpoints: Range<Int>, cookieName: [UInt8]? = nil) {
         self.name = name
         self.algorithm = algorithm
         self.endpoints = endpoints
+        self.cookieName = algorithm == .cookie ? cookieName ?? Self.defaultCookieName : nil
     }
 }
 
@@ -136,6 +134,8 @@ public struct Timeouts: Sendable, Hashable {
     public var tunnelMillis: Int64 = 3_600_000
     /// On SIGTERM: how long open connections may take to finish before they are closed.
     public var drainMillis: Int64 = 30_000
+    /// HTTP: a request head must arrive whole within this long of its first byte (else 408).
+    public var requestHeadMillis: Int64 = 5_000
 
     public init() {}
 }
@@ -147,6 +147,10 @@ public struct Limits: Sendable, Hashable {
     public var connectTries: Int = 3
     /// After a failed connect, an endpoint is passed over by this loop for this long.
     public var endpointBackoffMillis: Int64 = 2_000
+    /// HTTP: idle upstream connections a loop keeps per endpoint for reuse.
+    public var upstreamIdlePerEndpoint: Int = 32
+    /// HTTP: an idle upstream connection is closed after this long.
+    public var upstreamIdleMillis: Int64 = 30_000
 
     public init() {}
 }

@@ -1,0 +1,124 @@
+/// The routes of one HTTP listener, frozen into flat arrays for allocation-free lookups.
+///
+/// Layout (all `let`, shared by every loop without locks):
+///
+/// | array            | indexed by     | holds                                                  |
+/// | ---------------- | -------------- | ------------------------------------------------------ |
+/// | `exactSlots`     | hash & mask    | host entry + 1, 0 = empty (open addressing, linear)    |
+/// | `wildcardSlots`  | hash & mask    | the same for `*.domain` entries, keyed by `domain`     |
+/// | `hostKeyHash[h]` | host entry     | hash of (name, port) as the slots were filled          |
+/// | `hostNameStart[h]..<hostNameStart[h+1]` | host entry | its lower-case name in `hostNames` |
+/// | `hostPort[h]`    | host entry     | the port it requires, 0 = any                          |
+/// | `hostRouteStart[h]..<hostRouteStart[h+1]` | host entry | its routes, longest prefix first |
+/// | `routePathStart[r]..<routePathStart[r+1]` | route | its prefix bytes in `paths`            |
+/// | `routeService[r]`, `routeStrip[r]` | route | where the request goes, bytes to strip      |
+///
+/// Invariants: each table is at most half full, so a probe ends at an empty slot; a host
+/// entry is unique per (wildcard, name, port); within an entry prefixes are unique.
+public final class HTTPRouteTable: Sendable {
+    public let defaultBackend: DefaultBackend
+    /// The routes as given (for display); duplicates of an earlier (host, path) dropped.
+    public let routes: [HTTPRoute]
+
+    let exactSlots: [Int32]
+    let wildcardSlots: [Int32]
+    let hostKeyHash: [UInt64]
+    let hostNames: [UInt8]
+    let hostNameStart: [Int32]
+    let hostPort: [UInt16]
+    let hostRouteStart: [Int32]
+    let paths: [UInt8]
+    let routePathStart: [Int32]
+    let routeService: [Int32]
+    let routeStrip: [Int32]
+
+    /// Builds the table. When two routes have the same host pattern and path prefix the first
+    /// is kept (the configuration loader reports such a pair before it gets here). Service
+    /// indices are not checked against any snapshot.
+    public init(routes given: [HTTPRoute], defaultBackend: DefaultBackend = DefaultBackend()) {
+        self.defaultBackend = defaultBackend
+
+        // Group by host pattern in first-appearance order.
+        var order: [HostPattern] = []
+        var groups: [HostPattern: [HTTPRoute]] = [:]
+        var kept: [HTTPRoute] = []
+        for route in given {
+            var group = groups[route.host] ?? []
+            if group.contains(where: { $0.pathPrefix == route.pathPrefix }) { continue }
+            if group.isEmpty { order.append(route.host) }
+            group.append(route)
+            groups[route.host] = group
+            kept.append(route)
+        }
+        routes = kept
+
+        var keyHash: [UInt64] = []
+        var names: [UInt8] = []
+        var nameStart: [Int32] = [0]
+        var ports: [UInt16] = []
+        var routeStart: [Int32] = [0]
+        var pathBytes: [UInt8] = []
+        var pathStart: [Int32] = [0]
+        var services: [Int32] = []
+        var strips: [Int32] = []
+        var exactEntries: [Int] = []
+        var wildcardEntries: [Int] = []
+        for pattern in order {
+            let entry = ports.count
+            let port = pattern.port ?? 0
+            keyHash.append(Self.keyHash(name: Self.nameHash(pattern.name[...]), port: port))
+            names += pattern.name
+            nameStart.append(Int32(names.count))
+            ports.append(port)
+            if pattern.wildcard { wildcardEntries.append(entry) } else { exactEntries.append(entry) }
+            // Longest prefix first; equal lengths cannot both match one path.
+            let sorted = groups[pattern]!.sorted { $0.pathPrefix.count > $1.pathPrefix.count }
+            for route in sorted {
+                pathBytes += route.pathPrefix
+                pathStart.append(Int32(pathBytes.count))
+                services.append(Int32(route.service))
+                strips.append(route.stripLength)
+            }
+            routeStart.append(Int32(services.count))
+        }
+        hostKeyHash = keyHash
+        hostNames = names
+        hostNameStart = nameStart
+        hostPort = ports
+        hostRouteStart = routeStart
+        paths = pathBytes
+        routePathStart = pathStart
+        routeService = services
+        routeStrip = strips
+        exactSlots = Self.slots(for: exactEntries, hashes: keyHash)
+        wildcardSlots = Self.slots(for: wildcardEntries, hashes: keyHash)
+    }
+
+    /// An open-addressing table for `entries`: a power of two at least twice their number.
+    private static func slots(for entries: [Int], hashes: [UInt64]) -> [Int32] {
+        var capacity = 8
+        while capacity < entries.count * 2 { capacity <<= 1 }
+        var slots = [Int32](repeating: 0, count: capacity)
+        let mask = capacity - 1
+        for entry in entries {
+            var slot = Int(truncatingIfNeeded: hashes[entry]) & mask
+            while slots[slot] != 0 { slot = (slot + 1) & mask }
+            slots[slot] = Int32(entry + 1)
+        }
+        return slots
+    }
+
+    /// FNV-1a over the lower-cased bytes. Stable across runs; lookups hash request bytes the
+    /// same way without copying them.
+    @inline(__always)
+    static func nameHash<C: Collection>(_ bytes: C) -> UInt64 where C.Element == UInt8 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in bytes { hash = (hash ^ UInt64(HostPattern.lowercaseASCII(byte))) &* 0x0000_0100_0000_01B3 }
+        return hash
+    }
+
+    @inline(__always)
+    static func keyHash(name: UInt64, port: UInt16) -> UInt64 {
+        SocketAddress.mix(name &+ UInt64(port))
+    }
+}

@@ -1,0 +1,60 @@
+extension RoutingSnapshot {
+    /// A human-readable table, one line per listener, route, service and endpoint (for
+    /// `sluice check`). Settings that only HTTP uses are printed when an HTTP listener exists.
+    public func render() -> String {
+        var lines: [String] = []
+        lines.append("generation \(generation)")
+        lines.append("listeners:")
+        for listener in listeners {
+            let head = "  \(listener.name)  \(listener.protocol.rawValue)  \(listener.address)"
+            switch listener.protocol {
+            case .tcp:
+                lines.append("\(head) -> \(services[listener.service].name)")
+            case .http:
+                lines.append("\(head) -> routes")
+                lines += renderRoutes(routeTables[listener.routes])
+            }
+        }
+        lines.append("services:")
+        for service in services {
+            var algorithm = service.algorithm.rawValue
+            if let cookie = service.cookieName { algorithm += "(\(String(decoding: cookie, as: UTF8.self)))" }
+            lines.append("  \(service.name)  \(algorithm)  \(service.endpoints.count) endpoint(s)")
+            for index in service.endpoints {
+                lines.append("    \(endpoints[index].address)")
+            }
+        }
+        lines.append(
+            "timeouts: connect \(timeouts.connectMillis) ms, client \(timeouts.clientMillis) ms, "
+                + "server \(timeouts.serverMillis) ms, tunnel \(timeouts.tunnelMillis) ms"
+        )
+        lines.append("limits: maxConnections \(limits.maxConnections), connectTries \(limits.connectTries)")
+        if listeners.contains(where: { $0.protocol == .http }) {
+            lines.append(
+                "http: requestHead \(timeouts.requestHeadMillis) ms, "
+                    + "upstreamIdlePerEndpoint \(limits.upstreamIdlePerEndpoint), "
+                    + "upstreamIdle \(limits.upstreamIdleMillis) ms"
+            )
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// `    HOST PATH -> SERVICE`, in configuration order, then the default.
+    private func renderRoutes(_ table: HTTPRouteTable) -> [String] {
+        var lines: [String] = []
+        for route in table.routes {
+            let path = String(decoding: route.pathPrefix, as: UTF8.self)
+            var line = "    \(route.host) \(path) -> \(services[route.service].name)"
+            if route.stripLength > 0 { line += " (strip \(path))" }
+            lines.append(line)
+        }
+        let fallback = table.defaultBackend
+        if let service = fallback.service {
+            lines.append("    default -> \(services[service].name)")
+        } else {
+            let body = String(decoding: fallback.body, as: UTF8.self).debugDescription
+            lines.append("    default -> \(fallback.status) \(body)")
+        }
+        return lines
+    }
+}
