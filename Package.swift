@@ -20,9 +20,12 @@ let package = Package(
         ),
         .target(name: "SluiceSystem", dependencies: ["CShims"]),
         .target(name: "SluiceRouting"),
+        .target(name: "SluiceWire"),
         .target(
             name: "SluiceReactor",
-            dependencies: ["SluiceSystem", "SluiceRouting", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "SluiceSystem", "SluiceRouting", "SluiceWire", .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .target(name: "SluiceConfig", dependencies: ["SluiceRouting", "Yams"]),
         .executableTarget(
@@ -35,6 +38,7 @@ let package = Package(
         ),
         .testTarget(name: "SluiceSystemTests", dependencies: ["SluiceSystem", "CShims"]),
         .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting"]),
+        .testTarget(name: "SluiceWireTests", dependencies: ["SluiceWire"]),
         .testTarget(name: "SluiceReactorTests", dependencies: ["SluiceReactor", "SluiceSystem", "SluiceRouting"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceRouting"]),
     ]
