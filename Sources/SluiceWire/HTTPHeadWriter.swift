@@ -1,0 +1,196 @@
+/// Writes the heads the proxy sends on: requests to the upstream, responses to the client,
+/// and its own error responses. Pure: the caller owns every buffer; nothing is allocated.
+///
+/// Fields are copied as `name: value` (the name as sent, the value trimmed), in order.
+/// Hop-by-hop fields are dropped: Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
+/// Upgrade (unless upgrading) and every field named in Connection, except Content-Length and
+/// Transfer-Encoding: the body is forwarded with its framing untouched, so naming those in
+/// Connection must not change how the next hop reads it.
+public enum HTTPHeadWriter {
+    /// Writes a request head for the upstream into `out`.
+    ///
+    /// - The request line: the method, the target's path (`pathOverride` instead if given,
+    ///   e.g. after a prefix strip; "/" is put in front of an empty one or one starting with
+    ///   '?'), and `HTTP/1.1` (`HTTP/1.0` for an HTTP/1.0 request without any host).
+    /// - `Host: <head.host>` first, so an absolute-form target's authority wins.
+    /// - Every other field but hop-by-hop ones, the Host field and incoming X-Forwarded-*.
+    /// - `X-Forwarded-For: <incoming values joined by ", ">, <clientAddress>`, then
+    ///   `X-Forwarded-Proto: <proto>`, `X-Forwarded-Host: <host>`, `X-Forwarded-Port: <port>`.
+    /// - When `upgrading`: the Upgrade field kept and `Connection: upgrade`.
+    ///
+    /// `source` and `fields` are what `HTTPRequestParser.parse` read and filled for `head`.
+    /// - Returns: bytes written, or nil when `out` is too small.
+    public static func writeRequest(
+        _ head: HTTPRequestHead,
+        from source: UnsafeRawBufferPointer,
+        fields: UnsafeBufferPointer<HTTPField>,
+        pathOverride: UnsafeRawBufferPointer?,
+        clientAddress: UnsafeRawBufferPointer,
+        proto: UnsafeRawBufferPointer,
+        port: UInt16,
+        upgrading: Bool,
+        into out: UnsafeMutableRawBufferPointer
+    ) -> Int? {
+        let s = Span<UInt8>(_unsafeBytes: source)
+        let fieldCount = min(fields.count, Int(head.fieldCount))
+        var o = OutputCursor(out)
+
+        o.write(source, head.methodRange)
+        o.write(byte: asciiSP)
+        if let override = pathOverride {
+            if override.isEmpty || override[0] == 0x3F { o.write(byte: asciiSlash) }
+            o.write(override)
+        } else {
+            let p = head.path
+            if p.isEmpty || s[Int(p.lowerBound)] == 0x3F { o.write(byte: asciiSlash) }
+            o.write(source, p)
+        }
+        if let host = head.host {
+            o.write(" HTTP/1.1\r\nHost: ")
+            o.write(source, host)
+            o.write("\r\n")
+        } else {
+            o.write(" HTTP/1.0\r\n")
+        }
+
+        let nominates = Self.hasConnectionField(s, fields, fieldCount)
+        var forwardedFor = false
+        for k in 0..<fieldCount {
+            let field = fields[k]
+            let name = Int(field.name.lowerBound)..<Int(field.name.upperBound)
+            switch KnownField.classify(s, name) {
+            case .xForwardedFor:
+                forwardedFor = true
+                continue
+            case .host, .xForwardedProto, .xForwardedHost, .xForwardedPort, .connection, .keepAlive,
+                .proxyConnection, .te, .trailer:
+                continue
+            case .upgrade:
+                if !upgrading { continue }
+            case .contentLength, .transferEncoding:
+                break
+            case .other, .expect:
+                if nominates && Self.isNominated(s, name, fields, fieldCount) { continue }
+            }
+            Self.copy(field, from: source, to: &o)
+        }
+
+        o.write("X-Forwarded-For: ")
+        if forwardedFor {
+            for k in 0..<fieldCount {
+                let field = fields[k]
+                guard !field.value.isEmpty,
+                    KnownField.classify(s, Int(field.name.lowerBound)..<Int(field.name.upperBound)) == .xForwardedFor
+                else { continue }
+                o.write(source, field.value)
+                o.write(", ")
+            }
+        }
+        o.write(clientAddress)
+        o.write("\r\nX-Forwarded-Proto: ")
+        o.write(proto)
+        if let host = head.host {
+            o.write("\r\nX-Forwarded-Host: ")
+            o.write(source, host)
+        }
+        o.write("\r\nX-Forwarded-Port: ")
+        o.write(decimal: UInt64(port))
+        o.write(upgrading ? "\r\nConnection: upgrade\r\n\r\n" : "\r\n\r\n")
+        return o.result
+    }
+
+    /// Writes a response head for the client into `out`.
+    ///
+    /// The status line with our version (`HTTP/1.1`) and the upstream's status and reason;
+    /// every field but hop-by-hop ones (Upgrade kept when `upgrading`); `extraFields` verbatim
+    /// (each line CRLF-terminated, e.g. "Set-Cookie: SLUICE=3f2a\r\n"); then
+    /// `Connection: upgrade` when `upgrading`, else `Connection: close` when `close`, else
+    /// `Connection: keep-alive` when `http10KeepAlive` (an HTTP/1.0 client kept open).
+    /// `source` and `fields` are what `HTTPResponseParser.parse` read and filled for `head`.
+    /// - Returns: bytes written, or nil when `out` is too small.
+    public static func writeResponse(
+        _ head: HTTPResponseHead,
+        from source: UnsafeRawBufferPointer,
+        fields: UnsafeBufferPointer<HTTPField>,
+        close: Bool,
+        http10KeepAlive: Bool,
+        upgrading: Bool,
+        extraFields: UnsafeRawBufferPointer?,
+        into out: UnsafeMutableRawBufferPointer
+    ) -> Int? {
+        let s = Span<UInt8>(_unsafeBytes: source)
+        let fieldCount = min(fields.count, Int(head.fieldCount))
+        var o = OutputCursor(out)
+
+        // "HTTP/1.x" is replaced; " 3DIGIT[ reason]" is copied up to the CR.
+        var lineEnd = 12
+        while lineEnd < s.count && s[lineEnd] != asciiCR { lineEnd &+= 1 }
+        o.write("HTTP/1.1")
+        o.write(source, 8..<Int32(truncatingIfNeeded: lineEnd))
+        o.write("\r\n")
+
+        let nominates = Self.hasConnectionField(s, fields, fieldCount)
+        for k in 0..<fieldCount {
+            let field = fields[k]
+            let name = Int(field.name.lowerBound)..<Int(field.name.upperBound)
+            switch KnownField.classify(s, name) {
+            case .connection, .keepAlive, .proxyConnection, .te, .trailer:
+                continue
+            case .upgrade:
+                if !upgrading { continue }
+            case .contentLength, .transferEncoding:
+                break
+            default:
+                if nominates && Self.isNominated(s, name, fields, fieldCount) { continue }
+            }
+            Self.copy(field, from: source, to: &o)
+        }
+        if let extra = extraFields { o.write(extra) }
+        if upgrading {
+            o.write("Connection: upgrade\r\n")
+        } else if close {
+            o.write("Connection: close\r\n")
+        } else if http10KeepAlive {
+            o.write("Connection: keep-alive\r\n")
+        }
+        o.write("\r\n")
+        return o.result
+    }
+
+    @inline(__always)
+    static func copy(_ field: HTTPField, from source: UnsafeRawBufferPointer, to o: inout OutputCursor) {
+        o.write(source, field.name)
+        o.write(": ")
+        o.write(source, field.value)
+        o.write("\r\n")
+    }
+
+    /// True when some Connection field has a value (and so may name other fields).
+    @inline(__always)
+    static func hasConnectionField(_ s: Span<UInt8>, _ fields: UnsafeBufferPointer<HTTPField>, _ count: Int) -> Bool {
+        for k in 0..<count {
+            let f = fields[k]
+            if !f.value.isEmpty && KnownField.classify(s, Int(f.name.lowerBound)..<Int(f.name.upperBound)) == .connection {
+                return true
+            }
+        }
+        return false
+    }
+
+    /// True when a Connection field lists the field name `name` (RFC 9110 §7.6.1).
+    static func isNominated(
+        _ s: Span<UInt8>, _ name: Range<Int>, _ fields: UnsafeBufferPointer<HTTPField>, _ count: Int
+    ) -> Bool {
+        for k in 0..<count {
+            let f = fields[k]
+            guard KnownField.classify(s, Int(f.name.lowerBound)..<Int(f.name.upperBound)) == .connection else {
+                continue
+            }
+            var list = ListCursor(Int(f.value.lowerBound)..<Int(f.value.upperBound))
+            while let token = list.next(s) {
+                if s.equalsIgnoringCase(token, name) { return true }
+            }
+        }
+        return false
+    }
+}
