@@ -35,7 +35,7 @@ extension ConfigDecoder {
     mutating func decodeTimeouts(_ node: Node) -> Timeouts {
         let durations: [(name: String, field: WritableKeyPath<Timeouts, Int64>)] = [
             ("connect", \.connectMillis), ("client", \.clientMillis), ("server", \.serverMillis),
-            ("tunnel", \.tunnelMillis), ("drain", \.drainMillis),
+            ("tunnel", \.tunnelMillis), ("drain", \.drainMillis), ("requestHead", \.requestHeadMillis),
         ]
         var timeouts = Timeouts()
         guard let section = fields(node, path: "timeouts", known: durations.map(\.name)) else { return timeouts }
@@ -50,8 +50,8 @@ extension ConfigDecoder {
     /// Fields left out keep the defaults of `Limits()`.
     mutating func decodeLimits(_ node: Node) -> Limits {
         var limits = Limits()
-        guard let section = fields(node, path: "limits", known: ["maxConnections", "connectTries", "endpointBackoff"])
-        else { return limits }
+        let known = ["maxConnections", "connectTries", "endpointBackoff", "upstreamIdlePerEndpoint", "upstreamIdle"]
+        guard let section = fields(node, path: "limits", known: known) else { return limits }
         if let node = section["maxConnections"],
             let value = integer(node, path: "limits.maxConnections", in: 1...Int.max)
         {
@@ -62,6 +62,14 @@ extension ConfigDecoder {
         }
         if let node = section["endpointBackoff"], let value = durationMillis(node, path: "limits.endpointBackoff") {
             limits.endpointBackoffMillis = value
+        }
+        if let node = section["upstreamIdlePerEndpoint"],
+            let value = integer(node, path: "limits.upstreamIdlePerEndpoint", in: 0...4096)
+        {
+            limits.upstreamIdlePerEndpoint = value
+        }
+        if let node = section["upstreamIdle"], let value = durationMillis(node, path: "limits.upstreamIdle") {
+            limits.upstreamIdleMillis = value
         }
         return limits
     }

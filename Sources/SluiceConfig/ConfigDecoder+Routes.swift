@@ -9,6 +9,7 @@ extension ConfigDecoder {
         var name: String
         var algorithm: Algorithm
         var endpoints: [SocketAddress]
+        var cookieName: [UInt8]?
     }
 
     /// What the `services` section yielded: the entries that passed, and whether every entry
@@ -27,7 +28,7 @@ extension ConfigDecoder {
         var firstIndexByName: [String: Int] = [:]
         for (index, item) in items.enumerated() {
             let path = "services[\(index)]"
-            guard let entry = fields(item, path: path, known: ["name", "algorithm", "endpoints"]) else {
+            guard let entry = fields(item, path: path, known: ["name", "algorithm", "endpoints", "cookie"]) else {
                 table.allNamed = false
                 continue
             }
@@ -44,29 +45,38 @@ extension ConfigDecoder {
             // not reported too (nothing is built from a file with diagnostics).
             let algorithm = entry["algorithm"].map { self.algorithm($0, path: "\(path).algorithm") } ?? .roundrobin
             let endpoints = entry["endpoints"].map { self.endpoints($0, path: "\(path).endpoints") } ?? []
+            let cookieName = entry["cookie"].flatMap {
+                self.cookieName($0, path: "\(path).cookie", algorithm: algorithm)
+            }
             if let name {
                 table.entries.append(
-                    ServiceEntry(name: name, algorithm: algorithm ?? .roundrobin, endpoints: endpoints))
+                    ServiceEntry(
+                        name: name, algorithm: algorithm ?? .roundrobin, endpoints: endpoints, cookieName: cookieName))
             }
         }
         return table
     }
 
+    /// What the `listeners` section yielded: the listeners and the route tables of the HTTP ones.
+    struct ListenerTable {
+        var listeners: [Listener] = []
+        var routeTables: [HTTPRouteTable] = []
+    }
+
     /// Every listener, in file order. `services` is nil when that section could not be read;
     /// service names are then not checked, to avoid a report per listener for one cause.
-    mutating func decodeListeners(_ node: Node, services: ServiceTable?) -> [Listener]? {
+    mutating func decodeListeners(_ node: Node, services: ServiceTable?) -> ListenerTable? {
         guard let items = sequence(node, path: "listeners") else { return nil }
         guard !items.isEmpty else {
             report("listeners", at: node, "at least one listener is required")
             return nil
         }
-        var listeners: [Listener] = []
+        var table = ListenerTable()
         var firstIndexByAddress: [SocketAddress: Int] = [:]
         for (index, item) in items.enumerated() {
             let path = "listeners[\(index)]"
-            guard let entry = fields(item, path: path, known: ["name", "address", "protocol", "service"]) else {
-                continue
-            }
+            let known = ["name", "address", "protocol", "service", "routes", "default"]
+            guard let entry = fields(item, path: path, known: known) else { continue }
             let givenName = entry["name"].map { self.name($0, path: "\(path).name") }
             let address = required(entry, "address").flatMap { self.address($0, path: "\(path).address") }
             if let address, let addressNode = entry["address"] {
@@ -78,22 +88,49 @@ extension ConfigDecoder {
                 }
             }
             let proto = entry["protocol"].map { self.listenerProtocol($0, path: "\(path).protocol") } ?? .tcp
-            let service = required(entry, "service").flatMap {
-                self.serviceReference($0, path: "\(path).service", in: services)
+            var service: Int? = -1
+            var routes: HTTPRouteTable? = nil
+            switch proto {
+            case .tcp?:
+                service = required(entry, "service").flatMap {
+                    self.serviceReference($0, path: "\(path).service", in: services)
+                }
+                for (field, what) in [("routes", "routes"), ("default", "a default")] {
+                    if let node = entry[field] {
+                        report("\(path).\(field)", at: node, "only http listeners have \(what) (this one is tcp)")
+                    }
+                }
+            case .http?:
+                if let node = entry["service"] {
+                    report(
+                        "\(path).service", at: node,
+                        "an http listener has no service; name services in its routes or its default")
+                }
+                routes = httpRoutes(entry, path: path, services: services)
+            case nil:
+                // The protocol was reported; which fields it needs is unknown.
+                _ = entry["service"].flatMap { self.serviceReference($0, path: "\(path).service", in: services) }
             }
             // A name that was given but is invalid was reported; an absent one gets a default.
             if case .some(.none) = givenName { continue }
             guard let address, let proto, let service else { continue }
             let name = givenName.flatMap { $0 } ?? "\(proto.rawValue)-\(address)"
-            listeners.append(Listener(name: name, address: address, protocol: proto, service: service))
+            var routeIndex = -1
+            if proto == .http {
+                guard let routes else { continue }
+                routeIndex = table.routeTables.count
+                table.routeTables.append(routes)
+            }
+            table.listeners.append(
+                Listener(name: name, address: address, protocol: proto, service: service, routes: routeIndex))
         }
-        return listeners
+        return table
     }
 
     /// The snapshot for checked sections: services in file order, their endpoints flattened in
     /// the same order, each service's range into them.
     static func snapshot(
-        generation: UInt64, listeners: [Listener], services table: ServiceTable,
+        generation: UInt64, listeners: ListenerTable, services table: ServiceTable,
         timeouts: Timeouts, limits: Limits, tuning: Tuning
     ) -> RoutingSnapshot {
         var services: [Service] = []
@@ -101,11 +138,14 @@ extension ConfigDecoder {
         for (index, entry) in table.entries.enumerated() {
             let start = endpoints.count
             endpoints += entry.endpoints.map { Endpoint(address: $0, service: index) }
-            services.append(Service(name: entry.name, algorithm: entry.algorithm, endpoints: start..<endpoints.count))
+            services.append(
+                Service(
+                    name: entry.name, algorithm: entry.algorithm, endpoints: start..<endpoints.count,
+                    cookieName: entry.cookieName))
         }
         return RoutingSnapshot(
-            generation: generation, listeners: listeners, services: services, endpoints: endpoints,
-            timeouts: timeouts, limits: limits, tuning: tuning
+            generation: generation, listeners: listeners.listeners, services: services, endpoints: endpoints,
+            routeTables: listeners.routeTables, timeouts: timeouts, limits: limits, tuning: tuning
         )
     }
 }

@@ -11,23 +11,23 @@ import Testing
         )
         #expect(
             diagnostics(minimal(replacing: 3, with: "    service: web\n    port: 80")) == [
-                "t.yaml:4:5: listeners[0].port: unknown field 'port' (known: name, address, protocol, service)"
+                "t.yaml:4:5: listeners[0].port: unknown field 'port' (known: name, address, protocol, service, routes, default)"
             ]
         )
         #expect(
             diagnostics(minimal(replacing: 5, with: "  - name: web\n    balance: source")) == [
-                "t.yaml:6:5: services[0].balance: unknown field 'balance' (known: name, algorithm, endpoints)"
+                "t.yaml:6:5: services[0].balance: unknown field 'balance' (known: name, algorithm, endpoints, cookie)"
             ]
         )
         #expect(
             diagnostics(minimal(appending: "timeouts:\n  idle: 5s")) == [
-                "t.yaml:9:3: timeouts.idle: unknown field 'idle' (known: connect, client, server, tunnel, drain)"
+                "t.yaml:9:3: timeouts.idle: unknown field 'idle' (known: connect, client, server, tunnel, drain, requestHead)"
             ]
         )
         #expect(
             diagnostics(minimal(appending: "limits:\n  retries: 2")) == [
                 "t.yaml:9:3: limits.retries: unknown field 'retries' "
-                    + "(known: maxConnections, connectTries, endpointBackoff)"
+                    + "(known: maxConnections, connectTries, endpointBackoff, upstreamIdlePerEndpoint, upstreamIdle)"
             ]
         )
         #expect(
@@ -156,13 +156,13 @@ import Testing
     @Test func unknownProtocolAndAlgorithm() {
         #expect(
             diagnostics(minimal(replacing: 3, with: "    service: web\n    protocol: udp")) == [
-                "t.yaml:4:15: listeners[0].protocol: unknown protocol 'udp' (expected one of: tcp)"
+                "t.yaml:4:15: listeners[0].protocol: unknown protocol 'udp' (expected one of: tcp, http)"
             ]
         )
         #expect(
             diagnostics(minimal(replacing: 5, with: "  - name: web\n    algorithm: random")) == [
                 "t.yaml:6:16: services[0].algorithm: unknown algorithm 'random' "
-                    + "(expected one of: roundrobin, leastconn, source)"
+                    + "(expected one of: roundrobin, leastconn, source, cookie)"
             ]
         )
     }
@@ -332,9 +332,9 @@ import Testing
                 + "found 'soon'",
             "t.yaml:5:14: listeners[0].address: invalid address '127.0.0.1': expected HOST:PORT (IPv6 as [ADDR]:PORT)",
             "t.yaml:6:14: listeners[0].service: no service named 'api' (defined: web)",
-            "t.yaml:7:5: listeners[0].colour: unknown field 'colour' (known: name, address, protocol, service)",
+            "t.yaml:7:5: listeners[0].colour: unknown field 'colour' (known: name, address, protocol, service, routes, default)",
             "t.yaml:8:5: listeners[1].address: required field is missing",
-            "t.yaml:11:16: services[0].algorithm: unknown algorithm 'random' (expected one of: roundrobin, leastconn, source)",
+            "t.yaml:11:16: services[0].algorithm: unknown algorithm 'random' (expected one of: roundrobin, leastconn, source, cookie)",
             "t.yaml:14:9: services[0].endpoints[1]: endpoint 10.0.0.1:80 is already listed at services[0].endpoints[0]",
             "t.yaml:16:13: tuning.pipeSize: must be from 4096 to 268435456 bytes",
         ]

@@ -43,6 +43,59 @@ import Testing
         )
     }
 
+    @Test func renderShowsHTTPRoutesAndSettings() throws {
+        let routes = HTTPRouteTable(
+            routes: [
+                try HTTPRoute(host: "grafana.example.com:30800", service: 0),
+                try HTTPRoute(host: "*.Example.com", path: "/api", stripPath: true, service: 1),
+            ],
+            defaultBackend: DefaultBackend(status: 503, body: Array("down\n".utf8)))
+        let fallback = HTTPRouteTable(routes: [], defaultBackend: DefaultBackend(service: 1))
+        let snapshot = RoutingSnapshot(
+            generation: 2,
+            listeners: [
+                Listener(
+                    name: "web", address: try SocketAddress.parse("0.0.0.0:30800").get(), protocol: .http,
+                    service: -1, routes: 0),
+                Listener(
+                    name: "rest", address: try SocketAddress.parse("0.0.0.0:30801").get(), protocol: .http,
+                    service: -1, routes: 1),
+            ],
+            services: [
+                Service(name: "grafana", algorithm: .cookie, endpoints: 0..<0, cookieName: Array("G".utf8)),
+                Service(name: "api", algorithm: .roundrobin, endpoints: 0..<0),
+            ],
+            endpoints: [],
+            routeTables: [routes, fallback]
+        )
+        #expect(
+            snapshot.render() == """
+                generation 2
+                listeners:
+                  web  http  0.0.0.0:30800 -> routes
+                    grafana.example.com:30800 / -> grafana
+                    *.example.com /api -> api (strip /api)
+                    default -> 503 "down\\n"
+                  rest  http  0.0.0.0:30801 -> routes
+                    default -> api
+                services:
+                  grafana  cookie(G)  0 endpoint(s)
+                  api  roundrobin  0 endpoint(s)
+                timeouts: connect 5000 ms, client 50000 ms, server 50000 ms, tunnel 3600000 ms
+                limits: maxConnections 10000, connectTries 3
+                http: requestHead 5000 ms, upstreamIdlePerEndpoint 32, upstreamIdle 30000 ms
+                """
+        )
+    }
+
+    @Test func newSettingsHaveTheDocumentedDefaults() {
+        #expect(Timeouts().requestHeadMillis == 5_000)
+        #expect(Limits().upstreamIdlePerEndpoint == 32)
+        #expect(Limits().upstreamIdleMillis == 30_000)
+        #expect(
+            Listener(name: "a", address: SocketAddress(ip: .v4(0), port: 1), protocol: .tcp, service: 0).routes == -1)
+    }
+
     @Test func listenersWithTheSameAddressAndProtocolShareAKey() throws {
         let address = try SocketAddress.parse("127.0.0.1:80").get()
         let a = Listener(name: "a", address: address, protocol: .tcp, service: 0)
