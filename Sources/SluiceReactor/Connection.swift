@@ -25,6 +25,8 @@ struct Connection {
     var life = ConnectionLifecycle()
     /// Whether `endpoint` is counted in the picker's active connections.
     var counted = false
+    /// An http-listener connection: its exchange state is in `ConnectionTable.exchanges`.
+    var isHTTP = false
     var downFD: Int32 = -1
     var upFD: Int32 = -1
     var service: Int32 = -1
@@ -48,6 +50,9 @@ struct Connection {
 struct ConnectionTable: ~Copyable {
     let capacity: Int
     let slots: UnsafeMutablePointer<Connection>
+    /// HTTP exchange state, by slot; initialised when an http connection takes the slot, so
+    /// slots used only for TCP never touch it.
+    let exchanges: UnsafeMutablePointer<HTTPExchange>
     private var freeHead: Int32 = -1
     private(set) var highWater: Int32 = 0
     private(set) var live = 0
@@ -56,11 +61,13 @@ struct ConnectionTable: ~Copyable {
         precondition(capacity > 0 && capacity < 1 << 30)
         self.capacity = capacity
         slots = .allocate(capacity: capacity)
+        exchanges = .allocate(capacity: capacity)
     }
 
     deinit {
         slots.deinitialize(count: Int(highWater))
         slots.deallocate()
+        exchanges.deallocate()
     }
 
     /// A free slot, or nil when all `capacity` are live. `isFirstUse` tells the caller to

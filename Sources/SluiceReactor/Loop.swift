@@ -1,6 +1,7 @@
 import Logging
 import SluiceRouting
 import SluiceSystem
+import SluiceWire
 
 /// One event loop: a pinned thread with its own epoll instance, listening sockets,
 /// connection table, timer wheel, pipe pool, buffer pool, picker and counters. A connection
@@ -22,6 +23,17 @@ final class Loop: @unchecked Sendable {
     var timers: TimerWheel
     var pipes: PipePool
     var buffers: BufferPool
+    /// HTTP heads and bodies in flight (32 KiB blocks).
+    var httpBuffers: BufferPool
+    /// Idle keep-alive upstream connections.
+    var pool: UpstreamPool
+    var nextPoolSweep: Int64 = 0
+    /// Parsed header fields of the head being handled (shared: parsing is synchronous).
+    let fieldStore: UnsafeMutableBufferPointer<HTTPField>
+    let httpLimits = HTTPLimits()
+    /// Scratch bytes for formatting (client address, cookies, stripped paths).
+    let scratch: UnsafeMutableRawPointer
+    static let scratchSize = 8192
     var snapshot: RoutingSnapshot
     var picker: EndpointPicker
     var listeners: [LoopListener] = []
@@ -40,6 +52,7 @@ final class Loop: @unchecked Sendable {
         var key: ListenerKey
         var fd: Int32
         var service: Int32
+        var routes: Int32
         var enabled: Bool
     }
 
@@ -58,6 +71,11 @@ final class Loop: @unchecked Sendable {
         timers = TimerWheel(capacity: Self.tableCapacity, now: now)
         pipes = PipePool(pipeSize: snapshot.tuning.pipeSize, maxIdle: snapshot.tuning.pipePoolSize)
         buffers = BufferPool(bufferSize: snapshot.tuning.copyBufferSize)
+        httpBuffers = BufferPool(bufferSize: Int(Self.httpBufferSize))
+        pool = UpstreamPool(capacity: 4096)
+        pool.resize(endpoints: snapshot.endpoints.count, perEndpoint: snapshot.limits.upstreamIdlePerEndpoint)
+        fieldStore = .allocate(capacity: 256)
+        scratch = .allocate(byteCount: Self.scratchSize, alignment: 16)
         self.snapshot = snapshot
         picker = EndpointPicker(snapshot: snapshot, seed: Self.seed(index))
         connectionLimit = Self.share(of: snapshot.limits.maxConnections, workers: workers)
@@ -81,7 +99,8 @@ final class Loop: @unchecked Sendable {
     func run(cpu: Int?) {
         if let cpu { Threads.pinCurrent(to: cpu) }
         while true {
-            let timeout = draining || acceptPaused ? Int32(timers.tickMillis) : timers.sleepMillis(now: now)
+            var timeout = draining || acceptPaused ? Int32(timers.tickMillis) : timers.sleepMillis(now: now)
+            if pool.count > 0 && (timeout < 0 || timeout > 1000) { timeout = 1000 }
             let n = epoll.wait(timeoutMillis: timeout)
             now = MonotonicClock.nowMillis()
             var mail = false
@@ -91,11 +110,13 @@ final class Loop: @unchecked Sendable {
                 switch token.kind {
                 case .downstream: onDownstream(token, mask)
                 case .upstream: onUpstream(token, mask)
+                case .pooled: onPooled(token)
                 case .listener: acceptAll(Int(token.index))
                 case .mailbox: mail = true
                 }
             }
             expireTimers()
+            if pool.count > 0 && now >= nextPoolSweep { sweepPool() }
             if acceptPaused && now >= acceptResumeAt { resumeAccepting() }
             if mail { handleMail() }
             if draining && (table.live == 0 || now >= drainDeadline) {
@@ -128,12 +149,14 @@ final class Loop: @unchecked Sendable {
         var kept: [LoopListener] = []
         for listener in next.listeners {
             let service = Int32(listener.service)
+            let routes = Int32(listener.routes)
             if let old = listeners.first(where: { $0.key == listener.key }) {
                 var updated = old
                 updated.service = service
+                updated.routes = routes
                 kept.append(updated)
             } else if let fd = sockets[listener.key] {
-                kept.append(LoopListener(key: listener.key, fd: fd, service: service, enabled: false))
+                kept.append(LoopListener(key: listener.key, fd: fd, service: service, routes: routes, enabled: false))
             }
         }
         for old in listeners where !kept.contains(where: { $0.key == old.key }) {
@@ -147,6 +170,9 @@ final class Loop: @unchecked Sendable {
         listeners = kept
         snapshot = next
         picker = EndpointPicker(snapshot: next, seed: Self.seed(index))
+        // Pooled connections are filed by endpoint index, which the new table renumbers.
+        pool.drainAll { Syscall.close($0) }
+        pool.resize(endpoints: next.endpoints.count, perEndpoint: next.limits.upstreamIdlePerEndpoint)
         connectionLimit = Self.share(of: next.limits.maxConnections, workers: workerCount)
         for i in listeners.indices { listeners[i].enabled = false }
         // Re-register every listener under its new position.
@@ -182,12 +208,38 @@ final class Loop: @unchecked Sendable {
         disableListeners()
         for listener in listeners { Syscall.close(listener.fd) }
         listeners.removeAll()
+        pool.drainAll { Syscall.close($0) }
+        // Idle keep-alive clients are closed now; busy ones after their response.
+        var slot: Int32 = 0
+        while slot < table.highWater {
+            let c = table.pointer(slot)
+            if c.pointee.downFD >= 0 && c.pointee.isHTTP {
+                let e = exchange(slot)
+                if e.pointee.phase == .readingHead && e.pointee.req.isEmpty {
+                    close(slot, abort: false)
+                } else {
+                    e.pointee.clientClose = true
+                }
+            }
+            slot += 1
+        }
+    }
+
+    /// An idle pooled upstream connection saw an event: the server closed it (or sent bytes
+    /// nobody asked for). Drop it.
+    func onPooled(_ token: EventToken) {
+        if let fd = pool.remove(token.index, generation: token.generation) { Syscall.close(fd) }
+    }
+
+    func sweepPool() {
+        pool.sweep(olderThan: now - snapshot.limits.upstreamIdleMillis) { Syscall.close($0) }
+        nextPoolSweep = now + 1000
     }
 
     func closeAllForExit() {
         var slot: Int32 = 0
         while slot < table.highWater {
-            if table.slots[Int(slot)].life.state != .idle { close(slot, abort: true) }
+            if table.slots[Int(slot)].downFD >= 0 { close(slot, abort: true) }
             slot += 1
         }
         for listener in listeners { Syscall.close(listener.fd) }
@@ -221,7 +273,7 @@ final class Loop: @unchecked Sendable {
                 continue
             }
             counters.accepted += 1
-            openConnection(accepted, service: listener.service)
+            openConnection(accepted, listener: listener)
         }
     }
 
@@ -236,7 +288,8 @@ final class Loop: @unchecked Sendable {
         enableListeners()
     }
 
-    func openConnection(_ accepted: AcceptedSocket, service: Int32) {
+    func openConnection(_ accepted: AcceptedSocket, listener: LoopListener) {
+        let service = listener.service
         guard let (slot, firstUse) = table.allocate() else {
             counters.rejectedFull += 1
             Syscall.close(accepted.fd)
@@ -254,6 +307,11 @@ final class Loop: @unchecked Sendable {
                 data: EventToken(kind: .downstream, index: slot, generation: c.pointee.generation).raw)
         } catch {
             close(slot, abort: true)
+            return
+        }
+        if listener.key.protocol == .http {
+            openHTTP(slot, peer: accepted.peerAddress, listener: listener)
+            if table.live >= connectionLimit { disableListeners() }
             return
         }
         let hash = accepted.peerAddress.map { SocketAddress(ip: Self.routingIP($0.ip), port: 0).addressHash } ?? 0
@@ -352,8 +410,16 @@ final class Loop: @unchecked Sendable {
             picker.opened(Int(c.pointee.endpoint))
             c.pointee.counted = true
         }
+        if case .arm(let deadline) = arm { timers.schedule(slot, at: deadline) }
+        startTunnel(slot)
+    }
+
+    /// Sets both flows up for an established pair (a TCP connection, or an HTTP connection
+    /// after `101 Switching Protocols`) and starts moving bytes.
+    func startTunnel(_ slot: Int32) {
+        let c = table.pointer(slot)
         c.pointee.toUp.dstWritable = true
-        // Data the client sent while we connected is waiting: its edge has passed.
+        // Data sent while we connected (or upgraded) is waiting: its edge has passed.
         c.pointee.toUp.srcReadable = true
         c.pointee.toDown.srcReadable = true
         c.pointee.toDown.dstWritable = true
@@ -363,7 +429,6 @@ final class Loop: @unchecked Sendable {
         let capacity = Int32(useSplice ? pipes.grantedSize : buffers.bufferSize)
         c.pointee.toUp.capacity = capacity
         c.pointee.toDown.capacity = capacity
-        if case .arm(let deadline) = arm { timers.schedule(slot, at: deadline) }
         pump(slot)
     }
 
@@ -373,7 +438,11 @@ final class Loop: @unchecked Sendable {
     func onDownstream(_ token: EventToken, _ mask: UInt32) {
         let slot = token.index
         let c = table.pointer(slot)
-        guard c.pointee.generation == token.generation else { return }
+        guard c.pointee.generation == token.generation, c.pointee.downFD >= 0 else { return }
+        if c.pointee.isHTTP {
+            onHTTPDownstream(slot, mask)
+            return
+        }
         if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
             c.pointee.toUp.srcReadable = true
             if mask & (Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 { c.pointee.toUp.srcHangup = true }
@@ -394,7 +463,11 @@ final class Loop: @unchecked Sendable {
     func onUpstream(_ token: EventToken, _ mask: UInt32) {
         let slot = token.index
         let c = table.pointer(slot)
-        guard c.pointee.generation == token.generation else { return }
+        guard c.pointee.generation == token.generation, c.pointee.downFD >= 0 else { return }
+        if c.pointee.isHTTP {
+            onHTTPUpstream(slot, mask)
+            return
+        }
         switch c.pointee.life.state {
         case .connecting:
             guard mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 else { return }
@@ -424,6 +497,10 @@ final class Loop: @unchecked Sendable {
         timers.expire(now: now, into: &expired)
         for slot in expired {
             let c = table.pointer(slot)
+            if c.pointee.isHTTP {
+                onHTTPTimer(slot)
+                continue
+            }
             switch c.pointee.life.state {
             case .connecting:
                 connectFailed(slot, timedOut: true)
@@ -449,6 +526,7 @@ final class Loop: @unchecked Sendable {
     func close(_ slot: Int32, abort: Bool) {
         let c = table.pointer(slot)
         timers.cancel(slot)
+        if c.pointee.isHTTP { releaseHTTPBuffers(exchange(slot)) }
         releaseResources(c, toUp: true)
         releaseResources(c, toUp: false)
         if c.pointee.counted && c.pointee.snapshotGeneration == picker.generation {

@@ -13,6 +13,14 @@ public struct LoopCounters: Sendable, Equatable {
     public var spliceFallbacks = 0
     public var bytesToUpstream = 0
     public var bytesToDownstream = 0
+    public var httpRequests = 0
+    public var httpBadRequests = 0
+    public var httpBadResponses = 0
+    public var httpNoRoute = 0
+    public var httpErrors = 0
+    public var httpTimeouts = 0
+    public var httpUpgrades = 0
+    public var pooledReuses = 0
 
     public init() {}
 
@@ -31,6 +39,14 @@ public struct LoopCounters: Sendable, Equatable {
         s.spliceFallbacks += b.spliceFallbacks
         s.bytesToUpstream += b.bytesToUpstream
         s.bytesToDownstream += b.bytesToDownstream
+        s.httpRequests += b.httpRequests
+        s.httpBadRequests += b.httpBadRequests
+        s.httpBadResponses += b.httpBadResponses
+        s.httpNoRoute += b.httpNoRoute
+        s.httpErrors += b.httpErrors
+        s.httpTimeouts += b.httpTimeouts
+        s.httpUpgrades += b.httpUpgrades
+        s.pooledReuses += b.pooledReuses
         return s
     }
 
@@ -38,6 +54,9 @@ public struct LoopCounters: Sendable, Equatable {
         "accepted=\(accepted) closed=\(closed) accept_errors=\(acceptErrors) rejected_full=\(rejectedFull) "
             + "connect_failures=\(connectFailures) connect_timeouts=\(connectTimeouts) retries=\(retries) "
             + "no_endpoint=\(noEndpoint) idle_timeouts=\(idleTimeouts) resets=\(resets) "
-            + "splice_fallbacks=\(spliceFallbacks) bytes_up=\(bytesToUpstream) bytes_down=\(bytesToDownstream)"
+            + "splice_fallbacks=\(spliceFallbacks) bytes_up=\(bytesToUpstream) bytes_down=\(bytesToDownstream) "
+            + "http_requests=\(httpRequests) http_bad_requests=\(httpBadRequests) "
+            + "http_bad_responses=\(httpBadResponses) http_no_route=\(httpNoRoute) http_errors=\(httpErrors) "
+            + "http_timeouts=\(httpTimeouts) http_upgrades=\(httpUpgrades) pooled_reuses=\(pooledReuses)"
     }
 }

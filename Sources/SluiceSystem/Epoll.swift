@@ -11,6 +11,7 @@ public struct Epoll: ~Copyable {
     public let capacity: Int
 
     public static let edgeTriggeredAll: UInt32 = SLUICE_EPOLLIN | SLUICE_EPOLLOUT | SLUICE_EPOLLRDHUP | SLUICE_EPOLLET
+    public static let edgeTrigger: UInt32 = SLUICE_EPOLLET
     public static let readable: UInt32 = SLUICE_EPOLLIN
     public static let writable: UInt32 = SLUICE_EPOLLOUT
     public static let readHangup: UInt32 = SLUICE_EPOLLRDHUP

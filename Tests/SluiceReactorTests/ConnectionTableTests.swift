@@ -21,11 +21,11 @@ import Testing
     }
 
     @Test func tokensRoundTripAndCarryGeneration() {
-        for kind in [EventToken.Kind.mailbox, .listener, .downstream, .upstream] {
-            let token = EventToken(kind: kind, index: 0x2ABC_DEF1, generation: 0xFFFF_FFFE)
+        for kind in [EventToken.Kind.mailbox, .listener, .downstream, .upstream, .pooled] {
+            let token = EventToken(kind: kind, index: 0x1ABC_DEF1, generation: 0xFFFF_FFFE)
             let decoded = EventToken(raw: token.raw)
             #expect(decoded.kind == kind)
-            #expect(decoded.index == 0x2ABC_DEF1)
+            #expect(decoded.index == 0x1ABC_DEF1)
             #expect(decoded.generation == 0xFFFF_FFFE)
         }
         #expect(

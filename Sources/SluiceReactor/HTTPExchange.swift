@@ -1,0 +1,117 @@
+import SluiceWire
+
+/// The HTTP side of a downstream connection: one request/response exchange at a time
+/// (pipelined requests wait in `reqBuf` and are taken in order, so responses cannot be
+/// attributed to the wrong request).
+///
+/// State table (`phase`):
+///
+/// | phase          | waiting for                        | timer            | next                         |
+/// | -------------- | ---------------------------------- | ---------------- | ---------------------------- |
+/// | `.readingHead` | a whole request head               | client idle, then | parse → route → `.connecting`|
+/// |                |                                    | request-head (408)| or `.exchanging`; error →    |
+/// |                |                                    |                  | `.closing`                   |
+/// | `.connecting`  | the upstream connect               | connect          | `.exchanging`; refused → next|
+/// |                |                                    |                  | endpoint, else 502           |
+/// | `.exchanging`  | request body out, response in      | server (504)     | done → `.readingHead` or     |
+/// |                |                                    |                  | close; 101 → `.upgrading`    |
+/// | `.upgrading`   | queued bytes flushed both ways     | server           | tunnel (`Connection.life`)   |
+/// | `.closing`     | the error response written         | client           | close                        |
+///
+/// Invariants: bytes of a request never reach the upstream before its head was parsed whole
+/// and routed; a response is forwarded only for the request in flight; a buffer is held only
+/// while it has bytes (or a head is being read into it).
+struct HTTPExchange {
+    enum Phase: UInt8 {
+        case readingHead
+        case connecting
+        case exchanging
+        case upgrading
+        case closing
+    }
+
+    enum TimerKind: UInt8 {
+        case clientIdle
+        case requestHead
+        case connect
+        case server
+        case closing
+    }
+
+    struct Queue {
+        var buffer: Int32 = -1
+        var start: Int32 = 0
+        var end: Int32 = 0
+        @inline(__always) var isEmpty: Bool { start == end }
+        @inline(__always) var count: Int32 { end - start }
+    }
+
+    struct Body {
+        var kind: BodyKind = .none
+        var remaining: Int64 = 0
+        var chunks = ChunkedScanner()
+        var done = true
+
+        init() {}
+
+        init(_ kind: BodyKind) {
+            self.kind = kind
+            switch kind {
+            case .none:
+                done = true
+            case .length(let n):
+                remaining = n
+                done = n == 0
+            case .chunked, .untilClose:
+                done = false
+            }
+        }
+    }
+
+    var phase: Phase = .readingHead
+    var timer: TimerKind = .clientIdle
+    /// The listener's route table and port.
+    var routes: Int32 = -1
+    var listenPort: UInt16 = 0
+    /// The client's address, for X-Forwarded-For and `source`.
+    var peerV6 = false
+    var peerHi: UInt64 = 0
+    var peerLo: UInt64 = 0
+
+    /// Request bytes from the client: the head being read, then what follows it.
+    var req = Queue()
+    /// Response bytes from the upstream while its head is read.
+    var resp = Queue()
+    /// Bytes queued for the upstream (rewritten head, body).
+    var upq = Queue()
+    /// Bytes queued for the client (rewritten head, body, error responses).
+    var downq = Queue()
+    var reqScan = HeadScanner()
+    var respScan = HeadScanner()
+    var reqBody = Body()
+    var respBody = Body()
+
+    var method: HTTPMethod = .get
+    var http10 = false
+    /// Close the client connection once this response is sent.
+    var clientClose = false
+    var responseHeadDone = false
+    /// Response bytes have been queued for the client: an error can no longer be answered.
+    var responseStarted = false
+    /// The upstream may be kept for another request when this exchange ends.
+    var upstreamReusable = false
+    var upstreamReused = false
+    var upgradeRequested = false
+    var setCookie = false
+    var retried = false
+    /// Path bytes to strip from the request target (route `stripPath`).
+    var stripPrefix: Int32 = 0
+    /// Where the request head in flight sits in `req` (kept for a retry on a new upstream).
+    var headStart: Int32 = 0
+    var headLength: Int32 = 0
+    var connectTries: UInt8 = 0
+    /// `.closing`: the response is written and SHUT_WR sent; reading until the client closes.
+    var lingering = false
+
+    init() {}
+}

@@ -1,0 +1,129 @@
+import SluiceRouting
+import SluiceWire
+
+/// Small byte formatters for the HTTP path: stickiness cookies and the default backend's
+/// answer. They write into loop-owned memory; no String is made per request.
+extension Loop {
+    /// The value of the service's stickiness cookie in the request's Cookie fields, if any.
+    func findCookie(service: Int, head: HTTPRequestHead, headBuf: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        let name = snapshot.services[service].cookieName ?? Self.defaultCookieName
+        for index in 0..<Int(head.fieldCount) {
+            let field = fieldStore[index]
+            guard Self.equalsIgnoringCase(slice(headBuf, field.name), Self.cookieFieldName) else { continue }
+            let value = slice(headBuf, field.value)
+            var i = 0
+            while i < value.count {
+                while i < value.count && (value[i] == 0x20 || value[i] == 0x3B) { i += 1 }
+                var end = i
+                while end < value.count && value[end] != 0x3B { end += 1 }
+                // One "name=value" pair at i..<end.
+                if end - i > name.count, value[i + name.count] == UInt8(ascii: "="),
+                    name.withUnsafeBytes({
+                        Self.equalsBytes(UnsafeRawBufferPointer(rebasing: value[i..<(i + name.count)]), $0)
+                    })
+                {
+                    var valueEnd = end
+                    while valueEnd > i + name.count + 1 && value[valueEnd - 1] == 0x20 { valueEnd -= 1 }
+                    return UnsafeRawBufferPointer(rebasing: value[(i + name.count + 1)..<valueEnd])
+                }
+                i = end
+            }
+        }
+        return nil
+    }
+
+    /// "Set-Cookie: NAME=VALUE; Path=/; HttpOnly\r\n" for the slot's endpoint; its length.
+    func formatSetCookie(_ slot: Int32, into out: UnsafeMutableRawPointer) -> Int {
+        let c = table.pointer(slot)
+        let name = snapshot.services[Int(c.pointee.service)].cookieName ?? Self.defaultCookieName
+        var n = 0
+        func put(_ bytes: UnsafeRawBufferPointer) {
+            (out + n).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            n += bytes.count
+        }
+        Self.setCookiePrefix.withUnsafeBytes { put($0) }
+        name.withUnsafeBytes { put($0) }
+        out.storeBytes(of: UInt8(ascii: "="), toByteOffset: n, as: UInt8.self)
+        n += 1
+        picker.cookieValue(for: Int(c.pointee.endpoint)).withUnsafeBytes { put($0) }
+        Self.setCookieSuffix.withUnsafeBytes { put($0) }
+        return n
+    }
+
+    /// A complete response with a text body; returns its length. The body is cut to fit the
+    /// buffer.
+    func writeSimpleResponse(
+        status: UInt16, body: [UInt8], close: Bool, http10KeepAlive: Bool, into out: UnsafeMutableRawPointer
+    ) -> Int {
+        var n = 0
+        func put(_ text: StaticString) {
+            (out + n).copyMemory(from: text.utf8Start, byteCount: text.utf8CodeUnitCount)
+            n += text.utf8CodeUnitCount
+        }
+        func decimal(_ value: Int) {
+            var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0)
+            var count = 0
+            var v = value
+            withUnsafeMutableBytes(of: &digits) { d in
+                repeat {
+                    d[count] = UInt8(48 + v % 10)
+                    v /= 10
+                    count += 1
+                } while v > 0 && count < 8
+                for k in (0..<count).reversed() {
+                    out.storeBytes(of: d[k], toByteOffset: n, as: UInt8.self)
+                    n += 1
+                }
+            }
+        }
+        let length = min(body.count, Int(Self.httpBufferSize) - 512)
+        put("HTTP/1.1 ")
+        decimal(Int(status))
+        put(" ")
+        put(Self.reason(status))
+        put("\r\nContent-Type: text/plain\r\nContent-Length: ")
+        decimal(length)
+        if close { put("\r\nConnection: close") } else if http10KeepAlive { put("\r\nConnection: keep-alive") }
+        put("\r\n\r\n")
+        body.withUnsafeBytes { (out + n).copyMemory(from: $0.baseAddress!, byteCount: length) }
+        return n + length
+    }
+
+    static func reason(_ status: UInt16) -> StaticString {
+        switch status {
+        case 400: return "Bad Request"
+        case 401: return "Unauthorized"
+        case 403: return "Forbidden"
+        case 404: return "Not Found"
+        case 405: return "Method Not Allowed"
+        case 410: return "Gone"
+        case 421: return "Misdirected Request"
+        case 429: return "Too Many Requests"
+        case 451: return "Unavailable For Legal Reasons"
+        case 500: return "Internal Server Error"
+        case 502: return "Bad Gateway"
+        case 503: return "Service Unavailable"
+        case 504: return "Gateway Timeout"
+        default: return status < 500 ? "Client Error" : "Server Error"
+        }
+    }
+
+    static let defaultCookieName = Array("SLUICE".utf8)
+    static let cookieFieldName = Array("cookie".utf8)
+    static let setCookiePrefix = Array("Set-Cookie: ".utf8)
+    static let setCookieSuffix = Array("; Path=/; HttpOnly\r\n".utf8)
+
+    @inline(__always)
+    static func equalsIgnoringCase(_ a: UnsafeRawBufferPointer, _ lowercase: [UInt8]) -> Bool {
+        guard a.count == lowercase.count else { return false }
+        for i in 0..<a.count where a[i] | 0x20 != lowercase[i] { return false }
+        return true
+    }
+
+    @inline(__always)
+    static func equalsBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        guard a.count == b.count else { return false }
+        for i in 0..<a.count where a[i] != b[i] { return false }
+        return true
+    }
+}
