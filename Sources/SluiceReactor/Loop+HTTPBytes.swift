@@ -1,0 +1,170 @@
+import SluiceRouting
+import SluiceSystem
+import SluiceWire
+
+/// Byte moves and small formatters for the HTTP path.
+extension Loop {
+    // MARK: - Byte helpers
+
+    enum ReadResult {
+        case bytes(Int32)
+        case eof
+        case wouldBlock
+        case failed
+    }
+
+    /// Reads once. A short read clears `readable` (edge-triggered: the socket is drained)
+    /// unless a hangup was reported, in which case the EOF behind the data must still be read.
+    @inline(__always)
+    func readSome(_ fd: Int32, _ dst: UnsafeMutableRawPointer, _ count: Int32, _ readable: inout Bool, _ hangup: Bool)
+        -> ReadResult
+    {
+        do {
+            switch try IO.read(fd, into: dst, count: Int(count)) {
+            case .wouldBlock:
+                readable = false
+                return .wouldBlock
+            case .done(0):
+                readable = false
+                return .eof
+            case .done(let n):
+                if n < Int(count) && !hangup { readable = false }
+                return .bytes(Int32(n))
+            }
+        } catch {
+            return .failed
+        }
+    }
+
+    enum WriteResult {
+        case bytes(Int32)
+        case wouldBlock
+        case failed
+    }
+
+    /// Writes the queue's bytes once; advances it.
+    @inline(__always)
+    func flush(_ queue: inout HTTPExchange.Queue, to fd: Int32, writable: inout Bool) -> WriteResult {
+        let src = httpBuffers.base(queue.buffer) + Int(queue.start)
+        do {
+            switch try IO.write(fd, from: src, count: Int(queue.count)) {
+            case .wouldBlock:
+                writable = false
+                return .wouldBlock
+            case .done(let n):
+                queue.start += Int32(n)
+                if queue.isEmpty {
+                    queue.start = 0
+                    queue.end = 0
+                }
+                return .bytes(Int32(n))
+            }
+        } catch {
+            return .failed
+        }
+    }
+
+    @inline(__always)
+    func releaseIfEmpty(_ queue: inout HTTPExchange.Queue) {
+        if queue.buffer >= 0 && queue.isEmpty {
+            httpBuffers.release(queue.buffer)
+            queue = HTTPExchange.Queue()
+        }
+    }
+
+    /// Moves a queue's bytes to the start of its buffer.
+    func compact(_ queue: inout HTTPExchange.Queue, _ base: UnsafeMutableRawPointer) {
+        let count = queue.count
+        if count > 0 && queue.start > 0 { base.copyMemory(from: base + Int(queue.start), byteCount: Int(count)) }
+        queue.start = 0
+        queue.end = count
+    }
+
+    /// Like `compact` for `req` while a body flows: the head is dropped too.
+    func compactKeepingHead(_ e: UnsafeMutablePointer<HTTPExchange>, _ base: UnsafeMutableRawPointer) {
+        compact(&e.pointee.req, base)
+        e.pointee.headStart = 0
+        e.pointee.headLength = 0
+    }
+
+    @inline(__always)
+    func slice(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int32>) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: buffer[Int(range.lowerBound)..<Int(range.upperBound)])
+    }
+
+    /// The path to send upstream when a route strips a prefix: what follows the prefix,
+    /// always starting with "/". Nil when nothing is stripped.
+    func strippedPath(_ headBuf: UnsafeRawBufferPointer, head: HTTPRequestHead, strip: Int32) -> UnsafeRawBufferPointer?
+    {
+        guard strip > 0 else { return nil }
+        let path = slice(headBuf, head.path)
+        let rest = UnsafeRawBufferPointer(rebasing: path[min(Int(strip), path.count)...])
+        let target = scratch + Self.scratchSize / 2
+        var n = 0
+        if rest.first != UInt8(ascii: "/") {
+            target.storeBytes(of: UInt8(ascii: "/"), as: UInt8.self)
+            n = 1
+        }
+        let copy = min(rest.count, Self.scratchSize / 2 - n)
+        if copy > 0 { (target + n).copyMemory(from: rest.baseAddress!, byteCount: copy) }
+        return UnsafeRawBufferPointer(start: target, count: n + copy)
+    }
+
+    nonisolated(unsafe) static let protoHTTP = UnsafeRawBufferPointer(
+        start: UnsafeRawPointer(Loop.protoHTTPStorage), count: 4)
+    nonisolated(unsafe) static let protoHTTPStorage: UnsafeMutablePointer<UInt8> = {
+        let p = UnsafeMutablePointer<UInt8>.allocate(capacity: 4)
+        for (i, b) in "http".utf8.enumerated() { p[i] = b }
+        return p
+    }()
+
+    /// The client's address as text (IPv4 dotted, IPv6 full groups) into `out`; its length.
+    func formatPeer(_ e: UnsafeMutablePointer<HTTPExchange>, into out: UnsafeMutableRawPointer) -> Int {
+        var n = 0
+        func put(_ byte: UInt8) {
+            out.storeBytes(of: byte, toByteOffset: n, as: UInt8.self)
+            n += 1
+        }
+        func decimal(_ value: UInt64) {
+            if value >= 100 { put(UInt8(48 + value / 100)) }
+            if value >= 10 { put(UInt8(48 + value / 10 % 10)) }
+            put(UInt8(48 + value % 10))
+        }
+        func hex(_ value: UInt64) {
+            let digits: StaticString = "0123456789abcdef"
+            var started = false
+            for shift in stride(from: 12, through: 0, by: -4) {
+                let d = Int(value >> UInt64(shift) & 0xF)
+                if d != 0 || started || shift == 0 {
+                    started = true
+                    put(digits.utf8Start[d])
+                }
+            }
+        }
+        if e.pointee.peerV6 {
+            for k in 0..<8 {
+                let half = k < 4 ? e.pointee.peerHi : e.pointee.peerLo
+                let group = half >> UInt64(48 - 16 * (k % 4)) & 0xFFFF
+                if k > 0 { put(UInt8(ascii: ":")) }
+                hex(group)
+            }
+        } else {
+            let a = e.pointee.peerLo
+            decimal(a >> 24 & 0xFF)
+            put(UInt8(ascii: "."))
+            decimal(a >> 16 & 0xFF)
+            put(UInt8(ascii: "."))
+            decimal(a >> 8 & 0xFF)
+            put(UInt8(ascii: "."))
+            decimal(a & 0xFF)
+        }
+        return n
+    }
+
+    func peerHash(_ e: UnsafeMutablePointer<HTTPExchange>) -> UInt64 {
+        let ip: SocketAddress.IP =
+            e.pointee.peerV6
+            ? .v6(e.pointee.peerHi, e.pointee.peerLo) : .v4(UInt32(truncatingIfNeeded: e.pointee.peerLo))
+        return SocketAddress(ip: ip, port: 0).addressHash
+    }
+}

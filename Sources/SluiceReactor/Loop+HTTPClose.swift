@@ -1,0 +1,127 @@
+import SluiceRouting
+import SluiceSystem
+import SluiceWire
+
+/// Error answers and the graceful close of HTTP connections.
+extension Loop {
+    // MARK: - Errors and closing
+
+    /// Answers `status` and closes once it is written. The request never reaches (or no
+    /// longer reaches) an endpoint.
+    func respondError(_ slot: Int32, status: UInt16) -> HTTPStep {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        if e.pointee.responseStarted {
+            closeHTTP(slot, abort: true)
+            return .closed
+        }
+        counters.httpErrors += 1
+        if c.pointee.upFD >= 0 {
+            Syscall.close(c.pointee.upFD)
+            c.pointee.upFD = -1
+        }
+        releaseIfEmpty(&e.pointee.upq)
+        if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
+        let out = UnsafeMutableRawBufferPointer(
+            start: httpBuffers.base(e.pointee.downq.buffer), count: Int(Self.httpBufferSize))
+        e.pointee.downq.start = 0
+        e.pointee.downq.end = Int32(HTTPHeadWriter.writeError(status: status, into: out))
+        e.pointee.responseStarted = true
+        e.pointee.clientClose = true
+        e.pointee.phase = .closing
+        e.pointee.lingering = false
+        armHTTPTimer(slot, .closing, at: now + snapshot.timeouts.clientMillis)
+        return .again
+    }
+
+    /// The default backend's answer for a request no route matched. The connection stays
+    /// open when the request had no body to skip.
+    func respondDefault(_ slot: Int32, _ backend: DefaultBackend, hasBody: Bool) -> HTTPStep {
+        let e = exchange(slot)
+        if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
+        let keep = !hasBody && !e.pointee.clientClose
+        let out = httpBuffers.base(e.pointee.downq.buffer)
+        let n = writeSimpleResponse(
+            status: backend.status, body: backend.body, close: !keep, http10KeepAlive: e.pointee.http10 && keep,
+            into: out)
+        e.pointee.downq.start = 0
+        e.pointee.downq.end = Int32(n)
+        e.pointee.responseStarted = true
+        e.pointee.responseHeadDone = true
+        e.pointee.respBody = HTTPExchange.Body()
+        e.pointee.req.start = e.pointee.headStart + e.pointee.headLength
+        if keep {
+            e.pointee.reqBody = HTTPExchange.Body()
+            e.pointee.upstreamReusable = e.pointee.upstreamReusable && table.pointer(slot).pointee.upFD >= 0
+            e.pointee.phase = .exchanging
+            return .again
+        }
+        e.pointee.clientClose = true
+        e.pointee.phase = .closing
+        e.pointee.lingering = false
+        armHTTPTimer(slot, .closing, at: now + snapshot.timeouts.clientMillis)
+        return .again
+    }
+
+    func startClosing(_ slot: Int32) -> HTTPStep {
+        let e = exchange(slot)
+        e.pointee.phase = .closing
+        e.pointee.lingering = false
+        armHTTPTimer(slot, .closing, at: now + min(snapshot.timeouts.clientMillis, 5_000))
+        return .again
+    }
+
+    /// Writes what is queued for the client, then closes gracefully: SHUT_WR, and reads
+    /// (and drops) what the client still sends until it closes, so that the kernel does not
+    /// answer unread bytes with a reset that would destroy the response in flight.
+    func closingStep(_ slot: Int32) -> HTTPStep {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        if !e.pointee.downq.isEmpty {
+            guard c.pointee.toDown.dstWritable else { return .wait }
+            switch flush(&e.pointee.downq, to: c.pointee.downFD, writable: &c.pointee.toDown.dstWritable) {
+            case .bytes: return .again
+            case .wouldBlock: return .wait
+            case .failed:
+                closeHTTP(slot, abort: true)
+                return .closed
+            }
+        }
+        if !e.pointee.lingering {
+            e.pointee.lingering = true
+            releaseHTTPBuffers(e)
+            do { try Socket.shutdownWrite(c.pointee.downFD) } catch {}
+        }
+        while c.pointee.toUp.srcReadable {
+            switch readSome(
+                c.pointee.downFD, scratch, Int32(Self.scratchSize), &c.pointee.toUp.srcReadable,
+                c.pointee.toUp.srcHangup)
+            {
+            case .bytes: continue
+            case .wouldBlock: return .wait
+            case .eof, .failed:
+                closeHTTP(slot, abort: false)
+                return .closed
+            }
+        }
+        return .wait
+    }
+
+    /// Closes the client connection and its upstream, releasing every buffer.
+    func closeHTTP(_ slot: Int32, abort: Bool) {
+        close(slot, abort: abort)
+    }
+
+    func releaseHTTPBuffers(_ e: UnsafeMutablePointer<HTTPExchange>) {
+        release(&e.pointee.req)
+        release(&e.pointee.resp)
+        release(&e.pointee.upq)
+        release(&e.pointee.downq)
+    }
+
+    @inline(__always)
+    func release(_ queue: inout HTTPExchange.Queue) {
+        if queue.buffer >= 0 { httpBuffers.release(queue.buffer) }
+        queue = HTTPExchange.Queue()
+    }
+}

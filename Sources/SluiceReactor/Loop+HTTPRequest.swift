@@ -1,0 +1,417 @@
+import SluiceRouting
+import SluiceSystem
+import SluiceWire
+
+/// Reading, routing and sending requests: the head, the upstream, the body.
+extension Loop {
+    // MARK: - Request head
+
+    func readRequestHead(_ slot: Int32) -> HTTPStep {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        if e.pointee.req.buffer < 0 {
+            guard c.pointee.toUp.srcReadable else { return .wait }
+            e.pointee.req = HTTPExchange.Queue(buffer: httpBuffers.acquire(), start: 0, end: 0)
+        }
+        let base = httpBuffers.base(e.pointee.req.buffer)
+        if !e.pointee.req.isEmpty {
+            let head = UnsafeRawBufferPointer(start: base + Int(e.pointee.req.start), count: Int(e.pointee.req.count))
+            switch e.pointee.reqScan.scan(head, limits: httpLimits) {
+            case .complete(let length): return startRequest(slot, headLength: length)
+            case .tooLarge: return respondError(slot, status: 431)
+            case .needMore: break
+            }
+        }
+        guard c.pointee.toUp.srcReadable else {
+            releaseIfEmpty(&e.pointee.req)
+            return .wait
+        }
+        if e.pointee.req.end == Self.httpBufferSize {
+            guard e.pointee.req.start > 0 else { return respondError(slot, status: 431) }
+            compact(&e.pointee.req, base)
+        }
+        let wasEmpty = e.pointee.req.isEmpty
+        let room = Self.httpBufferSize - e.pointee.req.end
+        switch readSome(
+            c.pointee.downFD, base + Int(e.pointee.req.end), room, &c.pointee.toUp.srcReadable, c.pointee.toUp.srcHangup
+        ) {
+        case .bytes(let n):
+            e.pointee.req.end += n
+            c.pointee.life.activity(now: now)
+            if wasEmpty { armHTTPTimer(slot, .requestHead, at: now + snapshot.timeouts.requestHeadMillis) }
+            return .again
+        case .wouldBlock:
+            releaseIfEmpty(&e.pointee.req)
+            return .wait
+        case .eof:
+            // A keep-alive client leaving between requests, or one that gave up mid-head.
+            closeHTTP(slot, abort: false)
+            return .closed
+        case .failed:
+            closeHTTP(slot, abort: true)
+            return .closed
+        }
+    }
+
+    /// A whole request head is at `req.start`: parse, route, pick, then reuse or connect.
+    func startRequest(_ slot: Int32, headLength: Int32) -> HTTPStep {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        let base = httpBuffers.base(e.pointee.req.buffer)
+        let headBuf = UnsafeRawBufferPointer(start: base + Int(e.pointee.req.start), count: Int(headLength))
+        let head: HTTPRequestHead
+        switch HTTPRequestParser.parse(headBuf, fields: fieldStore, limits: httpLimits) {
+        case .failure(let error):
+            counters.httpBadRequests += 1
+            return respondError(slot, status: error.status)
+        case .success(let parsed):
+            head = parsed
+        }
+        counters.httpRequests += 1
+        e.pointee.headStart = e.pointee.req.start
+        e.pointee.headLength = headLength
+        e.pointee.method = head.method
+        e.pointee.http10 = head.minorVersion == 0
+        e.pointee.clientClose = head.connectionClose || (e.pointee.http10 && !head.connectionKeepAlive) || draining
+        e.pointee.upgradeRequested = head.connectionUpgrade && head.upgrade != nil
+        e.pointee.reqBody = HTTPExchange.Body(head.bodyKind)
+        e.pointee.retried = false
+        e.pointee.setCookie = false
+        e.pointee.connectTries = 0
+        if head.method == .connect { return respondError(slot, status: 501) }
+
+        // Route by Host and path.
+        let routeTable = snapshot.routeTables[Int(e.pointee.routes)]
+        let host = head.host.map { slice(headBuf, $0) } ?? UnsafeRawBufferPointer(start: base, count: 0)
+        let service: Int
+        switch routeTable.lookup(host: host, path: slice(headBuf, head.path), defaultPort: 80) {
+        case .service(let index, let strip):
+            service = Int(index)
+            e.pointee.stripPrefix = strip
+        case .noRoute:
+            counters.httpNoRoute += 1
+            guard let fallback = routeTable.defaultBackend.service else {
+                return respondDefault(slot, routeTable.defaultBackend, hasBody: !e.pointee.reqBody.done)
+            }
+            service = fallback
+            e.pointee.stripPrefix = 0
+        }
+
+        // Pick an endpoint: a valid stickiness cookie first.
+        var endpoint: Int? = nil
+        if snapshot.services[service].algorithm == .cookie {
+            if let value = findCookie(service: service, head: head, headBuf: headBuf),
+                let sticky = picker.endpoint(forCookie: value, service: service), !picker.isDown(sticky, now: now)
+            {
+                endpoint = sticky
+            } else {
+                e.pointee.setCookie = true
+            }
+        }
+        if endpoint == nil {
+            endpoint = picker.pick(service: service, clientHash: peerHash(e), now: now)
+        }
+        guard let endpoint else {
+            counters.noEndpoint += 1
+            return respondError(slot, status: 503)
+        }
+        return attachUpstream(slot, service: service, endpoint: endpoint, allowReuse: true)
+    }
+
+    /// Gets a connection to `endpoint`: the one this client connection already holds, an
+    /// idle one from the pool, or a new one.
+    func attachUpstream(_ slot: Int32, service: Int, endpoint: Int, allowReuse: Bool) -> HTTPStep {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        let current = c.pointee.snapshotGeneration == snapshot.generation
+        if allowReuse && c.pointee.upFD >= 0 && current && Int(c.pointee.endpoint) == endpoint {
+            e.pointee.upstreamReused = true
+            return queueRequest(slot)
+        }
+        detachUpstream(slot)
+        c.pointee.service = Int32(service)
+        c.pointee.endpoint = Int32(endpoint)
+        c.pointee.snapshotGeneration = snapshot.generation
+        if allowReuse, let (_, fd) = pool.take(endpoint: endpoint) {
+            c.pointee.upFD = fd
+            do {
+                try epoll.modify(
+                    fd, events: Epoll.edgeTriggeredAll,
+                    data: EventToken(kind: .upstream, index: slot, generation: c.pointee.generation).raw)
+            } catch {
+                Syscall.close(fd)
+                c.pointee.upFD = -1
+                return attachUpstream(slot, service: service, endpoint: endpoint, allowReuse: false)
+            }
+            e.pointee.upstreamReused = true
+            c.pointee.toUp.dstWritable = true
+            return queueRequest(slot)
+        }
+        e.pointee.upstreamReused = false
+        return connectUpstream(slot)
+    }
+
+    func connectUpstream(_ slot: Int32) -> HTTPStep {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        e.pointee.connectTries += 1
+        let address = Self.systemAddress(snapshot.endpoints[Int(c.pointee.endpoint)].address)
+        let fd: Int32
+        let connected: Bool
+        do {
+            (fd, connected) = try Socket.connect(to: address)
+        } catch {
+            return httpConnectFailed(slot, timedOut: false)
+        }
+        Socket.setNoDelay(fd)
+        c.pointee.upFD = fd
+        c.pointee.toDown.srcReadable = false
+        c.pointee.toDown.srcHangup = false
+        c.pointee.toUp.dstWritable = false
+        do {
+            try epoll.add(
+                fd, events: Epoll.edgeTriggeredAll,
+                data: EventToken(kind: .upstream, index: slot, generation: c.pointee.generation).raw)
+        } catch {
+            closeHTTP(slot, abort: true)
+            return .closed
+        }
+        if connected {
+            c.pointee.toUp.dstWritable = true
+            return queueRequest(slot)
+        }
+        e.pointee.phase = .connecting
+        armHTTPTimer(slot, .connect, at: now + snapshot.timeouts.connectMillis)
+        return .wait
+    }
+
+    /// Connect refused or timed out: the next endpoint while tries remain, else 502 (504 for
+    /// a timeout). Does not pump: event and timer callers pump on `.again`.
+    func httpConnectFailed(_ slot: Int32, timedOut: Bool) -> HTTPStep {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        if timedOut { counters.connectTimeouts += 1 } else { counters.connectFailures += 1 }
+        if c.pointee.upFD >= 0 {
+            Syscall.close(c.pointee.upFD)
+            c.pointee.upFD = -1
+        }
+        let failed = Int(c.pointee.endpoint)
+        if c.pointee.snapshotGeneration == snapshot.generation {
+            picker.markDown(failed, until: now + snapshot.limits.endpointBackoffMillis)
+            if Int(e.pointee.connectTries) < snapshot.limits.connectTries,
+                let next = picker.next(after: failed, service: Int(c.pointee.service), now: now)
+            {
+                counters.retries += 1
+                c.pointee.endpoint = Int32(next)
+                return connectUpstream(slot)
+            }
+        }
+        return respondError(slot, status: timedOut ? 504 : 502)
+    }
+
+    /// The attached upstream is not wanted for the next request: pool it if it is clean,
+    /// else close it.
+    func detachUpstream(_ slot: Int32) {
+        let c = table.pointer(slot)
+        let fd = c.pointee.upFD
+        guard fd >= 0 else { return }
+        c.pointee.upFD = -1
+        let clean = exchange(slot).pointee.upstreamReusable && c.pointee.snapshotGeneration == snapshot.generation
+        if clean, let (index, generation) = pool.put(fd: fd, endpoint: Int(c.pointee.endpoint), now: now) {
+            do {
+                // Watch for the server closing it; no OUT, which would fire at once.
+                try epoll.modify(
+                    fd, events: Epoll.readable | Epoll.readHangup | Epoll.edgeTrigger,
+                    data: EventToken(kind: .pooled, index: index, generation: generation).raw)
+                return
+            } catch {
+                _ = pool.remove(index, generation: generation)
+            }
+        }
+        Syscall.close(fd)
+    }
+
+    /// The upstream is connected: write the rewritten head and what body bytes are here.
+    func queueRequest(_ slot: Int32) -> HTTPStep {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        let base = httpBuffers.base(e.pointee.req.buffer)
+        let headBuf = UnsafeRawBufferPointer(start: base + Int(e.pointee.headStart), count: Int(e.pointee.headLength))
+        // The field table is shared by the loop's connections: parse again (tens of ns).
+        guard case .success(let head) = HTTPRequestParser.parse(headBuf, fields: fieldStore, limits: httpLimits) else {
+            return respondError(slot, status: 400)
+        }
+        if e.pointee.upq.buffer < 0 { e.pointee.upq.buffer = httpBuffers.acquire() }
+        let out = UnsafeMutableRawBufferPointer(
+            start: httpBuffers.base(e.pointee.upq.buffer), count: Int(Self.httpBufferSize))
+        let path = strippedPath(headBuf, head: head, strip: e.pointee.stripPrefix)
+        let clientLength = formatPeer(e, into: scratch)
+        let written = HTTPHeadWriter.writeRequest(
+            head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
+            pathOverride: path, clientAddress: UnsafeRawBufferPointer(start: scratch, count: clientLength),
+            proto: Self.protoHTTP, port: e.pointee.listenPort, upgrading: e.pointee.upgradeRequested, into: out)
+        guard let written else { return respondError(slot, status: 431) }
+        e.pointee.upq.start = 0
+        e.pointee.upq.end = Int32(written)
+        e.pointee.req.start = e.pointee.headStart + e.pointee.headLength
+        e.pointee.reqScan.reset()
+        e.pointee.respScan.reset()
+        e.pointee.responseHeadDone = false
+        e.pointee.responseStarted = false
+        e.pointee.upstreamReusable = false
+        e.pointee.phase = .exchanging
+        c.pointee.life.activity(now: now)
+        armHTTPTimer(slot, .server, at: now + snapshot.timeouts.serverMillis)
+        return .again
+    }
+
+    // MARK: - Exchange
+
+    /// One round of the exchange: request body out, response in, response out.
+    func exchangeStep(_ slot: Int32) -> HTTPStep {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        var progressed = false
+
+        // Request body into the upstream queue.
+        if e.pointee.upq.isEmpty && !e.pointee.reqBody.done {
+            switch fillRequestBody(slot) {
+            case .again: progressed = true
+            case .closed: return .closed
+            case .wait: break
+            }
+        }
+        // Upstream queue out.
+        if !e.pointee.upq.isEmpty && c.pointee.toUp.dstWritable {
+            switch flush(&e.pointee.upq, to: c.pointee.upFD, writable: &c.pointee.toUp.dstWritable) {
+            case .bytes: progressed = true
+            case .wouldBlock: break
+            case .failed: return upstreamFailed(slot)
+            }
+        }
+        if e.pointee.upq.isEmpty { releaseIfEmpty(&e.pointee.upq) }
+
+        // Response in.
+        if !e.pointee.responseHeadDone {
+            switch readResponseHead(slot) {
+            case .again: progressed = true
+            case .closed: return .closed
+            case .wait: break
+            }
+            if e.pointee.phase != .exchanging { return .again }
+        } else if !e.pointee.respBody.done && e.pointee.downq.isEmpty {
+            switch fillResponseBody(slot) {
+            case .again: progressed = true
+            case .closed: return .closed
+            case .wait: break
+            }
+        }
+        // Client queue out.
+        if !e.pointee.downq.isEmpty && c.pointee.toDown.dstWritable {
+            switch flush(&e.pointee.downq, to: c.pointee.downFD, writable: &c.pointee.toDown.dstWritable) {
+            case .bytes: progressed = true
+            case .wouldBlock: break
+            case .failed:
+                closeHTTP(slot, abort: true)
+                return .closed
+            }
+        }
+        if e.pointee.downq.isEmpty { releaseIfEmpty(&e.pointee.downq) }
+
+        if e.pointee.responseHeadDone && e.pointee.respBody.done && e.pointee.downq.isEmpty {
+            return finishExchange(slot)
+        }
+        return progressed ? .again : .wait
+    }
+
+    /// Moves request body bytes (already read, or read now) into the empty upstream queue.
+    func fillRequestBody(_ slot: Int32) -> HTTPStep {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        if e.pointee.upq.buffer < 0 { e.pointee.upq.buffer = httpBuffers.acquire() }
+        e.pointee.upq.start = 0
+        e.pointee.upq.end = 0
+        let out = httpBuffers.base(e.pointee.upq.buffer)
+        if !e.pointee.req.isEmpty {
+            let src = httpBuffers.base(e.pointee.req.buffer) + Int(e.pointee.req.start)
+            let take = takeBody(&e.pointee.reqBody, src, min(e.pointee.req.count, Self.httpBufferSize))
+            guard take >= 0 else { return bodyError(slot) }
+            out.copyMemory(from: src, byteCount: Int(take))
+            e.pointee.upq.end = take
+            e.pointee.req.start += take
+            return take > 0 ? .again : .wait
+        }
+        guard c.pointee.toUp.srcReadable else { return .wait }
+        var room = Self.httpBufferSize
+        if case .length = e.pointee.reqBody.kind { room = Int32(min(Int64(room), e.pointee.reqBody.remaining)) }
+        switch readSome(c.pointee.downFD, out, room, &c.pointee.toUp.srcReadable, c.pointee.toUp.srcHangup) {
+        case .bytes(let n):
+            c.pointee.life.activity(now: now)
+            let take = takeBody(&e.pointee.reqBody, out, n)
+            guard take >= 0 else { return bodyError(slot) }
+            e.pointee.upq.end = take
+            if take < n {
+                // Bytes after the body: the next pipelined request.
+                keepPipelined(e, out + Int(take), n - take)
+            }
+            return .again
+        case .wouldBlock:
+            return .wait
+        case .eof, .failed:
+            // The client went away mid-body: the request cannot complete.
+            closeHTTP(slot, abort: true)
+            return .closed
+        }
+    }
+
+    /// Bytes read past a request body: keep them in `req` for the next request.
+    func keepPipelined(_ e: UnsafeMutablePointer<HTTPExchange>, _ bytes: UnsafeMutableRawPointer, _ count: Int32) {
+        if e.pointee.req.buffer < 0 {
+            e.pointee.req = HTTPExchange.Queue(buffer: httpBuffers.acquire(), start: 0, end: 0)
+        }
+        let base = httpBuffers.base(e.pointee.req.buffer)
+        if e.pointee.req.end + count > Self.httpBufferSize {
+            // The head of this request is no longer needed once the body flows.
+            compactKeepingHead(e, base)
+        }
+        let room = min(count, Self.httpBufferSize - e.pointee.req.end)
+        (base + Int(e.pointee.req.end)).copyMemory(from: bytes, byteCount: Int(room))
+        e.pointee.req.end += room
+    }
+
+    func bodyError(_ slot: Int32) -> HTTPStep {
+        let e = exchange(slot)
+        counters.httpBadRequests += 1
+        if e.pointee.responseStarted {
+            closeHTTP(slot, abort: true)
+            return .closed
+        }
+        return respondError(slot, status: 400)
+    }
+
+    /// How many of `count` bytes at `src` belong to the body; -1 on bad chunked framing.
+    @inline(__always)
+    func takeBody(_ body: inout HTTPExchange.Body, _ src: UnsafeRawPointer, _ count: Int32) -> Int32 {
+        if body.done { return 0 }
+        switch body.kind {
+        case .none:
+            body.done = true
+            return 0
+        case .length:
+            let n = Int32(min(Int64(count), body.remaining))
+            body.remaining -= Int64(n)
+            if body.remaining == 0 { body.done = true }
+            return n
+        case .chunked:
+            switch body.chunks.scan(UnsafeRawBufferPointer(start: src, count: Int(count))) {
+            case .consumed(let n): return n
+            case .end(let n):
+                body.done = true
+                return n
+            case .error: return -1
+            }
+        case .untilClose:
+            return count
+        }
+    }
+}

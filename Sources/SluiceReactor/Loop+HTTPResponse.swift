@@ -1,0 +1,308 @@
+import SluiceRouting
+import SluiceSystem
+import SluiceWire
+
+/// Reading and forwarding responses, ending an exchange, and upgrades.
+extension Loop {
+    // MARK: - Response
+
+    func readResponseHead(_ slot: Int32) -> HTTPStep {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        if e.pointee.resp.buffer < 0 {
+            guard c.pointee.toDown.srcReadable else { return .wait }
+            e.pointee.resp = HTTPExchange.Queue(buffer: httpBuffers.acquire(), start: 0, end: 0)
+        }
+        let base = httpBuffers.base(e.pointee.resp.buffer)
+        if !e.pointee.resp.isEmpty {
+            let head = UnsafeRawBufferPointer(start: base + Int(e.pointee.resp.start), count: Int(e.pointee.resp.count))
+            switch e.pointee.respScan.scan(head, limits: httpLimits) {
+            case .complete(let length): return startResponse(slot, headLength: length)
+            case .tooLarge: return upstreamGarbage(slot)
+            case .needMore: break
+            }
+        }
+        guard c.pointee.toDown.srcReadable else { return .wait }
+        if e.pointee.resp.end == Self.httpBufferSize {
+            guard e.pointee.resp.start > 0 else { return upstreamGarbage(slot) }
+            compact(&e.pointee.resp, base)
+        }
+        let room = Self.httpBufferSize - e.pointee.resp.end
+        switch readSome(
+            c.pointee.upFD, base + Int(e.pointee.resp.end), room, &c.pointee.toDown.srcReadable,
+            c.pointee.toDown.srcHangup)
+        {
+        case .bytes(let n):
+            e.pointee.resp.end += n
+            c.pointee.life.activity(now: now)
+            return .again
+        case .wouldBlock:
+            return .wait
+        case .eof, .failed:
+            return upstreamFailed(slot)
+        }
+    }
+
+    func startResponse(_ slot: Int32, headLength: Int32) -> HTTPStep {
+        let e = exchange(slot)
+        let base = httpBuffers.base(e.pointee.resp.buffer)
+        let headBuf = UnsafeRawBufferPointer(start: base + Int(e.pointee.resp.start), count: Int(headLength))
+        guard case .success(let head) = HTTPResponseParser.parse(headBuf, fields: fieldStore, limits: httpLimits) else {
+            return upstreamGarbage(slot)
+        }
+        if head.status < 200 {
+            // Interim responses go to the client as they are, after what is queued.
+            guard e.pointee.downq.isEmpty else { return .wait }
+            if head.status == 101 {
+                guard e.pointee.upgradeRequested else { return upstreamGarbage(slot) }
+                return startUpgrade(slot, head: head, headBuf: headBuf)
+            }
+            if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
+            httpBuffers.base(e.pointee.downq.buffer).copyMemory(from: headBuf.baseAddress!, byteCount: Int(headLength))
+            e.pointee.downq.start = 0
+            e.pointee.downq.end = headLength
+            e.pointee.resp.start += headLength
+            e.pointee.respScan.reset()
+            e.pointee.responseStarted = true
+            return .again
+        }
+        guard e.pointee.downq.isEmpty else { return .wait }
+        e.pointee.respBody = HTTPExchange.Body(head.bodyKind(requestMethod: e.pointee.method))
+        let untilClose = e.pointee.respBody.kind == .untilClose
+        e.pointee.clientClose = e.pointee.clientClose || untilClose || draining
+        e.pointee.upstreamReusable =
+            !head.connectionClose && !untilClose && (head.minorVersion == 1 || head.connectionKeepAlive)
+        if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
+        let out = UnsafeMutableRawBufferPointer(
+            start: httpBuffers.base(e.pointee.downq.buffer), count: Int(Self.httpBufferSize))
+        let extraLength = e.pointee.setCookie ? formatSetCookie(slot, into: scratch) : 0
+        let written = HTTPHeadWriter.writeResponse(
+            head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
+            close: e.pointee.clientClose, http10KeepAlive: e.pointee.http10 && !e.pointee.clientClose, upgrading: false,
+            extraFields: extraLength > 0 ? UnsafeRawBufferPointer(start: scratch, count: extraLength) : nil, into: out)
+        guard let written else { return upstreamGarbage(slot) }
+        e.pointee.resp.start += headLength
+        e.pointee.downq.start = 0
+        e.pointee.downq.end = Int32(written)
+        e.pointee.responseHeadDone = true
+        e.pointee.responseStarted = true
+        // Body bytes that came with the head.
+        if !e.pointee.resp.isEmpty && !e.pointee.respBody.done {
+            let room = Self.httpBufferSize - e.pointee.downq.end
+            let src = base + Int(e.pointee.resp.start)
+            let take = takeBody(&e.pointee.respBody, src, min(e.pointee.resp.count, room))
+            guard take >= 0 else { return upstreamGarbage(slot) }
+            (out.baseAddress! + Int(e.pointee.downq.end)).copyMemory(from: src, byteCount: Int(take))
+            e.pointee.downq.end += take
+            e.pointee.resp.start += take
+        }
+        if e.pointee.respBody.done && !e.pointee.resp.isEmpty {
+            // Bytes after the response that nobody asked for: do not reuse this connection.
+            e.pointee.upstreamReusable = false
+        }
+        return .again
+    }
+
+    func fillResponseBody(_ slot: Int32) -> HTTPStep {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
+        e.pointee.downq.start = 0
+        e.pointee.downq.end = 0
+        let out = httpBuffers.base(e.pointee.downq.buffer)
+        if !e.pointee.resp.isEmpty {
+            let src = httpBuffers.base(e.pointee.resp.buffer) + Int(e.pointee.resp.start)
+            let take = takeBody(&e.pointee.respBody, src, e.pointee.resp.count)
+            guard take >= 0 else { return upstreamGarbage(slot) }
+            out.copyMemory(from: src, byteCount: Int(take))
+            e.pointee.downq.end = take
+            e.pointee.resp.start += take
+            if e.pointee.respBody.done && !e.pointee.resp.isEmpty { e.pointee.upstreamReusable = false }
+            releaseIfEmpty(&e.pointee.resp)
+            return .again
+        }
+        releaseIfEmpty(&e.pointee.resp)
+        guard c.pointee.toDown.srcReadable else { return .wait }
+        var room = Self.httpBufferSize
+        if case .length = e.pointee.respBody.kind { room = Int32(min(Int64(room), e.pointee.respBody.remaining)) }
+        switch readSome(c.pointee.upFD, out, room, &c.pointee.toDown.srcReadable, c.pointee.toDown.srcHangup) {
+        case .bytes(let n):
+            c.pointee.life.activity(now: now)
+            let take = takeBody(&e.pointee.respBody, out, n)
+            guard take >= 0 else {
+                closeHTTP(slot, abort: true)
+                return .closed
+            }
+            e.pointee.downq.end = take
+            if take < n { e.pointee.upstreamReusable = false }
+            return .again
+        case .wouldBlock:
+            return .wait
+        case .eof:
+            if e.pointee.respBody.kind == .untilClose {
+                e.pointee.respBody.done = true
+                e.pointee.upstreamReusable = false
+                return .again
+            }
+            // The upstream died mid-response: the client sees a truncated response and a
+            // reset, never a hang.
+            counters.resets += 1
+            closeHTTP(slot, abort: true)
+            return .closed
+        case .failed:
+            counters.resets += 1
+            closeHTTP(slot, abort: true)
+            return .closed
+        }
+    }
+
+    /// The upstream closed or reset before the response was complete.
+    func upstreamFailed(_ slot: Int32) -> HTTPStep {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        if e.pointee.responseStarted {
+            counters.resets += 1
+            closeHTTP(slot, abort: true)
+            return .closed
+        }
+        // A reused keep-alive connection the server closed as we sent: retry once on a new
+        // connection when the request had no body (nothing of it is lost).
+        if e.pointee.upstreamReused && !e.pointee.retried && e.pointee.reqBody.kind == .none {
+            e.pointee.retried = true
+            Syscall.close(c.pointee.upFD)
+            c.pointee.upFD = -1
+            releaseIfEmpty(&e.pointee.upq)
+            e.pointee.upq.start = 0
+            e.pointee.upq.end = 0
+            e.pointee.resp.start = 0
+            e.pointee.resp.end = 0
+            releaseIfEmpty(&e.pointee.resp)
+            e.pointee.upstreamReused = false
+            e.pointee.connectTries = 0
+            return connectUpstream(slot)
+        }
+        counters.resets += 1
+        return respondError(slot, status: 502)
+    }
+
+    /// The upstream sent something that is not a valid response.
+    func upstreamGarbage(_ slot: Int32) -> HTTPStep {
+        let e = exchange(slot)
+        counters.httpBadResponses += 1
+        if e.pointee.responseStarted {
+            closeHTTP(slot, abort: true)
+            return .closed
+        }
+        return respondError(slot, status: 502)
+    }
+
+    /// The response is complete and written: keep or drop the upstream, then take the next
+    /// request or close.
+    func finishExchange(_ slot: Int32) -> HTTPStep {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        if !e.pointee.reqBody.done || !e.pointee.upq.isEmpty {
+            // The server answered before the request was sent whole: neither side can be
+            // kept in step.
+            e.pointee.clientClose = true
+            e.pointee.upstreamReusable = false
+        }
+        releaseIfEmpty(&e.pointee.upq)
+        e.pointee.resp.start = 0
+        e.pointee.resp.end = 0
+        releaseIfEmpty(&e.pointee.resp)
+        releaseIfEmpty(&e.pointee.downq)
+        if !e.pointee.upstreamReusable, c.pointee.upFD >= 0 {
+            Syscall.close(c.pointee.upFD)
+            c.pointee.upFD = -1
+        }
+        if e.pointee.clientClose {
+            return startClosing(slot)
+        }
+        e.pointee.phase = .readingHead
+        e.pointee.reqScan.reset()
+        if e.pointee.req.isEmpty {
+            releaseIfEmpty(&e.pointee.req)
+            armHTTPTimer(slot, .clientIdle, at: now + snapshot.timeouts.clientMillis)
+        } else {
+            armHTTPTimer(slot, .requestHead, at: now + snapshot.timeouts.requestHeadMillis)
+        }
+        return .again
+    }
+
+    // MARK: - Upgrade
+
+    func startUpgrade(_ slot: Int32, head: HTTPResponseHead, headBuf: UnsafeRawBufferPointer) -> HTTPStep {
+        let e = exchange(slot)
+        if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
+        let out = UnsafeMutableRawBufferPointer(
+            start: httpBuffers.base(e.pointee.downq.buffer), count: Int(Self.httpBufferSize))
+        guard
+            let written = HTTPHeadWriter.writeResponse(
+                head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
+                close: false, http10KeepAlive: false, upgrading: true, extraFields: nil, into: out)
+        else { return upstreamGarbage(slot) }
+        e.pointee.resp.start += Int32(headBuf.count)
+        e.pointee.downq.start = 0
+        e.pointee.downq.end = Int32(written)
+        // Whatever the server sent after the 101 is already the new protocol.
+        let extra = min(e.pointee.resp.count, Self.httpBufferSize - e.pointee.downq.end)
+        if extra > 0 {
+            let src = httpBuffers.base(e.pointee.resp.buffer) + Int(e.pointee.resp.start)
+            (out.baseAddress! + Int(e.pointee.downq.end)).copyMemory(from: src, byteCount: Int(extra))
+            e.pointee.downq.end += extra
+            e.pointee.resp.start += extra
+        }
+        e.pointee.responseStarted = true
+        e.pointee.phase = .upgrading
+        counters.httpUpgrades += 1
+        return .again
+    }
+
+    /// Flushes what is queued both ways, then hands the pair to the byte tunnel.
+    func upgradeStep(_ slot: Int32) -> HTTPStep {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        var progressed = false
+        if e.pointee.upq.isEmpty && !e.pointee.req.isEmpty {
+            // Client bytes sent after the upgrade request.
+            if e.pointee.upq.buffer < 0 { e.pointee.upq.buffer = httpBuffers.acquire() }
+            let n = e.pointee.req.count
+            httpBuffers.base(e.pointee.upq.buffer).copyMemory(
+                from: httpBuffers.base(e.pointee.req.buffer) + Int(e.pointee.req.start), byteCount: Int(n))
+            e.pointee.upq.start = 0
+            e.pointee.upq.end = n
+            e.pointee.req.start = e.pointee.req.end
+            progressed = true
+        }
+        if !e.pointee.upq.isEmpty && c.pointee.toUp.dstWritable {
+            switch flush(&e.pointee.upq, to: c.pointee.upFD, writable: &c.pointee.toUp.dstWritable) {
+            case .bytes: progressed = true
+            case .wouldBlock: break
+            case .failed:
+                closeHTTP(slot, abort: true)
+                return .closed
+            }
+        }
+        if !e.pointee.downq.isEmpty && c.pointee.toDown.dstWritable {
+            switch flush(&e.pointee.downq, to: c.pointee.downFD, writable: &c.pointee.toDown.dstWritable) {
+            case .bytes: progressed = true
+            case .wouldBlock: break
+            case .failed:
+                closeHTTP(slot, abort: true)
+                return .closed
+            }
+        }
+        guard e.pointee.upq.isEmpty && e.pointee.downq.isEmpty && e.pointee.req.isEmpty && e.pointee.resp.isEmpty else {
+            return progressed ? .again : .wait
+        }
+        releaseHTTPBuffers(e)
+        c.pointee.isHTTP = false
+        c.pointee.life = ConnectionLifecycle()
+        _ = c.pointee.life.start(now: now, connectMillis: snapshot.timeouts.connectMillis)
+        let arm = c.pointee.life.connected(now: now, tunnelMillis: snapshot.timeouts.tunnelMillis)
+        if case .arm(let deadline) = arm { timers.schedule(slot, at: deadline) }
+        startTunnel(slot)
+        return .closed
+    }
+}
