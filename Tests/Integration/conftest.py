@@ -127,7 +127,9 @@ def yaml_scalar(v) -> str:
     if re.fullmatch(r"[A-Za-z0-9_.\-/]+(:[0-9]+)?", s) and s.lower() not in (
             "true", "false", "yes", "no", "null", "on", "off", "~"):
         return s
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    s = s.replace("\\", "\\\\").replace('"', '\\"')
+    s = s.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return '"' + s + '"'
 
 
 def to_yaml(obj, indent: int = 0) -> str:
@@ -160,9 +162,10 @@ def make_config(listeners: Dict[str, str], services: Dict[str, List[str]],
                 algorithm: str = "roundrobin", timeouts: Optional[dict] = None,
                 limits: Optional[dict] = None, routes: Optional[Dict[str, str]] = None,
                 extra: Optional[dict] = None) -> dict:
-    """listeners: name -> address; services: name -> endpoints;
-    routes: listener name -> service name (default: the listener's own name,
-    else the only service)."""
+    """listeners: name -> address, or name -> dict of listener fields (e.g.
+    ``{"address": ..., "protocol": "http", "routes": [...], "default": {...}}``);
+    services: name -> endpoints; routes: listener name -> service name (default: the
+    listener's own name, else the only service)."""
     routes = routes or {}
     only = next(iter(services)) if len(services) == 1 else None
     cfg: dict = {}
@@ -173,6 +176,7 @@ def make_config(listeners: Dict[str, str], services: Dict[str, List[str]],
     if extra:
         cfg.update(extra)
     cfg["listeners"] = [
+        {"name": n, **a} if isinstance(a, dict) else
         {"name": n, "address": a, "protocol": "tcp",
          "service": routes.get(n) or (n if n in services else only)}
         for n, a in listeners.items()
@@ -436,6 +440,15 @@ def backends():
     bs = BackendSet()
     yield bs
     bs.shutdown()
+
+
+@pytest.fixture
+def http_backends():
+    """HTTP/1.1 backends (see http_backends.py), shut down after the test."""
+    from http_backends import HTTPBackends
+    hb = HTTPBackends()
+    yield hb
+    hb.shutdown()
 
 
 @pytest.fixture
