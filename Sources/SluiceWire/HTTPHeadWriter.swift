@@ -170,7 +170,9 @@ public enum HTTPHeadWriter {
     static func hasConnectionField(_ s: Span<UInt8>, _ fields: UnsafeBufferPointer<HTTPField>, _ count: Int) -> Bool {
         for k in 0..<count {
             let f = fields[k]
-            if !f.value.isEmpty && KnownField.classify(s, Int(f.name.lowerBound)..<Int(f.name.upperBound)) == .connection {
+            if !f.value.isEmpty
+                && KnownField.classify(s, Int(f.name.lowerBound)..<Int(f.name.upperBound)) == .connection
+            {
                 return true
             }
         }
