@@ -144,6 +144,7 @@ extension Loop {
                 return attachUpstream(slot, service: service, endpoint: endpoint, allowReuse: false)
             }
             e.pointee.upstreamReused = true
+            counters.pooledReuses += 1
             c.pointee.toUp.dstWritable = true
             return queueRequest(slot)
         }

@@ -217,6 +217,8 @@ extension Loop {
             c.pointee.upFD = -1
         }
         if e.pointee.clientClose {
+            // The client leaves; a clean upstream goes to the pool for other clients.
+            detachUpstream(slot)
             return startClosing(slot)
         }
         e.pointee.phase = .readingHead
