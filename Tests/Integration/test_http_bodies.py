@@ -1,0 +1,122 @@
+"""HTTP listener: large bodies both ways (Content-Length and chunked), bodiless
+responses (HEAD, 204, 304) on a kept connection, and Expect: 100-continue."""
+
+import hashlib
+import json
+import time
+
+import pytest
+
+from backends import pattern_bytes
+from conftest import make_config, new_listener
+from http_backends import BufReader, curl, http_listener, port_of, read_response, request_bytes
+
+pytestmark = pytest.mark.sluice_only
+
+BIG = 50 << 20
+
+
+@pytest.fixture
+def one(http_backends, proxy_factory):
+    a = http_backends.add("a")
+    cfg = make_config({"web": http_listener(new_listener(), [{"host": "a.example.com",
+                                                              "service": "a"}])},
+                      {"a": [a.addr]})
+    p = proxy_factory(cfg)
+    return p, a, f"http://127.0.0.1:{port_of(p.addr())}"
+
+
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bodies") / "upload.bin"
+    data = pattern_bytes(BIG)
+    path.write_bytes(data)
+    return path, hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_upload_50mib(one, big_file, framing):
+    p, a, url = one
+    path, sha = big_file
+    extra = ["-H", "Transfer-Encoding: chunked"] if framing == "chunked" else []
+    r = curl("-H", "Host: a.example.com", "-H", "Expect:", "-T", str(path), *extra,
+             "-m", "60", url + "/upload")
+    assert r.returncode == 0, r.stderr
+    f = json.loads(r.stdout)
+    assert f["method"] == "PUT"
+    assert f["body_len"] == BIG
+    assert f["body_sha256"] == sha, "uploaded body differs"
+    if framing == "chunked":
+        assert "transfer-encoding" in f["headers"]
+    else:
+        assert "content-length" in f["headers"]
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_download_50mib(one, tmp_path, framing):
+    p, a, url = one
+    out = tmp_path / "down.bin"
+    hdrs = tmp_path / "headers.txt"
+    chunked = "1" if framing == "chunked" else "0"
+    r = curl("-H", "Host: a.example.com", "-o", str(out), "-D", str(hdrs), "-m", "60",
+             "-w", "%{http_code} %{size_download}",
+             f"{url}/dl?mode=download&size={BIG}&chunked={chunked}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode() == f"200 {BIG}"
+    sha = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert sha == hashlib.sha256(pattern_bytes(BIG)).hexdigest(), "downloaded body differs"
+    head = hdrs.read_text().lower()
+    if framing == "chunked":
+        assert "transfer-encoding: chunked" in head, head
+    else:
+        assert f"content-length: {BIG}" in head, head
+
+
+def test_head_with_content_length_then_next_request(one, clients):
+    p, a, url = one
+    s = clients.connect(p.addr())
+    reader = BufReader(s)
+    s.sendall(request_bytes("a.example.com", "/h", method="HEAD"))
+    r = read_response(reader, method="HEAD")
+    assert r.status == 200 and r.header("content-length") == "12345", r
+    s.sendall(request_bytes("a.example.com", "/after-head"))
+    s.settimeout(5)
+    r2 = read_response(reader)
+    assert r2.status == 200 and r2.json()["target"] == "/after-head", \
+        f"response after HEAD misframed: {r2!r}"
+    r3 = curl("-I", "-H", "Host: a.example.com", "-m", "5", url + "/curl-head")
+    assert r3.returncode == 0, r3.stderr
+    assert b"content-length: 12345" in r3.stdout.lower()
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_bodiless_status_then_next_request(one, clients, status):
+    p, a, url = one
+    s = clients.connect(p.addr())
+    reader = BufReader(s)
+    s.sendall(request_bytes("a.example.com", f"/s?mode=status&status={status}"))
+    r = read_response(reader)
+    assert r.status == status, r
+    s.sendall(request_bytes("a.example.com", "/next"))
+    r2 = read_response(reader)
+    assert r2.status == 200 and r2.json()["target"] == "/next", \
+        f"response after {status} misframed: {r2!r}"
+    assert a.request_count() == 2
+
+
+def test_expect_100_continue_curl(one, tmp_path):
+    p, a, url = one
+    data = pattern_bytes(1 << 20)
+    path = tmp_path / "up.bin"
+    path.write_bytes(data)
+    t0 = time.monotonic()
+    r = curl("-v", "-H", "Host: a.example.com", "-H", "Expect: 100-continue",
+             "--expect100-timeout", "10", "--data-binary", f"@{path}", "-m", "20",
+             url + "/expect")
+    elapsed = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    f = json.loads(r.stdout)
+    assert f["method"] == "POST"
+    assert f["body_len"] == len(data) and f["body_sha256"] == hashlib.sha256(data).hexdigest()
+    assert "< HTTP/1.1 100 Continue" in r.stderr, f"no 100 Continue reached the client:\n{r.stderr}"
+    assert elapsed < 5, f"upload waited {elapsed:.1f}s for 100 Continue"
