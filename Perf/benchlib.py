@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers for l4-bench.sh (Python 3 standard library only).
+"""Helpers for l4-bench.sh and http-bench.sh (Python 3 standard library only).
 
 Subcommands:
   cpu PID                       print "USER_SECONDS SYSTEM_SECONDS" of the whole process
@@ -16,6 +16,15 @@ Subcommands:
   wait-count COUNT_FILE OP N TIMEOUT
                                 wait until count OP N (OP: ge or le); exit 1 on timeout
   report RESULTS                print the Markdown report
+HTTP (http-bench.sh):
+  cpu-tree PID                  like cpu, for PID and all its descendants
+  http-wrk RESULTS KEY WRK_OUT CPU_BEFORE CPU_AFTER
+                                record a wrk --latency run under KEY (MODE@ROUND.LOAD)
+  http-check PORT PATH SIZE HOST=PORT,PORT ...
+                                routing check through a proxy; prints "ok" or the problems
+  http-probe PORT HOST PATH N [close]
+                                N requests, print a tally of statuses and the first non-2xx
+  http-report RESULTS           print the HTTP Markdown report
 CPU_BEFORE/CPU_AFTER are "USER SYSTEM" strings as printed by `cpu`.
 """
 import errno
@@ -530,6 +539,379 @@ def report(results):
     print("\n".join(lines))
 
 
+# ---------------------------------------------------------------- HTTP benchmark (http-bench.sh)
+def proc_cpu_tree(pid):
+    """utime+stime of PID and all its descendants (nginx: master + worker)."""
+    u, s = proc_cpu(pid)
+    for kid in proc_children(pid):
+        try:
+            ku, ks = proc_cpu_tree(kid)
+        except OSError:
+            continue
+        u, s = u + ku, s + ks
+    return u, s
+
+
+def proc_children(pid):
+    kids = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    kids.extend(int(x) for x in f.read().split())
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return kids
+
+
+_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def parse_wrk(text):
+    """wrk (--latency) output -> dict; None if it has no summary."""
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", text)
+    rps = re.search(r"Requests/sec:\s*([\d.]+)", text)
+    if not m or not rps:
+        return None
+    out = {"requests": int(m.group(1)), "rps": float(rps.group(1))}
+    for pct in ("50", "99"):
+        p = re.search(rf"^\s*{pct}(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
+        if p:
+            out[f"p{pct}_ms"] = float(p.group(1)) * _UNIT_MS[p.group(2)]
+    se = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    out["sock_errors"] = sum(int(x) for x in se.groups()) if se else 0
+    out["sock_detail"] = (
+        f"connect {se.group(1)}, read {se.group(2)}, write {se.group(3)}, timeout {se.group(4)}"
+        if se else ""
+    )
+    nx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    out["non2xx"] = int(nx.group(1)) if nx else 0
+    return out
+
+
+def record_http(results, key, wrk_out, before, after):
+    """Record one wrk run of http-bench.sh under KEY (MODE@ROUND.LOAD)."""
+    with open(wrk_out) as f:
+        w = parse_wrk(f.read())
+    if w is None:
+        put(results, f"{key}.error", f"cannot parse wrk output ({wrk_out})")
+        return
+    u0, s0 = parse_cpu(before)
+    u1, s1 = parse_cpu(after)
+    for k in ("requests", "rps", "p50_ms", "p99_ms", "sock_errors", "non2xx"):
+        if k in w:
+            put(results, f"{key}.{k}", w[k])
+    if w["sock_errors"]:
+        put(results, f"{key}.sock_detail", w["sock_detail"])
+    put(results, f"{key}.cpu_user", f"{u1 - u0:.2f}")
+    put(results, f"{key}.cpu_sys", f"{s1 - s0:.2f}")
+    # a one-word summary for the log line
+    print(
+        f"{w['rps']:.0f} req/s, p50 {w.get('p50_ms', 0):.3f} ms, p99 {w.get('p99_ms', 0):.3f} ms, "
+        f"CPU {u1 - u0:.2f}+{s1 - s0:.2f} s for {w['requests']} req, "
+        f"errors {w['sock_errors']}, non-2xx {w['non2xx']}"
+    )
+
+
+def _http_exchange(sock, rfile, host, path, close=False):
+    """One request on a keep-alive socket; returns (status, headers dict, body bytes)."""
+    req = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+    if close:
+        req += "Connection: close\r\n"
+    sock.sendall((req + "\r\n").encode())
+    line = rfile.readline()
+    if not line:
+        raise ConnectionError("connection closed before a response")
+    parts = line.decode("latin-1").split(" ", 2)
+    status = int(parts[1])
+    headers = {}
+    while True:
+        h = rfile.readline()
+        if h in (b"\r\n", b"\n", b""):
+            break
+        k, _, v = h.decode("latin-1").partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if "content-length" in headers:
+        body = rfile.read(int(headers["content-length"]))
+    elif headers.get("transfer-encoding", "").lower().endswith("chunked"):
+        body = b""
+        while True:
+            n = int(rfile.readline().split(b";")[0].strip(), 16)
+            if n == 0:
+                while rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                break
+            body += rfile.read(n)
+            rfile.readline()
+    else:
+        body = rfile.read()
+    return status, headers, body
+
+
+def http_check(port, path, size, hosts_origins):
+    """Routing check through a proxy: on one keep-alive connection, alternate the hosts
+    (4 requests each); every answer must be 200 with SIZE bytes, and each host's requests
+    must reach both of its origins (X-Origin) and no other. Prints "ok" or what is wrong."""
+    spec = {}
+    for item in hosts_origins:  # "a.example.com=17201,17202"
+        h, ports = item.split("=")
+        spec[h] = set(ports.split(","))
+    seen = {h: [] for h in spec}
+    problems = []
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        rfile = s.makefile("rb")
+        for i in range(4):
+            for h in spec:
+                st, hd, body = _http_exchange(s, rfile, h, path)
+                origin = hd.get("x-origin", "?")
+                seen[h].append(origin)
+                if st != 200 or len(body) != size:
+                    problems.append(f"{h}{path}: status {st}, {len(body)} bytes")
+                if hd.get("connection", "").lower() == "close":
+                    problems.append(f"{h}: proxy closed the keep-alive connection")
+                    raise ConnectionError("closed")
+        s.close()
+    except (OSError, ValueError, ConnectionError) as e:
+        if not problems or "closed" not in str(e):
+            problems.append(f"{type(e).__name__}: {e}")
+    for h, want in spec.items():
+        got = set(seen[h])
+        if seen[h] and got != want:
+            problems.append(f"{h} reached origins {'/'.join(seen[h])} (expected {'+'.join(sorted(want))})")
+    print("ok" if not problems else "; ".join(dict.fromkeys(problems)))
+
+
+def http_probe(port, host, path, n, close):
+    """N sequential requests (new connection each time if CLOSE): tally of statuses and the
+    first non-2xx answer (head fields and the start of the body), on one line."""
+    tally = {}
+    first_bad = None
+    s = rfile = None
+    for _ in range(n):
+        try:
+            if s is None:
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                rfile = s.makefile("rb")
+            st, hd, body = _http_exchange(s, rfile, host, path, close)
+            tally[st] = tally.get(st, 0) + 1
+            if not 200 <= st < 300 and first_bad is None:
+                first_bad = f"{st} {hd} body={body[:120]!r}"
+            if close or hd.get("connection", "").lower() == "close":
+                s.close()
+                s = None
+        except (OSError, ValueError, ConnectionError) as e:
+            name = f"{type(e).__name__}: {e}"
+            tally[name] = tally.get(name, 0) + 1
+            if s is not None:
+                s.close()
+            s = None
+    if s is not None:
+        s.close()
+    out = "statuses " + ", ".join(f"{k}×{v}" for k, v in tally.items())
+    if first_bad:
+        out += f"; first non-2xx: {first_bad}"
+    print(out.replace("\n", " "))
+
+
+HTTP_MODES = [
+    ("sluice", "Sluice"),
+    ("haproxy", "HAProxy"),
+    ("nginx", "nginx"),
+]
+
+HTTP_ROWS = [
+    ("rps", "req/s", "{:.0f}", "up"),
+    ("p50_ms", "p50 latency (ms)", "{:.3f}", "down"),
+    ("p99_ms", "p99 latency (ms)", "{:.3f}", "down"),
+    ("cpu", "proxy CPU s per 100k req", "{:.2f}", "down"),
+    ("cpu_user", "  user s per 100k", "{:.2f}", "down"),
+    ("cpu_sys", "  system s per 100k", "{:.2f}", "down"),
+    ("sock_errors", "wrk socket errors", "{:.0f}", "down"),
+    ("non2xx", "non-2xx/3xx responses", "{:.0f}", "down"),
+]
+
+
+def http_load_label(load):
+    """ka-64 -> "keep-alive, 64 B"; close-1m-ab -> "Connection: close, 1 MiB, Host a/b"."""
+    parts = load.split("-")
+    conn = {"ka": "keep-alive", "close": "Connection: close"}.get(parts[0], parts[0])
+    size = {"64": "64 B", "16k": "16 KiB", "1m": "1 MiB"}.get(parts[1], parts[1]) if len(parts) > 1 else "?"
+    host = "Host a/b alternating" if len(parts) > 2 and parts[2] == "ab" else "Host a"
+    return f"{conn}, {size}, {host}"
+
+
+def http_loads_of(r):
+    loads = r.get("meta.loads", "").split()
+    return loads
+
+
+def http_derived(r, key):
+    """{row: value} for MODE@ROUND.LOAD, nothing if it did not run."""
+    out = {}
+    n = num(r, f"{key}.requests")
+    if n is None:
+        return out
+    for k in ("rps", "p50_ms", "p99_ms", "sock_errors", "non2xx"):
+        out[k] = num(r, f"{key}.{k}")
+    u, s = num(r, f"{key}.cpu_user"), num(r, f"{key}.cpu_sys")
+    if n and u is not None and s is not None:
+        out["cpu_user"] = u / n * 1e5
+        out["cpu_sys"] = s / n * 1e5
+        out["cpu"] = (u + s) / n * 1e5
+    return out
+
+
+def http_noise(r, key):
+    nc, nw = num(r, f"{key}.noise.cpu"), num(r, f"{key}.noise.wall")
+    return 100.0 * nc / nw if nc is not None and nw else None
+
+
+def http_report(results):
+    r = load(results)
+    loads = http_loads_of(r)
+    rounds = {m: rounds_of(r, m) for m, _ in HTTP_MODES}
+    per_round = {
+        (m, ld): [http_derived(r, f"{m}@{n}.{ld}") for n in rounds[m]] for m, _ in HTTP_MODES for ld in loads
+    }
+    med = {}
+    for (m, ld), drs in per_round.items():
+        keys = {k for dr in drs for k in dr}
+        med[(m, ld)] = {k: median([dr.get(k) for dr in drs]) for k in keys}
+    noise = {m: [http_noise(r, f"{m}@{n}") for n in rounds[m]] for m, _ in HTTP_MODES}
+    meta = lambda k: r.get(f"meta.{k}", "?")
+    L = []
+    L.append(f"# Sluice HTTP benchmark — {meta('date')}")
+    L.append("")
+    L.append(
+        f"Loopback only. Proxy on CPU {meta('proxy_cpu')}; wrk and the nginx origin (4 ports, "
+        f"static files, `access_log off`) on CPU {meta('load_cpu')}. Each load: "
+        f"wrk -t{meta('wrk_threads')} -c{meta('wrk_conns')} -d{meta('secs')}s --latency after a "
+        f"{meta('warmup')} s warm-up; routing by Host (a.example.com, b.example.com → two origins "
+        f"each, round robin). Proxies interleaved over {meta('rounds')} round(s); each cell is the "
+        f"median over rounds (per-round values below). \"Sluice / better peer\" divides by the "
+        f"better of HAProxy and nginx on that row."
+    )
+    L.append("")
+    labels = [lab for _, lab in HTTP_MODES]
+    L.append(
+        "| load | figure | " + " | ".join(labels)
+        + " | Sluice / HAProxy | Sluice / nginx | Sluice / better peer | better |"
+    )
+    L.append("|" + " --- |" * (len(HTTP_MODES) + 6))
+    for ld in loads:
+        first = True
+        for key, label, f, better in HTTP_ROWS:
+            vals = [med[(m, ld)].get(key) for m, _ in HTTP_MODES]
+            if all(v is None for v in vals):
+                continue
+            s, h, n = vals
+            peers = [v for v in (h, n) if v is not None]
+            best = (max(peers) if better == "up" else min(peers)) if peers else None
+            arrow = "higher" if better == "up" else "lower"
+            if key in ("sock_errors", "non2xx"):
+                rs = ["—", "—", "—"]
+            else:
+                rs = [ratio(s, h), ratio(s, n), ratio(s, best)]
+            lc = f"**{http_load_label(ld)}**" if first else ""
+            first = False
+            L.append(
+                f"| {lc} | {label} | " + " | ".join(fmt(v, f) for v in vals)
+                + f" | {' | '.join(rs)} | {arrow} |"
+            )
+    cells = []
+    for m, _ in HTTP_MODES:
+        v = median(noise[m])
+        cells.append(fmt(v, "{:.0f}"))
+    L.append(f"| all | other processes' CPU (% of one CPU) | " + " | ".join(cells) + " | | | | lower |")
+    L.append("")
+
+    # notes
+    notes = []
+    for m, label in HTTP_MODES:
+        for n in rounds[m]:
+            km = f"{m}@{n}"
+            st = r.get(f"{km}.status")
+            if st and st != "ok":
+                notes.append(f"- {label}, round {n}: {st}")
+            chk = r.get(f"{km}.check")
+            if chk and chk != "ok":
+                notes.append(f"- {label}, round {n}: routing check: {chk}")
+            for k, v in sorted(r.items()):
+                if not k.startswith(km + "."):
+                    continue
+                sub = k[len(km) + 1 :]
+                if sub.endswith(".error"):
+                    notes.append(f"- {label}, round {n}: {sub}: {v}")
+                elif sub.endswith(".sock_detail"):
+                    ld = sub[: -len(".sock_detail")]
+                    notes.append(f"- {label}, round {n}, {http_load_label(ld)}: wrk socket errors: {v}")
+                elif sub.endswith(".diag"):
+                    ld = sub[: -len(".diag")]
+                    nx = r.get(f"{km}.{ld}.non2xx", "?")
+                    notes.append(
+                        f"- {label}, round {n}, {http_load_label(ld)}: {nx} non-2xx; "
+                        f"rerun of the load with a status tally: {v}"
+                    )
+    checks = {m: [r.get(f"{m}@{n}.check") for n in rounds[m]] for m, _ in HTTP_MODES}
+    ok_modes = [lab for m, lab in HTTP_MODES if checks[m] and all(c == "ok" for c in checks[m])]
+    if ok_modes:
+        notes.append(
+            "- routing check passed (Host a and b alternating on one keep-alive connection, "
+            "each host reaching both of its origins, 200 and the right length): " + ", ".join(ok_modes)
+        )
+    noisy = []
+    for m, label in HTTP_MODES:
+        for n, v in zip(rounds[m], noise[m]):
+            if v is not None and v >= NOISE_WARN_PCT:
+                noisy.append(f"{label} round {n} {v:.0f}%")
+    if noisy:
+        notes.append(
+            "- NOISY: other processes used CPU during: " + ", ".join(noisy)
+            + f" (top over the run: {r.get('meta.noise_top', '?')}); the medians damp a single"
+            " noisy round, but compare with care, or rerun"
+        )
+    if notes:
+        L.append("Notes:")
+        L.extend(notes)
+        L.append("")
+
+    if any(len(rounds[m]) > 1 for m, _ in HTTP_MODES):
+        L.append("Per-round values (round 1 / round 2 / …):")
+        L.append("")
+        L.append("| load | figure | " + " | ".join(labels) + " |")
+        L.append("|" + " --- |" * (len(HTTP_MODES) + 2))
+        for ld in loads:
+            first = True
+            for key, label, f, _ in HTTP_ROWS:
+                cs = []
+                for m, _ in HTTP_MODES:
+                    vals = [dr.get(key) for dr in per_round[(m, ld)]]
+                    cs.append(" / ".join(fmt(v, f) for v in vals) if any(v is not None for v in vals) else "—")
+                if all(c == "—" for c in cs):
+                    continue
+                lc = f"**{http_load_label(ld)}**" if first else ""
+                first = False
+                L.append(f"| {lc} | {label.strip()} | " + " | ".join(cs) + " |")
+        cs = [" / ".join(fmt(v, "{:.0f}") for v in noise[m]) or "—" for m, _ in HTTP_MODES]
+        L.append("| all | other processes' CPU % | " + " | ".join(cs) + " |")
+        L.append("")
+    L.append("Versions:")
+    for k in ("haproxy", "nginx", "wrk", "swift", "kernel", "sluice"):
+        L.append(f"- {k}: {meta(k)}")
+    L.append("")
+    L.append(
+        "CPU is the proxy only (utime+stime of the process and its children from /proc/PID/stat, "
+        "10 ms ticks; nginx: master + worker); 1 s per 100k requests = 10 µs per request. "
+        "Ratios are column / column from the same run: for req/s above 1 is better, for latency "
+        "and CPU below 1 is better. With wrk and the origin saturating CPU "
+        f"{meta('load_cpu')}, req/s is capped by that core: judge the proxies by CPU per request."
+    )
+    print("\n".join(L))
+
+
 def main():
     a = sys.argv[1:]
     if not a:
@@ -568,6 +950,17 @@ def main():
         put(a[1], f"{a[2]}.noise.wall", f"{time.monotonic() - w0:.2f}")
     elif cmd == "report":
         report(a[1])
+    elif cmd == "cpu-tree":
+        u, s = proc_cpu_tree(int(a[1]))
+        print(f"{u:.2f} {s:.2f}")
+    elif cmd == "http-wrk":
+        record_http(a[1], a[2], a[3], a[4], a[5])
+    elif cmd == "http-check":
+        http_check(int(a[1]), a[2], int(a[3]), a[4:])
+    elif cmd == "http-probe":
+        http_probe(int(a[1]), a[2], a[3], int(a[4]), len(a) > 5 and a[5] == "close")
+    elif cmd == "http-report":
+        http_report(a[1])
     else:
         print(__doc__)
         sys.exit(2)
