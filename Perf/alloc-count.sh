@@ -3,38 +3,30 @@
 # LD_PRELOAD malloc counter, warms it up, then reports how many allocations a further
 # SHORT short connections (connect, echo 64 B, close) and a BULK MiB transfer each way add.
 # Usage: bash Perf/alloc-count.sh   (SHORT=20000 BULK=512 by default)
+#
+# MODE=http bash Perf/alloc-count.sh: an http listener routing by Host (a.example.com,
+# b.example.com, two endpoints each) to an nginx origin; after a warm-up of every load, wrk
+# keeps WRK_CONNS (4) connections busy for SECS (3) seconds per load, and the table gives the
+# allocations per proxied request (wrk's request count).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+MODE=${MODE:-tcp}
 SHORT=${SHORT:-20000}
 BULK=${BULK:-512}
+SECS=${SECS:-3}
+WRK_CONNS=${WRK_CONNS:-4}
 BIN=${SLUICE_BIN:-.build/release/sluice}
 OUT=Perf/out
 mkdir -p "$OUT"
 [ -x "$BIN" ] || { echo "build first: swift build -c release" >&2; exit 1; }
+case "$MODE" in tcp | http) ;; *) echo "MODE is tcp (default) or http" >&2; exit 2 ;; esac
 gcc -O2 -shared -fPIC -o "$OUT/malloc-count.so" Perf/tools/malloc-count.c -ldl
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-rm -f "$OUT/echo.port" "$OUT/alloc.log"
-python3 -u Perf/tools/echo-backend.py > "$OUT/echo.port" &
-pids+=($!)
-until grep -q listening "$OUT/echo.port" 2>/dev/null; do sleep 0.05; done
-backend=$(awk '/listening/ {print $2}' "$OUT/echo.port")
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$OUT/alloc.yaml" <<YAML
-listeners:
-  - address: 127.0.0.1:$port
-    service: echo
-services:
-  - name: echo
-    endpoints: [127.0.0.1:$backend]
-YAML
-LD_PRELOAD="$PWD/$OUT/malloc-count.so" "$BIN" run --config "$OUT/alloc.yaml" --workers 1 2> "$OUT/alloc.log" &
-sluice=$!
-pids+=($sluice)
-until grep -q "ready generation=1" "$OUT/alloc.log" 2>/dev/null; do sleep 0.05; done
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 count() {
     local before
@@ -44,6 +36,147 @@ count() {
     grep malloc-count "$OUT/alloc.log" | tail -1 \
         | awk '{ split($2,a,"="); split($3,b,"="); split($4,c,"="); split($5,d,"="); print a[2]+b[2]+c[2]+d[2] }'
 }
+
+start_sluice() { # start_sluice CONFIG -> sets $sluice
+    rm -f "$OUT/alloc.log"
+    LD_PRELOAD="$PWD/$OUT/malloc-count.so" "$BIN" run --config "$1" --workers 1 2> "$OUT/alloc.log" &
+    sluice=$!
+    pids+=($sluice)
+    until grep -q "ready generation=1" "$OUT/alloc.log" 2>/dev/null; do
+        kill -0 "$sluice" 2>/dev/null || { echo "sluice exited:" >&2; cat "$OUT/alloc.log" >&2; exit 1; }
+        sleep 0.05
+    done
+}
+
+if [ "$MODE" = http ]; then
+    command -v nginx >/dev/null && command -v wrk >/dev/null ||
+        { echo "MODE=http needs nginx and wrk (apt-get install -y nginx-light wrk)" >&2; exit 1; }
+    D="$OUT/alloc-http"
+    rm -rf "$D"
+    mkdir -p "$D/www" "$D/tmp"
+    head -c 64 /dev/zero | tr '\0' x > "$D/www/64.bin"
+    head -c 16384 /dev/zero | tr '\0' x > "$D/www/16k.bin"
+    read -r o1 o2 o3 o4 port < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(5)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in ss))')
+    cat > "$D/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $PWD/$D/nginx.pid;
+error_log $PWD/$D/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $PWD/$D/tmp;
+    proxy_temp_path $PWD/$D/tmp;
+    fastcgi_temp_path $PWD/$D/tmp;
+    uwsgi_temp_path $PWD/$D/tmp;
+    scgi_temp_path $PWD/$D/tmp;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$o1; listen 127.0.0.1:$o2; listen 127.0.0.1:$o3; listen 127.0.0.1:$o4;
+        root $PWD/$D/www;
+    }
+}
+NGINX
+    nginx -p "$PWD/$D" -c "$PWD/$D/nginx.conf" -e "$PWD/$D/error.log" 2> "$D/nginx.stderr" &
+    pids+=($!)
+    cat > "$OUT/alloc.yaml" <<YAML
+listeners:
+  - address: 127.0.0.1:$port
+    protocol: http
+    routes:
+      - host: a.example.com
+        service: a
+      - host: b.example.com
+        service: b
+services:
+  - name: a
+    endpoints: [127.0.0.1:$o1, 127.0.0.1:$o2]
+  - name: b
+    endpoints: [127.0.0.1:$o3, 127.0.0.1:$o4]
+YAML
+    "$BIN" check --config "$OUT/alloc.yaml" > "$D/check.log" 2>&1 ||
+        { echo "sluice check rejects the http config:" >&2; cat "$D/check.log" >&2; exit 1; }
+    for p in $o1 $o2 $o3 $o4; do
+        until (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do sleep 0.05; done
+    done
+    start_sluice "$OUT/alloc.yaml"
+    cat > "$D/ab.lua" <<'LUA'
+local reqs, n = {}, 0
+function init(args)
+  for i, h in ipairs({"a.example.com", "b.example.com"}) do
+    local hd = {}
+    for k, v in pairs(wrk.headers) do hd[k] = v end
+    hd["Host"] = h
+    reqs[i] = wrk.format(nil, nil, hd)
+  end
+end
+function request() n = n + 1; return reqs[(n % 2) + 1] end
+LUA
+    # load NAME -> wrk arguments
+    loads="ka-64 ka-16k ka-64-ab close-64"
+    wrk_args() {
+        local l=$1 size
+        size=${l#*-}; size=${size%-ab}
+        WA=(-t1 -c"$WRK_CONNS" -H "Host: a.example.com")
+        case "$l" in close-*) WA+=(-H "Connection: close") ;; esac
+        case "$l" in *-ab) WA+=(-s "$D/ab.lua") ;; esac
+        URL="http://127.0.0.1:$port/$size.bin"
+    }
+    label() {
+        case "$1" in
+        ka-64) echo "keep-alive, 64 B, Host a" ;;
+        ka-16k) echo "keep-alive, 16 KiB, Host a" ;;
+        ka-64-ab) echo "keep-alive, 64 B, Host a/b alternating" ;;
+        close-64) echo "Connection: close, 64 B (one connection per request)" ;;
+        esac
+    }
+    # Warm-up: every load once, so that pools and idle upstream connections exist.
+    for l in $loads; do
+        wrk_args "$l"
+        wrk "${WA[@]}" -d1s "$URL" > /dev/null 2>&1
+    done
+    c_start=$(count)
+    rows=()
+    for l in $loads; do
+        wrk_args "$l"
+        c0=$(count)
+        wrk "${WA[@]}" -d"${SECS}s" "$URL" > "$D/$l.wrk.txt" 2>&1
+        c1=$(count)
+        n=$(awk '/requests in/ {print $1}' "$D/$l.wrk.txt")
+        bad=$(awk '/Non-2xx/ {print $NF}' "$D/$l.wrk.txt")
+        errs=$(sed -n 's/.*Socket errors: \(.*\)/\1/p' "$D/$l.wrk.txt")
+        note=""
+        [ -n "$bad" ] && note="$note $bad non-2xx;"
+        [ -n "$errs" ] && note="$note socket errors: $errs;"
+        rows+=("| $(label "$l") | $n | $((c1 - c0)) | $(python3 -c "print(f'{$((c1 - c0))/max($n,1):.4f}')") |${note:+ $note}")
+    done
+    [ "$c_start" -gt 0 ] || { echo "the malloc counter saw nothing: LD_PRELOAD not in effect" >&2; exit 1; }
+    echo "allocations through start-up and warm-up: $c_start"
+    echo "wrk -t1 -c$WRK_CONNS -d${SECS}s per load, after a 1 s warm-up of each"
+    printf '| load | requests | allocations | per request |\n| --- | --- | --- | --- |\n'
+    printf '%s\n' "${rows[@]}"
+    exit 0
+fi
+
+rm -f "$OUT/echo.port"
+python3 -u Perf/tools/echo-backend.py > "$OUT/echo.port" &
+pids+=($!)
+until grep -q listening "$OUT/echo.port" 2>/dev/null; do sleep 0.05; done
+backend=$(awk '/listening/ {print $2}' "$OUT/echo.port")
+port=$(free_port)
+cat > "$OUT/alloc.yaml" <<YAML
+listeners:
+  - address: 127.0.0.1:$port
+    service: echo
+services:
+  - name: echo
+    endpoints: [127.0.0.1:$backend]
+YAML
+start_sluice "$OUT/alloc.yaml"
 
 # Warm-up: pools, pipes, the slot table's pages and the runtime's caches.
 python3 Perf/tools/load.py short "$port" 2000
