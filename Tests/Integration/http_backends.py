@@ -16,10 +16,16 @@ survives a path strip), else by the backend's default mode:
 ``die``        headers announcing ``size`` bytes (Content-Length, or chunked with
                ``chunked=1``), then only ``part`` bytes of it, then close.
 ``slow``       sleep ``delay`` seconds, then answer as ``echo``.
-``dupcl``      a response with two different Content-Length fields.
+``dupcl``      a response with an ambiguous length: two different Content-Length fields
+               (``v=dup``), Content-Length with Transfer-Encoding (``v=clte``), or a
+               bad Content-Length value (``v=nonnum``).
 ``status``     status ``status`` (e.g. 204, 304) with no body; a 304 carries
                ``Content-Length: 50`` as a GET's length would be.
 ``close``      answer as ``echo`` with ``Connection: close`` and close.
+``quietclose`` answer as ``echo`` (keep-alive framing, no ``Connection: close``), then
+               close the connection, as a server whose idle timeout fired.
+``stall``      headers announcing ``size`` bytes, ``part`` of them, then nothing for
+               ``delay`` seconds (the connection stays open), then close.
 ``hop``        answer as ``echo`` plus hop-by-hop response fields (``Connection:
                x-resp-hop``, ``X-Resp-Hop``, ``Keep-Alive``) and ``X-Resp-Kept``.
 
@@ -328,6 +334,15 @@ class HTTPBackend:
             send("200 OK", ["Content-Type: application/json", f"Content-Length: {len(body)}"],
                  body)
             return keep
+        if mode == "quietclose":
+            send("200 OK", ["Content-Type: application/json", f"Content-Length: {len(body)}"],
+                 body)
+            return False
+        if mode == "stall":
+            send("200 OK", [f"Content-Length: {int(q('size', '100000'))}"],
+                 pattern_bytes(int(q("size", "100000")))[:int(q("part", "1000"))])
+            self.stopping.wait(float(q("delay", "10")))
+            return False
         if mode == "close":
             base.append("Connection: close")
             send("200 OK", ["Content-Type: application/json", f"Content-Length: {len(body)}"],
@@ -366,7 +381,10 @@ class HTTPBackend:
                             "X-Resp-Kept: 1", f"Content-Length: {len(body)}"], body)
             return keep
         if mode == "dupcl":
-            send("200 OK", ["Content-Length: 5", "Content-Length: 6"], b"hello!")
+            framing = {"dup": ["Content-Length: 5", "Content-Length: 6"],
+                       "clte": ["Content-Length: 6", "Transfer-Encoding: chunked"],
+                       "nonnum": ["Content-Length: 6x"]}[q("v", "dup")]
+            send("200 OK", framing, b"hello!")
             return False
         if mode == "status":
             status = int(q("status", "204"))

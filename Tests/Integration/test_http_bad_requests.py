@@ -28,6 +28,16 @@ CASES = {
     "uri-9000": (f"GET /{'u' * 9000} HTTP/1.1\r\n{H}\r\n".encode(), 414),
     "head-over-16k": (f"GET / HTTP/1.1\r\n{H}{BIG_FIELDS}\r\n".encode(), 431),
     "http-2.0": (f"GET / HTTP/2.0\r\n{H}\r\n".encode(), 505),
+    # beyond the list: more framing and syntax errors
+    "te-not-chunked": (f"POST / HTTP/1.1\r\n{H}Transfer-Encoding: gzip\r\n\r\n".encode(), 400),
+    "te-chunked-not-last": (f"POST / HTTP/1.1\r\n{H}Transfer-Encoding: chunked, gzip"
+                            "\r\n\r\n".encode(), 400),
+    "content-length-plus": (f"POST / HTTP/1.1\r\n{H}Content-Length: +5\r\n\r\nhello".encode(),
+                            400),
+    "content-length-text": (f"POST / HTTP/1.1\r\n{H}Content-Length: abc\r\n\r\n".encode(), 400),
+    "space-before-colon": (b"GET / HTTP/1.1\r\nHost : a.example.com\r\n\r\n", 400),
+    "all-bare-lf": (b"GET / HTTP/1.1\nHost: a.example.com\n\n", 400),
+    "lowercase-version": (f"GET / http/1.1\r\n{H}\r\n".encode(), 400),
 }
 
 
@@ -57,3 +67,20 @@ def test_bad_request_status_and_close(http_backends, proxy_factory, clients, cas
     # the backend does count: a good request afterwards reaches it
     ok = get(p.addr(), "a.example.com")
     assert ok.status == 200 and a.request_count() == 1
+
+
+def test_bad_chunk_size_in_request_body(http_backends, proxy_factory, clients):
+    """The head is valid, the chunked body is not: 400 (the head may have been sent
+    upstream already, but no complete request reaches the backend) and a close."""
+    a = http_backends.add("a")
+    cfg = make_config({"web": http_listener(new_listener(), [{"host": "a.example.com",
+                                                              "service": "a"}])},
+                      {"a": [a.addr]})
+    p = proxy_factory(cfg)
+    s = clients.connect(p.addr(), timeout=5)
+    s.sendall(f"POST / HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n"
+              "zz\r\nhello\r\n0\r\n\r\n".encode())
+    r = read_response(BufReader(s))
+    assert r.status == 400, r
+    assert closed_within(s, 3.0) in ("eof", "reset")
+    assert a.request_count() == 0

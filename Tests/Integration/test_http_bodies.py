@@ -120,3 +120,31 @@ def test_expect_100_continue_curl(one, tmp_path):
     assert f["body_len"] == len(data) and f["body_sha256"] == hashlib.sha256(data).hexdigest()
     assert "< HTTP/1.1 100 Continue" in r.stderr, f"no 100 Continue reached the client:\n{r.stderr}"
     assert elapsed < 5, f"upload waited {elapsed:.1f}s for 100 Continue"
+
+
+@pytest.mark.parametrize("keep_alive", [False, True], ids=["close", "keep-alive"])
+def test_chunked_response_to_http10_client(one, clients, keep_alive):
+    """An HTTP/1.0 client cannot decode chunked: the proxy must send the body without
+    chunk framing (delimited by the close, or by a Content-Length)."""
+    p, a, url = one
+    size = 100000
+    s = clients.connect(p.addr())
+    headers = ["Connection: keep-alive"] if keep_alive else []
+    s.sendall(request_bytes("a.example.com", f"/c?mode=download&size={size}&chunked=1",
+                            headers=headers, version="HTTP/1.0"))
+    reader = BufReader(s)
+    head = reader.read_until(b"\r\n\r\n")
+    assert head is not None and head.startswith(b"HTTP/1.") and b" 200 " in head[:13], head
+    lower = head.lower()
+    assert b"transfer-encoding" not in lower, \
+        f"chunked response forwarded to an HTTP/1.0 client: {head!r}"
+    cl = [l for l in lower.split(b"\r\n") if l.startswith(b"content-length:")]
+    if cl:
+        body = reader.read_exact(int(cl[0].split(b":")[1]))
+    else:
+        assert b"connection: keep-alive" not in lower, \
+            f"no length yet keep-alive promised: {head!r}"
+        s.settimeout(5)
+        body = reader.read_to_eof()
+    assert body == pattern_bytes(size), \
+        f"body differs: {len(body)} bytes, starts {body[:12]!r}"

@@ -195,3 +195,63 @@ def test_wrk_smoke(ab):
     assert "Socket errors" not in out, out
     assert hb["a"].request_count() >= int(m.group(1)), out
     assert hb["b"].request_count() == 0
+
+
+def test_pooled_connection_closed_by_backend_is_not_used(ab, clients):
+    """A backend closes its kept-alive connection after a response (its idle timeout);
+    the next request must go over a new upstream connection, not fail."""
+    p, hb = ab
+    a = hb["a"]
+    for same_client in (True, False):
+        s = clients.connect(p.addr())
+        reader = BufReader(s)
+        s.sendall(request_bytes("a.example.com", "/q?mode=quietclose"))
+        assert read_response(reader).status == 200
+        assert a.conns[-1].closed.wait(5), "backend did not close"
+        if not same_client:
+            s.close()
+            s = clients.connect(p.addr())
+            reader = BufReader(s)
+        before = a.conn_count()
+        s.sendall(request_bytes("a.example.com", "/next"))
+        r = read_response(reader)
+        assert r.status == 200, f"request after the backend closed its idle connection: {r!r}"
+        assert r.json()["target"] == "/next" and a.conn_count() == before + 1
+
+
+def test_http10_without_host_goes_to_default(http_backends, proxy_factory):
+    a = http_backends.add("a")
+    d = http_backends.add("d")
+    cfg = make_config({"web": http_listener(new_listener(), [{"host": "a.example.com",
+                                                              "service": "a"}],
+                                            {"service": "d"})},
+                      {"a": [a.addr], "d": [d.addr]})
+    p = proxy_factory(cfg)
+    r = get(p.addr(), None, "/nohost", version="HTTP/1.0")
+    assert r.status == 200 and r.json()["backend"] == "d", r
+    assert r.json()["target"] == "/nohost"
+
+
+def test_absolute_form_target_routes_by_its_authority(ab):
+    p, hb = ab
+    r = get(p.addr(), "b.example.com", "http://a.example.com/abs?x=1")
+    assert r.status == 200, r
+    f = r.json()
+    assert f["backend"] == "a", "the absolute-form authority must win over Host"
+    assert f["target"] == "/abs?x=1", "origin-form must be sent upstream"
+    assert f["host"] == "a.example.com", "Host must be replaced by the target's authority"
+
+
+def test_refused_upgrade_keeps_http_connection(ab, clients):
+    """An Upgrade the backend does not accept (it answers 200) leaves a normal HTTP/1.1
+    connection: the next request is proxied as HTTP."""
+    p, hb = ab
+    s = clients.connect(p.addr())
+    reader = BufReader(s)
+    s.sendall(request_bytes("a.example.com", "/up", headers=["Upgrade: foo",
+                                                             "Connection: Upgrade"]))
+    r = read_response(reader)
+    assert r.status == 200 and r.json()["target"] == "/up", r
+    s.sendall(request_bytes("b.example.com", "/after"))
+    r2 = read_response(reader)
+    assert r2.status == 200 and r2.json()["backend"] == "b" and r2.json()["target"] == "/after"
