@@ -26,6 +26,8 @@ survives a path strip), else by the backend's default mode:
                close the connection, as a server whose idle timeout fired.
 ``stall``      headers announcing ``size`` bytes, ``part`` of them, then nothing for
                ``delay`` seconds (the connection stays open), then close.
+``eofbody``    200 without Content-Length or chunked: ``size`` pattern bytes, then close.
+``early``      a ``103 Early Hints`` interim response, then answer as ``echo``.
 ``hop``        answer as ``echo`` plus hop-by-hop response fields (``Connection:
                x-resp-hop``, ``X-Resp-Hop``, ``Keep-Alive``) and ``X-Resp-Kept``.
 
@@ -343,6 +345,16 @@ class HTTPBackend:
                  pattern_bytes(int(q("size", "100000")))[:int(q("part", "1000"))])
             self.stopping.wait(float(q("delay", "10")))
             return False
+        if mode == "eofbody":
+            size = int(q("size", "100000"))
+            send("200 OK", ["Content-Type: application/octet-stream"])
+            sock.sendall(pattern_bytes(size))
+            return False
+        if mode == "early":
+            sock.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+            send("200 OK", ["Content-Type: application/json", f"Content-Length: {len(body)}"],
+                 body)
+            return keep
         if mode == "close":
             base.append("Connection: close")
             send("200 OK", ["Content-Type: application/json", f"Content-Length: {len(body)}"],

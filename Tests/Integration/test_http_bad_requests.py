@@ -38,6 +38,8 @@ CASES = {
     "space-before-colon": (b"GET / HTTP/1.1\r\nHost : a.example.com\r\n\r\n", 400),
     "all-bare-lf": (b"GET / HTTP/1.1\nHost: a.example.com\n\n", 400),
     "lowercase-version": (f"GET / http/1.1\r\n{H}\r\n".encode(), 400),
+    "101-fields": (f"GET / HTTP/1.1\r\n{H}".encode()
+                   + b"".join(b"X-F%d: v\r\n" % i for i in range(100)) + b"\r\n", 431),
 }
 
 

@@ -3,6 +3,7 @@ responses (HEAD, 204, 304) on a kept connection, and Expect: 100-continue."""
 
 import hashlib
 import json
+import subprocess
 import time
 
 import pytest
@@ -148,3 +149,80 @@ def test_chunked_response_to_http10_client(one, clients, keep_alive):
         body = reader.read_to_eof()
     assert body == pattern_bytes(size), \
         f"body differs: {len(body)} bytes, starts {body[:12]!r}"
+
+
+def test_close_delimited_response_is_forwarded(one, clients):
+    """A backend response without Content-Length or chunked ends at the backend's close:
+    the client gets every byte and then a close (it cannot be kept alive)."""
+    p, a, url = one
+    size = 300000
+    s = clients.connect(p.addr())
+    s.sendall(request_bytes("a.example.com", f"/e?mode=eofbody&size={size}"))
+    reader = BufReader(s)
+    head = reader.read_until(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    lower = head.lower()
+    s.settimeout(5)
+    if b"transfer-encoding: chunked" in lower:
+        from http_backends import read_body, parse_head
+        body = bytearray()
+        read_body(reader, parse_head(head[:-4])[1], body.extend)
+        body = bytes(body)
+    else:
+        assert b"connection: close" in lower, f"close-delimited body on a kept connection: {head!r}"
+        body = reader.read_to_eof()
+    assert body == pattern_bytes(size), f"{len(body)} bytes"
+
+
+def test_interim_103_then_final_response(one, clients):
+    p, a, url = one
+    s = clients.connect(p.addr())
+    reader = BufReader(s)
+    s.sendall(request_bytes("a.example.com", "/hints?mode=early"))
+    r = read_response(reader, allow_1xx=True)
+    assert r.status == 103 and r.header("link") == "</style.css>; rel=preload", r
+    r2 = read_response(reader)
+    assert r2.status == 200 and r2.json()["target"] == "/hints?mode=early", r2
+    s.sendall(request_bytes("a.example.com", "/next"))
+    assert read_response(reader).json()["target"] == "/next"
+
+
+def test_parallel_bodies_two_workers(http_backends, proxy_factory, tmp_path):
+    """16 concurrent 5 MiB transfers (downloads and uploads, both framings) over two
+    workers and two endpoints, every byte checked."""
+    a = http_backends.add("a")
+    b = http_backends.add("b")
+    cfg = make_config({"web": http_listener(new_listener(), [{"host": "a.example.com",
+                                                              "service": "ab"}])},
+                      {"ab": [a.addr, b.addr]})
+    p = proxy_factory(cfg, workers=2)
+    url = f"http://127.0.0.1:{port_of(p.addr())}"
+    n = 5 << 20
+    want = hashlib.sha256(pattern_bytes(n)).hexdigest()
+    up = tmp_path / "up.bin"
+    up.write_bytes(pattern_bytes(n))
+    procs = []
+    for i in range(16):
+        kind = i % 4
+        if kind < 2:
+            args = ["-o", str(tmp_path / f"o{i}"),
+                    f"{url}/d?mode=download&size={n}&chunked={kind}"]
+        else:
+            args = ["-T", str(up), "-H", "Expect:", f"{url}/u"]
+            if kind == 3:
+                args[0:0] = ["-H", "Transfer-Encoding: chunked"]
+        procs.append((i, kind, subprocess.Popen(
+            ["curl", "-sS", "--noproxy", "*", "-m", "30", "-H", "Host: a.example.com", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+    bad = []
+    for i, kind, pr in procs:
+        out, err = pr.communicate(timeout=60)
+        if pr.returncode != 0:
+            bad.append((i, kind, pr.returncode, err[:200]))
+        elif kind < 2:
+            if hashlib.sha256((tmp_path / f"o{i}").read_bytes()).hexdigest() != want:
+                bad.append((i, kind, "download differs"))
+        elif json.loads(out)["body_sha256"] != want:
+            bad.append((i, kind, "upload differs"))
+    assert not bad, bad
+    assert a.request_count() > 0 and b.request_count() > 0

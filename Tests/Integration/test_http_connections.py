@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import make_config, new_listener
+from conftest import free_port, make_config, new_listener
 from http_backends import (BufReader, closed_within, curl, get, http_listener, port_of,
                            read_response, request_bytes)
 
@@ -255,3 +255,27 @@ def test_refused_upgrade_keeps_http_connection(ab, clients):
     s.sendall(request_bytes("b.example.com", "/after"))
     r2 = read_response(reader)
     assert r2.status == 200 and r2.json()["backend"] == "b" and r2.json()["target"] == "/after"
+
+
+def test_deep_pipeline_in_one_write(ab, clients):
+    p, hb = ab
+    s = clients.connect(p.addr())
+    s.sendall(b"".join(request_bytes(("a", "b")[i % 2] + ".example.com", f"/p{i}")
+                       for i in range(100)))
+    reader = BufReader(s)
+    got = [(r.json()["backend"], r.json()["target"])
+           for r in (read_response(reader) for _ in range(100))]
+    assert got == [(("a", "b")[i % 2], f"/p{i}") for i in range(100)]
+
+
+def test_ipv6_listener_forwarded_for(http_backends, proxy_factory):
+    a = http_backends.add("a")
+    addr = f"[::1]:{free_port('::1')}"
+    cfg = make_config({"web": http_listener(addr, [{"host": "a.example.com", "service": "a"}])},
+                      {"a": [a.addr]})
+    p = proxy_factory(cfg)
+    r = get(p.addr(), "a.example.com", "/v6")
+    f = r.json()
+    assert f["xfport"] == str(port_of(addr))
+    assert f["xff"] == "::1", f"X-Forwarded-For for a ::1 client is {f['xff']!r} " \
+                              f"(RFC 5952 text form is '::1')"

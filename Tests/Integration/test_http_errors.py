@@ -176,3 +176,21 @@ def test_backend_stalls_mid_body_client_is_closed(http_backends, proxy_factory, 
     assert outcome == "reset" or outcome.startswith("eof"), \
         f"client left {outcome} after {elapsed:.1f}s while the backend stalled (server 1s)"
     assert elapsed < 3.0
+
+
+def test_websocket_data_sent_with_the_handshake(http_backends, proxy_factory, clients):
+    """Bytes the client sends right behind the upgrade request are delivered after the
+    switch, not lost or parsed as HTTP."""
+    a = http_backends.add("a")
+    p = start(proxy_factory, {"a": [a.addr]})
+    key = base64.b64encode(os.urandom(16)).decode()
+    frame = ws_frame(b"early data")
+    s = clients.connect(p.addr())
+    s.sendall(request_bytes("a.example.com", "/chat", headers=[
+        "Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13"]) + frame)
+    reader = BufReader(s)
+    r = read_response(reader)
+    assert r.status == 101, r
+    assert reader.read_exact(6) == b"\x81\x04ws:a"
+    assert reader.read_exact(len(frame)) == frame
