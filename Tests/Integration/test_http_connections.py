@@ -279,3 +279,42 @@ def test_ipv6_listener_forwarded_for(http_backends, proxy_factory):
     assert f["xfport"] == str(port_of(addr))
     assert f["xff"] == "::1", f"X-Forwarded-For for a ::1 client is {f['xff']!r} " \
                               f"(RFC 5952 text form is '::1')"
+
+
+def test_aborted_upload_does_not_poison_the_pool(ab, clients):
+    """A client closes in the middle of a request body: the upstream connection that
+    carried the partial body is closed (never reused), later requests are clean."""
+    p, hb = ab
+    a = hb["a"]
+    s = clients.connect(p.addr())
+    s.sendall(b"POST /up HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 1000000\r\n\r\n"
+              + b"x" * 1000)
+    with a.cond:
+        ok = a.cond.wait_for(lambda: a.conns, timeout=5)
+    assert ok, "the request head never reached the backend"
+    s.close()
+    assert a.conns[0].closed.wait(5), "upstream connection with a partial body left open"
+    for i in range(5):
+        r = get(p.addr(), "a.example.com", f"/clean{i}")
+        assert r.status == 200 and r.json()["target"] == f"/clean{i}", r
+        assert r.json()["body_len"] == 0
+    assert a.request_count() == 5
+
+
+def test_client_gone_before_response_does_not_desync(ab, clients):
+    """A client closes while its response is pending: that response must never be given
+    to a later request (the upstream connection is not pooled mid-response)."""
+    p, hb = ab
+    a = hb["a"]
+    s = clients.connect(p.addr())
+    s.sendall(request_bytes("a.example.com", "/gone?mode=slow&delay=0.3"))
+    a.wait_requests(1)
+    s.close()
+    for i in range(5):
+        r = get(p.addr(), "a.example.com", f"/now{i}")
+        assert r.json()["target"] == f"/now{i}", f"got someone else's response: {r!r}"
+    first = a.conns[0]
+    assert first.closed.wait(5), "upstream of the gone client still open"
+    for i in range(5):
+        r = get(p.addr(), "a.example.com", f"/later{i}")
+        assert r.json()["target"] == f"/later{i}", f"got someone else's response: {r!r}"

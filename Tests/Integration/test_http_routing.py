@@ -139,3 +139,23 @@ def test_default_service(http_backends, proxy_factory):
     assert backend_of(r) == "d"
     assert r.json()["target"] == "/path?q"
     assert r.json()["host"] == "elsewhere.example.net"
+
+
+def test_reload_changes_routes(http_backends, proxy_factory, clients):
+    from http_backends import BufReader, read_response, request_bytes
+    a = http_backends.add("a")
+    b = http_backends.add("b")
+    addr = new_listener()
+    services = {"a": [a.addr], "b": [b.addr]}
+    p = proxy_factory(make_config(
+        {"web": http_listener(addr, [{"host": "x.example.com", "service": "a"}])}, services))
+    s = clients.connect(p.addr())
+    reader = BufReader(s)
+    s.sendall(request_bytes("x.example.com", "/before"))
+    assert read_response(reader).json()["backend"] == "a"
+    p.reload(make_config({"web": http_listener(addr, [{"host": "x.example.com",
+                                                        "service": "b"}])}, services))
+    assert backend_of(get(p.addr(), "x.example.com")) == "b"
+    s.sendall(request_bytes("x.example.com", "/kept"))
+    r = read_response(reader)
+    assert r.status == 200 and r.json()["target"] == "/kept", r
