@@ -20,7 +20,7 @@ WARMUP="${WARMUP:-1}"                # seconds of unmeasured wrk before each loa
 WRK_THREADS="${WRK_THREADS:-1}"
 WRK_CONNS="${WRK_CONNS:-50}"
 UPSTREAM_KEEPALIVE="${UPSTREAM_KEEPALIVE:-32}"   # nginx `keepalive`, sluice upstreamIdlePerEndpoint
-NGINX_MAX_TEMP_FILE="${NGINX_MAX_TEMP_FILE:-0}"  # nginx proxy_max_temp_file_size ("" = nginx default 1024m)
+NGINX_MAX_TEMP_FILE="${NGINX_MAX_TEMP_FILE-0}"  # nginx proxy_max_temp_file_size ("" = nginx default 1024m)
 BASE_PORT="${BASE_PORT:-17200}"
 OUT_DIR="${OUT_DIR:-$HERE/out}"
 
