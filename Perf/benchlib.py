@@ -795,6 +795,41 @@ def http_report(results):
         f"better of HAProxy and nginx on that row."
     )
     L.append("")
+    # summary: CPU per request and the ratios that matter, one line per load
+    L.append(
+        "| load | CPU µs/req (user + sys): Sluice | HAProxy | nginx | Sluice CPU / better peer "
+        "| Sluice req/s / better peer | Sluice p99 / better peer | errors + non-2xx (S / H / N) |"
+    )
+    L.append("|" + " --- |" * 8)
+
+    def us(m, ld):
+        d = med[(m, ld)]
+        if d.get("cpu") is None:
+            return "—"
+        return f"{d['cpu'] * 10:.1f} ({d['cpu_user'] * 10:.1f} + {d['cpu_sys'] * 10:.1f})"
+
+    def vs_best(ld, key, up):
+        sv = med[("sluice", ld)].get(key)
+        peers = [med[(m, ld)].get(key) for m in ("haproxy", "nginx")]
+        peers = [v for v in peers if v is not None]
+        if not peers:
+            return "—"
+        return ratio(sv, max(peers) if up else min(peers))
+
+    for ld in loads:
+        errs = []
+        for m, _ in HTTP_MODES:
+            d = med[(m, ld)]
+            e = [d.get("sock_errors"), d.get("non2xx")]
+            errs.append("—" if all(x is None for x in e) else f"{sum(x or 0 for x in e):.0f}")
+        L.append(
+            f"| {http_load_label(ld)} | {us('sluice', ld)} | {us('haproxy', ld)} | {us('nginx', ld)} "
+            f"| {vs_best(ld, 'cpu', False)} | {vs_best(ld, 'rps', True)} | {vs_best(ld, 'p99_ms', False)} "
+            f"| {' / '.join(errs)} |"
+        )
+    L.append("")
+    L.append("All figures (medians):")
+    L.append("")
     labels = [lab for _, lab in HTTP_MODES]
     L.append(
         "| load | figure | " + " | ".join(labels)
