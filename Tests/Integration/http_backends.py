@@ -188,6 +188,7 @@ class HTTPBackend:
         self.conns: List[ConnInfo] = []
         self.requests: List[dict] = []
         self.errors: List[str] = []
+        self.responded = 0  # requests whose handling ended (answered, or failed writing)
         self.stopping = threading.Event()
         self._socks: List[socket.socket] = []
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -223,6 +224,12 @@ class HTTPBackend:
                                          f"waited {timeout}s for {n}")
                 self.cond.wait(left)
 
+    def wait_responded(self, n: int, timeout: float = 5.0) -> None:
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.responded >= n, timeout):
+                raise AssertionError(f"backend {self.name}: {self.responded} responses written, "
+                                     f"waited {timeout}s for {n}")
+
     # ---- serving
     def _accept_loop(self) -> None:
         while not self.stopping.is_set():
@@ -245,7 +252,13 @@ class HTTPBackend:
                 head = reader.read_until(b"\r\n\r\n", limit=1 << 20)
                 if head is None:
                     break
-                if not self._handle(sock, reader, info, head):
+                try:
+                    keep = self._handle(sock, reader, info, head)
+                finally:
+                    with self.cond:
+                        self.responded += 1
+                        self.cond.notify_all()
+                if not keep:
                     break
         except (OSError, EOFError, ValueError) as exc:
             if not self.stopping.is_set():
