@@ -112,6 +112,14 @@ struct HTTPExchange {
     var connectTries: UInt8 = 0
     /// `.closing`: the response is written and SHUT_WR sent; reading until the client closes.
     var lingering = false
+    /// Large Content-Length bodies move through a pipe (splice) instead of a buffer.
+    var spliceRequest = false
+    var spliceResponse = false
+    /// Splice was refused for this connection: bodies are copied.
+    var noSplice = false
+    /// The response is chunked and the client speaks HTTP/1.0: framing is stripped.
+    var dechunk = false
+    var decoder = ChunkedDecoder()
 
     init() {}
 }

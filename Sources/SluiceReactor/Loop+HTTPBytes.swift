@@ -142,11 +142,34 @@ extension Loop {
             }
         }
         if e.pointee.peerV6 {
-            for k in 0..<8 {
+            // RFC 5952: the longest run of two or more zero groups (the first of equals) is "::".
+            func group(_ k: Int) -> UInt64 {
                 let half = k < 4 ? e.pointee.peerHi : e.pointee.peerLo
-                let group = half >> UInt64(48 - 16 * (k % 4)) & 0xFFFF
-                if k > 0 { put(UInt8(ascii: ":")) }
-                hex(group)
+                return half >> UInt64(48 - 16 * (k % 4)) & 0xFFFF
+            }
+            var bestStart = -1
+            var bestLength = 1
+            var k = 0
+            while k < 8 {
+                var end = k
+                while end < 8 && group(end) == 0 { end += 1 }
+                if end - k > bestLength {
+                    bestStart = k
+                    bestLength = end - k
+                }
+                k = end > k ? end : k + 1
+            }
+            k = 0
+            while k < 8 {
+                if k == bestStart {
+                    put(UInt8(ascii: ":"))
+                    put(UInt8(ascii: ":"))
+                    k += bestLength
+                    continue
+                }
+                if k > 0 && k != bestStart + bestLength { put(UInt8(ascii: ":")) }
+                hex(group(k))
+                k += 1
             }
         } else {
             let a = e.pointee.peerLo

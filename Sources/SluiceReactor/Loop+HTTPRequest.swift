@@ -276,7 +276,8 @@ extension Loop {
 
         // Request body into the upstream queue.
         if e.pointee.upq.isEmpty && !e.pointee.reqBody.done {
-            switch fillRequestBody(slot) {
+            let body = shouldSplice(e, toUpstream: true) ? spliceBody(slot, toUpstream: true) : fillRequestBody(slot)
+            switch body {
             case .again: progressed = true
             case .closed: return .closed
             case .wait: break
@@ -301,7 +302,8 @@ extension Loop {
             }
             if e.pointee.phase != .exchanging { return .again }
         } else if !e.pointee.respBody.done && e.pointee.downq.isEmpty {
-            switch fillResponseBody(slot) {
+            let body = shouldSplice(e, toUpstream: false) ? spliceBody(slot, toUpstream: false) : fillResponseBody(slot)
+            switch body {
             case .again: progressed = true
             case .closed: return .closed
             case .wait: break

@@ -68,6 +68,10 @@ extension Loop {
         }
         guard e.pointee.downq.isEmpty else { return .wait }
         e.pointee.respBody = HTTPExchange.Body(head.bodyKind(requestMethod: e.pointee.method))
+        // An HTTP/1.0 client cannot read chunked: strip the framing, end the body by closing.
+        e.pointee.dechunk = e.pointee.http10 && e.pointee.respBody.kind == .chunked
+        e.pointee.decoder = ChunkedDecoder()
+        if e.pointee.dechunk { e.pointee.clientClose = true }
         let untilClose = e.pointee.respBody.kind == .untilClose
         e.pointee.clientClose = e.pointee.clientClose || untilClose || draining
         e.pointee.upstreamReusable =
@@ -80,7 +84,10 @@ extension Loop {
             head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
             close: e.pointee.clientClose, http10KeepAlive: e.pointee.http10 && !e.pointee.clientClose, upgrading: false,
             extraFields: extraLength > 0 ? UnsafeRawBufferPointer(start: scratch, count: extraLength) : nil, into: out)
-        guard let written else { return upstreamGarbage(slot) }
+        guard var written else { return upstreamGarbage(slot) }
+        if e.pointee.dechunk {
+            written = Self.removeField(Self.transferEncodingName, from: out.baseAddress!, length: written)
+        }
         e.pointee.resp.start += headLength
         e.pointee.downq.start = 0
         e.pointee.downq.end = Int32(written)
@@ -93,7 +100,7 @@ extension Loop {
             let take = takeBody(&e.pointee.respBody, src, min(e.pointee.resp.count, room))
             guard take >= 0 else { return upstreamGarbage(slot) }
             (out.baseAddress! + Int(e.pointee.downq.end)).copyMemory(from: src, byteCount: Int(take))
-            e.pointee.downq.end += take
+            e.pointee.downq.end += dechunk(e, out.baseAddress! + Int(e.pointee.downq.end), take)
             e.pointee.resp.start += take
         }
         if e.pointee.respBody.done && !e.pointee.resp.isEmpty {
@@ -115,7 +122,7 @@ extension Loop {
             let take = takeBody(&e.pointee.respBody, src, e.pointee.resp.count)
             guard take >= 0 else { return upstreamGarbage(slot) }
             out.copyMemory(from: src, byteCount: Int(take))
-            e.pointee.downq.end = take
+            e.pointee.downq.end = dechunk(e, out, take)
             e.pointee.resp.start += take
             if e.pointee.respBody.done && !e.pointee.resp.isEmpty { e.pointee.upstreamReusable = false }
             releaseIfEmpty(&e.pointee.resp)
@@ -133,7 +140,7 @@ extension Loop {
                 closeHTTP(slot, abort: true)
                 return .closed
             }
-            e.pointee.downq.end = take
+            e.pointee.downq.end = dechunk(e, out, take)
             if take < n { e.pointee.upstreamReusable = false }
             return .again
         case .wouldBlock:
@@ -306,5 +313,37 @@ extension Loop {
         if case .arm(let deadline) = arm { timers.schedule(slot, at: deadline) }
         startTunnel(slot)
         return .closed
+    }
+
+    /// Body bytes just placed at `bytes` as they go to the client: unchanged, or without
+    /// chunk framing for an HTTP/1.0 client. Returns how many bytes to send.
+    @inline(__always)
+    func dechunk(_ e: UnsafeMutablePointer<HTTPExchange>, _ bytes: UnsafeMutableRawPointer, _ count: Int32) -> Int32 {
+        guard e.pointee.dechunk else { return count }
+        return Int32(e.pointee.decoder.decode(bytes, count: Int(count)))
+    }
+
+    static let transferEncodingName = Array("transfer-encoding".utf8)
+
+    /// Removes every line of the field `lowercaseName` from a head of `length` bytes at
+    /// `head`; returns the new length.
+    static func removeField(_ lowercaseName: [UInt8], from head: UnsafeMutableRawPointer, length: Int) -> Int {
+        var length = length
+        var lineStart = 0
+        while lineStart < length {
+            var lineEnd = lineStart
+            while lineEnd < length && head.load(fromByteOffset: lineEnd, as: UInt8.self) != 0x0A { lineEnd += 1 }
+            lineEnd = min(lineEnd + 1, length)
+            let line = UnsafeRawBufferPointer(start: head + lineStart, count: lineEnd - lineStart)
+            if line.count > lowercaseName.count, line[lowercaseName.count] == UInt8(ascii: ":"),
+                equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: line[0..<lowercaseName.count]), lowercaseName)
+            {
+                (head + lineStart).copyMemory(from: head + lineEnd, byteCount: length - lineEnd)
+                length -= lineEnd - lineStart
+                continue
+            }
+            lineStart = lineEnd
+        }
+        return length
     }
 }

@@ -11,7 +11,7 @@ public enum HTTPHeadWriter {
     ///
     /// - The request line: the method, the target's path (`pathOverride` instead if given,
     ///   e.g. after a prefix strip; "/" is put in front of an empty one or one starting with
-    ///   '?'), and `HTTP/1.1` (`HTTP/1.0` for an HTTP/1.0 request without any host).
+    ///   '?'), and the client's version (`HTTP/1.1`, or `HTTP/1.0` for an HTTP/1.0 client).
     /// - `Host: <head.host>` first, so an absolute-form target's authority wins.
     /// - Every other field but hop-by-hop ones, the Host field and incoming X-Forwarded-*.
     /// - `X-Forwarded-For: <incoming values joined by ", ">, <clientAddress>`, then
@@ -46,7 +46,9 @@ public enum HTTPHeadWriter {
             o.write(source, p)
         }
         if let host = head.host {
-            o.write(" HTTP/1.1\r\nHost: ")
+            // An HTTP/1.0 client's request goes up as HTTP/1.0, so that the response cannot
+            // be chunked (the client could not decode it).
+            o.write(head.minorVersion == 0 ? " HTTP/1.0\r\nHost: " : " HTTP/1.1\r\nHost: ")
             o.write(source, host)
             o.write("\r\n")
         } else {
