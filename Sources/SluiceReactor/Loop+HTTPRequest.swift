@@ -124,7 +124,9 @@ extension Loop {
         let c = table.pointer(slot)
         let e = exchange(slot)
         let current = c.pointee.snapshotGeneration == snapshot.generation
+        uncountRequest(c)
         if allowReuse && c.pointee.upFD >= 0 && current && Int(c.pointee.endpoint) == endpoint {
+            countRequest(c)
             e.pointee.upstreamReused = true
             return queueRequest(slot)
         }
@@ -132,6 +134,7 @@ extension Loop {
         c.pointee.service = Int32(service)
         c.pointee.endpoint = Int32(endpoint)
         c.pointee.snapshotGeneration = snapshot.generation
+        countRequest(c)
         if allowReuse, let (_, fd) = pool.take(endpoint: endpoint) {
             c.pointee.upFD = fd
             do {
@@ -203,7 +206,9 @@ extension Loop {
                 let next = picker.next(after: failed, service: Int(c.pointee.service), now: now)
             {
                 counters.retries += 1
+                uncountRequest(c)
                 c.pointee.endpoint = Int32(next)
+                countRequest(c)
                 return connectUpstream(slot)
             }
         }
@@ -416,5 +421,20 @@ extension Loop {
         case .untilClose:
             return count
         }
+    }
+
+    /// A request in flight counts for its endpoint (leastconn balances requests, not
+    /// client connections).
+    @inline(__always)
+    func countRequest(_ c: UnsafeMutablePointer<Connection>) {
+        picker.opened(Int(c.pointee.endpoint))
+        c.pointee.counted = true
+    }
+
+    @inline(__always)
+    func uncountRequest(_ c: UnsafeMutablePointer<Connection>) {
+        guard c.pointee.counted else { return }
+        if c.pointee.snapshotGeneration == picker.generation { picker.closed(Int(c.pointee.endpoint)) }
+        c.pointee.counted = false
     }
 }
