@@ -44,6 +44,24 @@ let package = Package(
     ]
 )
 
+// Microbenchmarks (ordo-one/package-benchmark) for the parsers and the route lookup. Kept out
+// of ordinary builds and CI, which do not need the harness and its dependencies:
+//   SLUICE_BENCHMARKS=1 swift package --disable-sandbox benchmark
+if Context.environment["SLUICE_BENCHMARKS"] != nil {
+    package.dependencies.append(
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]))
+    package.targets.append(
+        .executableTarget(
+            name: "SluiceBenchmarks",
+            dependencies: [
+                "SluiceWire", "SluiceRouting",
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/SluiceBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ))
+}
+
 // Settings shared by every Swift target: Swift 6 mode and checked exclusivity stay on.
 for target in package.targets where target.type != .system && target.name != "CShims" {
     var settings = target.swiftSettings ?? []
