@@ -32,7 +32,8 @@ survives a path strip), else by the backend's default mode:
                x-resp-hop``, ``X-Resp-Hop``, ``Keep-Alive``) and ``X-Resp-Kept``.
 
 Independently of the mode: a HEAD request gets the headers of ``echo`` with
-``Content-Length: 12345`` and no body; a request with ``Expect: 100-continue`` gets
+``Content-Length: 12345`` (``Transfer-Encoding: chunked`` with
+``chunked=1``) and no body; a request with ``Expect: 100-continue`` gets
 ``HTTP/1.1 100 Continue`` before its body is read; a request with ``Upgrade:
 websocket`` and a ``Sec-WebSocket-Key`` gets a 101 with the RFC 6455 accept key, a
 server text frame ``ws:NAME``, and from then on every byte read is echoed back.
@@ -237,6 +238,9 @@ class HTTPBackend:
                 sock, peer = self.lsock.accept()
             except OSError:
                 return
+            if self.stopping.is_set():
+                sock.close()
+                return
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.cond:
                 info = ConnInfo(len(self.conns) + 1, peer)
@@ -339,7 +343,9 @@ class HTTPBackend:
 
         body = (json.dumps(facts) + "\n").encode()
         if method == "HEAD":
-            send("200 OK", ["Content-Type: application/json", "Content-Length: 12345"])
+            send("200 OK", ["Content-Type: application/json",
+                            "Transfer-Encoding: chunked" if q("chunked") == "1"
+                            else "Content-Length: 12345"])
             return keep
         if mode == "slow":
             if self.stopping.wait(float(q("delay", "3"))):
@@ -421,6 +427,11 @@ class HTTPBackend:
 
     def shutdown(self) -> None:
         self.stopping.set()
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        except OSError:
+            pass
+        self.thread.join(5)
         try:
             self.lsock.close()
         except OSError:

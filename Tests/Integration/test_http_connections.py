@@ -5,6 +5,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -317,3 +318,21 @@ def test_client_gone_before_response_does_not_desync(ab, clients):
     for i in range(5):
         r = get(p.addr(), "a.example.com", f"/later{i}")
         assert r.json()["target"] == f"/later{i}", f"got someone else's response: {r!r}"
+
+
+def test_idle_keepalive_client_closed_after_client_timeout(http_backends, proxy_factory,
+                                                           clients):
+    a = http_backends.add("a")
+    cfg = make_config({"web": http_listener(new_listener(), [{"host": "a.example.com",
+                                                              "service": "a"}])},
+                      {"a": [a.addr]}, timeouts={"client": "1s"})
+    p = proxy_factory(cfg)
+    s = clients.connect(p.addr())
+    reader = BufReader(s)
+    s.sendall(request_bytes("a.example.com", "/idle"))
+    assert read_response(reader).status == 200
+    t0 = time.monotonic()
+    outcome = closed_within(s, 4.0)
+    elapsed = time.monotonic() - t0
+    assert outcome in ("eof", "reset"), f"idle keep-alive connection {outcome} after {elapsed:.1f}s"
+    assert 0.7 <= elapsed <= 2.5, f"closed after {elapsed:.2f}s with timeouts.client 1s"

@@ -159,3 +159,37 @@ def test_reload_changes_routes(http_backends, proxy_factory, clients):
     s.sendall(request_bytes("x.example.com", "/kept"))
     r = read_response(reader)
     assert r.status == 200 and r.json()["target"] == "/kept", r
+
+
+def test_default_port_wildcard_port_and_case_sensitive_paths(http_backends, proxy_factory,
+                                                             clients):
+    from http_backends import BufReader, read_response, request_bytes
+    for n in ("a", "b", "w"):
+        http_backends.add(n)
+    addr = new_listener()
+    port = port_of(addr)
+    routes = [{"host": "a.example.com:80", "service": "a"},
+              {"host": "b.example.com", "path": "/api", "service": "b"},
+              {"host": f"*.example.net:{port}", "service": "w"}]
+    cfg = make_config({"web": http_listener(addr, routes, {"status": 404, "body": NO_ROUTE})},
+                      {n: [be.addr] for n, be in http_backends.by_name.items()})
+    p = proxy_factory(cfg)
+    expect = [("a.example.com", "/", "a"), ("a.example.com:80", "/", "a"),
+              (f"a.example.com:{port}", "/", None),
+              ("b.example.com", "/api/x", "b"), ("b.example.com", "/API", None),
+              ("b.example.com", "/", None),
+              (f"x.example.net:{port}", "/", "w"), ("x.example.net", "/", None),
+              (f"[::1]:{port}", "/", None), ("127.0.0.1", "/", None)]
+    for host, path, want in expect:
+        r = get(p.addr(), host, path)
+        got = r.json()["backend"] if r.status == 200 else (r.status, r.body)
+        assert got == (want or (404, NO_ROUTE.encode())), f"Host {host} {path}: {got}"
+    # the default 404 is an ordinary response: the connection stays usable
+    s = clients.connect(p.addr())
+    reader = BufReader(s)
+    s.sendall(request_bytes("nobody.example.org", "/"))
+    r = read_response(reader)
+    assert r.status == 404
+    if (r.header("connection") or "").lower() != "close":
+        s.sendall(request_bytes("a.example.com", "/again"))
+        assert read_response(reader).json()["target"] == "/again"
