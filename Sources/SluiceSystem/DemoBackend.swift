@@ -47,8 +47,9 @@ public final class DemoBackend: Sendable {
         }
     }
 
-    /// A blocking HTTP GET to 127.0.0.1:`port`; returns the response body, or nil.
-    public static func get(port: UInt16) -> String? {
+    /// A blocking HTTP GET to 127.0.0.1:`port` with `Host: host`; returns the response
+    /// body, or nil.
+    public static func get(port: UInt16, host: String = "demo") -> String? {
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard s >= 0 else { return nil }
         defer { Glibc.close(s) }
@@ -57,7 +58,7 @@ public final class DemoBackend: Sendable {
         let address = SystemAddress(ip: .v4(0x7F00_0001), port: port)
         let connected = (try? address.withSockaddr { (sa, len) throws(Errno) in Glibc.connect(s, sa, len) }) ?? -1
         guard connected == 0 else { return nil }
-        let request = Array("GET / HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n".utf8)
+        let request = Array("GET / HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n".utf8)
         _ = request.withUnsafeBytes { sluice_send(s, $0.baseAddress, $0.count) }
         var reply: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
