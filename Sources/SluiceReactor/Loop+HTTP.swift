@@ -101,6 +101,7 @@ extension Loop {
         let e = exchange(slot)
         switch e.pointee.timer {
         case .clientIdle:
+            detachUpstream(slot)
             closeHTTP(slot, abort: false)
         case .requestHead:
             counters.httpTimeouts += 1

@@ -44,7 +44,9 @@ extension Loop {
             releaseIfEmpty(&e.pointee.req)
             return .wait
         case .eof:
-            // A keep-alive client leaving between requests, or one that gave up mid-head.
+            // A keep-alive client leaving between requests (its clean upstream goes to the
+            // pool), or one that gave up mid-head.
+            if wasEmpty { detachUpstream(slot) }
             closeHTTP(slot, abort: false)
             return .closed
         case .failed:
