@@ -134,6 +134,7 @@ LUA
         close-64) echo "Connection: close, 64 B (one connection per request)" ;;
         esac
     }
+    c_ready=$(count)
     # Warm-up: every load once, so that pools and idle upstream connections exist.
     for l in $loads; do
         wrk_args "$l"
@@ -155,7 +156,7 @@ LUA
         rows+=("| $(label "$l") | $n | $((c1 - c0)) | $(python3 -c "print(f'{$((c1 - c0))/max($n,1):.4f}')") |${note:+ $note}")
     done
     [ "$c_start" -gt 0 ] || { echo "the malloc counter saw nothing: LD_PRELOAD not in effect" >&2; exit 1; }
-    echo "allocations through start-up and warm-up: $c_start"
+    echo "allocations through start-up: $c_ready; during the warm-up: $((c_start - c_ready))"
     echo "wrk -t1 -c$WRK_CONNS -d${SECS}s per load, after a 1 s warm-up of each"
     printf '| load | requests | allocations | per request |\n| --- | --- | --- | --- |\n'
     printf '%s\n' "${rows[@]}"
