@@ -1,6 +1,7 @@
 extension RoutingSnapshot {
     /// A human-readable table, one line per listener, route, service and endpoint (for
-    /// `sluice check`). Settings that only HTTP uses are printed when an HTTP listener exists.
+    /// `sluice check`). Settings that only HTTP or TLS use are printed when such a listener
+    /// exists.
     public func render() -> String {
         var lines: [String] = []
         lines.append("generation \(generation)")
@@ -13,12 +14,19 @@ extension RoutingSnapshot {
             case .http:
                 lines.append("\(head) -> routes")
                 lines += renderRoutes(routeTables[listener.routes])
+            case .tls:
+                lines.append("\(head) -> routes by server name")
+                lines += renderServerNameRoutes(routeTables[listener.routes])
+            }
+            if !listener.acceptProxy.isEmpty {
+                lines.append("    acceptProxy \(listener.acceptProxy.map(\.description).joined(separator: ", "))")
             }
         }
         lines.append("services:")
         for service in services {
             var algorithm = service.algorithm.rawValue
             if let cookie = service.cookieName { algorithm += "(\(String(decoding: cookie, as: UTF8.self)))" }
+            if let version = service.proxyProtocol { algorithm += "  proxyProtocol \(version.rawValue)" }
             lines.append("  \(service.name)  \(algorithm)  \(service.endpoints.count) endpoint(s)")
             for index in service.endpoints {
                 lines.append("    \(endpoints[index].address)")
@@ -35,6 +43,9 @@ extension RoutingSnapshot {
                     + "upstreamIdlePerEndpoint \(limits.upstreamIdlePerEndpoint), "
                     + "upstreamIdle \(limits.upstreamIdleMillis) ms"
             )
+        }
+        if listeners.contains(where: { $0.protocol == .tls }) {
+            lines.append("tls: tlsHello \(timeouts.tlsHelloMillis) ms")
         }
         return lines.joined(separator: "\n")
     }
@@ -55,6 +66,15 @@ extension RoutingSnapshot {
             let body = String(decoding: fallback.body, as: UTF8.self).debugDescription
             lines.append("    default -> \(fallback.status) \(body)")
         }
+        return lines
+    }
+
+    /// `    HOST -> SERVICE` (a TLS route's path is always `/`), then the default: a service,
+    /// or `close`.
+    private func renderServerNameRoutes(_ table: HTTPRouteTable) -> [String] {
+        var lines = table.routes.map { "    \($0.host) -> \(services[$0.service].name)" }
+        let fallback = table.defaultBackend.service.map { services[$0].name } ?? "close"
+        lines.append("    default -> \(fallback)")
         return lines
     }
 }

@@ -11,7 +11,7 @@ public final class RoutingSnapshot: Sendable {
     public let services: [Service]
     /// Every service's endpoints, flattened; `Service.endpoints` is a range into this array.
     public let endpoints: [Endpoint]
-    /// The route tables of HTTP listeners; `Listener.routes` indexes this array.
+    /// The route tables of HTTP and TLS listeners; `Listener.routes` indexes this array.
     public let routeTables: [HTTPRouteTable]
     public let timeouts: Timeouts
     public let limits: Limits
@@ -51,23 +51,41 @@ public enum ListenerProtocol: String, Sendable, CaseIterable {
     case tcp
     /// HTTP/1.1 requests sent by their host and path to a service (`Listener.routes`).
     case http
+    /// TLS passed through untouched, sent by the ClientHello's server name (SNI) to a service
+    /// (`Listener.routes`, every route's path `/`, looked up with `defaultPort` 443). Unknown
+    /// or absent names go to the table's default service; nil there means close.
+    case tls
 }
 
 public struct Listener: Sendable, Hashable {
     public var name: String
     public var address: SocketAddress
     public var `protocol`: ListenerProtocol
-    /// tcp: index into `RoutingSnapshot.services`; http: unused (-1).
+    /// tcp: index into `RoutingSnapshot.services`; http and tls: unused (-1).
     public var service: Int
-    /// http: index into `RoutingSnapshot.routeTables`; tcp: -1.
+    /// http and tls: index into `RoutingSnapshot.routeTables`; tcp: -1.
     public var routes: Int
+    /// Clients connecting from these blocks must start with a PROXY protocol header (v1 or
+    /// v2), whose source address then stands for theirs; others are taken as they are.
+    /// Empty: no header is expected from anyone.
+    public var acceptProxy: [CIDR]
 
-    public init(name: String, address: SocketAddress, protocol: ListenerProtocol, service: Int, routes: Int = -1) {
+    public init(
+        name: String, address: SocketAddress, protocol: ListenerProtocol, service: Int, routes: Int = -1,
+        acceptProxy: [CIDR] = []
+    ) {
         self.name = name
         self.address = address
         self.protocol = `protocol`
         self.service = service
         self.routes = routes
+        self.acceptProxy = acceptProxy
+    }
+
+    /// Whether a client at `ip` is expected to send a PROXY header first. Allocation-free.
+    public func expectsProxyHeader(from ip: SocketAddress.IP) -> Bool {
+        for block in acceptProxy where block.contains(ip) { return true }
+        return false
     }
 
     /// Two listeners with the same key share their listening sockets across a reload.
@@ -98,17 +116,32 @@ public struct Service: Sendable, Hashable {
     public var endpoints: Range<Int>
     /// `cookie` algorithm: the cookie's name (`SLUICE` unless given); nil for the others.
     public var cookieName: [UInt8]?
+    /// Send this PROXY protocol header to the endpoints before the client's bytes, so they
+    /// see the client's address (tcp and tls listeners; http uses X-Forwarded-For). nil: none.
+    public var proxyProtocol: ProxyVersion?
 
     public static let defaultCookieName: [UInt8] = Array("SLUICE".utf8)
 
     /// `cookieName` nil with algorithm `cookie` means `defaultCookieName`; it is ignored (kept
     /// nil) for the other algorithms.
-    public init(name: String, algorithm: Algorithm, endpoints: Range<Int>, cookieName: [UInt8]? = nil) {
+    public init(
+        name: String, algorithm: Algorithm, endpoints: Range<Int>, cookieName: [UInt8]? = nil,
+        proxyProtocol: ProxyVersion? = nil
+    ) {
         self.name = name
         self.algorithm = algorithm
         self.endpoints = endpoints
         self.cookieName = algorithm == .cookie ? cookieName ?? Self.defaultCookieName : nil
+        self.proxyProtocol = proxyProtocol
     }
+}
+
+/// The PROXY protocol header a service's endpoints expect (haproxy.org, proxy-protocol.txt).
+public enum ProxyVersion: String, Sendable, CaseIterable {
+    /// Text: `PROXY TCP4 src dst sport dport\r\n`.
+    case v1
+    /// Binary: the 12-byte signature, then the addresses.
+    case v2
 }
 
 public struct Endpoint: Sendable, Hashable {
@@ -136,6 +169,8 @@ public struct Timeouts: Sendable, Hashable {
     public var drainMillis: Int64 = 30_000
     /// HTTP: a request head must arrive whole within this long of its first byte (else 408).
     public var requestHeadMillis: Int64 = 5_000
+    /// TLS: the ClientHello must arrive whole within this long (else the connection is closed).
+    public var tlsHelloMillis: Int64 = 5_000
 
     public init() {}
 }

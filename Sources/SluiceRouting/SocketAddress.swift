@@ -158,13 +158,8 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch ip {
-        case .v4(let a):
-            return "\(a >> 24).\(a >> 16 & 0xFF).\(a >> 8 & 0xFF).\(a & 0xFF):\(port)"
-        case .v6(let hi, let lo):
-            var groups: [UInt16] = []
-            for k in (0..<4).reversed() { groups.append(UInt16(truncatingIfNeeded: hi >> (16 * UInt64(k)))) }
-            for k in (0..<4).reversed() { groups.append(UInt16(truncatingIfNeeded: lo >> (16 * UInt64(k)))) }
-            return "[\(Self.formatIPv6(groups))]:\(port)"
+        case .v4: return "\(ip.text):\(port)"
+        case .v6: return "[\(ip.text)]:\(port)"
         }
     }
 
@@ -209,5 +204,20 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+extension SocketAddress.IP {
+    /// The address alone: dotted quad, or RFC 5952 IPv6 text without brackets.
+    var text: String {
+        switch self {
+        case .v4(let a):
+            return "\(a >> 24).\(a >> 16 & 0xFF).\(a >> 8 & 0xFF).\(a & 0xFF)"
+        case .v6(let hi, let lo):
+            var groups: [UInt16] = []
+            for k in (0..<4).reversed() { groups.append(UInt16(truncatingIfNeeded: hi >> (16 * UInt64(k)))) }
+            for k in (0..<4).reversed() { groups.append(UInt16(truncatingIfNeeded: lo >> (16 * UInt64(k)))) }
+            return SocketAddress.formatIPv6(groups)
+        }
     }
 }
