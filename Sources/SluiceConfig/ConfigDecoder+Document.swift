@@ -36,6 +36,7 @@ extension ConfigDecoder {
         let durations: [(name: String, field: WritableKeyPath<Timeouts, Int64>)] = [
             ("connect", \.connectMillis), ("client", \.clientMillis), ("server", \.serverMillis),
             ("tunnel", \.tunnelMillis), ("drain", \.drainMillis), ("requestHead", \.requestHeadMillis),
+            ("tlsHello", \.tlsHelloMillis),
         ]
         var timeouts = Timeouts()
         guard let section = fields(node, path: "timeouts", known: durations.map(\.name)) else { return timeouts }

@@ -2,6 +2,8 @@ import SluiceRouting
 import Yams
 
 /// The `routes` and `default` of an HTTP listener, and the `cookie` of a service.
+///
+/// TLS listeners (`ConfigDecoder+TLSRoutes.swift`) reuse the host patterns read here.
 extension ConfigDecoder {
     /// The route table of the HTTP listener `entry`, or nil after a report. It needs at least
     /// one route or a default; (host, path) pairs must be unique within the listener.
@@ -54,14 +56,14 @@ extension ConfigDecoder {
         let prefix = entry["path"].map { pathPrefix($0, path: "\(path).path") } ?? [UInt8(ascii: "/")]
         let strip = entry["stripPath"].map { bool($0, path: "\(path).stripPath") } ?? false
         let service = required(entry, "service").flatMap {
-            serviceReference($0, path: "\(path).service", in: services)
+            httpServiceReference($0, path: "\(path).service", in: services)
         }
         guard let host, let prefix, let strip, let service else { return nil }
         return HTTPRoute(host: host, pathPrefix: prefix, stripPath: strip, service: service)
     }
 
     /// `example.com`, `*.example.com`, `[::1]`, each with an optional `:PORT`.
-    private mutating func hostPattern(_ node: Node, path: String) -> HostPattern? {
+    mutating func hostPattern(_ node: Node, path: String) -> HostPattern? {
         guard let text = name(node, path: path) else { return nil }
         switch HostPattern.parse(text) {
         case .success(let pattern):
@@ -113,7 +115,7 @@ extension ConfigDecoder {
             if entry["status"] != nil || entry["body"] != nil {
                 report(path, at: entry.mark, "give either 'service' or 'status' and 'body', not both")
                 valid = false
-            } else if let service = serviceReference(node, path: "\(path).service", in: services) {
+            } else if let service = httpServiceReference(node, path: "\(path).service", in: services) {
                 backend.service = service
             } else {
                 valid = false

@@ -10,6 +10,7 @@ extension ConfigDecoder {
         var algorithm: Algorithm
         var endpoints: [SocketAddress]
         var cookieName: [UInt8]?
+        var proxyProtocol: ProxyVersion?
     }
 
     /// What the `services` section yielded: the entries that passed, and whether every entry
@@ -28,7 +29,8 @@ extension ConfigDecoder {
         var firstIndexByName: [String: Int] = [:]
         for (index, item) in items.enumerated() {
             let path = "services[\(index)]"
-            guard let entry = fields(item, path: path, known: ["name", "algorithm", "endpoints", "cookie"]) else {
+            let known = ["name", "algorithm", "endpoints", "cookie", "proxyProtocol"]
+            guard let entry = fields(item, path: path, known: known) else {
                 table.allNamed = false
                 continue
             }
@@ -48,16 +50,21 @@ extension ConfigDecoder {
             let cookieName = entry["cookie"].flatMap {
                 self.cookieName($0, path: "\(path).cookie", algorithm: algorithm)
             }
+            let proxyProtocol = entry["proxyProtocol"].flatMap {
+                self.proxyVersion($0, path: "\(path).proxyProtocol")
+            }
             if let name {
                 table.entries.append(
                     ServiceEntry(
-                        name: name, algorithm: algorithm ?? .roundrobin, endpoints: endpoints, cookieName: cookieName))
+                        name: name, algorithm: algorithm ?? .roundrobin, endpoints: endpoints, cookieName: cookieName,
+                        proxyProtocol: proxyProtocol))
             }
         }
         return table
     }
 
-    /// What the `listeners` section yielded: the listeners and the route tables of the HTTP ones.
+    /// What the `listeners` section yielded: the listeners and the route tables of the HTTP and
+    /// TLS ones.
     struct ListenerTable {
         var listeners: [Listener] = []
         var routeTables: [HTTPRouteTable] = []
@@ -75,7 +82,7 @@ extension ConfigDecoder {
         var firstIndexByAddress: [SocketAddress: Int] = [:]
         for (index, item) in items.enumerated() {
             let path = "listeners[\(index)]"
-            let known = ["name", "address", "protocol", "service", "routes", "default"]
+            let known = ["name", "address", "protocol", "service", "routes", "default", "acceptProxy"]
             guard let entry = fields(item, path: path, known: known) else { continue }
             let givenName = entry["name"].map { self.name($0, path: "\(path).name") }
             let address = required(entry, "address").flatMap { self.address($0, path: "\(path).address") }
@@ -97,34 +104,46 @@ extension ConfigDecoder {
                 }
                 for (field, what) in [("routes", "routes"), ("default", "a default")] {
                     if let node = entry[field] {
-                        report("\(path).\(field)", at: node, "only http listeners have \(what) (this one is tcp)")
+                        report(
+                            "\(path).\(field)", at: node, "only http and tls listeners have \(what) (this one is tcp)")
                     }
                 }
             case .http?:
-                if let node = entry["service"] {
-                    report(
-                        "\(path).service", at: node,
-                        "an http listener has no service; name services in its routes or its default")
-                }
+                refuseService(entry, path: path, kind: "an http")
                 routes = httpRoutes(entry, path: path, services: services)
+            case .tls?:
+                refuseService(entry, path: path, kind: "a tls")
+                routes = tlsRoutes(entry, path: path, services: services)
             case nil:
                 // The protocol was reported; which fields it needs is unknown.
                 _ = entry["service"].flatMap { self.serviceReference($0, path: "\(path).service", in: services) }
             }
+            // Absent: none; present but invalid: nil (reported).
+            let acceptProxy = entry["acceptProxy"].map { self.acceptProxy($0, path: "\(path).acceptProxy") } ?? []
             // A name that was given but is invalid was reported; an absent one gets a default.
             if case .some(.none) = givenName { continue }
-            guard let address, let proto, let service else { continue }
+            guard let address, let proto, let service, let acceptProxy else { continue }
             let name = givenName.flatMap { $0 } ?? "\(proto.rawValue)-\(address)"
             var routeIndex = -1
-            if proto == .http {
+            if proto == .http || proto == .tls {
                 guard let routes else { continue }
                 routeIndex = table.routeTables.count
                 table.routeTables.append(routes)
             }
             table.listeners.append(
-                Listener(name: name, address: address, protocol: proto, service: service, routes: routeIndex))
+                Listener(
+                    name: name, address: address, protocol: proto, service: service, routes: routeIndex,
+                    acceptProxy: acceptProxy))
         }
         return table
+    }
+
+    /// Listeners that route by name take their services from routes and default, not from
+    /// `service`.
+    private mutating func refuseService(_ entry: Fields, path: String, kind: String) {
+        guard let node = entry["service"] else { return }
+        report(
+            "\(path).service", at: node, "\(kind) listener has no service; name services in its routes or its default")
     }
 
     /// The snapshot for checked sections: services in file order, their endpoints flattened in
@@ -141,7 +160,7 @@ extension ConfigDecoder {
             services.append(
                 Service(
                     name: entry.name, algorithm: entry.algorithm, endpoints: start..<endpoints.count,
-                    cookieName: entry.cookieName))
+                    cookieName: entry.cookieName, proxyProtocol: entry.proxyProtocol))
         }
         return RoutingSnapshot(
             generation: generation, listeners: listeners.listeners, services: services, endpoints: endpoints,

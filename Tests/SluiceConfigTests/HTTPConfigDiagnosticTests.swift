@@ -193,8 +193,8 @@ private func http(replacing line: Int, with text: String) -> String {
             """
         #expect(
             diagnostics(yaml) == [
-                "t.yaml:5:7: listeners[0].routes: only http listeners have routes (this one is tcp)",
-                "t.yaml:8:7: listeners[0].default: only http listeners have a default (this one is tcp)",
+                "t.yaml:5:7: listeners[0].routes: only http and tls listeners have routes (this one is tcp)",
+                "t.yaml:8:7: listeners[0].default: only http and tls listeners have a default (this one is tcp)",
             ]
         )
         #expect(
@@ -308,7 +308,7 @@ private func http(replacing line: Int, with text: String) -> String {
     @Test func anUnknownProtocolDoesNotCascade() {
         #expect(
             diagnostics(http(replacing: 3, with: "    protocol: https")) == [
-                "t.yaml:3:15: listeners[0].protocol: unknown protocol 'https' (expected one of: tcp, http)"
+                "t.yaml:3:15: listeners[0].protocol: unknown protocol 'https' (expected one of: tcp, http, tls)"
             ]
         )
     }

@@ -88,7 +88,68 @@ import Testing
         )
     }
 
+    @Test func renderShowsTLSRoutesAcceptProxyAndProxyProtocol() throws {
+        let sni = HTTPRouteTable(
+            routes: [
+                try HTTPRoute(host: "grafana.example.com", service: 0), try HTTPRoute(host: "*.Apps.io", service: 1),
+            ],
+            defaultBackend: DefaultBackend(service: 1))
+        let closing = HTTPRouteTable(
+            routes: [try HTTPRoute(host: "a.io", service: 0)], defaultBackend: DefaultBackend())
+        let lan = try CIDR.parse("10.0.0.0/8").get()
+        let loopback = try CIDR.parse("::1").get()
+        var timeouts = Timeouts()
+        timeouts.tlsHelloMillis = 2_500
+        let snapshot = RoutingSnapshot(
+            generation: 5,
+            listeners: [
+                Listener(
+                    name: "tls", address: try SocketAddress.parse("0.0.0.0:30443").get(), protocol: .tls,
+                    service: -1, routes: 0, acceptProxy: [lan, loopback]),
+                Listener(
+                    name: "strict", address: try SocketAddress.parse("[::]:30444").get(), protocol: .tls,
+                    service: -1, routes: 1),
+                Listener(
+                    name: "db", address: try SocketAddress.parse("0.0.0.0:5432").get(), protocol: .tcp, service: 0,
+                    acceptProxy: [lan]),
+            ],
+            services: [
+                Service(name: "grafana", algorithm: .roundrobin, endpoints: 0..<0, proxyProtocol: .v2),
+                Service(name: "fallback", algorithm: .source, endpoints: 0..<0, proxyProtocol: .v1),
+            ],
+            endpoints: [],
+            routeTables: [sni, closing],
+            timeouts: timeouts
+        )
+        #expect(
+            snapshot.render() == """
+                generation 5
+                listeners:
+                  tls  tls  0.0.0.0:30443 -> routes by server name
+                    grafana.example.com -> grafana
+                    *.apps.io -> fallback
+                    default -> fallback
+                    acceptProxy 10.0.0.0/8, ::1/128
+                  strict  tls  [::]:30444 -> routes by server name
+                    a.io -> grafana
+                    default -> close
+                  db  tcp  0.0.0.0:5432 -> grafana
+                    acceptProxy 10.0.0.0/8
+                services:
+                  grafana  roundrobin  proxyProtocol v2  0 endpoint(s)
+                  fallback  source  proxyProtocol v1  0 endpoint(s)
+                timeouts: connect 5000 ms, client 50000 ms, server 50000 ms, tunnel 3600000 ms
+                limits: maxConnections 10000, connectTries 3
+                tls: tlsHello 2500 ms
+                """
+        )
+    }
+
     @Test func newSettingsHaveTheDocumentedDefaults() {
+        #expect(Timeouts().tlsHelloMillis == 5_000)
+        #expect(Service(name: "a", algorithm: .roundrobin, endpoints: 0..<0).proxyProtocol == nil)
+        #expect(ProxyVersion.allCases.map(\.rawValue) == ["v1", "v2"])
+        #expect(ListenerProtocol(rawValue: "tls") == .tls)
         #expect(Timeouts().requestHeadMillis == 5_000)
         #expect(Limits().upstreamIdlePerEndpoint == 32)
         #expect(Limits().upstreamIdleMillis == 30_000)
