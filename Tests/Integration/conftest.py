@@ -164,7 +164,8 @@ def make_config(listeners: Dict[str, str], services: Dict[str, List[str]],
                 extra: Optional[dict] = None) -> dict:
     """listeners: name -> address, or name -> dict of listener fields (e.g.
     ``{"address": ..., "protocol": "http", "routes": [...], "default": {...}}``);
-    services: name -> endpoints; routes: listener name -> service name (default: the
+    services: name -> endpoints, or name -> dict of service fields (e.g.
+    ``{"endpoints": [...], "proxyProtocol": "v2"}``); routes: listener name -> service name (default: the
     listener's own name, else the only service)."""
     routes = routes or {}
     only = next(iter(services)) if len(services) == 1 else None
@@ -182,6 +183,7 @@ def make_config(listeners: Dict[str, str], services: Dict[str, List[str]],
         for n, a in listeners.items()
     ]
     cfg["services"] = [
+        {"name": n, "algorithm": algorithm, **eps} if isinstance(eps, dict) else
         {"name": n, "algorithm": algorithm, "endpoints": list(eps)}
         for n, eps in services.items()
     ]
@@ -502,3 +504,19 @@ def three(backends):
 
 def new_listener(host: str = "127.0.0.1") -> str:
     return format_addr(host, free_port(host))
+
+
+@pytest.fixture(scope="session")
+def tls_certs(tmp_path_factory):
+    """A CA and leaf certificates (see tls_backends.LEAF_NAMES), made once a session."""
+    from tls_backends import make_certs
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def tls_backends(tls_certs):
+    """TLS and raw recording backends (see tls_backends.py), shut down after the test."""
+    from tls_backends import BackendGroup
+    group = BackendGroup(tls_certs)
+    yield group
+    group.shutdown()
