@@ -1,0 +1,238 @@
+"""PROXY protocol: v1/v2 headers sent to a service's endpoints (`proxyProtocol`), and
+headers accepted from trusted sources on a listener (`acceptProxy`)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+
+from conftest import make_config, new_listener
+from http_backends import BufReader, closed_within, curl, port_of, read_response, request_bytes
+from tls_backends import (BIOClient, ProxyParseError, client_context, parse_proxy, proxy_v1,
+                          proxy_v2, subject_cn)
+
+pytestmark = pytest.mark.sluice_only
+
+SPOOF = "203.0.113.7"
+
+
+def header_and_rest(data: bytes, rest_len: int) -> bool:
+    """Predicate: a whole PROXY header followed by at least rest_len bytes arrived."""
+    try:
+        info = parse_proxy(data)
+    except ProxyParseError:
+        return True  # let the caller's parse fail with the bytes shown
+    return info is not None and len(data) - info.length >= rest_len
+
+
+def received_after_close(raw, rec, client: socket.socket, first_len: int) -> tuple:
+    """Waits for header + first_len bytes, closes the client, waits for the backend's EOF,
+    and returns (header info, bytes after the header)."""
+    raw.wait_data(rec, lambda d: header_and_rest(d, first_len), what="PROXY header and data")
+    client.close()
+    assert rec.eof.wait(5), "backend saw no EOF after the client closed"
+    data = bytes(rec.data)
+    info = parse_proxy(data)
+    assert info is not None, f"incomplete PROXY header: {data[:120]!r}"
+    return info, data[info.length:]
+
+
+def check_header(info, version: int, src: str, sport: int, dst: str, dport: int) -> None:
+    assert info.version == version, f"expected a v{version} header, got {info!r}"
+    assert info.command == "PROXY", info
+    fam = "TCP6" if ":" in src else "TCP4"
+    assert info.family == fam, info
+    assert (info.src, info.sport) == (src, sport), f"source: {info!r}"
+    assert (info.dst, info.dport) == (dst, dport), f"destination: {info!r}"
+
+
+# --------------------------------------------------------------------------
+# 7. sending PROXY headers to the endpoints
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_tcp_listener_sends_proxy_header(tls_backends, proxy_factory, version, host):
+    raw = tls_backends.raw("r")
+    cfg = make_config({"t": {"address": new_listener(host), "protocol": "tcp", "service": "r"}},
+                      {"r": {"endpoints": [raw.addr], "proxyProtocol": version}})
+    p = proxy_factory(cfg)
+    lhost, lport = host, port_of(p.addr())
+    c = socket.create_connection((lhost, lport), timeout=5)
+    sport = c.getsockname()[1]
+    first, second = b"hello over tcp\n", b"\x00\x01binary\r\nPROXY not a header\n"
+    c.sendall(first)
+    rec = raw.wait_conn()
+    raw.wait_data(rec, lambda d: header_and_rest(d, len(first)), what="first bytes")
+    c.sendall(second)
+    info, rest = received_after_close(raw, rec, c, len(first) + len(second))
+    check_header(info, int(version[1]), host, sport, host, lport)
+    assert rest == first + second, f"bytes after the header differ: {rest!r}"
+    assert raw.conn_count() == 1
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_tls_route_sends_proxy_header_then_client_hello(tls_backends, proxy_factory, tls_certs,
+                                                        version):
+    raw = tls_backends.raw("r")
+    addr = new_listener()
+    cfg = make_config({"t": {"address": addr, "protocol": "tls",
+                             "routes": [{"host": "raw.example.com", "service": "r"}]}},
+                      {"r": {"endpoints": [raw.addr], "proxyProtocol": version}})
+    p = proxy_factory(cfg)
+    c = socket.create_connection(("127.0.0.1", port_of(addr)), timeout=5)
+    sport = c.getsockname()[1]
+    hello = BIOClient(c, client_context(tls_certs), "raw.example.com").client_hello()
+    first = hello + b"EXTRA-AFTER-HELLO"  # same segment as the ClientHello: must not be lost
+    second = b"\x17\x03\x03\x00\x05later"
+    c.sendall(first)
+    rec = raw.wait_conn()
+    raw.wait_data(rec, lambda d: header_and_rest(d, len(first)), what="header + ClientHello")
+    c.sendall(second)
+    info, rest = received_after_close(raw, rec, c, len(first) + len(second))
+    check_header(info, int(version[1]), "127.0.0.1", sport, "127.0.0.1", port_of(addr))
+    assert rest == first + second, (f"bytes after the header differ from what the client sent "
+                                    f"({len(rest)} vs {len(first + second)})")
+
+
+def test_tls_passthrough_with_proxy_v2_end_to_end(tls_backends, proxy_factory, tls_certs):
+    be = tls_backends.tls("a", expect_proxy=True)
+    addr = new_listener()
+    port = port_of(addr)
+    cfg = make_config({"t": {"address": addr, "protocol": "tls",
+                             "routes": [{"host": "a.example.com", "service": "a"}]}},
+                      {"a": {"endpoints": [be.addr], "proxyProtocol": "v2"}})
+    proxy_factory(cfg)
+    r = curl("--resolve", f"a.example.com:{port}:127.0.0.1", "--cacert", str(tls_certs.ca),
+             f"https://a.example.com:{port}/", timeout=20)
+    assert r.returncode == 0, f"curl rc={r.returncode}: {r.stderr}"
+    assert json.loads(r.stdout)["backend"] == "a"
+    rec = be.wait_conn()
+    assert rec.proxy is not None and rec.proxy.version == 2, rec
+    assert (rec.proxy.src, rec.proxy.dst, rec.proxy.dport) == ("127.0.0.1", "127.0.0.1", port)
+    assert rec.sni == "a.example.com"
+
+
+# --------------------------------------------------------------------------
+# 8. accepting PROXY headers from trusted sources
+
+def accept_proxy_tcp(tls_backends, proxy_factory, out_version="v1", trusted="127.0.0.0/8"):
+    raw = tls_backends.raw("r")
+    addr = new_listener()
+    cfg = make_config({"t": {"address": addr, "protocol": "tcp", "service": "r",
+                             "acceptProxy": [trusted]}},
+                      {"r": {"endpoints": [raw.addr], "proxyProtocol": out_version}})
+    proxy_factory(cfg)
+    return raw, addr, port_of(addr)
+
+
+@pytest.mark.parametrize("out_version", ["v1", "v2"])
+@pytest.mark.parametrize("in_version", ["v1", "v2", "v1-dribbled", "v2-dribbled"])
+def test_accept_proxy_tcp(tls_backends, proxy_factory, in_version, out_version):
+    raw, addr, port = accept_proxy_tcp(tls_backends, proxy_factory, out_version)
+    make = proxy_v1 if in_version.startswith("v1") else proxy_v2
+    hdr = make(SPOOF, "127.0.0.1", 40000, port)
+    data = b"payload after the header\n"
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if in_version.endswith("dribbled"):
+        for piece in (hdr[:3], hdr[3:9], hdr[9:-1], hdr[-1:] + data):
+            c.sendall(piece)
+            time.sleep(0.05)
+    else:
+        c.sendall(hdr + data)
+    rec = raw.wait_conn()
+    info, rest = received_after_close(raw, rec, c, len(data))
+    check_header(info, int(out_version[1]), SPOOF, 40000, "127.0.0.1", port)
+    assert rest == data, f"the incoming header must be consumed, got {rest!r}"
+
+
+def test_accept_proxy_v2_local_keeps_real_peer(tls_backends, proxy_factory):
+    raw, addr, port = accept_proxy_tcp(tls_backends, proxy_factory, "v1")
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sport = c.getsockname()[1]
+    c.sendall(proxy_v2(SPOOF, "127.0.0.1", 40000, port, local=True) + b"health\n")
+    rec = raw.wait_conn()
+    info, rest = received_after_close(raw, rec, c, len(b"health\n"))
+    check_header(info, 1, "127.0.0.1", sport, "127.0.0.1", port)
+    assert rest == b"health\n"
+
+
+@pytest.mark.parametrize("sent", [
+    b"hello, no header here\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"PROXY TCP4 999.0.113.7 127.0.0.1 40000 80\r\ndata",
+    b"PROXY TCP9 203.0.113.7 127.0.0.1 40000 80\r\ndata",
+    b"\r\n\r\n\x00\r\nQUIT\n\x31\x11\x00\x0c" + b"\x00" * 12 + b"data",  # version 3
+])
+def test_accept_proxy_without_valid_header_closes(tls_backends, proxy_factory, sent):
+    raw, addr, port = accept_proxy_tcp(tls_backends, proxy_factory, "v1")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        t0 = time.monotonic()
+        c.sendall(sent)
+        state = closed_within(c, 4.0)
+        elapsed = time.monotonic() - t0
+    assert state in ("eof", "reset"), f"{sent[:30]!r}: connection still {state}"
+    assert elapsed < 2.0, f"{sent[:30]!r}: closed only after {elapsed:.2f}s"
+    assert raw.conn_count() == 0, "nothing may reach the backend"
+
+
+def test_untrusted_source_header_is_plain_data(tls_backends, proxy_factory):
+    raw, addr, port = accept_proxy_tcp(tls_backends, proxy_factory, "v1", trusted="10.0.0.0/8")
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sport = c.getsockname()[1]
+    sent = proxy_v1(SPOOF, "127.0.0.1", 40000, port) + b"data\n"
+    c.sendall(sent)
+    rec = raw.wait_conn()
+    info, rest = received_after_close(raw, rec, c, len(sent))
+    check_header(info, 1, "127.0.0.1", sport, "127.0.0.1", port)
+    assert rest == sent, "an untrusted client's PROXY line must not be honoured"
+
+
+@pytest.mark.parametrize("in_version", ["v1", "v2"])
+def test_accept_proxy_http_sets_forwarded_for(http_backends, proxy_factory, in_version):
+    hb = http_backends.add("h")
+    addr = new_listener()
+    port = port_of(addr)
+    cfg = make_config({"web": {"address": addr, "protocol": "http",
+                               "routes": [{"host": "a.example.com", "service": "h"}],
+                               "acceptProxy": ["127.0.0.0/8"]}},
+                      {"h": [hb.addr]})
+    proxy_factory(cfg)
+    make = proxy_v1 if in_version == "v1" else proxy_v2
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(make(SPOOF, "127.0.0.1", 40000, port) + request_bytes("a.example.com", "/one"))
+        reader = BufReader(c)
+        r1 = read_response(reader)
+        c.sendall(request_bytes("a.example.com", "/two", headers=["Connection: close"]))
+        r2 = read_response(reader)
+    for r, target in ((r1, "/one"), (r2, "/two")):
+        assert r.status == 200, r
+        facts = r.json()
+        assert facts["target"] == target
+        assert facts["xff"] == SPOOF, f"X-Forwarded-For at the backend: {facts['xff']!r}"
+    assert hb.request_count() == 2
+
+
+def test_accept_proxy_on_tls_listener(tls_backends, proxy_factory, tls_certs):
+    be = tls_backends.tls("a", expect_proxy=True)
+    addr = new_listener()
+    port = port_of(addr)
+    cfg = make_config({"t": {"address": addr, "protocol": "tls",
+                             "routes": [{"host": "a.example.com", "service": "a"}],
+                             "acceptProxy": ["127.0.0.0/8"]}},
+                      {"a": {"endpoints": [be.addr], "proxyProtocol": "v2"}})
+    proxy_factory(cfg)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(proxy_v1(SPOOF, "127.0.0.1", 40000, port))
+        cli = BIOClient(c, client_context(tls_certs), "a.example.com")
+        cli.handshake(timeout=5)
+        assert subject_cn(cli.obj.getpeercert()) == "a.example.com"
+        cli.send(b"ping\n")
+        assert cli.recv_line() == b"a"
+        assert cli.recv_line() == b"ping"
+    rec = be.wait_conn()
+    check_header(rec.proxy, 2, SPOOF, 40000, "127.0.0.1", port)
+    assert rec.sni == "a.example.com"
