@@ -27,6 +27,12 @@ struct Connection {
     var counted = false
     /// An http-listener connection: its exchange state is in `ConnectionTable.exchanges`.
     var isHTTP = false
+    /// Reading a PROXY header or a ClientHello before routing (`Loop+Peek`).
+    var peeking = false
+    /// Peeked bytes wait in the exchange's `req` queue for the upstream.
+    var replay = false
+    /// The slot's `HTTPExchange` holds buffers to release on close.
+    var usesExchange = false
     var downFD: Int32 = -1
     var upFD: Int32 = -1
     var service: Int32 = -1

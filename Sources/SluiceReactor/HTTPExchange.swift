@@ -77,6 +77,11 @@ struct HTTPExchange {
     var peerV6 = false
     var peerHi: UInt64 = 0
     var peerLo: UInt64 = 0
+    var peerPort: UInt16 = 0
+    /// A PROXY header is expected before anything else (the client is in `acceptProxy`).
+    var proxyPending = false
+    /// Peeking for a ClientHello (tls listener).
+    var peekTLS = false
 
     /// Request bytes from the client: the head being read, then what follows it.
     var req = Queue()

@@ -20,23 +20,15 @@ extension Loop {
     func exchange(_ slot: Int32) -> UnsafeMutablePointer<HTTPExchange> { table.exchanges + Int(slot) }
 
     /// A new client connection on an http listener (already registered with epoll).
-    func openHTTP(_ slot: Int32, peer: SystemAddress?, listener: LoopListener) {
+    func openHTTP(_ slot: Int32, peer: SystemAddress?, listener: LoopListener, expectProxy: Bool) {
         let c = table.pointer(slot)
         c.pointee.isHTTP = true
         let e = exchange(slot)
         e.initialize(to: HTTPExchange())
         e.pointee.routes = listener.routes
         e.pointee.listenPort = listener.key.address.port
-        if let peer {
-            switch peer.ip {
-            case .v4(let a):
-                e.pointee.peerLo = UInt64(a)
-            case .v6(let hi, let lo):
-                e.pointee.peerV6 = true
-                e.pointee.peerHi = hi
-                e.pointee.peerLo = lo
-            }
-        }
+        e.pointee.proxyPending = expectProxy
+        storePeer(e, peer)
         c.pointee.life.activity(now: now)
         armHTTPTimer(slot, .clientIdle, at: now + snapshot.timeouts.clientMillis)
         httpPump(slot)

@@ -14,7 +14,29 @@ extension Loop {
             e.pointee.req = HTTPExchange.Queue(buffer: httpBuffers.acquire(), start: 0, end: 0)
         }
         let base = httpBuffers.base(e.pointee.req.buffer)
-        if !e.pointee.req.isEmpty {
+        if e.pointee.proxyPending && !e.pointee.req.isEmpty {
+            // A trusted load balancer in front tells who the client is, before the request.
+            let bytes = UnsafeRawBufferPointer(start: base + Int(e.pointee.req.start), count: Int(e.pointee.req.count))
+            switch ProxyHeader.parse(bytes) {
+            case .needMore:
+                break
+            case .notProxy, .invalid:
+                counters.badPreface += 1
+                closeHTTP(slot, abort: true)
+                return .closed
+            case .header(let length, let source, _, let local):
+                if !local, let source {
+                    e.pointee.peerV6 = source.v6
+                    e.pointee.peerHi = source.hi
+                    e.pointee.peerLo = source.lo
+                    e.pointee.peerPort = source.port
+                }
+                e.pointee.req.start += length
+                e.pointee.proxyPending = false
+                return .again
+            }
+        }
+        if !e.pointee.req.isEmpty && !e.pointee.proxyPending {
             let head = UnsafeRawBufferPointer(start: base + Int(e.pointee.req.start), count: Int(e.pointee.req.count))
             switch e.pointee.reqScan.scan(head, limits: httpLimits) {
             case .complete(let length): return startRequest(slot, headLength: length)

@@ -33,6 +33,8 @@ final class Loop: @unchecked Sendable {
     let httpLimits = HTTPLimits()
     /// Scratch bytes for formatting (client address, cookies, stripped paths).
     let scratch: UnsafeMutableRawPointer
+    /// Where a ClientHello split over several records is put back together.
+    let helloScratch: UnsafeMutableRawBufferPointer
     static let scratchSize = 8192
     var snapshot: RoutingSnapshot
     var picker: EndpointPicker
@@ -53,6 +55,7 @@ final class Loop: @unchecked Sendable {
         var fd: Int32
         var service: Int32
         var routes: Int32
+        var acceptProxy: [CIDR]
         var enabled: Bool
     }
 
@@ -76,6 +79,7 @@ final class Loop: @unchecked Sendable {
         pool.resize(endpoints: snapshot.endpoints.count, perEndpoint: snapshot.limits.upstreamIdlePerEndpoint)
         fieldStore = .allocate(capacity: 256)
         scratch = .allocate(byteCount: Self.scratchSize, alignment: 16)
+        helloScratch = .allocate(byteCount: 32 * 1024, alignment: 16)
         self.snapshot = snapshot
         picker = EndpointPicker(snapshot: snapshot, seed: Self.seed(index))
         connectionLimit = Self.share(of: snapshot.limits.maxConnections, workers: workers)
@@ -154,9 +158,13 @@ final class Loop: @unchecked Sendable {
                 var updated = old
                 updated.service = service
                 updated.routes = routes
+                updated.acceptProxy = listener.acceptProxy
                 kept.append(updated)
             } else if let fd = sockets[listener.key] {
-                kept.append(LoopListener(key: listener.key, fd: fd, service: service, routes: routes, enabled: false))
+                kept.append(
+                    LoopListener(
+                        key: listener.key, fd: fd, service: service, routes: routes, acceptProxy: listener.acceptProxy,
+                        enabled: false))
             }
         }
         for old in listeners where !kept.contains(where: { $0.key == old.key }) {
@@ -309,10 +317,24 @@ final class Loop: @unchecked Sendable {
             close(slot, abort: true)
             return
         }
+        let peer = accepted.peerAddress
+        let expectProxy = expectsProxy(listener, peer)
         if listener.key.protocol == .http {
-            openHTTP(slot, peer: accepted.peerAddress, listener: listener)
+            openHTTP(slot, peer: peer, listener: listener, expectProxy: expectProxy)
             if table.live >= connectionLimit { disableListeners() }
             return
+        }
+        if listener.key.protocol == .tls || expectProxy {
+            openPeek(slot, peer: peer, listener: listener, expectProxy: expectProxy)
+            if table.live >= connectionLimit { disableListeners() }
+            return
+        }
+        if snapshot.services[Int(service)].proxyProtocol != nil {
+            // Our PROXY header needs the client's address at connect time.
+            c.pointee.usesExchange = true
+            c.pointee.replay = true
+            exchange(slot).initialize(to: HTTPExchange())
+            storePeer(exchange(slot), peer)
         }
         let hash = accepted.peerAddress.map { SocketAddress(ip: Self.routingIP($0.ip), port: 0).addressHash } ?? 0
         guard let endpoint = picker.pick(service: Int(service), clientHash: hash, now: now) else {
@@ -429,6 +451,10 @@ final class Loop: @unchecked Sendable {
         let capacity = Int32(useSplice ? pipes.grantedSize : buffers.bufferSize)
         c.pointee.toUp.capacity = capacity
         c.pointee.toDown.capacity = capacity
+        if c.pointee.replay && !injectReplay(slot) {
+            close(slot, abort: true)
+            return
+        }
         pump(slot)
     }
 
@@ -441,6 +467,15 @@ final class Loop: @unchecked Sendable {
         guard c.pointee.generation == token.generation, c.pointee.downFD >= 0 else { return }
         if c.pointee.isHTTP {
             onHTTPDownstream(slot, mask)
+            return
+        }
+        if c.pointee.peeking {
+            if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
+                c.pointee.toUp.srcReadable = true
+                if mask & (Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 { c.pointee.toUp.srcHangup = true }
+            }
+            if mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 { c.pointee.toDown.dstWritable = true }
+            peekStep(slot)
             return
         }
         if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
@@ -501,6 +536,11 @@ final class Loop: @unchecked Sendable {
                 onHTTPTimer(slot)
                 continue
             }
+            if c.pointee.peeking {
+                counters.peekTimeouts += 1
+                close(slot, abort: false)
+                continue
+            }
             switch c.pointee.life.state {
             case .connecting:
                 connectFailed(slot, timedOut: true)
@@ -526,7 +566,7 @@ final class Loop: @unchecked Sendable {
     func close(_ slot: Int32, abort: Bool) {
         let c = table.pointer(slot)
         timers.cancel(slot)
-        if c.pointee.isHTTP { releaseHTTPBuffers(exchange(slot)) }
+        if c.pointee.isHTTP || c.pointee.usesExchange { releaseHTTPBuffers(exchange(slot)) }
         releaseResources(c, toUp: true)
         releaseResources(c, toUp: false)
         if c.pointee.counted && c.pointee.snapshotGeneration == picker.generation {

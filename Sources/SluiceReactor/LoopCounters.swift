@@ -21,6 +21,9 @@ public struct LoopCounters: Sendable, Equatable {
     public var httpTimeouts = 0
     public var httpUpgrades = 0
     public var pooledReuses = 0
+    public var badPreface = 0
+    public var tlsNoRoute = 0
+    public var peekTimeouts = 0
 
     public init() {}
 
@@ -47,6 +50,9 @@ public struct LoopCounters: Sendable, Equatable {
         s.httpTimeouts += b.httpTimeouts
         s.httpUpgrades += b.httpUpgrades
         s.pooledReuses += b.pooledReuses
+        s.badPreface += b.badPreface
+        s.tlsNoRoute += b.tlsNoRoute
+        s.peekTimeouts += b.peekTimeouts
         return s
     }
 
@@ -57,6 +63,7 @@ public struct LoopCounters: Sendable, Equatable {
             + "splice_fallbacks=\(spliceFallbacks) bytes_up=\(bytesToUpstream) bytes_down=\(bytesToDownstream) "
             + "http_requests=\(httpRequests) http_bad_requests=\(httpBadRequests) "
             + "http_bad_responses=\(httpBadResponses) http_no_route=\(httpNoRoute) http_errors=\(httpErrors) "
-            + "http_timeouts=\(httpTimeouts) http_upgrades=\(httpUpgrades) pooled_reuses=\(pooledReuses)"
+            + "http_timeouts=\(httpTimeouts) http_upgrades=\(httpUpgrades) pooled_reuses=\(pooledReuses) "
+            + "bad_preface=\(badPreface) tls_no_route=\(tlsNoRoute) peek_timeouts=\(peekTimeouts)"
     }
 }

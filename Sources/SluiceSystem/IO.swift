@@ -17,6 +17,13 @@ public enum IO {
         try Syscall.run("send") { sluice_send(fd, buffer, count) }
     }
 
+    /// write(2) to a pipe (send(2) refuses non-sockets): bytes written, or -1.
+    @inline(__always)
+    public static func writePipe(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int) -> Int {
+        let result = sluice_write(fd, buffer, count)
+        return result < 0 ? -1 : result
+    }
+
     /// splice(2) between a socket and a pipe, non-blocking. EINVAL and ENOSYS mean "this pair
     /// cannot splice": callers fall back to copying for that connection.
     @inline(__always)

@@ -1,0 +1,247 @@
+import SluiceRouting
+import SluiceSystem
+import SluiceWire
+
+/// The first bytes of a connection, read before it is routed: a PROXY protocol header from
+/// a trusted load balancer in front (`acceptProxy`), and for `tls` listeners the
+/// ClientHello, whose SNI names the service. The bytes are kept (in the exchange's `req`
+/// queue) and replayed to the endpoint once connected, after a PROXY header of our own when
+/// the service asks for one; then the pair is a plain byte tunnel.
+///
+/// State (per connection): `Connection.peeking` while bytes are awaited, with the
+/// `tlsHello` timer armed; `Connection.replay` from routing until the replay bytes are in
+/// the upstream flow.
+extension Loop {
+    /// A connection on a tls listener, or on any listener whose client must first send a
+    /// PROXY header. Registered with epoll already.
+    func openPeek(_ slot: Int32, peer: SystemAddress?, listener: LoopListener, expectProxy: Bool) {
+        let c = table.pointer(slot)
+        c.pointee.peeking = true
+        c.pointee.usesExchange = true
+        let e = exchange(slot)
+        e.initialize(to: HTTPExchange())
+        e.pointee.routes = listener.routes
+        e.pointee.listenPort = listener.key.address.port
+        e.pointee.proxyPending = expectProxy
+        e.pointee.peekTLS = listener.key.protocol == .tls
+        storePeer(e, peer)
+        timers.schedule(slot, at: now + snapshot.timeouts.tlsHelloMillis)
+        peekStep(slot)
+    }
+
+    func storePeer(_ e: UnsafeMutablePointer<HTTPExchange>, _ peer: SystemAddress?) {
+        guard let peer else { return }
+        e.pointee.peerPort = peer.port
+        switch peer.ip {
+        case .v4(let a):
+            e.pointee.peerV6 = false
+            e.pointee.peerHi = 0
+            e.pointee.peerLo = UInt64(a)
+        case .v6(let hi, let lo):
+            e.pointee.peerV6 = true
+            e.pointee.peerHi = hi
+            e.pointee.peerLo = lo
+        }
+    }
+
+    /// Whether a listener expects a PROXY header from this client.
+    func expectsProxy(_ listener: LoopListener, _ peer: SystemAddress?) -> Bool {
+        guard !listener.acceptProxy.isEmpty, let peer else { return false }
+        let ip = Self.routingIP(peer.ip)
+        for cidr in listener.acceptProxy where cidr.contains(ip) { return true }
+        return false
+    }
+
+    /// Reads and examines the first bytes until the connection can be routed.
+    func peekStep(_ slot: Int32) {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        while true {
+            if e.pointee.req.buffer < 0 {
+                e.pointee.req = HTTPExchange.Queue(buffer: httpBuffers.acquire(), start: 0, end: 0)
+            }
+            let base = httpBuffers.base(e.pointee.req.buffer)
+            if !e.pointee.req.isEmpty {
+                let bytes = UnsafeRawBufferPointer(
+                    start: base + Int(e.pointee.req.start), count: Int(e.pointee.req.count))
+                if e.pointee.proxyPending {
+                    switch ProxyHeader.parse(bytes) {
+                    case .needMore:
+                        break
+                    case .notProxy, .invalid:
+                        counters.badPreface += 1
+                        close(slot, abort: true)
+                        return
+                    case .header(let length, let source, _, let local):
+                        if !local, let source {
+                            e.pointee.peerV6 = source.v6
+                            e.pointee.peerHi = source.hi
+                            e.pointee.peerLo = source.lo
+                            e.pointee.peerPort = source.port
+                        }
+                        e.pointee.req.start += length
+                        e.pointee.proxyPending = false
+                        // A TCP service may speak first: route now, without waiting for bytes.
+                        guard e.pointee.peekTLS else {
+                            routePeeked(slot, service: Int(c.pointee.service))
+                            return
+                        }
+                        continue
+                    }
+                } else if e.pointee.peekTLS {
+                    switch ClientHelloParser.parse(bytes, scratch: helloScratch) {
+                    case .needMore:
+                        break
+                    case .notTLS, .tooLarge:
+                        counters.badPreface += 1
+                        close(slot, abort: false)
+                        return
+                    case .hello(let hello):
+                        routeTLS(slot, serverName: hello.serverName)
+                        return
+                    }
+                } else {
+                    routePeeked(slot, service: Int(c.pointee.service))
+                    return
+                }
+            }
+            guard c.pointee.toUp.srcReadable else { return }
+            if e.pointee.req.end == Self.httpBufferSize {
+                counters.badPreface += 1
+                close(slot, abort: false)
+                return
+            }
+            let room = Self.httpBufferSize - e.pointee.req.end
+            switch readSome(
+                c.pointee.downFD, base + Int(e.pointee.req.end), room, &c.pointee.toUp.srcReadable,
+                c.pointee.toUp.srcHangup)
+            {
+            case .bytes(let n):
+                e.pointee.req.end += n
+            case .wouldBlock:
+                return
+            case .eof, .failed:
+                close(slot, abort: false)
+                return
+            }
+        }
+    }
+
+    /// Routes a tls connection by its SNI (absent: the default), or closes it.
+    func routeTLS(_ slot: Int32, serverName: Range<Int32>?) {
+        let e = exchange(slot)
+        let table = snapshot.routeTables[Int(e.pointee.routes)]
+        var service: Int? = nil
+        if let serverName {
+            let name = UnsafeRawBufferPointer(
+                rebasing: UnsafeRawBufferPointer(helloScratch)[Int(serverName.lowerBound)..<Int(serverName.upperBound)])
+            if case .service(let index, _) = table.lookup(host: name, path: Self.rootPath, defaultPort: 443) {
+                service = Int(index)
+            }
+        } else {
+            service = table.defaultBackend.service
+        }
+        guard let service else {
+            counters.tlsNoRoute += 1
+            close(slot, abort: false)
+            return
+        }
+        routePeeked(slot, service: service)
+    }
+
+    /// The connection is routed: pick an endpoint and connect as a TCP connection does; the
+    /// peeked bytes are replayed once connected (`injectReplay`).
+    func routePeeked(_ slot: Int32, service: Int) {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        c.pointee.peeking = false
+        c.pointee.replay = true
+        c.pointee.service = Int32(service)
+        timers.cancel(slot)
+        let ip: SocketAddress.IP =
+            e.pointee.peerV6
+            ? .v6(e.pointee.peerHi, e.pointee.peerLo) : .v4(UInt32(truncatingIfNeeded: e.pointee.peerLo))
+        let hash = SocketAddress(ip: ip, port: 0).addressHash
+        guard let endpoint = picker.pick(service: service, clientHash: hash, now: now) else {
+            counters.noEndpoint += 1
+            close(slot, abort: false)
+            return
+        }
+        c.pointee.endpoint = Int32(endpoint)
+        let start = c.pointee.life.start(now: now, connectMillis: snapshot.timeouts.connectMillis)
+        guard case .connect(let deadline) = start else { preconditionFailure("start always connects") }
+        startConnect(slot, deadline: deadline)
+    }
+
+    /// Connected: put our PROXY header (when the service wants one) and the peeked bytes in
+    /// front of the upstream flow, so they go out first with the flow's own back-pressure.
+    func injectReplay(_ slot: Int32) -> Bool {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        c.pointee.replay = false
+        var header = 0
+        if let version = snapshot.services[Int(c.pointee.service)].proxyProtocol {
+            header = writeProxyHeader(slot, version: version, into: scratch)
+        }
+        let peeked = e.pointee.req.buffer >= 0 ? Int(e.pointee.req.count) : 0
+        let total = header + peeked
+        guard total > 0 else {
+            releaseHTTPBuffers(e)
+            return true
+        }
+        if c.pointee.toUp.copyMode {
+            let buffer = buffers.acquire()
+            let base = buffers.base(buffer)
+            if header > 0 { base.copyMemory(from: scratch, byteCount: header) }
+            if peeked > 0 {
+                (base + header).copyMemory(
+                    from: httpBuffers.base(e.pointee.req.buffer) + Int(e.pointee.req.start), byteCount: peeked)
+            }
+            c.pointee.toUpBuffer = buffer
+        } else {
+            guard let pipe = try? pipes.acquire() else { return false }
+            c.pointee.toUpPipe = pipe
+            // An empty pipe of at least 64 KiB takes the ≤ 32 KiB at once.
+            if header > 0, IO.writePipe(pipe.writeFD, from: scratch, count: header) != header { return false }
+            if peeked > 0,
+                IO.writePipe(
+                    pipe.writeFD, from: httpBuffers.base(e.pointee.req.buffer) + Int(e.pointee.req.start), count: peeked
+                )
+                    != peeked
+            {
+                return false
+            }
+        }
+        c.pointee.toUp.pending = Int32(total)
+        c.pointee.toUp.offset = 0
+        releaseHTTPBuffers(e)
+        return true
+    }
+
+    /// Our PROXY header for the upstream: the client's address and the address it reached.
+    func writeProxyHeader(_ slot: Int32, version: ProxyVersion, into out: UnsafeMutableRawPointer) -> Int {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        let source = ProxyAddress(
+            v6: e.pointee.peerV6, hi: e.pointee.peerHi, lo: e.pointee.peerLo, port: e.pointee.peerPort)
+        var destination = ProxyAddress(v6: source.v6, hi: 0, lo: 0, port: e.pointee.listenPort)
+        if let local = try? Socket.localAddress(c.pointee.downFD) {
+            switch local.ip {
+            case .v4(let a): destination = ProxyAddress(v6: false, hi: 0, lo: UInt64(a), port: local.port)
+            case .v6(let hi, let lo): destination = ProxyAddress(v6: true, hi: hi, lo: lo, port: local.port)
+            }
+        }
+        let buffer = UnsafeMutableRawBufferPointer(start: out, count: Self.scratchSize)
+        switch version {
+        case .v1: return ProxyHeader.writeV1(source: source, destination: destination, into: buffer) ?? 0
+        case .v2: return ProxyHeader.writeV2(source: source, destination: destination, into: buffer) ?? 0
+        }
+    }
+
+    nonisolated(unsafe) static let rootPath = UnsafeRawBufferPointer(start: UnsafeRawPointer(rootPathStorage), count: 1)
+    nonisolated(unsafe) static let rootPathStorage: UnsafeMutablePointer<UInt8> = {
+        let p = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
+        p[0] = UInt8(ascii: "/")
+        return p
+    }()
+}
