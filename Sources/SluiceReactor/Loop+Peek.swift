@@ -47,7 +47,9 @@ extension Loop {
     /// Whether a listener expects a PROXY header from this client.
     func expectsProxy(_ listener: LoopListener, _ peer: SystemAddress?) -> Bool {
         guard !listener.acceptProxy.isEmpty, let peer else { return false }
-        let ip = Self.routingIP(peer.ip)
+        var ip = Self.routingIP(peer.ip)
+        // A listener on [::] sees IPv4 clients as ::ffff:a.b.c.d: match IPv4 blocks too.
+        if case .v6(0, let lo) = ip, lo >> 32 == 0xFFFF { ip = .v4(UInt32(truncatingIfNeeded: lo)) }
         for cidr in listener.acceptProxy where cidr.contains(ip) { return true }
         return false
     }
