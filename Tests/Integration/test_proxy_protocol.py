@@ -236,3 +236,24 @@ def test_accept_proxy_on_tls_listener(tls_backends, proxy_factory, tls_certs):
     rec = be.wait_conn()
     check_header(rec.proxy, 2, SPOOF, 40000, "127.0.0.1", port)
     assert rec.sni == "a.example.com"
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_proxy_header_sent_once_after_connect_retry(tls_backends, proxy_factory, version):
+    from conftest import free_port
+    raw = tls_backends.raw("r")
+    dead = f"127.0.0.1:{free_port()}"
+    addr = new_listener()
+    cfg = make_config({"t": {"address": addr, "protocol": "tcp", "service": "r"}},
+                      {"r": {"endpoints": [dead, raw.addr], "proxyProtocol": version}},
+                      limits={"connectTries": 3, "endpointBackoff": "100ms"})
+    proxy_factory(cfg)
+    for i in range(3):
+        c = socket.create_connection(("127.0.0.1", port_of(addr)), timeout=5)
+        sport = c.getsockname()[1]
+        data = f"attempt {i}\n".encode()
+        c.sendall(data)
+        rec = raw.wait_conn(i)
+        info, rest = received_after_close(raw, rec, c, len(data))
+        check_header(info, int(version[1]), "127.0.0.1", sport, "127.0.0.1", port_of(addr))
+        assert rest == data, f"after the header: {rest!r}"

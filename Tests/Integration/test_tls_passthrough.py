@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import socket
+import struct
 import subprocess
 import time
 
@@ -242,3 +243,203 @@ def test_50mib_each_way(tls_proxy, tls_certs):
     assert digest == hashlib.sha256(payload).hexdigest(), "echoed bytes differ"
     rec = be["b"].wait_conn()
     assert rec.received >= size
+
+
+# --------------------------------------------------------------------------
+# more ClientHello shapes, timers, retries, reload, resources
+
+def fragmented(hello: bytes, size: int) -> bytes:
+    """The ClientHello handshake message re-cut into TLS records of ``size`` bytes."""
+    assert hello[0] == 22
+    body = hello[5:]
+    out = bytearray()
+    for i in range(0, len(body), size):
+        piece = body[i:i + size]
+        out += b"\x16\x03\x01" + len(piece).to_bytes(2, "big") + piece
+    return bytes(out)
+
+
+@pytest.mark.parametrize("size", [100, 7])
+def test_client_hello_split_across_records(tls_proxy, tls_certs, size):
+    p, be = tls_proxy
+    with socket.create_connection(("127.0.0.1", port_of(p.addr("dflt"))), timeout=5) as s:
+        cli = BIOClient(s, client_context(tls_certs), "b.example.com")
+        s.sendall(fragmented(cli.client_hello(), size))
+        cli.handshake(timeout=5)
+        assert subject_cn(cli.obj.getpeercert()) == "b.example.com"
+        cli.send(b"frag\n")
+        assert (cli.recv_line(), cli.recv_line()) == (b"b", b"frag")
+    assert be["b"].wait_conn().sni == "b.example.com"
+    assert be["d"].conn_count() == 0
+
+
+def alpn_context(tls_certs, total: int):
+    ctx = client_context(tls_certs)
+    ctx.set_alpn_protocols([f"p{i:03d}" + "x" * 196 for i in range(total // 200)])
+    return ctx
+
+
+def test_large_client_hello_8k(tls_proxy, tls_certs):
+    p, be = tls_proxy
+    with socket.create_connection(("127.0.0.1", port_of(p.addr("dflt"))), timeout=5) as s:
+        cli = BIOClient(s, alpn_context(tls_certs, 8000), "a.example.com")
+        hello = cli.client_hello()
+        assert 8000 < len(hello) < 16000
+        s.sendall(hello)
+        cli.handshake(timeout=5)
+        assert subject_cn(cli.obj.getpeercert()) == "a.example.com"
+        cli.send(b"big\n")
+        assert (cli.recv_line(), cli.recv_line()) == (b"a", b"big")
+
+
+def test_client_hello_over_16k_is_closed(tls_proxy, tls_certs):
+    p, be = tls_proxy
+    with socket.create_connection(("127.0.0.1", port_of(p.addr("dflt"))), timeout=5) as s:
+        cli = BIOClient(s, alpn_context(tls_certs, 20000), "a.example.com")
+        hello = cli.client_hello()
+        assert len(hello) > 17000
+        t0 = time.monotonic()
+        try:
+            s.sendall(hello)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        state = closed_within(s, 4.0)
+        elapsed = time.monotonic() - t0
+    assert state in ("eof", "reset"), f"a {len(hello)}-byte ClientHello was not refused: {state}"
+    assert elapsed < 1.5, f"closed after {elapsed:.2f}s"
+    assert be.total_conns() == 0
+
+
+def test_hello_timer_is_disarmed_once_routed(tls_backends, proxy_factory, tls_certs):
+    tls_backends.tls("a")
+    cfg = make_config({"t": tls_listener(new_listener(), routes=ROUTES[:1])},
+                      {"a": [tls_backends["a"].addr]}, timeouts={"tlsHello": "1s"})
+    p = proxy_factory(cfg)
+    with socket.create_connection(("127.0.0.1", port_of(p.addr())), timeout=5) as s:
+        cli = BIOClient(s, client_context(tls_certs), "a.example.com")
+        cli.handshake(timeout=5)
+        cli.send(b"one\n")
+        assert (cli.recv_line(), cli.recv_line()) == (b"a", b"one")
+        # idle well past tlsHello: the tunnel must stay up
+        state = closed_within(s, 2.0)
+        assert state == "open", f"tunnel closed while idle after the hello: {state}"
+        cli.send(b"two\n")
+        assert cli.recv_line() == b"two"
+
+
+def test_connect_retry_replays_hello(tls_backends, proxy_factory, tls_certs):
+    from conftest import free_port
+    tls_backends.tls("a")
+    dead = f"127.0.0.1:{free_port()}"
+    cfg = make_config({"t": tls_listener(new_listener(), routes=ROUTES[:1])},
+                      {"a": [dead, tls_backends["a"].addr]},
+                      limits={"connectTries": 3, "endpointBackoff": "100ms"})
+    p = proxy_factory(cfg)
+    for i in range(4):
+        with socket.create_connection(("127.0.0.1", port_of(p.addr())), timeout=5) as s:
+            cli = BIOClient(s, client_context(tls_certs), "a.example.com")
+            cli.handshake(timeout=5)
+            assert subject_cn(cli.obj.getpeercert()) == "a.example.com"
+            cli.send(f"try {i}\n".encode())
+            assert (cli.recv_line(), cli.recv_line()) == (b"a", f"try {i}".encode())
+    assert tls_backends["a"].conn_count() == 4
+
+
+def test_concurrent_handshakes_two_workers(tls_backends, proxy_factory, tls_certs):
+    import threading
+    for n in ("a", "b", "w"):
+        tls_backends.tls(n)
+    cfg = make_config({"t": tls_listener(new_listener())},
+                      {n: [tls_backends[n].addr] for n in ("a", "b", "w")})
+    p = proxy_factory(cfg, workers=2)
+    port = port_of(p.addr())
+    names = [("a.example.com", "a"), ("b.example.com", "b"), ("c.wild.example.com", "w")]
+    errors = []
+    start = threading.Barrier(48)
+
+    def one(i):
+        sni, want = names[i % 3]
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                cli = BIOClient(s, client_context(tls_certs), sni)
+                hello = cli.client_hello()
+                start.wait(10)
+                s.sendall(hello[:40])
+                s.sendall(hello[40:])
+                cli.handshake(timeout=10)
+                cli.send(f"conn {i}\n".encode())
+                got = (cli.recv_line(10), cli.recv_line(10))
+                if got != (want.encode(), f"conn {i}".encode()):
+                    errors.append(f"{i} ({sni}): {got}")
+        except Exception as exc:  # noqa: BLE001 - collected and reported below
+            errors.append(f"{i} ({sni}): {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(48)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert [tls_backends[n].conn_count() for n in ("a", "b", "w")] == [16, 16, 16]
+
+
+def test_reload_changes_tls_routes(tls_proxy, tls_certs):
+    p, be = tls_proxy
+    rc, out, err = s_client(p.addr("dflt"), tls_certs.ca, "a.example.com")
+    assert_reached(out, err, "a", "a.example.com")
+    cfg = dict(p.config)
+    cfg["listeners"] = [dict(l) for l in p.config["listeners"]]
+    cfg["listeners"][0]["routes"] = [{"host": "a.example.com", "service": "b"}]
+    p.reload(cfg)
+    rc, out, err = s_client(p.addr("dflt"), tls_certs.ca, "a.example.com")
+    assert_reached(out, err, "b", "b.example.com")
+    rc, out, err = s_client(p.addr("dflt"), tls_certs.ca, "b.example.com")
+    assert_reached(out, err, "d", "default.example.com")
+
+
+def settled_fd_count(pid: int, timeout: float = 3.0) -> int:
+    """The proxy's descriptor count once it stops changing (bounded poll)."""
+    from conftest import fd_count
+    deadline = time.monotonic() + timeout
+    last, same = fd_count(pid), 0
+    while same < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)  # bounded poll of /proc/PID/fd
+        now = fd_count(pid)
+        same = same + 1 if now == last else 0
+        last = now
+    return last
+
+
+def test_aborted_hellos_do_not_leak(tls_proxy, tls_certs):
+    from conftest import fd_count
+    p, be = tls_proxy
+    port = port_of(p.addr("dflt"))
+    ctx = client_context(tls_certs)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        cli = BIOClient(s, ctx, "a.example.com")
+        cli.handshake(timeout=5)
+        cli.send(b"x\n")
+        assert cli.recv_line() == b"a"
+    assert be["a"].conns[0].closed.wait(5)
+    baseline = settled_fd_count(p.pid)
+    with socket.socket() as unused:
+        hello = BIOClient(unused, ctx, "a.example.com").client_hello()
+    for i in range(60):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            kind = i % 3
+            if kind == 0:
+                s.sendall(hello[:100])              # half a hello, then gone
+            elif kind == 1:
+                s.sendall(b"\x16\x03\x01\x00")       # part of a record header
+            else:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.sendall(hello[:300])              # then a reset
+    deadline = time.monotonic() + 5
+    now = fd_count(p.pid)
+    while now > baseline and time.monotonic() < deadline:
+        time.sleep(0.05)  # bounded poll of /proc/PID/fd
+        now = fd_count(p.pid)
+    assert now <= baseline, f"{now} descriptors open in the proxy, {baseline} before"
+    assert be["a"].conn_count() == 1, "an aborted hello reached backend a"
+    rc, out, err = s_client(p.addr("dflt"), tls_certs.ca, "a.example.com")
+    assert_reached(out, err, "a", "a.example.com")
