@@ -17,23 +17,12 @@ extension Loop {
         if e.pointee.proxyPending && !e.pointee.req.isEmpty {
             // A trusted load balancer in front tells who the client is, before the request.
             let bytes = UnsafeRawBufferPointer(start: base + Int(e.pointee.req.start), count: Int(e.pointee.req.count))
-            switch ProxyHeader.parse(bytes) {
-            case .needMore:
-                break
-            case .notProxy, .invalid:
-                counters.badPreface += 1
+            switch consumeProxyHeader(e, bytes) {
+            case .needMore: break
+            case .bad:
                 closeHTTP(slot, abort: true)
                 return .closed
-            case .header(let length, let source, _, let local):
-                if !local, let source {
-                    e.pointee.peerV6 = source.v6
-                    e.pointee.peerHi = source.hi
-                    e.pointee.peerLo = source.lo
-                    e.pointee.peerPort = source.port
-                }
-                e.pointee.req.start += length
-                e.pointee.proxyPending = false
-                return .again
+            case .consumed: return .again
             }
         }
         if !e.pointee.req.isEmpty && !e.pointee.proxyPending {

@@ -67,22 +67,13 @@ extension Loop {
                 let bytes = UnsafeRawBufferPointer(
                     start: base + Int(e.pointee.req.start), count: Int(e.pointee.req.count))
                 if e.pointee.proxyPending {
-                    switch ProxyHeader.parse(bytes) {
+                    switch consumeProxyHeader(e, bytes) {
                     case .needMore:
                         break
-                    case .notProxy, .invalid:
-                        counters.badPreface += 1
+                    case .bad:
                         close(slot, abort: true)
                         return
-                    case .header(let length, let source, _, let local):
-                        if !local, let source {
-                            e.pointee.peerV6 = source.v6
-                            e.pointee.peerHi = source.hi
-                            e.pointee.peerLo = source.lo
-                            e.pointee.peerPort = source.port
-                        }
-                        e.pointee.req.start += length
-                        e.pointee.proxyPending = false
+                    case .consumed:
                         // A TCP service may speak first: route now, without waiting for bytes.
                         guard e.pointee.peekTLS else {
                             routePeeked(slot, service: Int(c.pointee.service))
@@ -126,6 +117,34 @@ extension Loop {
                 close(slot, abort: false)
                 return
             }
+        }
+    }
+
+    enum ProxyConsume {
+        case needMore
+        case bad
+        case consumed
+    }
+
+    /// Parses the PROXY header at the start of `bytes` (the exchange's `req` queue): takes the
+    /// client's address from it (not for LOCAL, a health check) and drops it from the queue.
+    func consumeProxyHeader(_ e: UnsafeMutablePointer<HTTPExchange>, _ bytes: UnsafeRawBufferPointer) -> ProxyConsume {
+        switch ProxyHeader.parse(bytes) {
+        case .needMore:
+            return .needMore
+        case .notProxy, .invalid:
+            counters.badPreface += 1
+            return .bad
+        case .header(let length, let source, _, let local):
+            if !local, let source {
+                e.pointee.peerV6 = source.v6
+                e.pointee.peerHi = source.hi
+                e.pointee.peerLo = source.lo
+                e.pointee.peerPort = source.port
+            }
+            e.pointee.req.start += length
+            e.pointee.proxyPending = false
+            return .consumed
         }
     }
 
