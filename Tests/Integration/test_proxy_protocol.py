@@ -257,3 +257,97 @@ def test_proxy_header_sent_once_after_connect_retry(tls_backends, proxy_factory,
         info, rest = received_after_close(raw, rec, c, len(data))
         check_header(info, int(version[1]), "127.0.0.1", sport, "127.0.0.1", port_of(addr))
         assert rest == data, f"after the header: {rest!r}"
+
+
+def v2_with_tlvs(src: str, dst: str, sport: int, dport: int) -> bytes:
+    """A v2 PROXY header carrying TLVs after the addresses (ALPN, authority, NOOP), as
+    load balancers in front of sluice commonly send."""
+    import ipaddress
+    import struct
+    tlvs = (b"\x01" + struct.pack("!H", 2) + b"h2" +
+            b"\x02" + struct.pack("!H", 13) + b"a.example.com" +
+            b"\x04" + struct.pack("!H", 5) + b"\x00" * 5)
+    body = (ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed +
+            struct.pack("!HH", sport, dport) + tlvs)
+    return b"\r\n\r\n\x00\r\nQUIT\n\x21\x11" + struct.pack("!H", len(body)) + body
+
+
+def test_accept_proxy_v2_with_tlvs(tls_backends, proxy_factory):
+    raw, addr, port = accept_proxy_tcp(tls_backends, proxy_factory, "v2")
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    data = b"after TLVs\n"
+    c.sendall(v2_with_tlvs(SPOOF, "127.0.0.1", 40000, port) + data)
+    rec = raw.wait_conn()
+    info, rest = received_after_close(raw, rec, c, len(data))
+    check_header(info, 2, SPOOF, 40000, "127.0.0.1", port)
+    assert rest == data, f"the TLVs must be consumed with the header, got {rest[:80]!r}"
+
+
+@pytest.mark.parametrize("in_version,out_version,src,dst", [
+    ("v1", "v2", SPOOF, "198.51.100.1"),
+    ("v2", "v1", "2001:db8::7", "2001:db8::1"),
+])
+def test_accept_proxy_relays_original_addresses(tls_backends, proxy_factory, in_version,
+                                                out_version, src, dst):
+    """The accepted header describes the original connection: both its source and its
+    destination are what the header sent upstream must carry (as a chain of proxies)."""
+    raw, addr, port = accept_proxy_tcp(tls_backends, proxy_factory, out_version)
+    make = proxy_v1 if in_version == "v1" else proxy_v2
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(make(src, dst, 40000, 443) + b"orig\n")
+    rec = raw.wait_conn()
+    info, rest = received_after_close(raw, rec, c, 5)
+    check_header(info, int(out_version[1]), src, 40000, dst, 443)
+    assert rest == b"orig\n"
+
+
+@pytest.mark.parametrize("header", [b"PROXY UNKNOWN\r\n",
+                                    b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n",
+                                    b"\r\n\r\n\x00\r\nQUIT\n\x21\x00\x00\x00"])
+def test_accept_proxy_unknown_family_keeps_real_peer(tls_backends, proxy_factory, header):
+    raw, addr, port = accept_proxy_tcp(tls_backends, proxy_factory, "v1")
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sport = c.getsockname()[1]
+    c.sendall(header + b"data\n")
+    rec = raw.wait_conn()
+    info, rest = received_after_close(raw, rec, c, 5)
+    check_header(info, 1, "127.0.0.1", sport, "127.0.0.1", port)
+    assert rest == b"data\n"
+
+
+def test_accept_proxy_tls_header_and_hello_in_one_segment(tls_backends, proxy_factory, tls_certs):
+    be = tls_backends.tls("a", expect_proxy=True)
+    addr = new_listener()
+    port = port_of(addr)
+    cfg = make_config({"t": {"address": addr, "protocol": "tls",
+                             "routes": [{"host": "a.example.com", "service": "a"}],
+                             "acceptProxy": ["127.0.0.0/8"]}},
+                      {"a": {"endpoints": [be.addr], "proxyProtocol": "v1"}})
+    proxy_factory(cfg)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        cli = BIOClient(c, client_context(tls_certs), "a.example.com")
+        c.sendall(proxy_v2(SPOOF, "127.0.0.1", 40000, port) + cli.client_hello())
+        cli.handshake(timeout=5)
+        cli.send(b"one segment\n")
+        assert (cli.recv_line(), cli.recv_line()) == (b"a", b"one segment")
+    check_header(be.wait_conn().proxy, 1, SPOOF, 40000, "127.0.0.1", port)
+
+
+@pytest.mark.parametrize("sent", [b"", b"PROXY TCP4 203.0.113.7", b"\r\n\r\n\x00\r\nQUIT\n\x21"])
+def test_accept_proxy_header_wait_is_bounded(tls_backends, proxy_factory, sent):
+    """A trusted client that never completes its header is closed by the hello timer."""
+    raw = tls_backends.raw("r")
+    addr = new_listener()
+    cfg = make_config({"t": {"address": addr, "protocol": "tcp", "service": "r",
+                             "acceptProxy": ["127.0.0.0/8"]}},
+                      {"r": [raw.addr]}, timeouts={"tlsHello": "1s", "client": "50s"})
+    proxy_factory(cfg)
+    with socket.create_connection(("127.0.0.1", port_of(addr)), timeout=5) as c:
+        t0 = time.monotonic()
+        if sent:
+            c.sendall(sent)
+        state = closed_within(c, 4.0)
+        elapsed = time.monotonic() - t0
+    assert state in ("eof", "reset"), f"still {state} after 4s with {sent!r}"
+    assert 0.7 <= elapsed <= 3.0, f"closed after {elapsed:.2f}s (tlsHello 1s)"
+    assert raw.conn_count() == 0

@@ -443,3 +443,21 @@ def test_aborted_hellos_do_not_leak(tls_proxy, tls_certs):
     assert be["a"].conn_count() == 1, "an aborted hello reached backend a"
     rc, out, err = s_client(p.addr("dflt"), tls_certs.ca, "a.example.com")
     assert_reached(out, err, "a", "a.example.com")
+
+
+def test_hello_then_half_close_is_replayed(tls_backends, proxy_factory, tls_certs):
+    """A client that sends its ClientHello and at once shuts its write side: the hello
+    still reaches the endpoint, followed by the EOF."""
+    raw = tls_backends.raw("r")
+    cfg = make_config({"t": tls_listener(new_listener(),
+                                         routes=[{"host": "raw.example.com", "service": "r"}])},
+                      {"r": [raw.addr]})
+    p = proxy_factory(cfg)
+    with socket.create_connection(("127.0.0.1", port_of(p.addr())), timeout=5) as s:
+        hello = BIOClient(s, client_context(tls_certs), "raw.example.com").client_hello()
+        s.sendall(hello)
+        s.shutdown(socket.SHUT_WR)
+        rec = raw.wait_conn()
+        assert rec.eof.wait(5), f"no EOF at the endpoint: {rec!r}"
+        assert bytes(rec.data) == hello
+        assert closed_within(s, 5.0) in ("eof", "reset")
