@@ -213,7 +213,20 @@ def test_accept_proxy_http_sets_forwarded_for(http_backends, proxy_factory, in_v
         facts = r.json()
         assert facts["target"] == target
         assert facts["xff"] == SPOOF, f"X-Forwarded-For at the backend: {facts['xff']!r}"
-    assert hb.request_count() == 2
+    # a client's own X-Forwarded-For is kept, the header's address appended
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(make(SPOOF, "127.0.0.1", 40000, port) +
+                  request_bytes("a.example.com", "/three",
+                                headers=["X-Forwarded-For: 10.1.2.3", "Connection: close"]))
+        r3 = read_response(BufReader(c))
+    assert r3.status == 200, r3
+    assert r3.json()["xff"] in (f"10.1.2.3, {SPOOF}", f"10.1.2.3,{SPOOF}"), r3.json()["xff"]
+    # no header from a trusted source: closed, nothing forwarded
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(request_bytes("a.example.com", "/four", headers=["Connection: close"]))
+        state = closed_within(c, 4.0)
+    assert state in ("eof", "reset"), f"request without a PROXY header: {state}"
+    assert hb.request_count() == 3
 
 
 def test_accept_proxy_on_tls_listener(tls_backends, proxy_factory, tls_certs):
@@ -351,3 +364,38 @@ def test_accept_proxy_header_wait_is_bounded(tls_backends, proxy_factory, sent):
     assert state in ("eof", "reset"), f"still {state} after 4s with {sent!r}"
     assert 0.7 <= elapsed <= 3.0, f"closed after {elapsed:.2f}s (tlsHello 1s)"
     assert raw.conn_count() == 0
+
+
+@pytest.mark.parametrize("kind", ["tls-route", "accept-proxy-tcp"])
+def test_burst_after_header_is_forwarded_whole(tls_backends, proxy_factory, tls_certs, kind):
+    """1 MiB sent in the same burst as the ClientHello / PROXY header: nothing of what
+    follows the peeked bytes may be lost or reordered."""
+    import threading
+    from backends import pattern_bytes
+    raw = tls_backends.raw("r")
+    addr = new_listener()
+    port = port_of(addr)
+    if kind == "tls-route":
+        lst = {"address": addr, "protocol": "tls",
+               "routes": [{"host": "raw.example.com", "service": "r"}]}
+    else:
+        lst = {"address": addr, "protocol": "tcp", "service": "r", "acceptProxy": ["127.0.0.0/8"]}
+    proxy_factory(make_config({"t": lst}, {"r": {"endpoints": [raw.addr], "proxyProtocol": "v2"}}))
+    extra = pattern_bytes(1 << 20)
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sport = c.getsockname()[1]
+    if kind == "tls-route":
+        first = BIOClient(c, client_context(tls_certs), "raw.example.com").client_hello()
+        want_src, want_port, forwarded = "127.0.0.1", sport, first + extra
+    else:
+        first = proxy_v1(SPOOF, "127.0.0.1", 40000, port)
+        want_src, want_port, forwarded = SPOOF, 40000, extra
+    sender = threading.Thread(target=c.sendall, args=(first + extra,), daemon=True)
+    sender.start()
+    rec = raw.wait_conn()
+    raw.wait_data(rec, lambda d: header_and_rest(d, len(forwarded)), timeout=10,
+                  what=f"{len(forwarded)} bytes after the header")
+    sender.join(5)
+    info, rest = received_after_close(raw, rec, c, len(forwarded))
+    check_header(info, 2, want_src, want_port, "127.0.0.1", port)
+    assert len(rest) == len(forwarded) and rest == forwarded, "bytes lost or reordered"
