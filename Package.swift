@@ -28,6 +28,7 @@ let package = Package(
             ]
         ),
         .target(name: "SluiceConfig", dependencies: ["SluiceRouting", "Yams"]),
+        .target(name: "SluiceKube", dependencies: ["SluiceRouting"]),
         .executableTarget(
             name: "sluice",
             dependencies: [
@@ -41,6 +42,7 @@ let package = Package(
         .testTarget(name: "SluiceWireTests", dependencies: ["SluiceWire"]),
         .testTarget(name: "SluiceReactorTests", dependencies: ["SluiceReactor", "SluiceSystem", "SluiceRouting"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceRouting"]),
+        .testTarget(name: "SluiceKubeTests", dependencies: ["SluiceKube", "SluiceRouting"]),
     ]
 )
 

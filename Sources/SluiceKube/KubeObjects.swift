@@ -1,0 +1,300 @@
+/// The fields of the Kubernetes API objects that discovery reads, as the API server sends
+/// them in JSON (core/v1 Service, discovery.k8s.io/v1 EndpointSlice).
+///
+/// Everything the API may omit is optional, and arrays the API may send as `null` (a
+/// placeholder slice's `endpoints` and `ports`) decode as nil. Unknown fields are ignored, so
+/// newer servers decode. List items carry no `kind`/`apiVersion`; watch objects do; neither is
+/// read here.
+
+/// `metadata` of any object. A bookmark's object has only `resourceVersion`.
+public struct KubeObjectMeta: Codable, Hashable, Sendable {
+    public var name: String?
+    public var namespace: String?
+    public var uid: String?
+    /// Opaque: compared for equality only, never ordered.
+    public var resourceVersion: String?
+    public var labels: [String: String]?
+    public var annotations: [String: String]?
+
+    public init(
+        name: String? = nil, namespace: String? = nil, uid: String? = nil, resourceVersion: String? = nil,
+        labels: [String: String]? = nil, annotations: [String: String]? = nil
+    ) {
+        self.name = name
+        self.namespace = namespace
+        self.uid = uid
+        self.resourceVersion = resourceVersion
+        self.labels = labels
+        self.annotations = annotations
+    }
+}
+
+/// An object the cache stores by `namespace/name`.
+public protocol KubeObject: Codable, Hashable, Sendable {
+    var metadata: KubeObjectMeta { get }
+}
+
+extension KubeObject {
+    /// `namespace/name`; a missing namespace reads as empty (cluster-scoped objects have none).
+    public var key: KubeObjectKey {
+        KubeObjectKey(namespace: metadata.namespace ?? "", name: metadata.name ?? "")
+    }
+}
+
+/// How the cache and the warnings name an object: `namespace/name`.
+public struct KubeObjectKey: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var namespace: String
+    public var name: String
+
+    public init(namespace: String, name: String) {
+        self.namespace = namespace
+        self.name = name
+    }
+
+    public static func < (lhs: KubeObjectKey, rhs: KubeObjectKey) -> Bool {
+        (lhs.namespace, lhs.name) < (rhs.namespace, rhs.name)
+    }
+
+    public var description: String { "\(namespace)/\(name)" }
+}
+
+// MARK: - Service (core/v1)
+
+public struct KubeService: KubeObject {
+    public var metadata: KubeObjectMeta
+    public var spec: Spec?
+
+    public init(metadata: KubeObjectMeta, spec: Spec? = nil) {
+        self.metadata = metadata
+        self.spec = spec
+    }
+
+    public struct Spec: Codable, Hashable, Sendable {
+        public var type: String?
+        public var ports: [Port]?
+        /// Absent: the Service's endpoints are not managed by the EndpointSlice controller.
+        public var selector: [String: String]?
+        /// `"None"` for a headless Service.
+        public var clusterIP: String?
+        /// `None` (the API's default) or `ClientIP`.
+        public var sessionAffinity: String?
+        public var sessionAffinityConfig: SessionAffinityConfig?
+        public var externalTrafficPolicy: String?
+        public var internalTrafficPolicy: String?
+        public var ipFamilies: [String]?
+
+        public init(
+            type: String? = nil, ports: [Port]? = nil, selector: [String: String]? = nil, clusterIP: String? = nil,
+            sessionAffinity: String? = nil, sessionAffinityConfig: SessionAffinityConfig? = nil,
+            externalTrafficPolicy: String? = nil, internalTrafficPolicy: String? = nil, ipFamilies: [String]? = nil
+        ) {
+            self.type = type
+            self.ports = ports
+            self.selector = selector
+            self.clusterIP = clusterIP
+            self.sessionAffinity = sessionAffinity
+            self.sessionAffinityConfig = sessionAffinityConfig
+            self.externalTrafficPolicy = externalTrafficPolicy
+            self.internalTrafficPolicy = internalTrafficPolicy
+            self.ipFamilies = ipFamilies
+        }
+    }
+
+    public struct Port: Codable, Hashable, Sendable {
+        /// Required when a Service has several ports; nil or `""` for a single unnamed one.
+        public var name: String?
+        /// `TCP` when absent.
+        public var `protocol`: String?
+        public var port: Int
+        public var targetPort: IntOrString?
+        public var nodePort: Int?
+        public var appProtocol: String?
+
+        public init(
+            name: String? = nil, protocol: String? = nil, port: Int, targetPort: IntOrString? = nil,
+            nodePort: Int? = nil, appProtocol: String? = nil
+        ) {
+            self.name = name
+            self.protocol = `protocol`
+            self.port = port
+            self.targetPort = targetPort
+            self.nodePort = nodePort
+            self.appProtocol = appProtocol
+        }
+    }
+
+    public struct SessionAffinityConfig: Codable, Hashable, Sendable {
+        public var clientIP: ClientIPConfig?
+
+        public init(clientIP: ClientIPConfig? = nil) { self.clientIP = clientIP }
+    }
+
+    public struct ClientIPConfig: Codable, Hashable, Sendable {
+        /// 10800 when absent.
+        public var timeoutSeconds: Int?
+
+        public init(timeoutSeconds: Int? = nil) { self.timeoutSeconds = timeoutSeconds }
+    }
+}
+
+/// `targetPort`: a JSON number (a port) or a JSON string (a named container port).
+public enum IntOrString: Codable, Hashable, Sendable {
+    case int(Int)
+    case string(String)
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let number = try? container.decode(Int.self) {
+            self = .int(number)
+        } else {
+            self = .string(try container.decode(String.self))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .int(let number): try container.encode(number)
+        case .string(let text): try container.encode(text)
+        }
+    }
+}
+
+// MARK: - EndpointSlice (discovery.k8s.io/v1)
+
+public struct KubeEndpointSlice: KubeObject {
+    /// The label that joins a slice to its Service (same namespace).
+    public static let serviceNameLabel = "kubernetes.io/service-name"
+
+    public var metadata: KubeObjectMeta
+    /// `IPv4`, `IPv6` or `FQDN` (deprecated, no defined semantics); `""` in a bookmark.
+    public var addressType: String?
+    /// nil for a placeholder slice (JSON `null`).
+    public var endpoints: [Endpoint]?
+    /// nil for a placeholder slice (JSON `null`). Apply to every endpoint of this slice only.
+    public var ports: [Port]?
+
+    public init(
+        metadata: KubeObjectMeta, addressType: String? = nil, endpoints: [Endpoint]? = nil, ports: [Port]? = nil
+    ) {
+        self.metadata = metadata
+        self.addressType = addressType
+        self.endpoints = endpoints
+        self.ports = ports
+    }
+
+    /// The Service this slice belongs to, from its `kubernetes.io/service-name` label.
+    public var serviceName: String? { metadata.labels?[Self.serviceNameLabel] }
+
+    public struct Endpoint: Codable, Hashable, Sendable {
+        /// The controller sets exactly one; extras are ignored, as kube-proxy ignores them.
+        public var addresses: [String]
+        public var conditions: Conditions?
+        public var hostname: String?
+        public var nodeName: String?
+        public var zone: String?
+        public var targetRef: ObjectReference?
+
+        public init(
+            addresses: [String], conditions: Conditions? = nil, hostname: String? = nil, nodeName: String? = nil,
+            zone: String? = nil, targetRef: ObjectReference? = nil
+        ) {
+            self.addresses = addresses
+            self.conditions = conditions
+            self.hostname = hostname
+            self.nodeName = nodeName
+            self.zone = zone
+            self.targetRef = targetRef
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case addresses, conditions, hostname, nodeName, zone, targetRef
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            addresses = try container.decodeIfPresent([String].self, forKey: .addresses) ?? []
+            conditions = try container.decodeIfPresent(Conditions.self, forKey: .conditions)
+            hostname = try container.decodeIfPresent(String.self, forKey: .hostname)
+            nodeName = try container.decodeIfPresent(String.self, forKey: .nodeName)
+            zone = try container.decodeIfPresent(String.self, forKey: .zone)
+            targetRef = try container.decodeIfPresent(ObjectReference.self, forKey: .targetRef)
+        }
+
+        /// `conditions.ready`, nil meaning true.
+        public var isReady: Bool { conditions?.ready ?? true }
+        /// `conditions.serving`, nil meaning true.
+        public var isServing: Bool { conditions?.serving ?? true }
+        /// `conditions.terminating`, nil meaning false.
+        public var isTerminating: Bool { conditions?.terminating ?? false }
+    }
+
+    /// Each nil is the API's "unknown", read through `Endpoint.isReady` and the like.
+    public struct Conditions: Codable, Hashable, Sendable {
+        public var ready: Bool?
+        public var serving: Bool?
+        public var terminating: Bool?
+
+        public init(ready: Bool? = nil, serving: Bool? = nil, terminating: Bool? = nil) {
+            self.ready = ready
+            self.serving = serving
+            self.terminating = terminating
+        }
+    }
+
+    public struct ObjectReference: Codable, Hashable, Sendable {
+        public var kind: String?
+        public var namespace: String?
+        public var name: String?
+        public var uid: String?
+
+        public init(kind: String? = nil, namespace: String? = nil, name: String? = nil, uid: String? = nil) {
+            self.kind = kind
+            self.namespace = namespace
+            self.name = name
+            self.uid = uid
+        }
+    }
+
+    public struct Port: Codable, Hashable, Sendable {
+        /// Equals the Service port's `name`; `""` (or absent) for an unnamed port.
+        public var name: String?
+        /// `TCP` when absent.
+        public var `protocol`: String?
+        /// The target port number, for the endpoints of this slice. Absent: unspecified.
+        public var port: Int?
+        public var appProtocol: String?
+
+        public init(name: String? = nil, protocol: String? = nil, port: Int? = nil, appProtocol: String? = nil) {
+            self.name = name
+            self.protocol = `protocol`
+            self.port = port
+            self.appProtocol = appProtocol
+        }
+    }
+}
+
+// MARK: - Status
+
+/// A `Status` object: the `object` of an `ERROR` watch event, or the body of a non-200 answer.
+public struct KubeStatus: Codable, Hashable, Sendable, Error, CustomStringConvertible {
+    public var status: String?
+    public var message: String?
+    /// `Expired` (current servers) or `Gone` (older ones) with code 410.
+    public var reason: String?
+    public var code: Int?
+
+    public init(status: String? = nil, message: String? = nil, reason: String? = nil, code: Int? = nil) {
+        self.status = status
+        self.message = message
+        self.reason = reason
+        self.code = code
+    }
+
+    /// 410: the resourceVersion is too old to watch from; list again.
+    public var isGone: Bool { code == 410 }
+
+    public var description: String {
+        "\(code.map(String.init) ?? "no code") \(reason ?? "")\(message.map { ": \($0)" } ?? "")"
+    }
+}

@@ -1,0 +1,210 @@
+import SluiceRouting
+
+/// Turns the cluster state into a routing plan (and from it a snapshot), following the
+/// original service-loadbalancer's annotations with its mistakes fixed:
+///
+/// - Only Services that opt in are exposed: an `lb.host` annotation (HTTP routes on the
+///   `httpAddress` listener) or an entry in `tcpServices` (a TCP listener of its own).
+/// - Everything is keyed `namespace/name:port`, so same-named Services in two namespaces
+///   stay apart.
+/// - Endpoints come from EndpointSlices (see `KubeTranslator+Endpoints.swift`).
+/// - A bad annotation value is a warning and the default is used; it never fails the build.
+///
+/// Pure and synchronous: no I/O, no clock. Called by the watcher after a batch of events.
+public struct KubeTranslator: Sendable {
+    public var options: KubeTranslatorOptions
+
+    public init(options: KubeTranslatorOptions = KubeTranslatorOptions()) {
+        self.options = options
+    }
+
+    /// The result of one translation.
+    public struct Translation: Sendable {
+        public var plan: KubeRoutingPlan
+        /// In a stable order (Services by key), so unchanged inputs give unchanged warnings.
+        public var warnings: [KubeWarning]
+
+        /// See `KubeRoutingPlan.contentHash`.
+        public var contentHash: UInt64 { plan.contentHash }
+    }
+
+    /// The plan for `cache` under `options`, with a warning for every value that was not
+    /// usable as written.
+    public func translate(_ cache: KubeCache) -> Translation {
+        var builder = PlanBuilder(options: options)
+        builder.build(cache)
+        return Translation(plan: builder.plan, warnings: builder.warnings)
+    }
+
+    /// `translate(cache)` made into a snapshot with the options' timeouts, limits and tuning.
+    public func snapshot(_ cache: KubeCache, generation: UInt64) -> (RoutingSnapshot, Translation) {
+        let translation = translate(cache)
+        let snapshot = translation.plan.snapshot(
+            generation: generation, timeouts: options.timeouts, limits: options.limits, tuning: options.tuning)
+        return (snapshot, translation)
+    }
+}
+
+/// The state of one translation: the plan as it grows and the warnings.
+struct PlanBuilder {
+    let options: KubeTranslatorOptions
+    var plan: KubeRoutingPlan
+    var warnings: [KubeWarning] = []
+    /// Planned services by key while building; sorted into `plan.services` at the end.
+    var services: [String: KubeRoutingPlan.PlannedService] = [:]
+    /// Which Service's route first took a (host, path), for the duplicate warning.
+    var routeOwners: [RouteKey: String] = [:]
+    /// The EndpointSlices of each Service (same namespace, joined by label), by slice name.
+    var slicesByService: [KubeObjectKey: [KubeEndpointSlice]] = [:]
+
+    struct RouteKey: Hashable {
+        var host: HostPattern
+        var path: String
+    }
+
+    init(options: KubeTranslatorOptions) {
+        self.options = options
+        plan = KubeRoutingPlan(
+            httpAddress: options.httpAddress, defaultStatus: 404, services: [], routes: [], tcpListeners: [])
+    }
+
+    mutating func build(_ cache: KubeCache) {
+        if (400...599).contains(options.defaultReturnCode) {
+            plan.defaultStatus = options.defaultReturnCode
+        } else {
+            warn(
+                "option", "--default-return-code",
+                "\(options.defaultReturnCode) is not a status from 400 to 599; using 404")
+        }
+        let slices = cache.endpointSlices.items.values
+            .filter { inScope($0.metadata.namespace) }
+            .sorted { $0.key < $1.key }
+        for slice in slices {
+            guard let serviceName = slice.serviceName else { continue }
+            slicesByService[KubeObjectKey(namespace: slice.key.namespace, name: serviceName), default: []].append(slice)
+        }
+        let kubeServices = cache.services.items.values
+            .filter { inScope($0.metadata.namespace) }
+            .sorted { $0.key < $1.key }
+        for service in kubeServices where service.metadata.annotations?[KubeAnnotation.host] != nil {
+            exposeHTTP(service)
+        }
+        exposeTCP(cache.services.items)
+        plan.services = services.values.sorted { $0.key < $1.key }
+    }
+
+    func inScope(_ namespace: String?) -> Bool {
+        guard let filter = options.namespace else { return true }
+        return namespace == filter
+    }
+
+    mutating func warn(_ kind: String, _ object: String, _ message: String) {
+        warnings.append(KubeWarning(kind: kind, object: object, message: message))
+    }
+
+    // MARK: HTTP
+
+    /// Routes for every host of the `lb.host` annotation of `service`.
+    mutating func exposeHTTP(_ service: KubeService) {
+        guard plan.httpAddress != nil else {
+            warn("Service", "\(service.key)", "has lb.host but there is no HTTP listener; not exposed")
+            return
+        }
+        let settings = readSettings(service)
+        let hosts = readHosts(service)
+        if hosts.isEmpty {
+            warn("Service", "\(service.key)", "lb.host names no usable host; not exposed")
+            return
+        }
+        for (host, portSelector) in hosts {
+            guard let port = servicePort(service, selector: portSelector, origin: "lb.host") else { continue }
+            let key = plannedService(service, port: port, settings: settings)
+            let routeKey = RouteKey(host: host, path: settings.pathPrefix)
+            if let owner = routeOwners[routeKey] {
+                if owner != key {
+                    warn(
+                        "Service", "\(service.key)",
+                        "host '\(host)' with path '\(settings.pathPrefix)' is already routed to \(owner); ignored")
+                }
+                continue
+            }
+            routeOwners[routeKey] = key
+            plan.routes.append(KubeRoutingPlan.PlannedRoute(host: host, pathPrefix: settings.pathPrefix, service: key))
+        }
+    }
+
+    // MARK: TCP
+
+    /// A listener for every `--tcp-services` entry. An entry whose Service or port does not
+    /// exist (yet) still gets its listener, with a service that has no endpoints, so the
+    /// socket stays open while the Service comes and goes.
+    mutating func exposeTCP(_ all: [KubeObjectKey: KubeService]) {
+        let listenIP = options.httpAddress?.ip ?? .v4(0)
+        var taken: Set<UInt16> = []
+        if let http = options.httpAddress { taken.insert(http.port) }
+        var listeners: [KubeRoutingPlan.PlannedTCPListener] = []
+        for entry in options.tcpServices {
+            let namespace = entry.namespace ?? options.namespace ?? "default"
+            let object = KubeObjectKey(namespace: namespace, name: entry.name)
+            guard entry.listenPort > 0, taken.insert(entry.listenPort).inserted else {
+                warn("option", "--tcp-services", "\(entry): port \(entry.listenPort) is already in use; ignored")
+                continue
+            }
+            let address = SocketAddress(ip: listenIP, port: entry.listenPort)
+            var key = "\(object):\(entry.port)"
+            if let service = all[object], inScope(namespace) {
+                if let port = servicePort(service, selector: entry.port, origin: "--tcp-services", fallback: false) {
+                    key = plannedService(service, port: port, settings: readSettings(service))
+                }
+            } else {
+                warn("option", "--tcp-services", "\(entry): no such Service; listening with no endpoints")
+            }
+            if services[key] == nil {
+                services[key] = KubeRoutingPlan.PlannedService(
+                    key: key, algorithm: options.balanceAlgorithm, endpoints: [])
+            }
+            listeners.append(KubeRoutingPlan.PlannedTCPListener(address: address, service: key))
+        }
+        plan.tcpListeners = listeners.sorted { SocketAddress.stableOrder($0.address, $1.address) }
+    }
+
+    // MARK: Services
+
+    /// The planned service for one port of `service`, made on first use. Returns its key.
+    mutating func plannedService(_ service: KubeService, port: KubeService.Port, settings: Settings) -> String {
+        let key = "\(service.key):\(port.port)"
+        if services[key] != nil { return key }
+        let slices = slicesByService[service.key] ?? []
+        services[key] = KubeRoutingPlan.PlannedService(
+            key: key, algorithm: settings.algorithm, endpoints: endpoints(of: port, in: slices),
+            clientIPTimeoutSeconds: settings.clientIPTimeoutSeconds, sslTerm: settings.sslTerm)
+        return key
+    }
+
+    /// The TCP port of `service` that `selector` names (a port name or number); nil selector:
+    /// the first TCP port. A selector that names no port falls back to the first one (with a
+    /// warning) when `fallback`, else gives nil.
+    mutating func servicePort(
+        _ service: KubeService, selector: String?, origin: String, fallback: Bool = true
+    ) -> KubeService.Port? {
+        let tcpPorts = (service.spec?.ports ?? []).filter {
+            ($0.protocol ?? "TCP") == "TCP" && (1...65535).contains($0.port)
+        }
+        guard let first = tcpPorts.first else {
+            warn("Service", "\(service.key)", "has no TCP port; not exposed")
+            return nil
+        }
+        guard let selector else { return first }
+        if let port = tcpPorts.first(where: { $0.name == selector || String($0.port) == selector }) {
+            return port
+        }
+        if fallback {
+            warn(
+                "Service", "\(service.key)",
+                "\(origin) names port '\(selector)', which the Service does not have; using port \(first.port)")
+            return first
+        }
+        warn("Service", "\(service.key)", "\(origin) names port '\(selector)', which the Service does not have")
+        return nil
+    }
+}
