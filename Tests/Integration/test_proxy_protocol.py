@@ -73,16 +73,17 @@ def test_tcp_listener_sends_proxy_header(tls_backends, proxy_factory, version, h
     assert raw.conn_count() == 1
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_tls_route_sends_proxy_header_then_client_hello(tls_backends, proxy_factory, tls_certs,
-                                                        version):
+                                                        version, host):
     raw = tls_backends.raw("r")
-    addr = new_listener()
+    addr = new_listener(host)
     cfg = make_config({"t": {"address": addr, "protocol": "tls",
                              "routes": [{"host": "raw.example.com", "service": "r"}]}},
                       {"r": {"endpoints": [raw.addr], "proxyProtocol": version}})
     p = proxy_factory(cfg)
-    c = socket.create_connection(("127.0.0.1", port_of(addr)), timeout=5)
+    c = socket.create_connection((host, port_of(addr)), timeout=5)
     sport = c.getsockname()[1]
     hello = BIOClient(c, client_context(tls_certs), "raw.example.com").client_hello()
     first = hello + b"EXTRA-AFTER-HELLO"  # same segment as the ClientHello: must not be lost
@@ -92,7 +93,7 @@ def test_tls_route_sends_proxy_header_then_client_hello(tls_backends, proxy_fact
     raw.wait_data(rec, lambda d: header_and_rest(d, len(first)), what="header + ClientHello")
     c.sendall(second)
     info, rest = received_after_close(raw, rec, c, len(first) + len(second))
-    check_header(info, int(version[1]), "127.0.0.1", sport, "127.0.0.1", port_of(addr))
+    check_header(info, int(version[1]), host, sport, host, port_of(addr))
     assert rest == first + second, (f"bytes after the header differ from what the client sent "
                                     f"({len(rest)} vs {len(first + second)})")
 

@@ -461,3 +461,50 @@ def test_hello_then_half_close_is_replayed(tls_backends, proxy_factory, tls_cert
         assert rec.eof.wait(5), f"no EOF at the endpoint: {rec!r}"
         assert bytes(rec.data) == hello
         assert closed_within(s, 5.0) in ("eof", "reset")
+
+
+def minimal_client_hello(extensions: bytes = None) -> bytes:
+    """A TLS 1.0-style ClientHello: one cipher suite, no compression, and no extensions
+    block at all unless ``extensions`` is given (then with its 2-byte length)."""
+    body = (b"\x03\x03" + bytes(range(32)) + b"\x00" + b"\x00\x02\x00\x2f" + b"\x01\x00")
+    if extensions is not None:
+        body += len(extensions).to_bytes(2, "big") + extensions
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + len(hs).to_bytes(2, "big") + hs
+
+
+def sni_extension(name: bytes) -> bytes:
+    entry = b"\x00" + len(name).to_bytes(2, "big") + name
+    lst = len(entry).to_bytes(2, "big") + entry
+    return b"\x00\x00" + len(lst).to_bytes(2, "big") + lst
+
+
+@pytest.mark.parametrize("shape,service", [
+    ("no-extensions", "d"),
+    ("empty-extensions", "d"),
+    ("only-sni-raw", "r"),
+    ("padding-then-sni-raw", "r"),
+])
+def test_handmade_client_hellos_route(tls_backends, proxy_factory, shape, service):
+    """ClientHellos the parser must read by the letter of the format, routed to raw
+    recording endpoints that check the replay is byte-exact."""
+    for n in ("r", "d"):
+        tls_backends.raw(n)
+    cfg = make_config({"t": tls_listener(new_listener(),
+                                         routes=[{"host": "raw.example.com", "service": "r"}],
+                                         default={"service": "d"})},
+                      {n: [tls_backends[n].addr] for n in ("r", "d")})
+    p = proxy_factory(cfg)
+    ext = {"no-extensions": None, "empty-extensions": b"",
+           "only-sni-raw": sni_extension(b"raw.example.com"),
+           "padding-then-sni-raw": b"\x00\x15\x00\x10" + b"\x00" * 16 +
+                                   sni_extension(b"raw.example.com")}[shape]
+    hello = minimal_client_hello(ext)
+    with socket.create_connection(("127.0.0.1", port_of(p.addr())), timeout=5) as s:
+        s.sendall(hello)
+        be = tls_backends[service]
+        rec = be.wait_conn()
+        got = be.wait_data(rec, lambda d: len(d) >= len(hello), what="the replayed hello")
+        assert got == hello
+    other = "d" if service == "r" else "r"
+    assert tls_backends[other].conn_count() == 0
