@@ -1,0 +1,114 @@
+import SluiceRouting
+import SluiceSystem
+
+/// Accepting connections and sending each down its listener's path.
+extension Loop {
+    // MARK: - Accept
+
+    func acceptAll(_ position: Int) {
+        guard position < listeners.count, listeners[position].enabled else { return }
+        let listener = listeners[position]
+        // Bounded per event so one busy listener does not starve established connections;
+        // the listener is level-triggered, so what is left raises the next event.
+        for _ in 0..<64 {
+            if table.live >= connectionLimit {
+                counters.rejectedFull += 1
+                disableListeners()
+                return
+            }
+            let accepted: AcceptedSocket
+            do {
+                guard case .done(let socket) = try Socket.accept(listener.fd) else { return }
+                accepted = socket
+            } catch {
+                counters.acceptErrors += 1
+                if error == .tooManyFiles || error == .tooManyFilesInSystem {
+                    // Out of descriptors: pause accepting briefly instead of spinning.
+                    pauseAccepting()
+                    return
+                }
+                continue
+            }
+            counters.accepted += 1
+            openConnection(accepted, listener: listener)
+        }
+    }
+
+    func pauseAccepting() {
+        disableListeners()
+        acceptPaused = true
+        acceptResumeAt = now + 100
+    }
+
+    func resumeAccepting() {
+        acceptPaused = false
+        enableListeners()
+    }
+
+    func openConnection(_ accepted: AcceptedSocket, listener: LoopListener) {
+        let service = listener.service
+        guard let (slot, firstUse) = table.allocate() else {
+            counters.rejectedFull += 1
+            Syscall.close(accepted.fd)
+            return
+        }
+        if firstUse { timers.reset(slot) }
+        let c = table.pointer(slot)
+        c.pointee.downFD = accepted.fd
+        c.pointee.service = service
+        c.pointee.snapshotGeneration = snapshot.generation
+        Socket.setNoDelay(accepted.fd)
+        do {
+            try epoll.add(
+                accepted.fd, events: Epoll.edgeTriggeredAll,
+                data: EventToken(kind: .downstream, index: slot, generation: c.pointee.generation).raw)
+        } catch {
+            close(slot, abort: true)
+            return
+        }
+        let peer = accepted.peerAddress
+        let expectProxy = expectsProxy(listener, peer)
+        if listener.key.protocol == .http {
+            openHTTP(slot, peer: peer, listener: listener, expectProxy: expectProxy)
+            if table.live >= connectionLimit { disableListeners() }
+            return
+        }
+        if listener.key.protocol == .tls || expectProxy {
+            openPeek(slot, peer: peer, listener: listener, expectProxy: expectProxy)
+            if table.live >= connectionLimit { disableListeners() }
+            return
+        }
+        if snapshot.services[Int(service)].proxyProtocol != nil {
+            // Our PROXY header needs the client's address at connect time.
+            c.pointee.usesExchange = true
+            c.pointee.replay = true
+            exchange(slot).initialize(to: HTTPExchange())
+            storePeer(exchange(slot), peer)
+        }
+        let hash = accepted.peerAddress.map { SocketAddress(ip: Self.routingIP($0.ip), port: 0).addressHash } ?? 0
+        guard let endpoint = picker.pick(service: Int(service), clientHash: hash, now: now) else {
+            counters.noEndpoint += 1
+            close(slot, abort: false)
+            return
+        }
+        c.pointee.endpoint = Int32(endpoint)
+        let start = c.pointee.life.start(now: now, connectMillis: snapshot.timeouts.connectMillis)
+        guard case .connect(let deadline) = start else { preconditionFailure("start always connects") }
+        startConnect(slot, deadline: deadline)
+        if table.live >= connectionLimit { disableListeners() }
+    }
+
+    static func routingIP(_ ip: SystemAddress.IP) -> SocketAddress.IP {
+        switch ip {
+        case .v4(let a): return .v4(a)
+        case .v6(let hi, let lo): return .v6(hi, lo)
+        }
+    }
+
+    static func systemAddress(_ address: SocketAddress) -> SystemAddress {
+        switch address.ip {
+        case .v4(let a): return SystemAddress(ip: .v4(a), port: address.port)
+        case .v6(let hi, let lo): return SystemAddress(ip: .v6(hi, lo), port: address.port)
+        }
+    }
+}
