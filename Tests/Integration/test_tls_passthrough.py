@@ -508,3 +508,73 @@ def test_handmade_client_hellos_route(tls_backends, proxy_factory, shape, servic
         assert got == hello
     other = "d" if service == "r" else "r"
     assert tls_backends[other].conn_count() == 0
+
+
+def _mid_hello(port: int, tls_certs, sni: str = "a.example.com"):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    cli = BIOClient(s, client_context(tls_certs, check_hostname=False), sni)
+    hello = cli.client_hello()
+    s.sendall(hello[:50])
+    return s, cli, hello
+
+
+def _assert_serving(p, port: int, tls_certs, backend: str, cn: str) -> None:
+    assert p.proc.poll() is None, f"sluice exited rc={p.proc.returncode}"
+    rc, out, err = s_client(f"127.0.0.1:{port}", tls_certs.ca, "a.example.com", timeout=10)
+    assert_reached(out, err, backend, cn)
+
+
+def _finish_after_reload(p, s, cli, hello) -> str:
+    """Sends the rest of the hello; 'routed:CN', 'closed' or 'hung'. Fails on a crash."""
+    with s:
+        s.sendall(hello[50:])
+        try:
+            cli.handshake(timeout=3)
+            state = "routed:" + str(subject_cn(cli.obj.getpeercert()))
+        except (EOFError, ConnectionError):
+            state = "closed"
+        except TimeoutError:
+            state = "hung"
+    assert "Fatal error" not in p.stderr_text() and p.proc.poll() is None, \
+        f"sluice crashed after the reload (client: {state}):\n" + p.stderr_text()[-1500:]
+    assert state != "hung", "the half-read connection hung after the reload"
+    return state
+
+
+def test_reload_mid_hello_uses_a_valid_table(tls_backends, proxy_factory, tls_certs):
+    """A connection in the middle of its ClientHello during a reload that removes another
+    tls listener (so the route tables are renumbered): it is routed by its own listener's
+    routes (or closed), and sluice keeps serving."""
+    for n in ("a", "b"):
+        tls_backends.tls(n)
+    first, second = new_listener(), new_listener()
+    cfg = make_config({"one": tls_listener(first, routes=[{"host": "a.example.com", "service": "b"}]),
+                       "two": tls_listener(second, routes=[{"host": "a.example.com", "service": "a"}])},
+                      {"a": [tls_backends["a"].addr], "b": [tls_backends["b"].addr]},
+                      timeouts={"tlsHello": "5s"})
+    p = proxy_factory(cfg)
+    s, cli, hello = _mid_hello(port_of(second), tls_certs)
+    new = dict(cfg)
+    new["listeners"] = [cfg["listeners"][1]]
+    p.reload(new)
+    state = _finish_after_reload(p, s, cli, hello)
+    assert state in ("routed:a.example.com", "closed"), \
+        f"{state}: routed by another listener's table after the reload"
+    _assert_serving(p, port_of(second), tls_certs, "a", "a.example.com")
+
+
+def test_reload_tls_listener_to_tcp_mid_hello(tls_backends, proxy_factory, tls_certs):
+    """The listener's protocol changes from tls to tcp while a ClientHello is half read."""
+    tls_backends.tls("a")
+    addr = new_listener()
+    cfg = make_config({"t": tls_listener(addr, routes=ROUTES[:1])},
+                      {"a": [tls_backends["a"].addr]}, timeouts={"tlsHello": "5s"})
+    p = proxy_factory(cfg)
+    s, cli, hello = _mid_hello(port_of(addr), tls_certs)
+    new = dict(cfg)
+    new["listeners"] = [{"name": "t", "address": addr, "protocol": "tcp", "service": "a"}]
+    p.reload(new)
+    state = _finish_after_reload(p, s, cli, hello)
+    assert state in ("routed:a.example.com", "closed"), state
+    # the listener is a plain tcp one now: a TLS client goes straight to the endpoint
+    _assert_serving(p, port_of(addr), tls_certs, "a", "a.example.com")
