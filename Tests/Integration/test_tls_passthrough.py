@@ -541,26 +541,30 @@ def _finish_after_reload(p, s, cli, hello) -> str:
     return state
 
 
-def test_reload_mid_hello_uses_a_valid_table(tls_backends, proxy_factory, tls_certs):
-    """A connection in the middle of its ClientHello during a reload that removes another
+@pytest.mark.parametrize("listeners", [2, 3])
+def test_reload_mid_hello_uses_a_valid_table(tls_backends, proxy_factory, tls_certs, listeners):
+    """A connection in the middle of its ClientHello during a reload that removes the first
     tls listener (so the route tables are renumbered): it is routed by its own listener's
-    routes (or closed), and sluice keeps serving."""
+    routes (or closed), and sluice keeps serving.  Listener `two` sends a.example.com to
+    a; the others send it to b."""
     for n in ("a", "b"):
         tls_backends.tls(n)
-    first, second = new_listener(), new_listener()
-    cfg = make_config({"one": tls_listener(first, routes=[{"host": "a.example.com", "service": "b"}]),
-                       "two": tls_listener(second, routes=[{"host": "a.example.com", "service": "a"}])},
+    addrs = [new_listener() for _ in range(listeners)]
+    names = ["one", "two", "three"][:listeners]
+    cfg = make_config({n: tls_listener(addr, routes=[{"host": "a.example.com",
+                                                      "service": "a" if n == "two" else "b"}])
+                       for n, addr in zip(names, addrs)},
                       {"a": [tls_backends["a"].addr], "b": [tls_backends["b"].addr]},
                       timeouts={"tlsHello": "5s"})
     p = proxy_factory(cfg)
-    s, cli, hello = _mid_hello(port_of(second), tls_certs)
+    s, cli, hello = _mid_hello(port_of(addrs[1]), tls_certs)
     new = dict(cfg)
-    new["listeners"] = [cfg["listeners"][1]]
+    new["listeners"] = cfg["listeners"][1:]
     p.reload(new)
     state = _finish_after_reload(p, s, cli, hello)
     assert state in ("routed:a.example.com", "closed"), \
         f"{state}: routed by another listener's table after the reload"
-    _assert_serving(p, port_of(second), tls_certs, "a", "a.example.com")
+    _assert_serving(p, port_of(addrs[1]), tls_certs, "a", "a.example.com")
 
 
 def test_reload_tls_listener_to_tcp_mid_hello(tls_backends, proxy_factory, tls_certs):
