@@ -400,3 +400,29 @@ def test_burst_after_header_is_forwarded_whole(tls_backends, proxy_factory, tls_
     info, rest = received_after_close(raw, rec, c, len(forwarded))
     check_header(info, 2, want_src, want_port, "127.0.0.1", port)
     assert len(rest) == len(forwarded) and rest == forwarded, "bytes lost or reordered"
+
+
+def test_reload_mid_proxy_header_keeps_listener_routes(http_backends, proxy_factory):
+    """A PROXY header half read on http listener `two` while a reload removes listener
+    `one` (the route tables are renumbered): the request is routed by `two`'s routes."""
+    ha, hb = http_backends.add("a"), http_backends.add("b")
+    addrs = [new_listener() for _ in range(3)]
+    cfg = make_config({n: {"address": addr, "protocol": "http", "acceptProxy": ["127.0.0.0/8"],
+                           "routes": [{"host": "x.example.com", "service": "a" if n == "two" else "b"}]}
+                       for n, addr in zip(("one", "two", "three"), addrs)},
+                      {"a": [ha.addr], "b": [hb.addr]})
+    p = proxy_factory(cfg)
+    port = port_of(addrs[1])
+    hdr = proxy_v1(SPOOF, "127.0.0.1", 40000, port)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(hdr[:10])
+        new = dict(cfg)
+        new["listeners"] = cfg["listeners"][1:]
+        p.reload(new)
+        c.sendall(hdr[10:] + request_bytes("x.example.com", "/", headers=["Connection: close"]))
+        r = read_response(BufReader(c))
+    assert "Fatal error" not in p.stderr_text()
+    assert r.status == 200, r
+    assert r.header("x-backend") == "a", \
+        f"listener two's request went to {r.header('x-backend')} after the reload"
+    assert r.json()["xff"] == SPOOF
