@@ -36,12 +36,23 @@ public struct KubeRoutingPlan: Sendable, Hashable {
         public var pathPrefix: String
         /// A `PlannedService.key`.
         public var service: String
+
+        public init(host: HostPattern, pathPrefix: String, service: String) {
+            self.host = host
+            self.pathPrefix = pathPrefix
+            self.service = service
+        }
     }
 
     public struct PlannedTCPListener: Sendable, Hashable {
         public var address: SocketAddress
         /// A `PlannedService.key`.
         public var service: String
+
+        public init(address: SocketAddress, service: String) {
+            self.address = address
+            self.service = service
+        }
     }
 
     public var httpAddress: SocketAddress?

@@ -5,8 +5,8 @@
 /// events. Bytes after the last newline are held until more arrive.
 ///
 /// State: `pending` holds the bytes of the unfinished line, never a newline (so each byte is
-/// scanned once, O(total bytes) however finely the body is cut). Invariant:
-/// `pending.count <= maxLineBytes`. Single-threaded; one splitter per response body.
+/// scanned once, O(total bytes) however finely the body is cut). Invariant: `pending` holds
+/// at most `maxLineBytes` bytes, plus a final `\r`. Single-threaded; one splitter per response body.
 public struct WatchLineSplitter: Sendable {
     public enum SplitError: Error, Equatable, CustomStringConvertible {
         /// A line grew past the limit without a newline. The body cannot be trusted any
@@ -42,19 +42,17 @@ public struct WatchLineSplitter: Sendable {
         var index = start
         while index != chunk.endIndex {
             if chunk[index] == UInt8(ascii: "\n") {
-                let piece = chunk[start..<index]
-                try reserve(piece.count)
-                pending.append(contentsOf: piece)
+                pending.append(contentsOf: chunk[start..<index])
                 if pending.last == UInt8(ascii: "\r") { pending.removeLast() }
+                try checkLength()
                 if !pending.isEmpty { lines.append(pending) }
                 pending.removeAll(keepingCapacity: true)
                 start = chunk.index(after: index)
             }
             index = chunk.index(after: index)
         }
-        let rest = chunk[start..<chunk.endIndex]
-        try reserve(rest.count)
-        pending.append(contentsOf: rest)
+        pending.append(contentsOf: chunk[start..<chunk.endIndex])
+        try checkLength()
         return lines
     }
 
@@ -71,9 +69,11 @@ public struct WatchLineSplitter: Sendable {
         pending.removeAll()
     }
 
-    private mutating func reserve(_ count: Int) throws(SplitError) {
-        // A trailing "\r" of a "\r\n" line end may take one byte past the limit.
-        guard pending.count + count <= maxLineBytes + 1 else {
+    /// Throws (and drops the held bytes) once the line is longer than the limit; a `\r` that
+    /// may start a `\r\n` line end is not counted.
+    private mutating func checkLength() throws(SplitError) {
+        let length = pending.last == UInt8(ascii: "\r") ? pending.count - 1 : pending.count
+        guard length <= maxLineBytes else {
             pending.removeAll()
             throw .lineTooLong(limit: maxLineBytes)
         }
