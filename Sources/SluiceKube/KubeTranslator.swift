@@ -10,6 +10,26 @@ import SluiceRouting
 /// - Endpoints come from EndpointSlices (see `KubeTranslator+Endpoints.swift`).
 /// - A bad annotation value is a warning and the default is used; it never fails the build.
 ///
+/// Where the contract leaves room:
+///
+/// - Port: an `lb.host` entry exposes the Service's first TCP port, or the port named (or
+///   numbered) after `=` in the entry (`admin.example.com=admin`); each exposed port is its own
+///   snapshot service `namespace/name:port` (the Service port's number). An unknown port name
+///   falls back to the first port, with a warning.
+/// - Algorithm precedence: `lb.cookie-sticky-session` (cookie) over `sessionAffinity: ClientIP`
+///   (source) over `lb.algorithm` over `--balance-algorithm`, as the original's template did.
+///   `first` maps to `leastconn` (HAProxy's `first` needs per-endpoint connection slots).
+///   The ClientIP timeout is recorded in the plan but not enforced: the source hash does not
+///   expire.
+/// - `lb.sslTerm: "true"` is recorded and warned about; the hosts are served over HTTP until
+///   TLS termination exists.
+/// - `--tcp-services` entries without a namespace mean the `--namespace` one, else `default`;
+///   the listener exists even while its Service does not (no endpoints: connections refused),
+///   so sockets stay open as Services come and go.
+/// - `spec.type` is not consulted: an opted-in Service of any type is exposed (ExternalName
+///   has no slices, hence no endpoints).
+/// - The HTTP listener exists even with no route, answering `--default-return-code`.
+///
 /// Pure and synchronous: no I/O, no clock. Called by the watcher after a batch of events.
 public struct KubeTranslator: Sendable {
     public var options: KubeTranslatorOptions
@@ -91,6 +111,9 @@ struct PlanBuilder {
         }
         exposeTCP(cache.services.items)
         plan.services = services.values.sorted { $0.key < $1.key }
+        // A Service read twice (HTTP and --tcp-services) would report the same thing twice.
+        var seen: Set<KubeWarning> = []
+        warnings = warnings.filter { seen.insert($0).inserted }
     }
 
     func inScope(_ namespace: String?) -> Bool {

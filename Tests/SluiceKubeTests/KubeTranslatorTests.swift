@@ -231,6 +231,19 @@ struct KubeTranslatorTests {
             ])
     }
 
+    @Test func oneServiceOnHTTPAndTCPSharesItsEntryAndWarnsOnce() {
+        let annotations = [KubeAnnotation.host: "web.example.com", KubeAnnotation.sslTerm: "true"]
+        let options = KubeTranslatorOptions(tcpServices: [
+            KubeTCPService(namespace: "ns", name: "web", port: "80", listenPort: 8000)
+        ])
+        let translation = KubeTranslator(options: options).translate(
+            cache(services: [service("ns", "web", annotations: annotations)], slices: []))
+        #expect(translation.plan.services.map(\.key) == ["ns/web:80"])
+        #expect(translation.plan.tcpListeners.map(\.service) == ["ns/web:80"])
+        #expect(translation.plan.routes.map(\.service) == ["ns/web:80"])
+        #expect(translation.warnings.count == 1)
+    }
+
     @Test func tcpServicesFlag() throws {
         #expect(
             try KubeTCPService.parseList("mysql:3306, monitoring/grafana:80").get() == [
