@@ -46,7 +46,10 @@ struct Demo: ParsableCommand {
         let reactor = try Reactor(workers: 1, snapshot: snapshot, logger: logger)
         reactor.start()
         print("\nrequests through http://\(listen)/ :")
-        for host in ["grafana.example.com", "grafana.example.com", "kibana.example.com", "grafana.example.com", "other.example.com"] {
+        for host in [
+            "grafana.example.com", "grafana.example.com", "kibana.example.com", "grafana.example.com",
+            "other.example.com",
+        ] {
             let answer = DemoBackend.get(port: port, host: host)?.trimmingSuffixNewline ?? "(no answer)"
             print("  Host: \(host)  ->  \(answer)")
         }
