@@ -78,6 +78,12 @@ struct HTTPExchange {
     var peerHi: UInt64 = 0
     var peerLo: UInt64 = 0
     var peerPort: UInt16 = 0
+    /// The destination named by an accepted PROXY header, relayed in ours.
+    var relayedDestination = false
+    var destV6 = false
+    var destHi: UInt64 = 0
+    var destLo: UInt64 = 0
+    var destPort: UInt16 = 0
     /// A PROXY header is expected before anything else (the client is in `acceptProxy`).
     var proxyPending = false
     /// Peeking for a ClientHello (tls listener).

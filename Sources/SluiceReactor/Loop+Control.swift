@@ -48,6 +48,7 @@ extension Loop {
         for (key, fd) in sockets where !kept.contains(where: { $0.key == key && $0.fd == fd }) {
             Syscall.close(fd)
         }
+        remapRouteTables(from: listeners, to: kept)
         listeners = kept
         snapshot = next
         picker = EndpointPicker(snapshot: next, seed: Self.seed(index))
@@ -125,5 +126,31 @@ extension Loop {
         }
         for listener in listeners { Syscall.close(listener.fd) }
         listeners.removeAll()
+    }
+
+    /// Connections still reading their first bytes hold a route-table index of the old
+    /// snapshot: point them at their listener's table in the new one, or close them when
+    /// their listener is gone or changed protocol.
+    func remapRouteTables(from old: [LoopListener], to new: [LoopListener]) {
+        var slot: Int32 = 0
+        while slot < table.highWater {
+            let c = table.pointer(slot)
+            if c.pointee.downFD >= 0 && (c.pointee.isHTTP || c.pointee.peeking) {
+                let e = exchange(slot)
+                let routes = e.pointee.routes
+                var remapped: Int32 = -1
+                if let previous = old.first(where: { $0.routes == routes && $0.routes >= 0 }),
+                    let current = new.first(where: { $0.key == previous.key })
+                {
+                    remapped = current.routes
+                }
+                if remapped >= 0 {
+                    e.pointee.routes = remapped
+                } else if c.pointee.peeking || (c.pointee.isHTTP && e.pointee.phase == .readingHead) {
+                    close(slot, abort: false)
+                }
+            }
+            slot += 1
+        }
     }
 }

@@ -135,7 +135,15 @@ extension Loop {
         case .notProxy, .invalid:
             counters.badPreface += 1
             return .bad
-        case .header(let length, let source, _, let local):
+        case .header(let length, let source, let destination, let local):
+            if !local, let destination {
+                // Relay the address the client reached at the balancer in front, not ours.
+                e.pointee.relayedDestination = true
+                e.pointee.destV6 = destination.v6
+                e.pointee.destHi = destination.hi
+                e.pointee.destLo = destination.lo
+                e.pointee.destPort = destination.port
+            }
             if !local, let source {
                 e.pointee.peerV6 = source.v6
                 e.pointee.peerHi = source.hi
@@ -246,7 +254,10 @@ extension Loop {
         let source = ProxyAddress(
             v6: e.pointee.peerV6, hi: e.pointee.peerHi, lo: e.pointee.peerLo, port: e.pointee.peerPort)
         var destination = ProxyAddress(v6: source.v6, hi: 0, lo: 0, port: e.pointee.listenPort)
-        if let local = try? Socket.localAddress(c.pointee.downFD) {
+        if e.pointee.relayedDestination {
+            destination = ProxyAddress(
+                v6: e.pointee.destV6, hi: e.pointee.destHi, lo: e.pointee.destLo, port: e.pointee.destPort)
+        } else if let local = try? Socket.localAddress(c.pointee.downFD) {
             switch local.ip {
             case .v4(let a): destination = ProxyAddress(v6: false, hi: 0, lo: UInt64(a), port: local.port)
             case .v6(let hi, let lo): destination = ProxyAddress(v6: true, hi: hi, lo: lo, port: local.port)
