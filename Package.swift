@@ -11,6 +11,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         .target(
@@ -27,12 +28,21 @@ let package = Package(
                 "SluiceSystem", "SluiceRouting", "SluiceWire", .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "SluiceConfig", dependencies: ["SluiceRouting", "Yams"]),
+        .target(name: "SluiceTLS", dependencies: ["CShims", "SluiceRouting"]),
+        .target(name: "SluiceConfig", dependencies: ["SluiceRouting", "SluiceTLS", "Yams"]),
         .target(name: "SluiceKube", dependencies: ["SluiceRouting"]),
+        .target(
+            name: "SluiceKubeClient",
+            dependencies: [
+                "SluiceKube", "SluiceRouting", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceSystem", "SluiceRouting", "SluiceReactor", "SluiceConfig",
+                "SluiceSystem", "SluiceRouting", "SluiceReactor", "SluiceConfig", "SluiceTLS", "SluiceKube",
+                "SluiceKubeClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -43,6 +53,8 @@ let package = Package(
         .testTarget(name: "SluiceReactorTests", dependencies: ["SluiceReactor", "SluiceSystem", "SluiceRouting"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceRouting"]),
         .testTarget(name: "SluiceKubeTests", dependencies: ["SluiceKube", "SluiceRouting"]),
+        .testTarget(name: "SluiceTLSTests", dependencies: ["SluiceTLS", "SluiceRouting", "CShims"]),
+        .testTarget(name: "SluiceKubeClientTests", dependencies: ["SluiceKubeClient", "SluiceKube"]),
     ]
 )
 

@@ -74,4 +74,7 @@ int sluice_io_uring_probe(void);  // 0 when an io_uring instance can be created,
 // OpenSSL: the library version string, proving the link (termination builds on it)
 const char *sluice_openssl_version(void);
 
+#include "sluice_tls_context.h"
+#include "sluice_tls_io.h"
+
 #endif

@@ -1,0 +1,2 @@
+// TLS contexts for termination (certificates, SNI selection, ALPN, resumption).
+#pragma once

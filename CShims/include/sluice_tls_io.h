@@ -1,0 +1,2 @@
+// Per-connection TLS sessions driven non-blocking from an event loop.
+#pragma once
