@@ -1,2 +1,31 @@
 // Per-connection TLS sessions driven non-blocking from an event loop.
+//
+// A session wraps one accepted socket. Bytes already read from it before the session
+// existed (the ClientHello, read to learn the server name) are handed over as `prefix` and
+// served to OpenSSL first. Every call is non-blocking and returns a byte count (or 0 for a
+// finished handshake) or one of the SLUICE_TLS_* outcomes below. Nothing is printed.
 #pragma once
+
+#include <stddef.h>
+
+#define SLUICE_TLS_WANT_READ (-1)   // wait until the socket is readable, then call again
+#define SLUICE_TLS_WANT_WRITE (-2)  // wait until the socket is writable, then call again
+#define SLUICE_TLS_EOF (-3)         // the peer closed (close_notify or TCP end of stream)
+#define SLUICE_TLS_ERROR (-4)       // a protocol or socket error: close the connection
+
+/// A server session on `fd` from an SSL_CTX; NULL when out of memory. `prefix` is copied.
+void *sluice_tls_session_new(void *ctx, int fd, const void *prefix, size_t prefix_len);
+/// 0 once the handshake is complete, else an outcome.
+int sluice_tls_handshake(void *ssl);
+/// Decrypted bytes (> 0) into `buf`, or an outcome.
+long sluice_tls_read(void *ssl, void *buf, size_t count);
+/// Plaintext bytes taken (> 0; partial writes allowed), or an outcome. After WANT_WRITE,
+/// call again with at least the same bytes.
+long sluice_tls_write(void *ssl, const void *buf, size_t count);
+/// Sends close_notify, once, without waiting for the peer's.
+void sluice_tls_shutdown(void *ssl);
+void sluice_tls_free(void *ssl);
+/// Whether the handshake resumed a session (1) or was full (0).
+int sluice_tls_session_reused(void *ssl);
+/// The first queued OpenSSL error of this thread as text ("" when none); clears the queue.
+void sluice_tls_last_error(char *buf, size_t len);

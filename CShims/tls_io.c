@@ -1,0 +1,205 @@
+// Per-connection TLS sessions for termination: see sluice_tls_io.h.
+#include "sluice_tls_io.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+// A socket BIO that first serves bytes read before the session existed.
+struct prefix_socket {
+    int fd;
+    size_t length;
+    size_t offset;
+    unsigned char *bytes;
+};
+
+static BIO_METHOD *prefix_method;
+static pthread_once_t prefix_once = PTHREAD_ONCE_INIT;
+
+static int prefix_read(BIO *bio, char *out, int count) {
+    struct prefix_socket *state = BIO_get_data(bio);
+    BIO_clear_retry_flags(bio);
+    if (count <= 0) return 0;
+    if (state->offset < state->length) {
+        size_t n = state->length - state->offset;
+        if (n > (size_t)count) n = (size_t)count;
+        memcpy(out, state->bytes + state->offset, n);
+        state->offset += n;
+        if (state->offset == state->length) {
+            free(state->bytes);
+            state->bytes = NULL;
+            state->length = 0;
+            state->offset = 0;
+        }
+        return (int)n;
+    }
+    for (;;) {
+        ssize_t n = read(state->fd, out, (size_t)count);
+        if (n >= 0) return (int)n;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_read(bio);
+        return -1;
+    }
+}
+
+static int prefix_write(BIO *bio, const char *in, int count) {
+    struct prefix_socket *state = BIO_get_data(bio);
+    BIO_clear_retry_flags(bio);
+    for (;;) {
+        ssize_t n = send(state->fd, in, (size_t)count, MSG_NOSIGNAL);
+        if (n >= 0) return (int)n;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_write(bio);
+        return -1;
+    }
+}
+
+static long prefix_ctrl(BIO *bio, int cmd, long num, void *ptr) {
+    (void)bio;
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int prefix_create(BIO *bio) {
+    BIO_set_init(bio, 1);
+    return 1;
+}
+
+static int prefix_destroy(BIO *bio) {
+    struct prefix_socket *state = BIO_get_data(bio);
+    if (state != NULL) {
+        free(state->bytes);
+        free(state);
+        BIO_set_data(bio, NULL);
+    }
+    return 1;
+}
+
+static void prefix_method_init(void) {
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice prefixed socket");
+    if (m == NULL) return;
+    BIO_meth_set_read(m, prefix_read);
+    BIO_meth_set_write(m, prefix_write);
+    BIO_meth_set_ctrl(m, prefix_ctrl);
+    BIO_meth_set_create(m, prefix_create);
+    BIO_meth_set_destroy(m, prefix_destroy);
+    prefix_method = m;
+}
+
+void *sluice_tls_session_new(void *ctx, int fd, const void *prefix, size_t prefix_len) {
+    pthread_once(&prefix_once, prefix_method_init);
+    if (prefix_method == NULL || ctx == NULL) return NULL;
+    struct prefix_socket *state = calloc(1, sizeof *state);
+    if (state == NULL) return NULL;
+    state->fd = fd;
+    if (prefix_len > 0) {
+        state->bytes = malloc(prefix_len);
+        if (state->bytes == NULL) {
+            free(state);
+            return NULL;
+        }
+        memcpy(state->bytes, prefix, prefix_len);
+        state->length = prefix_len;
+    }
+    BIO *bio = BIO_new(prefix_method);
+    if (bio == NULL) {
+        free(state->bytes);
+        free(state);
+        return NULL;
+    }
+    BIO_set_data(bio, state);
+    SSL *ssl = SSL_new((SSL_CTX *)ctx);
+    if (ssl == NULL) {
+        BIO_free(bio);
+        return NULL;
+    }
+    SSL_set_bio(ssl, bio, bio);
+    SSL_set_accept_state(ssl);
+    // Whole records per read call instead of header then body; buffers kept for the
+    // connection's life so that steady-state reads and writes allocate nothing.
+    SSL_set_read_ahead(ssl, 1);
+    SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    // A peer that closes without close_notify is an end of stream, as for plain TCP.
+    SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    return ssl;
+}
+
+static int outcome(SSL *ssl, int ret) {
+    switch (SSL_get_error(ssl, ret)) {
+    case SSL_ERROR_WANT_READ:
+        return SLUICE_TLS_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return SLUICE_TLS_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+        return SLUICE_TLS_EOF;
+    case SSL_ERROR_SYSCALL:
+        // OpenSSL 3 with SSL_OP_IGNORE_UNEXPECTED_EOF reports a bare TCP end as ZERO_RETURN;
+        // an empty error queue here still means the socket ended.
+        return ERR_peek_error() == 0 && errno == 0 ? SLUICE_TLS_EOF : SLUICE_TLS_ERROR;
+    default:
+        return SLUICE_TLS_ERROR;
+    }
+}
+
+int sluice_tls_handshake(void *p) {
+    SSL *ssl = p;
+    ERR_clear_error();
+    errno = 0;
+    int ret = SSL_do_handshake(ssl);
+    if (ret == 1) return 0;
+    return outcome(ssl, ret);
+}
+
+long sluice_tls_read(void *p, void *buf, size_t count) {
+    SSL *ssl = p;
+    size_t n = 0;
+    ERR_clear_error();
+    errno = 0;
+    int ret = SSL_read_ex(ssl, buf, count, &n);
+    if (ret == 1) return (long)n;
+    return outcome(ssl, ret);
+}
+
+long sluice_tls_write(void *p, const void *buf, size_t count) {
+    SSL *ssl = p;
+    size_t n = 0;
+    ERR_clear_error();
+    errno = 0;
+    int ret = SSL_write_ex(ssl, buf, count, &n);
+    if (ret == 1) return (long)n;
+    return outcome(ssl, ret);
+}
+
+void sluice_tls_shutdown(void *p) {
+    SSL *ssl = p;
+    if (!SSL_is_init_finished(ssl)) return;
+    ERR_clear_error();
+    (void)SSL_shutdown(ssl);
+    ERR_clear_error();
+}
+
+void sluice_tls_free(void *p) { SSL_free((SSL *)p); }
+
+int sluice_tls_session_reused(void *p) { return SSL_session_reused((SSL *)p); }
+
+void sluice_tls_last_error(char *buf, size_t len) {
+    if (len == 0) return;
+    buf[0] = 0;
+    unsigned long e = ERR_get_error();
+    if (e != 0) ERR_error_string_n(e, buf, len);
+    ERR_clear_error();
+}

@@ -1,0 +1,71 @@
+import CShims
+
+/// A server-side TLS session on an accepted socket (OpenSSL, non-blocking), for termination.
+/// Owned by one loop; the caller keeps the pointer and frees it with `free` before closing
+/// the socket. Every call returns at once.
+public enum TLSSession {
+    public enum Outcome: Equatable {
+        /// Bytes moved (read/write) or 0 for a finished handshake.
+        case done(Int)
+        case wantRead
+        case wantWrite
+        case eof
+        case failed
+    }
+
+    @inline(__always)
+    static func outcome(_ value: Int) -> Outcome {
+        switch Int32(truncatingIfNeeded: value) {
+        case _ where value >= 0: return .done(value)
+        case SLUICE_TLS_WANT_READ: return .wantRead
+        case SLUICE_TLS_WANT_WRITE: return .wantWrite
+        case SLUICE_TLS_EOF: return .eof
+        default: return .failed
+        }
+    }
+
+    /// A session on `fd` from the `SSL_CTX` in `context`; `prefix` (bytes already read from
+    /// the socket) is served to the handshake first. Nil when out of memory.
+    public static func make(context: OpaquePointer, fd: Int32, prefix: UnsafeRawBufferPointer) -> OpaquePointer? {
+        guard
+            let session = sluice_tls_session_new(UnsafeMutableRawPointer(context), fd, prefix.baseAddress, prefix.count)
+        else { return nil }
+        return OpaquePointer(session)
+    }
+
+    @inline(__always)
+    public static func handshake(_ session: OpaquePointer) -> Outcome {
+        outcome(Int(sluice_tls_handshake(UnsafeMutableRawPointer(session))))
+    }
+
+    @inline(__always)
+    public static func read(_ session: OpaquePointer, into buffer: UnsafeMutableRawPointer, count: Int) -> Outcome {
+        outcome(sluice_tls_read(UnsafeMutableRawPointer(session), buffer, count))
+    }
+
+    @inline(__always)
+    public static func write(_ session: OpaquePointer, from buffer: UnsafeRawPointer, count: Int) -> Outcome {
+        outcome(sluice_tls_write(UnsafeMutableRawPointer(session), buffer, count))
+    }
+
+    /// Sends close_notify (once the handshake is done), without waiting for the peer's.
+    public static func shutdown(_ session: OpaquePointer) {
+        sluice_tls_shutdown(UnsafeMutableRawPointer(session))
+    }
+
+    public static func free(_ session: OpaquePointer) {
+        sluice_tls_free(UnsafeMutableRawPointer(session))
+    }
+
+    public static func resumed(_ session: OpaquePointer) -> Bool {
+        sluice_tls_session_reused(UnsafeMutableRawPointer(session)) == 1
+    }
+
+    /// The first queued OpenSSL error of this thread, as text; clears the queue.
+    public static func lastError() -> String {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 256) { buffer in
+            sluice_tls_last_error(buffer.baseAddress, 256)
+            return String(cString: buffer.baseAddress!)
+        }
+    }
+}
