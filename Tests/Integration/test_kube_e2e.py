@@ -1,0 +1,611 @@
+"""`sluice kube` end to end: the real binary against the fake API server (fake_kube.py)
+and loopback backends.
+
+Endpoints of one Service share the slice's port, so its backends listen on the same port
+at 127.0.0.1, 127.0.0.2, 127.0.0.3 (all of 127.0.0.0/8 is loopback on Linux).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import itertools
+import re
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import pytest
+
+from backends import pattern_bytes
+from conftest import ProxyProcess, free_port, recv_line, sluice_bin
+from fake_kube import (SERVICES, SLICES, FakeKube, make_kube_certs, rotate_token_file,
+                       write_kubeconfig, write_service_account)
+from http_backends import BufReader, HTTPBackend, curl, get, read_response, request_bytes
+
+pytestmark = pytest.mark.sluice_only
+
+TOKEN = "e2e-token-1"
+READY_LINE = r"ready generation=1\b"
+APPLIED = re.compile(r"applied generation=(\d+) services=(\d+) endpoints=(\d+) latency_ms=([0-9.]+)")
+
+
+# ------------------------------------------------------------------ the binary
+
+_HELP: Dict[str, str] = {}
+
+
+def kube_help() -> str:
+    if "kube" not in _HELP:
+        try:
+            top = subprocess.run([str(sluice_bin()), "--help"], capture_output=True, text=True,
+                                 timeout=30)
+            text = top.stdout + top.stderr
+            if not re.search(r"^\s+kube\b", text, re.M):
+                _HELP["kube"] = ""
+            else:
+                r = subprocess.run([str(sluice_bin()), "kube", "--help"], capture_output=True,
+                                   text=True, timeout=30)
+                _HELP["kube"] = r.stdout + r.stderr
+        except (OSError, subprocess.TimeoutExpired):
+            _HELP["kube"] = ""
+    return _HELP["kube"]
+
+
+@pytest.fixture(autouse=True)
+def _needs_kube():
+    if not kube_help():
+        pytest.skip(f"{sluice_bin()} has no `kube` subcommand")
+
+
+class KubeSluice(ProxyProcess):
+    kind = "sluice-kube"
+
+    def __init__(self, workdir: Path, args: List[str], env: Optional[dict] = None):
+        super().__init__(workdir, {"listeners": []}, 1)
+        self.args = args
+        self.env = env
+
+    def command(self) -> List[str]:
+        return [str(sluice_bin()), "kube", *self.args]
+
+    def write_config(self, config) -> None:
+        pass
+
+    def wait_ready(self) -> None:
+        self.wait_line(READY_LINE, 30)
+
+
+# ------------------------------------------------------------------ backends on one port
+
+class PortBackend(HTTPBackend):
+    """An HTTPBackend on a chosen (host, port)."""
+
+    def __init__(self, name: str, host: str, port: int, mode: str = "echo"):
+        self.name = name
+        self.mode = mode
+        self.host = host
+        self.cond = threading.Condition()
+        self.conns = []
+        self.requests = []
+        self.errors = []
+        self.responded = 0
+        self.stopping = threading.Event()
+        self._socks = []
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.lsock.bind((host, port))
+        except OSError:
+            self.lsock.close()
+            raise
+        self.lsock.listen(1024)
+        self.port = self.lsock.getsockname()[1]
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True,
+                                       name=f"http-backend-{name}")
+        self.thread.start()
+
+
+def ip_of(n: int) -> str:
+    return f"127.0.0.{n}"
+
+
+class Pool:
+    """Groups of backends: each group listens on one port at 127.0.0.1..N."""
+
+    def __init__(self):
+        self.all: List[HTTPBackend] = []
+
+    def group(self, names: List[str]) -> Dict[str, HTTPBackend]:
+        for _ in range(20):
+            out: Dict[str, HTTPBackend] = {}
+            try:
+                first = PortBackend(names[0], ip_of(1), 0)
+                out[names[0]] = first
+                for i, n in enumerate(names[1:], start=2):
+                    out[n] = PortBackend(n, ip_of(i), first.port)
+            except OSError:
+                for be in out.values():
+                    be.shutdown()
+                continue
+            self.all.extend(out.values())
+            return out
+        raise RuntimeError("no port free on all of 127.0.0.1..N")
+
+    def shutdown(self):
+        for be in self.all:
+            be.shutdown()
+
+
+def ips(group: Dict[str, HTTPBackend], names) -> List[str]:
+    return [group[n].host for n in names]
+
+
+def port(group: Dict[str, HTTPBackend]) -> int:
+    return next(iter(group.values())).port
+
+
+# ------------------------------------------------------------------ harness
+
+def eventually(fn: Callable[[], object], timeout: float, what: str, interval: float = 0.02):
+    """Calls fn until it returns a true value (or stops raising AssertionError)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            v = fn()
+            if v:
+                return v
+            last = v
+        except (AssertionError, OSError, EOFError) as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+class Kube:
+    def __init__(self, tmp_path: Path, request):
+        self.tmp = tmp_path
+        self.request = request
+        self.fake: Optional[FakeKube] = None
+        self.procs: List[KubeSluice] = []
+        self.pool = Pool()
+        self.http_port = free_port()
+        self.admin_port = free_port()
+        self.loaders: List["Loader"] = []
+
+    def server(self, **kw) -> FakeKube:
+        kw.setdefault("token", TOKEN)
+        kw.setdefault("bookmark_interval", 0.5)
+        self.fake = FakeKube(**kw).start()
+        return self.fake
+
+    @property
+    def http(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    def base_args(self, namespace: Optional[str] = None) -> List[str]:
+        a = ["--http-address", self.http, "--admin-address", f"127.0.0.1:{self.admin_port}",
+             "--watch-idle-timeout", "2s", "--default-return-code", "404",
+             "--balance-algorithm", "roundrobin"]
+        if namespace:
+            a += ["--namespace", namespace]
+        return a
+
+    def start(self, *extra: str, namespace: Optional[str] = None, kubeconfig: Optional[Path] = None,
+              sa_dir: Optional[Path] = None, env: Optional[dict] = None,
+              synced: bool = True) -> KubeSluice:
+        args = self.base_args(namespace)
+        if sa_dir is not None:
+            args += ["--service-account-dir", str(sa_dir)]
+            env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                   "KUBERNETES_SERVICE_PORT": str(self.fake.port), **(env or {})}
+        else:
+            if kubeconfig is None:
+                kubeconfig = write_kubeconfig(self.tmp / "kubeconfig", self.fake)
+            args += ["--kubeconfig", str(kubeconfig)]
+        args += list(extra)
+        p = KubeSluice(self.tmp, args, env)
+        self.procs.append(p)
+        p.start()
+        if synced:
+            p.wait_line(r"\bsynced\b", 30)
+        return p
+
+    def get(self, host: str, target: str = "/", timeout: float = 5.0):
+        return get(self.http, host, target, timeout=timeout)
+
+    def backend_of(self, host: str, target: str = "/") -> str:
+        r = self.get(host, target)
+        assert r.status == 200, f"Host {host}: {r!r}"
+        return r.json()["backend"]
+
+    def admin(self, path: str):
+        c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=5)
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+    def routes_to(self, host: str, expect: set, rounds: int = 3) -> bool:
+        """True when ``rounds * len(expect)`` requests hit exactly the backends ``expect``."""
+        seen = [self.backend_of(host) for _ in range(rounds * max(1, len(expect)))]
+        assert set(seen) == expect, f"Host {host} reached {seen}, wanted {sorted(expect)}"
+        return True
+
+    def close(self):
+        for l in self.loaders:
+            l.stop()
+        for p in self.procs:
+            p.stop()
+            self.request.node.add_report_section("teardown", "sluice kube stderr", p.stderr_text())
+        if self.fake:
+            self.fake.stop()
+        self.pool.shutdown()
+
+
+@pytest.fixture
+def kube(tmp_path, request):
+    k = Kube(tmp_path, request)
+    yield k
+    k.close()
+
+
+@pytest.fixture(scope="module")
+def kcerts(tmp_path_factory):
+    return make_kube_certs(tmp_path_factory.mktemp("kube-certs"))
+
+
+class Loader:
+    """Requests in a loop (a new connection each, Connection: close) while faults happen."""
+
+    def __init__(self, kube: Kube, host: str, pause: float = 0.005):
+        self.kube = kube
+        self.host = host
+        self.pause = pause
+        self.results: List[tuple] = []   # (t, backend or None, error or None)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"loader-{host}")
+        kube.loaders.append(self)
+        self.thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            t = time.monotonic()
+            try:
+                r = self.kube.get(self.host, "/load", timeout=5)
+                if r.status == 200:
+                    self.results.append((t, r.json()["backend"], None))
+                else:
+                    self.results.append((t, None, f"status {r.status}: {r.body[:100]!r}"))
+            except (OSError, EOFError, ValueError) as exc:
+                self.results.append((t, None, f"{type(exc).__name__}: {exc}"))
+            self._stop.wait(self.pause)
+
+    def stop(self):
+        self._stop.set()
+        self.thread.join(10)
+
+    def failures(self):
+        return [r for r in self.results if r[2] is not None]
+
+
+def web_service(fake: FakeKube, ns: str, name: str, host: Optional[str], group, names,
+                **kw):
+    fake.add_service(ns, name, host=host, **kw)
+    fake.set_endpoints(ns, name, ips(group, names), port(group))
+
+
+# ------------------------------------------------------------------ routing
+
+def test_annotated_service_round_robin_unannotated_not_exposed(kube):
+    fake = kube.server()
+    g = kube.pool.group(["a", "b", "c"])
+    host = f"grafana.example.com:{kube.http_port}"
+    web_service(fake, "monitoring", "grafana", host, g, ["a", "b", "c"])
+    web_service(fake, "monitoring", "plain", None, g, ["a"])          # no annotation
+    fake.add_service("default", "kubernetes", ports=[{"name": "https", "port": 443,
+                                                      "targetPort": 6443}])
+    p = kube.start()
+    assert kube.admin("/readyz")[0] == 200
+    m = [APPLIED.search(l) for l in p.lines]
+    m = [x for x in m if x]
+    assert m, f"no `applied generation=N services=S endpoints=E latency_ms=X` line:\n{p.stderr_text()}"
+    seq = []
+    for _ in range(9):
+        r = curl("-H", f"Host: {host}", f"http://{kube.http}/dash")
+        assert r.returncode == 0, r.stderr
+        import json
+        seq.append(json.loads(r.stdout)["backend"])
+    assert set(seq[:3]) == {"a", "b", "c"}, seq
+    assert seq[3:6] == seq[:3] and seq[6:9] == seq[:3], f"not round robin: {seq}"
+    for h in ("plain.example.com", f"plain.example.com:{kube.http_port}", "kubernetes",
+              f"grafana.example.com:{kube.http_port + 1}", "nobody.example.org"):
+        r = kube.get(h)
+        assert r.status == 404, f"Host {h}: {r!r}"
+    assert g["a"].request_count() == 3, "only grafana's requests reached a backend"
+
+
+def test_not_ready_endpoint_avoided_while_download_completes(kube):
+    fake = kube.server()
+    g = kube.pool.group(["a", "b"])
+    web_service(fake, "shop", "web", "web.example.com", g, ["a", "b"])
+    kube.start()
+    assert kube.routes_to("web.example.com", {"a", "b"})
+    size = 32 << 20
+    s = socket.create_connection(("127.0.0.1", kube.http_port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.sendall(request_bytes("web.example.com", f"/dl?mode=download&size={size}",
+                            headers=["Connection: close"]))
+    reader = BufReader(s)
+    head = reader.read_until(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    owner = re.search(rb"X-Backend: (\w+)", head).group(1).decode()
+    other = "b" if owner == "a" else "a"
+    got = {"n": len(reader.buf), "sha": hashlib.sha256(bytes(reader.buf)), "err": None}
+    reader.buf.clear()
+
+    def slow_read():
+        try:
+            while got["n"] < size:
+                d = s.recv(64 * 1024)
+                if not d:
+                    break
+                got["sha"].update(d)
+                got["n"] += len(d)
+                time.sleep(0.008)
+        except OSError as exc:
+            got["err"] = repr(exc)
+
+    t = threading.Thread(target=slow_read, daemon=True)
+    t.start()
+    time.sleep(0.3)
+    assert 0 < got["n"] < size // 2, f"the download is not slow enough ({got['n']} bytes)"
+    t0 = time.monotonic()
+    fake.set_conditions("shop", "web-abcde", g[owner].host, ready=False, serving=True,
+                        terminating=True)
+    hits = []
+    while time.monotonic() < t0 + 2.0:
+        ts = time.monotonic()
+        hits.append((ts - t0, kube.backend_of("web.example.com")))
+        time.sleep(0.01)
+    late = [(round(dt, 3), b) for dt, b in hits if dt >= 1.0 and b == owner]
+    assert not late, f"requests still reached the not-ready {owner} after 1 s: {late}"
+    assert any(b == other for _, b in hits)
+    t.join(60)
+    s.close()
+    assert got["err"] is None, got["err"]
+    assert got["n"] == size, f"download cut at {got['n']} of {size} bytes"
+    assert got["sha"].hexdigest() == hashlib.sha256(pattern_bytes(size)).hexdigest()
+    # ready again: back in the rotation
+    fake.set_conditions("shop", "web-abcde", g[owner].host, ready=True, serving=True,
+                        terminating=False)
+    eventually(lambda: kube.routes_to("web.example.com", {"a", "b"}), 5, "endpoint back")
+
+
+def test_service_deleted_gives_404_and_comes_back(kube):
+    fake = kube.server()
+    g = kube.pool.group(["a"])
+    web_service(fake, "shop", "web", "web.example.com", g, ["a"])
+    kube.start()
+    assert kube.backend_of("web.example.com") == "a"
+    fake.delete_service("shop", "web")
+    eventually(lambda: kube.get("web.example.com").status == 404, 5, "404 after delete")
+    web_service(fake, "shop", "web", "web.example.com", g, ["a"])
+    eventually(lambda: kube.backend_of("web.example.com") == "a", 5, "routed after re-create")
+    fake.annotate("shop", "web", {"serviceloadbalancer/lb.host": "other.example.com"})
+    eventually(lambda: kube.get("web.example.com").status == 404, 5, "old host gone")
+    assert kube.backend_of("other.example.com") == "a"
+
+
+# ------------------------------------------------------------------ watch faults
+
+FAULTS = ["split-only", "gone-midstream", "gone-http", "gone-in-stream", "drop-eof",
+          "drop-fin", "drop-rst", "stall", "refuse-500"]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_watch_faults_converge_without_failed_requests(kube, fault):
+    fake = kube.server(chunk_mode="split", split_pause=0.002, seed=hash(fault) & 0xffff,
+                       gone_mode="stream" if fault == "gone-in-stream" else "http")
+    g = kube.pool.group(["a", "b", "c"])
+    web_service(fake, "shop", "web", "web.example.com", g, ["a", "b"])
+    # bulk: many services at once, so initial lists and watch chunks are big
+    with fake.batch():
+        for i in range(40):
+            web_service(fake, "bulk", f"s{i}", f"s{i}.example.com", g, ["a", "b", "c"])
+    kube.start()
+    assert kube.routes_to("web.example.com", {"a", "b"})
+    load = Loader(kube, "web.example.com")
+    time.sleep(0.3)
+    mark = fake.request_count()
+    last_watch = fake.last_watch_id()
+    fault_t = time.monotonic()
+    if fault == "gone-midstream":
+        assert fake.gone_midstream() >= 2
+    elif fault in ("gone-http", "gone-in-stream"):
+        fake.expire_history()
+        fake.drop_watches("eof")
+    elif fault.startswith("drop-"):
+        assert fake.drop_watches(fault[5:]) >= 2
+    elif fault == "stall":
+        assert fake.stall_watches() >= 2
+    elif fault == "refuse-500":
+        fake.refuse(500, count=4)
+        fake.drop_watches("rst")
+    # changes while (or right after) the fault
+    with fake.batch():
+        fake.set_endpoints("shop", "web", ips(g, ["a", "b", "c"]), port(g))
+        web_service(fake, "shop", "late", "late.example.com", g, ["c"])
+        fake.delete_service("bulk", "s0")
+    eventually(lambda: kube.backend_of("late.example.com") == "c", 15, "new Service routed")
+    eventually(lambda: kube.routes_to("web.example.com", {"a", "b", "c"}), 10, "c added")
+    eventually(lambda: kube.get("s0.example.com").status == 404, 10, "s0 deleted")
+    # a second round of changes, on the recovered watch
+    fake.set_endpoints("shop", "web", ips(g, ["b", "c"]), port(g))
+    fake.annotate("bulk", "s1", {"serviceloadbalancer/lb.host": "s1-new.example.com"})
+    eventually(lambda: kube.routes_to("web.example.com", {"b", "c"}, rounds=4), 10, "a removed")
+    eventually(lambda: kube.backend_of("s1-new.example.com") in "abc", 10, "s1 renamed")
+    assert kube.get("s1.example.com").status == 404
+    load.stop()
+    fails = load.failures()
+    assert len(load.results) > 50, f"the loader made only {len(load.results)} requests"
+    assert not fails, f"{len(fails)} of {len(load.results)} requests failed: {fails[:5]}"
+    new = fake.requests[mark:]
+    watches = [r for r in new if r["watch"]]
+    lists = [r for r in new if not r["watch"] and r["kind"]]
+    assert fake.last_watch_id() > last_watch, "no new watch after the fault"
+    if fault in ("gone-midstream", "gone-http", "gone-in-stream"):
+        assert {r["kind"] for r in lists} >= {SERVICES, SLICES}, \
+            f"410 must lead to a re-list of both collections; requests: {new[:8]}"
+        if fault == "gone-http":
+            assert any(r["status"] == 410 for r in watches)
+    if fault.startswith("drop-") or fault == "split-only":
+        rewatch = [r for r in watches if r["status"] == 200]
+        for r in rewatch:
+            rv = r["query"].get("resourceVersion", "")
+            assert rv not in ("", "0"), f"re-watch must resume from the last RV: {r['target']}"
+    if fault == "stall":
+        first = min(r["t"] for r in watches)
+        assert first - fault_t < 6, f"re-watch {first - fault_t:.1f}s after the stall (idle 2s)"
+    for r in new:
+        assert r["headers"].get("authorization") == f"Bearer {TOKEN}"
+
+
+def test_429_retry_after_is_honoured(kube):
+    fake = kube.server()
+    g = kube.pool.group(["a"])
+    web_service(fake, "shop", "web", "web.example.com", g, ["a"])
+    fake.refuse(429, count=1, retry_after=2,
+                match=lambda r: r["kind"] is not None and not r["watch"])
+    kube.start(synced=False)
+    first = fake.wait_request(lambda r: r["status"] == 429, timeout=10, what="the 429")
+    nxt = fake.wait_request(lambda r: r["kind"] == first["kind"] and not r["watch"]
+                            and r["t"] > first["t"], timeout=15, what="a retried list")
+    assert nxt["t"] - first["t"] >= 1.8, \
+        f"retried {nxt['t'] - first['t']:.2f}s after a 429 with Retry-After: 2"
+    kube.procs[0].wait_line(r"\bsynced\b", 20)
+    assert kube.backend_of("web.example.com") == "a"
+
+
+# ------------------------------------------------------------------ in-cluster, TLS, tokens
+
+def test_token_rotation_401_recovers_in_cluster_https(kube, kcerts):
+    fake = kube.server(certs=kcerts, token="tok-1")
+    g = kube.pool.group(["a", "b"])
+    web_service(fake, "shop", "web", "web.example.com", g, ["a"])
+    sa = write_service_account(kube.tmp / "sa", "tok-1", kcerts.ca, "shop")
+    kube.start(sa_dir=sa)
+    assert kube.backend_of("web.example.com") == "a"
+    assert fake.requests[0]["headers"]["authorization"] == "Bearer tok-1"
+    load = Loader(kube, "web.example.com")
+    mark = fake.request_count()
+    fake.set_token("tok-2")             # the old token expires at the server first
+    fake.drop_watches("eof")
+    fake.wait_request(lambda r: r["status"] == 401, since=mark, timeout=15, what="a 401")
+    rotate_token_file(sa, "tok-2")      # then the kubelet rotates the file
+    fake.set_endpoints("shop", "web", ips(g, ["a", "b"]), port(g))
+    eventually(lambda: kube.routes_to("web.example.com", {"a", "b"}), 20,
+               "the change after the rotation")
+    ok = [r for r in fake.requests[mark:] if r["status"] == 200]
+    assert ok and all(r["headers"]["authorization"] == "Bearer tok-2" for r in ok)
+    load.stop()
+    assert not load.failures(), load.failures()[:5]
+    assert kube.admin("/readyz")[0] == 200
+
+
+def test_kubeconfig_https_with_ca(kube, kcerts):
+    fake = kube.server(certs=kcerts)
+    g = kube.pool.group(["a"])
+    web_service(fake, "shop", "web", "web.example.com", g, ["a"])
+    kc = write_kubeconfig(kube.tmp / "kubeconfig", fake, ca=kcerts.ca)
+    kube.start(kubeconfig=kc)
+    assert kube.backend_of("web.example.com") == "a"
+
+
+def test_bad_ca_never_connects(kube, kcerts):
+    fake = kube.server(certs=kcerts)
+    g = kube.pool.group(["a"])
+    web_service(fake, "shop", "web", "web.example.com", g, ["a"])
+    sa = write_service_account(kube.tmp / "sa", TOKEN, kcerts.other_ca, "shop")
+    p = kube.start(sa_dir=sa, synced=False)
+    eventually(lambda: fake.tls_failures, 10, "a TLS handshake attempt")
+    time.sleep(2.5)
+    assert kube.admin("/readyz")[0] == 503
+    assert kube.get("web.example.com").status == 404
+    assert fake.requests == [], "no request may pass an unverified connection"
+    assert not re.search(r"\bsynced\b", p.stderr_text())
+    assert re.search(r"(?i)certif|verif|trust|x509|tls|ssl|handshake", p.stderr_text()), \
+        f"the log does not say why it cannot connect:\n{p.stderr_text()}"
+
+
+# ------------------------------------------------------------------ admin, flags
+
+def test_healthz_and_readyz_until_synced(kube):
+    fake = kube.server()
+    g = kube.pool.group(["a"])
+    web_service(fake, "shop", "web", "web.example.com", g, ["a"])
+    fake.refuse(500, count=10 ** 6, match=lambda r: r["kind"] is not None)
+    p = kube.start(synced=False)
+    fake.wait_request(lambda r: r["status"] == 500, timeout=10, what="a refused list")
+    time.sleep(1.0)
+    assert kube.admin("/healthz")[0] == 200
+    assert kube.admin("/readyz")[0] == 503
+    assert kube.get("web.example.com").status == 404
+    assert not re.search(r"\bsynced\b", p.stderr_text())
+    with fake.cond:
+        fake.refusals.clear()
+    p.wait_line(r"\bsynced\b", 30)
+    eventually(lambda: kube.admin("/readyz")[0] == 200, 5, "readyz 200 after the sync")
+    assert kube.admin("/healthz")[0] == 200
+    assert kube.backend_of("web.example.com") == "a"
+    # API trouble later does not make it unready nor clear the routes
+    fake.refuse(500, count=10 ** 6, match=lambda r: r["kind"] is not None)
+    fake.drop_watches("rst")
+    time.sleep(2)
+    assert kube.backend_of("web.example.com") == "a", "routes kept while the API fails"
+    assert kube.admin("/healthz")[0] == 200
+    assert len(re.findall(r"\bsynced\b", p.stderr_text())) == 1, "`synced` is logged once"
+
+
+def test_namespace_flag_limits_what_is_seen(kube):
+    fake = kube.server()
+    g = kube.pool.group(["a", "b"])
+    web_service(fake, "team-a", "web", "a.example.com", g, ["a"])
+    web_service(fake, "team-b", "web", "b.example.com", g, ["b"])
+    kube.start(namespace="team-a")
+    assert kube.backend_of("a.example.com") == "a"
+    assert kube.get("b.example.com").status == 404
+    web_service(fake, "team-b", "web2", "b2.example.com", g, ["b"])
+    web_service(fake, "team-a", "web3", "a3.example.com", g, ["b"])
+    eventually(lambda: kube.backend_of("a3.example.com") == "b", 5, "team-a change seen")
+    assert kube.get("b2.example.com").status == 404
+    api = [r for r in fake.requests if r["kind"]]
+    assert api and all(r["path"].startswith(("/api/v1/namespaces/team-a/",
+                                             "/apis/discovery.k8s.io/v1/namespaces/team-a/"))
+                       for r in api), [r["path"] for r in api]
+
+
+def test_tcp_services_flag_exposes_raw_tcp(kube, backends):
+    fake = kube.server()
+    be = backends.add("m")
+    listen = free_port()
+    fake.add_service("default", "mysql", ports=[{"protocol": "TCP", "port": listen,
+                                                 "targetPort": be.port}])
+    fake.set_endpoints("default", "mysql", ["127.0.0.1"], be.port, port_name="")
+    kube.start("--tcp-services", f"default/mysql:{listen}")
+    s = eventually(lambda: socket.create_connection(("127.0.0.1", listen), timeout=5), 5,
+                   "the TCP listener")
+    try:
+        assert recv_line(s) == b"m"
+        s.sendall(b"ping\n")
+        assert recv_line(s) == b"ping"
+    finally:
+        s.close()
+    assert kube.get("mysql").status == 404, "a tcp service is not an HTTP host"
