@@ -1,0 +1,124 @@
+import Foundation
+import SluiceKube
+
+/// What the watchers and the applier share: the cache, the `ApplyCoalescer`, re-list
+/// requests and the watchers' heartbeats. One lock (`condition`) guards all of it; the
+/// applier thread sleeps on it until there is work.
+///
+/// Threads: watchers (Swift tasks) write events and lists; the applier thread takes work;
+/// the control thread requests re-lists and stops; the admin server reads health. Every call
+/// is short (no I/O under the lock).
+public final class KubeDiscoveryState: @unchecked Sendable {
+    public typealias Instant = ContinuousClock.Instant
+    // SAFETY (@unchecked Sendable): every stored var below is read and written only while
+    // `condition` is locked.
+    private let condition = NSCondition()
+    private var cache = KubeCache()
+    private var coalescer: ApplyCoalescer
+    private var relist: Set<KubeResource> = []
+    /// Until when each watcher promised to show progress (see `heartbeat`).
+    private var alive: [KubeResource: Instant] = [:]
+    private var stopped = false
+
+    /// `servingHash`: the content hash of the initial snapshot the loops started with.
+    public init(servingHash: UInt64) {
+        coalescer = ApplyCoalescer(servingHash: servingHash)
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return body()
+    }
+
+    // MARK: Watchers
+
+    /// Whether `resource` must be listed before it is watched (never listed, a 410, or a
+    /// re-list asked for), and the resourceVersion to watch from otherwise.
+    public func watchStart<Object: KubeWatchable>(_ type: Object.Type) -> String? {
+        locked {
+            relist.contains(Object.resource) ? nil : Object.resourceVersion(in: cache)
+        }
+    }
+
+    /// A complete list (every page) of `Object` taken at `resourceVersion`, received at `at`.
+    /// Replaces every stored object; clears a pending re-list request.
+    public func storeList<Object: KubeWatchable>(_ items: [Object], resourceVersion: String?, at: Instant) {
+        locked {
+            Object.replace(in: &cache, with: items, resourceVersion: resourceVersion)
+            relist.remove(Object.resource)
+            if coalescer.listed(Object.resource, at: at) { condition.broadcast() }
+        }
+    }
+
+    /// One watch event, received at `at`. Wakes the applier when it changed the cache.
+    public func apply<Object: KubeWatchable>(_ event: KubeWatchEvent<Object>, at: Instant) -> KubeStore<Object>.Outcome
+    {
+        locked {
+            let outcome = Object.apply(event, to: &cache)
+            if outcome == .changed, coalescer.changed(at: at) { condition.broadcast() }
+            return outcome
+        }
+    }
+
+    /// SIGHUP (every kind) or a 410 at watch start (one): list before the next watch.
+    public func requestRelist(_ resources: [KubeResource] = KubeResource.allCases) {
+        locked { relist.formUnion(resources) }
+    }
+
+    /// Whether a re-list was asked for while `resource` is being watched.
+    public func relistRequested(_ resource: KubeResource) -> Bool {
+        locked { relist.contains(resource) }
+    }
+
+    /// The watcher of `resource` is working and will show progress again before `until`.
+    public func heartbeat(_ resource: KubeResource, until: Instant) {
+        locked { alive[resource] = until }
+    }
+
+    /// Both watchers are running and none has missed its promised progress (what `/healthz`
+    /// adds to the loops' liveness). A watcher backing off from an unreachable API server is
+    /// alive: restarting the process would not help.
+    public func watchersAlive(now: Instant = .now) -> Bool {
+        locked {
+            !stopped && KubeResource.allCases.allSatisfy { resource in alive[resource].map { now < $0 } ?? false }
+        }
+    }
+
+    /// The first full sync is in force (what `/readyz` reports).
+    public var isReady: Bool { locked { coalescer.ready } }
+
+    public var isSynced: Bool { locked { coalescer.synced } }
+
+    // MARK: Applier
+
+    /// Blocks until there is work (returning it with a copy of the cache) or `stop` was
+    /// called (nil). The applier thread only.
+    public func waitForWork() -> (ApplyCoalescer.Work, KubeCache)? {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if stopped { return nil }
+            if let work = coalescer.takeWork() { return (work, cache) }
+            condition.wait()
+        }
+    }
+
+    /// See `ApplyCoalescer.decide`.
+    public func decide(hash: UInt64) -> ApplyCoalescer.Decision {
+        locked { coalescer.decide(hash: hash) }
+    }
+
+    /// See `ApplyCoalescer.finish`.
+    public func finish(appliedHash: UInt64?, inForce: Bool) {
+        locked { _ = coalescer.finish(appliedHash: appliedHash, inForce: inForce) }
+    }
+
+    /// Ends `waitForWork` (now or at its next call) and marks the watch as not alive.
+    public func stop() {
+        locked {
+            stopped = true
+            condition.broadcast()
+        }
+    }
+}
