@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import itertools
+import json
 import re
 import socket
 import subprocess
@@ -321,7 +321,6 @@ def test_annotated_service_round_robin_unannotated_not_exposed(kube):
     for _ in range(9):
         r = curl("-H", f"Host: {host}", f"http://{kube.http}/dash")
         assert r.returncode == 0, r.stderr
-        import json
         seq.append(json.loads(r.stdout)["backend"])
     assert set(seq[:3]) == {"a", "b", "c"}, seq
     assert seq[3:6] == seq[:3] and seq[6:9] == seq[:3], f"not round robin: {seq}"
@@ -339,8 +338,10 @@ def test_not_ready_endpoint_avoided_while_download_completes(kube):
     kube.start()
     assert kube.routes_to("web.example.com", {"a", "b"})
     size = 32 << 20
-    s = socket.create_connection(("127.0.0.1", kube.http_port), timeout=10)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", kube.http_port))
     s.sendall(request_bytes("web.example.com", f"/dl?mode=download&size={size}",
                             headers=["Connection: close"]))
     reader = BufReader(s)
@@ -412,7 +413,7 @@ FAULTS = ["split-only", "gone-midstream", "gone-http", "gone-in-stream", "drop-e
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_watch_faults_converge_without_failed_requests(kube, fault):
-    fake = kube.server(chunk_mode="split", split_pause=0.002, seed=hash(fault) & 0xffff,
+    fake = kube.server(chunk_mode="split", split_pause=0.002, seed=FAULTS.index(fault) + 1,
                        gone_mode="stream" if fault == "gone-in-stream" else "http")
     g = kube.pool.group(["a", "b", "c"])
     web_service(fake, "shop", "web", "web.example.com", g, ["a", "b"])
@@ -460,7 +461,8 @@ def test_watch_faults_converge_without_failed_requests(kube, fault):
     new = fake.requests[mark:]
     watches = [r for r in new if r["watch"]]
     lists = [r for r in new if not r["watch"] and r["kind"]]
-    assert fake.last_watch_id() > last_watch, "no new watch after the fault"
+    if fault != "split-only":
+        assert fake.last_watch_id() > last_watch, "no new watch after the fault"
     if fault in ("gone-midstream", "gone-http", "gone-in-stream"):
         assert {r["kind"] for r in lists} >= {SERVICES, SLICES}, \
             f"410 must lead to a re-list of both collections; requests: {new[:8]}"
