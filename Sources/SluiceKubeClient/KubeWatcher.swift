@@ -44,6 +44,8 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
     func run() async {
         var backoff = RetryBackoff(initial: settings.backoffInitial, maximum: settings.backoffMaximum)
         let margin = Duration.seconds(30)
+        // A dead connection is replaced at once; only a second one in a row backs off.
+        var idleInARow = 0
         while !Task.isCancelled {
             state.heartbeat(resource, until: .now + settings.listTimeout + margin)
             var phase = Phase.list
@@ -56,7 +58,9 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
                     backoff.reset()
                 }
                 phase = .watch
-                switch try await watch(from: from) {
+                let end = try await watch(from: from)
+                idleInARow = 0
+                switch end {
                 case .relist:
                     continue
                 case .closed(let lines, let after):
@@ -71,6 +75,15 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
             } catch is CancellationError {
                 return
             } catch let error as KubeAPIError {
+                if case .idle = error {
+                    idleInARow += 1
+                    if idleInARow == 1 {
+                        logger.warning("\(resource) watch: \(error); watching again")
+                        continue
+                    }
+                } else {
+                    idleInARow = 0
+                }
                 if error.isGone && phase == .watch {
                     logger.info("\(resource) watch: resourceVersion too old (410); listing again")
                     state.requestRelist([resource])
@@ -88,11 +101,15 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
         }
     }
 
-    /// Logs, promises progress after `delay`, and sleeps (throws when cancelled).
+    /// Logs, promises progress after `delay`, and sleeps (throws when cancelled). A re-list
+    /// request (SIGHUP) ends the sleep early.
     private func pause(_ delay: Duration, reason: String) async throws {
         logger.warning("\(resource) \(reason); retrying in \(delay.wholeMilliseconds) ms (serving the last good table)")
-        state.heartbeat(resource, until: .now + delay + settings.listTimeout + .seconds(30))
-        try await Task.sleep(for: delay)
+        let wake = ContinuousClock.now + delay
+        state.heartbeat(resource, until: wake + settings.listTimeout + .seconds(30))
+        while ContinuousClock.now < wake, !state.relistRequested(resource) {
+            try await Task.sleep(for: min(wake - .now, .milliseconds(250)))
+        }
     }
 
     /// Every page of the collection, stored as one list. Returns the list's resourceVersion.

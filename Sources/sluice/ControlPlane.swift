@@ -1,20 +1,40 @@
 import ArgumentParser
 import Logging
+import NIOCore
+import NIOPosix
 import SluiceConfig
 import SluiceReactor
 import SluiceRouting
 import SluiceSystem
+import Synchronization
 
-/// The control thread: starts the loops, then waits for signals. SIGHUP reloads the
-/// configuration (a bad file or an unbindable listener keeps the old table serving), SIGUSR1
-/// logs every loop's counters, SIGTERM/SIGINT drain and exit.
+/// What feeds the loops their tables: a configuration file (`sluice run`) or the cluster
+/// (`sluice kube`). Called on the control thread only.
+protocol ControlMode {
+    /// The loops run `gate`'s reactor; start feeding it (kube: the watchers and the applier).
+    func started(_ gate: ReactorGate, group: any EventLoopGroup) throws
+    /// SIGHUP.
+    func reload(_ gate: ReactorGate)
+    /// SIGUSR1, after the loops' counters.
+    func report()
+    /// SIGTERM/SIGINT, before the loops drain: stop changing the table.
+    func stop()
+    /// `/readyz`, besides the loops running. Any thread.
+    var ready: @Sendable () -> Bool { get }
+    /// `/healthz`, besides the loops. Any thread.
+    var healthy: @Sendable () -> Bool { get }
+}
+
+/// The control thread: starts the loops and the admin listener, then waits for signals.
+/// SIGHUP reloads (`ControlMode.reload`), SIGUSR1 logs every loop's counters, SIGTERM/SIGINT
+/// drain and exit.
 struct ControlPlane {
     let workers: Int
     let logger: Logger
-    /// Builds the snapshot of the given generation from the configuration source.
-    let load: (UInt64) throws(ConfigError) -> RoutingSnapshot
+    /// `--admin-address`; nil: no admin listener.
+    let adminAddress: SluiceRouting.SocketAddress?
 
-    func run(initial: RoutingSnapshot) throws {
+    func run(initial: RoutingSnapshot, mode: some ControlMode) throws {
         let reactor: Reactor
         do {
             reactor = try Reactor(workers: workers, snapshot: initial, logger: logger)
@@ -22,33 +42,124 @@ struct ControlPlane {
             logger.critical("\(error)")
             throw ExitCode(1)
         }
-        reactor.start()
-        let listening = initial.listeners.map { "\($0.name)=\($0.address)" }.joined(separator: " ")
-        logger.notice("ready generation=\(initial.generation) workers=\(workers) \(listening)")
-        var generation = initial.generation
+        let gate = ReactorGate(reactor)
+        // One NIO thread for the admin listener and the API client: neither is on the data path.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        var admin: AdminServer?
+        if let adminAddress {
+            let probes = AdminServer.Probes(
+                healthy: { [healthy = mode.healthy] in gate.loopsRunning && healthy() },
+                ready: { [ready = mode.ready] in gate.loopsRunning && !gate.stopping && ready() })
+            do {
+                admin = try AdminServer(address: adminAddress, group: group, probes: probes)
+            } catch {
+                logger.critical("admin listener: cannot listen on \(adminAddress): \(error)")
+                throw ExitCode(1)
+            }
+        }
+        gate.start()
+        var listening = initial.listeners.map { "\($0.name)=\($0.address)" }
+        if let adminAddress { listening.append("admin=\(adminAddress)") }
+        logger.notice("ready generation=\(initial.generation) workers=\(workers) \(listening.joined(separator: " "))")
+        do {
+            try mode.started(gate, group: group)
+        } catch {
+            logger.critical("\(error)")
+            gate.drain(graceMillis: 0)
+            admin?.close()
+            throw ExitCode(1)
+        }
         while true {
             switch Threads.waitForSignal() {
             case .reload:
-                do {
-                    let next = try load(generation + 1)
-                    try reactor.apply(next)
-                    generation += 1
-                    logger.notice("reloaded generation=\(generation)")
-                } catch let error as ConfigError {
-                    logger.error("reload failed: keeping generation \(generation)\n\(error.description)")
-                } catch {
-                    logger.error("reload failed: keeping generation \(generation): \(error)")
-                }
+                mode.reload(gate)
             case .report:
-                reactor.report()
+                gate.report()
+                mode.report()
             case .stop:
-                let grace = reactor.snapshot.timeouts.drainMillis
+                gate.stopping = true
+                mode.stop()
+                let grace = gate.snapshot.timeouts.drainMillis
                 logger.notice("stopping: no new connections; open ones have \(grace) ms to finish")
-                reactor.drain(graceMillis: grace)
-                reactor.join()
+                gate.drain(graceMillis: grace)
+                admin?.close()
                 logger.notice("stopped")
                 return
             }
         }
     }
+}
+
+/// The reactor, for the threads that drive it: the control thread and the kube applier.
+/// `Reactor` wants one caller at a time; every call here takes the lock.
+final class ReactorGate: @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): `reactor` is used only while `lock` is held; the flags are atomics.
+    private let reactor: Reactor
+    private let lock = Mutex(())
+    private let running = Atomic(false)
+    private let stoppingFlag = Atomic(false)
+
+    init(_ reactor: Reactor) { self.reactor = reactor }
+
+    /// Starts the loop threads.
+    func start() {
+        lock.withLock { _ in reactor.start() }
+        running.store(true, ordering: .releasing)
+    }
+
+    /// The loops run and have not been told to drain. The reactor has no liveness signal a
+    /// probe could read without disturbing the loops, so this is what `/healthz` can say.
+    var loopsRunning: Bool { running.load(ordering: .acquiring) }
+
+    /// A stop signal arrived: `/readyz` answers 503 from now on.
+    var stopping: Bool {
+        get { stoppingFlag.load(ordering: .acquiring) }
+        set { stoppingFlag.store(newValue, ordering: .releasing) }
+    }
+
+    var snapshot: RoutingSnapshot { lock.withLock { _ in reactor.snapshot } }
+
+    /// See `Reactor.apply`: returns once every loop runs `next`.
+    func apply(_ next: RoutingSnapshot) throws(ReactorError) {
+        try lock.withLock { _ throws(ReactorError) in try reactor.apply(next) }
+    }
+
+    func report() { lock.withLock { _ in reactor.report() } }
+
+    /// Stops accepting and waits for every loop thread to exit.
+    func drain(graceMillis: Int64) {
+        lock.withLock { _ in
+            reactor.drain(graceMillis: graceMillis)
+            reactor.join()
+        }
+        running.store(false, ordering: .releasing)
+    }
+}
+
+/// `sluice run`: the table comes from a configuration file, re-read on SIGHUP.
+struct FileMode: ControlMode {
+    let logger: Logger
+    /// Builds the snapshot of the given generation from the configuration source.
+    let load: (UInt64) throws(ConfigError) -> RoutingSnapshot
+
+    func started(_ gate: ReactorGate, group: any EventLoopGroup) throws {}
+
+    func reload(_ gate: ReactorGate) {
+        let generation = gate.snapshot.generation
+        do {
+            let next = try load(generation + 1)
+            try gate.apply(next)
+            logger.notice("reloaded generation=\(generation + 1)")
+        } catch let error as ConfigError {
+            logger.error("reload failed: keeping generation \(generation)\n\(error.description)")
+        } catch {
+            logger.error("reload failed: keeping generation \(generation): \(error)")
+        }
+    }
+
+    func report() {}
+    func stop() {}
+    var ready: @Sendable () -> Bool { { true } }
+    var healthy: @Sendable () -> Bool { { true } }
 }

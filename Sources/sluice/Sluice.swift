@@ -9,7 +9,7 @@ import SluiceSystem
 struct Sluice: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "An event-loop L4 load balancer with splice forwarding.",
-        subcommands: [Run.self, Check.self, Demo.self],
+        subcommands: [Run.self, Kube.self, Check.self, Demo.self],
         defaultSubcommand: Run.self
     )
 }
@@ -40,12 +40,16 @@ struct Run: ParsableCommand {
     @Option(help: "Event loops (default: the file's `workers`, else the CPUs in the affinity mask).")
     var workers: Int?
 
+    @Option(help: "Admin listener for /healthz and /readyz, HOST:PORT (default: none).")
+    var adminAddress: String = "off"
+
     @OptionGroup var log: LogOptions
 
     func validate() throws {
         if let workers, !(1...256).contains(workers) {
             throw ValidationError("--workers must be between 1 and 256")
         }
+        _ = try AdminAddress.parse(adminAddress)
     }
 
     func run() throws {
@@ -70,9 +74,11 @@ struct Run: ParsableCommand {
                 logger.warning("fault injection: every splice fails with \(fault)")
             }
         #endif
-        try ControlPlane(workers: count, logger: logger) { generation throws(ConfigError) in
+        let mode = FileMode(logger: logger) { generation throws(ConfigError) in
             try ConfigLoader.load(path: config, generation: generation).snapshot
-        }.run(initial: loaded.snapshot)
+        }
+        try ControlPlane(workers: count, logger: logger, adminAddress: try AdminAddress.parse(adminAddress))
+            .run(initial: loaded.snapshot, mode: mode)
     }
 }
 

@@ -1,0 +1,87 @@
+import Dispatch
+import Logging
+import NIOCore
+import SluiceKube
+import SluiceKubeClient
+import SluiceSystem
+import Synchronization
+
+/// `sluice kube`'s side of the control thread: starts discovery once the loops run, re-lists
+/// on SIGHUP, stops the watchers and the applier before the loops drain.
+final class KubeMode: ControlMode, @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): `discovery` and `applierThread` are written and read on
+    // the control thread only; the probes read `discovery.state`, which is thread-safe,
+    // through `stateBox`.
+    let clientConfig: KubeClientConfig
+    let translator: KubeTranslator
+    let settings: KubeWatchSettings
+    let servingHash: UInt64
+    let logger: Logger
+    private var discovery: KubeDiscovery?
+    private var applierThread: ThreadHandle?
+    private let stateBox = Mutex<KubeDiscoveryState?>(nil)
+
+    init(
+        clientConfig: KubeClientConfig, translator: KubeTranslator, settings: KubeWatchSettings,
+        servingHash: UInt64, logger: Logger
+    ) {
+        self.clientConfig = clientConfig
+        self.translator = translator
+        self.settings = settings
+        self.servingHash = servingHash
+        self.logger = logger
+    }
+
+    func started(_ gate: ReactorGate, group: any EventLoopGroup) throws {
+        let client = try KubeAPIClient(config: clientConfig, group: group)
+        let discovery = KubeDiscovery(client: client, settings: settings, servingHash: servingHash, logger: logger)
+        let applier = KubeApplier(state: discovery.state, translator: translator, logger: logger) { snapshot in
+            try gate.apply(snapshot)
+        }
+        stateBox.withLock { $0 = discovery.state }
+        applierThread = Threads.spawn { applier.run() }
+        discovery.start()
+        self.discovery = discovery
+    }
+
+    func reload(_ gate: ReactorGate) {
+        logger.notice("SIGHUP: listing Services and EndpointSlices again")
+        discovery?.relist()
+    }
+
+    func report() {
+        guard let state = stateBox.withLock({ $0 }) else { return }
+        logger.info("kube: synced=\(state.isSynced) ready=\(state.isReady) watchers_alive=\(state.watchersAlive())")
+    }
+
+    /// Blocks the control thread until the watchers and the applier have ended.
+    func stop() {
+        guard let discovery else { return }
+        let done = DispatchSemaphore(value: 0)
+        Task.detached {
+            await discovery.stop()
+            done.signal()
+        }
+        done.wait()
+        applierThread?.join()
+        applierThread = nil
+        self.discovery = nil
+    }
+
+    var ready: @Sendable () -> Bool {
+        { [stateBox = StateReader(self)] in stateBox.read()?.isReady ?? false }
+    }
+
+    var healthy: @Sendable () -> Bool {
+        { [stateBox = StateReader(self)] in stateBox.read()?.watchersAlive() ?? false }
+    }
+
+    fileprivate func currentState() -> KubeDiscoveryState? { stateBox.withLock { $0 } }
+}
+
+/// Lets a probe closure read the discovery state without capturing the mode's other fields.
+private struct StateReader: Sendable {
+    let mode: KubeMode
+    init(_ mode: KubeMode) { self.mode = mode }
+    func read() -> KubeDiscoveryState? { mode.currentState() }
+}
