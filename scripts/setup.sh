@@ -4,7 +4,7 @@
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 
-packages=(liburing-dev libssl-dev pkg-config curl wrk python3 python3-pip)
+packages=(liburing-dev libssl-dev pkg-config curl wrk openssl python3 python3-pip)
 if [ "${SLUICE_PERF:-0}" = 1 ]; then
     packages+=(haproxy nginx wrk iperf3 nghttp2-client linux-perf valgrind)
 fi
