@@ -36,7 +36,8 @@ from older RVs get 410), ``gone_midstream()`` (in-stream ERROR 410 to every open
 
 Control API: ``add_service``/``update_service``/``delete_service``, ``set_endpoints``
 (per-endpoint ready/serving/terminating), ``batch()`` (several changes at once: they reach
-a watch together), ``requests`` (method, path, query, headers, status), waits.
+a watch together), ``requests`` (method, path, query, headers, status), ``hooks``
+(callables run with each request record before it is answered), waits.
 
 Run on its own for manual poking: ``python3 fake_kube.py [--port N] [--fixtures]``.
 """
@@ -317,6 +318,7 @@ class FakeKube:
         self.continues: Dict[str, Tuple[float, int, List[dict]]] = {}
         self.tls_failures: List[str] = []
         self.stall_new = False
+        self.hooks: List[Callable[[dict], None]] = []   # called with each request record first
         self.event_written: Dict[int, float] = {}   # RV -> monotonic time the event left
         self._rng_counter = itertools.count()
         self._server: Optional[ThreadingHTTPServer] = None
@@ -776,6 +778,8 @@ class _Handler(BaseHTTPRequestHandler):
                "headers": {k.lower(): v for k, v in self.headers.items()},
                "kind": kind, "namespace": ns, "watch": watch, "t": time.monotonic(),
                "status": None, "peer": self.client_address}
+        for hook in list(fake.hooks):
+            hook(rec)
         with fake.cond:
             fake.requests.append(rec)
             fake.cond.notify_all()

@@ -481,6 +481,34 @@ def test_watch_faults_converge_without_failed_requests(kube, fault):
         assert r["headers"].get("authorization") == f"Bearer {TOKEN}"
 
 
+def test_paged_list_with_expired_continue_restarts(kube):
+    """1,200 Services: the client lists in pages; the first continue token it sends has
+    expired (410), so it lists again from the start and still gets everything."""
+    fake = kube.server()
+    g = kube.pool.group(["a"])
+    with fake.batch():
+        for i in range(1200):
+            web_service(fake, "bulk", f"s{i:04d}", f"s{i:04d}.example.com", g, ["a"])
+    expired = []
+
+    def expire_first_continue(rec):
+        if rec["query"].get("continue") and not expired:
+            expired.append(rec["query"]["continue"])
+            fake.expire_continue_tokens()
+
+    fake.hooks.append(expire_first_continue)
+    kube.start()
+    lists = [r for r in fake.requests if r["kind"] and not r["watch"]]
+    assert any(r["query"].get("limit") for r in lists), "lists are not paged"
+    assert expired, "no continue token was ever sent (1,200 items in one page?)"
+    assert any(r["status"] == 410 for r in lists)
+    for name in ("s0000", "s0599", "s1199"):
+        assert kube.backend_of(f"{name}.example.com") == "a"
+    gz = [r for r in lists if "gzip" in r["headers"].get("accept-encoding", "")]
+    if gz:  # big pages then came gzipped
+        assert kube.backend_of("s0700.example.com") == "a"
+
+
 def test_429_retry_after_is_honoured(kube):
     fake = kube.server()
     g = kube.pool.group(["a"])
