@@ -644,3 +644,53 @@ def test_tcp_services_flag_exposes_raw_tcp(kube, backends):
     finally:
         s.close()
     assert kube.get("mysql").status == 404, "a tcp service is not an HTTP host"
+
+
+# ------------------------------------------------------------------ contract details
+
+def test_host_list_case_and_wildcard(kube):
+    fake = kube.server()
+    g = kube.pool.group(["a"])
+    web_service(fake, "shop", "web", f"Web.Example.com, *.wild.example.com, p.example.com:{kube.http_port}",
+                g, ["a"])
+    kube.start()
+    for h in ("web.example.com", "WEB.example.COM", f"web.example.com:{kube.http_port}",
+              "x.wild.example.com", f"p.example.com:{kube.http_port}"):
+        assert kube.backend_of(h) == "a", h
+    for h in ("a.b.wild.example.com", "wild.example.com", "p.example.com:1"):
+        assert kube.get(h).status == 404, h
+
+
+def test_same_endpoint_in_two_slices_counts_once(kube):
+    fake = kube.server()
+    g = kube.pool.group(["a", "b"])
+    fake.add_service("shop", "web", host="web.example.com")
+    fake.set_endpoints("shop", "web", ips(g, ["a", "b"]), port(g), slice_name="web-one")
+    fake.set_endpoints("shop", "web", ips(g, ["a"]), port(g), slice_name="web-two")
+    kube.start()
+    seq = [kube.backend_of("web.example.com") for _ in range(8)]
+    assert seq.count("a") == seq.count("b") == 4, f"a duplicated endpoint weighs double: {seq}"
+
+
+def test_fixture_cluster_syncs_and_hides_kubernetes(kube):
+    fake = kube.server()
+    fake.load_fixtures()
+    p = kube.start()
+    assert kube.admin("/readyz")[0] == 200
+    for h in ("kubernetes", "kubernetes.default.svc", "nobody.example.org"):
+        assert kube.get(h).status == 404, h
+    # the fixture watch streams' objects, applied as events
+    for fname, kind in (("watch-services.jsonl", SERVICES), ("watch-endpointslices.jsonl", SLICES)):
+        from fake_kube import FIXTURES
+        for line in (FIXTURES / fname).read_text().splitlines():
+            ev = json.loads(line)
+            obj = {k: v for k, v in ev["object"].items() if k not in ("kind", "apiVersion")}
+            if ev["type"] in ("ADDED", "MODIFIED"):
+                fake._put(kind, obj)
+            elif ev["type"] == "DELETED":
+                fake._delete(kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
+    mark = p.mark()
+    fake.add_service("zz", "probe", host="probe.example.com")
+    p.wait_line(r"applied generation=", 10, mark)
+    assert p.proc.poll() is None
+    assert kube.admin("/healthz")[0] == 200
