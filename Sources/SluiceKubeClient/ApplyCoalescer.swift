@@ -20,6 +20,11 @@ public struct ApplyCoalescer: Sendable {
         public var since: Instant
         /// The first translation after both initial lists: `synced` follows it.
         public var firstSync: Bool
+
+        public init(since: Instant, firstSync: Bool) {
+            self.since = since
+            self.firstSync = firstSync
+        }
     }
 
     public enum Decision: Sendable, Equatable {
