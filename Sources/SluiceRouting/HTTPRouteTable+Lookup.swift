@@ -13,11 +13,33 @@ extension HTTPRouteTable {
     /// request takes the default (there is no falling through to a less specific host). Within
     /// the entry the longest prefix matching at a segment boundary wins.
     ///
-    /// A malformed `host` (bad port, unclosed bracket) matches no route. Returns the default
-    /// service when there is one, else `.noRoute`. Pure; any thread; the buffers are only read
-    /// during the call.
+    /// A matching `terminate` route answers `.terminate`, a `redirectHTTPS` route
+    /// `.redirect(route:)`, any other `.service`. A malformed `host` (bad port, unclosed
+    /// bracket) matches no route. Without a match: `.terminate` when the default terminates,
+    /// else the default service when there is one, else `.noRoute`. Pure; any thread; the
+    /// buffers are only read during the call.
     public func lookup(host: UnsafeRawBufferPointer, path: UnsafeRawBufferPointer, defaultPort: UInt16) -> RouteMatch {
-        guard let (nameEnd, port) = Self.splitAuthority(host, defaultPort: defaultPort) else { return fallback }
+        let route = findRoute(host: host, path: path, defaultPort: defaultPort)
+        guard route >= 0 else { return fallback }
+        switch routeAction[route] {
+        case Self.actionTerminate: return .terminate
+        case Self.actionRedirect: return .redirect(route: routeIndex[route])
+        default: return .service(routeService[route], stripPrefix: routeStrip[route])
+        }
+    }
+
+    /// The index into `routes` of the route `lookup(host:path:defaultPort:)` chooses, or -1
+    /// when the request takes the default. The same matching rules; for callers that need
+    /// more of the route than `RouteMatch` carries (its `hstsField`, `httpsPort`). Pure,
+    /// allocation-free; any thread.
+    public func lookupRoute(host: UnsafeRawBufferPointer, path: UnsafeRawBufferPointer, defaultPort: UInt16) -> Int32 {
+        let route = findRoute(host: host, path: path, defaultPort: defaultPort)
+        return route >= 0 ? routeIndex[route] : -1
+    }
+
+    /// The stored route (an index into the flat route arrays, not `routes`) for a request, or -1.
+    private func findRoute(host: UnsafeRawBufferPointer, path: UnsafeRawBufferPointer, defaultPort: UInt16) -> Int {
+        guard let (nameEnd, port) = Self.splitAuthority(host, defaultPort: defaultPort) else { return -1 }
         let exactHash = Self.nameHash(UnsafeRawBufferPointer(rebasing: host[0..<nameEnd]))
         var entry = find(in: exactSlots, nameHash: exactHash, port: port, host: host, from: 0, to: nameEnd)
         if entry < 0, port != 0 {
@@ -36,12 +58,13 @@ extension HTTPRouteTable {
                 }
             }
         }
-        guard entry >= 0 else { return fallback }
+        guard entry >= 0 else { return -1 }
         return matchPath(entry: entry, path: path)
     }
 
     /// What a request that matches no route gets.
     var fallback: RouteMatch {
+        if defaultBackend.terminate { return .terminate }
         if let service = defaultBackend.service { return .service(Int32(service), stripPrefix: 0) }
         return .noRoute
     }
@@ -107,8 +130,9 @@ extension HTTPRouteTable {
     }
 
     /// The longest prefix of `entry` that `path` starts with at a segment boundary: the prefix
-    /// is the whole path, or ends in `/`, or is followed by `/` or `?`.
-    private func matchPath(entry: Int, path: UnsafeRawBufferPointer) -> RouteMatch {
+    /// is the whole path, or ends in `/`, or is followed by `/` or `?`. Returns the stored
+    /// route's index, or -1 when none of the entry's prefixes matches.
+    private func matchPath(entry: Int, path: UnsafeRawBufferPointer) -> Int {
         for route in Int(hostRouteStart[entry])..<Int(hostRouteStart[entry + 1]) {
             let start = Int(routePathStart[route])
             let length = Int(routePathStart[route + 1]) - start
@@ -125,8 +149,8 @@ extension HTTPRouteTable {
                     guard next == UInt8(ascii: "/") || next == UInt8(ascii: "?") else { continue }
                 }
             }
-            return .service(routeService[route], stripPrefix: routeStrip[route])
+            return route
         }
-        return fallback
+        return -1
     }
 }

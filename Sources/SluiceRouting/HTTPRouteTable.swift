@@ -12,12 +12,15 @@
 /// | `hostRouteStart[h]..<hostRouteStart[h+1]` | host entry | its routes, longest prefix first |
 /// | `routePathStart[r]..<routePathStart[r+1]` | route | its prefix bytes in `paths`            |
 /// | `routeService[r]`, `routeStrip[r]` | route | where the request goes, bytes to strip      |
+/// | `routeAction[r]` | route          | `actionService`, `actionTerminate`, `actionRedirect`   |
+/// | `routeIndex[r]`  | route          | its index in `routes` (configuration order)            |
 ///
 /// Invariants: each table is at most half full, so a probe ends at an empty slot; a host
 /// entry is unique per (wildcard, name, port); within an entry prefixes are unique.
 public final class HTTPRouteTable: Sendable {
     public let defaultBackend: DefaultBackend
-    /// The routes as given (for display); duplicates of an earlier (host, path) dropped.
+    /// The routes as given, duplicates of an earlier (host, path) dropped. `lookupRoute` and
+    /// `RouteMatch.redirect` index this array.
     public let routes: [HTTPRoute]
 
     let exactSlots: [Int32]
@@ -31,6 +34,12 @@ public final class HTTPRouteTable: Sendable {
     let routePathStart: [Int32]
     let routeService: [Int32]
     let routeStrip: [Int32]
+    let routeAction: [UInt8]
+    let routeIndex: [Int32]
+
+    static let actionService: UInt8 = 0
+    static let actionTerminate: UInt8 = 1
+    static let actionRedirect: UInt8 = 2
 
     /// Builds the table. When two routes have the same host pattern and path prefix the first
     /// is kept (the configuration loader reports such a pair before it gets here). Service
@@ -40,13 +49,13 @@ public final class HTTPRouteTable: Sendable {
 
         // Group by host pattern in first-appearance order.
         var order: [HostPattern] = []
-        var groups: [HostPattern: [HTTPRoute]] = [:]
+        var groups: [HostPattern: [(route: HTTPRoute, index: Int)]] = [:]
         var kept: [HTTPRoute] = []
         for route in given {
             var group = groups[route.host] ?? []
-            if group.contains(where: { $0.pathPrefix == route.pathPrefix }) { continue }
+            if group.contains(where: { $0.route.pathPrefix == route.pathPrefix }) { continue }
             if group.isEmpty { order.append(route.host) }
-            group.append(route)
+            group.append((route, kept.count))
             groups[route.host] = group
             kept.append(route)
         }
@@ -61,6 +70,8 @@ public final class HTTPRouteTable: Sendable {
         var pathStart: [Int32] = [0]
         var services: [Int32] = []
         var strips: [Int32] = []
+        var actions: [UInt8] = []
+        var indices: [Int32] = []
         var exactEntries: [Int] = []
         var wildcardEntries: [Int] = []
         for pattern in order {
@@ -72,12 +83,16 @@ public final class HTTPRouteTable: Sendable {
             ports.append(port)
             if pattern.wildcard { wildcardEntries.append(entry) } else { exactEntries.append(entry) }
             // Longest prefix first; equal lengths cannot both match one path.
-            let sorted = groups[pattern]!.sorted { $0.pathPrefix.count > $1.pathPrefix.count }
-            for route in sorted {
+            let sorted = groups[pattern]!.sorted { $0.route.pathPrefix.count > $1.route.pathPrefix.count }
+            for (route, index) in sorted {
                 pathBytes += route.pathPrefix
                 pathStart.append(Int32(pathBytes.count))
                 services.append(Int32(route.service))
                 strips.append(route.stripLength)
+                actions.append(
+                    route.terminate
+                        ? Self.actionTerminate : route.redirectHTTPS ? Self.actionRedirect : Self.actionService)
+                indices.append(Int32(index))
             }
             routeStart.append(Int32(services.count))
         }
@@ -90,6 +105,8 @@ public final class HTTPRouteTable: Sendable {
         routePathStart = pathStart
         routeService = services
         routeStrip = strips
+        routeAction = actions
+        routeIndex = indices
         exactSlots = Self.slots(for: exactEntries, hashes: keyHash)
         wildcardSlots = Self.slots(for: wildcardEntries, hashes: keyHash)
     }

@@ -16,7 +16,14 @@ extension RoutingSnapshot {
                 lines += renderRoutes(routeTables[listener.routes])
             case .tls:
                 lines.append("\(head) -> routes by server name")
+                if listener.tlsContext >= 0 {
+                    lines.append("    certificates \(tlsContexts[listener.tlsContext].summary)")
+                }
                 lines += renderServerNameRoutes(routeTables[listener.routes])
+                if listener.terminatedRoutes >= 0 {
+                    lines.append("    terminated requests:")
+                    lines += renderRoutes(routeTables[listener.terminatedRoutes]).map { "  " + $0 }
+                }
             }
             if !listener.acceptProxy.isEmpty {
                 lines.append("    acceptProxy \(listener.acceptProxy.map(\.description).joined(separator: ", "))")
@@ -50,13 +57,20 @@ extension RoutingSnapshot {
         return lines.joined(separator: "\n")
     }
 
-    /// `    HOST PATH -> SERVICE`, in configuration order, then the default.
+    /// `    HOST PATH -> SERVICE` (or `-> redirect https[:PORT]`), in configuration order, then
+    /// the default.
     private func renderRoutes(_ table: HTTPRouteTable) -> [String] {
         var lines: [String] = []
         for route in table.routes {
             let path = String(decoding: route.pathPrefix, as: UTF8.self)
+            if route.redirectHTTPS {
+                let port = route.httpsPort == 443 ? "" : ":\(route.httpsPort)"
+                lines.append("    \(route.host) \(path) -> redirect https\(port)")
+                continue
+            }
             var line = "    \(route.host) \(path) -> \(services[route.service].name)"
             if route.stripLength > 0 { line += " (strip \(path))" }
+            if let maxAge = route.hstsMaxAge { line += " (hsts max-age=\(maxAge))" }
             lines.append(line)
         }
         let fallback = table.defaultBackend
@@ -69,11 +83,13 @@ extension RoutingSnapshot {
         return lines
     }
 
-    /// `    HOST -> SERVICE` (a TLS route's path is always `/`), then the default: a service,
-    /// or `close`.
+    /// `    HOST -> SERVICE` or `-> terminate` (a TLS route's path is always `/`), then the
+    /// default: `terminate`, a service, or `close`.
     private func renderServerNameRoutes(_ table: HTTPRouteTable) -> [String] {
-        var lines = table.routes.map { "    \($0.host) -> \(services[$0.service].name)" }
-        let fallback = table.defaultBackend.service.map { services[$0].name } ?? "close"
+        var lines = table.routes.map { "    \($0.host) -> \($0.terminate ? "terminate" : services[$0.service].name)" }
+        let fallback =
+            table.defaultBackend.terminate
+            ? "terminate" : table.defaultBackend.service.map { services[$0].name } ?? "close"
         lines.append("    default -> \(fallback)")
         return lines
     }

@@ -13,6 +13,8 @@ public final class RoutingSnapshot: Sendable {
     public let endpoints: [Endpoint]
     /// The route tables of HTTP and TLS listeners; `Listener.routes` indexes this array.
     public let routeTables: [HTTPRouteTable]
+    /// Server TLS contexts of terminating listeners; `Listener.tlsContext` indexes this array.
+    public let tlsContexts: [TLSContextHandle]
     public let timeouts: Timeouts
     public let limits: Limits
     public let tuning: Tuning
@@ -25,6 +27,7 @@ public final class RoutingSnapshot: Sendable {
         services: [Service],
         endpoints: [Endpoint],
         routeTables: [HTTPRouteTable] = [],
+        tlsContexts: [TLSContextHandle] = [],
         timeouts: Timeouts = Timeouts(),
         limits: Limits = Limits(),
         tuning: Tuning = Tuning()
@@ -34,6 +37,7 @@ public final class RoutingSnapshot: Sendable {
         self.services = services
         self.endpoints = endpoints
         self.routeTables = routeTables
+        self.tlsContexts = tlsContexts
         self.timeouts = timeouts
         self.limits = limits
         self.tuning = tuning
@@ -53,7 +57,9 @@ public enum ListenerProtocol: String, Sendable, CaseIterable {
     case http
     /// TLS passed through untouched, sent by the ClientHello's server name (SNI) to a service
     /// (`Listener.routes`, every route's path `/`, looked up with `defaultPort` 443). Unknown
-    /// or absent names go to the table's default service; nil there means close.
+    /// or absent names go to the table's default service; nil there means close. With
+    /// certificates (`Listener.tlsContext`), names routed to `.terminate` are decrypted here
+    /// and their requests routed like an http listener's by `Listener.terminatedRoutes`.
     case tls
 }
 
@@ -69,10 +75,17 @@ public struct Listener: Sendable, Hashable {
     /// v2), whose source address then stands for theirs; others are taken as they are.
     /// Empty: no header is expected from anyone.
     public var acceptProxy: [CIDR]
+    /// tls listeners with certificates: index into `RoutingSnapshot.tlsContexts`, the context
+    /// terminating sessions are created from; -1 otherwise (passthrough only).
+    public var tlsContext: Int = -1
+    /// tls listeners with certificates: index into `RoutingSnapshot.routeTables`, the HTTP
+    /// table (looked up with `defaultPort` 443) for requests decrypted on this listener; -1
+    /// otherwise.
+    public var terminatedRoutes: Int = -1
 
     public init(
         name: String, address: SocketAddress, protocol: ListenerProtocol, service: Int, routes: Int = -1,
-        acceptProxy: [CIDR] = []
+        acceptProxy: [CIDR] = [], tlsContext: Int = -1, terminatedRoutes: Int = -1
     ) {
         self.name = name
         self.address = address
@@ -80,6 +93,8 @@ public struct Listener: Sendable, Hashable {
         self.service = service
         self.routes = routes
         self.acceptProxy = acceptProxy
+        self.tlsContext = tlsContext
+        self.terminatedRoutes = terminatedRoutes
     }
 
     /// Whether a client at `ip` is expected to send a PROXY header first. Allocation-free.
