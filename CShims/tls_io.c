@@ -18,6 +18,9 @@ struct prefix_socket {
     size_t length;
     size_t offset;
     unsigned char *bytes;
+    // A read of the socket during the current sluice_tls_read returned fewer bytes than
+    // asked (or EAGAIN): with edge-triggered epoll, nothing more arrives without a new event.
+    int drained;
 };
 
 static BIO_METHOD *prefix_method;
@@ -42,9 +45,15 @@ static int prefix_read(BIO *bio, char *out, int count) {
     }
     for (;;) {
         ssize_t n = read(state->fd, out, (size_t)count);
-        if (n >= 0) return (int)n;
+        if (n >= 0) {
+            state->drained = n < count;
+            return (int)n;
+        }
         if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_read(bio);
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            state->drained = 1;
+            BIO_set_retry_read(bio);
+        }
         return -1;
     }
 }
@@ -167,6 +176,10 @@ int sluice_tls_handshake(void *p) {
 long sluice_tls_read(void *p, void *buf, size_t count) {
     SSL *ssl = p;
     size_t n = 0;
+    // Only a socket read made by this call tells whether the socket is drained now: bytes
+    // may have arrived (with their epoll edge) since an earlier short read.
+    struct prefix_socket *state = BIO_get_data(SSL_get_rbio(ssl));
+    if (state != NULL) state->drained = 0;
     ERR_clear_error();
     errno = 0;
     int ret = SSL_read_ex(ssl, buf, count, &n);
@@ -182,6 +195,12 @@ long sluice_tls_write(void *p, const void *buf, size_t count) {
     int ret = SSL_write_ex(ssl, buf, count, &n);
     if (ret == 1) return (long)n;
     return outcome(ssl, ret);
+}
+
+int sluice_tls_read_drained(void *p) {
+    SSL *ssl = p;
+    struct prefix_socket *state = BIO_get_data(SSL_get_rbio(ssl));
+    return state != NULL && state->drained && state->offset == state->length && !SSL_has_pending(ssl);
 }
 
 void sluice_tls_shutdown(void *p) {

@@ -19,6 +19,9 @@ void *sluice_tls_session_new(void *ctx, int fd, const void *prefix, size_t prefi
 int sluice_tls_handshake(void *ssl);
 /// Decrypted bytes (> 0) into `buf`, or an outcome.
 long sluice_tls_read(void *ssl, void *buf, size_t count);
+/// After a read: 1 when the socket's last read came up short and OpenSSL holds no bytes
+/// yet to deliver, so another read would only find nothing (wait for the next event).
+int sluice_tls_read_drained(void *ssl);
 /// Plaintext bytes taken (> 0; partial writes allowed), or an outcome. After WANT_WRITE,
 /// call again with at least the same bytes.
 long sluice_tls_write(void *ssl, const void *buf, size_t count);

@@ -33,6 +33,9 @@ struct Connection {
     var replay = false
     /// The slot's `HTTPExchange` holds buffers to release on close.
     var usesExchange = false
+    /// A TLS session terminated here (OpenSSL `SSL *`): the client's bytes go through it.
+    /// Freed by `close` before the socket.
+    var tls: OpaquePointer? = nil
     var downFD: Int32 = -1
     var upFD: Int32 = -1
     var service: Int32 = -1

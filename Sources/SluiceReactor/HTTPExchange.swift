@@ -28,6 +28,9 @@ struct HTTPExchange {
         case exchanging
         case upgrading
         case closing
+        /// After a 101 on a TLS client: bytes relayed both ways through the exchange's
+        /// queues (the byte tunnel cannot carry a TLS session).
+        case relaying
     }
 
     enum TimerKind: UInt8 {
@@ -36,6 +39,7 @@ struct HTTPExchange {
         case connect
         case server
         case closing
+        case tunnel
     }
 
     struct Queue {
@@ -88,6 +92,15 @@ struct HTTPExchange {
     var proxyPending = false
     /// Peeking for a ClientHello (tls listener).
     var peekTLS = false
+    /// The client speaks through a TLS session terminated here (`Connection.tls`): requests
+    /// go upstream with `X-Forwarded-Proto: https`, bodies are copied (never spliced).
+    var secure = false
+    /// The route of the request in flight when it adds `Strict-Transport-Security`; -1 none.
+    var hstsRoute: Int32 = -1
+    /// `.relaying`: each direction's end seen; close_notify sent to the client.
+    var relayClientDone = false
+    var relayUpstreamDone = false
+    var relayClientNotified = false
 
     /// Request bytes from the client: the head being read, then what follows it.
     var req = Queue()

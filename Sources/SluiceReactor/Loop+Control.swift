@@ -31,13 +31,16 @@ extension Loop {
                 var updated = old
                 updated.service = service
                 updated.routes = routes
+                updated.tlsContext = Int32(listener.tlsContext)
+                updated.terminated = Int32(listener.terminatedRoutes)
                 updated.acceptProxy = listener.acceptProxy
                 kept.append(updated)
             } else if let fd = sockets[listener.key] {
                 kept.append(
                     LoopListener(
-                        key: listener.key, fd: fd, service: service, routes: routes, acceptProxy: listener.acceptProxy,
-                        enabled: false))
+                        key: listener.key, fd: fd, service: service, routes: routes,
+                        tlsContext: Int32(listener.tlsContext), terminated: Int32(listener.terminatedRoutes),
+                        acceptProxy: listener.acceptProxy, enabled: false))
             }
         }
         for old in listeners where !kept.contains(where: { $0.key == old.key }) {
@@ -139,7 +142,14 @@ extension Loop {
                 let e = exchange(slot)
                 let routes = e.pointee.routes
                 var remapped: Int32 = -1
-                if let previous = old.first(where: { $0.routes == routes && $0.routes >= 0 }),
+                if e.pointee.secure && !c.pointee.peeking {
+                    // Decrypted requests follow their listener's table of terminated routes.
+                    if let previous = old.first(where: { $0.terminated == routes && $0.terminated >= 0 }),
+                        let current = new.first(where: { $0.key == previous.key })
+                    {
+                        remapped = current.terminated
+                    }
+                } else if let previous = old.first(where: { $0.routes == routes && $0.routes >= 0 }),
                     let current = new.first(where: { $0.key == previous.key })
                 {
                     remapped = current.routes

@@ -113,6 +113,14 @@ extension Loop {
             }
         case .closing:
             closeHTTP(slot, abort: false)
+        case .tunnel:
+            let idleUntil = c.pointee.life.lastActivity + snapshot.timeouts.tunnelMillis
+            if idleUntil > now {
+                timers.schedule(slot, at: idleUntil)
+            } else {
+                counters.idleTimeouts += 1
+                closeHTTP(slot, abort: false)
+            }
         }
     }
 
@@ -129,6 +137,7 @@ extension Loop {
             case .exchanging: step = exchangeStep(slot)
             case .upgrading: step = upgradeStep(slot)
             case .closing: step = closingStep(slot)
+            case .relaying: step = relayStep(slot)
             }
             if step != .again { return }
         }

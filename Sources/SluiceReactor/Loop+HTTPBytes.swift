@@ -118,6 +118,14 @@ extension Loop {
         return p
     }()
 
+    nonisolated(unsafe) static let protoHTTPS = UnsafeRawBufferPointer(
+        start: UnsafeRawPointer(Loop.protoHTTPSStorage), count: 5)
+    nonisolated(unsafe) static let protoHTTPSStorage: UnsafeMutablePointer<UInt8> = {
+        let p = UnsafeMutablePointer<UInt8>.allocate(capacity: 5)
+        for (i, b) in "https".utf8.enumerated() { p[i] = b }
+        return p
+    }()
+
     /// The client's address as text (IPv4 dotted, IPv6 full groups) into `out`; its length.
     func formatPeer(_ e: UnsafeMutablePointer<HTTPExchange>, into out: UnsafeMutableRawPointer) -> Int {
         var n = 0

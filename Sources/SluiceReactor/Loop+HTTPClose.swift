@@ -63,6 +63,40 @@ extension Loop {
         return .again
     }
 
+    /// A 308 to the https:// form of the request (`redirectHTTPS` routes): the Host without
+    /// its port, `:port` unless 443, then the target as sent. Kept alive like a default answer.
+    func respondRedirect(
+        _ slot: Int32, port: UInt16, host: UnsafeRawBufferPointer, target: UnsafeRawBufferPointer, hasBody: Bool
+    ) -> HTTPStep {
+        let e = exchange(slot)
+        guard !host.isEmpty, target.first == UInt8(ascii: "/") || target.isEmpty else {
+            return respondError(slot, status: 400)
+        }
+        if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
+        let keep = !hasBody && !e.pointee.clientClose
+        let n = writeRedirect(
+            port: port, host: host, target: target, close: !keep, http10KeepAlive: e.pointee.http10 && keep,
+            into: httpBuffers.base(e.pointee.downq.buffer), capacity: Int(Self.httpBufferSize))
+        guard n > 0 else { return respondError(slot, status: 414) }
+        e.pointee.downq.start = 0
+        e.pointee.downq.end = Int32(n)
+        e.pointee.responseStarted = true
+        e.pointee.responseHeadDone = true
+        e.pointee.respBody = HTTPExchange.Body()
+        e.pointee.req.start = e.pointee.headStart + e.pointee.headLength
+        if keep {
+            e.pointee.reqBody = HTTPExchange.Body()
+            e.pointee.upstreamReusable = e.pointee.upstreamReusable && table.pointer(slot).pointee.upFD >= 0
+            e.pointee.phase = .exchanging
+            return .again
+        }
+        e.pointee.clientClose = true
+        e.pointee.phase = .closing
+        e.pointee.lingering = false
+        armHTTPTimer(slot, .closing, at: now + snapshot.timeouts.clientMillis)
+        return .again
+    }
+
     func startClosing(_ slot: Int32) -> HTTPStep {
         let e = exchange(slot)
         e.pointee.phase = .closing
@@ -79,7 +113,7 @@ extension Loop {
         let e = exchange(slot)
         if !e.pointee.downq.isEmpty {
             guard c.pointee.toDown.dstWritable else { return .wait }
-            switch flush(&e.pointee.downq, to: c.pointee.downFD, writable: &c.pointee.toDown.dstWritable) {
+            switch flushClient(c, &e.pointee.downq) {
             case .bytes: return .again
             case .wouldBlock: return .wait
             case .failed:
@@ -90,13 +124,10 @@ extension Loop {
         if !e.pointee.lingering {
             e.pointee.lingering = true
             releaseHTTPBuffers(e)
-            do { try Socket.shutdownWrite(c.pointee.downFD) } catch {}
+            shutdownClientWrite(c)
         }
         while c.pointee.toUp.srcReadable {
-            switch readSome(
-                c.pointee.downFD, scratch, Int32(Self.scratchSize), &c.pointee.toUp.srcReadable,
-                c.pointee.toUp.srcHangup)
-            {
+            switch readClient(c, scratch, Int32(Self.scratchSize)) {
             case .bytes: continue
             case .wouldBlock: return .wait
             case .eof, .failed:

@@ -43,9 +43,7 @@ extension Loop {
         }
         let wasEmpty = e.pointee.req.isEmpty
         let room = Self.httpBufferSize - e.pointee.req.end
-        switch readSome(
-            c.pointee.downFD, base + Int(e.pointee.req.end), room, &c.pointee.toUp.srcReadable, c.pointee.toUp.srcHangup
-        ) {
+        switch readClient(c, base + Int(e.pointee.req.end), room) {
         case .bytes(let n):
             e.pointee.req.end += n
             c.pointee.life.activity(now: now)
@@ -97,11 +95,22 @@ extension Loop {
         let routeTable = snapshot.routeTables[Int(e.pointee.routes)]
         let host = head.host.map { slice(headBuf, $0) } ?? UnsafeRawBufferPointer(start: base, count: 0)
         let service: Int
-        switch routeTable.lookup(host: host, path: slice(headBuf, head.path), defaultPort: 80) {
+        let path = slice(headBuf, head.path)
+        let defaultPort: UInt16 = e.pointee.secure ? 443 : 80
+        e.pointee.hstsRoute = -1
+        switch routeTable.lookup(host: host, path: path, defaultPort: defaultPort) {
         case .service(let index, let strip):
             service = Int(index)
             e.pointee.stripPrefix = strip
-        case .noRoute:
+            if e.pointee.secure {
+                let route = routeTable.lookupRoute(host: host, path: path, defaultPort: defaultPort)
+                if route >= 0 && routeTable.routes[Int(route)].hstsField != nil { e.pointee.hstsRoute = route }
+            }
+        case .redirect(let route):
+            return respondRedirect(
+                slot, port: routeTable.routes[Int(route)].httpsPort, host: host, target: slice(headBuf, head.target),
+                hasBody: !e.pointee.reqBody.done)
+        case .noRoute, .terminate:
             counters.httpNoRoute += 1
             guard let fallback = routeTable.defaultBackend.service else {
                 return respondDefault(slot, routeTable.defaultBackend, hasBody: !e.pointee.reqBody.done)
@@ -268,7 +277,8 @@ extension Loop {
         let written = HTTPHeadWriter.writeRequest(
             head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
             pathOverride: path, clientAddress: UnsafeRawBufferPointer(start: scratch, count: clientLength),
-            proto: Self.protoHTTP, port: e.pointee.listenPort, upgrading: e.pointee.upgradeRequested, into: out)
+            proto: e.pointee.secure ? Self.protoHTTPS : Self.protoHTTP, port: e.pointee.listenPort,
+            upgrading: e.pointee.upgradeRequested, into: out)
         guard let written else { return respondError(slot, status: 431) }
         e.pointee.upq.start = 0
         e.pointee.upq.end = Int32(written)
@@ -329,7 +339,7 @@ extension Loop {
         }
         // Client queue out.
         if !e.pointee.downq.isEmpty && c.pointee.toDown.dstWritable {
-            switch flush(&e.pointee.downq, to: c.pointee.downFD, writable: &c.pointee.toDown.dstWritable) {
+            switch flushClient(c, &e.pointee.downq) {
             case .bytes: progressed = true
             case .wouldBlock: break
             case .failed:
@@ -365,7 +375,7 @@ extension Loop {
         guard c.pointee.toUp.srcReadable else { return .wait }
         var room = Self.httpBufferSize
         if case .length = e.pointee.reqBody.kind { room = Int32(min(Int64(room), e.pointee.reqBody.remaining)) }
-        switch readSome(c.pointee.downFD, out, room, &c.pointee.toUp.srcReadable, c.pointee.toUp.srcHangup) {
+        switch readClient(c, out, room) {
         case .bytes(let n):
             c.pointee.life.activity(now: now)
             let take = takeBody(&e.pointee.reqBody, out, n)

@@ -79,7 +79,8 @@ extension Loop {
         if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
         let out = UnsafeMutableRawBufferPointer(
             start: httpBuffers.base(e.pointee.downq.buffer), count: Int(Self.httpBufferSize))
-        let extraLength = e.pointee.setCookie ? formatSetCookie(slot, into: scratch) : 0
+        var extraLength = e.pointee.setCookie ? formatSetCookie(slot, into: scratch) : 0
+        if e.pointee.hstsRoute >= 0 { extraLength += formatHSTS(e, into: scratch + extraLength) }
         let written = HTTPHeadWriter.writeResponse(
             head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
             close: e.pointee.clientClose, http10KeepAlive: e.pointee.http10 && !e.pointee.clientClose, upgrading: false,
@@ -295,7 +296,7 @@ extension Loop {
             }
         }
         if !e.pointee.downq.isEmpty && c.pointee.toDown.dstWritable {
-            switch flush(&e.pointee.downq, to: c.pointee.downFD, writable: &c.pointee.toDown.dstWritable) {
+            switch flushClient(c, &e.pointee.downq) {
             case .bytes: progressed = true
             case .wouldBlock: break
             case .failed:
@@ -305,6 +306,16 @@ extension Loop {
         }
         guard e.pointee.upq.isEmpty && e.pointee.downq.isEmpty && e.pointee.req.isEmpty && e.pointee.resp.isEmpty else {
             return progressed ? .again : .wait
+        }
+        if c.pointee.tls != nil {
+            // The byte tunnel cannot carry a TLS session: relay through the queues instead.
+            e.pointee.phase = .relaying
+            e.pointee.relayClientDone = false
+            e.pointee.relayUpstreamDone = false
+            e.pointee.relayClientNotified = false
+            c.pointee.life.activity(now: now)
+            armHTTPTimer(slot, .tunnel, at: now + snapshot.timeouts.tunnelMillis)
+            return .again
         }
         releaseHTTPBuffers(e)
         c.pointee.isHTTP = false

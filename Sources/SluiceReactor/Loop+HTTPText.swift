@@ -89,6 +89,65 @@ extension Loop {
         return n + length
     }
 
+    /// "Strict-Transport-Security: max-age=N\r\n" of the request's route; its length (0 when
+    /// a reload renumbered the table meanwhile).
+    func formatHSTS(_ e: UnsafeMutablePointer<HTTPExchange>, into out: UnsafeMutableRawPointer) -> Int {
+        let routes = snapshot.routeTables[Int(e.pointee.routes)].routes
+        guard Int(e.pointee.hstsRoute) < routes.count, let field = routes[Int(e.pointee.hstsRoute)].hstsField else {
+            return 0
+        }
+        field.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return field.count
+    }
+
+    /// A 308 response to https://HOST[:PORT]TARGET with an empty body; its length, or 0 when
+    /// it does not fit in `capacity`.
+    func writeRedirect(
+        port: UInt16, host: UnsafeRawBufferPointer, target: UnsafeRawBufferPointer, close: Bool, http10KeepAlive: Bool,
+        into out: UnsafeMutableRawPointer, capacity: Int
+    ) -> Int {
+        // The Host value without its port (a bracketed IPv6 literal keeps its brackets).
+        var nameEnd = host.count
+        if let colon = host.lastIndex(of: UInt8(ascii: ":")), !host[colon...].contains(UInt8(ascii: "]")) {
+            nameEnd = colon
+        }
+        let needed = 160 + nameEnd + target.count
+        guard needed <= capacity else { return 0 }
+        var n = 0
+        func put(_ text: StaticString) {
+            (out + n).copyMemory(from: text.utf8Start, byteCount: text.utf8CodeUnitCount)
+            n += text.utf8CodeUnitCount
+        }
+        func put(_ bytes: UnsafeRawBufferPointer) {
+            if bytes.count > 0 { (out + n).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+            n += bytes.count
+        }
+        put("HTTP/1.1 308 Permanent Redirect\r\nLocation: https://")
+        put(UnsafeRawBufferPointer(rebasing: host[0..<nameEnd]))
+        if port != 443 {
+            put(":")
+            var digits: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
+            var count = 0
+            var v = Int(port)
+            withUnsafeMutableBytes(of: &digits) { d in
+                repeat {
+                    d[count] = UInt8(48 + v % 10)
+                    v /= 10
+                    count += 1
+                } while v > 0
+                for k in (0..<count).reversed() {
+                    out.storeBytes(of: d[k], toByteOffset: n, as: UInt8.self)
+                    n += 1
+                }
+            }
+        }
+        if target.isEmpty { put("/") } else { put(target) }
+        put("\r\nContent-Length: 0")
+        if close { put("\r\nConnection: close") } else if http10KeepAlive { put("\r\nConnection: keep-alive") }
+        put("\r\n\r\n")
+        return n
+    }
+
     static func reason(_ status: UInt16) -> StaticString {
         switch status {
         case 400: return "Bad Request"

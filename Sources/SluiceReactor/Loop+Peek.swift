@@ -58,6 +58,10 @@ extension Loop {
     func peekStep(_ slot: Int32) {
         let c = table.pointer(slot)
         let e = exchange(slot)
+        if c.pointee.tls != nil {
+            handshakeStep(slot)
+            return
+        }
         while true {
             if e.pointee.req.buffer < 0 {
                 e.pointee.req = HTTPExchange.Queue(buffer: httpBuffers.acquire(), start: 0, end: 0)
@@ -164,9 +168,16 @@ extension Loop {
         if let serverName {
             let name = UnsafeRawBufferPointer(
                 rebasing: UnsafeRawBufferPointer(helloScratch)[Int(serverName.lowerBound)..<Int(serverName.upperBound)])
-            if case .service(let index, _) = table.lookup(host: name, path: Self.rootPath, defaultPort: 443) {
-                service = Int(index)
+            switch table.lookup(host: name, path: Self.rootPath, defaultPort: 443) {
+            case .service(let index, _): service = Int(index)
+            case .terminate:
+                startTermination(slot)
+                return
+            case .noRoute, .redirect: break
             }
+        } else if table.defaultBackend.terminate {
+            startTermination(slot)
+            return
         } else {
             service = table.defaultBackend.service
         }

@@ -55,6 +55,10 @@ final class Loop: @unchecked Sendable {
         var fd: Int32
         var service: Int32
         var routes: Int32
+        /// tls listeners that terminate: the context (index into `snapshot.tlsContexts`) and
+        /// the route table for decrypted requests; -1 otherwise.
+        var tlsContext: Int32
+        var terminated: Int32
         var acceptProxy: [CIDR]
         var enabled: Bool
     }
@@ -339,6 +343,7 @@ final class Loop: @unchecked Sendable {
         if c.pointee.counted && c.pointee.snapshotGeneration == picker.generation {
             picker.closed(Int(c.pointee.endpoint))
         }
+        endTLS(c, abort: abort)
         if c.pointee.downFD >= 0 {
             if abort { Socket.abort(c.pointee.downFD) } else { Syscall.close(c.pointee.downFD) }
         }

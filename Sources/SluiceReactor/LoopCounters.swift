@@ -23,6 +23,9 @@ public struct LoopCounters: Sendable, Equatable {
     public var pooledReuses = 0
     public var badPreface = 0
     public var tlsNoRoute = 0
+    public var tlsHandshakes = 0
+    public var tlsResumed = 0
+    public var tlsFailed = 0
     public var peekTimeouts = 0
 
     public init() {}
@@ -52,6 +55,9 @@ public struct LoopCounters: Sendable, Equatable {
         s.pooledReuses += b.pooledReuses
         s.badPreface += b.badPreface
         s.tlsNoRoute += b.tlsNoRoute
+        s.tlsHandshakes += b.tlsHandshakes
+        s.tlsResumed += b.tlsResumed
+        s.tlsFailed += b.tlsFailed
         s.peekTimeouts += b.peekTimeouts
         return s
     }
@@ -64,6 +70,6 @@ public struct LoopCounters: Sendable, Equatable {
             + "http_requests=\(httpRequests) http_bad_requests=\(httpBadRequests) "
             + "http_bad_responses=\(httpBadResponses) http_no_route=\(httpNoRoute) http_errors=\(httpErrors) "
             + "http_timeouts=\(httpTimeouts) http_upgrades=\(httpUpgrades) pooled_reuses=\(pooledReuses) "
-            + "bad_preface=\(badPreface) tls_no_route=\(tlsNoRoute) peek_timeouts=\(peekTimeouts)"
+            + "bad_preface=\(badPreface) tls_no_route=\(tlsNoRoute) tls_handshakes=\(tlsHandshakes) tls_resumed=\(tlsResumed) tls_failed=\(tlsFailed) peek_timeouts=\(peekTimeouts)"
     }
 }

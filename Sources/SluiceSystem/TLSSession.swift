@@ -43,6 +43,12 @@ public enum TLSSession {
         outcome(sluice_tls_read(UnsafeMutableRawPointer(session), buffer, count))
     }
 
+    /// After a read: the socket came up short and OpenSSL holds nothing more to deliver.
+    @inline(__always)
+    public static func readDrained(_ session: OpaquePointer) -> Bool {
+        sluice_tls_read_drained(UnsafeMutableRawPointer(session)) == 1
+    }
+
     @inline(__always)
     public static func write(_ session: OpaquePointer, from buffer: UnsafeRawPointer, count: Int) -> Outcome {
         outcome(sluice_tls_write(UnsafeMutableRawPointer(session), buffer, count))
