@@ -289,7 +289,6 @@ def test_split_chunks_cut_inside_events_and_group_them():
         several = [c for c in w.chunks if c.count(b"\n") >= 2]
         assert inside, "no chunk ended inside an event"
         assert several, "no chunk held several events"
-        assert len(w.chunks) > 11
         assert fk.event_written.get(fk.rv), "write time of the last event recorded"
         w.close()
     finally:
