@@ -338,7 +338,7 @@ haproxy_cfg() {
     cat >"$1" <<EOF
 global
     nbthread 1
-    maxconn 9000
+    maxconn 4000
     tune.pipesize 1048576
 defaults
     timeout connect 5s
