@@ -12,6 +12,7 @@ extension Loop {
                 swap(to: next, sockets: sockets)
                 applied.countDown()
             case .drain(let deadline): startDrain(deadline: deadline)
+            case .ping(let answered): answered.countDown()
             case .report:
                 logger.info(
                     "loop \(index): live=\(table.live) pipes_in_use=\(pipes.inUse) pipes_created=\(pipes.created) \(counters.summary)"

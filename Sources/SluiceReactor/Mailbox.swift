@@ -12,6 +12,8 @@ enum LoopMessage: Sendable {
     case drain(deadline: Int64)
     /// Log this loop's counters.
     case report
+    /// Count `answered` down: the loop is turning (a liveness probe).
+    case ping(CountdownLatch)
 }
 
 /// A small locked queue plus an eventfd wake-up: the only cross-thread path into a loop.

@@ -72,6 +72,15 @@ public final class Reactor {
         for loop in loops { loop.mailbox.post(.drain(deadline: deadline)) }
     }
 
+    /// Whether every loop answers a message within `timeoutMillis`: each is turning, not
+    /// wedged. Touches only the loops' mailboxes, so any thread may call it, also while
+    /// another thread is in `apply`.
+    public func ping(timeoutMillis: Int64) -> Bool {
+        let answered = CountdownLatch(count: loops.count)
+        for loop in loops { loop.mailbox.post(.ping(answered)) }
+        return answered.wait(timeoutMillis: timeoutMillis)
+    }
+
     /// Asks every loop to log its counters.
     public func report() {
         for loop in loops { loop.mailbox.post(.report) }

@@ -49,7 +49,7 @@ struct ControlPlane {
         var admin: AdminServer?
         if let adminAddress {
             let probes = AdminServer.Probes(
-                healthy: { [healthy = mode.healthy] in gate.loopsRunning && healthy() },
+                healthy: { [healthy = mode.healthy] in gate.loopsResponding && healthy() },
                 ready: { [ready = mode.ready] in gate.loopsRunning && !gate.stopping && ready() })
             do {
                 admin = try AdminServer(address: adminAddress, group: group, probes: probes)
@@ -94,7 +94,8 @@ struct ControlPlane {
 /// The reactor, for the threads that drive it: the control thread and the kube applier.
 /// `Reactor` wants one caller at a time; every call here takes the lock.
 final class ReactorGate: @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): `reactor` is used only while `lock` is held; the flags are atomics.
+    // SAFETY (@unchecked Sendable): `reactor` is used only while `lock` is held, except `ping`,
+    // which posts to the loops' thread-safe mailboxes; the flags are atomics.
     private let reactor: Reactor
     private let lock = Mutex(())
     private let running = Atomic(false)
@@ -108,9 +109,13 @@ final class ReactorGate: @unchecked Sendable {
         running.store(true, ordering: .releasing)
     }
 
-    /// The loops run and have not been told to drain. The reactor has no liveness signal a
-    /// probe could read without disturbing the loops, so this is what `/healthz` can say.
+    /// The loops were started.
     var loopsRunning: Bool { running.load(ordering: .acquiring) }
+
+    /// The loops run and each answers a mailbox message within a second (not wedged).
+    /// `Reactor.ping` touches only the loops' thread-safe mailboxes: no lock, so a probe
+    /// never waits behind an `apply`.
+    var loopsResponding: Bool { loopsRunning && reactor.ping(timeoutMillis: 1_000) }
 
     /// A stop signal arrived: `/readyz` answers 503 from now on.
     var stopping: Bool {
