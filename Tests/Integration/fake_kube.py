@@ -32,7 +32,8 @@ Fault hooks for the tests: ``drop_watches(how)`` (``"eof"`` clean end of the chu
 stream, ``"fin"`` close in the middle of it, ``"rst"`` reset), ``stall_watches()``
 (connections stay open, nothing more is sent), ``expire_history()`` (compaction: watches
 from older RVs get 410), ``gone_midstream()`` (in-stream ERROR 410 to every open watch),
-``refuse(status, count, retry_after)`` (500/429/...), ``expire_continue_tokens()``.
+``stream_error(code)`` (an in-stream ERROR other than 410), ``refuse(status, count,
+retry_after)`` (500/429/... at request start), ``expire_continue_tokens()``.
 
 Control API: ``add_service``/``update_service``/``delete_service``, ``set_endpoints``
 (per-endpoint ready/serving/terminating), ``batch()`` (several changes at once: they reach
@@ -596,6 +597,17 @@ class FakeKube:
             self.cond.notify_all()
             return n
 
+    def stream_error(self, code: int = 500, reason: str = "InternalError") -> int:
+        """Every open watch gets an in-stream ERROR with this code and ends cleanly."""
+        n = 0
+        with self.cond:
+            for w in self.watches:
+                if w.ended is None:
+                    w.kill = f"error:{code}:{reason}"
+                    n += 1
+            self.cond.notify_all()
+        return n
+
     def refuse(self, status: int = 500, count: int = 1, retry_after: Optional[int] = None,
                match: Optional[Callable[[dict], bool]] = None) -> None:
         """The next ``count`` API requests (matching ``match(request_record)``) get ``status``
@@ -970,6 +982,13 @@ class _Handler(BaseHTTPRequestHandler):
                         410, "Expired", f"too old resource version: {last_rv} ({fake.compacted_rv})")}) + b"\n"
                     self._emit(w, [line], rng, [])
                     self._end(w, "gone")
+                    return
+                if kill and kill.startswith("error:"):
+                    _, code, reason = kill.split(":", 2)
+                    line = _dumps({"type": "ERROR", "object": status_body(
+                        int(code), reason, f"injected watch error {code}")}) + b"\n"
+                    self._emit(w, [line], rng, [])
+                    self._end(w, "eof")
                     return
                 if kill:
                     self._end(w, kill)

@@ -289,7 +289,7 @@ def test_split_chunks_cut_inside_events_and_group_them():
         several = [c for c in w.chunks if c.count(b"\n") >= 2]
         assert inside, "no chunk ended inside an event"
         assert several, "no chunk held several events"
-        assert fk.event_written.get(fk.rv), "write time of the last event recorded"
+        assert fk.wait_written(fk.rv, 5) > 0, "write time of the last event recorded"
         w.close()
     finally:
         fk.stop()
@@ -416,3 +416,13 @@ def test_set_endpoints_conditions_roundtrip(fake):
     assert int(s2["metadata"]["resourceVersion"]) > int(s["metadata"]["resourceVersion"])
     svc = service_obj("x", "y", ports=[{"name": "", "port": 3306, "targetPort": 3306}])
     assert svc["spec"]["ports"][0]["targetPort"] == 3306
+
+
+def test_stream_error_other_than_410(fake):
+    w = RawWatch(fake, f"{SVC}?watch=1&resourceVersion={fake.rv}")
+    fake.wait_watches(1)
+    assert fake.stream_error(500) == 1
+    ev = w.events(1)[0]
+    assert ev["type"] == "ERROR" and ev["object"]["code"] == 500
+    assert w.chunk() == b"" and w.ended
+    w.close()

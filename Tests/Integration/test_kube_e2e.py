@@ -409,7 +409,7 @@ def test_service_deleted_gives_404_and_comes_back(kube):
 # ------------------------------------------------------------------ watch faults
 
 FAULTS = ["split-only", "gone-midstream", "gone-http", "gone-in-stream", "drop-eof",
-          "drop-fin", "drop-rst", "stall", "refuse-500"]
+          "drop-fin", "drop-rst", "stall", "refuse-500", "error-500-in-stream"]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -438,6 +438,8 @@ def test_watch_faults_converge_without_failed_requests(kube, fault):
         assert fake.drop_watches(fault[5:]) >= 2
     elif fault == "stall":
         assert fake.stall_watches() >= 2
+    elif fault == "error-500-in-stream":
+        assert fake.stream_error(500) >= 2
     elif fault == "refuse-500":
         fake.refuse(500, count=4)
         fake.drop_watches("rst")
@@ -509,6 +511,27 @@ def test_paged_list_with_expired_continue_restarts(kube):
     gz = [r for r in lists if "gzip" in r["headers"].get("accept-encoding", "")]
     if gz:  # big pages then came gzipped
         assert kube.backend_of("s0700.example.com") == "a"
+
+
+def test_rewatch_resumes_from_the_bookmark_rv(kube):
+    """Changes in another namespace move the RV without events for this one; bookmarks
+    carry it, and a re-watch resumes from there, not from the last event's RV."""
+    fake = kube.server(bookmark_interval=0.3)
+    g = kube.pool.group(["a"])
+    web_service(fake, "team-a", "web", "a.example.com", g, ["a"])
+    kube.start(namespace="team-a")
+    for i in range(5):
+        fake.add_service("team-b", f"x{i}")
+    moved = fake.rv
+    time.sleep(1.2)                      # a few bookmarks with the moved RV
+    mark = fake.request_count()
+    fake.drop_watches("eof")
+    r = fake.wait_request(lambda r: r["watch"] and r["kind"] == SERVICES, since=mark,
+                          what="a services re-watch")
+    assert int(r["query"].get("resourceVersion") or 0) >= moved, \
+        f"re-watch from {r['query'].get('resourceVersion')!r}, bookmarks said {moved}"
+    lists = [x for x in fake.requests[mark:] if x["kind"] and not x["watch"]]
+    assert not lists, "a clean end of a watch needs no re-list"
 
 
 def test_429_retry_after_is_honoured(kube):
