@@ -719,3 +719,30 @@ def test_fixture_cluster_syncs_and_hides_kubernetes(kube):
     p.wait_line(r"applied generation=", 10, mark)
     assert p.proc.poll() is None
     assert kube.admin("/healthz")[0] == 200
+
+
+def test_slice_details_nil_conditions_port_names_null_arrays(kube):
+    fake = kube.server()
+    g = kube.pool.group(["a", "b"])
+    # nil conditions mean ready
+    fake.add_service("shop", "nil", host="nil.example.com")
+    fake.set_endpoints("shop", "nil", [{"ip": g["a"].host, "ready": None}], port(g))
+    # the slice port is taken by the Service port's name: "metrics" is not "http"
+    fake.add_service("shop", "named", host="named.example.com")
+    fake.set_endpoints("shop", "named", ips(g, ["a"]), port(g), port_name="metrics",
+                       slice_name="named-wrong")
+    fake.set_endpoints("shop", "named", ips(g, ["b"]), port(g), port_name="http",
+                       slice_name="named-right")
+    # a placeholder slice (endpoints and ports null) next to a real one
+    fake.add_service("shop", "holder", host="holder.example.com")
+    fake.set_endpoints("shop", "holder", None, None, slice_name="holder-empty")
+    fake.set_endpoints("shop", "holder", ips(g, ["b"]), port(g), slice_name="holder-real")
+    kube.start()
+    assert kube.routes_to("nil.example.com", {"a"})
+    assert kube.routes_to("named.example.com", {"b"})
+    assert kube.routes_to("holder.example.com", {"b"})
+    # not ready but serving+terminating only: no new requests go there
+    fake.set_endpoints("shop", "nil", [{"ip": g["a"].host, "ready": False, "serving": True,
+                                        "terminating": True},
+                                       {"ip": g["b"].host, "ready": True}], port(g))
+    eventually(lambda: kube.routes_to("nil.example.com", {"b"}), 5, "only the ready one")
