@@ -98,6 +98,7 @@ put meta.wrk "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
 put meta.nginx "$(nginx -v 2>&1 | head -1 | sed 's/^nginx version: //')"
 put meta.python "$(python3 --version)"
 put meta.kernel "$(uname -r)"
+put meta.loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
 
 log "output: $RUN_DIR"
 python3 "$HERE/kube_bench.py" memory

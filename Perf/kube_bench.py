@@ -404,7 +404,8 @@ def report():
     L.append(f"| burst: final table = API state (ready addresses only) | {g('burst.final_ok')} | |")
     L.append("")
     L.append(f"Versions: sluice {g('meta.sluice')}; {g('meta.wrk')}; {g('meta.nginx')}; "
-             f"{g('meta.python')}; kernel {g('meta.kernel')}.")
+             f"{g('meta.python')}; kernel {g('meta.kernel')}; load average at the start "
+             f"{g('meta.loadavg')}.")
     print("\n".join(L))
 
 
