@@ -48,18 +48,49 @@ extension ConfigDecoder {
         var path: [UInt8]
     }
 
-    /// One route: `host` and `service` required, `path` and `stripPath` optional.
+    /// One route: `host` required, `path` and `stripPath` optional, and either `service` or
+    /// `redirectHTTPS: true` (with an optional `httpsPort`).
     private mutating func httpRoute(_ node: Node, path: String, services: ServiceTable?) -> HTTPRoute? {
-        guard let entry = fields(node, path: path, known: ["host", "path", "stripPath", "service"]) else { return nil }
+        let known = ["host", "path", "stripPath", "service", "redirectHTTPS", "httpsPort", "hsts"]
+        guard let entry = fields(node, path: path, known: known) else { return nil }
+        let failuresBefore = diagnostics.count
         let host = required(entry, "host").flatMap { hostPattern($0, path: "\(path).host") }
         // Absent: the defaults; present but invalid: nil (reported).
         let prefix = entry["path"].map { pathPrefix($0, path: "\(path).path") } ?? [UInt8(ascii: "/")]
         let strip = entry["stripPath"].map { bool($0, path: "\(path).stripPath") } ?? false
-        let service = required(entry, "service").flatMap {
-            httpServiceReference($0, path: "\(path).service", in: services)
+        let redirect = entry["redirectHTTPS"].map { bool($0, path: "\(path).redirectHTTPS") } ?? false
+        if let node = entry["hsts"] {
+            report(
+                "\(path).hsts", at: node,
+                "only terminated routes of a tls listener add Strict-Transport-Security (browsers ignore it over "
+                    + "plain HTTP)")
         }
-        guard let host, let prefix, let strip, let service else { return nil }
-        return HTTPRoute(host: host, pathPrefix: prefix, stripPath: strip, service: service)
+        var httpsPort: UInt16 = 443
+        if let node = entry["httpsPort"] {
+            if redirect != true {
+                report("\(path).httpsPort", at: node, "httpsPort is the port of a redirect; add 'redirectHTTPS: true'")
+            } else if let port = integer(node, path: "\(path).httpsPort", in: 1...65535) {
+                httpsPort = UInt16(port)
+            }
+        }
+        var service = -1
+        if redirect == true {
+            if let node = entry["service"] {
+                report(
+                    "\(path).service", at: node,
+                    "a route either redirects to https or has a service; remove 'service' or 'redirectHTTPS: true'")
+            }
+        } else if redirect == false, let node = required(entry, "service"),
+            let index = httpServiceReference(node, path: "\(path).service", in: services)
+        {
+            service = index
+        }
+        guard diagnostics.count == failuresBefore, let host, let prefix, let strip, let redirect else { return nil }
+        // nil without a report: the services section could not be read, so names are unchecked.
+        guard redirect || service >= 0 else { return nil }
+        return HTTPRoute(
+            host: host, pathPrefix: prefix, stripPath: strip, service: service, redirectHTTPS: redirect,
+            httpsPort: httpsPort)
     }
 
     /// `example.com`, `*.example.com`, `[::1]`, each with an optional `:PORT`.
@@ -75,7 +106,7 @@ extension ConfigDecoder {
     }
 
     /// A path prefix: starts with `/`; no query, fragment, spaces or control characters.
-    private mutating func pathPrefix(_ node: Node, path: String) -> [UInt8]? {
+    mutating func pathPrefix(_ node: Node, path: String) -> [UInt8]? {
         guard let text = string(node, path: path) else { return nil }
         let bytes = Array(text.utf8)
         guard bytes.first == UInt8(ascii: "/") else {
@@ -95,6 +126,12 @@ extension ConfigDecoder {
     /// `default`: either a `service`, or a `status` (400–599, 404 when absent) and a `body`.
     private mutating func defaultBackend(_ node: Node, path: String, services: ServiceTable?) -> DefaultBackend? {
         guard let entry = fields(node, path: path, known: ["status", "body", "service"]) else { return nil }
+        return defaultBackend(entry, path: path, services: services)
+    }
+
+    /// The `status`, `body` and `service` of a default whose other fields were checked by the
+    /// caller (a tls listener's terminating default has those too).
+    mutating func defaultBackend(_ entry: Fields, path: String, services: ServiceTable?) -> DefaultBackend? {
         var backend = DefaultBackend()
         var valid = true
         if let node = entry["status"] {

@@ -1,4 +1,5 @@
 import SluiceRouting
+import SluiceTLS
 import Yams
 
 /// The `services` and `listeners` sections, their cross-references, and the snapshot built
@@ -63,11 +64,12 @@ extension ConfigDecoder {
         return table
     }
 
-    /// What the `listeners` section yielded: the listeners and the route tables of the HTTP and
-    /// TLS ones.
+    /// What the `listeners` section yielded: the listeners, the route tables of the HTTP and
+    /// TLS ones, and the TLS contexts of those that terminate.
     struct ListenerTable {
         var listeners: [Listener] = []
         var routeTables: [HTTPRouteTable] = []
+        var tlsContexts: [TLSContextHandle] = []
     }
 
     /// Every listener, in file order. `services` is nil when that section could not be read;
@@ -82,7 +84,7 @@ extension ConfigDecoder {
         var firstIndexByAddress: [SocketAddress: Int] = [:]
         for (index, item) in items.enumerated() {
             let path = "listeners[\(index)]"
-            let known = ["name", "address", "protocol", "service", "routes", "default", "acceptProxy"]
+            let known = ["name", "address", "protocol", "service", "routes", "default", "acceptProxy", "certificates"]
             guard let entry = fields(item, path: path, known: known) else { continue }
             let givenName = entry["name"].map { self.name($0, path: "\(path).name") }
             let address = required(entry, "address").flatMap { self.address($0, path: "\(path).address") }
@@ -97,6 +99,13 @@ extension ConfigDecoder {
             let proto = entry["protocol"].map { self.listenerProtocol($0, path: "\(path).protocol") } ?? .tcp
             var service: Int? = -1
             var routes: HTTPRouteTable? = nil
+            var terminatedRoutes: HTTPRouteTable? = nil
+            var context: TLSContextHandle? = nil
+            if let node = entry["certificates"], let proto, proto != .tls {
+                report(
+                    "\(path).certificates", at: node,
+                    "only tls listeners terminate TLS (this one is \(proto.rawValue)); use 'protocol: tls'")
+            }
             switch proto {
             case .tcp?:
                 service = required(entry, "service").flatMap {
@@ -113,7 +122,19 @@ extension ConfigDecoder {
                 routes = httpRoutes(entry, path: path, services: services)
             case .tls?:
                 refuseService(entry, path: path, kind: "a tls")
-                routes = tlsRoutes(entry, path: path, services: services)
+                let certificates = entry["certificates"].map {
+                    certificateFiles($0, path: "\(path).certificates")
+                }
+                let tables = tlsRoutes(entry, path: path, services: services, terminating: certificates != nil)
+                routes = tables?.serverNames
+                terminatedRoutes = tables?.terminated
+                if let node = entry["certificates"], let tables, tables.terminated == nil {
+                    report(
+                        "\(path).certificates", at: node,
+                        "no route or default has 'terminate: true', so these certificates would never be used")
+                } else if let node = entry["certificates"], let files = certificates.flatMap({ $0 }) {
+                    context = tlsContext(files, node: node, path: "\(path).certificates")
+                }
             case nil:
                 // The protocol was reported; which fields it needs is unknown.
                 _ = entry["service"].flatMap { self.serviceReference($0, path: "\(path).service", in: services) }
@@ -130,10 +151,20 @@ extension ConfigDecoder {
                 routeIndex = table.routeTables.count
                 table.routeTables.append(routes)
             }
+            // Terminating: a context and the table of decrypted requests, or nothing at all.
+            var contextIndex = -1
+            var terminatedIndex = -1
+            if entry["certificates"] != nil, proto == .tls {
+                guard let context, let terminatedRoutes else { continue }
+                contextIndex = table.tlsContexts.count
+                table.tlsContexts.append(context)
+                terminatedIndex = table.routeTables.count
+                table.routeTables.append(terminatedRoutes)
+            }
             table.listeners.append(
                 Listener(
                     name: name, address: address, protocol: proto, service: service, routes: routeIndex,
-                    acceptProxy: acceptProxy))
+                    acceptProxy: acceptProxy, tlsContext: contextIndex, terminatedRoutes: terminatedIndex))
         }
         return table
     }
@@ -164,7 +195,8 @@ extension ConfigDecoder {
         }
         return RoutingSnapshot(
             generation: generation, listeners: listeners.listeners, services: services, endpoints: endpoints,
-            routeTables: listeners.routeTables, timeouts: timeouts, limits: limits, tuning: tuning
+            routeTables: listeners.routeTables, tlsContexts: listeners.tlsContexts, timeouts: timeouts, limits: limits,
+            tuning: tuning
         )
     }
 }

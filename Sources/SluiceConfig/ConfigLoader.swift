@@ -25,9 +25,11 @@ public enum ConfigLoader {
 
     /// Checks `yaml` and builds its routing snapshot, stamped `generation`.
     ///
-    /// `file` only labels the diagnostics. Throws a `ConfigError` with every problem found,
-    /// sorted by position: a YAML syntax error ends the reading at once (one diagnostic), while
-    /// problems in a well-formed document are all collected. Pure: no I/O, no global state.
+    /// `file` labels the diagnostics, and its directory is where relative certificate paths
+    /// start. Throws a `ConfigError` with every problem found, sorted by position: a YAML
+    /// syntax error ends the reading at once (one diagnostic), while problems in a well-formed
+    /// document are all collected. No global state; the only I/O is reading the certificate
+    /// and key files of terminating tls listeners (blocking).
     public static func parse(yaml: String, file: String, generation: UInt64) throws(ConfigError) -> LoadedConfig {
         let root: Node?
         do {

@@ -1,3 +1,4 @@
+import Foundation
 import SluiceConfig
 import SluiceRouting
 import Testing
@@ -25,5 +26,33 @@ import Testing
         #expect(snapshot.routeTables[0].defaultBackend.service == 2)
         #expect(snapshot.services.map(\.proxyProtocol) == [.v2, nil, nil])
         #expect(snapshot.timeouts.tlsHelloMillis == 5_000)
+    }
+
+    /// The termination example, with certificates made by the commands its comment gives
+    /// (run in a scratch directory that stands for the repository root).
+    @Test func tlsTerminateExampleLoadsWithTheCertificatesItsCommentMakes() throws {
+        let root = TestCertificates.scratchDirectory("example")
+        let text = try String(contentsOfFile: example("tls-terminate.yaml"), encoding: .utf8)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let start = lines.firstIndex { $0.hasSuffix("from the repository root:") }!
+        let end = lines.firstIndex { $0.hasPrefix("# then validate") }!
+        let commands = lines[(start + 1)..<end].map { $0.dropFirst(4) }.joined(separator: "\n")
+        TestCertificates.run("set -e\n" + commands, in: root)
+        try FileManager.default.createDirectory(atPath: root + "/examples", withIntermediateDirectories: true)
+        try text.write(toFile: root + "/examples/tls-terminate.yaml", atomically: true, encoding: .utf8)
+
+        let snapshot = try ConfigLoader.load(path: root + "/examples/tls-terminate.yaml", generation: 1).snapshot
+        #expect(snapshot.listeners.map(\.protocol) == [.tls, .http])
+        #expect(snapshot.listeners[0].tlsContext == 0)
+        #expect(
+            snapshot.tlsContexts.map(\.summary) == [
+                "grafana.example.com, www.example.com (default); *.apps.example.com"
+            ])
+        let terminated = snapshot.routeTables[snapshot.listeners[0].terminatedRoutes]
+        #expect(terminated.routes.count == 3)
+        #expect(terminated.routes[0].hstsMaxAge == 31_536_000)
+        #expect(terminated.defaultBackend == DefaultBackend(status: 404, body: Array("no such site\n".utf8)))
+        let plain = snapshot.routeTables[snapshot.listeners[1].routes]
+        #expect(plain.routes[0].redirectHTTPS && plain.routes[0].httpsPort == 8443)
     }
 }

@@ -109,7 +109,7 @@ private func http(replacing line: Int, with text: String) -> String {
         #expect(
             diagnostics(http(replacing: 7, with: "        backend: web")) == [
                 "t.yaml:5:9: listeners[0].routes[0].service: required field is missing",
-                "t.yaml:7:9: listeners[0].routes[0].backend: unknown field 'backend' (known: host, path, stripPath, service)",
+                "t.yaml:7:9: listeners[0].routes[0].backend: unknown field 'backend' (known: host, path, stripPath, service, redirectHTTPS, httpsPort, hsts)",
             ]
         )
         #expect(

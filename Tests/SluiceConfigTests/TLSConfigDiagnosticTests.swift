@@ -75,19 +75,19 @@ private func tls(default text: String) -> String {
     @Test func routesHaveNoPath() {
         #expect(
             diagnostics(tls(replacing: 6, with: "        path: /api\n        service: web")) == [
-                "t.yaml:6:15: listeners[0].routes[0].path: a tls route matches the server name only; "
-                    + "paths need an http listener"
+                "t.yaml:6:15: listeners[0].routes[0].path: a passthrough tls route matches the server name "
+                    + "only; paths need 'terminate: true' or an http listener"
             ]
         )
         #expect(
             diagnostics(tls(replacing: 6, with: "        stripPath: true\n        service: web")) == [
-                "t.yaml:6:20: listeners[0].routes[0].stripPath: a tls route matches the server name only; "
-                    + "paths need an http listener"
+                "t.yaml:6:20: listeners[0].routes[0].stripPath: a passthrough tls route matches the server name "
+                    + "only; paths need 'terminate: true' or an http listener"
             ]
         )
         #expect(
             diagnostics(tls(replacing: 6, with: "        port: 443\n        service: web")) == [
-                "t.yaml:6:9: listeners[0].routes[0].port: unknown field 'port' (known: host, path, stripPath, service)"
+                "t.yaml:6:9: listeners[0].routes[0].port: unknown field 'port' (known: host, path, stripPath, service, terminate, hsts)"
             ]
         )
     }
@@ -193,7 +193,7 @@ private func tls(default text: String) -> String {
         )
         #expect(
             diagnostics(tls(default: "      code: 404")) == [
-                "t.yaml:8:7: listeners[0].default.code: unknown field 'code' (known: service, close, status, body)"
+                "t.yaml:8:7: listeners[0].default.code: unknown field 'code' (known: service, close, status, body, terminate)"
             ]
         )
         #expect(
