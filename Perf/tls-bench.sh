@@ -27,6 +27,7 @@ HS_TLS="${HS_TLS:-0}"                # handshake client: 0 = newest both sides o
 UPSTREAM_KEEPALIVE="${UPSTREAM_KEEPALIVE:-32}"
 BASE_PORT="${BASE_PORT:-17300}"
 OUT_DIR="${OUT_DIR:-$HERE/out}"
+SLUICE_SRC_REV="${SLUICE_SRC_REV:-}"  # the commit the binary was built from (default: this tree's HEAD)
 
 SNI=localhost                        # wrk sends the URL's host as SNI and Host
 SMALL=64
@@ -271,7 +272,7 @@ put meta.wrk "$(wrk -v 2>&1 | head -1)"
 put meta.kernel "$(uname -r)"
 sluice_meta() {
     if [ -x "$SLUICE_BIN" ]; then
-        put meta.sluice "$SLUICE_BIN ($(stat -c %y "$SLUICE_BIN" | cut -d. -f1), sha256 $(sha256sum "$SLUICE_BIN" | cut -c1-12), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+        put meta.sluice "$SLUICE_BIN ($(stat -c %y "$SLUICE_BIN" | cut -d. -f1), sha256 $(sha256sum "$SLUICE_BIN" | cut -c1-12), built from ${SLUICE_SRC_REV:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')})"
     else
         put meta.sluice "not found at $SLUICE_BIN"
     fi

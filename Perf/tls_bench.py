@@ -261,7 +261,7 @@ def report(results):
             for k in ("check_term", "check_pass", "term"):
                 v = r.get(f"{m}@{n}.{k}")
                 if v and not v.startswith("ok"):
-                    notes.append(f"- {m} round {n} {k}: {v}")
+                    notes.append(f"- {m} round {n} {k}: {v[:160]}")
             nc, nw = benchlib.num(r, f"{m}@{n}.noise.cpu"), benchlib.num(r, f"{m}@{n}.noise.wall")
             if nc is not None and nw:
                 notes.append(f"- {m} round {n}: other processes used {100 * nc / nw:.0f} % of a CPU")
