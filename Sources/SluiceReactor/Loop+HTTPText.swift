@@ -123,7 +123,12 @@ extension Loop {
             n += bytes.count
         }
         put("HTTP/1.1 308 Permanent Redirect\r\nLocation: https://")
-        put(UnsafeRawBufferPointer(rebasing: host[0..<nameEnd]))
+        // Host names are case-insensitive: the canonical lower case, as the route matched it.
+        for i in 0..<nameEnd {
+            let b = host[i]
+            out.storeBytes(of: b >= 0x41 && b <= 0x5A ? b | 0x20 : b, toByteOffset: n, as: UInt8.self)
+            n += 1
+        }
         if port != 443 {
             put(":")
             var digits: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
