@@ -746,3 +746,44 @@ def test_slice_details_nil_conditions_port_names_null_arrays(kube):
                                         "terminating": True},
                                        {"ip": g["b"].host, "ready": True}], port(g))
     eventually(lambda: kube.routes_to("nil.example.com", {"b"}), 5, "only the ready one")
+
+
+def test_api_server_down_at_start_then_up(kube):
+    api_port = free_port()
+    fake = FakeKube(token=TOKEN, port=api_port, bookmark_interval=0.5)
+    kc = kube.tmp / "kubeconfig-late"
+    kc.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{api_port}"}}],
+        "users": [{"name": "u", "user": {"token": TOKEN}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    p = kube.start(kubeconfig=kc, synced=False)
+    time.sleep(1.5)
+    assert kube.admin("/readyz")[0] == 503
+    assert kube.admin("/healthz")[0] == 200
+    assert p.proc.poll() is None
+    kube.fake = fake.start()
+    g = kube.pool.group(["a"])
+    web_service(fake, "shop", "web", "web.example.com", g, ["a"])
+    p.wait_line(r"\bsynced\b", 30)
+    assert kube.backend_of("web.example.com") == "a"
+
+
+def test_annotations_algorithm_affinity_acl(kube):
+    fake = kube.server()
+    g = kube.pool.group(["a", "b", "c"])
+    web_service(fake, "shop", "bogus", "bogus.example.com", g, ["a", "b"],
+                annotations={"serviceloadbalancer/lb.algorithm": "fastest-please"})
+    web_service(fake, "shop", "sticky", "sticky.example.com", g, ["a", "b", "c"],
+                spec={"sessionAffinity": "ClientIP",
+                      "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 600}}})
+    web_service(fake, "shop", "api", "p.example.com", g, ["c"],
+                annotations={"serviceloadbalancer/lb.aclMatch": "/api"})
+    web_service(fake, "shop", "site", "p.example.com", g, ["a"])
+    p = kube.start()
+    assert kube.routes_to("bogus.example.com", {"a", "b"}), "an unknown algorithm breaks nothing"
+    assert re.search(r"(?i)fastest-please", p.stderr_text()), "the unknown algorithm is reported"
+    seq = {kube.backend_of("sticky.example.com") for _ in range(9)}
+    assert len(seq) == 1, f"ClientIP affinity: one client went to {seq}"
+    assert kube.backend_of("p.example.com", "/api/x") == "c"
+    assert kube.backend_of("p.example.com", "/other") == "a"
