@@ -527,8 +527,9 @@ def _assert_serving(p, port: int, tls_certs, backend: str, cn: str) -> None:
 def _finish_after_reload(p, s, cli, hello) -> str:
     """Sends the rest of the hello; 'routed:CN', 'closed' or 'hung'. Fails on a crash."""
     with s:
-        s.sendall(hello[50:])
         try:
+            # A connection closed by the reload may answer this with a reset.
+            s.sendall(hello[50:])
             cli.handshake(timeout=3)
             state = "routed:" + str(subject_cn(cli.obj.getpeercert()))
         except (EOFError, ConnectionError):
