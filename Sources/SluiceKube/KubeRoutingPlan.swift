@@ -15,8 +15,8 @@ public struct KubeRoutingPlan: Sendable, Hashable {
         /// `sessionAffinity: ClientIP`'s timeout (seconds) when it chose `source`. Recorded for
         /// the day stickiness expires; the source hash does not expire today.
         public var clientIPTimeoutSeconds: Int?
-        /// `lb.sslTerm: "true"`: to be served on the TLS listener once termination exists;
-        /// served over plain HTTP until then.
+        /// `lb.sslTerm: "true"`: served on the TLS listener (terminated) when there is one,
+        /// over plain HTTP otherwise.
         public var sslTerm: Bool
 
         public init(
@@ -44,6 +44,31 @@ public struct KubeRoutingPlan: Sendable, Hashable {
         }
     }
 
+    /// The terminating TLS listener (`--tls-address` with certificates).
+    public struct PlannedTLSListener: Sendable, Hashable {
+        public var address: SocketAddress
+        /// `KubeTLSContextSlot.Current.version` of `context`: a new one (re-read certificates)
+        /// makes a new plan.
+        public var contextVersion: UInt64
+        /// Carried into the snapshot; not part of equality, hashing or `canonicalText`.
+        public var context: TLSContextHandle
+
+        public init(address: SocketAddress, contextVersion: UInt64, context: TLSContextHandle) {
+            self.address = address
+            self.contextVersion = contextVersion
+            self.context = context
+        }
+
+        public static func == (lhs: PlannedTLSListener, rhs: PlannedTLSListener) -> Bool {
+            lhs.address == rhs.address && lhs.contextVersion == rhs.contextVersion
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(address)
+            hasher.combine(contextVersion)
+        }
+    }
+
     public struct PlannedTCPListener: Sendable, Hashable {
         public var address: SocketAddress
         /// A `PlannedService.key`.
@@ -59,8 +84,15 @@ public struct KubeRoutingPlan: Sendable, Hashable {
     public var defaultStatus: UInt16
     /// Sorted by key.
     public var services: [PlannedService]
-    /// Services in key order, each one's hosts in annotation order; unique (host, path).
+    /// The http listener's routes. Services in key order, each one's hosts in annotation
+    /// order; unique (host, path).
     public var routes: [PlannedRoute]
+    /// nil: no TLS listener, and `terminatedRoutes` is empty.
+    public var tls: PlannedTLSListener? = nil
+    /// The routes of requests decrypted on the TLS listener (`lb.sslTerm` Services), in the
+    /// same order as `routes`; unique (host, path); hosts carry no port (see `PlanBuilder`).
+    /// Each host is also a `terminate` entry of the listener's server name table.
+    public var terminatedRoutes: [PlannedRoute] = []
     /// Sorted by listen address.
     public var tcpListeners: [PlannedTCPListener]
 
@@ -69,6 +101,12 @@ public struct KubeRoutingPlan: Sendable, Hashable {
         var lines: [String] = []
         lines.append("http \(httpAddress.map(String.init(describing:)) ?? "-") default \(defaultStatus)")
         for route in routes { lines.append("route \(route.host) \(route.pathPrefix) \(route.service)") }
+        if let tls {
+            lines.append("tls \(tls.address) certificates v\(tls.contextVersion) default terminate \(defaultStatus)")
+            for route in terminatedRoutes {
+                lines.append("terminate \(route.host) \(route.pathPrefix) \(route.service)")
+            }
+        }
         for listener in tcpListeners { lines.append("tcp \(listener.address) \(listener.service)") }
         for service in services {
             let affinity = service.clientIPTimeoutSeconds.map { " clientIP \($0)s" } ?? ""
@@ -87,7 +125,10 @@ public struct KubeRoutingPlan: Sendable, Hashable {
     }
 
     /// The snapshot the loops read. Services in plan order, their endpoints flattened in the
-    /// same order, the HTTP listener (if any) first, then the TCP listeners.
+    /// same order, the HTTP listener (if any) first, then the TLS listener (if any), then the
+    /// TCP listeners. The TLS listener terminates everything: its server name table has a
+    /// `terminate` entry per host and a default that terminates with the first certificate;
+    /// the decrypted requests are routed by host and path, the rest answered `defaultStatus`.
     public func snapshot(
         generation: UInt64, timeouts: Timeouts = Timeouts(), limits: Limits = Limits(), tuning: Tuning = Tuning()
     ) -> RoutingSnapshot {
@@ -107,8 +148,29 @@ public struct KubeRoutingPlan: Sendable, Hashable {
             let routes = self.routes.map {
                 HTTPRoute(host: $0.host, pathPrefix: Array($0.pathPrefix.utf8), service: indexByKey[$0.service]!)
             }
+            listeners.append(
+                Listener(name: "http", address: httpAddress, protocol: .http, service: -1, routes: routeTables.count))
             routeTables.append(HTTPRouteTable(routes: routes, defaultBackend: DefaultBackend(status: defaultStatus)))
-            listeners.append(Listener(name: "http", address: httpAddress, protocol: .http, service: -1, routes: 0))
+        }
+        var tlsContexts: [TLSContextHandle] = []
+        if let tls {
+            var serverNames: [HTTPRoute] = []
+            var seen: Set<HostPattern> = []
+            for route in terminatedRoutes where seen.insert(route.host).inserted {
+                serverNames.append(HTTPRoute(host: route.host, service: -1, terminate: true))
+            }
+            let requests = terminatedRoutes.map {
+                HTTPRoute(host: $0.host, pathPrefix: Array($0.pathPrefix.utf8), service: indexByKey[$0.service]!)
+            }
+            listeners.append(
+                Listener(
+                    name: "tls", address: tls.address, protocol: .tls, service: -1, routes: routeTables.count,
+                    tlsContext: tlsContexts.count, terminatedRoutes: routeTables.count + 1))
+            routeTables.append(
+                HTTPRouteTable(
+                    routes: serverNames, defaultBackend: DefaultBackend(status: defaultStatus, terminate: true)))
+            routeTables.append(HTTPRouteTable(routes: requests, defaultBackend: DefaultBackend(status: defaultStatus)))
+            tlsContexts.append(tls.context)
         }
         for listener in tcpListeners {
             listeners.append(
@@ -118,7 +180,7 @@ public struct KubeRoutingPlan: Sendable, Hashable {
         }
         return RoutingSnapshot(
             generation: generation, listeners: listeners, services: services, endpoints: endpoints,
-            routeTables: routeTables, timeouts: timeouts, limits: limits, tuning: tuning)
+            routeTables: routeTables, tlsContexts: tlsContexts, timeouts: timeouts, limits: limits, tuning: tuning)
     }
 }
 

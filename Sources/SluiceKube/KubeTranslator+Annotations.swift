@@ -5,7 +5,8 @@ public enum KubeAnnotation {
     /// Comma-separated hosts, each `HOST[:PORT]` or `*.DOMAIN[:PORT]`, optionally followed by
     /// `=PORTNAME` (or `=PORTNUMBER`) to pick the Service port (default: the first TCP port).
     public static let host = "serviceloadbalancer/lb.host"
-    /// `"true"`: terminate TLS for these hosts (not available yet: served over HTTP, warned).
+    /// `"true"`: serve these hosts on the TLS listener, terminated with its certificates
+    /// (without a TLS listener: served over HTTP, warned).
     public static let sslTerm = "serviceloadbalancer/lb.sslTerm"
     /// A path prefix the routes require (default `/`).
     public static let aclMatch = "serviceloadbalancer/lb.aclMatch"
@@ -78,7 +79,11 @@ extension PlanBuilder {
         }
         if readBool(annotations, KubeAnnotation.sslTerm, object: object) {
             settings.sslTerm = true
-            warn("Service", object, "lb.sslTerm: TLS termination is not available yet; serving these hosts over http")
+            if plan.tls == nil {
+                warn(
+                    "Service", object,
+                    "lb.sslTerm: there is no TLS listener (--tls-address); serving these hosts over http")
+            }
         }
         if let text = annotations[KubeAnnotation.aclMatch] {
             if Self.isPathPrefix(text) {

@@ -21,8 +21,15 @@ import SluiceRouting
 ///   `first` maps to `leastconn` (HAProxy's `first` needs per-endpoint connection slots).
 ///   The ClientIP timeout is recorded in the plan but not enforced: the source hash does not
 ///   expire.
-/// - `lb.sslTerm: "true"` is recorded and warned about; the hosts are served over HTTP until
-///   TLS termination exists.
+/// - `lb.sslTerm: "true"` with a TLS listener (`tlsAddress` and `tlsContext`): the hosts are
+///   served on the TLS listener only, terminated (certificate chosen by SNI, the first one for
+///   unknown names), their requests routed by host and `lb.aclMatch` path; requests no route
+///   matches, and the same hosts over plain HTTP, get `--default-return-code`. Without a TLS
+///   listener: a warning, and the hosts are served over HTTP.
+/// - An `lb.host` entry with a port (`grafana.example.com:30800`) of an sslTerm Service is
+///   served on the TLS listener under its name only, on any port: the server name (SNI)
+///   carries no port, and the Host header of a terminated request names the port the client
+///   reached (443, or a NodePort in front of it), not the one the annotation was written for.
 /// - `--tcp-services` entries without a namespace mean the `--namespace` one, else `default`;
 ///   the listener exists even while its Service does not (no endpoints: connections refused),
 ///   so sockets stay open as Services come and go.
@@ -74,6 +81,8 @@ struct PlanBuilder {
     var services: [String: KubeRoutingPlan.PlannedService] = [:]
     /// Which Service's route first took a (host, path), for the duplicate warning.
     var routeOwners: [RouteKey: String] = [:]
+    /// The same for the routes of the TLS listener.
+    var terminatedRouteOwners: [RouteKey: String] = [:]
     /// The EndpointSlices of each Service (same namespace, joined by label), by slice name.
     var slicesByService: [KubeObjectKey: [KubeEndpointSlice]] = [:]
 
@@ -95,6 +104,15 @@ struct PlanBuilder {
             warn(
                 "option", "--default-return-code",
                 "\(options.defaultReturnCode) is not a status from 400 to 599; using 404")
+        }
+        if let address = options.tlsAddress {
+            if let slot = options.tlsContext {
+                let current = slot.current
+                plan.tls = KubeRoutingPlan.PlannedTLSListener(
+                    address: address, contextVersion: current.version, context: current.handle)
+            } else {
+                warn("option", "--tls-address", "\(address) has no certificate; no TLS listener")
+            }
         }
         let slices = cache.endpointSlices.items.values
             .filter { inScope($0.metadata.namespace) }
@@ -127,13 +145,15 @@ struct PlanBuilder {
 
     // MARK: HTTP
 
-    /// Routes for every host of the `lb.host` annotation of `service`.
+    /// Routes for every host of the `lb.host` annotation of `service`: on the HTTP listener, or
+    /// for `lb.sslTerm` Services on the TLS listener when there is one.
     mutating func exposeHTTP(_ service: KubeService) {
-        guard plan.httpAddress != nil else {
+        let settings = readSettings(service)
+        let terminated = settings.sslTerm && plan.tls != nil
+        guard terminated || plan.httpAddress != nil else {
             warn("Service", "\(service.key)", "has lb.host but there is no HTTP listener; not exposed")
             return
         }
-        let settings = readSettings(service)
         let hosts = readHosts(service)
         if hosts.isEmpty {
             warn("Service", "\(service.key)", "lb.host names no usable host; not exposed")
@@ -142,17 +162,28 @@ struct PlanBuilder {
         for (host, portSelector) in hosts {
             guard let port = servicePort(service, selector: portSelector, origin: "lb.host") else { continue }
             let key = plannedService(service, port: port, settings: settings)
-            let routeKey = RouteKey(host: host, path: settings.pathPrefix)
-            if let owner = routeOwners[routeKey] {
+            // Terminated: the name on any port (see the type's notes).
+            let routeHost = terminated ? HostPattern(name: host.name, wildcard: host.wildcard) : host
+            let routeKey = RouteKey(host: routeHost, path: settings.pathPrefix)
+            let owner = terminated ? terminatedRouteOwners[routeKey] : routeOwners[routeKey]
+            if let owner {
                 if owner != key {
+                    let listener = terminated ? " on the TLS listener" : ""
                     warn(
                         "Service", "\(service.key)",
-                        "host '\(host)' with path '\(settings.pathPrefix)' is already routed to \(owner); ignored")
+                        "host '\(routeHost)' with path '\(settings.pathPrefix)' is already routed to \(owner)"
+                            + "\(listener); ignored")
                 }
                 continue
             }
-            routeOwners[routeKey] = key
-            plan.routes.append(KubeRoutingPlan.PlannedRoute(host: host, pathPrefix: settings.pathPrefix, service: key))
+            let route = KubeRoutingPlan.PlannedRoute(host: routeHost, pathPrefix: settings.pathPrefix, service: key)
+            if terminated {
+                terminatedRouteOwners[routeKey] = key
+                plan.terminatedRoutes.append(route)
+            } else {
+                routeOwners[routeKey] = key
+                plan.routes.append(route)
+            }
         }
     }
 
@@ -165,6 +196,7 @@ struct PlanBuilder {
         let listenIP = options.httpAddress?.ip ?? .v4(0)
         var taken: Set<UInt16> = []
         if let http = options.httpAddress { taken.insert(http.port) }
+        if let tls = plan.tls { taken.insert(tls.address.port) }
         var listeners: [KubeRoutingPlan.PlannedTCPListener] = []
         for entry in options.tcpServices {
             let namespace = entry.namespace ?? options.namespace ?? "default"

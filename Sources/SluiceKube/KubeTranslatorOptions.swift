@@ -6,6 +6,12 @@ public struct KubeTranslatorOptions: Sendable, Hashable {
     /// The HTTP listener every `lb.host` Service is routed on; nil: none. TCP services listen
     /// on the same IP.
     public var httpAddress: SocketAddress?
+    /// `--tls-address`: the TLS listener `lb.sslTerm: "true"` Services are served on,
+    /// terminated with `tlsContext`; nil: none (sslTerm Services are then served over HTTP).
+    public var tlsAddress: SocketAddress?
+    /// The certificates of the TLS listener (`--tls-certificate`/`--tls-key`). Without it
+    /// `tlsAddress` is not used.
+    public var tlsContext: KubeTLSContextSlot?
     /// `--tcp-services`: Services exposed as raw TCP on their own port, annotated or not.
     public var tcpServices: [KubeTCPService]
     /// `--default-return-code`: the answer to a request no route matches (400–599).
@@ -21,9 +27,12 @@ public struct KubeTranslatorOptions: Sendable, Hashable {
     public init(
         httpAddress: SocketAddress? = SocketAddress(ip: .v4(0), port: 80), tcpServices: [KubeTCPService] = [],
         defaultReturnCode: UInt16 = 404, balanceAlgorithm: Algorithm = .roundrobin, namespace: String? = nil,
-        timeouts: Timeouts = Timeouts(), limits: Limits = Limits(), tuning: Tuning = Tuning()
+        timeouts: Timeouts = Timeouts(), limits: Limits = Limits(), tuning: Tuning = Tuning(),
+        tlsAddress: SocketAddress? = nil, tlsContext: KubeTLSContextSlot? = nil
     ) {
         self.httpAddress = httpAddress
+        self.tlsAddress = tlsAddress
+        self.tlsContext = tlsContext
         self.tcpServices = tcpServices
         self.defaultReturnCode = defaultReturnCode
         self.balanceAlgorithm = balanceAlgorithm

@@ -4,6 +4,7 @@ import SluiceKube
 import SluiceKubeClient
 import SluiceRouting
 import SluiceSystem
+import SluiceTLS
 
 /// `sluice kube`: the routing table comes from the cluster's Services (opted in by an
 /// `lb.host` annotation or `--tcp-services`) and their EndpointSlices. Flags keep the
@@ -24,8 +25,20 @@ struct Kube: ParsableCommand {
     @Option(help: "The HTTP listener for lb.host Services, HOST:PORT.")
     var httpAddress: String = "0.0.0.0:80"
 
-    @Option(help: "The TLS listener, HOST:PORT (reserved: TLS termination is not available yet).")
+    @Option(help: "The TLS listener for lb.sslTerm Services, HOST:PORT (needs --tls-certificate and --tls-key).")
     var tlsAddress: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "A PEM certificate chain for the TLS listener; repeatable, paired in order with --tls-key. The first "
+                + "is the default, for clients that name no host or one no certificate covers.",
+            valueName: "cert.pem"))
+    var tlsCertificate: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "The PEM private key of the --tls-certificate in the same position; repeatable.", valueName: "key.pem"))
+    var tlsKey: [String] = []
 
     @Option(help: "Admin listener for /healthz and /readyz, HOST:PORT; \"\" or off disables it.")
     var adminAddress: String = "0.0.0.0:8081"
@@ -51,22 +64,52 @@ struct Kube: ParsableCommand {
         if let workers, !(1...256).contains(workers) {
             throw ValidationError("--workers must be between 1 and 256")
         }
-        _ = try options()
+        _ = try options(tlsContext: nil)
+        _ = try certificateFiles()
         _ = try AdminAddress.parse(adminAddress)
         guard let idle = DurationSyntax.parse(watchIdleTimeout), idle >= .milliseconds(100) else {
             throw ValidationError("--watch-idle-timeout '\(watchIdleTimeout)': expected a duration such as 90s or 2s")
         }
     }
 
-    /// The translator's options from the flags.
-    func options() throws -> KubeTranslatorOptions {
+    /// The certificate files of the TLS listener, paired in order; empty without
+    /// `--tls-address`.
+    func certificateFiles() throws -> [TLSCertificateFiles] {
+        guard tlsAddress != nil else {
+            if !tlsCertificate.isEmpty || !tlsKey.isEmpty {
+                throw ValidationError("--tls-certificate and --tls-key need --tls-address (the TLS listener)")
+            }
+            return []
+        }
+        guard !tlsCertificate.isEmpty || !tlsKey.isEmpty else {
+            throw ValidationError(
+                "--tls-address needs a certificate: give --tls-certificate CERT.pem and --tls-key KEY.pem")
+        }
+        guard tlsCertificate.count == tlsKey.count else {
+            throw ValidationError(
+                "--tls-certificate and --tls-key come in pairs, in order: \(tlsCertificate.count) "
+                    + "certificate(s) but \(tlsKey.count) key(s)")
+        }
+        return zip(tlsCertificate, tlsKey).map { TLSCertificateFiles(cert: $0, key: $1) }
+    }
+
+    /// The translator's options from the flags; `tlsContext`: the TLS listener's certificates
+    /// (nil while validating, before the files are read).
+    func options(tlsContext: KubeTLSContextSlot?) throws -> KubeTranslatorOptions {
         let http: SocketAddress
         switch SocketAddress.parse(httpAddress) {
         case .success(let address): http = address
         case .failure(let error): throw ValidationError("--http-address '\(httpAddress)': \(error)")
         }
-        if let tlsAddress, case .failure(let error) = SocketAddress.parse(tlsAddress) {
-            throw ValidationError("--tls-address '\(tlsAddress)': \(error)")
+        var tls: SocketAddress?
+        if let tlsAddress {
+            switch SocketAddress.parse(tlsAddress) {
+            case .success(let address): tls = address
+            case .failure(let error): throw ValidationError("--tls-address '\(tlsAddress)': \(error)")
+            }
+            if tls?.port == http.port {
+                throw ValidationError("--tls-address and --http-address must use different ports")
+            }
         }
         let tcp: [KubeTCPService]
         switch KubeTCPService.parseList(tcpServices) {
@@ -89,13 +132,22 @@ struct Kube: ParsableCommand {
         }
         return KubeTranslatorOptions(
             httpAddress: http, tcpServices: tcp, defaultReturnCode: defaultReturnCode, balanceAlgorithm: algorithm,
-            namespace: namespace)
+            namespace: namespace, tlsAddress: tls, tlsContext: tlsContext)
     }
 
     func run() throws {
         // Before any thread starts, so that only the control thread receives them.
         Threads.takeOverSignals()
         let logger = log.bootstrap()
+        // The certificate files first: a mistake in them is reported before any connection.
+        var certificates: KubeTLSCertificates?
+        do {
+            let files = try certificateFiles()
+            if !files.isEmpty { certificates = try KubeTLSCertificates.load(files) }
+        } catch {
+            printError("sluice kube: \(error)")
+            throw ExitCode(1)
+        }
         let clientConfig: KubeClientConfig
         do {
             if let kubeconfig {
@@ -107,9 +159,9 @@ struct Kube: ParsableCommand {
             printError("sluice kube: \(error)")
             throw ExitCode(1)
         }
-        let translator = KubeTranslator(options: try options())
-        if let tlsAddress {
-            logger.warning("--tls-address \(tlsAddress): TLS termination is not available yet; no TLS listener")
+        let translator = KubeTranslator(options: try options(tlsContext: certificates?.slot))
+        if let tlsAddress, let certificates {
+            logger.info("kube: TLS listener \(tlsAddress), certificates: \(certificates.slot.current.handle.summary)")
         }
         let settings = KubeWatchSettings(namespace: namespace, idleTimeout: DurationSyntax.parse(watchIdleTimeout)!)
         // The loops start with the listeners and no routes, so the ports answer (with the
@@ -117,7 +169,7 @@ struct Kube: ParsableCommand {
         let (initial, translation) = translator.snapshot(KubeCache(), generation: 1)
         let mode = KubeMode(
             clientConfig: clientConfig, translator: translator, settings: settings,
-            servingHash: translation.contentHash, logger: logger)
+            servingHash: translation.contentHash, certificates: certificates, logger: logger)
         let count = workers ?? Threads.affinityCPUs().count
         logger.info("kube: API server \(clientConfig.server), namespace \(namespace ?? "(all)")")
         try ControlPlane(workers: count, logger: logger, adminAddress: try AdminAddress.parse(adminAddress))

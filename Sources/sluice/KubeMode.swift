@@ -16,6 +16,8 @@ final class KubeMode: ControlMode, @unchecked Sendable {
     let translator: KubeTranslator
     let settings: KubeWatchSettings
     let servingHash: UInt64
+    /// The TLS listener's certificates, read again on SIGHUP; nil without `--tls-address`.
+    let certificates: KubeTLSCertificates?
     let logger: Logger
     private var discovery: KubeDiscovery?
     private var applierThread: ThreadHandle?
@@ -23,12 +25,13 @@ final class KubeMode: ControlMode, @unchecked Sendable {
 
     init(
         clientConfig: KubeClientConfig, translator: KubeTranslator, settings: KubeWatchSettings,
-        servingHash: UInt64, logger: Logger
+        servingHash: UInt64, certificates: KubeTLSCertificates? = nil, logger: Logger
     ) {
         self.clientConfig = clientConfig
         self.translator = translator
         self.settings = settings
         self.servingHash = servingHash
+        self.certificates = certificates
         self.logger = logger
     }
 
@@ -44,7 +47,10 @@ final class KubeMode: ControlMode, @unchecked Sendable {
         self.discovery = discovery
     }
 
+    /// SIGHUP: the certificate files first (a new context is a new plan version, applied
+    /// with the re-listed cluster state even when that did not change), then the re-list.
     func reload(_ gate: ReactorGate) {
+        certificates?.reload(logger: logger)
         logger.notice("SIGHUP: listing Services and EndpointSlices again")
         discovery?.relist()
     }

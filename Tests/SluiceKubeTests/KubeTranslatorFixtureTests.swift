@@ -30,7 +30,7 @@ struct KubeTranslatorFixtureTests {
         #expect(secure.clientIPTimeoutSeconds == nil)
         #expect(
             translation.warnings.map(\.description) == [
-                "Service default/secure-app: lb.sslTerm: TLS termination is not available yet; serving these hosts over http"
+                "Service default/secure-app: lb.sslTerm: there is no TLS listener (--tls-address); serving these hosts over http"
             ])
         #expect(plan.tcpListeners.isEmpty)
         #expect(plan.defaultStatus == 404)
