@@ -10,8 +10,10 @@ default.example.com, a.example.com, b.example.com via the intermediate,
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -24,9 +26,9 @@ from typing import List, Optional
 import pytest
 
 from backends import pattern_bytes
-from conftest import free_port, make_config, new_listener, sluice_bin, to_yaml
+from conftest import fd_count, free_port, make_config, new_listener, sluice_bin, to_yaml
 from http_backends import (BufReader, Response, closed_within, curl, get, port_of,
-                           read_response, request_bytes)
+                           read_response, request_bytes, ws_accept, ws_frame)
 from tls_backends import BackendGroup, BIOClient, client_context
 from tls_certs import (all_pems, first_pem, make_leaf, make_term_certs, mismatched_key,
                        pem_sans, pem_subject)
@@ -761,3 +763,82 @@ def test_check_rejects_bad_certificates(term_certs, tmp_path, fault, field):
     lines = [l for l in err.splitlines() if field in l]
     assert lines, f"{fault}: no diagnostic naming {field}:\n{err}"
     assert re.match(r"^.+:\d+:\d+: " + re.escape(field) + r": \S", lines[0]), lines[0]
+
+
+# --------------------------------------------------------------------------
+# 12. upgrades, closing, resources
+
+def test_websocket_over_termination(term):
+    key = base64.b64encode(os.urandom(16)).decode()
+    with term.conn("a.example.com") as c:
+        c.sock.sendall(request_bytes("a.example.com", "/chat", headers=[
+            "Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13"]))
+        r = read_response(c.reader)
+        assert r.status == 101, r
+        assert r.header("sec-websocket-accept") == ws_accept(key)
+        assert c.reader.read_exact(2 + 8) == b"\x81\x08ws:web-a"
+        for payload in (b"hello", os.urandom(70000), os.urandom(300000)):
+            frame = ws_frame(payload, opcode=0x2)
+            c.sock.sendall(frame)
+            assert c.reader.read_exact(len(frame)) == frame
+    req = term.http["web-a"].requests[0]
+    assert req["xfproto"] == "https" and req["target"] == "/chat", req
+
+
+def test_client_close_notify_and_eof_close_backend_side(term):
+    """A client that ends with close_notify, and one that just closes the socket: the proxy
+    closes its side and the upstream connection is not left busy."""
+    for how in ("close_notify", "eof"):
+        c = term.conn("b.example.com")
+        assert c.request("b.example.com", f"/{how}").status == 200
+        if how == "close_notify":
+            raw = c.sock.unwrap()
+            state = closed_within(raw, 3.0)
+            raw.close()
+            assert state.startswith(("eof", "reset")), f"{how}: {state}"
+        else:
+            c.close()
+    # the proxy still serves, on the same upstream or a new one
+    with term.conn("b.example.com") as c:
+        assert c.request("b.example.com", "/after").status == 200
+
+
+def test_descriptors_return_after_many_tls_connections(term):
+    p = term.p
+    with term.conn("a.example.com") as warm:
+        assert warm.request("a.example.com", "/warm").status == 200
+    time.sleep(0.3)
+    before = fd_count(p.pid)
+    conns = []
+    try:
+        for i in range(60):
+            sni = ("a.example.com", "b.example.com", None, "pass.example.com")[i % 4]
+            c = term.conn(sni)
+            conns.append(c)
+            if sni == "pass.example.com":
+                c.sock.sendall(b"x\nBYE\n")
+                assert c.reader.read_until(b"BYE\n") == b"tls-pass\nx\nBYE\n"
+            else:
+                host = sni or "a.example.com"
+                assert c.request(host, f"/many{i}").status == 200
+        # half-finished handshakes too
+        for i in range(20):
+            s = socket.create_connection(("127.0.0.1", term.https_port), timeout=5)
+            cli = BIOClient(s, client_context(term.certs), "a.example.com")
+            s.sendall(cli.client_hello())
+            conns.append(s)
+        assert fd_count(p.pid) > before
+    finally:
+        for c in conns:
+            c.close()
+    def pooled():  # upstream connections still open at the HTTP backends (idle pool)
+        return sum(1 for n in ("web-a", "web-b", "web-api") for ci in term.http[n].conns
+                   if not ci.closed.is_set())
+
+    deadline = time.monotonic() + 10
+    while fd_count(p.pid) > before + pooled() + 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert fd_count(p.pid) <= before + pooled() + 1, \
+        (f"descriptors: {before} before, {fd_count(p.pid)} 10 s after closing 80 connections, "
+         f"{pooled()} upstream connections open")
