@@ -8,6 +8,10 @@
 # b.example.com, two endpoints each) to an nginx origin; after a warm-up of every load, wrk
 # keeps WRK_CONNS (4) connections busy for SECS (3) seconds per load, and the table gives the
 # allocations per proxied request (wrk's request count).
+#
+# MODE=https: the same over TLS terminated by Sluice (a tls listener with a throwaway ECDSA
+# P-256 certificate for both hosts). Keep-alive rows count steady-state requests; the
+# Connection: close row includes a full handshake (OpenSSL's own allocations) per request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${MODE:-tcp}
@@ -19,7 +23,7 @@ BIN=${SLUICE_BIN:-.build/release/sluice}
 OUT=Perf/out
 mkdir -p "$OUT"
 [ -x "$BIN" ] || { echo "build first: swift build -c release" >&2; exit 1; }
-case "$MODE" in tcp | http) ;; *) echo "MODE is tcp (default) or http" >&2; exit 2 ;; esac
+case "$MODE" in tcp | http | https) ;; *) echo "MODE is tcp (default), http or https" >&2; exit 2 ;; esac
 gcc -O2 -shared -fPIC -o "$OUT/malloc-count.so" Perf/tools/malloc-count.c -ldl
 
 pids=()
@@ -48,7 +52,7 @@ start_sluice() { # start_sluice CONFIG -> sets $sluice
     done
 }
 
-if [ "$MODE" = http ]; then
+if [ "$MODE" = http ] || [ "$MODE" = https ]; then
     command -v nginx >/dev/null && command -v wrk >/dev/null ||
         { echo "MODE=http needs nginx and wrk (apt-get install -y nginx-light wrk)" >&2; exit 1; }
     D="$OUT/alloc-http"
@@ -83,7 +87,31 @@ http {
 NGINX
     nginx -p "$PWD/$D" -c "$PWD/$D/nginx.conf" -e "$PWD/$D/error.log" 2> "$D/nginx.stderr" &
     pids+=($!)
-    cat > "$OUT/alloc.yaml" <<YAML
+    scheme=http
+    if [ "$MODE" = https ]; then
+        scheme=https
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -subj /CN=a.example.com -addext "subjectAltName=DNS:a.example.com,DNS:b.example.com" \
+            -keyout "$PWD/$D/key.pem" -out "$PWD/$D/cert.pem" 2> "$D/openssl.log"
+        cat > "$OUT/alloc.yaml" <<YAML
+listeners:
+  - address: 127.0.0.1:$port
+    protocol: tls
+    certificates:
+      - cert: $PWD/$D/cert.pem
+        key: $PWD/$D/key.pem
+    routes:
+      - host: a.example.com
+        terminate: true
+        service: a
+      - host: b.example.com
+        terminate: true
+        service: b
+    default:
+      terminate: true
+YAML
+    else
+        cat > "$OUT/alloc.yaml" <<YAML
 listeners:
   - address: 127.0.0.1:$port
     protocol: http
@@ -92,6 +120,9 @@ listeners:
         service: a
       - host: b.example.com
         service: b
+YAML
+    fi
+    cat >> "$OUT/alloc.yaml" <<YAML
 services:
   - name: a
     endpoints: [127.0.0.1:$o1, 127.0.0.1:$o2]
@@ -124,7 +155,7 @@ LUA
         WA=(-t1 -c"$WRK_CONNS" -H "Host: a.example.com")
         case "$l" in close-*) WA+=(-H "Connection: close") ;; esac
         case "$l" in *-ab) WA+=(-s "$D/ab.lua") ;; esac
-        URL="http://127.0.0.1:$port/$size.bin"
+        URL="$scheme://127.0.0.1:$port/$size.bin"
     }
     label() {
         case "$1" in
