@@ -21,8 +21,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import pytest' 2>/dev/null; then
-    echo "setup: installing pytest"
+if ! python3 -c 'import pytest, kubernetes_validate' 2>/dev/null; then
+    echo "setup: installing pytest and kubernetes-validate"
     python3 -m pip install -q -r "$(dirname "$0")/../Tests/Integration/requirements.txt" \
         || python3 -m pip install -q --break-system-packages -r "$(dirname "$0")/../Tests/Integration/requirements.txt"
 fi
