@@ -528,6 +528,7 @@ run_load() { # run_load LOAD
         c0=$(cpu_now)
         taskset -c "$LOAD_CPU" "$RUN_DIR/tls-hs" "$port" "$SNI" "$path" "$SECS" "$HS_CONNS" "$HS_TLS" >"$out" 2>&1 || true
         c1=$(cpu_now)
+        kill -0 "$PROXY_PID" 2>/dev/null || { put "$KEY.$ld.error" "proxy exited during the load"; log "$KEY $ld: proxy exited"; return 0; }
         summary=$("${TLIB[@]}" hs "$RESULTS" "$KEY.$ld" "$out" "$c0" "$c1" || true)
         ;;
     *)
@@ -538,6 +539,7 @@ run_load() { # run_load LOAD
         c0=$(cpu_now)
         taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${SECS}s" --latency "$url" >"$out" 2>&1 || true
         c1=$(cpu_now)
+        kill -0 "$PROXY_PID" 2>/dev/null || { put "$KEY.$ld.error" "proxy exited during the load"; log "$KEY $ld: proxy exited"; return 0; }
         summary=$("${TLIB[@]}" wrk "$RESULTS" "$KEY.$ld" "$out" "$c0" "$c1" "$size" || true)
         ;;
     esac

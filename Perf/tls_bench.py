@@ -151,7 +151,7 @@ def record_hs(results, key, out_file, before, after):
 def derived(r, key, unit):
     num = benchlib.num
     n, u, s = num(r, f"{key}.units"), num(r, f"{key}.cpu_user"), num(r, f"{key}.cpu_sys")
-    if not n or u is None or s is None:
+    if not n or u is None or s is None or u < 0 or s < 0 or r.get(f"{key}.error"):
         return {}
     out = {"rate": num(r, f"{key}.rate"), "errors": num(r, f"{key}.errors")}
     if unit == "GB":
@@ -170,29 +170,16 @@ def rounds(r, mode):
                    if k.startswith(mode + "@")})
 
 
-def report(results):
-    r = benchlib.load(results)
-    med = benchlib.median
-    meta = lambda k: r.get(f"meta.{k}", "?")  # noqa: E731
-    per = {}
-    for m, _ in MODES:
-        for ld, _, unit, _ in LOADS:
-            per[(m, ld)] = [derived(r, f"{m}@{n}.{ld}", unit) for n in rounds(r, m)]
-    mid = {k: {f: med([d.get(f) for d in v]) for f in ("cpu", "cpu_user", "cpu_sys", "rate",
-                                                         "gbps", "errors")}
-           for k, v in per.items()}
-    L = [f"# Sluice TLS benchmark — {meta('date')}", ""]
-    L.append(
-        f"Loopback. Each proxy pinned to CPU {meta('proxy_cpu')}, one worker/thread; wrk, the "
-        f"handshake client and the nginx origin on CPU {meta('load_cpu')}. Certificate: "
-        f"{meta('cert')}. Keep-alive: wrk -t1 -c{meta('ka_conns')} on a {meta('small')} B file "
-        f"({meta('wrk_tls')}); handshakes: the script's C client (OpenSSL, a new SSL object and "
-        f"no session offered on every connection, {meta('hs_conns')} concurrent, "
-        f"`Connection: close`); bulk: wrk -t1 -c{meta('bulk_conns')} on a 1 MiB file. "
-        f"{meta('secs')} s per load after {meta('warmup')} s warm-up; {meta('rounds')} "
-        f"interleaved round(s), medians. CPU = utime+stime of the proxy's processes "
-        f"(/proc/PID/stat deltas).")
-    L.append("")
+QUIET = 10.0
+
+
+def noise_pct(r, key):
+    nc, nw = benchlib.num(r, f"{key}.noise.cpu"), benchlib.num(r, f"{key}.noise.wall")
+    return 100.0 * nc / nw if nc is not None and nw else None
+
+
+def table(L, mid):
+    """Appends the summary table for medians ``mid``; returns the goal verdict lines."""
     L.append("| load | CPU per unit: Sluice | HAProxy | nginx | Sluice / better peer | goal "
              "| rate: Sluice / HAProxy / nginx | errors S / H / N |")
     L.append("|" + " --- |" * 8)
@@ -232,8 +219,48 @@ def report(results):
         L.append(f"| {label} | " + " | ".join(cell(m, ld, unit) for m, _ in MODES) +
                  f" | {rtxt} | {gtxt} | " + " / ".join(rate(m, ld, unit) for m, _ in MODES) +
                  f" | {errs} |")
+    return verdicts
+
+
+def report(results):
+    r = benchlib.load(results)
+    med = benchlib.median
+    meta = lambda k: r.get(f"meta.{k}", "?")  # noqa: E731
+    per = {}
+    for m, _ in MODES:
+        for ld, _, unit, _ in LOADS:
+            per[(m, ld)] = [derived(r, f"{m}@{n}.{ld}", unit) for n in rounds(r, m)]
+    mid = {k: {f: med([d.get(f) for d in v]) for f in ("cpu", "cpu_user", "cpu_sys", "rate",
+                                                         "gbps", "errors")}
+           for k, v in per.items()}
+    L = [f"# Sluice TLS benchmark — {meta('date')}", ""]
+    L.append(
+        f"Loopback. Each proxy pinned to CPU {meta('proxy_cpu')}, one worker/thread; wrk, the "
+        f"handshake client and the nginx origin on CPU {meta('load_cpu')}. Certificate: "
+        f"{meta('cert')}. Keep-alive: wrk -t1 -c{meta('ka_conns')} on a {meta('small')} B file "
+        f"({meta('wrk_tls')}); handshakes: the script's C client (OpenSSL, a new SSL object and "
+        f"no session offered on every connection, {meta('hs_conns')} concurrent, "
+        f"`Connection: close`); bulk: wrk -t1 -c{meta('bulk_conns')} on a 1 MiB file. "
+        f"{meta('secs')} s per load after {meta('warmup')} s warm-up; {meta('rounds')} "
+        f"interleaved round(s), medians. CPU = utime+stime of the proxy's processes "
+        f"(/proc/PID/stat deltas).")
     L.append("")
-    L.append("Goals (Sluice CPU / better peer):")
+    verdicts = table(L, mid)
+    quiet = {}
+    for (m, ld), v in per.items():
+        ok = [d for n, d in zip(rounds(r, m), v) if noise_pct(r, f"{m}@{n}") is not None
+              and noise_pct(r, f"{m}@{n}") <= QUIET]
+        quiet[(m, ld)] = {f: med([d.get(f) for d in ok]) for f in
+                          ("cpu", "cpu_user", "cpu_sys", "rate", "gbps", "errors")}
+    nq = {m: sum(1 for n in rounds(r, m) if (noise_pct(r, f"{m}@{n}") or 100) <= QUIET)
+          for m, _ in MODES}
+    L.append("")
+    L.append(f"Quiet rounds only (other processes ≤ {QUIET:.0f} % of a CPU during that proxy's "
+             f"turn; rounds: " + ", ".join(f"{name} {nq[m]}" for m, name in MODES) + "):")
+    L.append("")
+    table(L, quiet)
+    L.append("")
+    L.append("Goals (Sluice CPU / better peer, medians over all rounds):")
     L.extend(verdicts)
     L.append("")
     L.append("Per round (CPU per unit; rate):")
@@ -258,6 +285,9 @@ def report(results):
             st = r.get(f"{m}@{n}.status")
             if st and st != "ok":
                 notes.append(f"- {m} round {n}: {st}")
+            for ld, _, _, _ in LOADS:
+                if r.get(f"{m}@{n}.{ld}.error"):
+                    notes.append(f"- {m} round {n} {ld}: {r[f'{m}@{n}.{ld}.error']} (not counted)")
             for k in ("check_term", "check_pass", "term"):
                 v = r.get(f"{m}@{n}.{k}")
                 if v and not v.startswith("ok"):
