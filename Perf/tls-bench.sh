@@ -25,6 +25,7 @@ BULK_CONNS="${BULK_CONNS:-4}"        # wrk -c for bulk
 HS_CONNS="${HS_CONNS:-32}"           # concurrent connections of the handshake client
 HS_TLS="${HS_TLS:-0}"                # handshake client: 0 = newest both sides offer, 12, 13
 UPSTREAM_KEEPALIVE="${UPSTREAM_KEEPALIVE:-32}"
+SYSCALLS="${SYSCALLS:-1}"            # 1: one more round per proxy counting system calls (perf stat; not in the CPU figures)
 BASE_PORT="${BASE_PORT:-17300}"
 OUT_DIR="${OUT_DIR:-$HERE/out}"
 SLUICE_SRC_REV="${SLUICE_SRC_REV:-}"  # the commit the binary was built from (default: this tree's HEAD)
@@ -88,6 +89,10 @@ need /usr/include/openssl/ssl.h libssl-dev
 need nginx nginx
 need /usr/lib/nginx/modules/ngx_stream_module.so libnginx-mod-stream   # ssl_preread for passthrough
 case " $MODES " in *" haproxy "*) need haproxy haproxy ;; esac
+if [ "$SYSCALLS" = 1 ] && ! perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
+    log "perf cannot count syscall tracepoints here: SYSCALLS=0"
+    SYSCALLS=0
+fi
 [ "$(getent ahostsv4 localhost | awk 'NR==1{print $1}')" = 127.0.0.1 ] ||
     die "localhost must resolve to 127.0.0.1 first (wrk connects to the URL's host)"
 [ "$(nproc --all)" -gt "$PROXY_CPU" ] && [ "$(nproc --all)" -gt "$LOAD_CPU" ] ||
@@ -517,6 +522,24 @@ start_proxy() { # start_proxy MODE -> PROXY_PID, LOGF
 
 cpu_now() { "${LIB[@]}" cpu-tree "$PROXY_PID" 2>/dev/null || echo "0 0"; }
 
+PERF_PID=""
+SYSCOUNT=0
+perf_start() { # in the syscall round: count the proxy's system calls during the load
+    PERF_PID=""
+    [ "$SYSCOUNT" = 1 ] || return 0
+    taskset -c "$LOAD_CPU" perf stat -x, -e 'syscalls:sys_enter_*' -p "$("${TLIB[@]}" pids "$PROXY_PID")" \
+        -o "$RUN_DIR/$KEY.$ld.perf" >/dev/null 2>&1 &
+    PERF_PID=$!
+    sleep 0.3
+}
+perf_stop() {
+    [ -n "$PERF_PID" ] || return 0
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    "${TLIB[@]}" sys "$RESULTS" "$KEY.$1" "$RUN_DIR/$KEY.$1.perf" || true
+    PERF_PID=""
+}
+
 run_load() { # run_load LOAD
     local ld=$1 port path size out c0 c1 summary
     case "$ld" in term-*) port=$P_TERM ;; pass-*) port=$P_PASS ;; esac
@@ -525,6 +548,7 @@ run_load() { # run_load LOAD
     case "$ld" in
     *-hs)
         [ "$WARMUP" != 0 ] && taskset -c "$LOAD_CPU" "$RUN_DIR/tls-hs" "$port" "$SNI" "$path" "$WARMUP" "$HS_CONNS" "$HS_TLS" >/dev/null 2>&1 || true
+        perf_start
         c0=$(cpu_now)
         taskset -c "$LOAD_CPU" "$RUN_DIR/tls-hs" "$port" "$SNI" "$path" "$SECS" "$HS_CONNS" "$HS_TLS" >"$out" 2>&1 || true
         c1=$(cpu_now)
@@ -536,6 +560,7 @@ run_load() { # run_load LOAD
         [ "$ld" = "${ld%-bulk}" ] || conns=$BULK_CONNS
         local url="https://$SNI:$port$path"
         [ "$WARMUP" != 0 ] && taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${WARMUP}s" "$url" >/dev/null 2>&1 || true
+        perf_start
         c0=$(cpu_now)
         taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${SECS}s" --latency "$url" >"$out" 2>&1 || true
         c1=$(cpu_now)
@@ -544,6 +569,7 @@ run_load() { # run_load LOAD
         ;;
     esac
     log "$KEY $ld: $summary"
+    perf_stop "$ld"
     sleep 0.3
 }
 
@@ -585,6 +611,13 @@ for ROUND in $(seq "$ROUNDS"); do
         "${LIB[@]}" noise-end "$RESULTS" "$m@$ROUND" "$NOISE" "$nb"
     done
 done
+if [ "$SYSCALLS" = 1 ]; then
+    log "system call round (perf stat on the proxy; figures not used for CPU)"
+    SYSCOUNT=1
+    ROUND=sys
+    for m in $MODES; do run_mode "$m"; done
+    SYSCOUNT=0
+fi
 put meta.load_avg "$(cut -d' ' -f1-3 /proc/loadavg)"
 stop_pid "$NOISE_PID"
 log "measurements done in $(($(date +%s) - T0)) s"

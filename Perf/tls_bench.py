@@ -16,6 +16,8 @@ Subcommands:
                                 record a run of the handshake client
   tls-probe PORT CERT KEY       accept one TLS connection (ALPN http/1.1 offered), print
                                 its protocol version and ALPN, answer 200, exit
+  pids PID                      PID and its descendants, comma-separated (for perf -p)
+  sys RESULTS KEY PERF_OUT      record `perf stat -x, -e syscalls:sys_enter_*` counts
   report RESULTS                print the Markdown report
 """
 import hashlib
@@ -167,7 +169,7 @@ def derived(r, key, unit):
 
 def rounds(r, mode):
     return sorted({int(k.split("@", 1)[1].split(".", 1)[0]) for k in r
-                   if k.startswith(mode + "@")})
+                   if k.startswith(mode + "@") and k.split("@", 1)[1].split(".", 1)[0].isdigit()})
 
 
 QUIET = 10.0
@@ -299,6 +301,28 @@ def report(results):
             res = [r.get(f"{m}@{n}.{ld}.resumed") for n in rounds(r, m)]
             if any(x not in (None, "0") for x in res):
                 notes.append(f"- {m} {ld}: resumed handshakes {res} (expected 0)")
+    if any(k.endswith(".sys.total") for k in r):
+        L.append("System calls per unit (one more round per proxy under `perf stat -e "
+                 "'syscalls:sys_enter_*'`, not used for the CPU figures): total, then the most "
+                 "frequent")
+        L.append("")
+        L.append("| load | Sluice | HAProxy | nginx |")
+        L.append("| --- | --- | --- | --- |")
+        for ld, label, unit, _ in LOADS:
+            cells = []
+            for m, _ in MODES:
+                k = f"{m}@sys.{ld}"
+                tot, n = benchlib.num(r, f"{k}.sys.total"), benchlib.num(r, f"{k}.units")
+                if not tot or not n:
+                    cells.append("—")
+                    continue
+                per = 1 if unit != "GB" else 1  # GB loads: per 1 MiB response
+                names = sorted(((kk.rsplit(".", 1)[1], float(v)) for kk, v in r.items()
+                                if kk.startswith(f"{k}.sys.") and not kk.endswith((".total", ".error"))),
+                               key=lambda kv: -kv[1])[:4]
+                cells.append(f"{tot / n * per:.1f}: " + ", ".join(f"{nm} {v / n:.1f}" for nm, v in names))
+            L.append(f"| {ld} (per {'response' if unit == 'GB' else unit}) | " + " | ".join(cells) + " |")
+        L.append("")
     if notes:
         L.append("Notes:")
         L.extend(notes)
@@ -306,6 +330,35 @@ def report(results):
     L.append("Versions: " + "; ".join(f"{k}: {meta(k)}" for k in
                                          ("sluice", "haproxy", "nginx", "openssl", "wrk", "kernel")))
     return "\n".join(L)
+
+
+def pids(pid):
+    out, todo = [], [int(pid)]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(benchlib.proc_children(p))
+    print(",".join(str(p) for p in out))
+
+
+def record_sys(results, key, perf_out):
+    counts = {}
+    with open(perf_out) as f:
+        for line in f:
+            parts = line.strip().split(",")
+            if len(parts) >= 3 and parts[2].startswith("syscalls:sys_enter_"):
+                try:
+                    n = int(parts[0])
+                except ValueError:
+                    continue
+                if n:
+                    counts[parts[2][len("syscalls:sys_enter_"):]] = n
+    if not counts:
+        benchlib.put(results, f"{key}.sys.error", f"no counts in {perf_out}")
+        return
+    benchlib.put(results, f"{key}.sys.total", sum(counts.values()))
+    for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:8]:
+        benchlib.put(results, f"{key}.sys.{name}", n)
 
 
 def tls_probe(port, cert, key):
@@ -346,6 +399,10 @@ def main():
         record_wrk(*a[1:7])
     elif cmd == "hs":
         record_hs(*a[1:6])
+    elif cmd == "pids":
+        pids(a[1])
+    elif cmd == "sys":
+        record_sys(a[1], a[2], a[3])
     elif cmd == "tls-probe":
         tls_probe(int(a[1]), a[2], a[3])
     elif cmd == "report":
