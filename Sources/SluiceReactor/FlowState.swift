@@ -17,8 +17,13 @@
 /// Invariants: `pending` bytes were read and not yet written, in order; a byte is never
 /// dropped or reordered; SHUT_WR is sent once, only after every byte before EOF was written.
 /// Readiness is edge-triggered: `srcReadable`/`dstWritable` are set by events and cleared
-/// only by "would block" (a short splice does not prove the socket drained: the pipe may
-/// have run out of slots), or, in copy mode, by a short read. A splice into a pipe that
+/// by "would block", by a short read in copy mode, or by a short splice into an empty pipe
+/// that moved fewer bytes than the pipe has slots (one slot per page of `capacity`). A
+/// non-blocking TCP splice takes what the receive queue holds in one pass and stops early
+/// only when the pipe runs out of slots; each slot holds at least one byte, so fewer bytes
+/// than slots proves the queue was drained, and a later arrival raises a new edge. Any other
+/// short splice proves nothing (the pipe may be out of slots) and the source stays readable:
+/// the next splice says "would block" if it really is drained. A splice into a pipe that
 /// already holds bytes may say "would block" because the *pipe* is full, not the socket
 /// empty: then the flow stops reading until the pipe is flushed (`waitRoom`) and keeps the
 /// source marked readable, as HAProxy's `raw_sock_to_pipe` does.
@@ -78,8 +83,11 @@ struct FlowState {
     mutating func didRead(_ outcome: Outcome, requested: Int32) {
         switch outcome {
         case .bytes(let n):
+            let wasEmpty = pending == 0
             pending += n
-            if copyMode && n < requested && !srcHangup { srcReadable = false }
+            if n < requested && !srcHangup && (copyMode || (wasEmpty && n < capacity >> 12)) {
+                srcReadable = false
+            }
         case .endOfStream:
             srcEOF = true
             srcReadable = false

@@ -30,6 +30,36 @@ import Testing
         #expect(flow.next == .wait)
     }
 
+    /// A short splice into an empty 1 MiB pipe (256 slots) that moved fewer bytes than there
+    /// are slots cannot have run out of slots: the socket was drained, no extra splice is
+    /// made to learn it. More bytes than slots, a pipe already holding bytes, or a pending
+    /// hangup keep the source readable.
+    @Test func shortSpliceIntoEmptyPipeBelowSlotCountEndsReading() {
+        var small = spliceFlow(capacity: 1 << 20)
+        small.srcReadable = true
+        small.didRead(.bytes(255), requested: 1 << 20)
+        #expect(small.srcReadable == false)
+        #expect(small.next == .write(count: 255))
+
+        var large = spliceFlow(capacity: 1 << 20)
+        large.srcReadable = true
+        large.didRead(.bytes(256), requested: 1 << 20)
+        #expect(large.srcReadable == true)
+
+        var topUp = spliceFlow(capacity: 1 << 20)
+        topUp.srcReadable = true
+        topUp.didRead(.bytes(100), requested: 1 << 20)
+        topUp.srcReadable = true
+        topUp.didRead(.bytes(50), requested: (1 << 20) - 100)
+        #expect(topUp.srcReadable == true)
+
+        var hangup = spliceFlow(capacity: 1 << 20)
+        hangup.srcReadable = true
+        hangup.srcHangup = true
+        hangup.didRead(.bytes(10), requested: 1 << 20)
+        #expect(hangup.srcReadable == true)
+    }
+
     @Test func partialWriteKeepsOrderAndWaitsForWritable() {
         var flow = spliceFlow()
         flow.srcReadable = true
