@@ -21,6 +21,10 @@ public final class KubeAPIClient: Sendable {
         tokens = BearerTokenSource(config.token)
         var configuration = HTTPClient.Configuration()
         configuration.timeout = HTTPClient.Configuration.Timeout(connect: .seconds(10))
+        // A failed connect or handshake (an unreachable server, a CA that does not verify it)
+        // fails the request at once: the watcher's own back-off with jitter retries it and
+        // logs why, instead of the pool retrying silently until the connect timeout.
+        configuration.connectionPool.retryConnectionEstablishment = false
         configuration.decompression = .enabled(limit: .ratio(100))
         configuration.redirectConfiguration = .disallow
         if config.isHTTPS {
