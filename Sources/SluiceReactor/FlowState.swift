@@ -61,6 +61,11 @@ struct FlowState {
     var copyMode = false
     /// Splice mode: a read into a non-empty pipe would block; read again once it is empty.
     var waitRoom = false
+    /// Splice is allowed but the flow starts by copying: small messages cost a read and a
+    /// write instead of two splices (and no pipe). A read that fills the buffer marks the flow
+    /// as bulk (`spliceDue`); once the buffer is written out it moves to the pipe for good.
+    var spliceWhenFull = false
+    var spliceDue = false
     /// The source reported RDHUP/HUP/ERR: its end of stream (or error) is queued behind the
     /// data, and no further edge will announce it, so a short read must not end reading.
     var srcHangup = false
@@ -85,6 +90,7 @@ struct FlowState {
         case .bytes(let n):
             let wasEmpty = pending == 0
             pending += n
+            if copyMode && spliceWhenFull && n == requested { spliceDue = true }
             if n < requested && !srcHangup && (copyMode || (wasEmpty && n < capacity >> 12)) {
                 srcReadable = false
             }
@@ -111,4 +117,17 @@ struct FlowState {
     }
 
     mutating func didShutdown() { dstShut = true }
+
+    /// A bulk flow whose buffer is empty moves to splice, with a pipe of `pipeCapacity`
+    /// bytes; true when it did (the caller gives the buffer back).
+    @inline(__always)
+    mutating func takeSpliceSwitch(pipeCapacity: Int32) -> Bool {
+        guard spliceDue && pending == 0 && copyMode else { return false }
+        copyMode = false
+        spliceWhenFull = false
+        spliceDue = false
+        capacity = pipeCapacity
+        offset = 0
+        return true
+    }
 }

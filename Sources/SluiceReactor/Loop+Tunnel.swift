@@ -24,6 +24,11 @@ extension Loop {
         let src = toUp ? c.pointee.downFD : c.pointee.upFD
         let dst = toUp ? c.pointee.upFD : c.pointee.downFD
         while true {
+            let switched =
+                toUp
+                ? c.pointee.toUp.takeSpliceSwitch(pipeCapacity: Int32(pipes.grantedSize))
+                : c.pointee.toDown.takeSpliceSwitch(pipeCapacity: Int32(pipes.grantedSize))
+            if switched { releaseResources(c, toUp: toUp) }
             let step = toUp ? c.pointee.toUp.next : c.pointee.toDown.next
             switch step {
             case .read(let room):
@@ -141,10 +146,16 @@ extension Loop {
 
     private func switchToCopy(_ c: UnsafeMutablePointer<Connection>, toUp: Bool) {
         if toUp {
+            // A flow still copying stays so for good: it will not try the pipe later.
+            c.pointee.toUp.spliceWhenFull = false
+            c.pointee.toUp.spliceDue = false
             guard !c.pointee.toUp.copyMode, c.pointee.toUp.pending == 0 else { return }
             c.pointee.toUp.copyMode = true
             c.pointee.toUp.capacity = Int32(buffers.bufferSize)
         } else {
+            // A flow still copying stays so for good: it will not try the pipe later.
+            c.pointee.toDown.spliceWhenFull = false
+            c.pointee.toDown.spliceDue = false
             guard !c.pointee.toDown.copyMode, c.pointee.toDown.pending == 0 else { return }
             c.pointee.toDown.copyMode = true
             c.pointee.toDown.capacity = Int32(buffers.bufferSize)

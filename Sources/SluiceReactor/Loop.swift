@@ -216,10 +216,14 @@ final class Loop: @unchecked Sendable {
         c.pointee.toUp.srcReadable = true
         c.pointee.toDown.srcReadable = true
         c.pointee.toDown.dstWritable = true
+        // Every flow starts by copying; with splice allowed, one that fills its buffer in one
+        // read moves to a pipe (`FlowState.spliceWhenFull`).
         let useSplice = snapshot.tuning.splice
-        c.pointee.toUp.copyMode = !useSplice
-        c.pointee.toDown.copyMode = !useSplice
-        let capacity = Int32(useSplice ? pipes.grantedSize : buffers.bufferSize)
+        c.pointee.toUp.copyMode = true
+        c.pointee.toDown.copyMode = true
+        c.pointee.toUp.spliceWhenFull = useSplice
+        c.pointee.toDown.spliceWhenFull = useSplice
+        let capacity = Int32(buffers.bufferSize)
         c.pointee.toUp.capacity = capacity
         c.pointee.toDown.capacity = capacity
         if c.pointee.replay && !injectReplay(slot) {

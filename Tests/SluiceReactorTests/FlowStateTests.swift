@@ -60,6 +60,34 @@ import Testing
         #expect(hangup.srcReadable == true)
     }
 
+    /// With splice allowed a flow starts by copying; a read that fills the buffer makes it a
+    /// bulk flow, which moves to the pipe once the buffer is written out, and stays there.
+    @Test func copyFirstThenSpliceOnceABufferFills() {
+        var flow = FlowState()
+        flow.copyMode = true
+        flow.spliceWhenFull = true
+        flow.capacity = 65536
+        flow.dstWritable = true
+        flow.srcReadable = true
+        #expect(flow.next == .read(room: 65536))
+        flow.didRead(.bytes(100), requested: 65536)
+        #expect(flow.spliceDue == false)
+        #expect(flow.srcReadable == false)  // a short read drained the socket
+        flow.didWrite(.bytes(100))
+        #expect(flow.takeSpliceSwitch(pipeCapacity: 1 << 20) == false)
+        flow.srcReadable = true
+        flow.didRead(.bytes(65536), requested: 65536)
+        #expect(flow.spliceDue == true)
+        // Not while bytes wait in the buffer.
+        #expect(flow.takeSpliceSwitch(pipeCapacity: 1 << 20) == false)
+        flow.didWrite(.bytes(65536))
+        #expect(flow.takeSpliceSwitch(pipeCapacity: 1 << 20) == true)
+        #expect(flow.copyMode == false)
+        #expect(flow.capacity == 1 << 20)
+        #expect(flow.next == .read(room: 1 << 20))
+        #expect(flow.takeSpliceSwitch(pipeCapacity: 1 << 20) == false)
+    }
+
     @Test func partialWriteKeepsOrderAndWaitsForWritable() {
         var flow = spliceFlow()
         flow.srcReadable = true
