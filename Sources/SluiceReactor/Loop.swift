@@ -160,6 +160,8 @@ final class Loop: @unchecked Sendable {
             return
         }
         if connected {
+            // Connected at once: no event has told whether the endpoint spoke yet.
+            c.pointee.toDown.srcReadable = true
             established(slot)
         } else {
             timers.schedule(slot, at: deadline)
@@ -204,17 +206,22 @@ final class Loop: @unchecked Sendable {
             c.pointee.counted = true
         }
         if case .arm(let deadline) = arm { timers.schedule(slot, at: deadline) }
-        startTunnel(slot)
+        startTunnel(slot, readinessKnown: true)
     }
 
     /// Sets both flows up for an established pair (a TCP connection, or an HTTP connection
-    /// after `101 Switching Protocols`) and starts moving bytes.
-    func startTunnel(_ slot: Int32) {
+    /// after `101 Switching Protocols`) and starts moving bytes. `readinessKnown`: both
+    /// sockets' readable flags are exact (a fresh connect: every client edge since accept set
+    /// `toUp.srcReadable` and every short read cleared it, and the connect's event told about
+    /// the endpoint), so no read is made just to hear "would block".
+    func startTunnel(_ slot: Int32, readinessKnown: Bool = false) {
         let c = table.pointer(slot)
         c.pointee.toUp.dstWritable = true
-        // Data sent while we connected (or upgraded) is waiting: its edge has passed.
-        c.pointee.toUp.srcReadable = true
-        c.pointee.toDown.srcReadable = true
+        if !readinessKnown {
+            // Data sent while we upgraded is waiting: its edge has passed.
+            c.pointee.toUp.srcReadable = true
+            c.pointee.toDown.srcReadable = true
+        }
         c.pointee.toDown.dstWritable = true
         // Every flow starts by copying; with splice allowed, one that fills its buffer in one
         // read moves to a pipe (`FlowState.spliceWhenFull`).
@@ -283,6 +290,10 @@ final class Loop: @unchecked Sendable {
             guard mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 else { return }
             if Socket.pendingError(c.pointee.upFD) == nil {
                 if mask & (Epoll.readHangup | Epoll.hangup) != 0 { c.pointee.toDown.srcHangup = true }
+                // Bytes the endpoint sent first come with this event or raise a later one.
+                if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
+                    c.pointee.toDown.srcReadable = true
+                }
                 established(slot)
             } else {
                 connectFailed(slot, timedOut: false)
