@@ -62,8 +62,10 @@ struct FlowState {
     /// Splice mode: a read into a non-empty pipe would block; read again once it is empty.
     var waitRoom = false
     /// Splice is allowed but the flow starts by copying: small messages cost a read and a
-    /// write instead of two splices (and no pipe). A read that fills the buffer marks the flow
-    /// as bulk (`spliceDue`); once the buffer is written out it moves to the pipe for good.
+    /// write instead of two splices (and no pipe). A read of a quarter of the buffer or more
+    /// marks the flow as bulk (`spliceDue`; a sender that keeps pace with us never fills the
+    /// buffer in one read, so "full" would be too strict a test); once the buffer is written
+    /// out the flow moves to the pipe for good.
     var spliceWhenFull = false
     var spliceDue = false
     /// The source reported RDHUP/HUP/ERR: its end of stream (or error) is queued behind the
@@ -90,7 +92,7 @@ struct FlowState {
         case .bytes(let n):
             let wasEmpty = pending == 0
             pending += n
-            if copyMode && spliceWhenFull && n == requested { spliceDue = true }
+            if copyMode && spliceWhenFull && n >= capacity / 4 { spliceDue = true }
             if n < requested && !srcHangup && (copyMode || (wasEmpty && n < capacity >> 12)) {
                 srcReadable = false
             }
