@@ -120,11 +120,21 @@ struct FlowState {
 
     mutating func didShutdown() { dstShut = true }
 
+    /// A bulk flow whose buffer is empty: time to move to a pipe.
+    @inline(__always)
+    var spliceReady: Bool { spliceDue && pending == 0 && copyMode }
+
+    /// Stays copying for good (no pipe to be had).
+    mutating func keepCopying() {
+        spliceWhenFull = false
+        spliceDue = false
+    }
+
     /// A bulk flow whose buffer is empty moves to splice, with a pipe of `pipeCapacity`
     /// bytes; true when it did (the caller gives the buffer back).
     @inline(__always)
     mutating func takeSpliceSwitch(pipeCapacity: Int32) -> Bool {
-        guard spliceDue && pending == 0 && copyMode else { return false }
+        guard spliceReady else { return false }
         copyMode = false
         spliceWhenFull = false
         spliceDue = false

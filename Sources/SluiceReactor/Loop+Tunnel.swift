@@ -24,11 +24,7 @@ extension Loop {
         let src = toUp ? c.pointee.downFD : c.pointee.upFD
         let dst = toUp ? c.pointee.upFD : c.pointee.downFD
         while true {
-            let switched =
-                toUp
-                ? c.pointee.toUp.takeSpliceSwitch(pipeCapacity: Int32(pipes.grantedSize))
-                : c.pointee.toDown.takeSpliceSwitch(pipeCapacity: Int32(pipes.grantedSize))
-            if switched { releaseResources(c, toUp: toUp) }
+            if toUp ? c.pointee.toUp.spliceReady : c.pointee.toDown.spliceReady { moveToPipe(c, toUp: toUp) }
             let step = toUp ? c.pointee.toUp.next : c.pointee.toDown.next
             switch step {
             case .read(let room):
@@ -133,6 +129,24 @@ extension Loop {
         switch try IO.write(dst, from: buffers.base(buffer) + Int(offset), count: Int(count)) {
         case .wouldBlock: return .wouldBlock
         case .done(let n): return .bytes(Int32(n))
+        }
+    }
+
+    /// A bulk flow with an empty buffer takes a pipe for the rest of its life; the pipe is
+    /// acquired first, so the flow's capacity is the size the kernel granted to it.
+    func moveToPipe(_ c: UnsafeMutablePointer<Connection>, toUp: Bool) {
+        releaseResources(c, toUp: toUp)
+        guard let pipe = try? pipes.acquire() else {
+            if toUp { c.pointee.toUp.keepCopying() } else { c.pointee.toDown.keepCopying() }
+            return
+        }
+        let capacity = Int32(pipes.grantedSize)
+        if toUp {
+            c.pointee.toUpPipe = pipe
+            _ = c.pointee.toUp.takeSpliceSwitch(pipeCapacity: capacity)
+        } else {
+            c.pointee.toDownPipe = pipe
+            _ = c.pointee.toDown.takeSpliceSwitch(pipeCapacity: capacity)
         }
     }
 
