@@ -44,23 +44,7 @@ extension Loop {
         let n = writeSimpleResponse(
             status: backend.status, body: backend.body, close: !keep, http10KeepAlive: e.pointee.http10 && keep,
             into: out)
-        e.pointee.downq.start = 0
-        e.pointee.downq.end = Int32(n)
-        e.pointee.responseStarted = true
-        e.pointee.responseHeadDone = true
-        e.pointee.respBody = HTTPExchange.Body()
-        e.pointee.req.start = e.pointee.headStart + e.pointee.headLength
-        if keep {
-            e.pointee.reqBody = HTTPExchange.Body()
-            e.pointee.upstreamReusable = e.pointee.upstreamReusable && table.pointer(slot).pointee.upFD >= 0
-            e.pointee.phase = .exchanging
-            return .again
-        }
-        e.pointee.clientClose = true
-        e.pointee.phase = .closing
-        e.pointee.lingering = false
-        armHTTPTimer(slot, .closing, at: now + snapshot.timeouts.clientMillis)
-        return .again
+        return sendLocalAnswer(slot, length: n, keep: keep)
     }
 
     /// A 308 to the https:// form of the request (`redirectHTTPS` routes): the Host without
@@ -78,8 +62,15 @@ extension Loop {
             port: port, host: host, target: target, close: !keep, http10KeepAlive: e.pointee.http10 && keep,
             into: httpBuffers.base(e.pointee.downq.buffer), capacity: Int(Self.httpBufferSize))
         guard n > 0 else { return respondError(slot, status: 414) }
+        return sendLocalAnswer(slot, length: n, keep: keep)
+    }
+
+    /// An answer of `length` bytes written into `downq` by the proxy itself (default backend,
+    /// redirect) goes out; the connection then takes the next request when `keep`, or closes.
+    func sendLocalAnswer(_ slot: Int32, length: Int, keep: Bool) -> HTTPStep {
+        let e = exchange(slot)
         e.pointee.downq.start = 0
-        e.pointee.downq.end = Int32(n)
+        e.pointee.downq.end = Int32(length)
         e.pointee.responseStarted = true
         e.pointee.responseHeadDone = true
         e.pointee.respBody = HTTPExchange.Body()
