@@ -35,35 +35,9 @@ RUN_DIR="$OUT_DIR/http-$STAMP"
 RESULTS="$RUN_DIR/results.txt"
 LIB=(python3 "$HERE/benchlib.py")
 
-log() { printf '[http-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-# ------------------------------------------------------------------ processes and cleanup
-PIDS=()
-start_bg() { # start_bg LOGFILE CMD... ; sets BG_PID
-    "${@:2}" >"$1" 2>&1 &
-    BG_PID=$!
-    PIDS+=("$BG_PID")
-}
-stop_pid() { # stop_pid PID: TERM, wait up to 3 s, then KILL
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 30); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+BENCH_NAME=http-bench
+# shellcheck source=Perf/procs.sh
+source "$HERE/procs.sh"
 
 # ------------------------------------------------------------------ tools
 need() { # need COMMAND DEBIAN_PACKAGE

@@ -44,30 +44,9 @@ RESULTS="$RUN_DIR/results.txt"
 LIB=(python3 "$HERE/benchlib.py")
 TLIB=(python3 "$HERE/tls_bench.py")
 
-log() { printf '[tls-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-PIDS=()
-start_bg() { "${@:2}" >"$1" 2>&1 & BG_PID=$!; PIDS+=("$BG_PID"); }
-stop_pid() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 30); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+BENCH_NAME=tls-bench
+# shellcheck source=Perf/procs.sh
+source "$HERE/procs.sh"
 
 need() { # need COMMAND-OR-FILE DEBIAN_PACKAGE
     { command -v "$1" >/dev/null 2>&1 || [ -e "$1" ]; } && return 0
