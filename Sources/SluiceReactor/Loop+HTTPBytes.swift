@@ -52,15 +52,21 @@ extension Loop {
                 writable = false
                 return .wouldBlock
             case .done(let n):
-                queue.start += Int32(n)
-                if queue.isEmpty {
-                    queue.start = 0
-                    queue.end = 0
-                }
+                advance(&queue, by: Int32(n))
                 return .bytes(Int32(n))
             }
         } catch {
             return .failed
+        }
+    }
+
+    /// `n` bytes of the queue were written; an emptied queue starts over at 0.
+    @inline(__always)
+    func advance(_ queue: inout HTTPExchange.Queue, by n: Int32) {
+        queue.start += n
+        if queue.isEmpty {
+            queue.start = 0
+            queue.end = 0
         }
     }
 

@@ -102,7 +102,7 @@ extension Loop {
         case .service(let index, let strip):
             service = Int(index)
             e.pointee.stripPrefix = strip
-            if e.pointee.secure {
+            if e.pointee.secure && routeTable.hasHSTS {
                 let route = routeTable.lookupRoute(host: host, path: path, defaultPort: defaultPort)
                 if route >= 0 && routeTable.routes[Int(route)].hstsField != nil { e.pointee.hstsRoute = route }
             }

@@ -60,22 +60,7 @@ extension Loop {
             (out + n).copyMemory(from: text.utf8Start, byteCount: text.utf8CodeUnitCount)
             n += text.utf8CodeUnitCount
         }
-        func decimal(_ value: Int) {
-            var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0)
-            var count = 0
-            var v = value
-            withUnsafeMutableBytes(of: &digits) { d in
-                repeat {
-                    d[count] = UInt8(48 + v % 10)
-                    v /= 10
-                    count += 1
-                } while v > 0 && count < 8
-                for k in (0..<count).reversed() {
-                    out.storeBytes(of: d[k], toByteOffset: n, as: UInt8.self)
-                    n += 1
-                }
-            }
-        }
+        func decimal(_ value: Int) { Self.putDecimal(value, out, &n) }
         let length = min(body.count, Int(Self.httpBufferSize) - 512)
         put("HTTP/1.1 ")
         decimal(Int(status))
@@ -131,26 +116,32 @@ extension Loop {
         }
         if port != 443 {
             put(":")
-            var digits: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
-            var count = 0
-            var v = Int(port)
-            withUnsafeMutableBytes(of: &digits) { d in
-                repeat {
-                    d[count] = UInt8(48 + v % 10)
-                    v /= 10
-                    count += 1
-                } while v > 0
-                for k in (0..<count).reversed() {
-                    out.storeBytes(of: d[k], toByteOffset: n, as: UInt8.self)
-                    n += 1
-                }
-            }
+            Self.putDecimal(Int(port), out, &n)
         }
         if target.isEmpty { put("/") } else { put(target) }
         put("\r\nContent-Length: 0")
         if close { put("\r\nConnection: close") } else if http10KeepAlive { put("\r\nConnection: keep-alive") }
         put("\r\n\r\n")
         return n
+    }
+
+    /// Writes `value` (0 up to 8 digits) in decimal at `out + n`; advances `n`.
+    @inline(__always)
+    static func putDecimal(_ value: Int, _ out: UnsafeMutableRawPointer, _ n: inout Int) {
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        var v = value
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[count] = UInt8(48 + v % 10)
+                v /= 10
+                count += 1
+            } while v > 0 && count < 8
+            for k in (0..<count).reversed() {
+                out.storeBytes(of: d[k], toByteOffset: n, as: UInt8.self)
+                n += 1
+            }
+        }
     }
 
     static func reason(_ status: UInt16) -> StaticString {

@@ -127,11 +127,7 @@ extension Loop {
         let src = httpBuffers.base(queue.buffer) + Int(queue.start)
         switch TLSSession.write(session, from: src, count: Int(queue.count)) {
         case .done(let n):
-            queue.start += Int32(n)
-            if queue.isEmpty {
-                queue.start = 0
-                queue.end = 0
-            }
+            advance(&queue, by: Int32(n))
             return .bytes(Int32(n))
         case .wantWrite:
             c.pointee.toDown.dstWritable = false

@@ -22,6 +22,8 @@ public final class HTTPRouteTable: Sendable {
     /// The routes as given, duplicates of an earlier (host, path) dropped. `lookupRoute` and
     /// `RouteMatch.redirect` index this array.
     public let routes: [HTTPRoute]
+    /// Some route adds `Strict-Transport-Security` (then callers look up the route itself).
+    public let hasHSTS: Bool
 
     let exactSlots: [Int32]
     let wildcardSlots: [Int32]
@@ -60,6 +62,7 @@ public final class HTTPRouteTable: Sendable {
             kept.append(route)
         }
         routes = kept
+        hasHSTS = kept.contains { $0.hstsField != nil }
 
         var keyHash: [UInt64] = []
         var names: [UInt8] = []
