@@ -57,14 +57,16 @@ import random
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
 from urllib.parse import parse_qs, urlsplit
+
+from tls_backends import _openssl
 
 FIXTURES = Path(os.environ.get("SLUICE_K8S_FIXTURES", "/work/shared/k8s-fixtures"))
 
@@ -99,13 +101,6 @@ class KubeCerts:
         self.cert = directory / "server.crt"
         self.key = directory / "server.key"
         self.other_ca = directory / "other-ca.crt"
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    r = subprocess.run(["openssl", *args], cwd=cwd, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=60)
-    if r.returncode != 0:
-        raise RuntimeError(f"openssl {' '.join(args)} failed: {r.stderr.decode(errors='replace')}")
 
 
 def make_kube_certs(directory: Path) -> KubeCerts:
