@@ -19,6 +19,7 @@ import copy
 import hashlib
 import os
 import random
+import re
 import signal
 import socket
 import threading
@@ -42,7 +43,8 @@ SPOOF = "203.0.113.7"
 # helpers
 
 def crash_report(p) -> str:
-    """The proxy's state for a failure message: exit status and the end of its stderr."""
+    """The proxy's state for a failure message: exit status, the fatal error and the
+    crashed thread's first frames if any, and its last log lines."""
     if p.proc.poll() is None:
         try:
             p.proc.wait(0.5)
@@ -52,8 +54,17 @@ def crash_report(p) -> str:
     state = "still running" if rc is None else f"exited rc={rc}"
     if rc is not None and p.reader is not None:
         p.reader.join(2)
-    tail = "\n".join(p.stderr_text().splitlines()[-25:])
-    return f"sluice {state}; stderr tail:\n{tail}"
+    lines = p.stderr_text().splitlines()
+    out = [f"sluice {state}"]
+    out += [l for l in lines if "Fatal error" in l][:3]
+    for i, line in enumerate(lines):
+        if re.match(r"\s*Thread \d+.* crashed:", line):
+            out += [l for l in lines[i:i + 12] if l.strip()][:8]
+            break
+    logged = [l for l in lines if " sluice: " in l]
+    out.append("last log lines:")
+    out += logged[-8:]
+    return "\n".join(out)
 
 
 def expect(p, what: str, fn):
@@ -443,3 +454,639 @@ def test_unchanged_reload_cuts_no_connection(proxy_factory, backends, http_backe
     assert expect(p, "idle keep-alive client after an unchanged reload", keep.response).status == 200
     keep.close()
     assert_alive(p)
+
+
+# --------------------------------------------------------------------------
+# randomized reloads under mixed clients
+
+CHURN_SECONDS = float(os.environ.get("SLUICE_SWAP_SECONDS", "35"))
+HTTP_POOL = [f"h{i}" for i in range(8)]
+TCP_POOL = [f"t{i}" for i in range(6)]
+TLS_A = ["ta0", "ta1", "ta2"]   # certificate a.example.com, no PROXY header
+TLS_B = ["tb0", "tb1", "tb2"]   # certificate b.example.com, expect a PROXY v2 header
+HTTP_SERVICES = {"svc-a": ("roundrobin", None), "svc-b": ("leastconn", None),
+                 "svc-c": ("cookie", "SC"), "svc-d": ("cookie", None), "svc-e": ("source", None)}
+HOSTS = ["a.test", "b.test", "c.test", "d.test", "e.test", "m.test", "zz.test"]
+STABLE = ("H0", "T0", "P0", "S0")   # in every generation; H1, H2 and T1 come and go
+MARGIN = 0.05                       # seconds around each generation's live interval
+MISSING = object()                  # the listener is not in that generation
+NO_ROUTE_BODY = b"no route\n"
+
+
+def random_model(rng: random.Random, prev: Optional[dict], full: bool = False) -> dict:
+    """One generation: services with random endpoint subsets, routes, listeners, orders."""
+    if prev is not None and rng.random() < 0.15:
+        return copy.deepcopy(prev)  # a reload that changes nothing
+    services: Dict[str, dict] = {}
+    for name, (algo, cookie) in HTTP_SERVICES.items():
+        if full or name in ("svc-a", "svc-c") or rng.random() < 0.8:
+            services[name] = {"algorithm": algo, "cookie": cookie,
+                              "endpoints": rng.sample(HTTP_POOL, rng.randint(1, 4))}
+    services["probe"] = {"algorithm": "roundrobin", "endpoints": ["hp"]}
+    services["tcp-main"] = {"algorithm": "roundrobin", "endpoints": rng.sample(TCP_POOL, rng.randint(1, 3))}
+    services["tcp-pp"] = {"algorithm": "leastconn", "pp": "v1",
+                          "endpoints": rng.sample(TCP_POOL, rng.randint(1, 3))}
+    if full or rng.random() < 0.7:
+        services["tcp-alt"] = {"algorithm": "roundrobin",
+                               "endpoints": rng.sample(TCP_POOL, rng.randint(1, 3))}
+    services["tls-a"] = {"algorithm": "roundrobin", "endpoints": rng.sample(TLS_A, rng.randint(1, 3))}
+    services["tls-b"] = {"algorithm": "roundrobin", "pp": "v2",
+                         "endpoints": rng.sample(TLS_B, rng.randint(1, 3))}
+    for i in range(rng.randint(0, 3)):  # never routed: they only shift everyone's indices
+        services[f"pad{i}"] = {"algorithm": "roundrobin",
+                               "endpoints": rng.sample(HTTP_POOL + TCP_POOL, rng.randint(1, 3))}
+    http_svcs = [n for n in services if n.startswith("svc-")]
+
+    def routes() -> dict:
+        r = {"probe.test": "probe", "c.test": "svc-c"}
+        for host, svc in (("a.test", "svc-a"), ("b.test", "svc-b"), ("d.test", "svc-d"),
+                          ("e.test", "svc-e")):
+            if svc in services and rng.random() < 0.9:
+                r[host] = svc
+        if rng.random() < 0.8:
+            r["m.test"] = rng.choice(http_svcs)
+        items = list(r.items())
+        rng.shuffle(items)
+        return dict(items)
+
+    listeners = {"H0": {"kind": "http", "routes": routes()},
+                 "T0": {"kind": "tcp", "service": "tcp-main"},
+                 "P0": {"kind": "tcp", "service": "tcp-pp", "acceptProxy": True},
+                 "S0": {"kind": "tls", "routes": {"a.example.com": "tls-a",
+                                                  "b.example.com": "tls-b"}}}
+    if full or rng.random() < 0.6:
+        listeners["H1"] = {"kind": "http", "routes": routes()}
+    if full or rng.random() < 0.5:
+        listeners["H2"] = {"kind": "http", "routes": routes()}
+    if full or rng.random() < 0.6:
+        listeners["T1"] = {"kind": "tcp", "service": rng.choice(
+            ["tcp-main"] + (["tcp-alt"] if "tcp-alt" in services else []))}
+    order_l = list(listeners.items())
+    rng.shuffle(order_l)
+    order_s = list(services.items())
+    rng.shuffle(order_s)
+    return {"listeners": dict(order_l), "services": dict(order_s)}
+
+
+class Gen:
+    def __init__(self, n: int, model: dict, t_hup: float, t_ok: Optional[float]):
+        self.n, self.model, self.t_hup, self.t_ok = n, model, t_hup, t_ok
+
+    def endpoints(self, service) -> List[str]:
+        if not isinstance(service, str) or service not in self.model["services"]:
+            return []
+        return self.model["services"][service]["endpoints"]
+
+    def http_target(self, listener: str, host: str):
+        spec = self.model["listeners"].get(listener)
+        if spec is None or spec["kind"] != "http":
+            return MISSING
+        return spec["routes"].get(host)
+
+    def tcp_target(self, listener: str):
+        spec = self.model["listeners"].get(listener)
+        if spec is None or spec["kind"] != "tcp":
+            return MISSING
+        return spec["service"]
+
+    def tls_target(self, sni: str):
+        return self.model["listeners"]["S0"]["routes"].get(sni)
+
+
+class Storm:
+    """Backends, listeners, the generation log, the clients and their observations."""
+
+    def __init__(self, seed: int, addrs: Dict[str, str], listen: Dict[str, str], certs):
+        self.seed = seed
+        self.addrs = addrs      # backend name -> address
+        self.listen = listen    # listener name -> address
+        self.certs = certs
+        self.gens: List[Gen] = []
+        self.lock = threading.Lock()
+        self.obs: List[dict] = []
+        self.fatal: List[str] = []
+        self.probes: List[float] = []
+        self.probe_errors: List[str] = []
+        self.stop = threading.Event()
+        self.t_start = time.monotonic()
+        self.by_cookie = {cookie_value(addrs[b], s): (b, s) for s in HTTP_SERVICES
+                          for b in HTTP_POOL}
+
+    # ---- configuration
+    def to_config(self, model: dict) -> dict:
+        listeners = {}
+        for name, spec in model["listeners"].items():
+            addr = self.listen[name]
+            if spec["kind"] == "http":
+                listeners[name] = {"address": addr, "protocol": "http",
+                                   "routes": [{"host": h, "service": s}
+                                              for h, s in spec["routes"].items()],
+                                   "default": {"status": 404, "body": NO_ROUTE_BODY.decode()}}
+            elif spec["kind"] == "tls":
+                listeners[name] = {"address": addr, "protocol": "tls",
+                                   "routes": [{"host": h, "service": s}
+                                              for h, s in spec["routes"].items()]}
+            else:
+                listeners[name] = {"address": addr, "protocol": "tcp", "service": spec["service"]}
+                if spec.get("acceptProxy"):
+                    listeners[name]["acceptProxy"] = ["127.0.0.0/8"]
+        services = {}
+        for name, spec in model["services"].items():
+            svc = {"algorithm": spec["algorithm"],
+                   "endpoints": [self.addrs[e] for e in spec["endpoints"]]}
+            if spec.get("cookie"):
+                svc["cookie"] = spec["cookie"]
+            if spec.get("pp"):
+                svc["proxyProtocol"] = spec["pp"]
+            services[name] = svc
+        return make_config(listeners, services, timeouts={"connect": "3s"},
+                           limits={"upstreamIdle": "1s"})
+
+    # ---- generations
+    def rel(self, t: float) -> str:
+        return f"{t - self.t_start:.3f}"
+
+    def window(self, t0: float, t1: float) -> List[Gen]:
+        """The generations that may have been in force at some moment of [t0, t1]: from
+        its SIGHUP to the 'reloaded' line of the next one, widened by MARGIN."""
+        out = []
+        for i, g in enumerate(self.gens):
+            end = float("inf")
+            if i + 1 < len(self.gens) and self.gens[i + 1].t_ok is not None:
+                end = self.gens[i + 1].t_ok
+            if g.t_hup - MARGIN <= t1 and end + MARGIN >= t0:
+                out.append(g)
+        return out
+
+    @staticmethod
+    def explain(pairs) -> str:
+        parts = []
+        for g, s in pairs:
+            if s is MISSING:
+                parts.append(f"g{g.n}: listener absent")
+            elif s is None:
+                parts.append(f"g{g.n}: no route")
+            else:
+                parts.append(f"g{g.n}: {s}={g.endpoints(s)}")
+        return "; ".join(parts)
+
+    def reloader(self, p, rng: random.Random, until: float) -> None:
+        model = self.gens[0].model
+        try:
+            while time.monotonic() < until and not self.stop.is_set():
+                time.sleep(rng.uniform(0.05, 0.3))  # the churn period, not a synchronisation
+                model = random_model(rng, model)
+                n = len(self.gens) + 1
+                since = p.mark()
+                p.write_config(self.to_config(model))
+                g = Gen(n, model, time.monotonic(), None)
+                with self.lock:
+                    self.gens.append(g)
+                p.proc.send_signal(signal.SIGHUP)
+                line = p.wait_line(rf"reloaded generation={n}\b", 10, since, also=r"reload failed")
+                if "reload failed" in line:
+                    self.fatal.append(f"generation {n} was refused: {line}\n{p.stderr_text()[-2000:]}")
+                    return
+                g.t_ok = time.monotonic()
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            self.fatal.append(f"reloading to generation {len(self.gens)}: "
+                              f"{type(exc).__name__}: {first}")
+        finally:
+            p.generation = len(self.gens)
+
+    def record(self, **kw) -> None:
+        with self.lock:
+            self.obs.append(kw)
+
+    # ---- clients
+    def guarded(self, fn, *args):
+        def run():
+            try:
+                fn(*args)
+            except Exception as exc:  # noqa: BLE001 - a bug in the client itself
+                import traceback
+                self.record(kind="client-crash", cid=args[0] if args else "?",
+                            error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        return threading.Thread(target=run, daemon=True, name=f"storm-{fn.__name__}-{args[:1]}")
+
+    def http_client(self, cid: str, listener: str, split: float, bodies: float,
+                    fixed_host: Optional[str], sticky: bool) -> None:
+        rng = random.Random(f"{self.seed}-{cid}")
+        addr = self.listen[listener]
+        sock = reader = None
+        conn_t0 = 0.0
+        jar = None
+        seq = 0
+        while not self.stop.is_set():
+            if sock is None:
+                conn_t0 = time.monotonic()
+                try:
+                    sock = connect(addr, timeout=10)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    reader = BufReader(sock)
+                except OSError as exc:
+                    self.record(kind="http", cid=cid, seq=seq, listener=listener, host=None,
+                                t0=conn_t0, t1=time.monotonic(), conn_t0=conn_t0,
+                                error=f"connect: {type(exc).__name__}: {exc}")
+                    time.sleep(rng.uniform(0.02, 0.1))
+                    continue
+            seq += 1
+            host = fixed_host or rng.choice(HOSTS)
+            target = f"/{cid}/{seq}"
+            if rng.random() < 0.3:
+                target += f"?mode=slow&delay={rng.uniform(0.01, 0.3):.3f}"
+            headers = []
+            if jar:
+                headers.append(f"Cookie: {jar[0]}={jar[1]}")
+            closing = rng.random() < 0.1
+            if closing:
+                headers.append("Connection: close")
+            method, body, sha = "GET", b"", None
+            if rng.random() < bodies:
+                method = "POST"
+                body = rng.randbytes(rng.randint(1, 40000))
+                sha = hashlib.sha256(body).hexdigest()
+                chunked = rng.random() < 0.5
+                headers.append("Transfer-Encoding: chunked" if chunked
+                               else f"Content-Length: {len(body)}")
+            head = request_bytes(host, target, method, headers)
+            t0 = time.monotonic()
+            try:
+                if rng.random() < split:
+                    cuts = sorted(rng.sample(range(1, len(head)), rng.randint(1, 3)))
+                    for a, b in zip([0] + cuts, cuts + [len(head)]):
+                        sock.sendall(head[a:b])
+                        time.sleep(rng.uniform(0.005, 0.04))  # split the head on the wire
+                else:
+                    sock.sendall(head)
+                if body:
+                    n = rng.randint(2, 5)
+                    step = max(1, len(body) // n + 1)
+                    for off in range(0, len(body), step):
+                        part = body[off:off + step]
+                        sock.sendall(b"%x\r\n" % len(part) + part + b"\r\n" if chunked else part)
+                        time.sleep(rng.uniform(0.005, 0.05))  # a slow body
+                    if chunked:
+                        sock.sendall(b"0\r\n\r\n")
+                resp = read_response(reader, method)
+            except (OSError, EOFError, ValueError) as exc:
+                self.record(kind="http", cid=cid, seq=seq, listener=listener, host=host,
+                            t0=t0, t1=time.monotonic(), conn_t0=conn_t0, target=target,
+                            error=f"{type(exc).__name__}: {exc}")
+                sock.close()
+                sock = None
+                continue
+            t1 = time.monotonic()
+            facts = None
+            if resp.status == 200:
+                try:
+                    facts = resp.json()
+                except ValueError:
+                    facts = {"unparsable": resp.body[:200]}
+            self.record(kind="http", cid=cid, seq=seq, listener=listener, host=host, t0=t0,
+                        t1=t1, conn_t0=conn_t0, target=target, error=None, status=resp.status,
+                        backend=resp.header("x-backend"), facts=facts, body=resp.body[:100],
+                        sent_cookie=jar, set_cookie=set_cookie(resp), sha=sha, sticky=sticky)
+            if sticky and set_cookie(resp):
+                jar = set_cookie(resp)
+            if closing or (resp.header("connection") or "").lower() == "close":
+                sock.close()
+                sock = None
+                if sticky and rng.random() < 0.5:
+                    pass  # the cookie outlives the connection
+            time.sleep(rng.uniform(0, 0.03))
+        if sock is not None:
+            sock.close()
+
+    def tcp_client(self, cid: str, listener: str) -> None:
+        rng = random.Random(f"{self.seed}-{cid}")
+        seq = 0
+        while not self.stop.is_set():
+            seq += 1
+            t0 = time.monotonic()
+            name, phase = None, "connect"
+            t1 = None
+            try:
+                s = connect(self.listen[listener], timeout=10)
+                try:
+                    phase = "name"
+                    name = recv_line(s).decode()
+                    t1 = time.monotonic()
+                    phase = "echo"
+                    for k in range(1 + (rng.random() < 0.5)):
+                        token = f"{cid} {seq} {k} {rng.random()}\n".encode()
+                        s.sendall(token)
+                        got = recv_exact(s, len(token))
+                        if got != token:
+                            raise ValueError(f"echo {got!r} for {token!r}")
+                        time.sleep(rng.uniform(0.05, 0.3))  # hold the tunnel across reloads
+                finally:
+                    s.close()
+                err = None
+            except (OSError, EOFError, ValueError) as exc:
+                err = f"{phase}: {type(exc).__name__}: {exc}"
+            self.record(kind="tcp", cid=cid, seq=seq, listener=listener, t0=t0,
+                        t1=t1 or time.monotonic(), backend=name, error=err, phase=phase)
+            time.sleep(rng.uniform(0, 0.03))
+
+    def pp_client(self, cid: str) -> None:
+        rng = random.Random(f"{self.seed}-{cid}")
+        port = port_of(self.listen["P0"])
+        seq = 0
+        while not self.stop.is_set():
+            seq += 1
+            sport = rng.randint(1024, 65000)
+            hdr = (proxy_v1 if rng.random() < 0.5 else proxy_v2)(SPOOF, "127.0.0.1", sport, port)
+            token = f"pp {cid} {seq}\n".encode()
+            t0 = time.monotonic()
+            name, phase, t1, echoed = None, "connect", None, b""
+            try:
+                s = connect(self.listen["P0"], timeout=10)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                try:
+                    phase = "header"
+                    cuts = sorted(rng.sample(range(1, len(hdr)), rng.randint(1, 3)))
+                    for a, b in zip([0] + cuts, cuts + [len(hdr)]):
+                        s.sendall(hdr[a:b])
+                        time.sleep(rng.uniform(0.005, 0.05))  # split the header on the wire
+                    s.sendall(token)
+                    phase = "name"
+                    name = recv_line(s).decode()
+                    t1 = time.monotonic()
+                    phase = "echo"
+                    buf = bytearray()
+                    while not bytes(buf).endswith(token) and len(buf) < 400:
+                        chunk = s.recv(4096)
+                        if not chunk:
+                            raise EOFError(f"EOF after echo {bytes(buf)!r}")
+                        buf += chunk
+                    echoed = bytes(buf)
+                finally:
+                    s.close()
+                err = None
+            except (OSError, EOFError, ValueError) as exc:
+                err = f"{phase}: {type(exc).__name__}: {exc}"
+            want = f"PROXY TCP4 {SPOOF} 127.0.0.1 {sport} {port}\r\n".encode() + token
+            self.record(kind="pp", cid=cid, seq=seq, listener="P0", t0=t0,
+                        t1=t1 or time.monotonic(), backend=name, error=err, phase=phase,
+                        echoed=echoed, want=want)
+            time.sleep(rng.uniform(0, 0.03))
+
+    def tls_client(self, cid: str) -> None:
+        import ssl
+        rng = random.Random(f"{self.seed}-{cid}")
+        ctx = client_context(self.certs)
+        host, port = "127.0.0.1", port_of(self.listen["S0"])
+        seq = 0
+        while not self.stop.is_set():
+            seq += 1
+            sni = rng.choice(["a.example.com", "b.example.com"])
+            t0 = time.monotonic()
+            name, phase, t1 = None, "connect", None
+            try:
+                s = socket.create_connection((host, port), timeout=10)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                try:
+                    cli = BIOClient(s, ctx, sni)
+                    hello = cli.client_hello()
+                    phase = "hello"
+                    cuts = sorted(rng.sample(range(1, len(hello)), rng.randint(0, 2)))
+                    for a, b in zip([0] + cuts, cuts + [len(hello)]):
+                        s.sendall(hello[a:b])
+                        if b < len(hello):
+                            time.sleep(rng.uniform(0.005, 0.05))  # split the ClientHello
+                    phase = "handshake"
+                    cli.handshake(timeout=10)
+                    token = f"tls {cid} {seq}\n".encode()
+                    cli.send(token)
+                    phase = "name"
+                    name = cli.recv_line(timeout=10).decode()
+                    t1 = time.monotonic()
+                    phase = "echo"
+                    got = cli.recv_line(timeout=10) + b"\n"
+                    if got != token:
+                        raise ValueError(f"echo {got!r} for {token!r}")
+                    cli.send(b"BYE\n")
+                finally:
+                    s.close()
+                err = None
+            except (OSError, EOFError, ValueError, ssl.SSLError) as exc:
+                err = f"{phase}: {type(exc).__name__}: {exc}"
+            self.record(kind="tls", cid=cid, seq=seq, listener="S0", sni=sni, t0=t0,
+                        t1=t1 or time.monotonic(), backend=name, error=err, phase=phase)
+            time.sleep(rng.uniform(0, 0.03))
+
+    def prober(self, _cid: str) -> None:
+        addr = self.listen["H0"]
+        while not self.stop.is_set():
+            t = time.monotonic()
+            try:
+                host, _, port = addr.rpartition(":")
+                with socket.create_connection((host, int(port)), timeout=2) as s:
+                    s.settimeout(2)
+                    s.sendall(request_bytes("probe.test", "/probe", headers=["Connection: close"]))
+                    r = read_response(BufReader(s))
+                with self.lock:
+                    self.probes.append(time.monotonic())
+                if r.status != 200 or r.header("x-backend") != "hp":
+                    self.probe_errors.append(f"t={self.rel(t)}: {r.status} {r.header('x-backend')}")
+            except (OSError, EOFError, ValueError) as exc:
+                self.probe_errors.append(f"t={self.rel(t)}: {type(exc).__name__}: {exc}")
+            self.stop.wait(0.1)  # the probe period
+
+    # ---- verification
+    def check(self, o: dict) -> Optional[str]:
+        kind = o["kind"]
+        if kind == "client-crash":
+            return f"client {o['cid']} crashed: {o['error']}"
+        gens = self.window(o["t0"], o["t1"])
+        gn = f"g{gens[0].n}..g{gens[-1].n}"
+        where = (f"{kind} client {o['cid']} #{o['seq']} on {o['listener']} "
+                 f"[t={self.rel(o['t0'])}..{self.rel(o['t1'])}, generations {gn}]")
+        listener = o["listener"]
+        if kind == "http":
+            return self.check_http(o, gens, where)
+        if kind == "tls":
+            pairs = [(g, g.tls_target(o["sni"])) for g in gens]
+            where += f" SNI {o['sni']}"
+        else:
+            pairs = [(g, g.tcp_target(listener)) for g in gens]
+        if o["error"]:
+            routed = o["phase"] in ("echo",)
+            if listener in STABLE or routed:
+                return f"{where}: {o['error']} ({self.explain(pairs)})"
+            if all(s is not MISSING for _, s in pairs):
+                return (f"{where}: {o['error']}, though its listener was in every generation "
+                        f"of the window ({self.explain(pairs)})")
+            return None
+        present = [(g, s) for g, s in pairs if s is not MISSING]
+        if not any(o["backend"] in g.endpoints(s) for g, s in present):
+            return (f"{where}: reached {o['backend']}, which is in its service in none of these "
+                    f"generations: {self.explain(pairs)}")
+        if kind == "pp" and o["echoed"] != o["want"]:
+            return (f"{where}: service tcp-pp sends a v1 PROXY header; endpoint {o['backend']} "
+                    f"echoed {o['echoed']!r}, expected {o['want']!r}")
+        return None
+
+    def check_http(self, o: dict, gens: List[Gen], where: str) -> Optional[str]:
+        listener, host = o["listener"], o["host"]
+        if o["error"]:
+            if listener in STABLE:
+                return f"{where} Host {host} {o.get('target')}: {o['error']}"
+            conn_gens = self.window(o["conn_t0"], o["t1"])
+            if all(g.http_target(listener, "probe.test") is not MISSING for g in conn_gens):
+                return (f"{where} Host {host}: {o['error']}, though {listener} was in every "
+                        f"generation since the connection opened (g{conn_gens[0].n}.."
+                        f"g{conn_gens[-1].n})")
+            return None
+        where += f" Host {host} {o['target']}"
+        pairs = [(g, g.http_target(listener, host)) for g in gens]
+        present = [(g, s) for g, s in pairs if s is not MISSING]
+        backend, status = o["backend"], o["status"]
+        if status == 404 and backend is None and o["body"] == NO_ROUTE_BODY:
+            if not any(s is None for _, s in present):
+                return f"{where}: default 404, but the host had a route in every generation: " \
+                       f"{self.explain(pairs)}"
+            return None
+        if status != 200 or backend is None:
+            return f"{where}: unexpected answer {status} (X-Backend {backend}) {o['body']!r}"
+        ok = [(g, s) for g, s in present if s is not None and backend in g.endpoints(s)]
+        if not ok:
+            return (f"{where}: reached {backend}, which is in the routed service in none of "
+                    f"these generations: {self.explain(pairs)}")
+        facts = o["facts"] or {}
+        if facts.get("host") != host or facts.get("backend") != backend:
+            return f"{where}: the answer belongs to another request: {facts}"
+        if o["sha"] and facts.get("body_sha256") != o["sha"]:
+            return f"{where}: {backend} received a different body ({facts.get('body_len')} bytes)"
+        # stickiness cookies
+        cookie_ok = [(g, s) for g, s in ok
+                     if g.model["services"][s]["algorithm"] == "cookie"]
+        sc = o["set_cookie"]
+        if sc is not None:
+            want = {(g.model["services"][s].get("cookie") or "SLUICE",
+                     cookie_value(self.addrs[backend], s)) for g, s in cookie_ok}
+            if sc not in want:
+                named = self.by_cookie.get(sc[1])
+                return (f"{where}: served by {backend} with Set-Cookie {sc[0]}={sc[1]} (naming "
+                        f"{named[0] + ' in ' + named[1] if named else 'no known endpoint'}); "
+                        f"the cookie of {backend} in its service is one of {sorted(want)}; "
+                        f"{self.explain(pairs)}")
+        sent = o["sent_cookie"]
+        all_cookie = present and all(
+            s is not None and g.model["services"][s]["algorithm"] == "cookie" for g, s in present)
+        if sc is None and sent is None and all_cookie:
+            return f"{where}: no Set-Cookie from cookie service ({self.explain(pairs)})"
+        if sent is not None and sent[1] in self.by_cookie:
+            y, svc = self.by_cookie[sent[1]]
+            stays = present and all(
+                s == svc and y in g.endpoints(s) and
+                (g.model["services"][s].get("cookie") or "SLUICE") == sent[0]
+                for g, s in present)
+            if stays and (backend != y or sc is not None):
+                return (f"{where}: the cookie names {y}, in {svc} throughout, but {backend} "
+                        f"answered (Set-Cookie {sc}); {self.explain(pairs)}")
+        return None
+
+
+def test_randomized_reloads_under_mixed_clients(proxy_factory, backends, tls_backends, tls_certs):
+    seed = int(os.environ.get("SLUICE_SWAP_SEED") or random.SystemRandom().randrange(1 << 32))
+    print(f"SLUICE_SWAP_SEED={seed}")
+    rng = random.Random(seed)
+    http = {n: HTTPBackend(n) for n in HTTP_POOL + ["hp"]}
+    try:
+        addrs = {n: be.addr for n, be in http.items()}
+        for n in TCP_POOL:
+            addrs[n] = backends.add(n).addr
+        for n in TLS_A:
+            addrs[n] = tls_backends.tls(n, cert_key="a").addr
+        for n in TLS_B:
+            addrs[n] = tls_backends.tls(n, cert_key="b", expect_proxy=True).addr
+        listen = {n: new_listener() for n in ("H0", "H1", "H2", "T0", "T1", "P0", "S0")}
+        storm = Storm(seed, addrs, listen, tls_certs)
+        initial = random_model(rng, None, full=True)
+        storm.gens.append(Gen(1, initial, float("-inf"), float("-inf")))
+        p = proxy_factory(storm.to_config(initial), workers=2)
+        baseline = fd_count(p.pid)
+
+        threads = [storm.guarded(storm.prober, "probe")]
+        plan = ([("H0", 0.3, 0.15, None, False)] * 10 + [("H1", 0.3, 0.1, None, False)] * 3 +
+                [("H2", 0.3, 0.1, None, False)] * 3 + [("H0", 0.5, 1.0, None, False)] * 4 +
+                [("H0", 0.2, 0.0, "c.test", True)] * 3 + [("H0", 0.2, 0.0, "d.test", True)] * 2 +
+                [("H1", 0.2, 0.0, "c.test", True)])
+        for i, args in enumerate(plan):
+            threads.append(storm.guarded(storm.http_client, f"http{i}", *args))
+        threads += [storm.guarded(storm.tls_client, f"tls{i}") for i in range(6)]
+        threads += [storm.guarded(storm.pp_client, f"pp{i}") for i in range(4)]
+        threads += [storm.guarded(storm.tcp_client, f"tcp{i}", "T0" if i < 5 else "T1")
+                    for i in range(8)]
+        storm.t_start = time.monotonic()
+        for t in threads:
+            t.start()
+        until = time.monotonic() + CHURN_SECONDS
+        reloader = threading.Thread(target=storm.reloader, args=(p, rng, until), daemon=True)
+        reloader.start()
+        reloader.join(CHURN_SECONDS + 15)
+        t_end = time.monotonic()
+        storm.stop.set()
+        for t in threads:
+            t.join(max(0.1, t_end + 20 - time.monotonic()))
+        hung = [t.name for t in threads if t.is_alive()]
+
+        assert not storm.fatal, f"seed {seed}: {storm.fatal[0]}\n{crash_report(p)}"
+        assert not reloader.is_alive(), f"seed {seed}: the reloader hung\n{crash_report(p)}"
+        assert p.proc.poll() is None, f"seed {seed}: sluice died\n{crash_report(p)}"
+
+        # the process never stops answering
+        times = [storm.t_start] + storm.probes + [t_end]
+        gaps = sorted(((b - a, a, b) for a, b in zip(times, times[1:])), reverse=True)
+        if gaps[0][0] > 2.0:
+            gap, a, b = gaps[0]
+            live = storm.window(a, b)
+            raise AssertionError(
+                f"seed {seed}: no answer on stable listener H0 for {gap:.2f}s (t={storm.rel(a)}.."
+                f"{storm.rel(b)}, generations g{live[0].n}..g{live[-1].n}); probe errors: "
+                f"{storm.probe_errors[:5]}\n{crash_report(p)}")
+
+        # no request reaches an endpoint outside its service in its generations
+        failures = [(o["kind"], f) for o, f in ((o, storm.check(o)) for o in storm.obs) if f]
+        kinds: Dict[str, int] = {}
+        for kind, _ in failures:
+            kinds[kind] = kinds.get(kind, 0) + 1
+        assert not failures, (f"seed {seed}: {len(failures)} of {len(storm.obs)} observations "
+                              f"failed over {len(storm.gens)} generations (by client kind: "
+                              f"{kinds}); first ones:\n" +
+                              "\n".join(f for _, f in failures[:12]))
+        assert not hung, f"seed {seed}: client threads hung: {hung}"
+
+        # the run was not vacuous
+        ok = {}
+        for o in storm.obs:
+            if not o.get("error"):
+                key = o["kind"] + ("-cookie" if o.get("sticky") else "") + \
+                    ("-body" if o.get("sha") else "")
+                ok[key] = ok.get(key, 0) + 1
+        print(f"generations={len(storm.gens)} observations={len(storm.obs)} ok={ok}")
+        assert len(storm.gens) >= 40, f"seed {seed}: only {len(storm.gens)} generations"
+        for key, least in (("http", 200), ("http-cookie", 40), ("http-body", 20), ("tls", 30),
+                           ("pp", 30), ("tcp", 40)):
+            assert ok.get(key, 0) >= least, f"seed {seed}: too few {key} successes: {ok}"
+
+        # descriptors return to the baseline once clients are gone (pooled upstreams are
+        # dropped by the reload back to the first table and by the 1 s idle sweep)
+        p.reload(storm.to_config(initial))
+        deadline = time.monotonic() + 10
+        while fd_count(p.pid) > baseline and time.monotonic() < deadline:
+            time.sleep(0.05)  # bounded poll of /proc/PID/fd
+        assert fd_count(p.pid) <= baseline, (
+            f"seed {seed}: sluice holds {fd_count(p.pid)} descriptors 10s after the clients "
+            f"closed; {baseline} at the start")
+
+        assert_alive(p)
+        p.proc.send_signal(signal.SIGTERM)
+        rc = p.wait_exit(15)
+        assert rc == 0, f"seed {seed}: exit status {rc} after SIGTERM\n{crash_report(p)}"
+    finally:
+        for be in http.values():
+            be.shutdown()
