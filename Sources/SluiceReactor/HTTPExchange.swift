@@ -76,6 +76,10 @@ struct HTTPExchange {
     var timer: TimerKind = .clientIdle
     /// The listener's route table and port.
     var routes: Int32 = -1
+    /// tls listeners that terminate: the server context and the table of terminated routes
+    /// (indices into the connection's snapshot, as `routes`); -1 otherwise.
+    var tlsContext: Int32 = -1
+    var terminatedRoutes: Int32 = -1
     var listenPort: UInt16 = 0
     /// The client's address, for X-Forwarded-For and `source`.
     var peerV6 = false

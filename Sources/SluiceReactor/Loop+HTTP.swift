@@ -77,7 +77,7 @@ extension Loop {
             guard mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 else { return }
             let step: HTTPStep
             if Socket.pendingError(c.pointee.upFD) == nil {
-                picker.markUp(Int(c.pointee.endpoint))
+                markEndpointUp(c)
                 step = queueRequest(slot)
             } else {
                 step = httpConnectFailed(slot, timedOut: false)

@@ -91,8 +91,11 @@ extension Loop {
         e.pointee.connectTries = 0
         if head.method == .connect { return respondError(slot, status: 501) }
 
-        // Route by Host and path.
-        let routeTable = snapshot.routeTables[Int(e.pointee.routes)]
+        // Route with the newest table; a connection whose listener is gone (or changed
+        // protocol) finishes this request on the table it was read with, then closes.
+        if !rebindToListener(slot) { e.pointee.clientClose = true }
+        let routedWith = routed(c)
+        let routeTable = routedWith.routeTables[Int(e.pointee.routes)]
         let host = head.host.map { slice(headBuf, $0) } ?? UnsafeRawBufferPointer(start: base, count: 0)
         let service: Int
         let path = slice(headBuf, head.path)
@@ -121,9 +124,9 @@ extension Loop {
 
         // Pick an endpoint: a valid stickiness cookie first.
         var endpoint: Int? = nil
-        if snapshot.services[service].algorithm == .cookie {
-            if let value = findCookie(service: service, head: head, headBuf: headBuf),
-                let sticky = picker.endpoint(forCookie: value, service: service), !picker.isDown(sticky, now: now)
+        if routedWith.services[service].algorithm == .cookie {
+            if let value = findCookie(routedWith.services[service], head: head, headBuf: headBuf),
+                let sticky = routedWith.endpoint(forCookie: value, service: service), !isDown(c, sticky)
             {
                 endpoint = sticky
             } else {
@@ -131,7 +134,7 @@ extension Loop {
             }
         }
         if endpoint == nil {
-            endpoint = picker.pick(service: service, clientHash: peerHash(e), now: now)
+            endpoint = pickEndpoint(c, service: service, clientHash: peerHash(e))
         }
         guard let endpoint else {
             counters.noEndpoint += 1
@@ -145,9 +148,9 @@ extension Loop {
     func attachUpstream(_ slot: Int32, service: Int, endpoint: Int, allowReuse: Bool) -> HTTPStep {
         let c = table.pointer(slot)
         let e = exchange(slot)
-        let current = c.pointee.snapshotGeneration == snapshot.generation
         uncountRequest(c)
-        if allowReuse && c.pointee.upFD >= 0 && current && Int(c.pointee.endpoint) == endpoint {
+        if allowReuse && c.pointee.upFD >= 0 && Int(c.pointee.endpoint) == endpoint {
+            c.pointee.service = Int32(service)
             countRequest(c)
             e.pointee.upstreamReused = true
             return queueRequest(slot)
@@ -155,9 +158,8 @@ extension Loop {
         detachUpstream(slot)
         c.pointee.service = Int32(service)
         c.pointee.endpoint = Int32(endpoint)
-        c.pointee.snapshotGeneration = snapshot.generation
         countRequest(c)
-        if allowReuse, let (_, fd) = pool.take(endpoint: endpoint) {
+        if allowReuse, let pooled = currentEndpoint(c), let (_, fd) = pool.take(endpoint: pooled) {
             c.pointee.upFD = fd
             do {
                 try epoll.modify(
@@ -181,12 +183,17 @@ extension Loop {
         let c = table.pointer(slot)
         let e = exchange(slot)
         e.pointee.connectTries += 1
-        let address = Self.systemAddress(snapshot.endpoints[Int(c.pointee.endpoint)].address)
+        let address = Self.systemAddress(routed(c).endpoints[Int(c.pointee.endpoint)].address)
         let fd: Int32
         let connected: Bool
         do {
             (fd, connected) = try Socket.connect(to: address)
         } catch {
+            if error == .tooManyFiles || error == .tooManyFilesInSystem {
+                // Out of descriptors here: the endpoint did nothing wrong.
+                noteDescriptorExhaustion()
+                return respondError(slot, status: 503)
+            }
             return httpConnectFailed(slot, timedOut: false)
         }
         Socket.setNoDelay(fd)
@@ -221,18 +228,14 @@ extension Loop {
             Syscall.close(c.pointee.upFD)
             c.pointee.upFD = -1
         }
-        let failed = Int(c.pointee.endpoint)
-        if c.pointee.snapshotGeneration == snapshot.generation {
-            picker.markDown(failed, until: now + snapshot.limits.endpointBackoffMillis)
-            if Int(e.pointee.connectTries) < snapshot.limits.connectTries,
-                let next = picker.next(after: failed, service: Int(c.pointee.service), now: now)
-            {
-                counters.retries += 1
-                uncountRequest(c)
-                c.pointee.endpoint = Int32(next)
-                countRequest(c)
-                return connectUpstream(slot)
-            }
+        // The next endpoint comes from the table the request was routed with.
+        markEndpointDown(c)
+        if Int(e.pointee.connectTries) < snapshot.limits.connectTries, let next = nextEndpoint(c) {
+            counters.retries += 1
+            uncountRequest(c)
+            c.pointee.endpoint = Int32(next)
+            countRequest(c)
+            return connectUpstream(slot)
         }
         return respondError(slot, status: timedOut ? 504 : 502)
     }
@@ -244,8 +247,11 @@ extension Loop {
         let fd = c.pointee.upFD
         guard fd >= 0 else { return }
         c.pointee.upFD = -1
-        let clean = exchange(slot).pointee.upstreamReusable && c.pointee.snapshotGeneration == snapshot.generation
-        if clean, let (index, generation) = pool.put(fd: fd, endpoint: Int(c.pointee.endpoint), now: now) {
+        // Filed under the endpoint's index in the current table, by identity.
+        let clean = exchange(slot).pointee.upstreamReusable
+        if clean, let endpoint = currentEndpoint(c),
+            let (index, generation) = pool.put(fd: fd, endpoint: endpoint, now: now)
+        {
             do {
                 // Watch for the server closing it; no OUT, which would fire at once.
                 try epoll.modify(
@@ -449,15 +455,18 @@ extension Loop {
     /// A request in flight counts for its endpoint (leastconn balances requests, not
     /// client connections).
     @inline(__always)
-    func countRequest(_ c: UnsafeMutablePointer<Connection>) {
-        picker.opened(Int(c.pointee.endpoint))
-        c.pointee.counted = true
-    }
+    func countRequest(_ c: UnsafeMutablePointer<Connection>) { countOpened(c) }
 
     @inline(__always)
-    func uncountRequest(_ c: UnsafeMutablePointer<Connection>) {
-        guard c.pointee.counted else { return }
-        if c.pointee.snapshotGeneration == picker.generation { picker.closed(Int(c.pointee.endpoint)) }
-        c.pointee.counted = false
+    func uncountRequest(_ c: UnsafeMutablePointer<Connection>) { countClosed(c) }
+
+    /// Whether `endpoint` (an index of the connection's snapshot) is passed over now: marked
+    /// down in the current table, or gone from it.
+    func isDown(_ c: UnsafeMutablePointer<Connection>, _ endpoint: Int) -> Bool {
+        if isCurrent(c) { return picker.isDown(endpoint, now: now) }
+        guard let current = retained[retainedIndex(c.pointee.snapshotGeneration)].toCurrent.endpoint(endpoint) else {
+            return true
+        }
+        return picker.isDown(current, now: now)
     }
 }

@@ -73,14 +73,16 @@ extension Loop {
         e.pointee.decoder = ChunkedDecoder()
         if e.pointee.dechunk { e.pointee.clientClose = true }
         let untilClose = e.pointee.respBody.kind == .untilClose
-        e.pointee.clientClose = e.pointee.clientClose || untilClose || draining
+        // A client whose listener went away finishes this exchange and closes.
+        e.pointee.clientClose =
+            e.pointee.clientClose || untilClose || draining || table.pointer(slot).pointee.listener < 0
         e.pointee.upstreamReusable =
             !head.connectionClose && !untilClose && (head.minorVersion == 1 || head.connectionKeepAlive)
         if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
         let out = UnsafeMutableRawBufferPointer(
             start: httpBuffers.base(e.pointee.downq.buffer), count: Int(Self.httpBufferSize))
         var extraLength = e.pointee.setCookie ? formatSetCookie(slot, into: scratch) : 0
-        if e.pointee.hstsRoute >= 0 { extraLength += formatHSTS(e, into: scratch + extraLength) }
+        if e.pointee.hstsRoute >= 0 { extraLength += formatHSTS(slot, into: scratch + extraLength) }
         let written = HTTPHeadWriter.writeResponse(
             head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
             close: e.pointee.clientClose, http10KeepAlive: e.pointee.http10 && !e.pointee.clientClose, upgrading: false,
@@ -232,6 +234,12 @@ extension Loop {
         }
         e.pointee.phase = .readingHead
         e.pointee.reqScan.reset()
+        // Between requests nothing is in flight: take the newest table now, so an idle client
+        // keeps no old snapshot alive.
+        if !rebindToListener(slot) {
+            detachUpstream(slot)
+            return startClosing(slot)
+        }
         if e.pointee.req.isEmpty {
             releaseIfEmpty(&e.pointee.req)
             armHTTPTimer(slot, .clientIdle, at: now + snapshot.timeouts.clientMillis)

@@ -21,6 +21,8 @@ extension Loop {
         let e = exchange(slot)
         e.initialize(to: HTTPExchange())
         e.pointee.routes = listener.routes
+        e.pointee.tlsContext = listener.tlsContext
+        e.pointee.terminatedRoutes = listener.terminated
         e.pointee.listenPort = listener.key.address.port
         e.pointee.proxyPending = expectProxy
         e.pointee.peekTLS = listener.key.protocol == .tls
@@ -163,7 +165,7 @@ extension Loop {
     /// Routes a tls connection by its SNI (absent: the default), or closes it.
     func routeTLS(_ slot: Int32, serverName: Range<Int32>?) {
         let e = exchange(slot)
-        let table = snapshot.routeTables[Int(e.pointee.routes)]
+        let table = routed(self.table.pointer(slot)).routeTables[Int(e.pointee.routes)]
         var service: Int? = nil
         if let serverName {
             let name = UnsafeRawBufferPointer(
@@ -202,7 +204,7 @@ extension Loop {
             e.pointee.peerV6
             ? .v6(e.pointee.peerHi, e.pointee.peerLo) : .v4(UInt32(truncatingIfNeeded: e.pointee.peerLo))
         let hash = SocketAddress(ip: ip, port: 0).addressHash
-        guard let endpoint = picker.pick(service: service, clientHash: hash, now: now) else {
+        guard service >= 0, let endpoint = pickEndpoint(c, service: service, clientHash: hash) else {
             counters.noEndpoint += 1
             close(slot, abort: false)
             return
@@ -220,7 +222,7 @@ extension Loop {
         let e = exchange(slot)
         c.pointee.replay = false
         var header = 0
-        if let version = snapshot.services[Int(c.pointee.service)].proxyProtocol {
+        if let version = routed(c).services[Int(c.pointee.service)].proxyProtocol {
             header = writeProxyHeader(slot, version: version, into: scratch)
         }
         let peeked = e.pointee.req.buffer >= 0 ? Int(e.pointee.req.count) : 0
@@ -228,6 +230,16 @@ extension Loop {
         guard total > 0 else {
             releaseHTTPBuffers(e)
             return true
+        }
+        // The peeked bytes (up to 32 KiB, a ClientHello in many small records) may not fit a
+        // copy buffer (`tuning.copyBuffer` may be 16 KiB): such a replay goes through a pipe.
+        if total > buffers.bufferSize {
+            guard snapshot.tuning.splice, pipes.grantedSize >= total else {
+                counters.badPreface += 1
+                return false
+            }
+            c.pointee.toUp.copyMode = false
+            c.pointee.toUp.spliceWhenFull = false
         }
         if c.pointee.toUp.copyMode {
             let buffer = buffers.acquire()
@@ -241,7 +253,8 @@ extension Loop {
         } else {
             guard let pipe = try? pipes.acquire() else { return false }
             c.pointee.toUpPipe = pipe
-            // An empty pipe of at least 64 KiB takes the ≤ 32 KiB at once.
+            c.pointee.toUp.capacity = Int32(pipes.grantedSize)
+            // An empty pipe of at least 64 KiB takes the ≤ 33 KiB at once.
             if header > 0, IO.writePipe(pipe.writeFD, from: scratch, count: header) != header { return false }
             if peeked > 0,
                 IO.writePipe(

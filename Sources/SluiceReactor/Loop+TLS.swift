@@ -17,15 +17,17 @@ extension Loop {
     func startTermination(_ slot: Int32) {
         let c = table.pointer(slot)
         let e = exchange(slot)
-        guard let listener = listeners.first(where: { $0.routes == e.pointee.routes }),
-            listener.tlsContext >= 0, listener.terminated >= 0,
-            Int(listener.tlsContext) < snapshot.tlsContexts.count
+        // The listener's context in the connection's own snapshot: a reload meanwhile does not
+        // change which certificates this handshake uses.
+        let routedWith = routed(c)
+        guard e.pointee.tlsContext >= 0, e.pointee.terminatedRoutes >= 0,
+            Int(e.pointee.tlsContext) < routedWith.tlsContexts.count
         else {
             counters.tlsNoRoute += 1
             close(slot, abort: false)
             return
         }
-        let context = snapshot.tlsContexts[Int(listener.tlsContext)]
+        let context = routedWith.tlsContexts[Int(e.pointee.tlsContext)]
         var prefix = UnsafeRawBufferPointer(start: nil, count: 0)
         if e.pointee.req.buffer >= 0 {
             prefix = UnsafeRawBufferPointer(
@@ -69,14 +71,14 @@ extension Loop {
     func startSecureHTTP(_ slot: Int32) {
         let c = table.pointer(slot)
         let e = exchange(slot)
-        guard let listener = listeners.first(where: { $0.routes == e.pointee.routes }), listener.terminated >= 0 else {
+        guard e.pointee.terminatedRoutes >= 0 else {
             close(slot, abort: false)
             return
         }
         timers.cancel(slot)
         c.pointee.peeking = false
         c.pointee.isHTTP = true
-        e.pointee.routes = listener.terminated
+        e.pointee.routes = e.pointee.terminatedRoutes
         e.pointee.secure = true
         e.pointee.noSplice = true
         e.pointee.phase = .readingHead

@@ -37,6 +37,10 @@ final class Loop: @unchecked Sendable {
     let helloScratch: UnsafeMutableRawBufferPointer
     static let scratchSize = 8192
     var snapshot: RoutingSnapshot
+    /// Older snapshots that connections of this loop are still bound to (`Loop+Generations`).
+    var retained: [RetainedSnapshot] = []
+    /// A swap is rebuilding `retained`'s counts.
+    var rebinding = false
     var picker: EndpointPicker
     var listeners: [LoopListener] = []
     var counters = LoopCounters()
@@ -49,6 +53,8 @@ final class Loop: @unchecked Sendable {
     var drainDeadline: Int64 = 0
     var now: Int64
     var expired: [Int32] = []
+    /// The first EMFILE/ENFILE on a connect has been logged.
+    var loggedDescriptorExhaustion = false
 
     struct LoopListener {
         var key: ListenerKey
@@ -140,12 +146,18 @@ final class Loop: @unchecked Sendable {
     /// immediate failure moves on as `connectFailed` decides.
     func startConnect(_ slot: Int32, deadline: Int64) {
         let c = table.pointer(slot)
-        let address = Self.systemAddress(snapshot.endpoints[Int(c.pointee.endpoint)].address)
+        let address = Self.systemAddress(routed(c).endpoints[Int(c.pointee.endpoint)].address)
         let fd: Int32
         let connected: Bool
         do {
             (fd, connected) = try Socket.connect(to: address)
         } catch {
+            if error == .tooManyFiles || error == .tooManyFilesInSystem {
+                // Out of descriptors here: the endpoint did nothing wrong.
+                noteDescriptorExhaustion()
+                close(slot, abort: true)
+                return
+            }
             connectFailed(slot, timedOut: false)
             return
         }
@@ -178,18 +190,15 @@ final class Loop: @unchecked Sendable {
             Syscall.close(c.pointee.upFD)
             c.pointee.upFD = -1
         }
-        let failed = Int(c.pointee.endpoint)
-        // After a reload the index means nothing in the new table: there is no next endpoint.
-        var next: Int? = nil
-        if c.pointee.snapshotGeneration == snapshot.generation {
-            picker.markDown(failed, until: now + snapshot.limits.endpointBackoffMillis)
-            next = picker.next(after: failed, service: Int(c.pointee.service), now: now)
-        }
+        // The next endpoint comes from the table the connection was routed with.
+        markEndpointDown(c)
+        let next = nextEndpoint(c)
         let action = c.pointee.life.connectFailed(
             now: now, maxTries: snapshot.limits.connectTries, hasNextEndpoint: next != nil,
             connectMillis: snapshot.timeouts.connectMillis)
         if case .connectNext(let deadline) = action, let next {
             counters.retries += 1
+            countClosed(c)
             c.pointee.endpoint = Int32(next)
             startConnect(slot, deadline: deadline)
         } else {
@@ -197,14 +206,23 @@ final class Loop: @unchecked Sendable {
         }
     }
 
+    /// A connect failed for want of descriptors: counted, logged once per loop, and never
+    /// held against the endpoint.
+    func noteDescriptorExhaustion() {
+        counters.descriptorExhaustion += 1
+        if !loggedDescriptorExhaustion {
+            loggedDescriptorExhaustion = true
+            logger.warning(
+                "out of file descriptors on connect (EMFILE/ENFILE): clients are closed, endpoints are not marked down; raise the open-files limit"
+            )
+        }
+    }
+
     func established(_ slot: Int32) {
         let c = table.pointer(slot)
         let arm = c.pointee.life.connected(now: now, tunnelMillis: snapshot.timeouts.tunnelMillis)
-        if c.pointee.snapshotGeneration == snapshot.generation {
-            picker.markUp(Int(c.pointee.endpoint))
-            picker.opened(Int(c.pointee.endpoint))
-            c.pointee.counted = true
-        }
+        markEndpointUp(c)
+        countOpened(c)
         if case .arm(let deadline) = arm { timers.schedule(slot, at: deadline) }
         startTunnel(slot, readinessKnown: true)
     }
@@ -355,9 +373,8 @@ final class Loop: @unchecked Sendable {
         if c.pointee.isHTTP || c.pointee.usesExchange { releaseHTTPBuffers(exchange(slot)) }
         releaseResources(c, toUp: true)
         releaseResources(c, toUp: false)
-        if c.pointee.counted && c.pointee.snapshotGeneration == picker.generation {
-            picker.closed(Int(c.pointee.endpoint))
-        }
+        countClosed(c)
+        unbind(c.pointee.snapshotGeneration)
         endTLS(c, abort: abort)
         if c.pointee.downFD >= 0 {
             if abort { Socket.abort(c.pointee.downFD) } else { Syscall.close(c.pointee.downFD) }

@@ -5,8 +5,9 @@ import SluiceSystem
 /// An entry is a connected socket whose last response was read whole. It stays registered
 /// in epoll (for IN|RDHUP only, under a `.pooled` token): any event while pooled means the
 /// server closed it or sent bytes nobody asked for, and the entry is closed. Entries older
-/// than the idle limit are closed by `sweep`. On a routing change the pool is emptied, since
-/// endpoint indices change meaning.
+/// than the idle limit are closed by `sweep`. On a routing change every entry is filed again
+/// under its endpoint's new index (`remap`, by identity); entries of endpoints that left are
+/// closed.
 ///
 /// Invariants: at most `perEndpoint` entries per endpoint; an entry is in exactly one list
 /// (an endpoint's or the free list); `generation` changes when an entry is freed, so a
@@ -47,6 +48,37 @@ struct UpstreamPool: ~Copyable {
         heads = Array(repeating: -1, count: endpoints)
         counts = Array(repeating: 0, count: endpoints)
         self.perEndpoint = perEndpoint
+    }
+
+    /// Files every entry under its endpoint's index in a new snapshot: `map[old]` is the new
+    /// index or -1 (the endpoint left: the entry's descriptor goes to `close`), `endpoints` the
+    /// new snapshot's endpoint count. Entries beyond `perEndpoint` are closed too. Entry
+    /// indices and generations stay, so the epoll tokens of kept entries stay valid. Swaps only.
+    mutating func remap(_ map: [Int32], endpoints: Int, perEndpoint: Int, _ close: (Int32) -> Void) {
+        var live: [(index: Int32, endpoint: Int32)] = []
+        live.reserveCapacity(count)
+        for endpoint in heads.indices {
+            var cursor = heads[endpoint]
+            while cursor >= 0 {
+                live.append((cursor, endpoint < map.count ? map[endpoint] : -1))
+                cursor = entries[Int(cursor)].next
+            }
+        }
+        heads = Array(repeating: -1, count: endpoints)
+        counts = Array(repeating: 0, count: endpoints)
+        self.perEndpoint = perEndpoint
+        // Oldest first, so that each list keeps its most recently used entry at the head.
+        for (index, endpoint) in live.reversed() {
+            if endpoint >= 0 && counts[Int(endpoint)] < perEndpoint {
+                entries[Int(index)].endpoint = endpoint
+                entries[Int(index)].next = heads[Int(endpoint)]
+                heads[Int(endpoint)] = index
+                counts[Int(endpoint)] += 1
+            } else {
+                close(entries[Int(index)].fd)
+                release(index)
+            }
+        }
     }
 
     /// Takes an idle connection to `endpoint`: its entry index and descriptor.

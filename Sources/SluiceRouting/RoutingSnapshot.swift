@@ -44,6 +44,19 @@ public final class RoutingSnapshot: Sendable {
         self.cookies = EndpointCookies(services: services, endpoints: endpoints)
     }
 
+    /// The cookie value that names `endpoint` in this snapshot (16 lower-case hex digits of a
+    /// hash of its service's name and its address, so stable across snapshots); empty when its
+    /// service does not use the cookie algorithm. Precomputed: no allocation.
+    public func cookieValue(for endpoint: Int) -> [UInt8] { cookies.values[endpoint] }
+
+    /// The endpoint of `service` that the cookie `value` names (as `cookieValue(for:)` made it;
+    /// double quotes accepted), or nil: the service does not use cookies, the value is
+    /// malformed, or no endpoint of the service has it. No allocation.
+    public func endpoint(forCookie value: UnsafeRawBufferPointer, service: Int) -> Int? {
+        guard services[service].algorithm == .cookie else { return nil }
+        return cookies.endpoint(forCookie: value, in: services[service].endpoints)
+    }
+
     /// The index of the service called `name`, if any.
     public func serviceIndex(named name: String) -> Int? {
         services.firstIndex { $0.name == name }
