@@ -132,6 +132,8 @@ struct HTTPExchange {
     var upgradeRequested = false
     var setCookie = false
     var retried = false
+    /// Bytes of the request in flight have gone into the upstream socket.
+    var requestSent = false
     /// Path bytes to strip from the request target (route `stripPath`).
     var stripPrefix: Int32 = 0
     /// Where the request head in flight sits in `req` (kept for a retry on a new upstream).

@@ -105,13 +105,14 @@ extension Loop {
         guard strip > 0 else { return nil }
         let path = slice(headBuf, head.path)
         let rest = UnsafeRawBufferPointer(rebasing: path[min(Int(strip), path.count)...])
-        let target = scratch + Self.scratchSize / 2
+        // `pathScratch` holds a whole head's worth: a path is never cut short.
+        let target = pathScratch
         var n = 0
         if rest.first != UInt8(ascii: "/") {
             target.storeBytes(of: UInt8(ascii: "/"), as: UInt8.self)
             n = 1
         }
-        let copy = min(rest.count, Self.scratchSize / 2 - n)
+        let copy = min(rest.count, Int(Self.httpBufferSize) - n)
         if copy > 0 { (target + n).copyMemory(from: rest.baseAddress!, byteCount: copy) }
         return UnsafeRawBufferPointer(start: target, count: n + copy)
     }

@@ -294,6 +294,7 @@ extension Loop {
         e.pointee.responseHeadDone = false
         e.pointee.responseStarted = false
         e.pointee.upstreamReusable = false
+        e.pointee.requestSent = false
         e.pointee.phase = .exchanging
         c.pointee.life.activity(now: now)
         armHTTPTimer(slot, .server, at: now + snapshot.timeouts.serverMillis)
@@ -320,7 +321,9 @@ extension Loop {
         // Upstream queue out.
         if !e.pointee.upq.isEmpty && c.pointee.toUp.dstWritable {
             switch flush(&e.pointee.upq, to: c.pointee.upFD, writable: &c.pointee.toUp.dstWritable) {
-            case .bytes: progressed = true
+            case .bytes:
+                e.pointee.requestSent = true
+                progressed = true
             case .wouldBlock: break
             case .failed: return upstreamFailed(slot)
             }

@@ -41,6 +41,9 @@ extension Loop {
         // that names its endpoint (a hash of service name and address, stable across tables).
         let routedWith = routed(c)
         let name = routedWith.services[Int(c.pointee.service)].cookieName ?? Self.defaultCookieName
+        // Configurations bound names (`Service.maxCookieNameLength`); a table built otherwise
+        // with a longer one gets no cookie rather than an overrun.
+        guard name.count <= Service.maxCookieNameLength else { return 0 }
         var n = 0
         func put(_ bytes: UnsafeRawBufferPointer) {
             (out + n).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)

@@ -35,6 +35,8 @@ final class Loop: @unchecked Sendable {
     let scratch: UnsafeMutableRawPointer
     /// Where a ClientHello split over several records is put back together.
     let helloScratch: UnsafeMutableRawBufferPointer
+    /// The request path as forwarded (stripped or normalised): as large as a head.
+    let pathScratch: UnsafeMutableRawPointer
     static let scratchSize = 8192
     var snapshot: RoutingSnapshot
     /// Older snapshots that connections of this loop are still bound to (`Loop+Generations`).
@@ -90,6 +92,7 @@ final class Loop: @unchecked Sendable {
         fieldStore = .allocate(capacity: 256)
         scratch = .allocate(byteCount: Self.scratchSize, alignment: 16)
         helloScratch = .allocate(byteCount: 32 * 1024, alignment: 16)
+        pathScratch = .allocate(byteCount: Int(Self.httpBufferSize), alignment: 16)
         self.snapshot = snapshot
         picker = EndpointPicker(snapshot: snapshot, seed: Self.seed(index))
         connectionLimit = Self.share(of: snapshot.limits.maxConnections, workers: workers)

@@ -149,6 +149,9 @@ public struct Service: Sendable, Hashable {
     public var proxyProtocol: ProxyVersion?
 
     public static let defaultCookieName: [UInt8] = Array("SLUICE".utf8)
+    /// The longest cookie name a configuration may give (browsers keep name and value within
+    /// 4 KiB; the proxy formats `Set-Cookie` into a fixed scratch area).
+    public static let maxCookieNameLength = 256
 
     /// `cookieName` nil with algorithm `cookie` means `defaultCookieName`; it is ignored (kept
     /// nil) for the other algorithms.
