@@ -55,6 +55,8 @@ struct HTTPExchange {
         var remaining: Int64 = 0
         var chunks = ChunkedScanner()
         var done = true
+        /// Body bytes taken so far (the request body's minimum rate is judged on them).
+        var received: Int64 = 0
 
         init() {}
 
@@ -132,6 +134,8 @@ struct HTTPExchange {
     var upgradeRequested = false
     var setCookie = false
     var retried = false
+    /// When the request body's clock started (its head went upstream, or a 1xx came back).
+    var bodyStart: Int64 = 0
     /// Bytes of the request in flight have gone into the upstream socket.
     var requestSent = false
     /// Path bytes to strip from the request target (route `stripPath`).

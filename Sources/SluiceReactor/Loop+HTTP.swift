@@ -102,8 +102,18 @@ extension Loop {
             if httpConnectFailed(slot, timedOut: true) == .again { httpPump(slot) }
         case .server:
             let idleUntil = c.pointee.life.lastActivity + snapshot.timeouts.serverMillis
-            if idleUntil > now {
-                timers.schedule(slot, at: idleUntil)
+            let bodyDue = requestBodyDeadline(e)
+            if bodyDue <= now {
+                // The client trickles its body: 408 while nothing of the response went out.
+                counters.bodyTimeouts += 1
+                counters.httpTimeouts += 1
+                if e.pointee.responseStarted {
+                    closeHTTP(slot, abort: true)
+                } else if respondError(slot, status: 408) == .again {
+                    httpPump(slot)
+                }
+            } else if idleUntil > now {
+                timers.schedule(slot, at: min(idleUntil, bodyDue))
             } else if !e.pointee.responseStarted {
                 counters.httpTimeouts += 1
                 if respondError(slot, status: 504) == .again { httpPump(slot) }

@@ -295,9 +295,10 @@ extension Loop {
         e.pointee.responseStarted = false
         e.pointee.upstreamReusable = false
         e.pointee.requestSent = false
+        e.pointee.bodyStart = now
         e.pointee.phase = .exchanging
         c.pointee.life.activity(now: now)
-        armHTTPTimer(slot, .server, at: now + snapshot.timeouts.serverMillis)
+        armHTTPTimer(slot, .server, at: min(now + snapshot.timeouts.serverMillis, requestBodyDeadline(e)))
         return .again
     }
 
@@ -440,19 +441,35 @@ extension Loop {
         case .length:
             let n = Int32(min(Int64(count), body.remaining))
             body.remaining -= Int64(n)
+            body.received += Int64(n)
             if body.remaining == 0 { body.done = true }
             return n
         case .chunked:
             switch body.chunks.scan(UnsafeRawBufferPointer(start: src, count: Int(count))) {
-            case .consumed(let n): return n
+            case .consumed(let n):
+                body.received += Int64(n)
+                return n
             case .end(let n):
+                body.received += Int64(n)
                 body.done = true
                 return n
             case .error: return -1
             }
         case .untilClose:
+            body.received += Int64(count)
             return count
         }
+    }
+
+    /// When the request body in flight is overdue: its grace after `bodyStart`, plus one
+    /// second per `requestBodyMinRate` bytes received. `Int64.max` when no body is awaited.
+    @inline(__always)
+    func requestBodyDeadline(_ e: UnsafeMutablePointer<HTTPExchange>) -> Int64 {
+        guard !e.pointee.reqBody.done else { return .max }
+        var deadline = e.pointee.bodyStart + snapshot.timeouts.requestBodyMillis
+        let rate = Int64(snapshot.limits.requestBodyMinRate)
+        if rate > 0 { deadline += e.pointee.reqBody.received * 1000 / rate }
+        return deadline
     }
 
     /// A request in flight counts for its endpoint (leastconn balances requests, not

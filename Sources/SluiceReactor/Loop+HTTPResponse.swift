@@ -59,6 +59,8 @@ extension Loop {
             }
             e.pointee.resp.start += headLength
             e.pointee.respScan.reset()
+            // A 100 Continue starts the body's clock: the client waited for it.
+            e.pointee.bodyStart = now
             // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; it is dropped, the final answer
             // follows.
             if e.pointee.http10 { return .again }

@@ -202,6 +202,10 @@ public struct Timeouts: Sendable, Hashable {
     public var requestHeadMillis: Int64 = 5_000
     /// TLS: the ClientHello must arrive whole within this long (else the connection is closed).
     public var tlsHelloMillis: Int64 = 5_000
+    /// HTTP: a request body must arrive within this long of its head going upstream, plus one
+    /// second per `Limits.requestBodyMinRate` bytes received (else 408 and close): a body
+    /// trickled a byte at a time cannot hold a client and an upstream connection forever.
+    public var requestBodyMillis: Int64 = 30_000
 
     public init() {}
 }
@@ -217,6 +221,9 @@ public struct Limits: Sendable, Hashable {
     public var upstreamIdlePerEndpoint: Int = 32
     /// HTTP: an idle upstream connection is closed after this long.
     public var upstreamIdleMillis: Int64 = 30_000
+    /// HTTP: bytes per second a request body must keep up on average after the
+    /// `Timeouts.requestBodyMillis` grace; 0 makes that grace a total deadline.
+    public var requestBodyMinRate: Int = 1024
 
     public init() {}
 }
