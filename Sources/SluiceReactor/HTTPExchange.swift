@@ -46,6 +46,9 @@ struct HTTPExchange {
         var buffer: Int32 = -1
         var start: Int32 = 0
         var end: Int32 = 0
+        /// `buffer` is a block of the loop's small peek pool (`Loop.peekBuffers`), not of
+        /// `httpBuffers`: only a peek's first bytes live there.
+        var small = false
         @inline(__always) var isEmpty: Bool { start == end }
         @inline(__always) var count: Int32 { end - start }
     }

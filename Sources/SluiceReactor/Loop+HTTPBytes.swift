@@ -72,10 +72,13 @@ extension Loop {
 
     @inline(__always)
     func releaseIfEmpty(_ queue: inout HTTPExchange.Queue) {
-        if queue.buffer >= 0 && queue.isEmpty {
-            httpBuffers.release(queue.buffer)
-            queue = HTTPExchange.Queue()
-        }
+        if queue.buffer >= 0 && queue.isEmpty { release(&queue) }
+    }
+
+    /// The first byte of a queue's block, in whichever pool it comes from.
+    @inline(__always)
+    func base(of queue: HTTPExchange.Queue) -> UnsafeMutableRawPointer {
+        queue.small ? peekBuffers.base(queue.buffer) : httpBuffers.base(queue.buffer)
     }
 
     /// Moves a queue's bytes to the start of its buffer.

@@ -143,7 +143,9 @@ extension Loop {
 
     @inline(__always)
     func release(_ queue: inout HTTPExchange.Queue) {
-        if queue.buffer >= 0 { httpBuffers.release(queue.buffer) }
+        if queue.buffer >= 0 {
+            if queue.small { peekBuffers.release(queue.buffer) } else { httpBuffers.release(queue.buffer) }
+        }
         queue = HTTPExchange.Queue()
     }
 }

@@ -66,9 +66,11 @@ extension Loop {
         }
         while true {
             if e.pointee.req.buffer < 0 {
-                e.pointee.req = HTTPExchange.Queue(buffer: httpBuffers.acquire(), start: 0, end: 0)
+                // A block only once bytes are there, and a small one first.
+                guard c.pointee.toUp.srcReadable else { return }
+                e.pointee.req = HTTPExchange.Queue(buffer: peekBuffers.acquire(), start: 0, end: 0, small: true)
             }
-            let base = httpBuffers.base(e.pointee.req.buffer)
+            let base = self.base(of: e.pointee.req)
             if !e.pointee.req.isEmpty {
                 let bytes = UnsafeRawBufferPointer(
                     start: base + Int(e.pointee.req.start), count: Int(e.pointee.req.count))
@@ -104,13 +106,21 @@ extension Loop {
                     return
                 }
             }
-            guard c.pointee.toUp.srcReadable else { return }
+            guard c.pointee.toUp.srcReadable else {
+                releaseIfEmpty(&e.pointee.req)
+                return
+            }
+            if e.pointee.req.small && e.pointee.req.end == Self.peekBufferSize {
+                // More than a small block: move to a full one (up to 32 KiB of records).
+                growPeekBuffer(e)
+                continue
+            }
             if e.pointee.req.end == Self.httpBufferSize {
                 counters.badPreface += 1
                 close(slot, abort: false)
                 return
             }
-            let room = Self.httpBufferSize - e.pointee.req.end
+            let room = (e.pointee.req.small ? Self.peekBufferSize : Self.httpBufferSize) - e.pointee.req.end
             switch readSome(
                 c.pointee.downFD, base + Int(e.pointee.req.end), room, &c.pointee.toUp.srcReadable,
                 c.pointee.toUp.srcHangup)
@@ -118,12 +128,23 @@ extension Loop {
             case .bytes(let n):
                 e.pointee.req.end += n
             case .wouldBlock:
+                releaseIfEmpty(&e.pointee.req)
                 return
             case .eof, .failed:
                 close(slot, abort: false)
                 return
             }
         }
+    }
+
+    /// Moves the peeked bytes from their small block to a 32 KiB one.
+    func growPeekBuffer(_ e: UnsafeMutablePointer<HTTPExchange>) {
+        let small = e.pointee.req
+        let buffer = httpBuffers.acquire()
+        httpBuffers.base(buffer).copyMemory(
+            from: peekBuffers.base(small.buffer) + Int(small.start), byteCount: Int(small.count))
+        peekBuffers.release(small.buffer)
+        e.pointee.req = HTTPExchange.Queue(buffer: buffer, start: 0, end: small.count)
     }
 
     enum ProxyConsume {
@@ -243,11 +264,11 @@ extension Loop {
         }
         if c.pointee.toUp.copyMode {
             let buffer = buffers.acquire()
-            let base = buffers.base(buffer)
-            if header > 0 { base.copyMemory(from: scratch, byteCount: header) }
+            let block = buffers.base(buffer)
+            if header > 0 { block.copyMemory(from: scratch, byteCount: header) }
             if peeked > 0 {
-                (base + header).copyMemory(
-                    from: httpBuffers.base(e.pointee.req.buffer) + Int(e.pointee.req.start), byteCount: peeked)
+                (block + header).copyMemory(
+                    from: base(of: e.pointee.req) + Int(e.pointee.req.start), byteCount: peeked)
             }
             c.pointee.toUpBuffer = buffer
         } else {
@@ -258,7 +279,7 @@ extension Loop {
             if header > 0, IO.writePipe(pipe.writeFD, from: scratch, count: header) != header { return false }
             if peeked > 0,
                 IO.writePipe(
-                    pipe.writeFD, from: httpBuffers.base(e.pointee.req.buffer) + Int(e.pointee.req.start), count: peeked
+                    pipe.writeFD, from: base(of: e.pointee.req) + Int(e.pointee.req.start), count: peeked
                 )
                     != peeked
             {

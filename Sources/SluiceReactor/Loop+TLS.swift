@@ -31,7 +31,7 @@ extension Loop {
         var prefix = UnsafeRawBufferPointer(start: nil, count: 0)
         if e.pointee.req.buffer >= 0 {
             prefix = UnsafeRawBufferPointer(
-                start: httpBuffers.base(e.pointee.req.buffer) + Int(e.pointee.req.start),
+                start: base(of: e.pointee.req) + Int(e.pointee.req.start),
                 count: Int(e.pointee.req.count))
         }
         guard let session = TLSSession.make(context: context.pointer, fd: c.pointee.downFD, prefix: prefix) else {

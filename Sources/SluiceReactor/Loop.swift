@@ -25,6 +25,10 @@ final class Loop: @unchecked Sendable {
     var buffers: BufferPool
     /// HTTP heads and bodies in flight (32 KiB blocks).
     var httpBuffers: BufferPool
+    /// A peek's first bytes (1 KiB blocks): a connection that has sent part of a ClientHello
+    /// or PROXY header holds this, not a 32 KiB block, until more is needed.
+    var peekBuffers: BufferPool
+    static let peekBufferSize: Int32 = 1024
     /// Idle keep-alive upstream connections.
     var pool: UpstreamPool
     var nextPoolSweep: Int64 = 0
@@ -87,6 +91,7 @@ final class Loop: @unchecked Sendable {
         pipes = PipePool(pipeSize: snapshot.tuning.pipeSize, maxIdle: snapshot.tuning.pipePoolSize)
         buffers = BufferPool(bufferSize: snapshot.tuning.copyBufferSize)
         httpBuffers = BufferPool(bufferSize: Int(Self.httpBufferSize))
+        peekBuffers = BufferPool(bufferSize: Int(Self.peekBufferSize), maxIdle: 1024)
         pool = UpstreamPool(capacity: 4096)
         pool.resize(endpoints: snapshot.endpoints.count, perEndpoint: snapshot.limits.upstreamIdlePerEndpoint)
         fieldStore = .allocate(capacity: 256)
