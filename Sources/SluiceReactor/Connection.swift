@@ -48,6 +48,10 @@ struct Connection {
     /// Position of the connection's listener in the loop's `listeners`, kept up to date by
     /// swaps; -1 once the listener is gone (or changed protocol).
     var listener: Int32 = -1
+    /// HTTP between requests: the pool entry of the upstream this client parked (registered
+    /// under its token), with the entry's generation; -1 when none (`Loop+UpstreamReuse`).
+    var parked: Int32 = -1
+    var parkedGeneration: UInt32 = 0
     /// downstream → upstream
     var toUp = FlowState()
     /// upstream → downstream

@@ -138,7 +138,10 @@ extension Loop {
     }
 
     func sweepPool() {
-        pool.sweep(olderThan: now - snapshot.limits.upstreamIdleMillis) { Syscall.close($0) }
+        pool.sweep(olderThan: now - snapshot.limits.upstreamIdleMillis, trimBefore: now - UpstreamPool.trimAfterMillis)
+        {
+            Syscall.close($0)
+        }
         nextPoolSweep = now + 1000
     }
 

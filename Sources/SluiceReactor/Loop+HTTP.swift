@@ -57,15 +57,20 @@ extension Loop {
     func onHTTPUpstream(_ slot: Int32, _ mask: UInt32) {
         let c = table.pointer(slot)
         let e = exchange(slot)
+        if c.pointee.upFD < 0 {
+            // No upstream attached: the event is for the connection this client parked.
+            onParkedEvent(slot, mask)
+            return
+        }
         if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
             c.pointee.toDown.srcReadable = true
             if mask & (Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 { c.pointee.toDown.srcHangup = true }
         }
         if mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 { c.pointee.toUp.dstWritable = true }
         if e.pointee.phase == .readingHead {
-            // The kept upstream between requests: any input means the server closed it or
-            // sent bytes nobody asked for. Drop it; the next request takes another.
-            if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 && c.pointee.upFD >= 0 {
+            // An upstream attached between requests (not parked): any input means the server
+            // closed it or sent bytes nobody asked for. Drop it; the next request takes another.
+            if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
                 Syscall.close(c.pointee.upFD)
                 c.pointee.upFD = -1
                 c.pointee.toDown.srcReadable = false

@@ -143,37 +143,41 @@ extension Loop {
         return attachUpstream(slot, service: service, endpoint: endpoint, allowReuse: true)
     }
 
-    /// Gets a connection to `endpoint`: the one this client connection already holds, an
-    /// idle one from the pool, or a new one.
+    /// Gets a connection to `endpoint`: the one this client parked after its last response
+    /// (no system call), an idle one from the pool, or a new one.
     func attachUpstream(_ slot: Int32, service: Int, endpoint: Int, allowReuse: Bool) -> HTTPStep {
         let c = table.pointer(slot)
         let e = exchange(slot)
         uncountRequest(c)
-        if allowReuse && c.pointee.upFD >= 0 && Int(c.pointee.endpoint) == endpoint {
-            c.pointee.service = Int32(service)
-            countRequest(c)
-            e.pointee.upstreamReused = true
-            return queueRequest(slot)
-        }
         detachUpstream(slot)
         c.pointee.service = Int32(service)
         c.pointee.endpoint = Int32(endpoint)
         countRequest(c)
-        if allowReuse, let pooled = currentEndpoint(c), let (_, fd) = pool.take(endpoint: pooled) {
-            c.pointee.upFD = fd
-            do {
-                try epoll.modify(
-                    fd, events: Epoll.edgeTriggeredAll,
-                    data: EventToken(kind: .upstream, index: slot, generation: c.pointee.generation).raw)
-            } catch {
-                Syscall.close(fd)
-                c.pointee.upFD = -1
-                return attachUpstream(slot, service: service, endpoint: endpoint, allowReuse: false)
+        if allowReuse, let pooled = currentEndpoint(c) {
+            if let fd = reclaimParked(slot, endpoint: pooled) {
+                c.pointee.upFD = fd
+                e.pointee.upstreamReused = true
+                counters.pooledReuses += 1
+                return queueRequest(slot)
             }
-            e.pointee.upstreamReused = true
-            counters.pooledReuses += 1
-            c.pointee.toUp.dstWritable = true
-            return queueRequest(slot)
+            if let (fd, _) = pool.take(endpoint: pooled) {
+                c.pointee.upFD = fd
+                do {
+                    try epoll.modify(
+                        fd, events: Epoll.edgeTriggeredAll,
+                        data: EventToken(kind: .upstream, index: slot, generation: c.pointee.generation).raw)
+                } catch {
+                    Syscall.close(fd)
+                    c.pointee.upFD = -1
+                    return attachUpstream(slot, service: service, endpoint: endpoint, allowReuse: false)
+                }
+                e.pointee.upstreamReused = true
+                counters.pooledReuses += 1
+                c.pointee.toUp.dstWritable = true
+                c.pointee.toDown.srcReadable = false
+                c.pointee.toDown.srcHangup = false
+                return queueRequest(slot)
+            }
         }
         e.pointee.upstreamReused = false
         return connectUpstream(slot)
@@ -238,31 +242,6 @@ extension Loop {
             return connectUpstream(slot)
         }
         return respondError(slot, status: timedOut ? 504 : 502)
-    }
-
-    /// The attached upstream is not wanted for the next request: pool it if it is clean,
-    /// else close it.
-    func detachUpstream(_ slot: Int32) {
-        let c = table.pointer(slot)
-        let fd = c.pointee.upFD
-        guard fd >= 0 else { return }
-        c.pointee.upFD = -1
-        // Filed under the endpoint's index in the current table, by identity.
-        let clean = exchange(slot).pointee.upstreamReusable
-        if clean, let endpoint = currentEndpoint(c),
-            let (index, generation) = pool.put(fd: fd, endpoint: endpoint, now: now)
-        {
-            do {
-                // Watch for the server closing it; no OUT, which would fire at once.
-                try epoll.modify(
-                    fd, events: Epoll.readable | Epoll.readHangup | Epoll.edgeTrigger,
-                    data: EventToken(kind: .pooled, index: index, generation: generation).raw)
-                return
-            } catch {
-                _ = pool.remove(index, generation: generation)
-            }
-        }
-        Syscall.close(fd)
     }
 
     /// The upstream is connected: write the rewritten head and what body bytes are here.

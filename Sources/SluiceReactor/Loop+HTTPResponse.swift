@@ -256,6 +256,9 @@ extension Loop {
             detachUpstream(slot)
             return startClosing(slot)
         }
+        // An idle client holds no upstream: it is parked in the pool, for this client's next
+        // request or any other's.
+        parkUpstream(slot)
         e.pointee.phase = .readingHead
         e.pointee.reqScan.reset()
         // Between requests nothing is in flight: take the newest table now, so an idle client

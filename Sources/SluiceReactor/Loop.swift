@@ -379,6 +379,7 @@ final class Loop: @unchecked Sendable {
         let c = table.pointer(slot)
         timers.cancel(slot)
         if c.pointee.isHTTP || c.pointee.usesExchange { releaseHTTPBuffers(exchange(slot)) }
+        disownParked(c)
         releaseResources(c, toUp: true)
         releaseResources(c, toUp: false)
         countClosed(c)
