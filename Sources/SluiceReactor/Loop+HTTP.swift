@@ -142,9 +142,11 @@ extension Loop {
     // MARK: - Pump
 
     /// Runs the exchange until it waits for an event or the connection closed.
+    /// At most `Loop.stepBudget` steps per wake; a connection with more to do is resumed
+    /// after the batch (`resumeLater`).
     func httpPump(_ slot: Int32) {
         let e = exchange(slot)
-        while true {
+        for _ in 0..<Self.stepBudget {
             let step: HTTPStep
             switch e.pointee.phase {
             case .readingHead: step = readRequestHead(slot)
@@ -156,5 +158,6 @@ extension Loop {
             }
             if step != .again { return }
         }
+        resumeLater(slot)
     }
 }

@@ -117,7 +117,14 @@ extension Loop {
             releaseHTTPBuffers(e)
             shutdownClientWrite(c)
         }
+        // Bounded per wake: a client that keeps sending is resumed after the batch.
+        var reads = 0
         while c.pointee.toUp.srcReadable {
+            if reads == Self.stepBudget {
+                resumeLater(slot)
+                return .wait
+            }
+            reads += 1
             switch readClient(c, scratch, Int32(Self.scratchSize)) {
             case .bytes: continue
             case .wouldBlock: return .wait

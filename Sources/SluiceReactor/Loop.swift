@@ -59,6 +59,11 @@ final class Loop: @unchecked Sendable {
     var drainDeadline: Int64 = 0
     var now: Int64
     var expired: [Int32] = []
+    /// Connections that used up their step budget in this batch, resumed after it.
+    var resume: [(slot: Int32, generation: UInt32)] = []
+    var resuming: [(slot: Int32, generation: UInt32)] = []
+    /// Reads and writes one connection (one direction of a tunnel) makes per wake.
+    static let stepBudget = 64
     /// The first EMFILE/ENFILE on a connect has been logged.
     var loggedDescriptorExhaustion = false
 
@@ -102,6 +107,8 @@ final class Loop: @unchecked Sendable {
         picker = EndpointPicker(snapshot: snapshot, seed: Self.seed(index))
         connectionLimit = Self.share(of: snapshot.limits.maxConnections, workers: workers)
         expired.reserveCapacity(Self.tableCapacity)
+        resume.reserveCapacity(1024)
+        resuming.reserveCapacity(1024)
         try epoll.add(
             mailbox.wake.fd, events: Epoll.readable | Epoll.edgeTriggeredAll,
             data: EventToken(kind: .mailbox, index: 0, generation: 0).raw)
@@ -123,6 +130,7 @@ final class Loop: @unchecked Sendable {
         while true {
             var timeout = draining || acceptPaused ? Int32(timers.tickMillis) : timers.sleepMillis(now: now)
             if pool.count > 0 && (timeout < 0 || timeout > 1000) { timeout = 1000 }
+            if !resume.isEmpty { timeout = 0 }
             let n = epoll.wait(timeoutMillis: timeout)
             now = MonotonicClock.nowMillis()
             var mail = false
@@ -137,6 +145,7 @@ final class Loop: @unchecked Sendable {
                 case .mailbox: mail = true
                 }
             }
+            runResumed()
             expireTimers()
             if pool.count > 0 && now >= nextPoolSweep { sweepPool() }
             if acceptPaused && now >= acceptResumeAt { resumeAccepting() }
@@ -334,6 +343,30 @@ final class Loop: @unchecked Sendable {
         case .idle, .closed:
             break
         }
+    }
+
+    // MARK: - Budget
+
+    /// The connection has more to do than one wake allows: pump it again after this batch
+    /// (edge-triggered events will not repeat for bytes already there).
+    func resumeLater(_ slot: Int32) {
+        resume.append((slot, table.pointer(slot).pointee.generation))
+    }
+
+    /// Pumps the connections that were cut short in the previous round, once each.
+    func runResumed() {
+        guard !resume.isEmpty else { return }
+        Swift.swap(&resume, &resuming)
+        for (slot, generation) in resuming {
+            let c = table.pointer(slot)
+            guard c.pointee.generation == generation, c.pointee.downFD >= 0 else { continue }
+            if c.pointee.isHTTP {
+                httpPump(slot)
+            } else if !c.pointee.peeking && c.pointee.life.state == .tunnel {
+                pump(slot)
+            }
+        }
+        resuming.removeAll(keepingCapacity: true)
     }
 
     // MARK: - Timers
