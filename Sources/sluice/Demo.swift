@@ -18,8 +18,10 @@ struct Demo: ParsableCommand {
     @OptionGroup var log: LogOptions
 
     func run() throws {
+        ServingProcess.installCrashHandler()
         Threads.takeOverSignals()
         let logger = log.bootstrap()
+        try ServingProcess.prepare(logger: logger)
         var endpoints: [Endpoint] = []
         for (index, name) in ["grafana-1", "grafana-2", "kibana-1"].enumerated() {
             let backend = try DemoBackend(name: name)

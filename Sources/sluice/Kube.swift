@@ -136,9 +136,11 @@ struct Kube: ParsableCommand {
     }
 
     func run() throws {
+        ServingProcess.installCrashHandler()
         // Before any thread starts, so that only the control thread receives them.
         Threads.takeOverSignals()
         let logger = log.bootstrap()
+        try ServingProcess.prepare(logger: logger)
         // The certificate files first: a mistake in them is reported before any connection.
         var certificates: KubeTLSCertificates?
         do {

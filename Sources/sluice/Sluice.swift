@@ -53,6 +53,7 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
+        ServingProcess.installCrashHandler()
         // Before any thread starts, so that only the control thread receives them.
         Threads.takeOverSignals()
         let logger = log.bootstrap()
@@ -64,16 +65,7 @@ struct Run: ParsableCommand {
             throw ExitCode(1)
         }
         let count = workers ?? loaded.workers ?? Threads.affinityCPUs().count
-        #if DEBUG
-            if let fault = Environment.value("SLUICE_FAULT_SPLICE") {
-                guard fault == "EINVAL" || fault == "ENOSYS" else {
-                    printError("SLUICE_FAULT_SPLICE must be EINVAL or ENOSYS")
-                    throw ExitCode(1)
-                }
-                FaultInjection.spliceErrno = fault == "EINVAL" ? 22 : 38
-                logger.warning("fault injection: every splice fails with \(fault)")
-            }
-        #endif
+        try ServingProcess.prepare(logger: logger)
         let mode = FileMode(logger: logger) { generation throws(ConfigError) in
             try ConfigLoader.load(path: config, generation: generation).snapshot
         }

@@ -1,0 +1,134 @@
+"""The process around the loops: a trap ends it at once with a backtrace, the open-files
+limit is raised, the default worker count follows the cgroup CPU quota, a refused pipe
+resize still forwards, and the demo's output reaches a pipe line by line."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import resource
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import free_port, make_config, new_listener, recv_line, sluice_bin, to_yaml
+
+pytestmark = pytest.mark.sluice_only
+
+
+def start(args, tmp_path, env=None, soft_nofile=None, stdout=subprocess.DEVNULL):
+    """The binary with ``args``; stderr (and stdout when piped) read by the caller. The
+    core size is 0 so that a deliberate crash writes no core; ``soft_nofile`` lowers the
+    open-files soft limit the process starts with."""
+    if not os.access(sluice_bin(), os.X_OK):
+        pytest.fail(f"sluice binary not found: {sluice_bin()}")
+
+    def limits():
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if soft_nofile is not None:
+            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft_nofile, hard))
+
+    full_env = {k: v for k, v in os.environ.items() if k != "SWIFT_BACKTRACE"}
+    full_env.update(env or {})
+    return subprocess.Popen([str(sluice_bin()), *args], stdin=subprocess.DEVNULL, stdout=stdout,
+                            stderr=subprocess.PIPE, cwd=tmp_path, env=full_env, preexec_fn=limits)
+
+
+class Lines:
+    """stderr of a process, read by a thread, each line with its arrival time."""
+
+    def __init__(self, stream):
+        self.lines = []  # (monotonic time, text)
+        self.cond = threading.Condition()
+        self.done = False
+        self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream):
+        for raw in stream:
+            with self.cond:
+                self.lines.append((time.monotonic(), raw.decode(errors="replace").rstrip("\n")))
+                self.cond.notify_all()
+        with self.cond:
+            self.done = True
+            self.cond.notify_all()
+
+    def wait(self, pattern, timeout):
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for _, text in self.lines:
+                    if rx.search(text):
+                        return text
+                left = deadline - time.monotonic()
+                if self.done or left <= 0:
+                    raise AssertionError(f"no line /{pattern}/ within {timeout}s:\n{self.text()}")
+                self.cond.wait(left)
+
+    def text(self):
+        return "\n".join(text for _, text in self.lines)
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def write_config(tmp_path, config):
+    path = tmp_path / "sluice.yaml"
+    path.write_text(to_yaml(config) + "\n")
+    return path
+
+
+def tcp_config(tmp_path):
+    listen = new_listener()
+    return listen, write_config(tmp_path, make_config({"web": listen}, {"web": ["127.0.0.1:9"]}))
+
+
+def test_trap_on_a_thread_ends_the_process_at_once_with_a_backtrace(tmp_path):
+    """A Swift trap (index out of range) on a thread of the process, N ms after start: the
+    process dies of the signal within 1.5 s of it, having printed the frames, instead of
+    sitting in the runtime's backtracer with its ports bound."""
+    listen, path = tcp_config(tmp_path)
+    delay_ms = 800
+    started = time.monotonic()
+    proc = start(["run", "--config", str(path), "--workers", "1"], tmp_path,
+                 env={"SLUICE_FAULT_CRASH_AFTER_MS": str(delay_ms)})
+    err = Lines(proc.stderr)
+    try:
+        try:
+            err.wait(r"fault injection: a thread traps", 10)
+        except AssertionError:
+            pytest.skip("this build has no fault injection (release build)")
+        err.wait(r"ready generation=1\b", 10)
+        host, port = listen.rsplit(":", 1)
+        socket.create_connection((host, int(port)), timeout=2).close()  # serving before the trap
+        rc = proc.wait(delay_ms / 1000 + 10)
+        exited = time.monotonic()
+    finally:
+        stop(proc)
+    err.thread.join(5)
+    text = err.text()
+    # The trap comes no earlier than `delay_ms` after the start, so this bounds the delay
+    # between trap and exit from above.
+    assert exited - (started + delay_ms / 1000) < 1.5, f"exited {exited - started:.2f}s after start:\n{text}"
+    assert rc in (-signal.SIGILL, -signal.SIGTRAP), f"exit status {rc}, expected death by SIGILL/SIGTRAP:\n{text}"
+    assert "Index out of range" in text, text
+    assert re.search(r"sluice: fatal signal SIG(ILL|TRAP) \(\d+\) on thread \d+; backtrace:", text), text
+    frames = [line for line in text.splitlines() if re.search(r"\[0x[0-9a-f]+\]$", line)]
+    assert len(frames) >= 3, f"no backtrace frames:\n{text}"
+    assert any("sluice" in line for line in frames), f"no frame of the binary:\n{text}"

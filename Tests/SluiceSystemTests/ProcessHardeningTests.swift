@@ -1,0 +1,27 @@
+import CShims
+import Glibc
+import Testing
+
+@testable import SluiceSystem
+
+@Suite struct ProcessHardeningTests {
+    @Test func crashHandlerTakesEveryFatalSignal() throws {
+        try CrashHandler.install()
+        for signal in [SIGILL, SIGTRAP, SIGSEGV, SIGBUS, SIGFPE, SIGABRT] {
+            #expect(CrashHandler.isInstalled(signal: signal), "signal \(signal)")
+            var action = sigaction()
+            sigaction(signal, nil, &action)
+            #expect(action.sa_flags & Int32(SA_ONSTACK) != 0)
+            #expect(action.sa_flags & Int32(bitPattern: UInt32(SA_RESETHAND)) != 0)
+        }
+        #expect(!CrashHandler.isInstalled(signal: SIGTERM))
+    }
+
+    @Test func spawnedThreadsRunWithAnAlternateSignalStack() {
+        final class Seen: @unchecked Sendable { var stack = stack_t() }
+        let seen = Seen()
+        Threads.spawn { sigaltstack(nil, &seen.stack) }.join()
+        #expect(seen.stack.ss_flags & Int32(SS_DISABLE) == 0)
+        #expect(seen.stack.ss_size >= 64 * 1024)
+    }
+}
