@@ -1,5 +1,5 @@
-// Process hardening: the crash handler and per-thread alternate signal stacks (see
-// CShims.h for the contracts).
+// Process hardening: the crash handler, per-thread alternate signal stacks, the open-files
+// limit (see CShims.h for the contracts).
 //
 // Why a handler of our own: the Swift runtime's backtracer, on a trap, parks the crashing
 // thread for tens of seconds while it symbolicates, and the process keeps its listening
@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -194,4 +195,17 @@ int sluice_crash_handler_installed(int sig) {
     struct sigaction current;
     if (sigaction(sig, NULL, &current) < 0) return -errno;
     return (current.sa_flags & SA_SIGINFO) && current.sa_sigaction == on_fatal_signal ? 1 : 0;
+}
+
+int sluice_raise_nofile_limit(uint64_t *before, uint64_t *after, uint64_t *hard) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) < 0) return -errno;
+    *before = (uint64_t)limit.rlim_cur;
+    *hard = (uint64_t)limit.rlim_max;
+    *after = *before;
+    if (limit.rlim_cur == limit.rlim_max) return 0;
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) < 0) return -errno;
+    *after = (uint64_t)limit.rlim_cur;
+    return 0;
 }

@@ -3,8 +3,8 @@ import Logging
 import SluiceSystem
 
 /// What every command that serves (`run`, `kube`, `demo`) does to the process before it
-/// makes loops: the crash handler first, then the debug-only fault switches once logging is
-/// up. Main thread only.
+/// makes loops: the crash handler first, then the open-files limit and the debug-only fault
+/// switches once logging is up. Main thread only.
 enum ServingProcess {
     /// The first statement of a serving command: a fatal signal (a Swift trap included) then
     /// prints a backtrace and ends the process at once, rather than parking in the Swift
@@ -18,10 +18,16 @@ enum ServingProcess {
         }
     }
 
-    /// In debug builds, arms the fault switches of the environment. Call after
-    /// `LogOptions.bootstrap`, before the loops. Throws `ExitCode(1)` for a fault switch with
-    /// a value it does not know.
+    /// Raises the open-files soft limit (logged once) and, in debug builds, arms the fault
+    /// switches of the environment. Call after `LogOptions.bootstrap`, before the loops.
+    /// Throws `ExitCode(1)` for a fault switch with a value it does not know.
     static func prepare(logger: Logger) throws {
+        do {
+            let change = try OpenFilesLimit.raiseToHard()
+            logger.info("\(change.description)")
+        } catch {
+            logger.warning("open files: cannot raise the soft limit to the hard limit: \(error)")
+        }
         #if DEBUG
             try armFaults(logger: logger)
         #endif

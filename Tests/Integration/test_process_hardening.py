@@ -132,3 +132,22 @@ def test_trap_on_a_thread_ends_the_process_at_once_with_a_backtrace(tmp_path):
     frames = [line for line in text.splitlines() if re.search(r"\[0x[0-9a-f]+\]$", line)]
     assert len(frames) >= 3, f"no backtrace frames:\n{text}"
     assert any("sluice" in line for line in frames), f"no frame of the binary:\n{text}"
+
+
+def test_open_files_soft_limit_is_raised_to_the_hard_limit(tmp_path):
+    _, path = tcp_config(tmp_path)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard <= 256:
+        pytest.skip(f"hard limit {hard}: nothing to raise")
+    proc = start(["run", "--config", str(path), "--workers", "1"], tmp_path, soft_nofile=256)
+    err = Lines(proc.stderr)
+    try:
+        line = err.wait(r"open files: soft limit", 10)
+        assert f"open files: soft limit 256 -> {hard} (the hard limit)" in line, line
+        err.wait(r"ready generation=1\b", 10)
+        with open(f"/proc/{proc.pid}/limits") as fh:
+            row = next(l for l in fh if l.startswith("Max open files"))
+        soft_now, hard_now = row.split()[3:5]
+        assert (int(soft_now), int(hard_now)) == (hard, hard), row
+    finally:
+        stop(proc)

@@ -24,4 +24,20 @@ import Testing
         #expect(seen.stack.ss_flags & Int32(SS_DISABLE) == 0)
         #expect(seen.stack.ss_size >= 64 * 1024)
     }
+
+    @Test func openFilesSoftLimitGoesToTheHardLimit() throws {
+        var limit = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        let change = try OpenFilesLimit.raiseToHard()
+        #expect(change.after == change.hard)
+        #expect(change.hard == UInt64(limit.rlim_max))
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        #expect(UInt64(limit.rlim_cur) == change.hard)
+        #expect(
+            OpenFilesLimit.Change(before: 1024, after: 4096, hard: 4096).description
+                == "open files: soft limit 1024 -> 4096 (the hard limit)")
+        #expect(
+            OpenFilesLimit.Change(before: 4096, after: 4096, hard: 4096).description
+                == "open files: soft limit 4096 (the hard limit)")
+    }
 }
