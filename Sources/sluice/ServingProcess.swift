@@ -33,6 +33,27 @@ enum ServingProcess {
         #endif
     }
 
+    /// The loop count: `explicit` (`--workers`) or `file` (the configuration's `workers`)
+    /// when given, else `WorkerDefault` (affinity mask and cgroup CPU quota). Logs one line
+    /// with the number and why.
+    static func workers(explicit: Int?, file: Int?, logger: Logger) -> Int {
+        if let explicit {
+            logger.info("workers=\(explicit) (--workers)")
+            return explicit
+        }
+        if let file {
+            logger.info("workers=\(file) (the configuration's workers)")
+            return file
+        }
+        var root = "/sys/fs/cgroup"
+        #if DEBUG
+            if let override = Environment.value("SLUICE_CGROUP_ROOT") { root = override }
+        #endif
+        let chosen = WorkerDefault.current(cgroupRoot: root)
+        logger.info("workers=\(chosen.count) (\(chosen.reason))")
+        return chosen.count
+    }
+
     #if DEBUG
         /// `SLUICE_FAULT_SPLICE=EINVAL|ENOSYS`: every splice fails so.
         /// `SLUICE_FAULT_CRASH_AFTER_MS=N`: a thread of its own

@@ -151,3 +151,29 @@ def test_open_files_soft_limit_is_raised_to_the_hard_limit(tmp_path):
         assert (int(soft_now), int(hard_now)) == (hard, hard), row
     finally:
         stop(proc)
+
+
+@pytest.mark.parametrize("cpu_max,expected", [("100000 100000\n", 1), ("max 100000\n", None)],
+                         ids=["one-cpu-quota", "no-quota"])
+def test_default_workers_follow_the_cgroup_quota(tmp_path, cpu_max, expected):
+    """Without --workers or a file setting, the loops are the affinity CPUs capped by the
+    quota (debug builds read the cgroup files under SLUICE_CGROUP_ROOT)."""
+    affinity = len(os.sched_getaffinity(0))
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "cpu.max").write_text(cpu_max)
+    _, path = tcp_config(tmp_path)
+    proc = start(["run", "--config", str(path)], tmp_path, env={"SLUICE_CGROUP_ROOT": str(root)})
+    err = Lines(proc.stderr)
+    try:
+        line = err.wait(r"workers=\d+ \(", 10)
+        cpus = "1 CPU" if affinity == 1 else f"{affinity} CPUs"
+        if expected is None:
+            assert f"workers={affinity} (affinity {cpus}; no cgroup CPU limit)" in line, line
+        else:
+            if "cgroup cpu.max" not in line:
+                pytest.skip(f"this build reads the real cgroup (release build): {line}")
+            assert f"workers={expected} (cgroup cpu.max 100000/100000; affinity {cpus})" in line, line
+            assert re.search(rf"ready generation=1 workers={expected}\b", err.wait(r"ready generation=1\b", 10))
+    finally:
+        stop(proc)
