@@ -55,8 +55,8 @@ enum ServingProcess {
     }
 
     #if DEBUG
-        /// `SLUICE_FAULT_SPLICE=EINVAL|ENOSYS`: every splice fails so.
-        /// `SLUICE_FAULT_CRASH_AFTER_MS=N`: a thread of its own
+        /// `SLUICE_FAULT_SPLICE=EINVAL|ENOSYS`: every splice fails so. `SLUICE_FAULT_PIPE_SIZE=EPERM`:
+        /// every F_SETPIPE_SZ fails so. `SLUICE_FAULT_CRASH_AFTER_MS=N`: a thread of its own
         /// (made like a loop's, with `Threads.spawn`) traps with an index out of range N ms from
         /// now, to test that a trap ends the process.
         private static func armFaults(logger: Logger) throws {
@@ -67,6 +67,14 @@ enum ServingProcess {
                 }
                 FaultInjection.spliceErrno = fault == "EINVAL" ? 22 : 38
                 logger.warning("fault injection: every splice fails with \(fault)")
+            }
+            if let fault = Environment.value("SLUICE_FAULT_PIPE_SIZE") {
+                guard fault == "EPERM" else {
+                    printError("SLUICE_FAULT_PIPE_SIZE must be EPERM")
+                    throw ExitCode(1)
+                }
+                FaultInjection.pipeSetSizeErrno = 1
+                logger.warning("fault injection: every F_SETPIPE_SZ fails with \(fault)")
             }
             if let text = Environment.value("SLUICE_FAULT_CRASH_AFTER_MS") {
                 guard let millis = Int(text), millis >= 0 else {

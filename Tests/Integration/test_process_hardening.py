@@ -177,3 +177,36 @@ def test_default_workers_follow_the_cgroup_quota(tmp_path, cpu_max, expected):
             assert re.search(rf"ready generation=1 workers={expected}\b", err.wait(r"ready generation=1\b", 10))
     finally:
         stop(proc)
+
+
+def test_refused_pipe_resize_still_forwards_byte_exact(tmp_path, backends):
+    """Every F_SETPIPE_SZ refused with EPERM (as over the per-user pipe budget): splicing
+    goes on with the pipes' own size."""
+    a = backends.add("a")
+    listen = new_listener()
+    path = write_config(tmp_path, make_config({"web": listen}, {"web": [a.addr]}))
+    proc = start(["run", "--config", str(path), "--workers", "1"], tmp_path,
+                 env={"SLUICE_FAULT_PIPE_SIZE": "EPERM"})
+    err = Lines(proc.stderr)
+    try:
+        try:
+            err.wait(r"fault injection: every F_SETPIPE_SZ fails", 10)
+        except AssertionError:
+            pytest.skip("this build has no fault injection (release build)")
+        err.wait(r"ready generation=1\b", 10)
+        size = 8 << 20
+        data = random.Random(7).randbytes(size)
+        host, port = listen.rsplit(":", 1)
+        s = socket.create_connection((host, int(port)), timeout=20)
+        sender = threading.Thread(target=lambda: (s.sendall(data), s.shutdown(socket.SHUT_WR)))
+        sender.start()
+        assert recv_line(s) == b"a"
+        h, got = hashlib.sha256(), 0
+        while chunk := s.recv(1 << 20):
+            h.update(chunk)
+            got += len(chunk)
+        sender.join(20)
+        s.close()
+        assert got == size and h.hexdigest() == hashlib.sha256(data).hexdigest()
+    finally:
+        stop(proc)
