@@ -21,6 +21,7 @@
 #include <execinfo.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -209,3 +210,5 @@ int sluice_raise_nofile_limit(uint64_t *before, uint64_t *after, uint64_t *hard)
     *after = (uint64_t)limit.rlim_cur;
     return 0;
 }
+
+int sluice_line_buffer_stdout(void) { return setvbuf(stdout, NULL, _IOLBF, 0) == 0 ? 0 : -EINVAL; }

@@ -85,6 +85,8 @@ void sluice_thread_altstack_release(void);
 // Raises the RLIMIT_NOFILE soft limit to the hard limit; fills the soft limit before and
 // after, and the hard limit. 0 or -errno (then `after` is the unchanged soft limit).
 int sluice_raise_nofile_limit(uint64_t *before, uint64_t *after, uint64_t *hard);
+// Makes stdout line-buffered (before its first write). 0 or -EINVAL.
+int sluice_line_buffer_stdout(void);
 
 // io_uring availability (the io_uring backend is built on this shim)
 int sluice_io_uring_probe(void);  // 0 when an io_uring instance can be created, -errno otherwise

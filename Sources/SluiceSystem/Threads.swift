@@ -91,6 +91,13 @@ public enum Platform {
 
 /// Unbuffered writes to the standard streams, for messages that must not wait in a buffer.
 public enum FileOutput {
+    /// Makes standard output line-buffered, also when it is a pipe or a file (stdio buffers
+    /// whole blocks then, so `sluice demo | cat` would show nothing until exit). Call before
+    /// the first write to standard output.
+    public static func lineBufferStandardOutput() {
+        _ = sluice_line_buffer_stdout()
+    }
+
     public static func standardError(_ text: String) {
         var copy = text
         copy.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }

@@ -19,6 +19,8 @@ struct Demo: ParsableCommand {
 
     func run() throws {
         ServingProcess.installCrashHandler()
+        // Line by line also into a pipe (`scripts/demo.sh | tee`): the demo is watched live.
+        FileOutput.lineBufferStandardOutput()
         Threads.takeOverSignals()
         let logger = log.bootstrap()
         try ServingProcess.prepare(logger: logger)

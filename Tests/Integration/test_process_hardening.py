@@ -210,3 +210,25 @@ def test_refused_pipe_resize_still_forwards_byte_exact(tmp_path, backends):
         assert got == size and h.hexdigest() == hashlib.sha256(data).hexdigest()
     finally:
         stop(proc)
+
+
+def test_demo_output_reaches_a_pipe_line_by_line(tmp_path):
+    """`sluice demo | cat`: the first lines arrive while it runs, not at exit."""
+    port = free_port()
+    proc = start(["demo", "--port", str(port)], tmp_path, stdout=subprocess.PIPE)
+    Lines(proc.stderr)
+    try:
+        deadline = time.monotonic() + 10
+        seen = b""
+        while b"serving; try:" not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0 and proc.poll() is None, f"demo printed only {seen!r} (rc={proc.poll()})"
+            ready, _, _ = select.select([proc.stdout], [], [], left)
+            if ready:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                assert chunk, f"stdout closed after {seen!r}"
+                seen += chunk
+        assert b"Host: grafana.example.com" in seen, seen
+        assert proc.poll() is None, "the demo exited: its output may have come from the exit flush"
+    finally:
+        stop(proc)
