@@ -360,6 +360,7 @@ final class Loop: @unchecked Sendable {
     /// The connection has more to do than one wake allows: pump it again after this batch
     /// (edge-triggered events will not repeat for bytes already there).
     func resumeLater(_ slot: Int32) {
+        counters.resumes += 1
         resume.append((slot, table.pointer(slot).pointee.generation))
     }
 
