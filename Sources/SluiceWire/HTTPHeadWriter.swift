@@ -1,7 +1,11 @@
 /// Writes the heads the proxy sends on: requests to the upstream, responses to the client,
 /// and its own error responses. Pure: the caller owns every buffer; nothing is allocated.
 ///
-/// Fields are copied as `name: value` (the name as sent, the value trimmed), in order.
+/// Fields are copied as `name: value` (the name as sent, the value trimmed), in order, except
+/// Content-Length: however many fields and list members carried it (the parser made sure they
+/// agree), one `Content-Length: N` line (the first field's name, N in plain decimal) goes out
+/// in place of the first, so the next hop never has to resolve a list or a repetition its own
+/// way (RFC 9110 §8.6).
 /// Hop-by-hop fields are dropped: Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
 /// Upgrade (unless upgrading) and every field named in Connection, except Content-Length and
 /// Transfer-Encoding: the body is forwarded with its framing untouched, so naming those in
@@ -57,6 +61,7 @@ public enum HTTPHeadWriter {
 
         let nominates = Self.hasConnectionField(s, fields, fieldCount)
         var forwardedFor = false
+        var lengthWritten = false
         for k in 0..<fieldCount {
             let field = fields[k]
             let name = Int(field.name.lowerBound)..<Int(field.name.upperBound)
@@ -69,7 +74,11 @@ public enum HTTPHeadWriter {
                 continue
             case .upgrade:
                 if !upgrading { continue }
-            case .contentLength, .transferEncoding:
+            case .contentLength:
+                if !lengthWritten { Self.writeContentLength(head.contentLength, field, from: source, to: &o) }
+                lengthWritten = true
+                continue
+            case .transferEncoding:
                 break
             case .other, .expect:
                 if nominates && Self.isNominated(s, name, fields, fieldCount) { continue }
@@ -132,6 +141,7 @@ public enum HTTPHeadWriter {
         o.write("\r\n")
 
         let nominates = Self.hasConnectionField(s, fields, fieldCount)
+        var lengthWritten = false
         for k in 0..<fieldCount {
             let field = fields[k]
             let name = Int(field.name.lowerBound)..<Int(field.name.upperBound)
@@ -140,7 +150,11 @@ public enum HTTPHeadWriter {
                 continue
             case .upgrade:
                 if !upgrading { continue }
-            case .contentLength, .transferEncoding:
+            case .contentLength:
+                if !lengthWritten { Self.writeContentLength(head.contentLength, field, from: source, to: &o) }
+                lengthWritten = true
+                continue
+            case .transferEncoding:
                 break
             default:
                 if nominates && Self.isNominated(s, name, fields, fieldCount) { continue }
@@ -164,6 +178,21 @@ public enum HTTPHeadWriter {
         o.write(source, field.name)
         o.write(": ")
         o.write(source, field.value)
+        o.write("\r\n")
+    }
+
+    /// Writes the one Content-Length line: the name of `field` (the first Content-Length
+    /// field) as sent, then `length` in decimal, the value the parser found every field and
+    /// list member agreeing on. `field` is copied whole only when `length` is nil, which a
+    /// head from the parsers never has alongside a Content-Length field.
+    @inline(__always)
+    static func writeContentLength(
+        _ length: Int64?, _ field: HTTPField, from source: UnsafeRawBufferPointer, to o: inout OutputCursor
+    ) {
+        guard let length, length >= 0 else { return copy(field, from: source, to: &o) }
+        o.write(source, field.name)
+        o.write(": ")
+        o.write(decimal: UInt64(length))
         o.write("\r\n")
     }
 
