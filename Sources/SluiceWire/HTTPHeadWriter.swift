@@ -9,7 +9,9 @@
 /// Hop-by-hop fields are dropped: Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
 /// Upgrade (unless upgrading) and every field named in Connection, except Content-Length and
 /// Transfer-Encoding: the body is forwarded with its framing untouched, so naming those in
-/// Connection must not change how the next hop reads it.
+/// Connection must not change how the next hop reads it. Finding the fields named in
+/// Connection costs one pass over the names and one over the Connection values
+/// (`NominatedFields`), not a scan of every Connection value per field.
 public enum HTTPHeadWriter {
     /// Writes a request head for the upstream into `out`.
     ///
@@ -59,29 +61,29 @@ public enum HTTPHeadWriter {
             o.write(" HTTP/1.0\r\n")
         }
 
-        let nominates = Self.hasConnectionField(s, fields, fieldCount)
         var forwardedFor = false
         var lengthWritten = false
-        for k in 0..<fieldCount {
+        let anyConnection = Self.hasConnectionField(s, fields, fieldCount)
+        NominatedFields.forEach(source, fields, count: fieldCount, anyConnection: anyConnection) { k, nominated in
+            let s = Span<UInt8>(_unsafeBytes: source)
             let field = fields[k]
-            let name = Int(field.name.lowerBound)..<Int(field.name.upperBound)
-            switch KnownField.classify(s, name) {
+            switch KnownField.classify(s, Int(field.name.lowerBound)..<Int(field.name.upperBound)) {
             case .xForwardedFor:
                 forwardedFor = true
-                continue
+                return
             case .host, .xForwardedProto, .xForwardedHost, .xForwardedPort, .connection, .keepAlive,
                 .proxyConnection, .te, .trailer:
-                continue
+                return
             case .upgrade:
-                if !upgrading { continue }
+                if !upgrading { return }
             case .contentLength:
                 if !lengthWritten { Self.writeContentLength(head.contentLength, field, from: source, to: &o) }
                 lengthWritten = true
-                continue
+                return
             case .transferEncoding:
                 break
             case .other, .expect:
-                if nominates && Self.isNominated(s, name, fields, fieldCount) { continue }
+                if nominated { return }
             }
             Self.copy(field, from: source, to: &o)
         }
@@ -140,24 +142,24 @@ public enum HTTPHeadWriter {
         o.write(source, 8..<Int32(truncatingIfNeeded: lineEnd))
         o.write("\r\n")
 
-        let nominates = Self.hasConnectionField(s, fields, fieldCount)
         var lengthWritten = false
-        for k in 0..<fieldCount {
+        let anyConnection = Self.hasConnectionField(s, fields, fieldCount)
+        NominatedFields.forEach(source, fields, count: fieldCount, anyConnection: anyConnection) { k, nominated in
+            let s = Span<UInt8>(_unsafeBytes: source)
             let field = fields[k]
-            let name = Int(field.name.lowerBound)..<Int(field.name.upperBound)
-            switch KnownField.classify(s, name) {
+            switch KnownField.classify(s, Int(field.name.lowerBound)..<Int(field.name.upperBound)) {
             case .connection, .keepAlive, .proxyConnection, .te, .trailer:
-                continue
+                return
             case .upgrade:
-                if !upgrading { continue }
+                if !upgrading { return }
             case .contentLength:
                 if !lengthWritten { Self.writeContentLength(head.contentLength, field, from: source, to: &o) }
                 lengthWritten = true
-                continue
+                return
             case .transferEncoding:
                 break
             default:
-                if nominates && Self.isNominated(s, name, fields, fieldCount) { continue }
+                if nominated { return }
             }
             Self.copy(field, from: source, to: &o)
         }
@@ -205,23 +207,6 @@ public enum HTTPHeadWriter {
                 && KnownField.classify(s, Int(f.name.lowerBound)..<Int(f.name.upperBound)) == .connection
             {
                 return true
-            }
-        }
-        return false
-    }
-
-    /// True when a Connection field lists the field name `name` (RFC 9110 §7.6.1).
-    static func isNominated(
-        _ s: Span<UInt8>, _ name: Range<Int>, _ fields: UnsafeBufferPointer<HTTPField>, _ count: Int
-    ) -> Bool {
-        for k in 0..<count {
-            let f = fields[k]
-            guard KnownField.classify(s, Int(f.name.lowerBound)..<Int(f.name.upperBound)) == .connection else {
-                continue
-            }
-            var list = ListCursor(Int(f.value.lowerBound)..<Int(f.value.upperBound))
-            while let token = list.next(s) {
-                if s.equalsIgnoringCase(token, name) { return true }
             }
         }
         return false
