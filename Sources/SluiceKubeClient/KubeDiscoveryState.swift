@@ -104,15 +104,19 @@ public final class KubeDiscoveryState: @unchecked Sendable {
         }
     }
 
-    /// See `ApplyCoalescer.decide`.
+    /// See `ApplyCoalescer.decide`: an `.apply` generation is taken for good. The applier
+    /// thread only, between `waitForWork` and `finish`.
     public func decide(hash: UInt64) -> ApplyCoalescer.Decision {
         locked { coalescer.decide(hash: hash) }
     }
 
-    /// See `ApplyCoalescer.finish`.
-    public func finish(appliedHash: UInt64?, inForce: Bool) {
-        locked { _ = coalescer.finish(appliedHash: appliedHash, inForce: inForce) }
+    /// See `ApplyCoalescer.finish`. The applier thread only.
+    public func finish(_ outcome: ApplyCoalescer.Outcome) {
+        locked { _ = coalescer.finish(outcome) }
     }
+
+    /// The last generation every loop confirmed (for log lines).
+    public var confirmedGeneration: UInt64 { locked { coalescer.confirmedGeneration } }
 
     /// Ends `waitForWork` (now or at its next call) and marks the watch as not alive.
     public func stop() {
