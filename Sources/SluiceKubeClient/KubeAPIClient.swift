@@ -55,12 +55,16 @@ public final class KubeAPIClient: Sendable {
     }
 
     /// GETs `target` (path and query) and returns the whole body of a 2xx answer, at most
-    /// `maxBytes`. Throws `KubeAPIError` (`.status` for any other answer), or CancellationError.
-    public func get(_ target: String, timeout: Duration, maxBytes: Int = 256 << 20) async throws -> [UInt8] {
+    /// `maxBytes` (after decompression). Throws `KubeAPIError` (`.status` for any other answer,
+    /// `.tooLarge` for a longer body: refused by its Content-Length before any byte is read,
+    /// or as soon as it outgrows the bound), or CancellationError.
+    public func get(_ target: String, timeout: Duration, maxBytes: Int = 64 << 20) async throws -> Data {
         let response = try await send(target, timeout: timeout)
         do {
             let body = try await response.body.collect(upTo: maxBytes)
-            return Array(body.readableBytesView)
+            return Data(body.readableBytesView)
+        } catch is NIOTooManyBytesError {
+            throw KubeAPIError.tooLarge(limit: maxBytes)
         } catch {
             throw Self.mapped(error)
         }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import Logging
 import NIOCore
 import SluiceKube
@@ -43,6 +44,7 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
 
     func run() async {
         var backoff = RetryBackoff(initial: settings.backoffInitial, maximum: settings.backoffMaximum)
+        var pageLimit = KubeAPIPath.pageSize
         let margin = Duration.seconds(30)
         // A dead connection is replaced at once; only a second one in a row backs off.
         var idleInARow = 0
@@ -54,7 +56,7 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
                 if let resourceVersion = state.watchStart(Object.self) {
                     from = resourceVersion
                 } else {
-                    from = try await list()
+                    from = try await list(pageLimit: &pageLimit)
                     backoff.reset()
                 }
                 phase = .watch
@@ -113,14 +115,36 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
     }
 
     /// Every page of the collection, stored as one list. Returns the list's resourceVersion.
-    func list() async throws -> String {
+    ///
+    /// `pageLimit` is the `limit=` asked for. A page whose body is larger than
+    /// `settings.maxListPageBytes` is refused (logged as an error) and asked for again at
+    /// once with a quarter of the items, from the same continue token; the smaller limit is
+    /// kept for later lists. A page of one item still too large throws `.tooLarge`.
+    func list(pageLimit: inout Int) async throws -> String {
         var items: [Object] = []
         var token: String?
         var resourceVersion: String?
         var pages = 0
-        repeat {
-            let target = KubeAPIPath.list(resource, namespace: settings.namespace, continueToken: token)
-            let body = try await client.get(target, timeout: settings.listTimeout)
+        while true {
+            let target = KubeAPIPath.list(
+                resource, namespace: settings.namespace, limit: pageLimit, continueToken: token)
+            let body: Data
+            do {
+                body = try await client.get(target, timeout: settings.listTimeout, maxBytes: settings.maxListPageBytes)
+            } catch KubeAPIError.tooLarge(let limit) {
+                guard pageLimit > 1 else {
+                    logger.error(
+                        "\(resource) list page \(pages + 1) of one item is larger than \(KubeAPIError.size(limit)): refused"
+                    )
+                    throw KubeAPIError.tooLarge(limit: limit)
+                }
+                let smaller = max(1, pageLimit / 4)
+                logger.error(
+                    "\(resource) list page \(pages + 1) of up to \(pageLimit) items is larger than \(KubeAPIError.size(limit)): refused; asking for \(smaller) items per page"
+                )
+                pageLimit = smaller
+                continue
+            }
             let page: KubeList<Object>
             do {
                 page = try KubeList<Object>.decode(body)
@@ -132,7 +156,8 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
             token = page.metadata.continueToken
             pages += 1
             state.heartbeat(resource, until: .now + settings.listTimeout + .seconds(30))
-        } while !(token ?? "").isEmpty
+            if (token ?? "").isEmpty { break }
+        }
         guard let resourceVersion, !resourceVersion.isEmpty else {
             throw KubeAPIError.malformed("\(resource) list has no resourceVersion")
         }
