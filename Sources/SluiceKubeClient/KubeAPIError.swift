@@ -34,6 +34,12 @@ public enum KubeAPIError: Error, CustomStringConvertible {
         return false
     }
 
+    /// How the back-off treats it: only a transport failure means no server answered.
+    public var failure: RetryBackoff.Failure {
+        if case .transport = self { return .unreachable }
+        return .answered
+    }
+
     public var retryAfter: Duration? {
         if case .status(_, let retryAfter, _) = self { return retryAfter }
         return nil

@@ -18,6 +18,8 @@ public final class KubeDiscoveryState: @unchecked Sendable {
     private var relist: Set<KubeResource> = []
     /// Until when each watcher promised to show progress (see `heartbeat`).
     private var alive: [KubeResource: Instant] = [:]
+    /// How many times a watcher had a request answered with a 2xx (see `serverAnswered`).
+    private var answers: UInt64 = 0
     private var stopped = false
 
     /// `servingHash`: the content hash of the initial snapshot the loops started with.
@@ -70,6 +72,16 @@ public final class KubeDiscoveryState: @unchecked Sendable {
     public func relistRequested(_ resource: KubeResource) -> Bool {
         locked { relist.contains(resource) }
     }
+
+    /// A watcher's request was answered with a 2xx (a list page, a watch started): the API
+    /// server is reachable. A watcher backing off meanwhile retries at once (`answerCount`),
+    /// so that one kind does not stay behind the other after an outage.
+    public func serverAnswered() {
+        locked { answers &+= 1 }
+    }
+
+    /// Moves on each `serverAnswered`; compared for equality only.
+    public var answerCount: UInt64 { locked { answers } }
 
     /// The watcher of `resource` is working and will show progress again before `until`.
     public func heartbeat(_ resource: KubeResource, until: Instant) {
