@@ -128,9 +128,9 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
     /// Waits before the next attempt after a failure of kind `failure`: the back-off's next
     /// delay (or a longer `retryAfter`), logged as a warning or, while the same failure
     /// repeats, at debug level (`RetryLog`). Keeps the heartbeat promise. Ends early on a
-    /// re-list request (SIGHUP), and when the other watcher has a request answered meanwhile:
-    /// the API server is back, so this one retries at once with its back-off started over.
-    /// Throws when cancelled.
+    /// re-list request (SIGHUP), and when the other watcher has a request answered meanwhile
+    /// (but not before `retryAfter` has passed): the API server is back, so this one retries
+    /// at once with its back-off started over. Throws when cancelled.
     private func pause(
         after failure: RetryBackoff.Failure, retryAfter: Duration? = nil, reason: String, retry: inout Retrying
     ) async throws {
@@ -147,9 +147,11 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
         }
         let wake = now + delay
         state.heartbeat(resource, until: wake + settings.listTimeout + .seconds(30))
+        // A Retry-After is the server's own request: the other watcher's answer does not cut it.
+        let earliest = now + (retryAfter ?? .zero)
         let answers = state.answerCount
         while ContinuousClock.now < wake, !state.relistRequested(resource) {
-            if state.answerCount != answers {
+            if state.answerCount != answers, ContinuousClock.now >= earliest {
                 logger.info("\(resource): the API server answers again; retrying now")
                 retry.backoff.reset()
                 return
