@@ -107,11 +107,25 @@ public final class KubeAPIClient: Sendable {
         }
     }
 
-    /// Cancellation stays itself; everything else becomes `.transport`.
+    /// Cancellation stays itself; a body the decompressor refused is `.malformed` (the server
+    /// answered: not a reason to retry at the pace of an unreachable one); everything else
+    /// becomes `.transport`.
     static func mapped(_ error: any Error) -> any Error {
         if error is CancellationError || error is KubeAPIError { return error }
         if let client = error as? HTTPClientError, client == .cancelled { return CancellationError() }
+        if isDecompressionError(error) {
+            return KubeAPIError.malformed(
+                "the gzip response body was refused while inflating (\(error)): it grows past 100 times its "
+                    + "compressed size, or is not valid gzip")
+        }
         return KubeAPIError.transport(String(describing: error))
+    }
+
+    /// Whether `error` is NIO's `NIOHTTPDecompression.DecompressionError` (the limit set in
+    /// `init`, or bad gzip). Recognised by its type's name: its module is AsyncHTTPClient's
+    /// dependency, not this one's.
+    static func isDecompressionError(_ error: any Error) -> Bool {
+        String(reflecting: type(of: error)).hasSuffix("NIOHTTPDecompression.DecompressionError")
     }
 
     /// Closes the connections. Call once, after every request task has ended.
