@@ -36,7 +36,7 @@ extension ConfigDecoder {
         let durations: [(name: String, field: WritableKeyPath<Timeouts, Int64>)] = [
             ("connect", \.connectMillis), ("client", \.clientMillis), ("server", \.serverMillis),
             ("tunnel", \.tunnelMillis), ("drain", \.drainMillis), ("requestHead", \.requestHeadMillis),
-            ("tlsHello", \.tlsHelloMillis),
+            ("tlsHello", \.tlsHelloMillis), ("requestBody", \.requestBodyMillis),
         ]
         var timeouts = Timeouts()
         guard let section = fields(node, path: "timeouts", known: durations.map(\.name)) else { return timeouts }
@@ -51,7 +51,10 @@ extension ConfigDecoder {
     /// Fields left out keep the defaults of `Limits()`.
     mutating func decodeLimits(_ node: Node) -> Limits {
         var limits = Limits()
-        let known = ["maxConnections", "connectTries", "endpointBackoff", "upstreamIdlePerEndpoint", "upstreamIdle"]
+        let known = [
+            "maxConnections", "connectTries", "endpointBackoff", "upstreamIdlePerEndpoint", "upstreamIdle",
+            "requestBodyMinRate",
+        ]
         guard let section = fields(node, path: "limits", known: known) else { return limits }
         if let node = section["maxConnections"],
             let value = integer(node, path: "limits.maxConnections", in: 1...Int.max)
@@ -71,6 +74,11 @@ extension ConfigDecoder {
         }
         if let node = section["upstreamIdle"], let value = durationMillis(node, path: "limits.upstreamIdle") {
             limits.upstreamIdleMillis = value
+        }
+        if let node = section["requestBodyMinRate"],
+            let value = integer(node, path: "limits.requestBodyMinRate", in: 0...(1 << 30))
+        {
+            limits.requestBodyMinRate = value
         }
         return limits
     }

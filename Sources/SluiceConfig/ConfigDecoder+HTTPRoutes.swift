@@ -175,6 +175,12 @@ extension ConfigDecoder {
             report(path, at: node, "'\(text)' is not a valid cookie name: use letters, digits and !#$%&'*+-.^_`|~")
             return nil
         }
+        guard text.utf8.count <= Service.maxCookieNameLength else {
+            report(
+                path, at: node,
+                "a cookie name of \(text.utf8.count) bytes is too long (at most \(Service.maxCookieNameLength))")
+            return nil
+        }
         return Array(text.utf8)
     }
 }

@@ -18,7 +18,9 @@ import SluiceSystem
 ///
 /// Invariants: a slot's `generation` changes when it is freed; descriptors are -1 when not
 /// held; a pipe or buffer is held by a flow only while it has pending bytes (or for the
-/// duration of one pump); `endpoint` is an index into the snapshot of `snapshotGeneration`.
+/// duration of one pump); `service`, `endpoint` (and the exchange's route-table, TLS-context
+/// and HSTS indices) are indices into the snapshot of `snapshotEpoch` only, which the
+/// loop keeps alive while the connection is bound to it (`Loop+Generations`).
 struct Connection {
     var generation: UInt32 = 0
     /// Connecting or tunnel, tries and last activity; `.idle` while the slot is free.
@@ -41,7 +43,15 @@ struct Connection {
     var service: Int32 = -1
     var endpoint: Int32 = -1
     var nextFree: Int32 = -1
-    var snapshotGeneration: UInt64 = 0
+    /// The loop epoch (`Loop.epoch`) of the snapshot every index this connection holds refers to.
+    var snapshotEpoch: UInt64 = 0
+    /// Position of the connection's listener in the loop's `listeners`, kept up to date by
+    /// swaps; -1 once the listener is gone (or changed protocol).
+    var listener: Int32 = -1
+    /// HTTP between requests: the pool entry of the upstream this client parked (registered
+    /// under its token), with the entry's generation; -1 when none (`Loop+UpstreamReuse`).
+    var parked: Int32 = -1
+    var parkedGeneration: UInt32 = 0
     /// downstream → upstream
     var toUp = FlowState()
     /// upstream → downstream

@@ -40,12 +40,18 @@ struct HTTPExchange {
         case server
         case closing
         case tunnel
+        /// A terminated TLS client idle between requests: its record buffers are freed when
+        /// this fires, then the client-idle timer takes over.
+        case tlsIdle
     }
 
     struct Queue {
         var buffer: Int32 = -1
         var start: Int32 = 0
         var end: Int32 = 0
+        /// `buffer` is a block of the loop's small peek pool (`Loop.peekBuffers`), not of
+        /// `httpBuffers`: only a peek's first bytes live there.
+        var small = false
         @inline(__always) var isEmpty: Bool { start == end }
         @inline(__always) var count: Int32 { end - start }
     }
@@ -55,6 +61,8 @@ struct HTTPExchange {
         var remaining: Int64 = 0
         var chunks = ChunkedScanner()
         var done = true
+        /// Body bytes taken so far (the request body's minimum rate is judged on them).
+        var received: Int64 = 0
 
         init() {}
 
@@ -76,6 +84,10 @@ struct HTTPExchange {
     var timer: TimerKind = .clientIdle
     /// The listener's route table and port.
     var routes: Int32 = -1
+    /// tls listeners that terminate: the server context and the table of terminated routes
+    /// (indices into the connection's snapshot, as `routes`); -1 otherwise.
+    var tlsContext: Int32 = -1
+    var terminatedRoutes: Int32 = -1
     var listenPort: UInt16 = 0
     /// The client's address, for X-Forwarded-For and `source`.
     var peerV6 = false
@@ -128,6 +140,10 @@ struct HTTPExchange {
     var upgradeRequested = false
     var setCookie = false
     var retried = false
+    /// When the request body's clock started (its head went upstream, or a 1xx came back).
+    var bodyStart: Int64 = 0
+    /// Bytes of the request in flight have gone into the upstream socket.
+    var requestSent = false
     /// Path bytes to strip from the request target (route `stripPath`).
     var stripPrefix: Int32 = 0
     /// Where the request head in flight sits in `req` (kept for a retry on a new upstream).

@@ -11,11 +11,6 @@ extension Loop {
         // Bounded per event so one busy listener does not starve established connections;
         // the listener is level-triggered, so what is left raises the next event.
         for _ in 0..<64 {
-            if table.live >= connectionLimit {
-                counters.rejectedFull += 1
-                disableListeners()
-                return
-            }
             let accepted: AcceptedSocket
             do {
                 guard case .done(let socket) = try Socket.accept(listener.fd) else { return }
@@ -29,8 +24,16 @@ extension Loop {
                 }
                 continue
             }
+            if table.live >= connectionLimit {
+                // At its share the loop still takes clients off its queue (SO_REUSEPORT keeps
+                // filling it) and refuses them at once with a reset, rather than leaving them
+                // to hang in the backlog.
+                counters.refusedOverLimit += 1
+                Socket.abort(accepted.fd)
+                continue
+            }
             counters.accepted += 1
-            openConnection(accepted, listener: listener)
+            openConnection(accepted, listener: listener, position: Int32(position))
         }
     }
 
@@ -45,7 +48,7 @@ extension Loop {
         enableListeners()
     }
 
-    func openConnection(_ accepted: AcceptedSocket, listener: LoopListener) {
+    func openConnection(_ accepted: AcceptedSocket, listener: LoopListener, position: Int32) {
         let service = listener.service
         guard let (slot, firstUse) = table.allocate() else {
             counters.rejectedFull += 1
@@ -56,7 +59,8 @@ extension Loop {
         let c = table.pointer(slot)
         c.pointee.downFD = accepted.fd
         c.pointee.service = service
-        c.pointee.snapshotGeneration = snapshot.generation
+        c.pointee.snapshotEpoch = epoch
+        c.pointee.listener = position
         Socket.setNoDelay(accepted.fd)
         do {
             try epoll.add(
@@ -70,12 +74,10 @@ extension Loop {
         let expectProxy = expectsProxy(listener, peer)
         if listener.key.protocol == .http {
             openHTTP(slot, peer: peer, listener: listener, expectProxy: expectProxy)
-            if table.live >= connectionLimit { disableListeners() }
             return
         }
         if listener.key.protocol == .tls || expectProxy {
             openPeek(slot, peer: peer, listener: listener, expectProxy: expectProxy)
-            if table.live >= connectionLimit { disableListeners() }
             return
         }
         if snapshot.services[Int(service)].proxyProtocol != nil {
@@ -86,7 +88,7 @@ extension Loop {
             storePeer(exchange(slot), peer)
         }
         let hash = accepted.peerAddress.map { SocketAddress(ip: Self.routingIP($0.ip), port: 0).addressHash } ?? 0
-        guard let endpoint = picker.pick(service: Int(service), clientHash: hash, now: now) else {
+        guard service >= 0, let endpoint = picker.pick(service: Int(service), clientHash: hash, now: now) else {
             counters.noEndpoint += 1
             close(slot, abort: false)
             return
@@ -95,7 +97,6 @@ extension Loop {
         let start = c.pointee.life.start(now: now, connectMillis: snapshot.timeouts.connectMillis)
         guard case .connect(let deadline) = start else { preconditionFailure("start always connects") }
         startConnect(slot, deadline: deadline)
-        if table.live >= connectionLimit { disableListeners() }
     }
 
     static func routingIP(_ ip: SystemAddress.IP) -> SocketAddress.IP {

@@ -8,22 +8,25 @@ extension Loop {
     func handleMail() {
         for message in mailbox.take() {
             switch message {
-            case .snapshot(let next, let sockets, let applied):
-                swap(to: next, sockets: sockets)
+            case .snapshot(let next, let sockets, let remap, let applied):
+                swap(to: next, sockets: sockets, remap: remap)
                 applied.countDown()
             case .drain(let deadline): startDrain(deadline: deadline)
             case .ping(let answered): answered.countDown()
             case .report:
                 logger.info(
-                    "loop \(index): live=\(table.live) pipes_in_use=\(pipes.inUse) pipes_created=\(pipes.created) \(counters.summary)"
+                    "loop \(index): live=\(table.live) pipes_in_use=\(pipes.inUse) pipes_created=\(pipes.created) pipe_size_failures=\(pipes.setSizeFailures) \(counters.summary)"
                 )
             }
         }
     }
 
     /// Adopts a new routing table between batches. Established connections keep their
-    /// descriptors and flows; they are no longer counted by the new picker.
-    func swap(to next: RoutingSnapshot, sockets: [ListenerKey: Int32]) {
+    /// descriptors and flows; what each connection holds is rebound or kept alive as
+    /// `Loop+Generations` says. `remap` maps the current snapshot's indices into `next`'s
+    /// (made once by the control plane; made here when absent or for another pair).
+    func swap(to next: RoutingSnapshot, sockets: [ListenerKey: Int32], remap given: SnapshotRemap? = nil) {
+        let previous = snapshot
         var kept: [LoopListener] = []
         for listener in next.listeners {
             let service = Int32(listener.service)
@@ -52,13 +55,31 @@ extension Loop {
         for (key, fd) in sockets where !kept.contains(where: { $0.key == key && $0.fd == fd }) {
             Syscall.close(fd)
         }
-        remapRouteTables(from: listeners, to: kept)
+        // Where each old listener position is now (-1: removed, or its protocol changed).
+        let positions: [Int32] = listeners.map { old in
+            kept.firstIndex(where: { $0.key == old.key }).map { Int32($0) } ?? -1
+        }
         listeners = kept
-        snapshot = next
-        picker = EndpointPicker(snapshot: next, seed: Self.seed(index))
-        // Pooled connections are filed by endpoint index, which the new table renumbers.
-        pool.drainAll { Syscall.close($0) }
-        pool.resize(endpoints: next.endpoints.count, perEndpoint: next.limits.upstreamIdlePerEndpoint)
+        if next !== previous {
+            let remap =
+                given.flatMap { $0.from == previous.generation && $0.to == next.generation ? $0 : nil }
+                ?? SnapshotRemap(from: previous, to: next)
+            for index in retained.indices { retained[index].toCurrent = retained[index].toCurrent.then(remap) }
+            retained.append(RetainedSnapshot(snapshot: previous, epoch: epoch, connections: 0, toCurrent: remap))
+            snapshot = next
+            epoch += 1
+            picker = EndpointPicker(snapshot: next, seed: Self.seed(index), carrying: picker, remap: remap)
+            // Idle upstream connections follow their endpoint by identity; those of endpoints
+            // that left are closed.
+            pool.remap(
+                remap.endpoints, endpoints: next.endpoints.count, perEndpoint: next.limits.upstreamIdlePerEndpoint
+            ) {
+                Syscall.close($0)
+            }
+            rebindConnections(listenerPositions: positions)
+        } else {
+            snapshot = next
+        }
         connectionLimit = Self.share(of: next.limits.maxConnections, workers: workerCount)
         for i in listeners.indices { listeners[i].enabled = false }
         // Re-register every listener under its new position.
@@ -118,7 +139,10 @@ extension Loop {
     }
 
     func sweepPool() {
-        pool.sweep(olderThan: now - snapshot.limits.upstreamIdleMillis) { Syscall.close($0) }
+        pool.sweep(olderThan: now - snapshot.limits.upstreamIdleMillis, trimBefore: now - UpstreamPool.trimAfterMillis)
+        {
+            Syscall.close($0)
+        }
         nextPoolSweep = now + 1000
     }
 
@@ -130,38 +154,5 @@ extension Loop {
         }
         for listener in listeners { Syscall.close(listener.fd) }
         listeners.removeAll()
-    }
-
-    /// Connections still reading their first bytes hold a route-table index of the old
-    /// snapshot: point them at their listener's table in the new one, or close them when
-    /// their listener is gone or changed protocol.
-    func remapRouteTables(from old: [LoopListener], to new: [LoopListener]) {
-        var slot: Int32 = 0
-        while slot < table.highWater {
-            let c = table.pointer(slot)
-            if c.pointee.downFD >= 0 && (c.pointee.isHTTP || c.pointee.peeking) {
-                let e = exchange(slot)
-                let routes = e.pointee.routes
-                var remapped: Int32 = -1
-                if e.pointee.secure && !c.pointee.peeking {
-                    // Decrypted requests follow their listener's table of terminated routes.
-                    if let previous = old.first(where: { $0.terminated == routes && $0.terminated >= 0 }),
-                        let current = new.first(where: { $0.key == previous.key })
-                    {
-                        remapped = current.terminated
-                    }
-                } else if let previous = old.first(where: { $0.routes == routes && $0.routes >= 0 }),
-                    let current = new.first(where: { $0.key == previous.key })
-                {
-                    remapped = current.routes
-                }
-                if remapped >= 0 {
-                    e.pointee.routes = remapped
-                } else if c.pointee.peeking || (c.pointee.isHTTP && e.pointee.phase == .readingHead) {
-                    close(slot, abort: false)
-                }
-            }
-            slot += 1
-        }
     }
 }

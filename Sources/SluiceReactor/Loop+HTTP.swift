@@ -57,15 +57,20 @@ extension Loop {
     func onHTTPUpstream(_ slot: Int32, _ mask: UInt32) {
         let c = table.pointer(slot)
         let e = exchange(slot)
+        if c.pointee.upFD < 0 {
+            // No upstream attached: the event is for the connection this client parked.
+            onParkedEvent(slot, mask)
+            return
+        }
         if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
             c.pointee.toDown.srcReadable = true
             if mask & (Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 { c.pointee.toDown.srcHangup = true }
         }
         if mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 { c.pointee.toUp.dstWritable = true }
         if e.pointee.phase == .readingHead {
-            // The kept upstream between requests: any input means the server closed it or
-            // sent bytes nobody asked for. Drop it; the next request takes another.
-            if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 && c.pointee.upFD >= 0 {
+            // An upstream attached between requests (not parked): any input means the server
+            // closed it or sent bytes nobody asked for. Drop it; the next request takes another.
+            if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
                 Syscall.close(c.pointee.upFD)
                 c.pointee.upFD = -1
                 c.pointee.toDown.srcReadable = false
@@ -77,7 +82,7 @@ extension Loop {
             guard mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 else { return }
             let step: HTTPStep
             if Socket.pendingError(c.pointee.upFD) == nil {
-                picker.markUp(Int(c.pointee.endpoint))
+                markEndpointUp(c)
                 step = queueRequest(slot)
             } else {
                 step = httpConnectFailed(slot, timedOut: false)
@@ -102,8 +107,18 @@ extension Loop {
             if httpConnectFailed(slot, timedOut: true) == .again { httpPump(slot) }
         case .server:
             let idleUntil = c.pointee.life.lastActivity + snapshot.timeouts.serverMillis
-            if idleUntil > now {
-                timers.schedule(slot, at: idleUntil)
+            let bodyDue = requestBodyDeadline(e)
+            if bodyDue <= now {
+                // The client trickles its body: 408 while nothing of the response went out.
+                counters.bodyTimeouts += 1
+                counters.httpTimeouts += 1
+                if e.pointee.responseStarted {
+                    closeHTTP(slot, abort: true)
+                } else if respondError(slot, status: 408) == .again {
+                    httpPump(slot)
+                }
+            } else if idleUntil > now {
+                timers.schedule(slot, at: min(idleUntil, bodyDue))
             } else if !e.pointee.responseStarted {
                 counters.httpTimeouts += 1
                 if respondError(slot, status: 504) == .again { httpPump(slot) }
@@ -113,6 +128,9 @@ extension Loop {
             }
         case .closing:
             closeHTTP(slot, abort: false)
+        case .tlsIdle:
+            if let session = c.pointee.tls { TLSSession.releaseBuffers(session) }
+            armHTTPTimer(slot, .clientIdle, at: c.pointee.life.lastActivity + snapshot.timeouts.clientMillis)
         case .tunnel:
             let idleUntil = c.pointee.life.lastActivity + snapshot.timeouts.tunnelMillis
             if idleUntil > now {
@@ -127,9 +145,11 @@ extension Loop {
     // MARK: - Pump
 
     /// Runs the exchange until it waits for an event or the connection closed.
+    /// At most `Loop.stepBudget` steps per wake; a connection with more to do is resumed
+    /// after the batch (`resumeLater`).
     func httpPump(_ slot: Int32) {
         let e = exchange(slot)
-        while true {
+        for _ in 0..<Self.stepBudget {
             let step: HTTPStep
             switch e.pointee.phase {
             case .readingHead: step = readRequestHead(slot)
@@ -141,5 +161,6 @@ extension Loop {
             }
             if step != .again { return }
         }
+        resumeLater(slot)
     }
 }

@@ -72,10 +72,13 @@ extension Loop {
 
     @inline(__always)
     func releaseIfEmpty(_ queue: inout HTTPExchange.Queue) {
-        if queue.buffer >= 0 && queue.isEmpty {
-            httpBuffers.release(queue.buffer)
-            queue = HTTPExchange.Queue()
-        }
+        if queue.buffer >= 0 && queue.isEmpty { release(&queue) }
+    }
+
+    /// The first byte of a queue's block, in whichever pool it comes from.
+    @inline(__always)
+    func base(of queue: HTTPExchange.Queue) -> UnsafeMutableRawPointer {
+        queue.small ? peekBuffers.base(queue.buffer) : httpBuffers.base(queue.buffer)
     }
 
     /// Moves a queue's bytes to the start of its buffer.
@@ -105,13 +108,14 @@ extension Loop {
         guard strip > 0 else { return nil }
         let path = slice(headBuf, head.path)
         let rest = UnsafeRawBufferPointer(rebasing: path[min(Int(strip), path.count)...])
-        let target = scratch + Self.scratchSize / 2
+        // `pathScratch` holds a whole head's worth: a path is never cut short.
+        let target = pathScratch
         var n = 0
         if rest.first != UInt8(ascii: "/") {
             target.storeBytes(of: UInt8(ascii: "/"), as: UInt8.self)
             n = 1
         }
-        let copy = min(rest.count, Self.scratchSize / 2 - n)
+        let copy = min(rest.count, Int(Self.httpBufferSize) - n)
         if copy > 0 { (target + n).copyMemory(from: rest.baseAddress!, byteCount: copy) }
         return UnsafeRawBufferPointer(start: target, count: n + copy)
     }

@@ -117,7 +117,14 @@ extension Loop {
             releaseHTTPBuffers(e)
             shutdownClientWrite(c)
         }
+        // Bounded per wake: a client that keeps sending is resumed after the batch.
+        var reads = 0
         while c.pointee.toUp.srcReadable {
+            if reads == Self.stepBudget {
+                resumeLater(slot)
+                return .wait
+            }
+            reads += 1
             switch readClient(c, scratch, Int32(Self.scratchSize)) {
             case .bytes: continue
             case .wouldBlock: return .wait
@@ -143,7 +150,9 @@ extension Loop {
 
     @inline(__always)
     func release(_ queue: inout HTTPExchange.Queue) {
-        if queue.buffer >= 0 { httpBuffers.release(queue.buffer) }
+        if queue.buffer >= 0 {
+            if queue.small { peekBuffers.release(queue.buffer) } else { httpBuffers.release(queue.buffer) }
+        }
         queue = HTTPExchange.Queue()
     }
 }

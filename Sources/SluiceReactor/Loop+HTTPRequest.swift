@@ -91,8 +91,11 @@ extension Loop {
         e.pointee.connectTries = 0
         if head.method == .connect { return respondError(slot, status: 501) }
 
-        // Route by Host and path.
-        let routeTable = snapshot.routeTables[Int(e.pointee.routes)]
+        // Route with the newest table; a connection whose listener is gone (or changed
+        // protocol) finishes this request on the table it was read with, then closes.
+        if !rebindToListener(slot) { e.pointee.clientClose = true }
+        let routedWith = routed(c)
+        let routeTable = routedWith.routeTables[Int(e.pointee.routes)]
         let host = head.host.map { slice(headBuf, $0) } ?? UnsafeRawBufferPointer(start: base, count: 0)
         let service: Int
         let path = slice(headBuf, head.path)
@@ -121,9 +124,9 @@ extension Loop {
 
         // Pick an endpoint: a valid stickiness cookie first.
         var endpoint: Int? = nil
-        if snapshot.services[service].algorithm == .cookie {
-            if let value = findCookie(service: service, head: head, headBuf: headBuf),
-                let sticky = picker.endpoint(forCookie: value, service: service), !picker.isDown(sticky, now: now)
+        if routedWith.services[service].algorithm == .cookie {
+            if let value = findCookie(routedWith.services[service], head: head, headBuf: headBuf),
+                let sticky = routedWith.endpoint(forCookie: value, service: service), !isDown(c, sticky)
             {
                 endpoint = sticky
             } else {
@@ -131,7 +134,7 @@ extension Loop {
             }
         }
         if endpoint == nil {
-            endpoint = picker.pick(service: service, clientHash: peerHash(e), now: now)
+            endpoint = pickEndpoint(c, service: service, clientHash: peerHash(e))
         }
         guard let endpoint else {
             counters.noEndpoint += 1
@@ -140,38 +143,41 @@ extension Loop {
         return attachUpstream(slot, service: service, endpoint: endpoint, allowReuse: true)
     }
 
-    /// Gets a connection to `endpoint`: the one this client connection already holds, an
-    /// idle one from the pool, or a new one.
+    /// Gets a connection to `endpoint`: the one this client parked after its last response
+    /// (no system call), an idle one from the pool, or a new one.
     func attachUpstream(_ slot: Int32, service: Int, endpoint: Int, allowReuse: Bool) -> HTTPStep {
         let c = table.pointer(slot)
         let e = exchange(slot)
-        let current = c.pointee.snapshotGeneration == snapshot.generation
         uncountRequest(c)
-        if allowReuse && c.pointee.upFD >= 0 && current && Int(c.pointee.endpoint) == endpoint {
-            countRequest(c)
-            e.pointee.upstreamReused = true
-            return queueRequest(slot)
-        }
         detachUpstream(slot)
         c.pointee.service = Int32(service)
         c.pointee.endpoint = Int32(endpoint)
-        c.pointee.snapshotGeneration = snapshot.generation
         countRequest(c)
-        if allowReuse, let (_, fd) = pool.take(endpoint: endpoint) {
-            c.pointee.upFD = fd
-            do {
-                try epoll.modify(
-                    fd, events: Epoll.edgeTriggeredAll,
-                    data: EventToken(kind: .upstream, index: slot, generation: c.pointee.generation).raw)
-            } catch {
-                Syscall.close(fd)
-                c.pointee.upFD = -1
-                return attachUpstream(slot, service: service, endpoint: endpoint, allowReuse: false)
+        if allowReuse, let pooled = currentEndpoint(c) {
+            if let fd = reclaimParked(slot, endpoint: pooled) {
+                c.pointee.upFD = fd
+                e.pointee.upstreamReused = true
+                counters.pooledReuses += 1
+                return queueRequest(slot)
             }
-            e.pointee.upstreamReused = true
-            counters.pooledReuses += 1
-            c.pointee.toUp.dstWritable = true
-            return queueRequest(slot)
+            if let (fd, _) = pool.take(endpoint: pooled) {
+                c.pointee.upFD = fd
+                do {
+                    try epoll.modify(
+                        fd, events: Epoll.edgeTriggeredAll,
+                        data: EventToken(kind: .upstream, index: slot, generation: c.pointee.generation).raw)
+                } catch {
+                    Syscall.close(fd)
+                    c.pointee.upFD = -1
+                    return attachUpstream(slot, service: service, endpoint: endpoint, allowReuse: false)
+                }
+                e.pointee.upstreamReused = true
+                counters.pooledReuses += 1
+                c.pointee.toUp.dstWritable = true
+                c.pointee.toDown.srcReadable = false
+                c.pointee.toDown.srcHangup = false
+                return queueRequest(slot)
+            }
         }
         e.pointee.upstreamReused = false
         return connectUpstream(slot)
@@ -181,12 +187,17 @@ extension Loop {
         let c = table.pointer(slot)
         let e = exchange(slot)
         e.pointee.connectTries += 1
-        let address = Self.systemAddress(snapshot.endpoints[Int(c.pointee.endpoint)].address)
+        let address = Self.systemAddress(routed(c).endpoints[Int(c.pointee.endpoint)].address)
         let fd: Int32
         let connected: Bool
         do {
             (fd, connected) = try Socket.connect(to: address)
         } catch {
+            if error == .tooManyFiles || error == .tooManyFilesInSystem {
+                // Out of descriptors here: the endpoint did nothing wrong.
+                noteDescriptorExhaustion()
+                return respondError(slot, status: 503)
+            }
             return httpConnectFailed(slot, timedOut: false)
         }
         Socket.setNoDelay(fd)
@@ -221,42 +232,16 @@ extension Loop {
             Syscall.close(c.pointee.upFD)
             c.pointee.upFD = -1
         }
-        let failed = Int(c.pointee.endpoint)
-        if c.pointee.snapshotGeneration == snapshot.generation {
-            picker.markDown(failed, until: now + snapshot.limits.endpointBackoffMillis)
-            if Int(e.pointee.connectTries) < snapshot.limits.connectTries,
-                let next = picker.next(after: failed, service: Int(c.pointee.service), now: now)
-            {
-                counters.retries += 1
-                uncountRequest(c)
-                c.pointee.endpoint = Int32(next)
-                countRequest(c)
-                return connectUpstream(slot)
-            }
+        // The next endpoint comes from the table the request was routed with.
+        markEndpointDown(c)
+        if Int(e.pointee.connectTries) < snapshot.limits.connectTries, let next = nextEndpoint(c) {
+            counters.retries += 1
+            uncountRequest(c)
+            c.pointee.endpoint = Int32(next)
+            countRequest(c)
+            return connectUpstream(slot)
         }
         return respondError(slot, status: timedOut ? 504 : 502)
-    }
-
-    /// The attached upstream is not wanted for the next request: pool it if it is clean,
-    /// else close it.
-    func detachUpstream(_ slot: Int32) {
-        let c = table.pointer(slot)
-        let fd = c.pointee.upFD
-        guard fd >= 0 else { return }
-        c.pointee.upFD = -1
-        let clean = exchange(slot).pointee.upstreamReusable && c.pointee.snapshotGeneration == snapshot.generation
-        if clean, let (index, generation) = pool.put(fd: fd, endpoint: Int(c.pointee.endpoint), now: now) {
-            do {
-                // Watch for the server closing it; no OUT, which would fire at once.
-                try epoll.modify(
-                    fd, events: Epoll.readable | Epoll.readHangup | Epoll.edgeTrigger,
-                    data: EventToken(kind: .pooled, index: index, generation: generation).raw)
-                return
-            } catch {
-                _ = pool.remove(index, generation: generation)
-            }
-        }
-        Syscall.close(fd)
     }
 
     /// The upstream is connected: write the rewritten head and what body bytes are here.
@@ -288,9 +273,11 @@ extension Loop {
         e.pointee.responseHeadDone = false
         e.pointee.responseStarted = false
         e.pointee.upstreamReusable = false
+        e.pointee.requestSent = false
+        e.pointee.bodyStart = now
         e.pointee.phase = .exchanging
         c.pointee.life.activity(now: now)
-        armHTTPTimer(slot, .server, at: now + snapshot.timeouts.serverMillis)
+        armHTTPTimer(slot, .server, at: min(now + snapshot.timeouts.serverMillis, requestBodyDeadline(e)))
         return .again
     }
 
@@ -314,7 +301,9 @@ extension Loop {
         // Upstream queue out.
         if !e.pointee.upq.isEmpty && c.pointee.toUp.dstWritable {
             switch flush(&e.pointee.upq, to: c.pointee.upFD, writable: &c.pointee.toUp.dstWritable) {
-            case .bytes: progressed = true
+            case .bytes:
+                e.pointee.requestSent = true
+                progressed = true
             case .wouldBlock: break
             case .failed: return upstreamFailed(slot)
             }
@@ -431,33 +420,52 @@ extension Loop {
         case .length:
             let n = Int32(min(Int64(count), body.remaining))
             body.remaining -= Int64(n)
+            body.received += Int64(n)
             if body.remaining == 0 { body.done = true }
             return n
         case .chunked:
             switch body.chunks.scan(UnsafeRawBufferPointer(start: src, count: Int(count))) {
-            case .consumed(let n): return n
+            case .consumed(let n):
+                body.received += Int64(n)
+                return n
             case .end(let n):
+                body.received += Int64(n)
                 body.done = true
                 return n
             case .error: return -1
             }
         case .untilClose:
+            body.received += Int64(count)
             return count
         }
+    }
+
+    /// When the request body in flight is overdue: its grace after `bodyStart`, plus one
+    /// second per `requestBodyMinRate` bytes received. `Int64.max` when no body is awaited.
+    @inline(__always)
+    func requestBodyDeadline(_ e: UnsafeMutablePointer<HTTPExchange>) -> Int64 {
+        guard !e.pointee.reqBody.done else { return .max }
+        var deadline = e.pointee.bodyStart + snapshot.timeouts.requestBodyMillis
+        let rate = Int64(snapshot.limits.requestBodyMinRate)
+        if rate > 0 { deadline += e.pointee.reqBody.received * 1000 / rate }
+        return deadline
     }
 
     /// A request in flight counts for its endpoint (leastconn balances requests, not
     /// client connections).
     @inline(__always)
-    func countRequest(_ c: UnsafeMutablePointer<Connection>) {
-        picker.opened(Int(c.pointee.endpoint))
-        c.pointee.counted = true
-    }
+    func countRequest(_ c: UnsafeMutablePointer<Connection>) { countOpened(c) }
 
     @inline(__always)
-    func uncountRequest(_ c: UnsafeMutablePointer<Connection>) {
-        guard c.pointee.counted else { return }
-        if c.pointee.snapshotGeneration == picker.generation { picker.closed(Int(c.pointee.endpoint)) }
-        c.pointee.counted = false
+    func uncountRequest(_ c: UnsafeMutablePointer<Connection>) { countClosed(c) }
+
+    /// Whether `endpoint` (an index of the connection's snapshot) is passed over now: marked
+    /// down in the current table, or gone from it.
+    func isDown(_ c: UnsafeMutablePointer<Connection>, _ endpoint: Int) -> Bool {
+        if isCurrent(c) { return picker.isDown(endpoint, now: now) }
+        guard let current = retained[retainedIndex(c.pointee.snapshotEpoch)].toCurrent.endpoint(endpoint) else {
+            return true
+        }
+        return picker.isDown(current, now: now)
     }
 }

@@ -57,12 +57,24 @@ extension Loop {
                 guard e.pointee.upgradeRequested else { return upstreamGarbage(slot) }
                 return startUpgrade(slot, head: head, headBuf: headBuf)
             }
-            if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
-            httpBuffers.base(e.pointee.downq.buffer).copyMemory(from: headBuf.baseAddress!, byteCount: Int(headLength))
-            e.pointee.downq.start = 0
-            e.pointee.downq.end = headLength
             e.pointee.resp.start += headLength
             e.pointee.respScan.reset()
+            // A 100 Continue starts the body's clock: the client waited for it.
+            e.pointee.bodyStart = now
+            // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; it is dropped, the final answer
+            // follows.
+            if e.pointee.http10 { return .again }
+            if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
+            let out = UnsafeMutableRawBufferPointer(
+                start: httpBuffers.base(e.pointee.downq.buffer), count: Int(Self.httpBufferSize))
+            // Rewritten as a final head is: hop-by-hop fields do not cross the proxy.
+            guard
+                let written = HTTPHeadWriter.writeResponse(
+                    head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
+                    close: false, http10KeepAlive: false, upgrading: false, extraFields: nil, into: out)
+            else { return upstreamGarbage(slot) }
+            e.pointee.downq.start = 0
+            e.pointee.downq.end = Int32(written)
             e.pointee.responseStarted = true
             return .again
         }
@@ -73,14 +85,16 @@ extension Loop {
         e.pointee.decoder = ChunkedDecoder()
         if e.pointee.dechunk { e.pointee.clientClose = true }
         let untilClose = e.pointee.respBody.kind == .untilClose
-        e.pointee.clientClose = e.pointee.clientClose || untilClose || draining
+        // A client whose listener went away finishes this exchange and closes.
+        e.pointee.clientClose =
+            e.pointee.clientClose || untilClose || draining || table.pointer(slot).pointee.listener < 0
         e.pointee.upstreamReusable =
             !head.connectionClose && !untilClose && (head.minorVersion == 1 || head.connectionKeepAlive)
         if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
         let out = UnsafeMutableRawBufferPointer(
             start: httpBuffers.base(e.pointee.downq.buffer), count: Int(Self.httpBufferSize))
         var extraLength = e.pointee.setCookie ? formatSetCookie(slot, into: scratch) : 0
-        if e.pointee.hstsRoute >= 0 { extraLength += formatHSTS(e, into: scratch + extraLength) }
+        if e.pointee.hstsRoute >= 0 { extraLength += formatHSTS(slot, into: scratch + extraLength) }
         let written = HTTPHeadWriter.writeResponse(
             head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
             close: e.pointee.clientClose, http10KeepAlive: e.pointee.http10 && !e.pointee.clientClose, upgrading: false,
@@ -174,8 +188,12 @@ extension Loop {
             return .closed
         }
         // A reused keep-alive connection the server closed as we sent: retry once on a new
-        // connection when the request had no body (nothing of it is lost).
-        if e.pointee.upstreamReused && !e.pointee.retried && e.pointee.reqBody.kind == .none {
+        // connection when nothing of the request reached the socket, or when it is idempotent
+        // (RFC 9110 §9.2.2) and had no body (nothing of it is lost). A POST that went out is
+        // never sent twice.
+        if e.pointee.upstreamReused && !e.pointee.retried
+            && (!e.pointee.requestSent || (Self.isIdempotent(e.pointee.method) && e.pointee.reqBody.kind == .none))
+        {
             e.pointee.retried = true
             Syscall.close(c.pointee.upFD)
             c.pointee.upFD = -1
@@ -191,6 +209,14 @@ extension Loop {
         }
         counters.resets += 1
         return respondError(slot, status: 502)
+    }
+
+    /// GET, HEAD, PUT, DELETE, OPTIONS and TRACE (RFC 9110 §9.2.2).
+    static func isIdempotent(_ method: HTTPMethod) -> Bool {
+        switch method {
+        case .get, .head, .put, .delete, .options, .trace: return true
+        case .post, .patch, .connect, .other: return false
+        }
     }
 
     /// The upstream sent something that is not a valid response.
@@ -230,11 +256,20 @@ extension Loop {
             detachUpstream(slot)
             return startClosing(slot)
         }
+        // An idle client holds no upstream: it is parked in the pool, for this client's next
+        // request or any other's.
+        parkUpstream(slot)
         e.pointee.phase = .readingHead
         e.pointee.reqScan.reset()
+        // Between requests nothing is in flight: take the newest table now, so an idle client
+        // keeps no old snapshot alive.
+        if !rebindToListener(slot) {
+            detachUpstream(slot)
+            return startClosing(slot)
+        }
         if e.pointee.req.isEmpty {
             releaseIfEmpty(&e.pointee.req)
-            armHTTPTimer(slot, .clientIdle, at: now + snapshot.timeouts.clientMillis)
+            armIdle(slot)
         } else {
             armHTTPTimer(slot, .requestHead, at: now + snapshot.timeouts.requestHeadMillis)
         }

@@ -46,6 +46,7 @@ extension Loop {
             if toUpstream {
                 c.pointee.toUp = flow
                 c.pointee.toUpPipe = pipe
+                e.pointee.reqBody.received += e.pointee.reqBody.remaining - remaining
                 e.pointee.reqBody.remaining = remaining
             } else {
                 c.pointee.toDown = flow

@@ -5,8 +5,10 @@ import SluiceWire
 /// answer. They write into loop-owned memory; no String is made per request.
 extension Loop {
     /// The value of the service's stickiness cookie in the request's Cookie fields, if any.
-    func findCookie(service: Int, head: HTTPRequestHead, headBuf: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
-        let name = snapshot.services[service].cookieName ?? Self.defaultCookieName
+    func findCookie(_ service: Service, head: HTTPRequestHead, headBuf: UnsafeRawBufferPointer)
+        -> UnsafeRawBufferPointer?
+    {
+        let name = service.cookieName ?? Self.defaultCookieName
         for index in 0..<Int(head.fieldCount) {
             let field = fieldStore[index]
             guard Self.equalsIgnoringCase(slice(headBuf, field.name), Self.cookieFieldName) else { continue }
@@ -35,7 +37,13 @@ extension Loop {
     /// "Set-Cookie: NAME=VALUE; Path=/; HttpOnly\r\n" for the slot's endpoint; its length.
     func formatSetCookie(_ slot: Int32, into out: UnsafeMutableRawPointer) -> Int {
         let c = table.pointer(slot)
-        let name = snapshot.services[Int(c.pointee.service)].cookieName ?? Self.defaultCookieName
+        // The request's own snapshot: its service and endpoint indices, and the cookie value
+        // that names its endpoint (a hash of service name and address, stable across tables).
+        let routedWith = routed(c)
+        let name = routedWith.services[Int(c.pointee.service)].cookieName ?? Self.defaultCookieName
+        // Configurations bound names (`Service.maxCookieNameLength`); a table built otherwise
+        // with a longer one gets no cookie rather than an overrun.
+        guard name.count <= Service.maxCookieNameLength else { return 0 }
         var n = 0
         func put(_ bytes: UnsafeRawBufferPointer) {
             (out + n).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
@@ -45,7 +53,7 @@ extension Loop {
         name.withUnsafeBytes { put($0) }
         out.storeBytes(of: UInt8(ascii: "="), toByteOffset: n, as: UInt8.self)
         n += 1
-        picker.cookieValue(for: Int(c.pointee.endpoint)).withUnsafeBytes { put($0) }
+        routedWith.cookieValue(for: Int(c.pointee.endpoint)).withUnsafeBytes { put($0) }
         Self.setCookieSuffix.withUnsafeBytes { put($0) }
         return n
     }
@@ -76,8 +84,9 @@ extension Loop {
 
     /// "Strict-Transport-Security: max-age=N\r\n" of the request's route; its length (0 when
     /// a reload renumbered the table meanwhile).
-    func formatHSTS(_ e: UnsafeMutablePointer<HTTPExchange>, into out: UnsafeMutableRawPointer) -> Int {
-        let routes = snapshot.routeTables[Int(e.pointee.routes)].routes
+    func formatHSTS(_ slot: Int32, into out: UnsafeMutableRawPointer) -> Int {
+        let e = exchange(slot)
+        let routes = routed(table.pointer(slot)).routeTables[Int(e.pointee.routes)].routes
         guard Int(e.pointee.hstsRoute) < routes.count, let field = routes[Int(e.pointee.hstsRoute)].hstsField else {
             return 0
         }

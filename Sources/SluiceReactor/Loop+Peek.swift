@@ -21,6 +21,8 @@ extension Loop {
         let e = exchange(slot)
         e.initialize(to: HTTPExchange())
         e.pointee.routes = listener.routes
+        e.pointee.tlsContext = listener.tlsContext
+        e.pointee.terminatedRoutes = listener.terminated
         e.pointee.listenPort = listener.key.address.port
         e.pointee.proxyPending = expectProxy
         e.pointee.peekTLS = listener.key.protocol == .tls
@@ -64,9 +66,11 @@ extension Loop {
         }
         while true {
             if e.pointee.req.buffer < 0 {
-                e.pointee.req = HTTPExchange.Queue(buffer: httpBuffers.acquire(), start: 0, end: 0)
+                // A block only once bytes are there, and a small one first.
+                guard c.pointee.toUp.srcReadable else { return }
+                e.pointee.req = HTTPExchange.Queue(buffer: peekBuffers.acquire(), start: 0, end: 0, small: true)
             }
-            let base = httpBuffers.base(e.pointee.req.buffer)
+            let base = self.base(of: e.pointee.req)
             if !e.pointee.req.isEmpty {
                 let bytes = UnsafeRawBufferPointer(
                     start: base + Int(e.pointee.req.start), count: Int(e.pointee.req.count))
@@ -102,13 +106,21 @@ extension Loop {
                     return
                 }
             }
-            guard c.pointee.toUp.srcReadable else { return }
+            guard c.pointee.toUp.srcReadable else {
+                releaseIfEmpty(&e.pointee.req)
+                return
+            }
+            if e.pointee.req.small && e.pointee.req.end == Self.peekBufferSize {
+                // More than a small block: move to a full one (up to 32 KiB of records).
+                growPeekBuffer(e)
+                continue
+            }
             if e.pointee.req.end == Self.httpBufferSize {
                 counters.badPreface += 1
                 close(slot, abort: false)
                 return
             }
-            let room = Self.httpBufferSize - e.pointee.req.end
+            let room = (e.pointee.req.small ? Self.peekBufferSize : Self.httpBufferSize) - e.pointee.req.end
             switch readSome(
                 c.pointee.downFD, base + Int(e.pointee.req.end), room, &c.pointee.toUp.srcReadable,
                 c.pointee.toUp.srcHangup)
@@ -116,12 +128,23 @@ extension Loop {
             case .bytes(let n):
                 e.pointee.req.end += n
             case .wouldBlock:
+                releaseIfEmpty(&e.pointee.req)
                 return
             case .eof, .failed:
                 close(slot, abort: false)
                 return
             }
         }
+    }
+
+    /// Moves the peeked bytes from their small block to a 32 KiB one.
+    func growPeekBuffer(_ e: UnsafeMutablePointer<HTTPExchange>) {
+        let small = e.pointee.req
+        let buffer = httpBuffers.acquire()
+        httpBuffers.base(buffer).copyMemory(
+            from: peekBuffers.base(small.buffer) + Int(small.start), byteCount: Int(small.count))
+        peekBuffers.release(small.buffer)
+        e.pointee.req = HTTPExchange.Queue(buffer: buffer, start: 0, end: small.count)
     }
 
     enum ProxyConsume {
@@ -163,7 +186,7 @@ extension Loop {
     /// Routes a tls connection by its SNI (absent: the default), or closes it.
     func routeTLS(_ slot: Int32, serverName: Range<Int32>?) {
         let e = exchange(slot)
-        let table = snapshot.routeTables[Int(e.pointee.routes)]
+        let table = routed(self.table.pointer(slot)).routeTables[Int(e.pointee.routes)]
         var service: Int? = nil
         if let serverName {
             let name = UnsafeRawBufferPointer(
@@ -202,7 +225,7 @@ extension Loop {
             e.pointee.peerV6
             ? .v6(e.pointee.peerHi, e.pointee.peerLo) : .v4(UInt32(truncatingIfNeeded: e.pointee.peerLo))
         let hash = SocketAddress(ip: ip, port: 0).addressHash
-        guard let endpoint = picker.pick(service: service, clientHash: hash, now: now) else {
+        guard service >= 0, let endpoint = pickEndpoint(c, service: service, clientHash: hash) else {
             counters.noEndpoint += 1
             close(slot, abort: false)
             return
@@ -220,7 +243,7 @@ extension Loop {
         let e = exchange(slot)
         c.pointee.replay = false
         var header = 0
-        if let version = snapshot.services[Int(c.pointee.service)].proxyProtocol {
+        if let version = routed(c).services[Int(c.pointee.service)].proxyProtocol {
             header = writeProxyHeader(slot, version: version, into: scratch)
         }
         let peeked = e.pointee.req.buffer >= 0 ? Int(e.pointee.req.count) : 0
@@ -229,23 +252,39 @@ extension Loop {
             releaseHTTPBuffers(e)
             return true
         }
+        // The peeked bytes (up to 32 KiB, a ClientHello in many small records) may not fit a
+        // copy buffer (`tuning.copyBuffer` may be 16 KiB): such a replay goes through a pipe.
+        if total > buffers.bufferSize {
+            guard snapshot.tuning.splice else {
+                counters.badPreface += 1
+                return false
+            }
+            c.pointee.toUp.copyMode = false
+            c.pointee.toUp.spliceWhenFull = false
+        }
         if c.pointee.toUp.copyMode {
             let buffer = buffers.acquire()
-            let base = buffers.base(buffer)
-            if header > 0 { base.copyMemory(from: scratch, byteCount: header) }
+            let block = buffers.base(buffer)
+            if header > 0 { block.copyMemory(from: scratch, byteCount: header) }
             if peeked > 0 {
-                (base + header).copyMemory(
-                    from: httpBuffers.base(e.pointee.req.buffer) + Int(e.pointee.req.start), byteCount: peeked)
+                (block + header).copyMemory(
+                    from: base(of: e.pointee.req) + Int(e.pointee.req.start), byteCount: peeked)
             }
             c.pointee.toUpBuffer = buffer
         } else {
             guard let pipe = try? pipes.acquire() else { return false }
             c.pointee.toUpPipe = pipe
-            // An empty pipe of at least 64 KiB takes the ≤ 32 KiB at once.
+            guard pipes.grantedSize >= total else {
+                // A pipe kept small by the per-user budget cannot take the replay at once.
+                counters.badPreface += 1
+                return false
+            }
+            c.pointee.toUp.capacity = Int32(pipes.grantedSize)
+            // An empty pipe of at least 64 KiB takes the ≤ 33 KiB at once.
             if header > 0, IO.writePipe(pipe.writeFD, from: scratch, count: header) != header { return false }
             if peeked > 0,
                 IO.writePipe(
-                    pipe.writeFD, from: httpBuffers.base(e.pointee.req.buffer) + Int(e.pointee.req.start), count: peeked
+                    pipe.writeFD, from: base(of: e.pointee.req) + Int(e.pointee.req.start), count: peeked
                 )
                     != peeked
             {

@@ -17,19 +17,21 @@ extension Loop {
     func startTermination(_ slot: Int32) {
         let c = table.pointer(slot)
         let e = exchange(slot)
-        guard let listener = listeners.first(where: { $0.routes == e.pointee.routes }),
-            listener.tlsContext >= 0, listener.terminated >= 0,
-            Int(listener.tlsContext) < snapshot.tlsContexts.count
+        // The listener's context in the connection's own snapshot: a reload meanwhile does not
+        // change which certificates this handshake uses.
+        let routedWith = routed(c)
+        guard e.pointee.tlsContext >= 0, e.pointee.terminatedRoutes >= 0,
+            Int(e.pointee.tlsContext) < routedWith.tlsContexts.count
         else {
             counters.tlsNoRoute += 1
             close(slot, abort: false)
             return
         }
-        let context = snapshot.tlsContexts[Int(listener.tlsContext)]
+        let context = routedWith.tlsContexts[Int(e.pointee.tlsContext)]
         var prefix = UnsafeRawBufferPointer(start: nil, count: 0)
         if e.pointee.req.buffer >= 0 {
             prefix = UnsafeRawBufferPointer(
-                start: httpBuffers.base(e.pointee.req.buffer) + Int(e.pointee.req.start),
+                start: base(of: e.pointee.req) + Int(e.pointee.req.start),
                 count: Int(e.pointee.req.count))
         }
         guard let session = TLSSession.make(context: context.pointer, fd: c.pointee.downFD, prefix: prefix) else {
@@ -69,14 +71,14 @@ extension Loop {
     func startSecureHTTP(_ slot: Int32) {
         let c = table.pointer(slot)
         let e = exchange(slot)
-        guard let listener = listeners.first(where: { $0.routes == e.pointee.routes }), listener.terminated >= 0 else {
+        guard e.pointee.terminatedRoutes >= 0 else {
             close(slot, abort: false)
             return
         }
         timers.cancel(slot)
         c.pointee.peeking = false
         c.pointee.isHTTP = true
-        e.pointee.routes = listener.terminated
+        e.pointee.routes = e.pointee.terminatedRoutes
         e.pointee.secure = true
         e.pointee.noSplice = true
         e.pointee.phase = .readingHead
@@ -84,9 +86,22 @@ extension Loop {
         c.pointee.toUp.srcReadable = true
         c.pointee.toDown.dstWritable = true
         c.pointee.life.activity(now: now)
-        armHTTPTimer(slot, .clientIdle, at: now + snapshot.timeouts.clientMillis)
+        armIdle(slot)
         httpPump(slot)
     }
+
+    /// A client between requests: the client-idle timer, after a short wait first for a TLS
+    /// client, whose OpenSSL record buffers (about 34 KiB) are freed if it stays idle (not
+    /// after every request: they would be allocated again at once under load).
+    func armIdle(_ slot: Int32) {
+        if table.pointer(slot).pointee.tls != nil {
+            armHTTPTimer(slot, .tlsIdle, at: now + min(Self.tlsIdleMillis, snapshot.timeouts.clientMillis))
+        } else {
+            armHTTPTimer(slot, .clientIdle, at: now + snapshot.timeouts.clientMillis)
+        }
+    }
+
+    static let tlsIdleMillis: Int64 = 1_000
 
     // MARK: - Client I/O (plain or through the session)
 

@@ -4,26 +4,35 @@ import SluiceSystem
 extension Loop {
     /// Runs both directions of a tunnel until each waits for an event, then closes the
     /// connection when both are done or one failed.
+    /// Each direction makes at most `Loop.stepBudget` reads and writes per wake; one that
+    /// had more to do is resumed after the batch (`resumeLater`), so one fast pair cannot
+    /// keep the loop from its other connections.
     @inline(__always)
     func pump(_ slot: Int32) {
         let c = table.pointer(slot)
-        let upOK = pumpFlow(c, toUp: true)
-        let downOK = upOK && pumpFlow(c, toUp: false)
+        var upBudget = Self.stepBudget
+        var downBudget = Self.stepBudget
+        let upOK = pumpFlow(c, toUp: true, budget: &upBudget)
+        let downOK = upOK && pumpFlow(c, toUp: false, budget: &downBudget)
         if !upOK || !downOK {
             counters.resets += 1
             close(slot, abort: true)
         } else if c.pointee.toUp.isDone && c.pointee.toDown.isDone {
             close(slot, abort: false)
+        } else if upBudget == 0 || downBudget == 0 {
+            resumeLater(slot)
         }
     }
 
     /// One direction. Returns false when the connection must be aborted (reset, broken pipe,
     /// out of descriptors).
     @inline(__always)
-    func pumpFlow(_ c: UnsafeMutablePointer<Connection>, toUp: Bool) -> Bool {
+    func pumpFlow(_ c: UnsafeMutablePointer<Connection>, toUp: Bool, budget: inout Int) -> Bool {
         let src = toUp ? c.pointee.downFD : c.pointee.upFD
         let dst = toUp ? c.pointee.upFD : c.pointee.downFD
         while true {
+            guard budget > 0 else { return true }
+            budget -= 1
             if toUp ? c.pointee.toUp.spliceReady : c.pointee.toDown.spliceReady { moveToPipe(c, toUp: toUp) }
             let step = toUp ? c.pointee.toUp.next : c.pointee.toDown.next
             switch step {
@@ -71,6 +80,7 @@ extension Loop {
                 if toUp { c.pointee.toUp.didShutdown() } else { c.pointee.toDown.didShutdown() }
             case .wait, .done:
                 releaseIfEmpty(c, toUp: toUp)
+                budget = max(budget, 1)
                 return true
             }
         }
@@ -83,7 +93,16 @@ extension Loop {
         var pipe = toUp ? c.pointee.toUpPipe : c.pointee.toDownPipe
         if pipe.isNone {
             pipe = try pipes.acquire()
-            if toUp { c.pointee.toUpPipe = pipe } else { c.pointee.toDownPipe = pipe }
+            // Pooled pipes may differ in size (a refused F_SETPIPE_SZ): the flow's capacity is
+            // this pipe's, or a short splice would be taken for a drained socket.
+            let capacity = Int32(pipes.grantedSize)
+            if toUp {
+                c.pointee.toUpPipe = pipe
+                c.pointee.toUp.capacity = capacity
+            } else {
+                c.pointee.toDownPipe = pipe
+                c.pointee.toDown.capacity = capacity
+            }
         }
         switch try IO.splice(from: src, to: pipe.writeFD, count: Int(room)) {
         case .wouldBlock: return .wouldBlock

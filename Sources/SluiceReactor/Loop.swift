@@ -25,6 +25,10 @@ final class Loop: @unchecked Sendable {
     var buffers: BufferPool
     /// HTTP heads and bodies in flight (32 KiB blocks).
     var httpBuffers: BufferPool
+    /// A peek's first bytes (1 KiB blocks): a connection that has sent part of a ClientHello
+    /// or PROXY header holds this, not a 32 KiB block, until more is needed.
+    var peekBuffers: BufferPool
+    static let peekBufferSize: Int32 = 1024
     /// Idle keep-alive upstream connections.
     var pool: UpstreamPool
     var nextPoolSweep: Int64 = 0
@@ -35,8 +39,17 @@ final class Loop: @unchecked Sendable {
     let scratch: UnsafeMutableRawPointer
     /// Where a ClientHello split over several records is put back together.
     let helloScratch: UnsafeMutableRawBufferPointer
+    /// The request path as forwarded (stripped or normalised): as large as a head.
+    let pathScratch: UnsafeMutableRawPointer
     static let scratchSize = 8192
     var snapshot: RoutingSnapshot
+    /// Older snapshots that connections of this loop are still bound to (`Loop+Generations`).
+    var retained: [RetainedSnapshot] = []
+    /// Counts the snapshots this loop has run: the current one's number, which connections
+    /// bind to (never 0).
+    var epoch: UInt64 = 1
+    /// A swap is rebuilding `retained`'s counts.
+    var rebinding = false
     var picker: EndpointPicker
     var listeners: [LoopListener] = []
     var counters = LoopCounters()
@@ -49,6 +62,19 @@ final class Loop: @unchecked Sendable {
     var drainDeadline: Int64 = 0
     var now: Int64
     var expired: [Int32] = []
+    /// Connections that used up their step budget in this batch, resumed after it.
+    var resume: [(slot: Int32, generation: UInt32)] = []
+    var resuming: [(slot: Int32, generation: UInt32)] = []
+    /// Reads and writes one connection (one direction of a tunnel) makes per wake. Debug
+    /// builds take `SLUICE_STEP_BUDGET` (1 and up) so tests can drive every resumption path.
+    static let stepBudget: Int = {
+        #if DEBUG
+            if let text = Environment.value("SLUICE_STEP_BUDGET"), let value = Int(text), value > 0 { return value }
+        #endif
+        return 64
+    }()
+    /// The first EMFILE/ENFILE on a connect has been logged.
+    var loggedDescriptorExhaustion = false
 
     struct LoopListener {
         var key: ListenerKey
@@ -79,15 +105,19 @@ final class Loop: @unchecked Sendable {
         pipes = PipePool(pipeSize: snapshot.tuning.pipeSize, maxIdle: snapshot.tuning.pipePoolSize)
         buffers = BufferPool(bufferSize: snapshot.tuning.copyBufferSize)
         httpBuffers = BufferPool(bufferSize: Int(Self.httpBufferSize))
+        peekBuffers = BufferPool(bufferSize: Int(Self.peekBufferSize), maxIdle: 1024)
         pool = UpstreamPool(capacity: 4096)
         pool.resize(endpoints: snapshot.endpoints.count, perEndpoint: snapshot.limits.upstreamIdlePerEndpoint)
         fieldStore = .allocate(capacity: 256)
         scratch = .allocate(byteCount: Self.scratchSize, alignment: 16)
         helloScratch = .allocate(byteCount: 32 * 1024, alignment: 16)
+        pathScratch = .allocate(byteCount: Int(Self.httpBufferSize), alignment: 16)
         self.snapshot = snapshot
         picker = EndpointPicker(snapshot: snapshot, seed: Self.seed(index))
         connectionLimit = Self.share(of: snapshot.limits.maxConnections, workers: workers)
         expired.reserveCapacity(Self.tableCapacity)
+        resume.reserveCapacity(1024)
+        resuming.reserveCapacity(1024)
         try epoll.add(
             mailbox.wake.fd, events: Epoll.readable | Epoll.edgeTriggeredAll,
             data: EventToken(kind: .mailbox, index: 0, generation: 0).raw)
@@ -109,6 +139,7 @@ final class Loop: @unchecked Sendable {
         while true {
             var timeout = draining || acceptPaused ? Int32(timers.tickMillis) : timers.sleepMillis(now: now)
             if pool.count > 0 && (timeout < 0 || timeout > 1000) { timeout = 1000 }
+            if !resume.isEmpty { timeout = 0 }
             let n = epoll.wait(timeoutMillis: timeout)
             now = MonotonicClock.nowMillis()
             var mail = false
@@ -123,6 +154,8 @@ final class Loop: @unchecked Sendable {
                 case .mailbox: mail = true
                 }
             }
+            runResumed()
+            if pipes.setSizeFailures > 0, let warning = pipes.takeSetSizeWarning() { logger.warning("\(warning)") }
             expireTimers()
             if pool.count > 0 && now >= nextPoolSweep { sweepPool() }
             if acceptPaused && now >= acceptResumeAt { resumeAccepting() }
@@ -140,12 +173,18 @@ final class Loop: @unchecked Sendable {
     /// immediate failure moves on as `connectFailed` decides.
     func startConnect(_ slot: Int32, deadline: Int64) {
         let c = table.pointer(slot)
-        let address = Self.systemAddress(snapshot.endpoints[Int(c.pointee.endpoint)].address)
+        let address = Self.systemAddress(routed(c).endpoints[Int(c.pointee.endpoint)].address)
         let fd: Int32
         let connected: Bool
         do {
             (fd, connected) = try Socket.connect(to: address)
         } catch {
+            if error == .tooManyFiles || error == .tooManyFilesInSystem {
+                // Out of descriptors here: the endpoint did nothing wrong.
+                noteDescriptorExhaustion()
+                close(slot, abort: true)
+                return
+            }
             connectFailed(slot, timedOut: false)
             return
         }
@@ -178,18 +217,15 @@ final class Loop: @unchecked Sendable {
             Syscall.close(c.pointee.upFD)
             c.pointee.upFD = -1
         }
-        let failed = Int(c.pointee.endpoint)
-        // After a reload the index means nothing in the new table: there is no next endpoint.
-        var next: Int? = nil
-        if c.pointee.snapshotGeneration == snapshot.generation {
-            picker.markDown(failed, until: now + snapshot.limits.endpointBackoffMillis)
-            next = picker.next(after: failed, service: Int(c.pointee.service), now: now)
-        }
+        // The next endpoint comes from the table the connection was routed with.
+        markEndpointDown(c)
+        let next = nextEndpoint(c)
         let action = c.pointee.life.connectFailed(
             now: now, maxTries: snapshot.limits.connectTries, hasNextEndpoint: next != nil,
             connectMillis: snapshot.timeouts.connectMillis)
         if case .connectNext(let deadline) = action, let next {
             counters.retries += 1
+            countClosed(c)
             c.pointee.endpoint = Int32(next)
             startConnect(slot, deadline: deadline)
         } else {
@@ -197,14 +233,23 @@ final class Loop: @unchecked Sendable {
         }
     }
 
+    /// A connect failed for want of descriptors: counted, logged once per loop, and never
+    /// held against the endpoint.
+    func noteDescriptorExhaustion() {
+        counters.descriptorExhaustion += 1
+        if !loggedDescriptorExhaustion {
+            loggedDescriptorExhaustion = true
+            logger.warning(
+                "out of file descriptors on connect (EMFILE/ENFILE): clients are closed, endpoints are not marked down; raise the open-files limit"
+            )
+        }
+    }
+
     func established(_ slot: Int32) {
         let c = table.pointer(slot)
         let arm = c.pointee.life.connected(now: now, tunnelMillis: snapshot.timeouts.tunnelMillis)
-        if c.pointee.snapshotGeneration == snapshot.generation {
-            picker.markUp(Int(c.pointee.endpoint))
-            picker.opened(Int(c.pointee.endpoint))
-            c.pointee.counted = true
-        }
+        markEndpointUp(c)
+        countOpened(c)
         if case .arm(let deadline) = arm { timers.schedule(slot, at: deadline) }
         startTunnel(slot, readinessKnown: true)
     }
@@ -310,6 +355,31 @@ final class Loop: @unchecked Sendable {
         }
     }
 
+    // MARK: - Budget
+
+    /// The connection has more to do than one wake allows: pump it again after this batch
+    /// (edge-triggered events will not repeat for bytes already there).
+    func resumeLater(_ slot: Int32) {
+        counters.resumes += 1
+        resume.append((slot, table.pointer(slot).pointee.generation))
+    }
+
+    /// Pumps the connections that were cut short in the previous round, once each.
+    func runResumed() {
+        guard !resume.isEmpty else { return }
+        Swift.swap(&resume, &resuming)
+        for (slot, generation) in resuming {
+            let c = table.pointer(slot)
+            guard c.pointee.generation == generation, c.pointee.downFD >= 0 else { continue }
+            if c.pointee.isHTTP {
+                httpPump(slot)
+            } else if !c.pointee.peeking && c.pointee.life.state == .tunnel {
+                pump(slot)
+            }
+        }
+        resuming.removeAll(keepingCapacity: true)
+    }
+
     // MARK: - Timers
 
     func expireTimers() {
@@ -353,11 +423,11 @@ final class Loop: @unchecked Sendable {
         let c = table.pointer(slot)
         timers.cancel(slot)
         if c.pointee.isHTTP || c.pointee.usesExchange { releaseHTTPBuffers(exchange(slot)) }
+        disownParked(c)
         releaseResources(c, toUp: true)
         releaseResources(c, toUp: false)
-        if c.pointee.counted && c.pointee.snapshotGeneration == picker.generation {
-            picker.closed(Int(c.pointee.endpoint))
-        }
+        countClosed(c)
+        unbind(c.pointee.snapshotEpoch)
         endTLS(c, abort: abort)
         if c.pointee.downFD >= 0 {
             if abort { Socket.abort(c.pointee.downFD) } else { Syscall.close(c.pointee.downFD) }

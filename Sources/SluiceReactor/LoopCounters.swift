@@ -27,6 +27,14 @@ public struct LoopCounters: Sendable, Equatable {
     public var tlsResumed = 0
     public var tlsFailed = 0
     public var peekTimeouts = 0
+    /// Connects or accepts that failed for want of descriptors (EMFILE/ENFILE).
+    public var descriptorExhaustion = 0
+    /// Request bodies that missed their deadline or minimum rate (408).
+    public var bodyTimeouts = 0
+    /// Clients refused because the loop was at its connection share.
+    public var refusedOverLimit = 0
+    /// Connections cut short by the per-wake step budget and resumed after the batch.
+    public var resumes = 0
 
     public init() {}
 
@@ -59,6 +67,10 @@ public struct LoopCounters: Sendable, Equatable {
         s.tlsResumed += b.tlsResumed
         s.tlsFailed += b.tlsFailed
         s.peekTimeouts += b.peekTimeouts
+        s.descriptorExhaustion += b.descriptorExhaustion
+        s.bodyTimeouts += b.bodyTimeouts
+        s.refusedOverLimit += b.refusedOverLimit
+        s.resumes += b.resumes
         return s
     }
 
@@ -71,5 +83,7 @@ public struct LoopCounters: Sendable, Equatable {
             + "http_bad_responses=\(httpBadResponses) http_no_route=\(httpNoRoute) http_errors=\(httpErrors) "
             + "http_timeouts=\(httpTimeouts) http_upgrades=\(httpUpgrades) pooled_reuses=\(pooledReuses) "
             + "bad_preface=\(badPreface) tls_no_route=\(tlsNoRoute) tls_handshakes=\(tlsHandshakes) tls_resumed=\(tlsResumed) tls_failed=\(tlsFailed) peek_timeouts=\(peekTimeouts)"
+            + " descriptor_exhaustion=\(descriptorExhaustion) body_timeouts=\(bodyTimeouts)"
+            + " refused_over_limit=\(refusedOverLimit) resumes=\(resumes)"
     }
 }

@@ -6,8 +6,9 @@ import Synchronization
 enum LoopMessage: Sendable {
     /// Swap in a new routing table. `sockets` holds this loop's listening socket for every
     /// listener key the loop does not have yet; the loop takes ownership of them. The loop
-    /// counts `applied` down once the table is in force.
-    case snapshot(RoutingSnapshot, sockets: [ListenerKey: Int32], applied: CountdownLatch)
+    /// counts `applied` down once the table is in force. `remap` maps the previous snapshot's
+    /// indices into this one's by identity (computed once for all loops).
+    case snapshot(RoutingSnapshot, sockets: [ListenerKey: Int32], remap: SnapshotRemap, applied: CountdownLatch)
     /// Stop accepting; exit once every connection closed or at `deadline` (monotonic ms).
     case drain(deadline: Int64)
     /// Log this loop's counters.

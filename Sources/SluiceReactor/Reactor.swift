@@ -55,9 +55,10 @@ public final class Reactor {
         let existing = Set(current.listeners.map(\.key))
         let fresh = next.listeners.filter { !existing.contains($0.key) }
         let sockets = try Self.bind(fresh, loops: workers)
+        let remap = SnapshotRemap(from: current, to: next)
         let applied = CountdownLatch(count: loops.count)
         for (index, loop) in loops.enumerated() {
-            loop.mailbox.post(.snapshot(next, sockets: sockets[index], applied: applied))
+            loop.mailbox.post(.snapshot(next, sockets: sockets[index], remap: remap, applied: applied))
         }
         current = next
         if !applied.wait(timeoutMillis: 10_000) {

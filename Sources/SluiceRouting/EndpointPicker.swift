@@ -36,6 +36,22 @@ public struct EndpointPicker: Sendable {
         downUntil = Array(repeating: Int64.min, count: snapshot.endpoints.count)
     }
 
+    /// A picker for `snapshot` that keeps what `previous` knew about the endpoints and services
+    /// that stayed (`remap` maps `previous`'s indices into `snapshot`'s): passive down-marks and
+    /// round-robin positions. Active counts start at zero: the loop counts its open connections
+    /// again by identity. Control-path only (allocates).
+    public init(snapshot: RoutingSnapshot, seed: UInt64, carrying previous: EndpointPicker, remap: SnapshotRemap) {
+        self.init(snapshot: snapshot, seed: seed)
+        precondition(remap.from == previous.generation && remap.to == snapshot.generation)
+        for (old, new) in remap.endpoints.enumerated() where new >= 0 {
+            downUntil[Int(new)] = previous.downUntil[old]
+        }
+        for (old, new) in remap.services.enumerated() where new >= 0 {
+            let count = snapshot.services[Int(new)].endpoints.count
+            if count > 0 { cursor[Int(new)] = previous.cursor[old] % count }
+        }
+    }
+
     /// The endpoint for a new connection to `service`. `clientHash` is used by `source`.
     public mutating func pick(service: Int, clientHash: UInt64, now: Int64) -> Int? {
         let range = services[service].endpoints
@@ -97,7 +113,7 @@ public struct EndpointPicker: Sendable {
     public mutating func opened(_ endpoint: Int) { active[endpoint] += 1 }
 
     /// A connection to `endpoint` closed. Callers pass only indices of this generation.
-    public mutating func closed(_ endpoint: Int) { active[endpoint] -= 1 }
+    public mutating func closed(_ endpoint: Int) { if active[endpoint] > 0 { active[endpoint] -= 1 } }
 
     /// Connect failed: pass the endpoint over until `until`.
     public mutating func markDown(_ endpoint: Int, until: Int64) { downUntil[endpoint] = until }

@@ -44,6 +44,19 @@ public final class RoutingSnapshot: Sendable {
         self.cookies = EndpointCookies(services: services, endpoints: endpoints)
     }
 
+    /// The cookie value that names `endpoint` in this snapshot (16 lower-case hex digits of a
+    /// hash of its service's name and its address, so stable across snapshots); empty when its
+    /// service does not use the cookie algorithm. Precomputed: no allocation.
+    public func cookieValue(for endpoint: Int) -> [UInt8] { cookies.values[endpoint] }
+
+    /// The endpoint of `service` that the cookie `value` names (as `cookieValue(for:)` made it;
+    /// double quotes accepted), or nil: the service does not use cookies, the value is
+    /// malformed, or no endpoint of the service has it. No allocation.
+    public func endpoint(forCookie value: UnsafeRawBufferPointer, service: Int) -> Int? {
+        guard services[service].algorithm == .cookie else { return nil }
+        return cookies.endpoint(forCookie: value, in: services[service].endpoints)
+    }
+
     /// The index of the service called `name`, if any.
     public func serviceIndex(named name: String) -> Int? {
         services.firstIndex { $0.name == name }
@@ -136,6 +149,9 @@ public struct Service: Sendable, Hashable {
     public var proxyProtocol: ProxyVersion?
 
     public static let defaultCookieName: [UInt8] = Array("SLUICE".utf8)
+    /// The longest cookie name a configuration may give (browsers keep name and value within
+    /// 4 KiB; the proxy formats `Set-Cookie` into a fixed scratch area).
+    public static let maxCookieNameLength = 256
 
     /// `cookieName` nil with algorithm `cookie` means `defaultCookieName`; it is ignored (kept
     /// nil) for the other algorithms.
@@ -186,6 +202,10 @@ public struct Timeouts: Sendable, Hashable {
     public var requestHeadMillis: Int64 = 5_000
     /// TLS: the ClientHello must arrive whole within this long (else the connection is closed).
     public var tlsHelloMillis: Int64 = 5_000
+    /// HTTP: a request body must arrive within this long of its head going upstream, plus one
+    /// second per `Limits.requestBodyMinRate` bytes received (else 408 and close): a body
+    /// trickled a byte at a time cannot hold a client and an upstream connection forever.
+    public var requestBodyMillis: Int64 = 30_000
 
     public init() {}
 }
@@ -201,6 +221,9 @@ public struct Limits: Sendable, Hashable {
     public var upstreamIdlePerEndpoint: Int = 32
     /// HTTP: an idle upstream connection is closed after this long.
     public var upstreamIdleMillis: Int64 = 30_000
+    /// HTTP: bytes per second a request body must keep up on average after the
+    /// `Timeouts.requestBodyMillis` grace; 0 makes that grace a total deadline.
+    public var requestBodyMinRate: Int = 1024
 
     public init() {}
 }
