@@ -979,14 +979,17 @@ class Storm:
         if sc is None and sent is None and all_cookie:
             return f"{where}: no Set-Cookie from cookie service ({self.explain(pairs)})"
         if sent is not None and sent[1] in self.by_cookie:
+            # Sticky while the named endpoint stays in its service: in every generation of
+            # the window (also those without this listener: an endpoint that left the
+            # newest table may be passed over by a request finishing on an older one).
             y, svc = self.by_cookie[sent[1]]
             stays = present and all(
-                s == svc and y in g.endpoints(s) and
-                (g.model["services"][s].get("cookie") or "SLUICE") == sent[0]
-                for g, s in present)
+                s == svc and (g.model["services"][s].get("cookie") or "SLUICE") == sent[0]
+                for g, s in present) and all(y in g.endpoints(svc) for g in gens)
             if stays and (backend != y or sc is not None):
                 return (f"{where}: the cookie names {y}, in {svc} throughout, but {backend} "
-                        f"answered (Set-Cookie {sc}); {self.explain(pairs)}")
+                        f"answered (Set-Cookie {sc}); {self.explain(pairs)}; "
+                        f"{self.explain([(g, svc) for g in gens])}")
         return None
 
 
