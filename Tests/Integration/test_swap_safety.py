@@ -76,6 +76,36 @@ def expect(p, what: str, fn):
         raise AssertionError(f"{what}: {type(exc).__name__}: {exc}\n{crash_report(p)}") from None
 
 
+TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1",
+              "05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",
+              "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING"}
+
+
+def describe_fds(pid: int, names: Dict[int, str]) -> List[str]:
+    """The process's descriptors; sockets as local -> remote port (named when known) and
+    TCP state."""
+    sockets = {}
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(f) as fh:
+            next(fh)
+            for line in fh:
+                parts = line.split()
+                lport = int(parts[1].rsplit(":", 1)[1], 16)
+                rport = int(parts[2].rsplit(":", 1)[1], 16)
+                sockets[parts[9]] = (f":{lport}({names.get(lport, '?')}) -> :{rport}"
+                                     f"({names.get(rport, '?')}) {TCP_STATES.get(parts[3], parts[3])}")
+    out = []
+    for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            link = sockets.get(link[8:-1], link)
+        out.append(f"{fd}: {link}")
+    return out
+
+
 def assert_alive(p) -> None:
     assert p.proc.poll() is None, f"sluice is gone\n{crash_report(p)}"
     assert "Fatal error" not in p.stderr_text(), crash_report(p)
@@ -467,7 +497,8 @@ TLS_B = ["tb0", "tb1", "tb2"]   # certificate b.example.com, expect a PROXY v2 h
 HTTP_SERVICES = {"svc-a": ("roundrobin", None), "svc-b": ("leastconn", None),
                  "svc-c": ("cookie", "SC"), "svc-d": ("cookie", None), "svc-e": ("source", None)}
 HOSTS = ["a.test", "b.test", "c.test", "d.test", "e.test", "m.test", "zz.test"]
-STABLE = ("H0", "T0", "P0", "S0")   # in every generation; H1, H2 and T1 come and go
+STABLE = ("H0", "T0", "P0", "S0")   # in every generation; H1, H2 and T1 come and go,
+                                    # X1 comes and goes as http or tcp
 MARGIN = 0.05                       # seconds around each generation's live interval
 MISSING = object()                  # the listener is not in that generation
 NO_ROUTE_BODY = b"no route\n"
@@ -521,6 +552,12 @@ def random_model(rng: random.Random, prev: Optional[dict], full: bool = False) -
     if full or rng.random() < 0.6:
         listeners["T1"] = {"kind": "tcp", "service": rng.choice(
             ["tcp-main"] + (["tcp-alt"] if "tcp-alt" in services else []))}
+    if full or rng.random() < 0.7:  # one address that changes protocol
+        if full or rng.random() < 0.5:
+            listeners["X1"] = {"kind": "http", "routes": routes()}
+        else:
+            listeners["X1"] = {"kind": "tcp", "service": rng.choice(
+                ["tcp-main"] + (["tcp-alt"] if "tcp-alt" in services else []))}
     order_l = list(listeners.items())
     rng.shuffle(order_l)
     order_s = list(services.items())
@@ -599,8 +636,10 @@ class Storm:
             if spec.get("pp"):
                 svc["proxyProtocol"] = spec["pp"]
             services[name] = svc
+        # No idle pipes kept: every descriptor sluice holds belongs to a listener or a
+        # connection, so the count must come back to the baseline.
         return make_config(listeners, services, timeouts={"connect": "3s"},
-                           limits={"upstreamIdle": "1s"})
+                           limits={"upstreamIdle": "1s"}, extra={"tuning": {"pipePool": 0}})
 
     # ---- generations
     def rel(self, t: float) -> str:
@@ -1006,16 +1045,18 @@ def test_randomized_reloads_under_mixed_clients(proxy_factory, backends, tls_bac
             addrs[n] = tls_backends.tls(n, cert_key="a").addr
         for n in TLS_B:
             addrs[n] = tls_backends.tls(n, cert_key="b", expect_proxy=True).addr
-        listen = {n: new_listener() for n in ("H0", "H1", "H2", "T0", "T1", "P0", "S0")}
+        listen = {n: new_listener() for n in ("H0", "H1", "H2", "X1", "T0", "T1", "P0", "S0")}
         storm = Storm(seed, addrs, listen, tls_certs)
         initial = random_model(rng, None, full=True)
         storm.gens.append(Gen(1, initial, float("-inf"), float("-inf")))
         p = proxy_factory(storm.to_config(initial), workers=2)
+        names = {port_of(a): n for n, a in {**addrs, **listen}.items()}
         baseline = fd_count(p.pid)
+        start_fds = describe_fds(p.pid, names)
 
         threads = [storm.guarded(storm.prober, "probe")]
         plan = ([("H0", 0.3, 0.15, None, False)] * 10 + [("H1", 0.3, 0.1, None, False)] * 3 +
-                [("H2", 0.3, 0.1, None, False)] * 3 + [("H0", 0.5, 1.0, None, False)] * 4 +
+                [("H2", 0.3, 0.1, None, False)] * 3 + [("X1", 0.3, 0.1, None, False)] * 2 + [("H0", 0.5, 1.0, None, False)] * 4 +
                 [("H0", 0.2, 0.0, "c.test", True)] * 3 + [("H0", 0.2, 0.0, "d.test", True)] * 2 +
                 [("H1", 0.2, 0.0, "c.test", True)])
         for i, args in enumerate(plan):
@@ -1082,9 +1123,12 @@ def test_randomized_reloads_under_mixed_clients(proxy_factory, backends, tls_bac
         deadline = time.monotonic() + 10
         while fd_count(p.pid) > baseline and time.monotonic() < deadline:
             time.sleep(0.05)  # bounded poll of /proc/PID/fd
-        assert fd_count(p.pid) <= baseline, (
-            f"seed {seed}: sluice holds {fd_count(p.pid)} descriptors 10s after the clients "
-            f"closed; {baseline} at the start")
+        if fd_count(p.pid) > baseline:
+            now_fds = describe_fds(p.pid, names)
+            extra = [f for f in now_fds if f not in start_fds]
+            raise AssertionError(
+                f"seed {seed}: sluice holds {len(now_fds)} descriptors 10s after the clients "
+                f"closed; {baseline} at the start. Not there at the start:\n" + "\n".join(extra))
 
         assert_alive(p)
         p.proc.send_signal(signal.SIGTERM)
