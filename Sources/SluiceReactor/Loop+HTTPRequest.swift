@@ -154,7 +154,7 @@ extension Loop {
         let c = table.pointer(slot)
         let e = exchange(slot)
         uncountRequest(c)
-        detachUpstream(slot)
+        detachUpstream(slot, keepParked: true)
         c.pointee.service = Int32(service)
         c.pointee.endpoint = Int32(endpoint)
         countRequest(c)
@@ -165,6 +165,9 @@ extension Loop {
                 counters.pooledReuses += 1
                 return queueRequest(slot)
             }
+            // Another endpoint (or nothing parked): the parked one goes to the pooled token
+            // before this client's token names a second descriptor.
+            disownParked(c)
             if let (fd, _) = pool.take(endpoint: pooled) {
                 c.pointee.upFD = fd
                 do {
@@ -184,6 +187,7 @@ extension Loop {
                 return queueRequest(slot)
             }
         }
+        disownParked(c)
         e.pointee.upstreamReused = false
         return connectUpstream(slot)
     }
