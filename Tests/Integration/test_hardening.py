@@ -1,0 +1,186 @@
+"""Hardening: a TLS replay larger than the copy buffer, request body deadlines, a loop at
+its connection share, retries of requests that reached a dying upstream, long stripped
+targets, cookie name bounds, 1xx to HTTP/1.0 clients, and descriptor exhaustion on
+connect."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import select
+import socket
+import subprocess
+import threading
+import time
+from typing import Callable, List, Optional
+
+import pytest
+
+from conftest import (SluiceProcess, fd_count, make_config, new_listener, recv_line,
+                      sluice_bin, to_yaml)
+from http_backends import (BufReader, closed_within, get, http_listener, parse_head,
+                           read_response, request_bytes, field)
+from tls_backends import BIOClient, client_context, subject_cn
+
+pytestmark = pytest.mark.sluice_only
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+def http_proxy(proxy_factory, services, routes=None, **kw):
+    """An http listener routing NAME.example.com to service NAME (or ``routes``)."""
+    routes = routes or [{"host": f"{n}.example.com", "service": n} for n in services]
+    return proxy_factory(make_config({"web": http_listener(new_listener(), routes)},
+                                     services, **kw))
+
+
+def sluice_check(tmp_path, cfg: dict, name: str = "check.yaml"):
+    path = tmp_path / name
+    path.write_text(to_yaml(cfg) + "\n")
+    p = subprocess.run([str(sluice_bin()), "check", "--config", str(path)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
+    return p.returncode, p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+
+
+class ScriptedBackend:
+    """A loopback HTTP backend whose every connection runs ``handler(sock, reader, conn,
+    backend)`` on its own thread (``conn`` counts from 1). ``record(facts)`` keeps what
+    the handler saw, for the test to inspect."""
+
+    def __init__(self, handler: Callable):
+        self.handler = handler
+        self.cond = threading.Condition()
+        self.records: List[dict] = []
+        self.conns = 0
+        self.socks: List[socket.socket] = []
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(128)
+        self.addr = f"127.0.0.1:{self.lsock.getsockname()[1]}"
+        self.stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                sock, _ = self.lsock.accept()
+            except OSError:
+                return
+            with self.cond:
+                if self.stopping:
+                    sock.close()
+                    return
+                self.conns += 1
+                conn = self.conns
+                self.socks.append(sock)
+                self.cond.notify_all()
+            threading.Thread(target=self._run, args=(sock, conn), daemon=True).start()
+
+    def _run(self, sock, conn):
+        sock.settimeout(20)
+        try:
+            self.handler(sock, BufReader(sock), conn, self)
+        except (OSError, EOFError, ValueError):
+            pass
+        finally:
+            sock.close()
+
+    def record(self, facts: dict) -> None:
+        with self.cond:
+            self.records.append(facts)
+            self.cond.notify_all()
+
+    def snapshot(self) -> List[dict]:
+        with self.cond:
+            return list(self.records)
+
+    def shutdown(self):
+        with self.cond:
+            self.stopping = True
+            socks = list(self.socks)
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.lsock.close()
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def scripted():
+    made: List[ScriptedBackend] = []
+
+    def make(handler):
+        b = ScriptedBackend(handler)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.shutdown()
+
+
+def answer(sock, body: bytes, extra: str = "") -> None:
+    sock.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{extra}"
+                 f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+
+def read_request(reader: BufReader):
+    """(method, target, version, fields) of the next request head, or None at EOF."""
+    head = reader.read_until(b"\r\n\r\n")
+    if head is None:
+        return None
+    first, fields = parse_head(head[:-4])
+    method, target, version = (first.split(" ", 2) + ["", ""])[:3]
+    return method, target, version, fields
+
+
+# --------------------------------------------------------------------------
+# 1. a ClientHello in 1-byte records: a replay larger than the copy buffer
+
+def one_byte_records(hello: bytes) -> bytes:
+    """The ClientHello handshake message re-cut into TLS records of one byte each."""
+    assert hello[0] == 22
+    return b"".join(b"\x16\x03\x01\x00\x01" + bytes([b]) for b in hello[5:])
+
+
+def test_tls_hello_in_one_byte_records_over_the_copy_buffer(tls_backends, proxy_factory,
+                                                            tls_certs):
+    """The peeked bytes (~6x the hello, > 16 KiB) exceed tuning.copyBuffer: they must
+    still reach the backend whole, and the handshake and the echo complete."""
+    a = tls_backends.tls("a")
+    lst = {"address": new_listener(), "protocol": "tls",
+           "routes": [{"host": "a.example.com", "service": "a"}]}
+    p = proxy_factory(make_config({"tls": lst}, {"a": [a.addr]},
+                                  extra={"tuning": {"copyBuffer": "16k"}}))
+    ctx = client_context(tls_certs)
+    # ALPN names fatten the hello to ~4.5 KB: ~27 KB in one-byte records (the peek
+    # buffer holds 32 KiB).
+    ctx.set_alpn_protocols([f"p{i:03d}" + "x" * 196 for i in range(20)])
+    for round_ in range(3):
+        with socket.create_connection(("127.0.0.1", int(p.addr().rpartition(":")[2])),
+                                      timeout=5) as s:
+            cli = BIOClient(s, ctx, "a.example.com")
+            wire = one_byte_records(cli.client_hello())
+            assert 16 * 1024 < len(wire) < 32 * 1024, len(wire)
+            s.sendall(wire)
+            try:
+                cli.handshake(timeout=5)
+            except (EOFError, OSError, TimeoutError) as exc:
+                pytest.fail(f"round {round_}: handshake through a {len(wire)}-byte replay "
+                            f"failed: {type(exc).__name__}: {exc}; proxy rc="
+                            f"{p.proc.poll()}\n{p.stderr_text()[-3000:]}")
+            assert subject_cn(cli.obj.getpeercert()) == "a.example.com"
+            cli.send(b"replayed\n")
+            assert (cli.recv_line(), cli.recv_line()) == (b"a", b"replayed")
+        assert a.wait_conn(round_).sni == "a.example.com"
+    assert p.proc.poll() is None, f"proxy exited:\n{p.stderr_text()[-3000:]}"
+    assert not a.errors, a.errors
