@@ -184,3 +184,82 @@ def test_tls_hello_in_one_byte_records_over_the_copy_buffer(tls_backends, proxy_
         assert a.wait_conn(round_).sni == "a.example.com"
     assert p.proc.poll() is None, f"proxy exited:\n{p.stderr_text()[-3000:]}"
     assert not a.errors, a.errors
+
+
+# --------------------------------------------------------------------------
+# 2. request body deadline: a grace, then a minimum rate
+
+BODY_LIMITS = {"timeouts": {"requestBody": "2s"}, "limits": {"requestBodyMinRate": 1000}}
+
+
+def test_trickled_request_body_gets_408(http_backends, proxy_factory, clients):
+    a = http_backends.add("a")
+    p = http_proxy(proxy_factory, {"a": [a.addr]}, **BODY_LIMITS)
+    s = clients.connect(p.addr())
+    s.sendall(b"POST /up HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 100000\r\n\r\n")
+    t0 = time.monotonic()
+    sent = 0
+    answered = b""
+    while time.monotonic() - t0 < 8:
+        try:
+            s.sendall(b"x")
+            sent += 1
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        r, _, _ = select.select([s], [], [], 0.5)  # the trickle's pace
+        if r:
+            try:
+                answered = s.recv(65536)
+            except ConnectionResetError:
+                answered = b"<reset>"
+            break
+    elapsed = time.monotonic() - t0
+    assert answered, f"no answer after {elapsed:.1f}s of a body trickled 1 byte/0.5s"
+    assert answered.startswith(b"HTTP/1.1 408"), answered[:200]
+    due = 2.0 + sent / 1000
+    assert 1.5 <= elapsed <= due + 1.5, \
+        f"408 after {elapsed:.2f}s ({sent} body bytes); the deadline was {due:.3f}s"
+    outcome = closed_within(s, 2.0)
+    assert outcome == "reset" or outcome.startswith("eof"), f"not closed after 408: {outcome}"
+    assert a.request_count() == 0, "the backend saw the whole trickled body"
+    with a.cond:
+        assert a.cond.wait_for(lambda: a.conns, 1), "the head never reached the backend"
+    assert a.conns[0].closed.wait(3), "the upstream of a timed-out body stayed open"
+
+
+def test_steady_request_body_is_delivered_whole(http_backends, proxy_factory, clients):
+    """12.5 KB/s for ~4.8 s: far above requestBodyMinRate, past the 2 s grace."""
+    a = http_backends.add("a")
+    p = http_proxy(proxy_factory, {"a": [a.addr]}, **BODY_LIMITS)
+    body = os.urandom(60_000)
+    s = clients.connect(p.addr(), timeout=10)
+    s.sendall(f"POST /steady HTTP/1.1\r\nHost: a.example.com\r\n"
+              f"Content-Length: {len(body)}\r\n\r\n".encode())
+    t0 = time.monotonic()
+    for i, off in enumerate(range(0, len(body), 1000)):
+        pause = t0 + i * 0.08 - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)  # the steady sender's pace
+        s.sendall(body[off:off + 1000])
+    assert time.monotonic() - t0 > 4.0
+    r = read_response(BufReader(s))
+    assert r.status == 200, r
+    f = r.json()
+    assert f["body_len"] == len(body)
+    assert f["body_sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_check_request_body_fields(tmp_path):
+    base = make_config({"web": http_listener("127.0.0.1:18080",
+                                             [{"host": "a.example.com", "service": "a"}])},
+                       {"a": ["127.0.0.1:9001"]})
+    ok = {**base, "timeouts": {"requestBody": "2s"}, "limits": {"requestBodyMinRate": 1000}}
+    rc, out = sluice_check(tmp_path, ok)
+    assert rc == 0, out
+    zero = {**base, "timeouts": {"requestBody": "2s"}, "limits": {"requestBodyMinRate": 0}}
+    rc, out = sluice_check(tmp_path, zero)
+    assert rc == 0, out
+    bad = {**base, "limits": {"requestBodyMinRate": -1}}
+    rc, out = sluice_check(tmp_path, bad)
+    assert rc == 1, out
+    assert "limits.requestBodyMinRate" in out, out
