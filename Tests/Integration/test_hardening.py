@@ -263,3 +263,40 @@ def test_check_request_body_fields(tmp_path):
     rc, out = sluice_check(tmp_path, bad)
     assert rc == 1, out
     assert "limits.requestBodyMinRate" in out, out
+
+
+# --------------------------------------------------------------------------
+# 3. a loop at its connection share refuses at once
+
+def test_loop_at_its_share_refuses_promptly(http_backends, proxy_factory, clients):
+    a = http_backends.add("a")
+    p = http_proxy(proxy_factory, {"a": [a.addr]}, limits={"maxConnections": 20})
+    held = []
+    for i in range(20):
+        s = clients.connect(p.addr())
+        reader = BufReader(s)
+        s.sendall(request_bytes("a.example.com", f"/held{i}"))
+        r = read_response(reader)
+        assert r.status == 200, (i, r)
+        held.append(s)
+    extra = clients.connect(p.addr())
+    t0 = time.monotonic()
+    try:
+        extra.sendall(request_bytes("a.example.com", "/over"))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    outcome = closed_within(extra, 1.0)
+    elapsed = time.monotonic() - t0
+    assert outcome in ("eof", "reset"), \
+        f"a 21st client with maxConnections 20 was left {outcome} for {elapsed:.2f}s"
+    assert a.request_count() == 20, "the refused client's request reached the backend"
+    before = fd_count(p.pid)
+    for s in held[:5]:
+        s.close()
+    deadline = time.monotonic() + 5
+    while fd_count(p.pid) > before - 5:  # bounded poll of the proxy's descriptors
+        assert time.monotonic() < deadline, "the proxy did not close 5 departed clients"
+        time.sleep(0.02)
+    for i in range(3):
+        r = get(p.addr(), "a.example.com", f"/again{i}")
+        assert r.status == 200 and r.json()["target"] == f"/again{i}", r
