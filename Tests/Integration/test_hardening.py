@@ -300,3 +300,51 @@ def test_loop_at_its_share_refuses_promptly(http_backends, proxy_factory, client
     for i in range(3):
         r = get(p.addr(), "a.example.com", f"/again{i}")
         assert r.status == 200 and r.json()["target"] == f"/again{i}", r
+
+
+# --------------------------------------------------------------------------
+# 4. retries: only what was never sent, or is idempotent
+
+def answer_first_then_hang_up(sock, reader, conn, backend):
+    """Answers the first request of a connection; for the next one, reads its head and
+    closes without answering."""
+    seq = 0
+    while True:
+        req = read_request(reader)
+        if req is None:
+            return
+        method, target, _, fields = req
+        seq += 1
+        backend.record({"conn": conn, "seq": seq, "method": method, "target": target})
+        if seq > 1:
+            return
+        cl = int(field(fields, "content-length") or 0)
+        if cl:
+            reader.read_exact(cl)
+        answer(sock, json.dumps({"conn": conn, "seq": seq, "method": method,
+                                 "target": target}).encode())
+
+
+@pytest.mark.parametrize("body", [b"", b"small body"], ids=["content-length-0", "small-body"])
+def test_reused_upstream_dies_get_retried_post_not(scripted, proxy_factory, clients, body):
+    be = scripted(answer_first_then_hang_up)
+    p = http_proxy(proxy_factory, {"a": [be.addr]})
+    s = clients.connect(p.addr())
+    reader = BufReader(s)
+    s.sendall(request_bytes("a.example.com", "/first"))
+    r = read_response(reader)
+    assert r.status == 200 and r.json()["conn"] == 1, r
+    # A GET on the reused connection, which the server closes: retried on a new one.
+    s.sendall(request_bytes("a.example.com", "/again"))
+    r = read_response(reader)
+    assert r.status == 200, f"a GET on a reused upstream the server closed: {r!r}"
+    assert (r.json()["conn"], r.json()["target"]) == (2, "/again"), r
+    # A POST on the reused connection (2), which the server closes: never sent twice.
+    s.sendall(request_bytes("a.example.com", "/post", method="POST",
+                            headers=[f"Content-Length: {len(body)}"], body=body))
+    r = read_response(reader)
+    posts = [f for f in be.snapshot() if f["method"] == "POST"]
+    assert r.status == 502, f"POST after the server closed the reused connection: {r!r}; " \
+                            f"the backend saw {posts}"
+    assert posts == [{"conn": 2, "seq": 2, "method": "POST", "target": "/post"}], posts
+    assert be.conns == 2, f"{be.conns} upstream connections: the POST was re-sent"
