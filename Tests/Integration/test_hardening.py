@@ -348,3 +348,23 @@ def test_reused_upstream_dies_get_retried_post_not(scripted, proxy_factory, clie
                             f"the backend saw {posts}"
     assert posts == [{"conn": 2, "seq": 2, "method": "POST", "target": "/post"}], posts
     assert be.conns == 2, f"{be.conns} upstream connections: the POST was re-sent"
+
+
+# --------------------------------------------------------------------------
+# 5. stripPath with a long target
+
+def test_strip_path_keeps_a_long_target_whole(http_backends, proxy_factory):
+    a = http_backends.add("a")
+    routes = [{"host": "a.example.com", "path": "/api", "stripPath": True, "service": "a"}]
+    p = http_proxy(proxy_factory, {"a": [a.addr]}, routes=routes)
+    # The request-target limit is 8 KiB (414 beyond): ~8 KB, path and query each past
+    # any 4 KiB cut.
+    path = "/api/" + "/".join(f"seg{i:04d}" + "p" * 40 for i in range(110))
+    target = path + "?q=" + "x" * (8100 - len(path) - 3)
+    assert 4096 < len(path) < 8192 - 100 and len(target) < 8192
+    r = get(p.addr(), "a.example.com", target)
+    assert r.status == 200, r
+    got = r.json()["target"]
+    want = target[len("/api"):]
+    assert got == want, f"the backend got {len(got)} bytes of target, not {len(want)}: " \
+                        f"...{got[-60:]!r}"
