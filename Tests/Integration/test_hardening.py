@@ -368,3 +368,40 @@ def test_strip_path_keeps_a_long_target_whole(http_backends, proxy_factory):
     want = target[len("/api"):]
     assert got == want, f"the backend got {len(got)} bytes of target, not {len(want)}: " \
                         f"...{got[-60:]!r}"
+
+
+# --------------------------------------------------------------------------
+# 6. cookie names: at most 256 bytes
+
+def cookie_config(name: str, endpoints=("127.0.0.1:9001", "127.0.0.1:9002")) -> dict:
+    return make_config({"web": http_listener(new_listener(),
+                                             [{"host": "a.example.com", "service": "a"}])},
+                       {"a": {"endpoints": list(endpoints), "cookie": name}},
+                       algorithm="cookie")
+
+
+def test_check_cookie_name_length(tmp_path):
+    rc, out = sluice_check(tmp_path, cookie_config("C" * 257))
+    assert rc == 1, f"a 257-byte cookie name was accepted:\n{out}"
+    assert "services[0].cookie" in out, out
+    rc, out = sluice_check(tmp_path, cookie_config("C" * 256))
+    assert rc == 0, f"a 256-byte cookie name was refused:\n{out}"
+
+
+def test_long_cookie_name_is_set_and_honoured(http_backends, proxy_factory):
+    a = http_backends.add("a")
+    b = http_backends.add("b")
+    name = "K" * 200
+    p = proxy_factory(cookie_config(name, (a.addr, b.addr)))
+    r = get(p.addr(), "a.example.com", "/c")
+    assert r.status == 200, r
+    sc = r.header("set-cookie")
+    assert sc is not None, f"no Set-Cookie: {r.fields}"
+    pair = sc.split(";", 1)[0].strip()
+    assert pair.startswith(name + "=") and len(pair) > len(name) + 1, sc
+    assert "Path=/" in sc, sc
+    first = r.json()["backend"]
+    for i in range(4):
+        r = get(p.addr(), "a.example.com", f"/c{i}", headers=[f"Cookie: {pair}"])
+        assert r.status == 200 and r.json()["backend"] == first, \
+            f"request {i} with the cookie went to {r.json()['backend']}, not {first}"
