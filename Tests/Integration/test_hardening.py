@@ -405,3 +405,47 @@ def test_long_cookie_name_is_set_and_honoured(http_backends, proxy_factory):
         r = get(p.addr(), "a.example.com", f"/c{i}", headers=[f"Cookie: {pair}"])
         assert r.status == 200 and r.json()["backend"] == first, \
             f"request {i} with the cookie went to {r.json()['backend']}, not {first}"
+
+
+# --------------------------------------------------------------------------
+# 7. 1xx: never to HTTP/1.0 clients; hop-by-hop fields dropped
+
+def early_hints(sock, reader, conn, backend):
+    while True:
+        req = read_request(reader)
+        if req is None:
+            return
+        method, target, version, fields = req
+        backend.record({"target": target, "version": version})
+        sock.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n"
+                     b"Connection: foo\r\nFoo: bar\r\n\r\n")
+        answer(sock, json.dumps({"target": target}).encode())
+
+
+def test_103_not_sent_to_http10_client(scripted, proxy_factory):
+    be = scripted(early_hints)
+    p = http_proxy(proxy_factory, {"a": [be.addr]})
+    host, _, port = p.addr().rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"GET /ten HTTP/1.0\r\nHost: a.example.com\r\n\r\n")
+        reader = BufReader(s)
+        first = read_response(reader, allow_1xx=True)
+    assert first.status == 200, f"an HTTP/1.0 client got a {first.status} first: {first!r}"
+    assert json.loads(first.body)["target"] == "/ten"
+
+
+def test_103_to_http11_client_without_hop_by_hop_fields(scripted, proxy_factory, clients):
+    be = scripted(early_hints)
+    p = http_proxy(proxy_factory, {"a": [be.addr]})
+    s = clients.connect(p.addr())
+    reader = BufReader(s)
+    s.sendall(request_bytes("a.example.com", "/eleven"))
+    hint = read_response(reader, allow_1xx=True)
+    assert hint.status == 103, hint
+    assert hint.header("link") == "</style.css>; rel=preload", hint
+    names = {n.lower() for n, _ in hint.fields}
+    assert "foo" not in names, f"a field nominated by Connection crossed in a 1xx: {hint.fields}"
+    conn = hint.header("connection") or ""
+    assert "foo" not in conn.lower(), f"the 1xx kept Connection: {conn}"
+    final = read_response(reader)
+    assert final.status == 200 and final.json()["target"] == "/eleven", final
