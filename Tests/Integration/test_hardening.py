@@ -449,3 +449,100 @@ def test_103_to_http11_client_without_hop_by_hop_fields(scripted, proxy_factory,
     assert "foo" not in conn.lower(), f"the 1xx kept Connection: {conn}"
     final = read_response(reader)
     assert final.status == 200 and final.json()["target"] == "/eleven", final
+
+
+# --------------------------------------------------------------------------
+# 8. EMFILE on connect is not held against the endpoint
+
+NOFILE = 64
+
+
+class LimitedSluice(SluiceProcess):
+    """sluice run with RLIMIT_NOFILE at NOFILE, soft and hard."""
+
+    def start(self):
+        self.write_config(self.config)
+
+        def limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     cwd=self.workdir, preexec_fn=limit)
+        self.reader = threading.Thread(target=self._read, daemon=True, name="sluice-stderr")
+        self.reader.start()
+        self.wait_ready()
+        return self
+
+
+def wait_fds(pid: int, want: int, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while fd_count(pid) != want:  # bounded poll of the proxy's descriptors
+        assert time.monotonic() < deadline, f"proxy holds {fd_count(pid)} descriptors, " \
+                                            f"waited {timeout}s for {want}"
+        time.sleep(0.02)
+
+
+def test_emfile_on_connect_does_not_mark_endpoints_down(backends, tmp_path, request):
+    a = backends.add("a")
+    b = backends.add("b")
+    l4, web = new_listener(), new_listener()
+    cfg = make_config({"l4": l4, "web": http_listener(web, [{"host": "a.example.com",
+                                                             "service": "s"}])},
+                      {"s": [a.addr, b.addr]},
+                      limits={"endpointBackoff": "30s"}, extra={"tuning": {"splice": False}})
+    p = LimitedSluice(tmp_path, cfg, workers=1)
+    socks: List[socket.socket] = []
+
+    def client(addr):
+        s = socket.create_connection(tuple([addr.rpartition(":")[0],
+                                            int(addr.rpartition(":")[2])]), timeout=3)
+        socks.append(s)
+        return s
+
+    try:
+        p.start()
+        pid = p.pid
+        # Fill the descriptors with tunnels (two each) until one or two are left; an idle
+        # HTTP client (one) makes it exactly one.
+        while NOFILE - fd_count(pid) > 2:
+            s = client(l4)
+            assert recv_line(s) in (b"a", b"b")  # both of its descriptors are open
+        if NOFILE - fd_count(pid) == 2:
+            want = fd_count(pid) + 1
+            client(web)
+            wait_fds(pid, want)
+        assert NOFILE - fd_count(pid) == 1, fd_count(pid)
+        accepted = backends.total_accepted()
+        # Each client over the limit is accepted into the last descriptor, its connect
+        # fails with EMFILE, and it is closed.
+        for i in range(4):
+            s = client(l4)
+            outcome = closed_within(s, 2.0)
+            assert outcome in ("eof", "reset"), f"over-the-limit client {i}: {outcome}"
+            s.close()
+            socks.remove(s)
+        assert backends.total_accepted() == accepted
+        # Release everything: both endpoints must still be in rotation.
+        for s in socks:
+            s.close()
+        socks.clear()
+        backends.wait_until(lambda: backends._count_active_nolock() == 0, 5,
+                            "the tunnels to close")
+        names = []
+        for i in range(4):
+            s = client(l4)
+            names.append(recv_line(s).decode())
+            s.close()
+            socks.remove(s)
+        assert set(names) == {"a", "b"}, \
+            f"after EMFILE on connect only {sorted(set(names))} served: {names} " \
+            f"(an endpoint was marked down)"
+        lines = [l for l in p.stderr_text().splitlines() if "EMFILE" in l]
+        assert len(lines) == 1, f"expected one EMFILE warning, got {len(lines)}:\n" + \
+                                "\n".join(lines)
+    finally:
+        for s in socks:
+            s.close()
+        p.stop()
+        request.node.add_report_section("teardown", "sluice stderr", p.stderr_text())
