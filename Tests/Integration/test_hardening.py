@@ -30,11 +30,22 @@ pytestmark = pytest.mark.sluice_only
 # --------------------------------------------------------------------------
 # helpers
 
+def start_proxy(start: Callable, make_cfg: Callable[[], dict]):
+    """``start(make_cfg())``, again with new listener ports when a port picked free was
+    taken meanwhile (a loopback client's ephemeral port can land on it)."""
+    for attempt in range(3):
+        try:
+            return start(make_cfg())
+        except AssertionError as exc:
+            if "Address already in use" not in str(exc) or attempt == 2:
+                raise
+
+
 def http_proxy(proxy_factory, services, routes=None, **kw):
     """An http listener routing NAME.example.com to service NAME (or ``routes``)."""
     routes = routes or [{"host": f"{n}.example.com", "service": n} for n in services]
-    return proxy_factory(make_config({"web": http_listener(new_listener(), routes)},
-                                     services, **kw))
+    return start_proxy(proxy_factory, lambda: make_config(
+        {"web": http_listener(new_listener(), routes)}, services, **kw))
 
 
 def sluice_check(tmp_path, cfg: dict, name: str = "check.yaml"):
@@ -157,10 +168,10 @@ def test_tls_hello_in_one_byte_records_over_the_copy_buffer(tls_backends, proxy_
     """The peeked bytes (~6x the hello, > 16 KiB) exceed tuning.copyBuffer: they must
     still reach the backend whole, and the handshake and the echo complete."""
     a = tls_backends.tls("a")
-    lst = {"address": new_listener(), "protocol": "tls",
-           "routes": [{"host": "a.example.com", "service": "a"}]}
-    p = proxy_factory(make_config({"tls": lst}, {"a": [a.addr]},
-                                  extra={"tuning": {"copyBuffer": "16k"}}))
+    routes = [{"host": "a.example.com", "service": "a"}]
+    p = start_proxy(proxy_factory, lambda: make_config(
+        {"tls": {"address": new_listener(), "protocol": "tls", "routes": routes}},
+        {"a": [a.addr]}, extra={"tuning": {"copyBuffer": "16k"}}))
     ctx = client_context(tls_certs)
     # ALPN names fatten the hello to ~4.5 KB: ~27 KB in one-byte records (the peek
     # buffer holds 32 KiB).
@@ -405,7 +416,7 @@ def test_long_cookie_name_is_set_and_honoured(http_backends, proxy_factory):
     a = http_backends.add("a")
     b = http_backends.add("b")
     name = "K" * 200
-    p = proxy_factory(cookie_config(name, (a.addr, b.addr)))
+    p = start_proxy(proxy_factory, lambda: cookie_config(name, (a.addr, b.addr)))
     r = get(p.addr(), "a.example.com", "/c")
     assert r.status == 200, r
     sc = r.header("set-cookie")
@@ -499,12 +510,19 @@ def wait_fds(pid: int, want: int, timeout: float = 3.0) -> None:
 def test_emfile_on_connect_does_not_mark_endpoints_down(backends, tmp_path, request):
     a = backends.add("a")
     b = backends.add("b")
-    l4, web = new_listener(), new_listener()
-    cfg = make_config({"l4": l4, "web": http_listener(web, [{"host": "a.example.com",
-                                                             "service": "s"}])},
-                      {"s": [a.addr, b.addr]},
-                      limits={"endpointBackoff": "30s"}, extra={"tuning": {"splice": False}})
-    p = LimitedSluice(tmp_path, cfg, workers=1)
+    started: List[LimitedSluice] = []
+
+    def start(cfg):
+        started.append(LimitedSluice(tmp_path, cfg, workers=1))
+        return started[-1].start()
+
+    def config():
+        return make_config(
+            {"l4": new_listener(),
+             "web": http_listener(new_listener(), [{"host": "a.example.com", "service": "s"}])},
+            {"s": [a.addr, b.addr]},
+            limits={"endpointBackoff": "30s"}, extra={"tuning": {"splice": False}})
+
     socks: List[socket.socket] = []
 
     def client(addr):
@@ -514,7 +532,8 @@ def test_emfile_on_connect_does_not_mark_endpoints_down(backends, tmp_path, requ
         return s
 
     try:
-        p.start()
+        p = start_proxy(start, config)
+        l4, web = p.addr("l4"), p.addr("web")
         pid = p.pid
         # Fill the descriptors with tunnels (two each) until one or two are left; an idle
         # HTTP client (one) makes it exactly one.
@@ -554,5 +573,6 @@ def test_emfile_on_connect_does_not_mark_endpoints_down(backends, tmp_path, requ
     finally:
         for s in socks:
             s.close()
-        p.stop()
-        request.node.add_report_section("teardown", "sluice stderr", p.stderr_text())
+        for q in started:
+            q.stop()
+            request.node.add_report_section("teardown", "sluice stderr", q.stderr_text())
