@@ -98,7 +98,12 @@ extension Loop {
         let routeTable = routedWith.routeTables[Int(e.pointee.routes)]
         let host = head.host.map { slice(headBuf, $0) } ?? UnsafeRawBufferPointer(start: base, count: 0)
         let service: Int
-        let path = slice(headBuf, head.path)
+        // Routes match the normalised path (dot segments, repeated slashes, unreserved escapes),
+        // so `/pub/../admin` or `/pub/%2e%2e/admin` cannot pass a path route or an ACL by.
+        guard let path = normalizedPath(headBuf, head: head) else {
+            counters.httpBadRequests += 1
+            return respondError(slot, status: 400)
+        }
         let defaultPort: UInt16 = e.pointee.secure ? 443 : 80
         e.pointee.hstsRoute = -1
         switch routeTable.lookup(host: host, path: path, defaultPort: defaultPort) {
@@ -257,7 +262,9 @@ extension Loop {
         if e.pointee.upq.buffer < 0 { e.pointee.upq.buffer = httpBuffers.acquire() }
         let out = UnsafeMutableRawBufferPointer(
             start: httpBuffers.base(e.pointee.upq.buffer), count: Int(Self.httpBufferSize))
-        let path = strippedPath(headBuf, head: head, strip: e.pointee.stripPrefix)
+        guard let path = forwardedPath(headBuf, head: head, strip: e.pointee.stripPrefix) else {
+            return respondError(slot, status: 400)
+        }
         let clientLength = formatPeer(e, into: scratch)
         let written = HTTPHeadWriter.writeRequest(
             head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
