@@ -101,23 +101,32 @@ extension Loop {
         UnsafeRawBufferPointer(rebasing: buffer[Int(range.lowerBound)..<Int(range.upperBound)])
     }
 
-    /// The path to send upstream when a route strips a prefix: what follows the prefix,
-    /// always starting with "/". Nil when nothing is stripped.
-    func strippedPath(_ headBuf: UnsafeRawBufferPointer, head: HTTPRequestHead, strip: Int32) -> UnsafeRawBufferPointer?
-    {
-        guard strip > 0 else { return nil }
+    /// The request's path (with its query) as routes see it: normalised by `PathNormalizer`
+    /// into `pathScratch` (as large as a head, so it always fits); the asterisk form and other
+    /// targets that are not a path are returned as sent. Nil when the path is malformed (a
+    /// `%` not followed by two hex digits): 400. Valid until the next call on this loop.
+    func normalizedPath(_ headBuf: UnsafeRawBufferPointer, head: HTTPRequestHead) -> UnsafeRawBufferPointer? {
         let path = slice(headBuf, head.path)
-        let rest = UnsafeRawBufferPointer(rebasing: path[min(Int(strip), path.count)...])
-        // `pathScratch` holds a whole head's worth: a path is never cut short.
-        let target = pathScratch
-        var n = 0
-        if rest.first != UInt8(ascii: "/") {
-            target.storeBytes(of: UInt8(ascii: "/"), as: UInt8.self)
-            n = 1
+        guard path.isEmpty || path[0] == UInt8(ascii: "/") || path[0] == UInt8(ascii: "?") else { return path }
+        let out = UnsafeMutableRawBufferPointer(start: pathScratch, count: Int(Self.httpBufferSize))
+        guard let n = PathNormalizer.normalize(path, into: out) else { return nil }
+        return UnsafeRawBufferPointer(start: pathScratch, count: n)
+    }
+
+    /// The path to send upstream: the normalised path that was routed, without the route's
+    /// prefix when it strips one (always starting with "/"). Nil when the path is malformed.
+    func forwardedPath(_ headBuf: UnsafeRawBufferPointer, head: HTTPRequestHead, strip: Int32)
+        -> UnsafeRawBufferPointer?
+    {
+        guard let path = normalizedPath(headBuf, head: head) else { return nil }
+        guard strip > 0, path.baseAddress == UnsafeRawPointer(pathScratch) else { return path }
+        let cut = min(Int(strip), path.count)
+        if cut < path.count && path[cut] == UInt8(ascii: "/") {
+            return UnsafeRawBufferPointer(rebasing: path[cut...])
         }
-        let copy = min(rest.count, Int(Self.httpBufferSize) - n)
-        if copy > 0 { (target + n).copyMemory(from: rest.baseAddress!, byteCount: copy) }
-        return UnsafeRawBufferPointer(start: target, count: n + copy)
+        // The prefix's last byte becomes the leading "/" of what follows it.
+        pathScratch.storeBytes(of: UInt8(ascii: "/"), toByteOffset: cut - 1, as: UInt8.self)
+        return UnsafeRawBufferPointer(start: pathScratch + cut - 1, count: path.count - cut + 1)
     }
 
     nonisolated(unsafe) static let protoHTTP = UnsafeRawBufferPointer(

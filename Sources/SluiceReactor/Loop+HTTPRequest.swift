@@ -98,7 +98,12 @@ extension Loop {
         let routeTable = routedWith.routeTables[Int(e.pointee.routes)]
         let host = head.host.map { slice(headBuf, $0) } ?? UnsafeRawBufferPointer(start: base, count: 0)
         let service: Int
-        let path = slice(headBuf, head.path)
+        // Routes match the normalised path (dot segments, repeated slashes, unreserved escapes),
+        // so `/pub/../admin` or `/pub/%2e%2e/admin` cannot pass a path route or an ACL by.
+        guard let path = normalizedPath(headBuf, head: head) else {
+            counters.httpBadRequests += 1
+            return respondError(slot, status: 400)
+        }
         let defaultPort: UInt16 = e.pointee.secure ? 443 : 80
         e.pointee.hstsRoute = -1
         switch routeTable.lookup(host: host, path: path, defaultPort: defaultPort) {
@@ -149,7 +154,7 @@ extension Loop {
         let c = table.pointer(slot)
         let e = exchange(slot)
         uncountRequest(c)
-        detachUpstream(slot)
+        detachUpstream(slot, keepParked: true)
         c.pointee.service = Int32(service)
         c.pointee.endpoint = Int32(endpoint)
         countRequest(c)
@@ -160,6 +165,9 @@ extension Loop {
                 counters.pooledReuses += 1
                 return queueRequest(slot)
             }
+            // Another endpoint (or nothing parked): the parked one goes to the pooled token
+            // before this client's token names a second descriptor.
+            disownParked(c)
             if let (fd, _) = pool.take(endpoint: pooled) {
                 c.pointee.upFD = fd
                 do {
@@ -179,6 +187,7 @@ extension Loop {
                 return queueRequest(slot)
             }
         }
+        disownParked(c)
         e.pointee.upstreamReused = false
         return connectUpstream(slot)
     }
@@ -257,7 +266,9 @@ extension Loop {
         if e.pointee.upq.buffer < 0 { e.pointee.upq.buffer = httpBuffers.acquire() }
         let out = UnsafeMutableRawBufferPointer(
             start: httpBuffers.base(e.pointee.upq.buffer), count: Int(Self.httpBufferSize))
-        let path = strippedPath(headBuf, head: head, strip: e.pointee.stripPrefix)
+        guard let path = forwardedPath(headBuf, head: head, strip: e.pointee.stripPrefix) else {
+            return respondError(slot, status: 400)
+        }
         let clientLength = formatPeer(e, into: scratch)
         let written = HTTPHeadWriter.writeRequest(
             head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),

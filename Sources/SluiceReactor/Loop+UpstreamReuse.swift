@@ -32,9 +32,11 @@ extension Loop {
 
     /// The attached upstream is not wanted by this client any more: pool it under its own
     /// token if it is clean (within the per-endpoint cap), else close it.
-    func detachUpstream(_ slot: Int32) {
+    /// `keepParked`: the client's parked connection stays under its token (the caller is
+    /// about to reclaim it, or disowns it itself).
+    func detachUpstream(_ slot: Int32, keepParked: Bool = false) {
         let c = table.pointer(slot)
-        disownParked(c)
+        if !keepParked { disownParked(c) }
         let fd = c.pointee.upFD
         guard fd >= 0 else { return }
         c.pointee.upFD = -1

@@ -21,13 +21,13 @@ import Testing
         )
         #expect(
             diagnostics(minimal(appending: "timeouts:\n  idle: 5s")) == [
-                "t.yaml:9:3: timeouts.idle: unknown field 'idle' (known: connect, client, server, tunnel, drain, requestHead, tlsHello)"
+                "t.yaml:9:3: timeouts.idle: unknown field 'idle' (known: connect, client, server, tunnel, drain, requestHead, tlsHello, requestBody)"
             ]
         )
         #expect(
             diagnostics(minimal(appending: "limits:\n  retries: 2")) == [
                 "t.yaml:9:3: limits.retries: unknown field 'retries' "
-                    + "(known: maxConnections, connectTries, endpointBackoff, upstreamIdlePerEndpoint, upstreamIdle)"
+                    + "(known: maxConnections, connectTries, endpointBackoff, upstreamIdlePerEndpoint, upstreamIdle, requestBodyMinRate)"
             ]
         )
         #expect(
