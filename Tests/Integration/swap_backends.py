@@ -24,7 +24,7 @@ import ipaddress
 import socket
 import threading
 import time
-from typing import List, Optional
+from typing import List
 
 from http_backends import HTTPBackend
 from tls_backends import RawBackend
