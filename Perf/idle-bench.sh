@@ -30,6 +30,7 @@ WRK_CONNS="${WRK_CONNS:-50}"
 WRK_SECS="${WRK_SECS:-5}"
 TLS_CONNS="${TLS_CONNS:-10000}"      # half-open TLS connections
 TLS_CLIENTS="${TLS_CLIENTS:-2}"      # client processes holding them (each stays under its fd limit)
+HAPROXY_GLOBAL="${HAPROXY_GLOBAL:-}"  # extra lines for HAProxy's global section (\n-separated), e.g. tune.pool-low-fd-ratio 80
 HELLO_BYTES="${HELLO_BYTES:-100}"    # how much of the ClientHello tls-hello sends
 TLS_HELLO_TIMEOUT="${TLS_HELLO_TIMEOUT:-120}"  # seconds: sluice tlsHello, HAProxy inspect-delay, nginx preread_timeout
 TLS_SETTLE="${TLS_SETTLE:-2}"        # seconds between "all accepted" and reading RSS
@@ -89,6 +90,9 @@ done
 [ $((IDLE_CLIENTS * 2 + WRK_CONNS * 2 + 200)) -le "$NOFILE" ] ||
     die "IDLE_CLIENTS=$IDLE_CLIENTS may need up to $((IDLE_CLIENTS * 2 + WRK_CONNS * 2 + 200)) fds in the proxy; the limit is $NOFILE"
 [ $((TLS_CONNS + 200)) -le "$NOFILE" ] || die "TLS_CONNS=$TLS_CONNS does not fit the proxy's open-files limit ($NOFILE)"
+# HAProxy's maxsock (2 × maxconn + 14 here) must fit ulimit-n: it gets fewer connections
+HAPROXY_TLS_CONNS=$TLS_CONNS
+[ $(((TLS_CONNS + 50) * 2 + 14)) -le "$NOFILE" ] || HAPROXY_TLS_CONNS=$(((NOFILE - 14) / 2 - 50 - 50))
 [ $((TLS_CONNS / TLS_CLIENTS + 100)) -le "$NOFILE" ] || die "raise TLS_CLIENTS: $((TLS_CONNS / TLS_CLIENTS)) per client process"
 [ "$(getent ahostsv4 localhost | awk 'NR==1{print $1}')" = 127.0.0.1 ] || die "localhost must resolve to 127.0.0.1"
 
@@ -107,6 +111,8 @@ put meta.idle_wait "$IDLE_WAIT"
 put meta.keepalive "$UPSTREAM_KEEPALIVE"
 put meta.wrk "wrk -t$WRK_THREADS -c$WRK_CONNS -d${WRK_SECS}s, keep-alive, 64 B"
 put meta.tls_conns "$TLS_CONNS"
+put meta.haproxy_tls_conns "$HAPROXY_TLS_CONNS"
+put meta.haproxy_global "$(printf '%b' "$HAPROXY_GLOBAL" | tr '\n' ';')"
 put meta.tls_hello "${TLS_HELLO_TIMEOUT}s"
 put meta.host "$HOST"
 put meta.nofile "$NOFILE"
@@ -189,6 +195,7 @@ haproxy_cfg() { # haproxy_cfg FILE KIND
 global
     nbthread 1
     maxconn 9000
+$(printf '%b' "$HAPROXY_GLOBAL" | sed 's/^/    /')
 defaults
     mode http
     http-reuse safe
@@ -205,12 +212,12 @@ backend origin
     server o2 127.0.0.1:$O2
 EOF
     else
-        # half-open client connections take one fd each: maxconn above the connections held,
-        # ulimit-n at the process limit (HAProxy would ask for 2 × maxconn)
+        # HAProxy reserves two fds per connection (maxsock = 2 × maxconn + a few) and refuses
+        # to start when that exceeds ulimit-n: under NOFILE it holds at most HAPROXY_TLS_CONNS
         cat >"$1" <<EOF
 global
     nbthread 1
-    maxconn $((TLS_CONNS + 100))
+    maxconn $((HAPROXY_TLS_CONNS + 50))
     ulimit-n $NOFILE
 defaults
     mode tcp
@@ -451,18 +458,19 @@ test_http() {
 
 # ------------------------------------------------------------------ 2. half-open TLS connections
 test_tls() { # test_tls tls-none|tls-hello
-    local t=$1 k="$KEY" prefix=0 rb ra i per base readies=() f ok=0 n
+    local t=$1 k="$KEY" prefix=0 rb ra i per base readies=() f ok=0 n conns=$TLS_CONNS
     [ "$t" = tls-hello ] && prefix=$HELLO_BYTES
+    [ "$MODE" = haproxy ] && conns=$HAPROXY_TLS_CONNS
     put "$k.$t.check" "$("${TLIB[@]}" check "$P_TLS" "$SNI" /64.bin 64 "$CERTS/ca.pem" "$RUN_DIR/$KEY.fp" 2>&1 | tail -1)"
     sleep 1
     base=$("${ILIB[@]}" fds "$PROXY_PID")
     rb=$("${ILIB[@]}" rss "$PROXY_PID")
     put "$k.$t.rss_before" "$rb"
     [ "$MODE" = sluice ] && "${ILIB[@]}" smaps "$PROXY_PID" "$RUN_DIR/$KEY.$t.smaps.before"
-    per=$((TLS_CONNS / TLS_CLIENTS))
+    per=$((conns / TLS_CLIENTS))
     for i in $(seq "$TLS_CLIENTS"); do
         n=$per
-        [ "$i" = "$TLS_CLIENTS" ] && n=$((TLS_CONNS - per * (TLS_CLIENTS - 1)))
+        [ "$i" = "$TLS_CLIENTS" ] && n=$((conns - per * (TLS_CLIENTS - 1)))
         f="$RUN_DIR/$KEY.$t.ready$i"
         readies+=("$f")
         start_bg "$RUN_DIR/$KEY.$t.client$i.log" taskset -c "$LOAD_CPU" "${ILIB[@]}" tls-hold "$P_TLS" "$n" "$prefix" "$HELLO" "$f"

@@ -383,7 +383,7 @@ def report(results):
              "down", "≤ 2048", lambda v: v <= 2048),
             (f"{ld}_before", "  RSS before (KiB)", "{:.0f}", "down", "", None),
             (f"{ld}_after", "  RSS with the connections (KiB)", "{:.0f}", "down", "", None),
-            (f"{ld}_alive", "  connections still open when measured", "{:.0f}", "up", "", None),
+            (f"{ld}_alive", "  connections held (still open when measured)", "{:.0f}", "up", "", None),
             (f"{ld}_unread", "  bytes left unread in the proxy's socket buffers (all conns)", "{:.0f}", "down",
              "", None),
             (f"{ld}_upstream", "  upstream connections opened (must be 0)", "{:.0f}", "down", "", None),
@@ -439,6 +439,13 @@ def report(results):
             nc, nw = benchlib.num(r, f"{k}.noise.cpu"), benchlib.num(r, f"{k}.noise.wall")
             if nc is not None and nw and 100 * nc / nw >= benchlib.NOISE_WARN_PCT:
                 notes.append(f"- NOISY: {name} round {n}: other processes used {100 * nc / nw:.0f} % of a CPU")
+    if meta("haproxy_tls_conns") not in ("?", n_tls):
+        notes.append(
+            f"- HAProxy holds {meta('haproxy_tls_conns')} half-open connections, not {n_tls}: it reserves two "
+            f"file descriptors per connection (maxsock = 2 × maxconn + a few) and will not start when that "
+            f"exceeds the open-files limit ({meta('nofile')}); its figures are per connection all the same")
+    if meta("haproxy_global") not in ("?", ""):
+        notes.append(f"- HAProxy global section extras: `{meta('haproxy_global')}`")
     if notes:
         L.append("Notes:")
         L.extend(notes)
