@@ -24,7 +24,8 @@ ROUNDS="${ROUNDS:-3}"
 IDLE_CLIENTS="${IDLE_CLIENTS:-5000}"  # idle keep-alive HTTP clients
 IDLE_BATCH="${IDLE_BATCH:-100}"      # of them with a request in flight at a time
 IDLE_WAIT="${IDLE_WAIT:-3}"          # seconds between the last response and counting
-UPSTREAM_KEEPALIVE="${UPSTREAM_KEEPALIVE:-32}"  # sluice upstreamIdlePerEndpoint, nginx keepalive
+UPSTREAM_KEEPALIVE="${UPSTREAM_KEEPALIVE:-32}"  # sluice upstreamIdlePerEndpoint (per endpoint)
+NGINX_KEEPALIVE="${NGINX_KEEPALIVE:-$UPSTREAM_KEEPALIVE}"  # nginx keepalive (per upstream block: both origins)
 WRK_THREADS="${WRK_THREADS:-1}"
 WRK_CONNS="${WRK_CONNS:-50}"
 WRK_SECS="${WRK_SECS:-5}"
@@ -109,6 +110,7 @@ put meta.modes "$MODES"
 put meta.idle_clients "$IDLE_CLIENTS"
 put meta.idle_wait "$IDLE_WAIT"
 put meta.keepalive "$UPSTREAM_KEEPALIVE"
+put meta.nginx_keepalive "$NGINX_KEEPALIVE"
 put meta.wrk "wrk -t$WRK_THREADS -c$WRK_CONNS -d${WRK_SECS}s, keep-alive, 64 B"
 put meta.tls_conns "$TLS_CONNS"
 put meta.haproxy_tls_conns "$HAPROXY_TLS_CONNS"
@@ -258,7 +260,7 @@ http {
     upstream origin {
         server 127.0.0.1:$O1;
         server 127.0.0.1:$O2;
-        keepalive $UPSTREAM_KEEPALIVE;
+        keepalive $NGINX_KEEPALIVE;
         keepalive_requests 10000000;
         keepalive_timeout 600s;
     }

@@ -366,13 +366,13 @@ def report(results):
          "{:.3f}", "down", "≈ 1.0", lambda v: v <= 1.05),
         ("fds_extra", "  fds beyond one per client", "{:.0f}", "down", "", None),
         ("upstream_idle", "upstream connections held by the idle clients (ESTABLISHED at the origins)",
-         "{:.0f}", "down", "", None),
+         "{:.0f}", "", "", None),
         ("clients_alive", "  idle clients still open when counted", "{:.0f}", "up", "", None),
         ("wrk_requests", f"wrk keep-alive load: requests ({meta('wrk')})", "{:.0f}", "up", "", None),
         ("wrk_accepts", "  upstream connections opened during the load (origin accepts)", "{:.0f}",
          "down", "", None),
         ("reuse", "  upstream reuse: requests per upstream connection opened", "{:.0f}", "up", "", None),
-        ("upstream_after_wrk", "  upstream connections at the end of the load", "{:.0f}", "down", "", None),
+        ("upstream_after_wrk", "  upstream connections at the end of the load", "{:.0f}", "", "", None),
         ("wrk_errors", "  wrk socket errors + non-2xx", "{:.0f}", "down", "", None),
         ("sluice_reuse_pct", "  Sluice's own counters: pooled_reuses / http_requests (%)", "{:.1f}", "up",
          "", None),
@@ -394,7 +394,7 @@ def report(results):
         f"wrk and the nginx origin on CPU {meta('load_cpu')}. HTTP: one listener routing "
         f"Host {meta('host')} to two origin ports (round robin); Sluice upstreamIdlePerEndpoint "
         f"{meta('keepalive')} (per endpoint), HAProxy `http-reuse safe` (its default), nginx "
-        f"`keepalive {meta('keepalive')}` (per upstream block). TLS: SNI passthrough to the "
+        f"`keepalive {meta('nginx_keepalive')}` (per upstream block). TLS: SNI passthrough to the "
         f"origin's TLS port; Sluice `tlsHello: {meta('tls_hello')}`, HAProxy `tcp-request "
         f"inspect-delay {meta('tls_hello')}`, nginx `preread_timeout {meta('tls_hello')}`. "
         f"{meta('rounds')} interleaved round(s), medians; each figure from a fresh proxy process.")
@@ -416,14 +416,14 @@ def report(results):
         if all(v is None for v in vals) and key != "reuse":
             continue
         s, h, n = vals
-        noratio = key in ("clients_alive", "wrk_errors", "sluice_reuse_pct", "wrk_requests") or key.endswith(
+        noratio = key in ("clients_alive", "wrk_errors", "sluice_reuse_pct", "wrk_requests", "reuse") or key.endswith(
             ("_alive", "_upstream", "_unread"))
         rs = ["—", "—"] if noratio else [benchlib.ratio(s, h), benchlib.ratio(s, n)]
         g = ""
         if goal:
             g = f"{goal} — " + ("not measured" if s is None else ("met" if test(s) else "missed"))
         L.append(f"| {label} | " + " | ".join(cells) + f" | {rs[0]} | {rs[1]} | {g} | "
-                 f"{'lower' if better == 'down' else 'higher'} |")
+                 f"{ {'down': 'lower', 'up': 'higher'}.get(better, '') } |")
     L.append("")
     notes = []
     for m, name in MODES:
@@ -459,7 +459,10 @@ def report(results):
             cs = []
             for m, _ in MODES:
                 vals = [d.get(key) for d in per[m]]
-                cs.append(" / ".join(benchlib.fmt(v, f) for v in vals) if any(v is not None for v in vals) else "—")
+                if key == "reuse":
+                    vals = ["all pooled" if d.get("wrk_accepts") == 0 else d.get(key) for d in per[m]]
+                cs.append(" / ".join(v if isinstance(v, str) else benchlib.fmt(v, f) for v in vals)
+                          if any(v is not None for v in vals) else "—")
             if all(c == "—" for c in cs):
                 continue
             L.append(f"| {label.strip()} | " + " | ".join(cs) + " |")
