@@ -439,7 +439,8 @@ def report(results):
             nc, nw = benchlib.num(r, f"{k}.noise.cpu"), benchlib.num(r, f"{k}.noise.wall")
             if nc is not None and nw and 100 * nc / nw >= benchlib.NOISE_WARN_PCT:
                 notes.append(f"- NOISY: {name} round {n}: other processes used {100 * nc / nw:.0f} % of a CPU")
-    if meta("haproxy_tls_conns") not in ("?", n_tls):
+    if meta("haproxy_tls_conns") not in ("?", n_tls) and any(
+            k.startswith("haproxy@") and ".tls-" in k and k.endswith(".conns") for k in r):
         notes.append(
             f"- HAProxy holds {meta('haproxy_tls_conns')} half-open connections, not {n_tls}: it reserves two "
             f"file descriptors per connection (maxsock = 2 × maxconn + a few) and will not start when that "
