@@ -19,7 +19,7 @@ import SluiceSystem
 /// Invariants: a slot's `generation` changes when it is freed; descriptors are -1 when not
 /// held; a pipe or buffer is held by a flow only while it has pending bytes (or for the
 /// duration of one pump); `service`, `endpoint` (and the exchange's route-table, TLS-context
-/// and HSTS indices) are indices into the snapshot of `snapshotGeneration` only, which the
+/// and HSTS indices) are indices into the snapshot of `snapshotEpoch` only, which the
 /// loop keeps alive while the connection is bound to it (`Loop+Generations`).
 struct Connection {
     var generation: UInt32 = 0
@@ -43,8 +43,8 @@ struct Connection {
     var service: Int32 = -1
     var endpoint: Int32 = -1
     var nextFree: Int32 = -1
-    /// The generation of the snapshot every index this connection holds refers to.
-    var snapshotGeneration: UInt64 = 0
+    /// The loop epoch (`Loop.epoch`) of the snapshot every index this connection holds refers to.
+    var snapshotEpoch: UInt64 = 0
     /// Position of the connection's listener in the loop's `listeners`, kept up to date by
     /// swaps; -1 once the listener is gone (or changed protocol).
     var listener: Int32 = -1

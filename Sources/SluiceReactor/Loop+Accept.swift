@@ -59,7 +59,7 @@ extension Loop {
         let c = table.pointer(slot)
         c.pointee.downFD = accepted.fd
         c.pointee.service = service
-        c.pointee.snapshotGeneration = snapshot.generation
+        c.pointee.snapshotEpoch = epoch
         c.pointee.listener = position
         Socket.setNoDelay(accepted.fd)
         do {

@@ -60,13 +60,14 @@ extension Loop {
             kept.firstIndex(where: { $0.key == old.key }).map { Int32($0) } ?? -1
         }
         listeners = kept
-        if next.generation != previous.generation {
+        if next !== previous {
             let remap =
                 given.flatMap { $0.from == previous.generation && $0.to == next.generation ? $0 : nil }
                 ?? SnapshotRemap(from: previous, to: next)
             for index in retained.indices { retained[index].toCurrent = retained[index].toCurrent.then(remap) }
-            retained.append(RetainedSnapshot(snapshot: previous, connections: 0, toCurrent: remap))
+            retained.append(RetainedSnapshot(snapshot: previous, epoch: epoch, connections: 0, toCurrent: remap))
             snapshot = next
+            epoch += 1
             picker = EndpointPicker(snapshot: next, seed: Self.seed(index), carrying: picker, remap: remap)
             // Idle upstream connections follow their endpoint by identity; those of endpoints
             // that left are closed.

@@ -3,7 +3,9 @@ import SluiceSystem
 
 /// Snapshot lifetime: a connection uses indices only into the snapshot it was routed with.
 ///
-/// Every connection is bound to one generation (`Connection.snapshotGeneration`): the
+/// Every connection is bound to one snapshot by the loop's epoch (`Connection.snapshotEpoch`,
+/// counted by the loop per swap, so a control plane that posted two tables under one
+/// generation number cannot confuse them): the
 /// current snapshot, or an older one this loop keeps alive in `retained` while connections
 /// are bound to it (a loop-local count per generation: no atomics, no reference counting per
 /// event). Swaps rebind what holds nothing in flight; the rest finishes on its own table.
@@ -27,6 +29,8 @@ import SluiceSystem
 /// an entry leaves when it reaches zero.
 struct RetainedSnapshot {
     let snapshot: RoutingSnapshot
+    /// The loop's epoch the snapshot had while current (`Loop.epoch`).
+    let epoch: UInt64
     /// Live connections of this loop bound to `snapshot`.
     var connections: Int
     /// `snapshot`'s indices → the current snapshot's.
@@ -39,21 +43,21 @@ extension Loop {
     /// The snapshot the connection's indices refer to. Loop thread; no allocation.
     @inline(__always)
     func routed(_ c: UnsafeMutablePointer<Connection>) -> RoutingSnapshot {
-        let generation = c.pointee.snapshotGeneration
-        if generation == snapshot.generation { return snapshot }
+        let generation = c.pointee.snapshotEpoch
+        if generation == epoch { return snapshot }
         return retained[retainedIndex(generation)].snapshot
     }
 
     /// Whether the connection is bound to the current snapshot.
     @inline(__always)
     func isCurrent(_ c: UnsafeMutablePointer<Connection>) -> Bool {
-        c.pointee.snapshotGeneration == snapshot.generation
+        c.pointee.snapshotEpoch == epoch
     }
 
     /// The position of `generation` in `retained`; traps when a connection names a generation
     /// this loop no longer keeps (a broken invariant, never a routing outcome).
     func retainedIndex(_ generation: UInt64) -> Int {
-        for index in retained.indices where retained[index].snapshot.generation == generation { return index }
+        for index in retained.indices where retained[index].epoch == generation { return index }
         preconditionFailure("a connection is bound to generation \(generation), which the loop no longer keeps")
     }
 
@@ -64,7 +68,7 @@ extension Loop {
         let endpoint = Int(c.pointee.endpoint)
         guard endpoint >= 0 else { return nil }
         if isCurrent(c) { return endpoint }
-        return retained[retainedIndex(c.pointee.snapshotGeneration)].toCurrent.endpoint(endpoint)
+        return retained[retainedIndex(c.pointee.snapshotEpoch)].toCurrent.endpoint(endpoint)
     }
 
     // MARK: - Endpoint bookkeeping by identity
@@ -104,7 +108,7 @@ extension Loop {
     /// in that snapshot, preferring ones still in the current table and not marked down.
     func pickEndpoint(_ c: UnsafeMutablePointer<Connection>, service: Int, clientHash: UInt64) -> Int? {
         if isCurrent(c) { return picker.pick(service: service, clientHash: clientHash, now: now) }
-        let entry = retained[retainedIndex(c.pointee.snapshotGeneration)]
+        let entry = retained[retainedIndex(c.pointee.snapshotEpoch)]
         let range = entry.snapshot.services[service].endpoints
         guard !range.isEmpty else { return nil }
         let start = Int(clientHash % UInt64(range.count))
@@ -127,7 +131,7 @@ extension Loop {
         let service = Int(c.pointee.service)
         guard failed >= 0, service >= 0 else { return nil }
         if isCurrent(c) { return picker.next(after: failed, service: service, now: now) }
-        let entry = retained[retainedIndex(c.pointee.snapshotGeneration)]
+        let entry = retained[retainedIndex(c.pointee.snapshotEpoch)]
         let range = entry.snapshot.services[service].endpoints
         guard range.count > 1 else { return nil }
         var index = failed
@@ -146,16 +150,16 @@ extension Loop {
     /// Binds the connection to the current snapshot. The caller has remapped (or cleared)
     /// every index the connection holds.
     func bindCurrent(_ c: UnsafeMutablePointer<Connection>) {
-        let generation = c.pointee.snapshotGeneration
-        guard generation != snapshot.generation else { return }
-        c.pointee.snapshotGeneration = snapshot.generation
+        let generation = c.pointee.snapshotEpoch
+        guard generation != epoch else { return }
+        c.pointee.snapshotEpoch = epoch
         unbind(generation)
     }
 
     /// A connection bound to `generation` closed or was rebound: the generation loses one,
     /// and is let go when none is left.
     func unbind(_ generation: UInt64) {
-        guard generation != snapshot.generation, generation != 0 else { return }
+        guard generation != epoch, generation != 0 else { return }
         let index = retainedIndex(generation)
         retained[index].connections -= 1
         // During a swap's scan the counts are being rebuilt: entries leave at its end.
@@ -196,7 +200,7 @@ extension Loop {
     /// current table's (-1 when they left), an idle kept upstream whose endpoint left is closed.
     func rebindByIdentity(_ c: UnsafeMutablePointer<Connection>) {
         guard !isCurrent(c) else { return }
-        let remap = retained[retainedIndex(c.pointee.snapshotGeneration)].toCurrent
+        let remap = retained[retainedIndex(c.pointee.snapshotEpoch)].toCurrent
         let endpoint = remap.endpoint(Int(c.pointee.endpoint))
         if endpoint == nil { countClosed(c) }
         c.pointee.endpoint = Int32(endpoint ?? -1)
@@ -214,7 +218,7 @@ extension Loop {
     func rebindConnections(listenerPositions: [Int32]) {
         for index in retained.indices { retained[index].connections = 0 }
         rebinding = true
-        let current = snapshot.generation
+        let current = epoch
         var slot: Int32 = 0
         var idleOnRemoved: [Int32] = []
         while slot < table.highWater {
@@ -223,7 +227,7 @@ extension Loop {
             guard c.pointee.downFD >= 0 else { continue }
             let position = Int(c.pointee.listener)
             c.pointee.listener = position >= 0 && position < listenerPositions.count ? listenerPositions[position] : -1
-            let generation = c.pointee.snapshotGeneration
+            let generation = c.pointee.snapshotEpoch
             guard generation != current else { continue }
             let entry = retainedIndex(generation)
             retained[entry].connections += 1

@@ -463,7 +463,7 @@ extension Loop {
     /// down in the current table, or gone from it.
     func isDown(_ c: UnsafeMutablePointer<Connection>, _ endpoint: Int) -> Bool {
         if isCurrent(c) { return picker.isDown(endpoint, now: now) }
-        guard let current = retained[retainedIndex(c.pointee.snapshotGeneration)].toCurrent.endpoint(endpoint) else {
+        guard let current = retained[retainedIndex(c.pointee.snapshotEpoch)].toCurrent.endpoint(endpoint) else {
             return true
         }
         return picker.isDown(current, now: now)

@@ -45,6 +45,9 @@ final class Loop: @unchecked Sendable {
     var snapshot: RoutingSnapshot
     /// Older snapshots that connections of this loop are still bound to (`Loop+Generations`).
     var retained: [RetainedSnapshot] = []
+    /// Counts the snapshots this loop has run: the current one's number, which connections
+    /// bind to (never 0).
+    var epoch: UInt64 = 1
     /// A swap is rebuilding `retained`'s counts.
     var rebinding = false
     var picker: EndpointPicker
@@ -416,7 +419,7 @@ final class Loop: @unchecked Sendable {
         releaseResources(c, toUp: true)
         releaseResources(c, toUp: false)
         countClosed(c)
-        unbind(c.pointee.snapshotGeneration)
+        unbind(c.pointee.snapshotEpoch)
         endTLS(c, abort: abort)
         if c.pointee.downFD >= 0 {
             if abort { Socket.abort(c.pointee.downFD) } else { Syscall.close(c.pointee.downFD) }
