@@ -540,6 +540,7 @@ for ROUND in $(seq "$ROUNDS"); do
         "${LIB[@]}" noise-end "$RESULTS" "$m@$ROUND" "$NOISE" "$nb"
     done
 done
+put meta.noise_top "$(cut -s -d' ' -f2 "$NOISE" 2>/dev/null || true)"
 put meta.load_avg "$(cut -d' ' -f1-3 /proc/loadavg)"
 stop_pid "$NOISE_PID"
 log "measurements done in $(($(date +%s) - T0)) s"

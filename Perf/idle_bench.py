@@ -439,6 +439,9 @@ def report(results):
             nc, nw = benchlib.num(r, f"{k}.noise.cpu"), benchlib.num(r, f"{k}.noise.wall")
             if nc is not None and nw and 100 * nc / nw >= benchlib.NOISE_WARN_PCT:
                 notes.append(f"- NOISY: {name} round {n}: other processes used {100 * nc / nw:.0f} % of a CPU")
+    if any(n.startswith("- NOISY") for n in notes):
+        notes.append(f"- busiest other processes over the run (CPU s): {meta('noise_top')}; the counts "
+                     "(fds, connections, RSS) do not depend on CPU, wrk's request count does")
     if meta("haproxy_tls_conns") not in ("?", n_tls) and any(
             k.startswith("haproxy@") and ".tls-" in k and k.endswith(".conns") for k in r):
         notes.append(
