@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,8 +165,16 @@ static int configure(SSL_CTX *ctx, void *servername_arg, char *err, size_t errle
         set_error(err, errlen, "%s%s", reason, "");
         return -1;
     }
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-    SSL_CTX_clear_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+    // The server's cipher order (AES-GCM first) rather than the client's: a scanner reports
+    // a server without one, and a client listing a weaker suite first does not get it. A
+    // client that puts ChaCha20 first (typically one without AES instructions) still gets
+    // ChaCha20 (PRIORITIZE_CHACHA), where it is faster than AES.
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_PRIORITIZE_CHACHA);
+    SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+    // RELEASE_BUFFERS: sessions made from the context free their record buffers when empty.
+    // The loop's sessions opt out while active (tls_io.c) and call sluice_tls_release_buffers
+    // when idle instead.
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
@@ -437,6 +446,22 @@ const char *sluice_tls_ctx_certificate_name(void *ctx, size_t certificate, size_
 }
 
 void sluice_tls_ctx_free(void *ctx) { SSL_CTX_free((SSL_CTX *)ctx); }
+
+const uint64_t SLUICE_SSL_OP_CIPHER_SERVER_PREFERENCE = SSL_OP_CIPHER_SERVER_PREFERENCE,
+               SLUICE_SSL_OP_PRIORITIZE_CHACHA = SSL_OP_PRIORITIZE_CHACHA, SLUICE_SSL_OP_NO_TICKET = SSL_OP_NO_TICKET,
+               SLUICE_SSL_MODE_RELEASE_BUFFERS = SSL_MODE_RELEASE_BUFFERS;
+
+int sluice_tls_ctx_settings(void *ctx, size_t certificate, uint64_t *options, uint64_t *mode) {
+    SSL_CTX *target = (SSL_CTX *)ctx;
+    if (certificate != SIZE_MAX) {
+        struct sluice_tls_set *set = set_of(ctx);
+        if (set == NULL || certificate >= set->count) return -1;
+        target = set->certs[certificate].ctx;
+    }
+    *options = (uint64_t)SSL_CTX_get_options(target);
+    *mode = (uint64_t)SSL_CTX_get_mode(target);
+    return 0;
+}
 
 // MARK: - Test support
 

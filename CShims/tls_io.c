@@ -137,8 +137,9 @@ void *sluice_tls_session_new(void *ctx, int fd, const void *prefix, size_t prefi
     }
     SSL_set_bio(ssl, bio, bio);
     SSL_set_accept_state(ssl);
-    // Whole records per read call instead of header then body; buffers kept for the
-    // connection's life so that steady-state reads and writes allocate nothing.
+    // Whole records per read call instead of header then body; buffers kept while the
+    // connection is busy so that steady-state reads and writes allocate nothing, and given
+    // back with sluice_tls_release_buffers once it is idle.
     SSL_set_read_ahead(ssl, 1);
     SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
     SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -222,3 +223,5 @@ void sluice_tls_last_error(char *buf, size_t len) {
     if (e != 0) ERR_error_string_n(e, buf, len);
     ERR_clear_error();
 }
+
+int sluice_tls_release_buffers(void *ssl) { return SSL_free_buffers((SSL *)ssl); }

@@ -68,6 +68,26 @@ int64_t sluice_monotonic_ms(void);
 int64_t sluice_monotonic_ns(void);
 extern const int SLUICE_SIGHUP, SLUICE_SIGINT, SLUICE_SIGTERM, SLUICE_SIGUSR1;
 
+// process hardening (process.c)
+// Installs, for SIGILL SIGTRAP SIGSEGV SIGBUS SIGFPE SIGABRT, a handler that writes one line
+// and the raw backtrace to fd 2 and then re-raises the signal with the default action (the
+// process ends of it; a core may be dumped). SA_ONSTACK|SA_RESETHAND; gives the calling
+// thread an alternate stack. Call from main after the language runtime's start-up, so it
+// replaces the runtime's own handlers. 0 or -errno.
+int sluice_install_crash_handler(void);
+// 1 when the crash handler is the action for `sig`, 0 when not, -errno.
+int sluice_crash_handler_installed(int sig);
+// An alternate signal stack (64 KiB, below it a guard page) for the calling thread, so the
+// crash handler runs even after a stack overflow. 0 (also when it has one) or -errno.
+int sluice_thread_altstack_install(void);
+// Disables and frees the calling thread's alternate stack (before the thread exits).
+void sluice_thread_altstack_release(void);
+// Raises the RLIMIT_NOFILE soft limit to the hard limit; fills the soft limit before and
+// after, and the hard limit. 0 or -errno (then `after` is the unchanged soft limit).
+int sluice_raise_nofile_limit(uint64_t *before, uint64_t *after, uint64_t *hard);
+// Makes stdout line-buffered (before its first write). 0 or -EINVAL.
+int sluice_line_buffer_stdout(void);
+
 // io_uring availability (the io_uring backend is built on this shim)
 int sluice_io_uring_probe(void);  // 0 when an io_uring instance can be created, -errno otherwise
 

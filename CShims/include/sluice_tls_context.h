@@ -10,10 +10,13 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
-// A server context: TLS 1.2–1.3, ECDHE AES-GCM/ChaCha20 for TLS 1.2, groups X25519, P-256,
-// P-384, no renegotiation or compression, partial writes, ALPN http/1.1 (no ALPN when the
-// client offers only other protocols), session cache and tickets. NULL on failure.
+// A server context: TLS 1.2–1.3, ECDHE AES-GCM/ChaCha20 for TLS 1.2 in the server's order
+// (ChaCha20 first for a client that puts it first), groups X25519, P-256, P-384, no
+// renegotiation or compression, record buffers released when empty (RELEASE_BUFFERS),
+// partial writes, ALPN http/1.1 (no ALPN when the client offers only other protocols),
+// session cache and tickets. NULL on failure.
 void *sluice_tls_ctx_new(char *err, size_t errlen);
 
 // Adds the PEM chain at `cert_path` (leaf first, then intermediates) and the PEM private key
@@ -30,6 +33,12 @@ int sluice_tls_ctx_add_certificate(void *ctx, const char *cert_path, const char 
 size_t sluice_tls_ctx_certificate_count(void *ctx);
 size_t sluice_tls_ctx_certificate_name_count(void *ctx, size_t certificate);
 const char *sluice_tls_ctx_certificate_name(void *ctx, size_t certificate, size_t name);
+
+// The OpenSSL options and mode bits of the top context (`certificate` SIZE_MAX) or of one
+// certificate's context, for tests and checks. 0, or -1 for a certificate index out of range.
+int sluice_tls_ctx_settings(void *ctx, size_t certificate, uint64_t *options, uint64_t *mode);
+extern const uint64_t SLUICE_SSL_OP_CIPHER_SERVER_PREFERENCE, SLUICE_SSL_OP_PRIORITIZE_CHACHA,
+    SLUICE_SSL_OP_NO_TICKET, SLUICE_SSL_MODE_RELEASE_BUFFERS;
 
 // Drops the caller's reference. Sessions still using the context (or one of its certificate
 // contexts) keep them alive; the last reference frees everything.

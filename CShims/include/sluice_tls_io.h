@@ -28,6 +28,10 @@ long sluice_tls_write(void *ssl, const void *buf, size_t count);
 /// Sends close_notify, once, without waiting for the peer's.
 void sluice_tls_shutdown(void *ssl);
 void sluice_tls_free(void *ssl);
+/// Frees the session's record buffers (about 2 x 17 KiB) when they hold no bytes, for a
+/// connection going idle (a keep-alive client between requests); OpenSSL allocates them
+/// again at the next read or write. 1 when freed (or none were held), 0 when bytes remain.
+int sluice_tls_release_buffers(void *ssl);
 /// Whether the handshake resumed a session (1) or was full (0).
 int sluice_tls_session_reused(void *ssl);
 /// The first queued OpenSSL error of this thread as text ("" when none); clears the queue.

@@ -63,6 +63,15 @@ public enum TLSSession {
         sluice_tls_free(UnsafeMutableRawPointer(session))
     }
 
+    /// Frees the session's record buffers (about 2 x 17 KiB) if they hold no bytes; true when
+    /// it holds none now. For a connection going idle (between keep-alive requests, waiting
+    /// on a slow peer): an idle connection should cost a few hundred bytes. OpenSSL allocates
+    /// them again at the next read or write, so not for a busy connection. Loop thread.
+    @discardableResult
+    public static func releaseBuffers(_ session: OpaquePointer) -> Bool {
+        sluice_tls_release_buffers(UnsafeMutableRawPointer(session)) == 1
+    }
+
     public static func resumed(_ session: OpaquePointer) -> Bool {
         sluice_tls_session_reused(UnsafeMutableRawPointer(session)) == 1
     }

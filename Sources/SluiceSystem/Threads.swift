@@ -8,7 +8,9 @@ public enum Threads {
         init(_ body: @escaping () -> Void) { self.body = body }
     }
 
-    /// Starts a thread running `body`; `join` waits for it.
+    /// Starts a thread running `body`; `join` waits for it. The thread has an alternate
+    /// signal stack while `body` runs, so the crash handler (`CrashHandler`) can report even
+    /// a stack overflow on it; without one (out of memory) the thread runs all the same.
     public static func spawn(_ body: @escaping @Sendable () -> Void) -> ThreadHandle {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
         var thread = pthread_t()
@@ -16,11 +18,21 @@ public enum Threads {
             &thread, nil,
             { raw in
                 let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+                _ = sluice_thread_altstack_install()
                 box.body()
+                sluice_thread_altstack_release()
                 return nil
             }, box)
         precondition(result == 0, "pthread_create failed: \(Errno(rawValue: result))")
         return ThreadHandle(thread: thread)
+    }
+
+    /// Blocks the calling thread for about `millis` milliseconds (less when a signal arrives).
+    /// Never on a loop thread.
+    public static func sleep(millis: Int) {
+        guard millis > 0 else { return }
+        var request = timespec(tv_sec: millis / 1000, tv_nsec: (millis % 1000) * 1_000_000)
+        _ = nanosleep(&request, nil)
     }
 
     /// The CPUs of this process's affinity mask, in order.
@@ -79,6 +91,13 @@ public enum Platform {
 
 /// Unbuffered writes to the standard streams, for messages that must not wait in a buffer.
 public enum FileOutput {
+    /// Makes standard output line-buffered, also when it is a pipe or a file (stdio buffers
+    /// whole blocks then, so `sluice demo | cat` would show nothing until exit). Call before
+    /// the first write to standard output.
+    public static func lineBufferStandardOutput() {
+        _ = sluice_line_buffer_stdout()
+    }
+
     public static func standardError(_ text: String) {
         var copy = text
         copy.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }

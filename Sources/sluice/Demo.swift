@@ -18,8 +18,12 @@ struct Demo: ParsableCommand {
     @OptionGroup var log: LogOptions
 
     func run() throws {
+        ServingProcess.installCrashHandler()
+        // Line by line also into a pipe (`scripts/demo.sh | tee`): the demo is watched live.
+        FileOutput.lineBufferStandardOutput()
         Threads.takeOverSignals()
         let logger = log.bootstrap()
+        try ServingProcess.prepare(logger: logger)
         var endpoints: [Endpoint] = []
         for (index, name) in ["grafana-1", "grafana-2", "kibana-1"].enumerated() {
             let backend = try DemoBackend(name: name)

@@ -55,7 +55,7 @@ struct Kube: ParsableCommand {
     @Option(help: "Drop a watch that sends nothing, not even a bookmark, for this long (e.g. 90s, 2s).")
     var watchIdleTimeout: String = "90s"
 
-    @Option(help: "Event loops (default: the CPUs in the affinity mask).")
+    @Option(help: "Event loops (default: the CPUs in the affinity mask, at most the cgroup CPU quota).")
     var workers: Int?
 
     @OptionGroup var log: LogOptions
@@ -136,9 +136,11 @@ struct Kube: ParsableCommand {
     }
 
     func run() throws {
+        ServingProcess.installCrashHandler()
         // Before any thread starts, so that only the control thread receives them.
         Threads.takeOverSignals()
         let logger = log.bootstrap()
+        try ServingProcess.prepare(logger: logger)
         // The certificate files first: a mistake in them is reported before any connection.
         var certificates: KubeTLSCertificates?
         do {
@@ -170,7 +172,7 @@ struct Kube: ParsableCommand {
         let mode = KubeMode(
             clientConfig: clientConfig, translator: translator, settings: settings,
             servingHash: translation.contentHash, certificates: certificates, logger: logger)
-        let count = workers ?? Threads.affinityCPUs().count
+        let count = ServingProcess.workers(explicit: workers, file: nil, logger: logger)
         logger.info("kube: API server \(clientConfig.server), namespace \(namespace ?? "(all)")")
         try ControlPlane(workers: count, logger: logger, adminAddress: try AdminAddress.parse(adminAddress))
             .run(initial: initial, mode: mode)

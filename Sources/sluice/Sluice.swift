@@ -37,7 +37,7 @@ struct Run: ParsableCommand {
     @Option(name: .shortAndLong, help: "The YAML configuration file.")
     var config: String
 
-    @Option(help: "Event loops (default: the file's `workers`, else the CPUs in the affinity mask).")
+    @Option(help: "Event loops (default: the file's `workers`, else the affinity mask's CPUs within the cgroup quota).")
     var workers: Int?
 
     @Option(help: "Admin listener for /healthz and /readyz, HOST:PORT (default: none).")
@@ -53,6 +53,7 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
+        ServingProcess.installCrashHandler()
         // Before any thread starts, so that only the control thread receives them.
         Threads.takeOverSignals()
         let logger = log.bootstrap()
@@ -63,17 +64,8 @@ struct Run: ParsableCommand {
             printError(error.description)
             throw ExitCode(1)
         }
-        let count = workers ?? loaded.workers ?? Threads.affinityCPUs().count
-        #if DEBUG
-            if let fault = Environment.value("SLUICE_FAULT_SPLICE") {
-                guard fault == "EINVAL" || fault == "ENOSYS" else {
-                    printError("SLUICE_FAULT_SPLICE must be EINVAL or ENOSYS")
-                    throw ExitCode(1)
-                }
-                FaultInjection.spliceErrno = fault == "EINVAL" ? 22 : 38
-                logger.warning("fault injection: every splice fails with \(fault)")
-            }
-        #endif
+        try ServingProcess.prepare(logger: logger)
+        let count = ServingProcess.workers(explicit: workers, file: loaded.workers, logger: logger)
         let mode = FileMode(logger: logger) { generation throws(ConfigError) in
             try ConfigLoader.load(path: config, generation: generation).snapshot
         }

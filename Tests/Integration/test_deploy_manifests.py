@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import re
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -210,3 +212,34 @@ def test_dockerfile_is_multi_stage_static_and_non_root():
     assert users and users[-1].split(":")[0] not in ("0", "root")
     assert users[-1].split(":")[0] == str(container()["securityContext"]["runAsUser"])
     assert "COPY --from=builder" in runtime
+
+
+def dockerfile_copy_sources(text: str):
+    """The sources of every COPY that reads the build context (not ``--from`` a stage)."""
+    sources = []
+    for line in re.findall(r"^COPY\s+(.+)$", text, re.MULTILINE | re.IGNORECASE):
+        words = shlex.split(line)
+        if any(w.startswith("--from") for w in words):
+            continue
+        paths = [w for w in words if not w.startswith("--")]
+        assert len(paths) >= 2, f"COPY without source and destination: {line}"
+        sources.extend(paths[:-1])
+    return sources
+
+
+def test_dockerfile_copies_only_what_the_repository_holds():
+    """A clone builds the image: every COPY source is a file or directory in the git tree
+    (an ignored file such as Package.resolved would exist only in a working copy)."""
+    try:
+        listed = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True,
+                                check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"not a git checkout: {exc}")
+    tracked = set(listed)
+    sources = dockerfile_copy_sources((DEPLOY / "Dockerfile").read_text())
+    assert "Package.swift" in sources
+    for source in sources:
+        path = source.rstrip("/").removeprefix("./")
+        assert path in tracked or any(f.startswith(path + "/") for f in tracked), (
+            f"deploy/Dockerfile copies {source!r}, which is not in the repository")
+    assert dockerfile_copy_sources("COPY --chown=1:1 a b ./\nCOPY --from=builder /x /y\n") == ["a", "b"]

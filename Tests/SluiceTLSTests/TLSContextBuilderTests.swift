@@ -1,3 +1,5 @@
+import CShims
+import Glibc
 import SluiceRouting
 import SluiceTLS
 import Testing
@@ -70,5 +72,42 @@ private func failure(_ certificates: [TLSCertificateFiles]) -> TLSSetupError? {
             failure([files("a.pem", "a.key"), files("wild.pem", "default.key")])
                 == TLSSetupError(
                     index: 1, field: .key, reason: "the key in '\(key)' does not match the certificate in '\(cert)'"))
+    }
+}
+
+@Suite struct TLSContextSettingsTests {
+    /// The options and mode bits of the top context (`certificate` nil: SIZE_MAX) or one
+    /// certificate's.
+    private func settings(_ handle: TLSContextHandle, certificate: Int?) -> (options: UInt64, mode: UInt64)? {
+        var options: UInt64 = 0
+        var mode: UInt64 = 0
+        let status = sluice_tls_ctx_settings(
+            UnsafeMutableRawPointer(handle.pointer), certificate ?? -1, &options, &mode)
+        return status == 0 ? (options, mode) : nil
+    }
+
+    @Test func serverCipherOrderAndReleasedBuffersOnEveryContext() throws {
+        let handle = try TLSContextBuilder.build(certificates: [files("a.pem", "a.key"), files("wild.pem", "wild.key")])
+        for certificate in [nil, 0, 1] as [Int?] {
+            let bits = try #require(settings(handle, certificate: certificate))
+            let name = certificate.map { "certificate \($0)" } ?? "top context"
+            #expect(bits.options & SLUICE_SSL_OP_CIPHER_SERVER_PREFERENCE != 0, "\(name): no server cipher order")
+            #expect(bits.options & SLUICE_SSL_OP_PRIORITIZE_CHACHA != 0, "\(name): ChaCha20 not kept for its clients")
+            #expect(bits.options & SLUICE_SSL_OP_NO_TICKET == 0, "\(name): tickets off")
+            #expect(bits.mode & SLUICE_SSL_MODE_RELEASE_BUFFERS != 0, "\(name): buffers kept when empty")
+        }
+        #expect(settings(handle, certificate: 2) == nil)
+    }
+}
+
+@Suite struct TLSSessionBufferTests {
+    @Test func anIdleSessionGivesItsBuffersBack() throws {
+        let handle = try TLSContextBuilder.build(certificates: [files("a.pem", "a.key")])
+        var fds: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let session = try #require(sluice_tls_session_new(UnsafeMutableRawPointer(handle.pointer), fds[0], nil, 0))
+        defer { sluice_tls_free(session) }
+        #expect(sluice_tls_release_buffers(session) == 1)
     }
 }
