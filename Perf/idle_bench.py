@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers for idle-bench.sh (Python 3 standard library; /proc readers, wrk parsing and the
+"""The Python side of idle-bench.sh (Python 3 standard library; /proc readers, wrk parsing and the
 results file come from benchlib.py).
 
 Subcommands:
