@@ -39,9 +39,15 @@ public struct KubeList<Object: KubeObject>: Codable, Hashable, Sendable {
         items = try container.decodeIfPresent([Object].self, forKey: .items) ?? []
     }
 
-    /// Decodes a list response body.
+    /// Decodes a list response body: the list's metadata and, of each item, only the fields
+    /// discovery reads (see `KubeObjectMeta`). Throws `DecodingError`.
+    public static func decode(_ body: Data) throws -> KubeList {
+        try JSONDecoder().decode(KubeList.self, from: body)
+    }
+
+    /// `decode` from bytes (a copy is made).
     public static func decode(_ body: some Collection<UInt8>) throws -> KubeList {
-        try JSONDecoder().decode(KubeList.self, from: Data(body))
+        try decode(Data(body))
     }
 
     /// Whether another page follows this one.

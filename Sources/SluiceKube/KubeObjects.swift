@@ -5,9 +5,25 @@
 /// placeholder slice's `endpoints` and `ports`) decode as nil. Unknown fields are ignored, so
 /// newer servers decode. List items carry no `kind`/`apiVersion`; watch objects do; neither is
 /// read here.
+///
+/// Only what discovery reads is decoded and kept: a list page or an event may carry large
+/// fields of no use here (`managedFields`, `kubectl.kubernetes.io/last-applied-configuration`,
+/// labels of other controllers, endpoint hints and pod references), and the cache holds every
+/// object of the cluster for as long as it runs. The decoder skips them without making Swift
+/// values of them.
 
 /// `metadata` of any object. A bookmark's object has only `resourceVersion`.
+///
+/// Decoded from JSON, `annotations` holds only those under `KubeObjectMeta.annotationPrefix`
+/// and `labels` only those in `KubeObjectMeta.labelsRead` (nil when none is there); every
+/// other metadata field (`managedFields`, `ownerReferences`, …) is skipped. Made in code,
+/// both hold what they are given.
 public struct KubeObjectMeta: Codable, Hashable, Sendable {
+    /// The annotations discovery reads (`KubeAnnotation`) all start with this.
+    public static let annotationPrefix = "serviceloadbalancer/"
+    /// The labels discovery reads: the one joining an EndpointSlice to its Service.
+    public static let labelsRead: Set<String> = [KubeEndpointSlice.serviceNameLabel]
+
     public var name: String?
     public var namespace: String?
     public var uid: String?
@@ -26,6 +42,42 @@ public struct KubeObjectMeta: Codable, Hashable, Sendable {
         self.resourceVersion = resourceVersion
         self.labels = labels
         self.annotations = annotations
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case name, namespace, uid, resourceVersion, labels, annotations
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decodeIfPresent(String.self, forKey: .name)
+        namespace = try container.decodeIfPresent(String.self, forKey: .namespace)
+        uid = try container.decodeIfPresent(String.self, forKey: .uid)
+        resourceVersion = try container.decodeIfPresent(String.self, forKey: .resourceVersion)
+        labels = try Self.decodeMap(container, .labels) { Self.labelsRead.contains($0) }
+        annotations = try Self.decodeMap(container, .annotations) { $0.hasPrefix(Self.annotationPrefix) }
+    }
+
+    /// The entries of the string map at `key` whose name `keep` accepts; nil when the map is
+    /// absent, `null`, or keeps nothing. The values of the other entries are never decoded.
+    private static func decodeMap(
+        _ container: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys, keep: (String) -> Bool
+    ) throws -> [String: String]? {
+        guard container.contains(key), try !container.decodeNil(forKey: key) else { return nil }
+        let map = try container.nestedContainer(keyedBy: MapKey.self, forKey: key)
+        var kept: [String: String] = [:]
+        for entry in map.allKeys where keep(entry.stringValue) {
+            kept[entry.stringValue] = try map.decode(String.self, forKey: entry)
+        }
+        return kept.isEmpty ? nil : kept
+    }
+
+    /// Any key of a JSON object.
+    private struct MapKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 }
 
@@ -186,39 +238,26 @@ public struct KubeEndpointSlice: KubeObject {
     /// The Service this slice belongs to, from its `kubernetes.io/service-name` label.
     public var serviceName: String? { metadata.labels?[Self.serviceNameLabel] }
 
+    /// An endpoint as discovery reads it: its addresses and conditions. `hostname`,
+    /// `nodeName`, `zone`, `hints` and `targetRef` are not decoded.
     public struct Endpoint: Codable, Hashable, Sendable {
         /// The controller sets exactly one; extras are ignored, as kube-proxy ignores them.
         public var addresses: [String]
         public var conditions: Conditions?
-        public var hostname: String?
-        public var nodeName: String?
-        public var zone: String?
-        public var targetRef: ObjectReference?
 
-        public init(
-            addresses: [String], conditions: Conditions? = nil, hostname: String? = nil, nodeName: String? = nil,
-            zone: String? = nil, targetRef: ObjectReference? = nil
-        ) {
+        public init(addresses: [String], conditions: Conditions? = nil) {
             self.addresses = addresses
             self.conditions = conditions
-            self.hostname = hostname
-            self.nodeName = nodeName
-            self.zone = zone
-            self.targetRef = targetRef
         }
 
         private enum CodingKeys: String, CodingKey {
-            case addresses, conditions, hostname, nodeName, zone, targetRef
+            case addresses, conditions
         }
 
         public init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             addresses = try container.decodeIfPresent([String].self, forKey: .addresses) ?? []
             conditions = try container.decodeIfPresent(Conditions.self, forKey: .conditions)
-            hostname = try container.decodeIfPresent(String.self, forKey: .hostname)
-            nodeName = try container.decodeIfPresent(String.self, forKey: .nodeName)
-            zone = try container.decodeIfPresent(String.self, forKey: .zone)
-            targetRef = try container.decodeIfPresent(ObjectReference.self, forKey: .targetRef)
         }
 
         /// `conditions.ready`, nil meaning true.
@@ -239,20 +278,6 @@ public struct KubeEndpointSlice: KubeObject {
             self.ready = ready
             self.serving = serving
             self.terminating = terminating
-        }
-    }
-
-    public struct ObjectReference: Codable, Hashable, Sendable {
-        public var kind: String?
-        public var namespace: String?
-        public var name: String?
-        public var uid: String?
-
-        public init(kind: String? = nil, namespace: String? = nil, name: String? = nil, uid: String? = nil) {
-            self.kind = kind
-            self.namespace = namespace
-            self.name = name
-            self.uid = uid
         }
     }
 

@@ -26,27 +26,12 @@ public enum KubeWatchEvent<Object: KubeObject>: Hashable, Sendable {
         }
     }
 
-    /// Decodes one line from `WatchLineSplitter`. Throws `DecodeError` only.
+    /// Decodes one line from `WatchLineSplitter`, in one pass over its bytes: `type` first,
+    /// then `object` as that type says (of which only the fields discovery reads, see
+    /// `KubeObjectMeta`). Throws `DecodeError` only.
     public static func decode(_ line: some Collection<UInt8>) throws(DecodeError) -> KubeWatchEvent {
-        let decoder = JSONDecoder()
-        let data = Data(line)
-        let type: String
         do {
-            type = try decoder.decode(Envelope<Ignored>.self, from: data).type
-        } catch {
-            throw .malformed(String(describing: error))
-        }
-        do {
-            switch type {
-            case "ADDED": return .added(try decoder.decode(Envelope<Object>.self, from: data).object)
-            case "MODIFIED": return .modified(try decoder.decode(Envelope<Object>.self, from: data).object)
-            case "DELETED": return .deleted(try decoder.decode(Envelope<Object>.self, from: data).object)
-            case "BOOKMARK":
-                let object = try decoder.decode(Envelope<Bookmark>.self, from: data).object
-                return .bookmark(resourceVersion: object.metadata?.resourceVersion)
-            case "ERROR": return .error(try decoder.decode(Envelope<KubeStatus>.self, from: data).object)
-            default: throw DecodeError.unknownType(type)
-            }
+            return try JSONDecoder().decode(Line.self, from: Data(line)).event
         } catch let error as DecodeError {
             throw error
         } catch {
@@ -54,12 +39,30 @@ public enum KubeWatchEvent<Object: KubeObject>: Hashable, Sendable {
         }
     }
 
-    private struct Envelope<Payload: Decodable>: Decodable {
-        var type: String
-        var object: Payload
-    }
+    /// `{"type": ..., "object": ...}`; an unknown `type` throws `DecodeError.unknownType`
+    /// before its object is read.
+    private struct Line: Decodable {
+        var event: KubeWatchEvent
 
-    private struct Ignored: Decodable {}
+        private enum CodingKeys: String, CodingKey {
+            case type, object
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let type = try container.decode(String.self, forKey: .type)
+            switch type {
+            case "ADDED": event = .added(try container.decode(Object.self, forKey: .object))
+            case "MODIFIED": event = .modified(try container.decode(Object.self, forKey: .object))
+            case "DELETED": event = .deleted(try container.decode(Object.self, forKey: .object))
+            case "BOOKMARK":
+                let object = try container.decode(Bookmark.self, forKey: .object)
+                event = .bookmark(resourceVersion: object.metadata?.resourceVersion)
+            case "ERROR": event = .error(try container.decode(KubeStatus.self, forKey: .object))
+            default: throw DecodeError.unknownType(type)
+            }
+        }
+    }
 
     /// Only `metadata.resourceVersion` of a bookmark is meaningful; the rest are zero values.
     private struct Bookmark: Decodable {

@@ -10,7 +10,11 @@
 ///
 /// Invariants: `pendingSince` is the receipt of the earliest change not yet translated; at
 /// most one apply runs; no fixed delay — an idle applier starts at once, and everything that
-/// arrives during an apply becomes one next apply.
+/// arrives during an apply becomes one next apply. A generation number is handed out once:
+/// `decide` takes it before the snapshot is built, and a failed apply does not give it back
+/// (the reactor may have posted that snapshot before it reported a timeout, so the loops may
+/// run it). After a failed apply the serving content is unknown, so the next translation is
+/// applied whatever its hash.
 public struct ApplyCoalescer: Sendable {
     public typealias Instant = ContinuousClock.Instant
 
@@ -28,17 +32,33 @@ public struct ApplyCoalescer: Sendable {
     }
 
     public enum Decision: Sendable, Equatable {
-        /// The plan differs from the one serving: build generation `generation` and apply it.
+        /// The plan differs from the one serving (or that one is unknown): build generation
+        /// `generation` and apply it.
         case apply(generation: UInt64)
         /// Same content hash: nothing to do, no new generation.
         case unchanged
     }
 
+    /// How the work ended, for `finish`.
+    public enum Outcome: Sendable, Equatable {
+        /// `decide` said `.unchanged`: the loops already run this cluster state.
+        case unchanged
+        /// The generation `decide` handed out, with content `hash`, is in force on every loop.
+        case applied(hash: UInt64)
+        /// Applying the generation `decide` handed out failed. The loops may still take it
+        /// (posted, then a timeout) or never see it (refused before posting).
+        case failed
+    }
+
     public private(set) var pendingSince: Instant?
     public private(set) var applying = false
-    /// The content hash of the plan the loops run.
-    public private(set) var servingHash: UInt64
+    /// The content hash of the plan the loops run; nil after a failed apply, when the loops
+    /// may run either the table before it or the one that failed.
+    public private(set) var servingHash: UInt64?
+    /// The last generation handed out by `decide`, applied or not; never handed out again.
     public private(set) var generation: UInt64
+    /// The last generation every loop confirmed.
+    public private(set) var confirmedGeneration: UInt64
     /// Which initial lists are in.
     public private(set) var servicesListed = false
     public private(set) var endpointSlicesListed = false
@@ -49,6 +69,7 @@ public struct ApplyCoalescer: Sendable {
     public init(servingHash: UInt64, generation: UInt64 = 1) {
         self.servingHash = servingHash
         self.generation = generation
+        confirmedGeneration = generation
     }
 
     public var synced: Bool { servicesListed && endpointSlicesListed }
@@ -77,23 +98,31 @@ public struct ApplyCoalescer: Sendable {
         return Work(since: since, firstSync: !ready)
     }
 
-    /// What the translation with `hash` needs.
-    public func decide(hash: UInt64) -> Decision {
-        hash == servingHash ? .unchanged : .apply(generation: generation + 1)
+    /// What the translation with `hash` needs. `.apply` takes the next generation number
+    /// for good: whatever the apply's outcome, no later call returns it again.
+    public mutating func decide(hash: UInt64) -> Decision {
+        precondition(applying, "decide without takeWork")
+        if hash == servingHash { return .unchanged }
+        generation += 1
+        return .apply(generation: generation)
     }
 
-    /// The work is done. `appliedHash`: the hash now serving after a successful apply (nil
-    /// when nothing was applied, or the apply failed and the old table keeps serving).
-    /// `inForce`: whether the cluster state of the work is what the loops run now (false only
-    /// after a failed apply). Returns whether more work is pending.
-    public mutating func finish(appliedHash: UInt64?, inForce: Bool) -> Bool {
+    /// The work taken by `takeWork` is done, as `outcome` says. Only `.applied` and
+    /// `.unchanged` put the work's cluster state in force (and make the discovery ready).
+    /// Returns whether more work is pending.
+    public mutating func finish(_ outcome: Outcome) -> Bool {
         precondition(applying, "finish without takeWork")
         applying = false
-        if let appliedHash {
-            servingHash = appliedHash
-            generation += 1
+        switch outcome {
+        case .unchanged:
+            ready = true
+        case .applied(let hash):
+            servingHash = hash
+            confirmedGeneration = generation
+            ready = true
+        case .failed:
+            servingHash = nil
         }
-        if inForce { ready = true }
         return synced && pendingSince != nil
     }
 }

@@ -55,12 +55,16 @@ public final class KubeAPIClient: Sendable {
     }
 
     /// GETs `target` (path and query) and returns the whole body of a 2xx answer, at most
-    /// `maxBytes`. Throws `KubeAPIError` (`.status` for any other answer), or CancellationError.
-    public func get(_ target: String, timeout: Duration, maxBytes: Int = 256 << 20) async throws -> [UInt8] {
+    /// `maxBytes` (after decompression). Throws `KubeAPIError` (`.status` for any other answer,
+    /// `.tooLarge` for a longer body: refused by its Content-Length before any byte is read,
+    /// or as soon as it outgrows the bound), or CancellationError.
+    public func get(_ target: String, timeout: Duration, maxBytes: Int = 64 << 20) async throws -> Data {
         let response = try await send(target, timeout: timeout)
         do {
             let body = try await response.body.collect(upTo: maxBytes)
-            return Array(body.readableBytesView)
+            return Data(body.readableBytesView)
+        } catch is NIOTooManyBytesError {
+            throw KubeAPIError.tooLarge(limit: maxBytes)
         } catch {
             throw Self.mapped(error)
         }
@@ -103,11 +107,25 @@ public final class KubeAPIClient: Sendable {
         }
     }
 
-    /// Cancellation stays itself; everything else becomes `.transport`.
+    /// Cancellation stays itself; a body the decompressor refused is `.malformed` (the server
+    /// answered: not a reason to retry at the pace of an unreachable one); everything else
+    /// becomes `.transport`.
     static func mapped(_ error: any Error) -> any Error {
         if error is CancellationError || error is KubeAPIError { return error }
         if let client = error as? HTTPClientError, client == .cancelled { return CancellationError() }
+        if isDecompressionError(error) {
+            return KubeAPIError.malformed(
+                "the gzip response body was refused while inflating (\(error)): it grows past 100 times its "
+                    + "compressed size, or is not valid gzip")
+        }
         return KubeAPIError.transport(String(describing: error))
+    }
+
+    /// Whether `error` is NIO's `NIOHTTPDecompression.DecompressionError` (the limit set in
+    /// `init`, or bad gzip). Recognised by its type's name: its module is AsyncHTTPClient's
+    /// dependency, not this one's.
+    static func isDecompressionError(_ error: any Error) -> Bool {
+        String(reflecting: type(of: error)).hasSuffix("NIOHTTPDecompression.DecompressionError")
     }
 
     /// Closes the connections. Call once, after every request task has ended.

@@ -9,6 +9,9 @@ public enum KubeAPIError: Error, CustomStringConvertible {
     case idle(Duration)
     /// A body that is not what the API promises.
     case malformed(String)
+    /// A response body longer than the `limit` bytes the caller accepts: refused unread (by
+    /// its Content-Length) or once that many bytes had come.
+    case tooLarge(limit: Int)
 
     public var description: String {
         switch self {
@@ -16,13 +19,25 @@ public enum KubeAPIError: Error, CustomStringConvertible {
         case .transport(let reason): return reason
         case .idle(let limit): return "no data for \(limit.wholeSeconds) s: connection taken for dead"
         case .malformed(let reason): return reason
+        case .tooLarge(let limit): return "the response body is larger than \(Self.size(limit)); refused"
         }
+    }
+
+    /// `64 MiB` for whole mebibytes, `1000 bytes` otherwise (log lines).
+    static func size(_ bytes: Int) -> String {
+        bytes >= 1 << 20 && bytes % (1 << 20) == 0 ? "\(bytes >> 20) MiB" : "\(bytes) bytes"
     }
 
     /// 410 Gone: the resourceVersion (or continue token) is too old; list again.
     public var isGone: Bool {
         if case .status(410, _, _) = self { return true }
         return false
+    }
+
+    /// How the back-off treats it: only a transport failure means no server answered.
+    public var failure: RetryBackoff.Failure {
+        if case .transport = self { return .unreachable }
+        return .answered
     }
 
     public var retryAfter: Duration? {

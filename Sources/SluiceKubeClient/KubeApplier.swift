@@ -8,6 +8,12 @@ import SluiceRouting
 /// Runs on a thread of its own (`run` blocks), because applying waits for every event loop
 /// to take the table; `apply` is the only way it reaches the loops, and the caller
 /// serialises it with its other reactor calls.
+///
+/// `apply` returns once every loop runs the snapshot, or throws. A throw does not say
+/// whether the snapshot reached the loops (`Reactor.apply` posts first and reports a loop
+/// that has not taken it after 10 s), so a generation offered to `apply` is never offered
+/// again, and the next translation is applied as a new generation even when its routes equal
+/// those of the table before the failure.
 public final class KubeApplier: Sendable {
     let state: KubeDiscoveryState
     let translator: KubeTranslator
@@ -42,7 +48,7 @@ public final class KubeApplier: Sendable {
             switch state.decide(hash: translation.contentHash) {
             case .unchanged:
                 logger.debug("cluster change leaves the routes as they are")
-                state.finish(appliedHash: nil, inForce: true)
+                state.finish(.unchanged)
             case .apply(let next):
                 let options = translator.options
                 let snapshot = translation.plan.snapshot(
@@ -51,14 +57,17 @@ public final class KubeApplier: Sendable {
                     try apply(snapshot)
                     let latency = ContinuousClock.now - work.since
                     generation = next
-                    state.finish(appliedHash: translation.contentHash, inForce: true)
+                    state.finish(.applied(hash: translation.contentHash))
                     logger.notice(
                         "applied generation=\(next) services=\(snapshot.services.count) endpoints=\(snapshot.endpoints.count) latency_ms=\(latency.wholeMilliseconds) hash=\(hex(translation.contentHash))"
                     )
                 } catch {
                     inForce = false
-                    state.finish(appliedHash: nil, inForce: false)
-                    logger.error("apply of generation \(next) failed: keeping generation \(next - 1): \(error)")
+                    let confirmed = state.confirmedGeneration
+                    state.finish(.failed)
+                    logger.error(
+                        "apply of generation \(next) failed: \(error); the loops run generation \(confirmed) or take \(next) late; the next change is applied as generation \(next + 1)"
+                    )
                 }
             }
             if work.firstSync && inForce {

@@ -18,6 +18,8 @@ public final class KubeDiscoveryState: @unchecked Sendable {
     private var relist: Set<KubeResource> = []
     /// Until when each watcher promised to show progress (see `heartbeat`).
     private var alive: [KubeResource: Instant] = [:]
+    /// How many times a watcher had a request answered with a 2xx (see `serverAnswered`).
+    private var answers: UInt64 = 0
     private var stopped = false
 
     /// `servingHash`: the content hash of the initial snapshot the loops started with.
@@ -71,6 +73,16 @@ public final class KubeDiscoveryState: @unchecked Sendable {
         locked { relist.contains(resource) }
     }
 
+    /// A watcher's request was answered with a 2xx (a list page, a watch started): the API
+    /// server is reachable. A watcher backing off meanwhile retries at once (`answerCount`),
+    /// so that one kind does not stay behind the other after an outage.
+    public func serverAnswered() {
+        locked { answers &+= 1 }
+    }
+
+    /// Moves on each `serverAnswered`; compared for equality only.
+    public var answerCount: UInt64 { locked { answers } }
+
     /// The watcher of `resource` is working and will show progress again before `until`.
     public func heartbeat(_ resource: KubeResource, until: Instant) {
         locked { alive[resource] = until }
@@ -104,15 +116,19 @@ public final class KubeDiscoveryState: @unchecked Sendable {
         }
     }
 
-    /// See `ApplyCoalescer.decide`.
+    /// See `ApplyCoalescer.decide`: an `.apply` generation is taken for good. The applier
+    /// thread only, between `waitForWork` and `finish`.
     public func decide(hash: UInt64) -> ApplyCoalescer.Decision {
         locked { coalescer.decide(hash: hash) }
     }
 
-    /// See `ApplyCoalescer.finish`.
-    public func finish(appliedHash: UInt64?, inForce: Bool) {
-        locked { _ = coalescer.finish(appliedHash: appliedHash, inForce: inForce) }
+    /// See `ApplyCoalescer.finish`. The applier thread only.
+    public func finish(_ outcome: ApplyCoalescer.Outcome) {
+        locked { _ = coalescer.finish(outcome) }
     }
+
+    /// The last generation every loop confirmed (for log lines).
+    public var confirmedGeneration: UInt64 { locked { coalescer.confirmedGeneration } }
 
     /// Ends `waitForWork` (now or at its next call) and marks the watch as not alive.
     public func stop() {

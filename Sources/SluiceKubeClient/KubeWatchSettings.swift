@@ -10,18 +10,24 @@ public struct KubeWatchSettings: Sendable, Hashable {
     public var watchTimeoutSeconds: Int
     /// For each list page.
     public var listTimeout: Duration
+    /// The largest list page body accepted. A larger page is refused, and asked for again
+    /// with fewer items (`KubeWatcher.list`); a page of one item still too large fails the
+    /// list, which is retried after the back-off.
+    public var maxListPageBytes: Int
     public var backoffInitial: Duration
     public var backoffMaximum: Duration
 
     public init(
         namespace: String? = nil, idleTimeout: Duration = .seconds(90), watchTimeoutSeconds: Int = 300,
-        listTimeout: Duration = .seconds(60), backoffInitial: Duration = .milliseconds(500),
-        backoffMaximum: Duration = .seconds(30)
+        listTimeout: Duration = .seconds(60), maxListPageBytes: Int = 64 << 20,
+        backoffInitial: Duration = .milliseconds(500), backoffMaximum: Duration = .seconds(30)
     ) {
+        precondition(maxListPageBytes > 0, "the page bound must be positive")
         self.namespace = namespace
         self.idleTimeout = idleTimeout
         self.watchTimeoutSeconds = watchTimeoutSeconds
         self.listTimeout = listTimeout
+        self.maxListPageBytes = maxListPageBytes
         self.backoffInitial = backoffInitial
         self.backoffMaximum = backoffMaximum
     }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import Logging
 import NIOCore
 import SluiceKube
@@ -15,7 +16,9 @@ import Synchronization
 /// | re-list asked   | watch dropped, LIST                  | —                                         |
 ///
 /// Errors never clear the store: the last good table keeps serving until a list replaces it.
-/// One task runs `run()`; cancelling it ends the loop.
+/// Back-off (`RetryBackoff`): at most about a second while the API server cannot be reached;
+/// a request of either watcher answered again ends the other's wait, so both kinds list again
+/// together after an outage. One task runs `run()`; cancelling it ends the loop.
 final class KubeWatcher<Object: KubeWatchable>: Sendable {
     let client: KubeAPIClient
     let state: KubeDiscoveryState
@@ -41,8 +44,24 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
         case list, watch
     }
 
+    /// The back-off and its log lines over one watcher's run of failures.
+    private struct Retrying {
+        var backoff: RetryBackoff
+        var log = RetryLog()
+
+        /// A request went through: the next failure waits the initial step and is logged.
+        mutating func succeeded() {
+            backoff.reset()
+            log.succeeded()
+        }
+    }
+
+    /// Lists and watches until the task is cancelled (see the table above). The task of
+    /// `KubeDiscovery.start` only.
     func run() async {
-        var backoff = RetryBackoff(initial: settings.backoffInitial, maximum: settings.backoffMaximum)
+        var retry = Retrying(
+            backoff: RetryBackoff(initial: settings.backoffInitial, maximum: settings.backoffMaximum))
+        var pageLimit = KubeAPIPath.pageSize
         let margin = Duration.seconds(30)
         // A dead connection is replaced at once; only a second one in a row backs off.
         var idleInARow = 0
@@ -54,8 +73,8 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
                 if let resourceVersion = state.watchStart(Object.self) {
                     from = resourceVersion
                 } else {
-                    from = try await list()
-                    backoff.reset()
+                    from = try await list(pageLimit: &pageLimit)
+                    retry.succeeded()
                 }
                 phase = .watch
                 let end = try await watch(from: from)
@@ -66,11 +85,11 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
                 case .closed(let lines, let after):
                     logger.debug("\(resource) watch ended by the server after \(lines) events; watching again")
                     if lines > 0 || after >= .seconds(1) {
-                        backoff.reset()
+                        retry.succeeded()
                         continue
                     }
                     // A server that ends every watch at once must not be hammered.
-                    try await pause(backoff.next(), reason: "the watch ended at once")
+                    try await pause(after: .answered, reason: "the watch ended at once", retry: &retry)
                 }
             } catch is CancellationError {
                 return
@@ -91,36 +110,89 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
                 }
                 do {
                     try await pause(
-                        backoff.next(retryAfter: error.retryAfter), reason: "\(phase.rawValue) failed: \(error)")
+                        after: error.failure, retryAfter: error.retryAfter,
+                        reason: "\(phase.rawValue) failed: \(error)", retry: &retry)
                 } catch {
                     return
                 }
             } catch {
-                do { try await pause(backoff.next(), reason: "\(phase.rawValue) failed: \(error)") } catch { return }
+                do {
+                    try await pause(after: .answered, reason: "\(phase.rawValue) failed: \(error)", retry: &retry)
+                } catch {
+                    return
+                }
             }
         }
     }
 
-    /// Logs, promises progress after `delay`, and sleeps (throws when cancelled). A re-list
-    /// request (SIGHUP) ends the sleep early.
-    private func pause(_ delay: Duration, reason: String) async throws {
-        logger.warning("\(resource) \(reason); retrying in \(delay.wholeMilliseconds) ms (serving the last good table)")
-        let wake = ContinuousClock.now + delay
+    /// Waits before the next attempt after a failure of kind `failure`: the back-off's next
+    /// delay (or a longer `retryAfter`), logged as a warning or, while the same failure
+    /// repeats, at debug level (`RetryLog`). Keeps the heartbeat promise. Ends early on a
+    /// re-list request (SIGHUP), and when the other watcher has a request answered meanwhile
+    /// (but not before `retryAfter` has passed): the API server is back, so this one retries
+    /// at once with its back-off started over. Throws when cancelled.
+    private func pause(
+        after failure: RetryBackoff.Failure, retryAfter: Duration? = nil, reason: String, retry: inout Retrying
+    ) async throws {
+        let delay = retry.backoff.next(failure, retryAfter: retryAfter)
+        let now = ContinuousClock.now
+        let line = "\(resource) \(reason); retrying in \(delay.wholeMilliseconds) ms (serving the last good table)"
+        let verdict = retry.log.failed(reason, at: now)
+        if !verdict.warn {
+            logger.debug("\(line)")
+        } else if verdict.quietSince > 0 {
+            logger.warning("\(line); \(verdict.quietSince) retries since the last warning")
+        } else {
+            logger.warning("\(line)")
+        }
+        let wake = now + delay
         state.heartbeat(resource, until: wake + settings.listTimeout + .seconds(30))
+        // A Retry-After is the server's own request: the other watcher's answer does not cut it.
+        let earliest = now + (retryAfter ?? .zero)
+        let answers = state.answerCount
         while ContinuousClock.now < wake, !state.relistRequested(resource) {
-            try await Task.sleep(for: min(wake - .now, .milliseconds(250)))
+            if state.answerCount != answers, ContinuousClock.now >= earliest {
+                logger.info("\(resource): the API server answers again; retrying now")
+                retry.backoff.reset()
+                return
+            }
+            try await Task.sleep(for: min(wake - .now, .milliseconds(100)))
         }
     }
 
     /// Every page of the collection, stored as one list. Returns the list's resourceVersion.
-    func list() async throws -> String {
+    ///
+    /// `pageLimit` is the `limit=` asked for. A page whose body is larger than
+    /// `settings.maxListPageBytes` is refused (logged as an error) and asked for again at
+    /// once with a quarter of the items, from the same continue token; the smaller limit is
+    /// kept for later lists. A page of one item still too large throws `.tooLarge`.
+    func list(pageLimit: inout Int) async throws -> String {
         var items: [Object] = []
         var token: String?
         var resourceVersion: String?
         var pages = 0
-        repeat {
-            let target = KubeAPIPath.list(resource, namespace: settings.namespace, continueToken: token)
-            let body = try await client.get(target, timeout: settings.listTimeout)
+        while true {
+            let target = KubeAPIPath.list(
+                resource, namespace: settings.namespace, limit: pageLimit, continueToken: token)
+            let body: Data
+            do {
+                body = try await client.get(target, timeout: settings.listTimeout, maxBytes: settings.maxListPageBytes)
+                state.serverAnswered()
+            } catch KubeAPIError.tooLarge(let limit) {
+                state.serverAnswered()
+                guard pageLimit > 1 else {
+                    logger.error(
+                        "\(resource) list page \(pages + 1) of one item is larger than \(KubeAPIError.size(limit)): refused"
+                    )
+                    throw KubeAPIError.tooLarge(limit: limit)
+                }
+                let smaller = max(1, pageLimit / 4)
+                logger.error(
+                    "\(resource) list page \(pages + 1) of up to \(pageLimit) items is larger than \(KubeAPIError.size(limit)): refused; asking for \(smaller) items per page"
+                )
+                pageLimit = smaller
+                continue
+            }
             let page: KubeList<Object>
             do {
                 page = try KubeList<Object>.decode(body)
@@ -132,7 +204,8 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
             token = page.metadata.continueToken
             pages += 1
             state.heartbeat(resource, until: .now + settings.listTimeout + .seconds(30))
-        } while !(token ?? "").isEmpty
+            if (token ?? "").isEmpty { break }
+        }
         guard let resourceVersion, !resourceVersion.isEmpty else {
             throw KubeAPIError.malformed("\(resource) list has no resourceVersion")
         }
@@ -150,6 +223,7 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
         let started = ContinuousClock.now
         let deadline = Duration.seconds(settings.watchTimeoutSeconds) + settings.idleTimeout + .seconds(30)
         let response = try await client.stream(target, timeout: deadline)
+        state.serverAnswered()
         logger.debug("\(resource) watching from resourceVersion=\(resourceVersion)")
         let lastByte = LastByte(started)
         return try await withThrowingTaskGroup(of: WatchEnd.self) { group in

@@ -40,6 +40,9 @@ struct HTTPExchange {
         case server
         case closing
         case tunnel
+        /// A terminated TLS client idle between requests: its record buffers are freed when
+        /// this fires, then the client-idle timer takes over.
+        case tlsIdle
     }
 
     struct Queue {

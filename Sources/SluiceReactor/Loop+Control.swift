@@ -15,7 +15,7 @@ extension Loop {
             case .ping(let answered): answered.countDown()
             case .report:
                 logger.info(
-                    "loop \(index): live=\(table.live) pipes_in_use=\(pipes.inUse) pipes_created=\(pipes.created) \(counters.summary)"
+                    "loop \(index): live=\(table.live) pipes_in_use=\(pipes.inUse) pipes_created=\(pipes.created) pipe_size_failures=\(pipes.setSizeFailures) \(counters.summary)"
                 )
             }
         }

@@ -128,6 +128,9 @@ extension Loop {
             }
         case .closing:
             closeHTTP(slot, abort: false)
+        case .tlsIdle:
+            if let session = c.pointee.tls { TLSSession.releaseBuffers(session) }
+            armHTTPTimer(slot, .clientIdle, at: c.pointee.life.lastActivity + snapshot.timeouts.clientMillis)
         case .tunnel:
             let idleUntil = c.pointee.life.lastActivity + snapshot.timeouts.tunnelMillis
             if idleUntil > now {

@@ -269,7 +269,7 @@ extension Loop {
         }
         if e.pointee.req.isEmpty {
             releaseIfEmpty(&e.pointee.req)
-            armHTTPTimer(slot, .clientIdle, at: now + snapshot.timeouts.clientMillis)
+            armIdle(slot)
         } else {
             armHTTPTimer(slot, .requestHead, at: now + snapshot.timeouts.requestHeadMillis)
         }

@@ -255,7 +255,7 @@ extension Loop {
         // The peeked bytes (up to 32 KiB, a ClientHello in many small records) may not fit a
         // copy buffer (`tuning.copyBuffer` may be 16 KiB): such a replay goes through a pipe.
         if total > buffers.bufferSize {
-            guard snapshot.tuning.splice, pipes.grantedSize >= total else {
+            guard snapshot.tuning.splice else {
                 counters.badPreface += 1
                 return false
             }
@@ -274,6 +274,11 @@ extension Loop {
         } else {
             guard let pipe = try? pipes.acquire() else { return false }
             c.pointee.toUpPipe = pipe
+            guard pipes.grantedSize >= total else {
+                // A pipe kept small by the per-user budget cannot take the replay at once.
+                counters.badPreface += 1
+                return false
+            }
             c.pointee.toUp.capacity = Int32(pipes.grantedSize)
             // An empty pipe of at least 64 KiB takes the ≤ 33 KiB at once.
             if header > 0, IO.writePipe(pipe.writeFD, from: scratch, count: header) != header { return false }

@@ -86,9 +86,22 @@ extension Loop {
         c.pointee.toUp.srcReadable = true
         c.pointee.toDown.dstWritable = true
         c.pointee.life.activity(now: now)
-        armHTTPTimer(slot, .clientIdle, at: now + snapshot.timeouts.clientMillis)
+        armIdle(slot)
         httpPump(slot)
     }
+
+    /// A client between requests: the client-idle timer, after a short wait first for a TLS
+    /// client, whose OpenSSL record buffers (about 34 KiB) are freed if it stays idle (not
+    /// after every request: they would be allocated again at once under load).
+    func armIdle(_ slot: Int32) {
+        if table.pointer(slot).pointee.tls != nil {
+            armHTTPTimer(slot, .tlsIdle, at: now + min(Self.tlsIdleMillis, snapshot.timeouts.clientMillis))
+        } else {
+            armHTTPTimer(slot, .clientIdle, at: now + snapshot.timeouts.clientMillis)
+        }
+    }
+
+    static let tlsIdleMillis: Int64 = 1_000
 
     // MARK: - Client I/O (plain or through the session)
 

@@ -93,7 +93,16 @@ extension Loop {
         var pipe = toUp ? c.pointee.toUpPipe : c.pointee.toDownPipe
         if pipe.isNone {
             pipe = try pipes.acquire()
-            if toUp { c.pointee.toUpPipe = pipe } else { c.pointee.toDownPipe = pipe }
+            // Pooled pipes may differ in size (a refused F_SETPIPE_SZ): the flow's capacity is
+            // this pipe's, or a short splice would be taken for a drained socket.
+            let capacity = Int32(pipes.grantedSize)
+            if toUp {
+                c.pointee.toUpPipe = pipe
+                c.pointee.toUp.capacity = capacity
+            } else {
+                c.pointee.toDownPipe = pipe
+                c.pointee.toDown.capacity = capacity
+            }
         }
         switch try IO.splice(from: src, to: pipe.writeFD, count: Int(room)) {
         case .wouldBlock: return .wouldBlock

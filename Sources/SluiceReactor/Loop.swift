@@ -65,8 +65,14 @@ final class Loop: @unchecked Sendable {
     /// Connections that used up their step budget in this batch, resumed after it.
     var resume: [(slot: Int32, generation: UInt32)] = []
     var resuming: [(slot: Int32, generation: UInt32)] = []
-    /// Reads and writes one connection (one direction of a tunnel) makes per wake.
-    static let stepBudget = 64
+    /// Reads and writes one connection (one direction of a tunnel) makes per wake. Debug
+    /// builds take `SLUICE_STEP_BUDGET` (1 and up) so tests can drive every resumption path.
+    static let stepBudget: Int = {
+        #if DEBUG
+            if let text = Environment.value("SLUICE_STEP_BUDGET"), let value = Int(text), value > 0 { return value }
+        #endif
+        return 64
+    }()
     /// The first EMFILE/ENFILE on a connect has been logged.
     var loggedDescriptorExhaustion = false
 
@@ -149,6 +155,7 @@ final class Loop: @unchecked Sendable {
                 }
             }
             runResumed()
+            if pipes.setSizeFailures > 0, let warning = pipes.takeSetSizeWarning() { logger.warning("\(warning)") }
             expireTimers()
             if pool.count > 0 && now >= nextPoolSweep { sweepPool() }
             if acceptPaused && now >= acceptResumeAt { resumeAccepting() }
@@ -353,6 +360,7 @@ final class Loop: @unchecked Sendable {
     /// The connection has more to do than one wake allows: pump it again after this batch
     /// (edge-triggered events will not repeat for bytes already there).
     func resumeLater(_ slot: Int32) {
+        counters.resumes += 1
         resume.append((slot, table.pointer(slot).pointee.generation))
     }
 

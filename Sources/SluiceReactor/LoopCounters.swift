@@ -33,6 +33,8 @@ public struct LoopCounters: Sendable, Equatable {
     public var bodyTimeouts = 0
     /// Clients refused because the loop was at its connection share.
     public var refusedOverLimit = 0
+    /// Connections cut short by the per-wake step budget and resumed after the batch.
+    public var resumes = 0
 
     public init() {}
 
@@ -68,6 +70,7 @@ public struct LoopCounters: Sendable, Equatable {
         s.descriptorExhaustion += b.descriptorExhaustion
         s.bodyTimeouts += b.bodyTimeouts
         s.refusedOverLimit += b.refusedOverLimit
+        s.resumes += b.resumes
         return s
     }
 
@@ -81,6 +84,6 @@ public struct LoopCounters: Sendable, Equatable {
             + "http_timeouts=\(httpTimeouts) http_upgrades=\(httpUpgrades) pooled_reuses=\(pooledReuses) "
             + "bad_preface=\(badPreface) tls_no_route=\(tlsNoRoute) tls_handshakes=\(tlsHandshakes) tls_resumed=\(tlsResumed) tls_failed=\(tlsFailed) peek_timeouts=\(peekTimeouts)"
             + " descriptor_exhaustion=\(descriptorExhaustion) body_timeouts=\(bodyTimeouts)"
-            + " refused_over_limit=\(refusedOverLimit)"
+            + " refused_over_limit=\(refusedOverLimit) resumes=\(resumes)"
     }
 }

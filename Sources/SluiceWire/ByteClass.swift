@@ -11,6 +11,9 @@
 @usableFromInline let asciiQuote: UInt8 = 0x22
 @usableFromInline let asciiBackslash: UInt8 = 0x5C
 @usableFromInline let asciiSlash: UInt8 = 0x2F
+@usableFromInline let asciiQuestion: UInt8 = 0x3F
+@usableFromInline let asciiPercent: UInt8 = 0x25
+@usableFromInline let asciiDot: UInt8 = 0x2E
 
 enum ByteClass {
     /// tchar: "!#$%&'*+-.^_`|~", DIGIT, ALPHA (RFC 9110 §5.6.2).
@@ -23,6 +26,12 @@ enum ByteClass {
     @inline(__always)
     static func isRegName(_ b: UInt8) -> Bool {
         inMask(b, low: 0x2bff_7fd2_0000_0000, high: 0x47ff_fffe_87ff_fffe)
+    }
+
+    /// unreserved: ALPHA, DIGIT, "-", ".", "_", "~" (RFC 3986 §2.3).
+    @inline(__always)
+    static func isUnreserved(_ b: UInt8) -> Bool {
+        inMask(b, low: 0x03ff_6000_0000_0000, high: 0x47ff_fffe_87ff_fffe)
     }
 
     /// field-vchar, SP or HTAB: what a field value may hold (RFC 9110 §5.5). Every other

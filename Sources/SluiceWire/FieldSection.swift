@@ -16,6 +16,7 @@ struct FieldSection {
     var headLength = 0
     var hostCount = 0
     var host: Range<Int>?
+    /// The one length every Content-Length field and list member agrees on; nil when absent.
     var contentLength: Int64?
     var transferEncodingSeen = false
     var chunkedSeen = false
@@ -131,25 +132,36 @@ struct FieldSection {
         return nil
     }
 
-    /// The value of a Content-Length field: a list of identical decimal numbers (RFC 9110
-    /// §8.6 lets a sender repeat the value). Nil for anything else, including overflow.
+    /// The value of a Content-Length field (RFC 9110 §8.6, RFC 9112 §6.3), as HAProxy reads
+    /// it: one decimal number, or a comma-separated list of numbers that are all equal (a
+    /// sender may repeat the value; leading zeros do not make two members differ). OWS may
+    /// surround each member.
+    /// - Returns: the length; nil for an empty value, an empty member (`,5`, `5,`, `5,,5`),
+    ///   members that differ, anything but digits in a member, or a number over `Int64.max`.
+    ///   Pure, no allocation.
     @inline(__always)
     static func contentLength(_ s: Span<UInt8>, _ value: Range<Int>) -> Int64? {
-        var list = ListCursor(value)
         var result: Int64?
-        while let element = list.next(s) {
+        var j = value.lowerBound
+        let end = value.upperBound
+        while true {
+            while j < end && ByteClass.isOWS(s[j]) { j &+= 1 }
             var v: Int64 = 0
-            for j in element {
-                let b = s[j]
-                guard ByteClass.isDigit(b) else { return nil }
+            let digitsStart = j
+            while j < end && ByteClass.isDigit(s[j]) {
                 let (m, o1) = v.multipliedReportingOverflow(by: 10)
-                let (a, o2) = m.addingReportingOverflow(Int64(b &- 0x30))
+                let (a, o2) = m.addingReportingOverflow(Int64(s[j] &- 0x30))
                 guard !o1, !o2 else { return nil }
                 v = a
+                j &+= 1
             }
+            guard j > digitsStart else { return nil }
             if let r = result, r != v { return nil }
             result = v
+            while j < end && ByteClass.isOWS(s[j]) { j &+= 1 }
+            if j == end { return result }
+            guard s[j] == asciiComma else { return nil }
+            j &+= 1
         }
-        return result
     }
 }

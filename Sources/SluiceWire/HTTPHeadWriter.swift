@@ -1,11 +1,17 @@
 /// Writes the heads the proxy sends on: requests to the upstream, responses to the client,
 /// and its own error responses. Pure: the caller owns every buffer; nothing is allocated.
 ///
-/// Fields are copied as `name: value` (the name as sent, the value trimmed), in order.
+/// Fields are copied as `name: value` (the name as sent, the value trimmed), in order, except
+/// Content-Length: however many fields and list members carried it (the parser made sure they
+/// agree), one `Content-Length: N` line (the first field's name, N in plain decimal) goes out
+/// in place of the first, so the next hop never has to resolve a list or a repetition its own
+/// way (RFC 9110 §8.6).
 /// Hop-by-hop fields are dropped: Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
 /// Upgrade (unless upgrading) and every field named in Connection, except Content-Length and
 /// Transfer-Encoding: the body is forwarded with its framing untouched, so naming those in
-/// Connection must not change how the next hop reads it.
+/// Connection must not change how the next hop reads it. Finding the fields named in
+/// Connection costs one pass over the names and one over the Connection values
+/// (`NominatedFields`), not a scan of every Connection value per field.
 public enum HTTPHeadWriter {
     /// Writes a request head for the upstream into `out`.
     ///
@@ -55,24 +61,29 @@ public enum HTTPHeadWriter {
             o.write(" HTTP/1.0\r\n")
         }
 
-        let nominates = Self.hasConnectionField(s, fields, fieldCount)
         var forwardedFor = false
-        for k in 0..<fieldCount {
+        var lengthWritten = false
+        let anyConnection = Self.hasConnectionField(s, fields, fieldCount)
+        NominatedFields.forEach(source, fields, count: fieldCount, anyConnection: anyConnection) { k, nominated in
+            let s = Span<UInt8>(_unsafeBytes: source)
             let field = fields[k]
-            let name = Int(field.name.lowerBound)..<Int(field.name.upperBound)
-            switch KnownField.classify(s, name) {
+            switch KnownField.classify(s, Int(field.name.lowerBound)..<Int(field.name.upperBound)) {
             case .xForwardedFor:
                 forwardedFor = true
-                continue
+                return
             case .host, .xForwardedProto, .xForwardedHost, .xForwardedPort, .connection, .keepAlive,
                 .proxyConnection, .te, .trailer:
-                continue
+                return
             case .upgrade:
-                if !upgrading { continue }
-            case .contentLength, .transferEncoding:
+                if !upgrading { return }
+            case .contentLength:
+                if !lengthWritten { Self.writeContentLength(head.contentLength, field, from: source, to: &o) }
+                lengthWritten = true
+                return
+            case .transferEncoding:
                 break
             case .other, .expect:
-                if nominates && Self.isNominated(s, name, fields, fieldCount) { continue }
+                if nominated { return }
             }
             Self.copy(field, from: source, to: &o)
         }
@@ -131,19 +142,24 @@ public enum HTTPHeadWriter {
         o.write(source, 8..<Int32(truncatingIfNeeded: lineEnd))
         o.write("\r\n")
 
-        let nominates = Self.hasConnectionField(s, fields, fieldCount)
-        for k in 0..<fieldCount {
+        var lengthWritten = false
+        let anyConnection = Self.hasConnectionField(s, fields, fieldCount)
+        NominatedFields.forEach(source, fields, count: fieldCount, anyConnection: anyConnection) { k, nominated in
+            let s = Span<UInt8>(_unsafeBytes: source)
             let field = fields[k]
-            let name = Int(field.name.lowerBound)..<Int(field.name.upperBound)
-            switch KnownField.classify(s, name) {
+            switch KnownField.classify(s, Int(field.name.lowerBound)..<Int(field.name.upperBound)) {
             case .connection, .keepAlive, .proxyConnection, .te, .trailer:
-                continue
+                return
             case .upgrade:
-                if !upgrading { continue }
-            case .contentLength, .transferEncoding:
+                if !upgrading { return }
+            case .contentLength:
+                if !lengthWritten { Self.writeContentLength(head.contentLength, field, from: source, to: &o) }
+                lengthWritten = true
+                return
+            case .transferEncoding:
                 break
             default:
-                if nominates && Self.isNominated(s, name, fields, fieldCount) { continue }
+                if nominated { return }
             }
             Self.copy(field, from: source, to: &o)
         }
@@ -167,6 +183,21 @@ public enum HTTPHeadWriter {
         o.write("\r\n")
     }
 
+    /// Writes the one Content-Length line: the name of `field` (the first Content-Length
+    /// field) as sent, then `length` in decimal, the value the parser found every field and
+    /// list member agreeing on. `field` is copied whole only when `length` is nil, which a
+    /// head from the parsers never has alongside a Content-Length field.
+    @inline(__always)
+    static func writeContentLength(
+        _ length: Int64?, _ field: HTTPField, from source: UnsafeRawBufferPointer, to o: inout OutputCursor
+    ) {
+        guard let length, length >= 0 else { return copy(field, from: source, to: &o) }
+        o.write(source, field.name)
+        o.write(": ")
+        o.write(decimal: UInt64(length))
+        o.write("\r\n")
+    }
+
     /// True when some Connection field has a value (and so may name other fields).
     @inline(__always)
     static func hasConnectionField(_ s: Span<UInt8>, _ fields: UnsafeBufferPointer<HTTPField>, _ count: Int) -> Bool {
@@ -176,23 +207,6 @@ public enum HTTPHeadWriter {
                 && KnownField.classify(s, Int(f.name.lowerBound)..<Int(f.name.upperBound)) == .connection
             {
                 return true
-            }
-        }
-        return false
-    }
-
-    /// True when a Connection field lists the field name `name` (RFC 9110 §7.6.1).
-    static func isNominated(
-        _ s: Span<UInt8>, _ name: Range<Int>, _ fields: UnsafeBufferPointer<HTTPField>, _ count: Int
-    ) -> Bool {
-        for k in 0..<count {
-            let f = fields[k]
-            guard KnownField.classify(s, Int(f.name.lowerBound)..<Int(f.name.upperBound)) == .connection else {
-                continue
-            }
-            var list = ListCursor(Int(f.value.lowerBound)..<Int(f.value.upperBound))
-            while let token = list.next(s) {
-                if s.equalsIgnoringCase(token, name) { return true }
             }
         }
         return false

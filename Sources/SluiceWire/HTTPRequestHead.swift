@@ -15,7 +15,8 @@ public struct HTTPRequestHead: Equatable, Sendable {
     /// The authority of an absolute-form or authority-form target if any, else the Host
     /// field value; nil only for an HTTP/1.0 request without Host.
     public var host: Range<Int32>?
-    /// nil when absent.
+    /// The length every Content-Length field (and every member of a list in one) agrees on;
+    /// nil when absent. The writer forwards it as one `Content-Length: N` line.
     public var contentLength: Int64?
     /// Transfer-Encoding ends in chunked (always so when present: other final codings are
     /// refused with 400).

@@ -8,7 +8,9 @@ public enum HTTPRequestParser {
     /// `fields` in order; offsets in the result and in `fields` point into `buffer`, which the
     /// caller keeps owning. Pure: no allocation, no state, any thread.
     /// - Returns: the head, or the status to answer with: 400 (malformed, bad Host, ambiguous
-    ///   length, Transfer-Encoding in HTTP/1.0 or not ending in chunked), 414 (target over
+    ///   length: Content-Length fields or list members that differ, an empty member, or
+    ///   Content-Length with Transfer-Encoding; Transfer-Encoding in HTTP/1.0 or not ending in
+    ///   chunked), 414 (target over
     ///   `limits.maxTargetBytes`), 431 (more than `limits.maxFields` fields or than `fields`
     ///   holds, or a head over `limits.maxHeadBytes`), 505 (HTTP/x.y other than 1.0 and 1.1).
     public static func parse(

@@ -5,7 +5,8 @@ public struct HTTPResponseHead: Equatable, Sendable {
     public var minorVersion: UInt8
     /// 100...999.
     public var status: UInt16
-    /// nil when absent.
+    /// The length every Content-Length field (and every member of a list in one) agrees on;
+    /// nil when absent. The writer forwards it as one `Content-Length: N` line.
     public var contentLength: Int64?
     /// Transfer-Encoding ends in chunked.
     public var chunked: Bool

@@ -7,8 +7,9 @@ public enum HTTPResponseParser {
     /// `buffer`, which the caller keeps owning. Pure: no allocation, no state, any thread.
     /// The status line is `HTTP/1.x SP 3DIGIT SP reason CRLF`; the SP before an empty reason
     /// may be missing.
-    /// - Returns: the head, or 502 for anything malformed or ambiguous: two different
-    ///   Content-Lengths, Content-Length with Transfer-Encoding, a bad value, chunked twice,
+    /// - Returns: the head, or 502 for anything malformed or ambiguous: Content-Length fields
+    ///   or list members that differ, an empty member, Content-Length with Transfer-Encoding,
+    ///   a bad value, chunked twice,
     ///   Transfer-Encoding in HTTP/1.0, too many fields, a version other than 1.0 and 1.1.
     public static func parse(
         _ buffer: UnsafeRawBufferPointer,

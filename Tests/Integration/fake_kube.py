@@ -367,6 +367,8 @@ class FakeKube:
 
         self._server = Server(self._bind, _Handler)
         self._server.fake = self
+        # A restart after stop() comes back on the same port, as an API server does.
+        self._bind = (self.host, self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name="fake-kube")
         self._thread.start()

@@ -7,9 +7,11 @@ at 127.0.0.1, 127.0.0.2, 127.0.0.3 (all of 127.0.0.0/8 is loopback on Linux).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
+import random
 import re
 import socket
 import subprocess
@@ -767,6 +769,68 @@ def test_api_server_down_at_start_then_up(kube):
     web_service(fake, "shop", "web", "web.example.com", g, ["a"])
     p.wait_line(r"\bsynced\b", 30)
     assert kube.backend_of("web.example.com") == "a"
+
+
+def test_api_server_outage_both_kinds_back_within_two_seconds(kube):
+    """The API server is down for 5 s and comes back without the history of the old
+    resourceVersions (410), holding a new Service and its EndpointSlice. Both kinds list
+    again within 2 s of its return, whatever step each watcher's back-off had reached, and
+    the new Service is served within 3 s; the old one is served from the last good table all
+    along."""
+    fake = kube.server()
+    g = kube.pool.group(["a", "b"])
+    web_service(fake, "shop", "old", "old.example.com", g, ["a"])
+    p = kube.start()
+    assert kube.backend_of("old.example.com") == "a"
+    fake.stop()
+    down = time.monotonic()
+    while time.monotonic() < down + 5.0:
+        assert kube.backend_of("old.example.com") == "a"
+        time.sleep(0.5)
+    fake.expire_history()
+    web_service(fake, "shop", "fresh", "fresh.example.com", g, ["b"])
+    mark = fake.request_count()
+    since = p.mark()
+    fake.start()
+    up = time.monotonic()
+    eventually(lambda: kube.backend_of("fresh.example.com") == "b", 3.0, "the new Service served")
+    served = time.monotonic() - up
+    for kind in (SERVICES, SLICES):
+        fake.wait_request(lambda r: r["kind"] == kind and not r["watch"] and r["status"] == 200,
+                          since=mark, timeout=5, what=f"a {kind} list answered")
+    lists = {}
+    for r in fake.requests[mark:]:
+        if r["kind"] and not r["watch"] and r["status"] == 200:
+            lists.setdefault(r["kind"], r["t"] - up)
+    assert set(lists) == {SERVICES, SLICES}, f"both kinds must list again: {fake.requests[mark:][:8]}"
+    late = {k: round(t, 2) for k, t in lists.items() if t > 2.0}
+    assert not late, f"listed again more than 2 s after the API server came back: {lists}"
+    assert served <= 3.0
+    assert kube.backend_of("old.example.com") == "a"
+    p.wait_line(r"listed EndpointSlices", 5, since=since)
+
+
+def test_list_page_over_64_mib_is_refused_and_asked_again_smaller(kube):
+    """70 Services with a 1 MiB annotation of no use to Sluice: one page of them is 70 MiB
+    (about 53 MiB gzipped, so the bound is hit while inflating, not by Content-Length). It
+    is refused (an error in the log) and asked for again with fewer items per page, and
+    every Service is served."""
+    fake = kube.server()
+    g = kube.pool.group(["a"])
+    blob = base64.b64encode(random.Random(7).randbytes(768 << 10)).decode()
+    with fake.batch():
+        for i in range(70):
+            fake.add_service("bulk", f"s{i:02d}", host=f"s{i:02d}.example.com",
+                             annotations={"example.com/blob": blob})
+            fake.set_endpoints("bulk", f"s{i:02d}", ips(g, ["a"]), port(g))
+    p = kube.start()
+    p.wait_line(r"Services list page 1 of up to 500 items is larger than 64 MiB: refused; "
+                r"asking for 125 items per page", 5)
+    limits = [r["query"].get("limit") for r in fake.requests
+              if r["kind"] == SERVICES and not r["watch"]]
+    assert limits[:3] == ["500", "125", "31"], limits
+    for name in ("s00", "s35", "s69"):
+        assert kube.backend_of(f"{name}.example.com") == "a"
 
 
 def test_annotations_algorithm_affinity_acl(kube):

@@ -113,6 +113,36 @@ func rewriteResponse(
                 + "X-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\nX-Forwarded-Port: 1\r\n\r\n")
     }
 
+    @Test(arguments: [
+        "Content-Length: 5, 5\r\n", "Content-Length: 5\r\ncontent-length: 5\r\n", "Content-Length:5 ,5\r\n",
+        "Content-Length: 005\r\n", "Content-Length: 5\r\nX-A: 1\r\nCONTENT-LENGTH: 5,05\r\n",
+    ])
+    func requestForwardsOneNormalisedContentLength(_ lengths: String) throws {
+        let written = try #require(
+            rewriteRequest("PUT /u HTTP/1.1\r\nHost: a\r\n" + lengths + "X-Z: z\r\n\r\n", port: 1))
+        let extra = lengths.contains("X-A") ? "X-A: 1\r\n" : ""
+        #expect(
+            written
+                == "PUT /u HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\(extra)X-Z: z\r\nX-Forwarded-For: 9.9.9.9\r\n"
+                + "X-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\nX-Forwarded-Port: 1\r\n\r\n")
+    }
+
+    @Test func responseForwardsOneNormalisedContentLength() {
+        #expect(
+            rewriteResponse(
+                "HTTP/1.1 200 OK\r\nServer: s\r\ncontent-length: 02\r\nContent-Length: 2, 2\r\nX: y\r\n\r\n")
+                == "HTTP/1.1 200 OK\r\nServer: s\r\ncontent-length: 2\r\nX: y\r\n\r\n")
+        #expect(
+            rewriteResponse("HTTP/1.1 304 Not Modified\r\nContent-Length: 9,9\r\nConnection: Content-Length\r\n\r\n")
+                == "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n")
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 10, 10\r\n\r\n"
+        let full = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+        #expect(rewriteResponse(raw) == full)
+        for capacity in 0..<full.utf8.count {
+            #expect(rewriteResponse(raw, capacity: capacity) == nil)
+        }
+    }
+
     @Test func http10WithoutHostStaysHTTP10() {
         #expect(
             rewriteRequest("GET / HTTP/1.0\r\nX-Forwarded-For:\r\n\r\n", port: 65535)

@@ -43,6 +43,18 @@ let requestCases: [RequestCase] = [
     ok("identical Content-Length list", "PUT / HTTP/1.1\r\n\(h)Content-Length: 5 , 5\r\n\r\n") {
         $0.contentLength == 5
     },
+    ok(
+        "identical Content-Length list and field",
+        "PUT / HTTP/1.1\r\n\(h)Content-Length: 5,5\r\nContent-Length: 5\r\n\r\n"
+    ) {
+        $0.contentLength == 5 && $0.fields.count == 3
+    },
+    ok("Content-Length leading zeros", "PUT / HTTP/1.1\r\n\(h)Content-Length: 007, 7\r\n\r\n") {
+        $0.contentLength == 7
+    },
+    ok("Content-Length maximum", "PUT / HTTP/1.1\r\n\(h)Content-Length: 9223372036854775807\r\n\r\n") {
+        $0.contentLength == Int64.max
+    },
     ok("chunked", "POST / HTTP/1.1\r\n\(h)Transfer-Encoding: chunked\r\n\r\n") {
         $0.chunked && $0.bodyKind == .chunked && $0.contentLength == nil
     },
@@ -174,6 +186,15 @@ let requestCases: [RequestCase] = [
     bad(400, "CL inner space", "POST / HTTP/1.1\r\n\(h)Content-Length: 5 5\r\n\r\n"),
     bad(400, "CL empty", "POST / HTTP/1.1\r\n\(h)Content-Length:\r\n\r\n"),
     bad(400, "CL only commas", "POST / HTTP/1.1\r\n\(h)Content-Length: ,\r\n\r\n"),
+    bad(400, "CL empty member first", "POST / HTTP/1.1\r\n\(h)Content-Length: ,5\r\n\r\n"),
+    bad(400, "CL empty member last", "POST / HTTP/1.1\r\n\(h)Content-Length: 5,\r\n\r\n"),
+    bad(400, "CL empty member inside", "POST / HTTP/1.1\r\n\(h)Content-Length: 5, ,5\r\n\r\n"),
+    bad(
+        400, "CL list then a differing field",
+        "POST / HTTP/1.1\r\n\(h)Content-Length: 5, 5\r\nContent-Length: 6\r\n\r\n"),
+    bad(400, "CL quoted", "POST / HTTP/1.1\r\n\(h)Content-Length: \"5\"\r\n\r\n"),
+    bad(400, "CL one over Int64", "POST / HTTP/1.1\r\n\(h)Content-Length: 9223372036854775808\r\n\r\n"),
+    bad(400, "CL semicolon", "POST / HTTP/1.1\r\n\(h)Content-Length: 5;5\r\n\r\n"),
     bad(400, "CL overflow", "POST / HTTP/1.1\r\n\(h)Content-Length: 99999999999999999999\r\n\r\n"),
     bad(400, "CL space before colon", "POST / HTTP/1.1\r\n\(h)Content-Length : 5\r\n\r\n"),
     bad(400, "TE not chunked", "POST / HTTP/1.1\r\n\(h)Transfer-Encoding: gzip\r\n\r\n"),

@@ -28,6 +28,9 @@ let responseCases: [ResponseCase] = [
         name: "identical lengths", raw: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2, 2\r\n\r\n",
         body: .length(2)),
     ResponseCase(
+        name: "identical lengths with leading zeros", raw: "HTTP/1.1 200 OK\r\nContent-Length: 02, 2\r\n\r\n",
+        body: .length(2)),
+    ResponseCase(
         name: "101", raw: "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
         body: .none),
     ResponseCase(name: "reason with tab and obs-text", raw: "HTTP/1.1 404 Not\tF\u{e9}und\r\n\r\n", body: .untilClose),
@@ -38,6 +41,11 @@ let responseCases: [ResponseCase] = [
     ResponseCase(name: "two CL", raw: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", status: 502),
     ResponseCase(name: "CL list", raw: "HTTP/1.1 200 OK\r\nContent-Length: 3,4\r\n\r\n", status: 502),
     ResponseCase(name: "bad CL", raw: "HTTP/1.1 200 OK\r\nContent-Length: 3a\r\n\r\n", status: 502),
+    ResponseCase(name: "CL empty member first", raw: "HTTP/1.1 200 OK\r\nContent-Length: ,3\r\n\r\n", status: 502),
+    ResponseCase(name: "CL empty member last", raw: "HTTP/1.1 200 OK\r\nContent-Length: 3,\r\n\r\n", status: 502),
+    ResponseCase(
+        name: "CL list then a differing field",
+        raw: "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\nContent-Length: 4\r\n\r\n", status: 502),
     ResponseCase(
         name: "chunked twice", raw: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", status: 502),
     ResponseCase(name: "TE in HTTP/1.0", raw: "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", status: 502),
