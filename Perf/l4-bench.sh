@@ -44,18 +44,6 @@ BENCH_NAME=l4-bench
 source "$HERE/procs.sh"
 
 # ------------------------------------------------------------------ tools
-need() { # need COMMAND DEBIAN_PACKAGE
-    command -v "$1" >/dev/null 2>&1 && return 0
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        log "$1 not found: apt-get install -y $2"
-        apt-get install -y "$2" >/dev/null 2>&1 ||
-            { apt-get update >/dev/null 2>&1 && apt-get install -y "$2" >/dev/null 2>&1; } ||
-            die "$1 is missing and 'apt-get install -y $2' failed"
-        command -v "$1" >/dev/null 2>&1 || die "$1 still missing after installing $2"
-    else
-        die "$1 is missing: install the Debian package '$2' (apt-get install -y $2)"
-    fi
-}
 need python3 python3
 need taskset util-linux
 need iperf3 iperf3

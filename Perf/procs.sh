@@ -5,6 +5,21 @@
 log() { printf '[%s %s] %s\n' "$BENCH_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# need COMMAND-OR-FILE DEBIAN_PACKAGE: installs the package (as root) when the command or
+# file is missing, or dies saying what to install.
+need() { # need COMMAND-OR-FILE DEBIAN_PACKAGE
+    { command -v "$1" >/dev/null 2>&1 || [ -e "$1" ]; } && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        log "$1 not found: apt-get install -y $2"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "$2" >/dev/null 2>&1 ||
+            { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y "$2" >/dev/null 2>&1; } ||
+            die "'apt-get install -y $2' failed"
+        { command -v "$1" >/dev/null 2>&1 || [ -e "$1" ]; } || die "$1 still missing after installing $2"
+    else
+        die "$1 is missing: install the Debian package '$2' (apt-get install -y $2)"
+    fi
+}
+
 PIDS=()
 start_bg() { # start_bg LOGFILE CMD... ; sets BG_PID
     "${@:2}" >"$1" 2>&1 &

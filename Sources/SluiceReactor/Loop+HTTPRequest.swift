@@ -196,18 +196,12 @@ extension Loop {
         let c = table.pointer(slot)
         let e = exchange(slot)
         e.pointee.connectTries += 1
-        let address = Self.systemAddress(routed(c).endpoints[Int(c.pointee.endpoint)].address)
         let fd: Int32
         let connected: Bool
-        do {
-            (fd, connected) = try Socket.connect(to: address)
-        } catch {
-            if error == .tooManyFiles || error == .tooManyFilesInSystem {
-                // Out of descriptors here: the endpoint did nothing wrong.
-                noteDescriptorExhaustion()
-                return respondError(slot, status: 503)
-            }
-            return httpConnectFailed(slot, timedOut: false)
+        switch openUpstream(c) {
+        case .opened(let socket, let now): (fd, connected) = (socket, now)
+        case .noDescriptors: return respondError(slot, status: 503)
+        case .failed: return httpConnectFailed(slot, timedOut: false)
         }
         Socket.setNoDelay(fd)
         c.pointee.upFD = fd

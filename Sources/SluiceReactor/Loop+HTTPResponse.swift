@@ -64,15 +64,10 @@ extension Loop {
             // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; it is dropped, the final answer
             // follows.
             if e.pointee.http10 { return .again }
-            if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
-            let out = UnsafeMutableRawBufferPointer(
-                start: httpBuffers.base(e.pointee.downq.buffer), count: Int(Self.httpBufferSize))
             // Rewritten as a final head is: hop-by-hop fields do not cross the proxy.
-            guard
-                let written = HTTPHeadWriter.writeResponse(
-                    head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
-                    close: false, http10KeepAlive: false, upgrading: false, extraFields: nil, into: out)
-            else { return upstreamGarbage(slot) }
+            guard let written = writeInterimHead(e, head, headBuf, upgrading: false) else {
+                return upstreamGarbage(slot)
+            }
             e.pointee.downq.start = 0
             e.pointee.downq.end = Int32(written)
             e.pointee.responseStarted = true
@@ -276,18 +271,27 @@ extension Loop {
         return .again
     }
 
+    /// Writes a 1xx head (`upgrading`: the 101 of an upgrade) into the client queue, rewritten
+    /// as final heads are; its length, or nil when it does not fit.
+    func writeInterimHead(
+        _ e: UnsafeMutablePointer<HTTPExchange>, _ head: HTTPResponseHead, _ headBuf: UnsafeRawBufferPointer,
+        upgrading: Bool
+    ) -> Int? {
+        if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
+        let out = UnsafeMutableRawBufferPointer(
+            start: httpBuffers.base(e.pointee.downq.buffer), count: Int(Self.httpBufferSize))
+        return HTTPHeadWriter.writeResponse(
+            head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
+            close: false, http10KeepAlive: false, upgrading: upgrading, extraFields: nil, into: out)
+    }
+
     // MARK: - Upgrade
 
     func startUpgrade(_ slot: Int32, head: HTTPResponseHead, headBuf: UnsafeRawBufferPointer) -> HTTPStep {
         let e = exchange(slot)
-        if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
+        guard let written = writeInterimHead(e, head, headBuf, upgrading: true) else { return upstreamGarbage(slot) }
         let out = UnsafeMutableRawBufferPointer(
             start: httpBuffers.base(e.pointee.downq.buffer), count: Int(Self.httpBufferSize))
-        guard
-            let written = HTTPHeadWriter.writeResponse(
-                head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
-                close: false, http10KeepAlive: false, upgrading: true, extraFields: nil, into: out)
-        else { return upstreamGarbage(slot) }
         e.pointee.resp.start += Int32(headBuf.count)
         e.pointee.downq.start = 0
         e.pointee.downq.end = Int32(written)

@@ -173,18 +173,15 @@ final class Loop: @unchecked Sendable {
     /// immediate failure moves on as `connectFailed` decides.
     func startConnect(_ slot: Int32, deadline: Int64) {
         let c = table.pointer(slot)
-        let address = Self.systemAddress(routed(c).endpoints[Int(c.pointee.endpoint)].address)
         let fd: Int32
         let connected: Bool
-        do {
-            (fd, connected) = try Socket.connect(to: address)
-        } catch {
-            if error == .tooManyFiles || error == .tooManyFilesInSystem {
-                // Out of descriptors here: the endpoint did nothing wrong.
-                noteDescriptorExhaustion()
-                close(slot, abort: true)
-                return
-            }
+        switch openUpstream(c) {
+        case .opened(let socket, let now):
+            (fd, connected) = (socket, now)
+        case .noDescriptors:
+            close(slot, abort: true)
+            return
+        case .failed:
             connectFailed(slot, timedOut: false)
             return
         }
@@ -230,6 +227,29 @@ final class Loop: @unchecked Sendable {
             startConnect(slot, deadline: deadline)
         } else {
             close(slot, abort: false)
+        }
+    }
+
+    enum UpstreamSocket {
+        /// A socket connecting (or, `connected`, connected at once) to the endpoint.
+        case opened(Int32, connected: Bool)
+        /// The connect failed at once: the endpoint's fault (refused, unreachable).
+        case failed
+        /// This process is out of descriptors (EMFILE/ENFILE): counted and logged once, never
+        /// held against the endpoint.
+        case noDescriptors
+    }
+
+    /// Starts a non-blocking connect to the connection's endpoint (in its own snapshot).
+    func openUpstream(_ c: UnsafeMutablePointer<Connection>) -> UpstreamSocket {
+        let address = Self.systemAddress(routed(c).endpoints[Int(c.pointee.endpoint)].address)
+        do {
+            let (fd, connected) = try Socket.connect(to: address)
+            return .opened(fd, connected: connected)
+        } catch {
+            guard error == .tooManyFiles || error == .tooManyFilesInSystem else { return .failed }
+            noteDescriptorExhaustion()
+            return .noDescriptors
         }
     }
 
