@@ -1,6 +1,7 @@
-"""Routing on the normalised path (RFC 3986 §5.2.4 and §6.2.2): dot segments, repeated
-slashes and escaped unreserved characters cannot carry a request past a path route, and the
-path that was matched is the one forwarded."""
+"""Routing on the normalised path (RFC 3986 §5.2.4 and §6.2.2) and one normalised
+Content-Length (RFC 9112 §6.3): dot segments, repeated slashes and escaped unreserved
+characters cannot carry a request past a path route, and the path that was matched is the
+one forwarded."""
 
 import socket
 
@@ -60,3 +61,30 @@ def test_routes_and_forwards_the_normalised_path(routed, target, backend, forwar
 def test_a_malformed_escape_is_a_bad_request(routed):
     assert ask(routed, "/pub/%zz").status == 400
     assert ask(routed, "/pub/%2").status == 400
+
+
+@pytest.mark.parametrize("lines,status", [
+    (["Content-Length: 5, 5"], 200),
+    (["Content-Length: 5", "Content-Length: 5"], 200),
+    (["Content-Length: 005"], 200),
+    (["Content-Length: ,5"], 400),
+    (["Content-Length: 5, 6"], 400),
+    (["Content-Length: 5", "Content-Length: 6"], 400),
+])
+def test_content_length_lists_are_normalised_or_refused(routed, lines, status):
+    """RFC 9112 §6.3: identical values are one length, forwarded as one field; anything
+    else is 400 and never reaches an endpoint."""
+    s = socket.create_connection(("127.0.0.1", port_of(routed.addr())), timeout=5)
+    try:
+        head = "POST /pub HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n" + "".join(
+            line + "\r\n" for line in lines) + "\r\n"
+        s.sendall(head.encode() + b"hello")
+        r = read_response(BufReader(s))
+    finally:
+        s.close()
+    assert r.status == status, r
+    if status == 200:
+        seen = r.json()
+        lengths = [value for name, value in seen["fields"] if name.lower() == "content-length"]
+        assert lengths == ["5"], f"forwarded {lengths}"
+        assert seen["body_len"] == 5
