@@ -139,12 +139,7 @@ EOF
     [ -z "$CONFIG" ] && workers=(--workers 1)
     start_bg "$RUN_DIR/proxy.log" taskset -c "$PROXY_CPU" "$SLUICE_BIN" run --config "$cfg" "${workers[@]+"${workers[@]}"}" --log-level notice
     PROXY_PID=$BG_PID
-    for i in $(seq 200); do
-        grep -q 'ready generation=1' "$RUN_DIR/proxy.log" && break
-        kill -0 "$PROXY_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    grep -q 'ready generation=1' "$RUN_DIR/proxy.log" || die "sluice did not get ready (see $RUN_DIR/proxy.log)"
+    sluice_ready "$RUN_DIR/proxy.log" "$PROXY_PID" || die "sluice did not get ready (see $RUN_DIR/proxy.log)"
 else
     cfg="$RUN_DIR/haproxy.cfg"
     cat >"$cfg" <<EOF

@@ -353,12 +353,7 @@ start_proxy() { # start_proxy MODE -> sets PROXY_PID and LOGF; returns 1 on fail
         LOGF="$RUN_DIR/$KEY.log"
         start_bg "$LOGF" taskset -c "$PROXY_CPU" "$SLUICE_BIN" run --config "$cfg" --workers 1 --log-level notice
         PROXY_PID=$BG_PID
-        for i in $(seq 200); do
-            grep -q 'ready generation=1' "$LOGF" && break
-            kill -0 "$PROXY_PID" 2>/dev/null || break
-            sleep 0.05
-        done
-        grep -q 'ready generation=1' "$LOGF" ||
+        sluice_ready "$LOGF" "$PROXY_PID" ||
             { log "sluice did not log 'ready generation=1' (see $LOGF)"; return 1; }
         ;;
     esac

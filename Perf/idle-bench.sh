@@ -358,12 +358,7 @@ start_proxy() { # start_proxy MODE KIND -> PROXY_PID, LOGF; returns 1 on failure
         # info: SIGUSR1's counter lines are logged at info
         start_bg "$LOGF" taskset -c "$PROXY_CPU" "$SLUICE_BIN" run --config "$cfg" --workers 1 --log-level info
         PROXY_PID=$BG_PID
-        for i in $(seq 200); do
-            grep -q 'ready generation=1' "$LOGF" && break
-            kill -0 "$PROXY_PID" 2>/dev/null || break
-            sleep 0.05
-        done
-        grep -q 'ready generation=1' "$LOGF" || { log "sluice not ready (see $LOGF)"; return 1; }
+        sluice_ready "$LOGF" "$PROXY_PID" || { log "sluice not ready (see $LOGF)"; return 1; }
         ;;
     esac
     wait_port "$port" 5 || { log "$mode not listening on :$port (see $LOGF)"; return 1; }

@@ -224,12 +224,7 @@ start_proxy() { # start_proxy MODE -> sets PROXY_PID; returns 1 on failure
             { log "sluice check failed: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
         start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" "$SLUICE_BIN" run --config "$cfg" --workers 1 --log-level notice
         PROXY_PID=$BG_PID
-        for i in $(seq 200); do
-            grep -q 'ready generation=1' "$RUN_DIR/$KEY.log" && break
-            kill -0 "$PROXY_PID" 2>/dev/null || break
-            sleep 0.05
-        done
-        grep -q 'ready generation=1' "$RUN_DIR/$KEY.log" ||
+        sluice_ready "$RUN_DIR/$KEY.log" "$PROXY_PID" ||
             { log "sluice did not log 'ready generation=1' (see $RUN_DIR/sluice.log)"; return 1; }
         ;;
     *) die "unknown mode $mode" ;;

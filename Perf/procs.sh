@@ -26,6 +26,15 @@ start_bg() { # start_bg LOGFILE CMD... ; sets BG_PID
     BG_PID=$!
     PIDS+=("$BG_PID")
 }
+sluice_ready() { # sluice_ready LOGFILE PID: waits up to 10 s for 'ready generation=1'; false if not
+    for _ in $(seq 200); do
+        grep -q 'ready generation=1' "$1" && return 0
+        kill -0 "$2" 2>/dev/null || break
+        sleep 0.05
+    done
+    grep -q 'ready generation=1' "$1"
+}
+
 stop_pid() { # stop_pid PID: TERM, wait up to 3 s, then KILL
     local pid=$1 i
     kill -TERM "$pid" 2>/dev/null || return 0
