@@ -87,8 +87,10 @@ extension Loop {
         if !draining { enableListeners() }
     }
 
+    /// Watches every listener. A loop at its connection share stays watching: it refuses the
+    /// clients over the limit at once (`acceptAll`); only descriptor exhaustion and drain stop it.
     func enableListeners() {
-        guard !draining, table.live < connectionLimit else { return }
+        guard !draining else { return }
         for i in listeners.indices where !listeners[i].enabled {
             do {
                 // Level-triggered: a loop that stops accepting part-way is woken again.

@@ -61,14 +61,27 @@ extension Loop {
         preconditionFailure("a connection is bound to generation \(generation), which the loop no longer keeps")
     }
 
+    /// The current table's index of `endpoint`, an index of the connection's snapshot; nil
+    /// when it left its service since the connection was routed.
+    @inline(__always)
+    func currentIndex(_ c: UnsafeMutablePointer<Connection>, of endpoint: Int) -> Int? {
+        if isCurrent(c) { return endpoint }
+        return retained[retainedIndex(c.pointee.snapshotEpoch)].toCurrent.endpoint(endpoint)
+    }
+
     /// The current table's index of the connection's endpoint; nil when it has none or the
     /// endpoint left its service since the connection was routed.
     @inline(__always)
     func currentEndpoint(_ c: UnsafeMutablePointer<Connection>) -> Int? {
         let endpoint = Int(c.pointee.endpoint)
-        guard endpoint >= 0 else { return nil }
-        if isCurrent(c) { return endpoint }
-        return retained[retainedIndex(c.pointee.snapshotEpoch)].toCurrent.endpoint(endpoint)
+        return endpoint >= 0 ? currentIndex(c, of: endpoint) : nil
+    }
+
+    /// Whether `endpoint` (an index of the connection's snapshot) is passed over now: marked
+    /// down in the current table, or gone from it.
+    func isDown(_ c: UnsafeMutablePointer<Connection>, _ endpoint: Int) -> Bool {
+        guard let current = currentIndex(c, of: endpoint) else { return true }
+        return picker.isDown(current, now: now)
     }
 
     // MARK: - Endpoint bookkeeping by identity
@@ -108,18 +121,11 @@ extension Loop {
     /// in that snapshot, preferring ones still in the current table and not marked down.
     func pickEndpoint(_ c: UnsafeMutablePointer<Connection>, service: Int, clientHash: UInt64) -> Int? {
         if isCurrent(c) { return picker.pick(service: service, clientHash: clientHash, now: now) }
-        let entry = retained[retainedIndex(c.pointee.snapshotEpoch)]
-        let range = entry.snapshot.services[service].endpoints
+        let range = routed(c).services[service].endpoints
         guard !range.isEmpty else { return nil }
         let start = Int(clientHash % UInt64(range.count))
-        var fallback: Int? = nil
-        for step in 0..<range.count {
-            let index = range.lowerBound + (start + step) % range.count
-            guard let now = entry.toCurrent.endpoint(index) else { continue }
-            if !picker.isDown(now, now: self.now) { return index }
-            if fallback == nil { fallback = index }
-        }
-        return fallback ?? range.lowerBound + start
+        let ring = (0..<range.count).lazy.map { range.lowerBound + (start + $0) % range.count }
+        return firstUsable(c, ring) ?? range.lowerBound + start
     }
 
     /// The endpoint to try after the connection's endpoint failed: the next one of its service
@@ -131,14 +137,19 @@ extension Loop {
         let service = Int(c.pointee.service)
         guard failed >= 0, service >= 0 else { return nil }
         if isCurrent(c) { return picker.next(after: failed, service: service, now: now) }
-        let entry = retained[retainedIndex(c.pointee.snapshotEpoch)]
-        let range = entry.snapshot.services[service].endpoints
+        let range = routed(c).services[service].endpoints
         guard range.count > 1 else { return nil }
-        var index = failed
+        let offset = failed - range.lowerBound
+        let after = (1..<range.count).lazy.map { range.lowerBound + (offset + $0) % range.count }
+        return firstUsable(c, after)
+    }
+
+    /// Of `candidates` (indices of the connection's older snapshot, in order): the first still
+    /// in the current table and not marked down, else the first still in it; nil when all left.
+    private func firstUsable(_ c: UnsafeMutablePointer<Connection>, _ candidates: some Sequence<Int>) -> Int? {
         var fallback: Int? = nil
-        for _ in 1..<range.count {
-            index = index + 1 == range.upperBound ? range.lowerBound : index + 1
-            guard let current = entry.toCurrent.endpoint(index) else { continue }
+        for index in candidates {
+            guard let current = currentIndex(c, of: index) else { continue }
             if !picker.isDown(current, now: now) { return index }
             if fallback == nil { fallback = index }
         }

@@ -153,11 +153,11 @@ extension Loop {
     func attachUpstream(_ slot: Int32, service: Int, endpoint: Int, allowReuse: Bool) -> HTTPStep {
         let c = table.pointer(slot)
         let e = exchange(slot)
-        uncountRequest(c)
+        countClosed(c)
         detachUpstream(slot, keepParked: true)
         c.pointee.service = Int32(service)
         c.pointee.endpoint = Int32(endpoint)
-        countRequest(c)
+        countOpened(c)
         if allowReuse, let pooled = currentEndpoint(c) {
             if let fd = reclaimParked(slot, endpoint: pooled) {
                 c.pointee.upFD = fd
@@ -199,7 +199,7 @@ extension Loop {
         let fd: Int32
         let connected: Bool
         switch openUpstream(c) {
-        case .opened(let socket, let now): (fd, connected) = (socket, now)
+        case .opened(let socket, let atOnce): (fd, connected) = (socket, atOnce)
         case .noDescriptors: return respondError(slot, status: 503)
         case .failed: return httpConnectFailed(slot, timedOut: false)
         }
@@ -239,9 +239,9 @@ extension Loop {
         markEndpointDown(c)
         if Int(e.pointee.connectTries) < snapshot.limits.connectTries, let next = nextEndpoint(c) {
             counters.retries += 1
-            uncountRequest(c)
+            countClosed(c)
             c.pointee.endpoint = Int32(next)
-            countRequest(c)
+            countOpened(c)
             return connectUpstream(slot)
         }
         return respondError(slot, status: timedOut ? 504 : 502)
@@ -454,23 +454,5 @@ extension Loop {
         let rate = Int64(snapshot.limits.requestBodyMinRate)
         if rate > 0 { deadline += e.pointee.reqBody.received * 1000 / rate }
         return deadline
-    }
-
-    /// A request in flight counts for its endpoint (leastconn balances requests, not
-    /// client connections).
-    @inline(__always)
-    func countRequest(_ c: UnsafeMutablePointer<Connection>) { countOpened(c) }
-
-    @inline(__always)
-    func uncountRequest(_ c: UnsafeMutablePointer<Connection>) { countClosed(c) }
-
-    /// Whether `endpoint` (an index of the connection's snapshot) is passed over now: marked
-    /// down in the current table, or gone from it.
-    func isDown(_ c: UnsafeMutablePointer<Connection>, _ endpoint: Int) -> Bool {
-        if isCurrent(c) { return picker.isDown(endpoint, now: now) }
-        guard let current = retained[retainedIndex(c.pointee.snapshotEpoch)].toCurrent.endpoint(endpoint) else {
-            return true
-        }
-        return picker.isDown(current, now: now)
     }
 }

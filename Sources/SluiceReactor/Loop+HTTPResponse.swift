@@ -230,7 +230,7 @@ extension Loop {
     func finishExchange(_ slot: Int32) -> HTTPStep {
         let c = table.pointer(slot)
         let e = exchange(slot)
-        uncountRequest(c)
+        countClosed(c)
         if !e.pointee.reqBody.done || !e.pointee.upq.isEmpty {
             // The server answered before the request was sent whole: neither side can be
             // kept in step.

@@ -8,7 +8,7 @@ extension Loop {
     func findCookie(_ service: Service, head: HTTPRequestHead, headBuf: UnsafeRawBufferPointer)
         -> UnsafeRawBufferPointer?
     {
-        let name = service.cookieName ?? Self.defaultCookieName
+        let name = service.cookieName ?? Service.defaultCookieName
         for index in 0..<Int(head.fieldCount) {
             let field = fieldStore[index]
             guard Self.equalsIgnoringCase(slice(headBuf, field.name), Self.cookieFieldName) else { continue }
@@ -34,28 +34,16 @@ extension Loop {
         return nil
     }
 
-    /// "Set-Cookie: NAME=VALUE; Path=/; HttpOnly\r\n" for the slot's endpoint; its length.
+    /// "Set-Cookie: NAME=VALUE; Path=/; HttpOnly\r\n" for the slot's endpoint, as its snapshot
+    /// precomputed it (the value a hash of service name and address, stable across tables);
+    /// its length. No cookie when the field would not fit the scratch area (configurations
+    /// bound names to `Service.maxCookieNameLength`).
     func formatSetCookie(_ slot: Int32, into out: UnsafeMutableRawPointer) -> Int {
         let c = table.pointer(slot)
-        // The request's own snapshot: its service and endpoint indices, and the cookie value
-        // that names its endpoint (a hash of service name and address, stable across tables).
-        let routedWith = routed(c)
-        let name = routedWith.services[Int(c.pointee.service)].cookieName ?? Self.defaultCookieName
-        // Configurations bound names (`Service.maxCookieNameLength`); a table built otherwise
-        // with a longer one gets no cookie rather than an overrun.
-        guard name.count <= Service.maxCookieNameLength else { return 0 }
-        var n = 0
-        func put(_ bytes: UnsafeRawBufferPointer) {
-            (out + n).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-            n += bytes.count
-        }
-        Self.setCookiePrefix.withUnsafeBytes { put($0) }
-        name.withUnsafeBytes { put($0) }
-        out.storeBytes(of: UInt8(ascii: "="), toByteOffset: n, as: UInt8.self)
-        n += 1
-        routedWith.cookieValue(for: Int(c.pointee.endpoint)).withUnsafeBytes { put($0) }
-        Self.setCookieSuffix.withUnsafeBytes { put($0) }
-        return n
+        let field = routed(c).setCookieField(for: Int(c.pointee.endpoint))
+        guard field.count <= Self.scratchSize / 2 else { return 0 }
+        field.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return field.count
     }
 
     /// A complete response with a text body; returns its length. The body is cut to fit the
@@ -172,10 +160,7 @@ extension Loop {
         }
     }
 
-    static let defaultCookieName = Array("SLUICE".utf8)
     static let cookieFieldName = Array("cookie".utf8)
-    static let setCookiePrefix = Array("Set-Cookie: ".utf8)
-    static let setCookieSuffix = Array("; Path=/; HttpOnly\r\n".utf8)
 
     @inline(__always)
     static func equalsIgnoringCase(_ a: UnsafeRawBufferPointer, _ lowercase: [UInt8]) -> Bool {

@@ -10,29 +10,33 @@ extension Loop {
     @inline(__always)
     func pump(_ slot: Int32) {
         let c = table.pointer(slot)
-        var upBudget = Self.stepBudget
-        var downBudget = Self.stepBudget
-        let upOK = pumpFlow(c, toUp: true, budget: &upBudget)
-        let downOK = upOK && pumpFlow(c, toUp: false, budget: &downBudget)
-        if !upOK || !downOK {
+        let up = pumpFlow(c, toUp: true)
+        let down = up == .failed ? .failed : pumpFlow(c, toUp: false)
+        if up == .failed || down == .failed {
             counters.resets += 1
             close(slot, abort: true)
         } else if c.pointee.toUp.isDone && c.pointee.toDown.isDone {
             close(slot, abort: false)
-        } else if upBudget == 0 || downBudget == 0 {
+        } else if up == .cutShort || down == .cutShort {
             resumeLater(slot)
         }
     }
 
-    /// One direction. Returns false when the connection must be aborted (reset, broken pipe,
-    /// out of descriptors).
+    enum FlowPump {
+        /// The direction waits for an event (or is done).
+        case waiting
+        /// It used its step budget with work left.
+        case cutShort
+        /// The connection must be aborted (reset, broken pipe, out of descriptors).
+        case failed
+    }
+
+    /// One direction, at most `Loop.stepBudget` steps.
     @inline(__always)
-    func pumpFlow(_ c: UnsafeMutablePointer<Connection>, toUp: Bool, budget: inout Int) -> Bool {
+    func pumpFlow(_ c: UnsafeMutablePointer<Connection>, toUp: Bool) -> FlowPump {
         let src = toUp ? c.pointee.downFD : c.pointee.upFD
         let dst = toUp ? c.pointee.upFD : c.pointee.downFD
-        while true {
-            guard budget > 0 else { return true }
-            budget -= 1
+        for _ in 0..<Self.stepBudget {
             if toUp ? c.pointee.toUp.spliceReady : c.pointee.toDown.spliceReady { moveToPipe(c, toUp: toUp) }
             let step = toUp ? c.pointee.toUp.next : c.pointee.toDown.next
             switch step {
@@ -50,7 +54,7 @@ extension Loop {
                         fallBackToCopy(c, toUp: toUp)
                         continue
                     }
-                    return false
+                    return .failed
                 }
                 if toUp {
                     c.pointee.toUp.didRead(outcome, requested: room)
@@ -67,7 +71,7 @@ extension Loop {
                         ? try copyOut(c, toUp: toUp, to: dst, count: count)
                         : try spliceOut(c, toUp: toUp, to: dst, count: count)
                 } catch {
-                    return false
+                    return .failed
                 }
                 if toUp { c.pointee.toUp.didWrite(outcome) } else { c.pointee.toDown.didWrite(outcome) }
                 if case .bytes(let n) = outcome {
@@ -80,10 +84,10 @@ extension Loop {
                 if toUp { c.pointee.toUp.didShutdown() } else { c.pointee.toDown.didShutdown() }
             case .wait, .done:
                 releaseIfEmpty(c, toUp: toUp)
-                budget = max(budget, 1)
-                return true
+                return .waiting
             }
         }
+        return .cutShort
     }
 
     @inline(__always)

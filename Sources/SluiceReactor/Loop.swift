@@ -176,8 +176,8 @@ final class Loop: @unchecked Sendable {
         let fd: Int32
         let connected: Bool
         switch openUpstream(c) {
-        case .opened(let socket, let now):
-            (fd, connected) = (socket, now)
+        case .opened(let socket, let atOnce):
+            (fd, connected) = (socket, atOnce)
         case .noDescriptors:
             close(slot, abort: true)
             return
@@ -457,6 +457,5 @@ final class Loop: @unchecked Sendable {
         }
         counters.closed += 1
         table.free(slot)
-        if !draining && !acceptPaused && table.live < connectionLimit { enableListeners() }
     }
 }

@@ -19,14 +19,12 @@ public struct EndpointPicker: Sendable {
     private var active: [Int32]
     private var downUntil: [Int64]
     private let services: [Service]
-    private let cookies: EndpointCookies
 
     /// `seed` makes the random start of each cursor; loops pass different seeds so they
     /// do not all start on endpoint 0.
     public init(snapshot: RoutingSnapshot, seed: UInt64) {
         generation = snapshot.generation
         services = snapshot.services
-        cookies = snapshot.cookies
         var state = seed
         cursor = snapshot.services.map { service in
             state = SocketAddress.mix(state)
@@ -120,24 +118,6 @@ public struct EndpointPicker: Sendable {
 
     /// Connect succeeded: the endpoint is usable again at once.
     public mutating func markUp(_ endpoint: Int) { downUntil[endpoint] = Int64.min }
-
-    /// The endpoint of `service` that the cookie `value` names (16 lower-case hex digits, as
-    /// `cookieValue(for:)` made them; double quotes around them are accepted), or nil: the
-    /// service does not use cookies, the value is malformed, or its endpoint left the service.
-    /// The endpoint may be marked down; the caller decides whether to pick another. No
-    /// allocation; the loop thread only reads `value` during the call.
-    public func endpoint(forCookie value: UnsafeRawBufferPointer, service: Int) -> Int? {
-        guard services[service].algorithm == .cookie else { return nil }
-        return cookies.endpoint(forCookie: value, in: services[service].endpoints)
-    }
-
-    /// The cookie value that names `endpoint` (16 lower-case hex digits); empty when its service
-    /// does not use the cookie algorithm. Precomputed: returning it does not allocate.
-    public func cookieValue(for endpoint: Int) -> [UInt8] { cookies.values[endpoint] }
-
-    /// `Set-Cookie: NAME=VALUE; Path=/; HttpOnly\r\n` for `endpoint`, ready for
-    /// `HTTPHeadWriter.writeResponse(extraFields:)`; empty when its service does not use cookies.
-    public func setCookieField(for endpoint: Int) -> [UInt8] { cookies.setCookieFields[endpoint] }
 
     public func activeCount(_ endpoint: Int) -> Int32 { active[endpoint] }
     public func isDown(_ endpoint: Int, now: Int64) -> Bool { downUntil[endpoint] > now }

@@ -49,6 +49,10 @@ public final class RoutingSnapshot: Sendable {
     /// service does not use the cookie algorithm. Precomputed: no allocation.
     public func cookieValue(for endpoint: Int) -> [UInt8] { cookies.values[endpoint] }
 
+    /// `Set-Cookie: NAME=VALUE; Path=/; HttpOnly\r\n` for `endpoint`, ready for
+    /// `HTTPHeadWriter.writeResponse(extraFields:)`; empty when its service does not use cookies.
+    public func setCookieField(for endpoint: Int) -> [UInt8] { cookies.setCookieFields[endpoint] }
+
     /// The endpoint of `service` that the cookie `value` names (as `cookieValue(for:)` made it;
     /// double quotes accepted), or nil: the service does not use cookies, the value is
     /// malformed, or no endpoint of the service has it. No allocation.
@@ -132,7 +136,7 @@ public enum Algorithm: String, Sendable, CaseIterable {
     case leastconn
     /// A hash of the client's address: one client, one endpoint, while the set is unchanged.
     case source
-    /// Sticky sessions: a cookie names the endpoint (`EndpointPicker.endpoint(forCookie:service:)`);
+    /// Sticky sessions: a cookie names the endpoint (`RoutingSnapshot.endpoint(forCookie:service:)`);
     /// requests without a valid one go round-robin and get the cookie set.
     case cookie
 }

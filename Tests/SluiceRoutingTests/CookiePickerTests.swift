@@ -20,13 +20,13 @@ private func cookieSnapshot() throws -> RoutingSnapshot {
     )
 }
 
-private func endpoint(_ picker: EndpointPicker, cookie: [UInt8], service: Int) -> Int? {
+private func endpoint(_ picker: RoutingSnapshot, cookie: [UInt8], service: Int) -> Int? {
     cookie.withUnsafeBytes { picker.endpoint(forCookie: $0, service: service) }
 }
 
 @Suite struct CookiePickerTests {
     @Test func valuesAreSixteenLowercaseHexDigitsAndDistinct() throws {
-        let picker = EndpointPicker(snapshot: try cookieSnapshot(), seed: 1)
+        let picker = try cookieSnapshot()
         let values = (0..<5).map { picker.cookieValue(for: $0) }
         for value in values {
             #expect(value.count == 16)
@@ -39,7 +39,7 @@ private func endpoint(_ picker: EndpointPicker, cookie: [UInt8], service: Int) -
     }
 
     @Test func eachValueLeadsBackToItsEndpoint() throws {
-        let picker = EndpointPicker(snapshot: try cookieSnapshot(), seed: 1)
+        let picker = try cookieSnapshot()
         for index in 0..<4 {
             #expect(endpoint(picker, cookie: picker.cookieValue(for: index), service: 0) == index)
             let quoted = [UInt8(ascii: "\"")] + picker.cookieValue(for: index) + [UInt8(ascii: "\"")]
@@ -49,7 +49,7 @@ private func endpoint(_ picker: EndpointPicker, cookie: [UInt8], service: Int) -
     }
 
     @Test func foreignOrMalformedValuesNameNoEndpoint() throws {
-        let picker = EndpointPicker(snapshot: try cookieSnapshot(), seed: 1)
+        let picker = try cookieSnapshot()
         let value = picker.cookieValue(for: 1)
         #expect(endpoint(picker, cookie: picker.cookieValue(for: 4), service: 0) == nil)
         #expect(endpoint(picker, cookie: value, service: 1) == nil)
@@ -65,9 +65,9 @@ private func endpoint(_ picker: EndpointPicker, cookie: [UInt8], service: Int) -
         #expect(endpoint(picker, cookie: [], service: 0) == nil)
     }
 
-    @Test func valuesAreStableAcrossSnapshotsAndSeeds() throws {
-        let first = EndpointPicker(snapshot: try cookieSnapshot(), seed: 1)
-        let second = EndpointPicker(snapshot: try cookieSnapshot(), seed: 99)
+    @Test func valuesAreStableAcrossSnapshots() throws {
+        let first = try cookieSnapshot()
+        let second = try cookieSnapshot()
         #expect((0..<6).map { first.cookieValue(for: $0) } == (0..<6).map { second.cookieValue(for: $0) })
         // Pinned: a change of hash would reset every client's session on upgrade.
         let id = EndpointCookies.id(address: try SocketAddress.parse("10.0.0.1:80").get(), service: "grafana")
@@ -84,14 +84,14 @@ private func endpoint(_ picker: EndpointPicker, cookie: [UInt8], service: Int) -
         let after = RoutingSnapshot(
             generation: 2, listeners: [], services: [Service(name: "s", algorithm: .cookie, endpoints: 0..<1)],
             endpoints: [Endpoint(address: b, service: 0)])
-        let old = EndpointPicker(snapshot: before, seed: 1)
-        let new = EndpointPicker(snapshot: after, seed: 1)
+        let old = before
+        let new = after
         #expect(endpoint(new, cookie: old.cookieValue(for: 1), service: 0) == 0)
         #expect(endpoint(new, cookie: old.cookieValue(for: 0), service: 0) == nil)
     }
 
     @Test func setCookieFieldCarriesTheNameAndValue() throws {
-        let picker = EndpointPicker(snapshot: try cookieSnapshot(), seed: 1)
+        let picker = try cookieSnapshot()
         let value = String(decoding: picker.cookieValue(for: 2), as: UTF8.self)
         #expect(
             String(decoding: picker.setCookieField(for: 2), as: UTF8.self)
@@ -127,7 +127,7 @@ private func endpoint(_ picker: EndpointPicker, cookie: [UInt8], service: Int) -
                 Service(name: "many", algorithm: .cookie, endpoints: 0..<count),
             ],
             endpoints: endpoints)
-        let picker = EndpointPicker(snapshot: snapshot, seed: 1)
+        let picker = snapshot
         for index in 0..<count {
             #expect(endpoint(picker, cookie: picker.cookieValue(for: index), service: 1) == index)
         }
