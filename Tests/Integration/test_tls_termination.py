@@ -842,3 +842,45 @@ def test_descriptors_return_after_many_tls_connections(term):
     assert fd_count(p.pid) <= before + pooled() + 1, \
         (f"descriptors: {before} before, {fd_count(p.pid)} 10 s after closing 80 connections, "
          f"{pooled()} upstream connections open")
+
+
+def test_handshake_and_keep_alive_across_a_reload_that_renumbers_the_tables(
+        http_backends, term_group, proxy_factory, term_certs):
+    """A handshake half done and a keep-alive TLS client, across a reload that puts another
+    terminating listener (its own context and tables) first: every index the connections
+    hold moves. The handshake completes with the certificates it started on, the requests are
+    routed by the newest table (HSTS on a.example.com's route included), nothing crashes."""
+    cfg = term_config(http_backends, term_group, term_certs)
+    t = Term(proxy_factory(cfg), http_backends, term_group, term_certs)
+    extra = http_backends.add("web-extra")
+    renumbered = dict(cfg)
+    renumbered["listeners"] = [{
+        "name": "first", "address": new_listener(), "protocol": "tls",
+        "certificates": cert_list(term_certs, ("apps", "default")),
+        "routes": [{"host": "x.apps.example.com", "terminate": True, "service": "web-extra"}],
+    }] + list(cfg["listeners"])
+    renumbered["services"] = [{"name": "web-extra", "endpoints": [extra.addr]}] + list(cfg["services"])
+    kept = t.conn("b.example.com")
+    s = socket.create_connection(("127.0.0.1", t.https_port), timeout=10)
+    try:
+        assert kept.request("b.example.com", "/before").json()["backend"] == "web-b"
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cli = BIOClient(s, client_context(term_certs), "a.example.com")
+        hello = cli.client_hello()
+        s.sendall(hello[: len(hello) // 2])
+        t.p.reload(renumbered)
+        s.sendall(hello[len(hello) // 2:])
+        cli.handshake(timeout=10)
+        assert "CN=a.example.com" in pem_subject(ssl.DER_cert_to_PEM_cert(cli.obj.getpeercert(binary_form=True)))
+        for i in range(2):
+            cli.send(request_bytes("a.example.com", f"/after{i}"))
+            status, fields, body = read_bio_response(cli)
+            assert status == 200 and json.loads(body)["backend"] == "web-a", (status, body)
+            assert "strict-transport-security" in fields, fields
+        r = kept.request("b.example.com", "/after")
+        assert r.status == 200 and r.json()["backend"] == "web-b", r
+        assert r.header("strict-transport-security") is None
+    finally:
+        s.close()
+        kept.close()
+    assert t.p.proc.poll() is None, "the proxy exited"
