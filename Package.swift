@@ -30,6 +30,13 @@ let package = Package(
                 "SluiceSystem", "SluiceRouting", "SluiceWire", .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "SluiceAdmin",
+            dependencies: [
+                "SluiceSystem", "SluiceRouting", "SluiceWire", "SluiceReactor",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(name: "SluiceTLS", dependencies: ["CShims", "SluiceRouting"]),
         .target(name: "SluiceConfig", dependencies: ["SluiceRouting", "SluiceTLS", "Yams"]),
         .target(name: "SluiceKube", dependencies: ["SluiceRouting"]),
@@ -45,7 +52,7 @@ let package = Package(
             name: "sluice",
             dependencies: [
                 "SluiceSystem", "SluiceRouting", "SluiceReactor", "SluiceConfig", "SluiceTLS", "SluiceKube",
-                "SluiceKubeClient",
+                "SluiceKubeClient", "SluiceAdmin",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -59,6 +66,8 @@ let package = Package(
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceRouting"]),
         .testTarget(name: "SluiceKubeTests", dependencies: ["SluiceKube", "SluiceRouting"]),
         .testTarget(name: "SluiceTLSTests", dependencies: ["SluiceTLS", "SluiceRouting", "CShims"]),
+        .testTarget(
+            name: "SluiceAdminTests", dependencies: ["SluiceAdmin", "SluiceReactor", "SluiceRouting", "SluiceSystem"]),
         .testTarget(name: "SluiceKubeClientTests", dependencies: ["SluiceKubeClient", "SluiceKube"]),
     ]
 )

@@ -13,6 +13,7 @@ extension Loop {
                 applied.countDown()
             case .drain(let deadline): startDrain(deadline: deadline)
             case .ping(let answered): answered.countDown()
+            case .collect(let collection): collect(into: collection)
             case .report:
                 logger.info(
                     "loop \(index): live=\(table.live) pipes_in_use=\(pipes.inUse) pipes_created=\(pipes.created) pipe_size_failures=\(pipes.setSizeFailures) \(counters.summary)"

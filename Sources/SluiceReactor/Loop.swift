@@ -53,6 +53,10 @@ final class Loop: @unchecked Sendable {
     var picker: EndpointPicker
     var listeners: [LoopListener] = []
     var counters = LoopCounters()
+    /// Per listener, service and endpoint counters and histograms (`Observe/`).
+    var metrics: LoopMetrics
+    /// This loop's access-log ring; nil when the process writes no access log.
+    let accessLog: AccessLogRing?
     /// Connections this loop accepts at most (its share of `limits.maxConnections`).
     var connectionLimit: Int
     let workerCount: Int
@@ -92,7 +96,9 @@ final class Loop: @unchecked Sendable {
     /// Capacity of the slot table: untouched slots cost no resident memory.
     static let tableCapacity = 1 << 16
 
-    init(index: Int, workers: Int, snapshot: RoutingSnapshot, logger: Logger) throws(Errno) {
+    init(
+        index: Int, workers: Int, snapshot: RoutingSnapshot, logger: Logger, accessLog: AccessLogRing? = nil
+    ) throws(Errno) {
         self.index = index
         workerCount = workers
         self.logger = logger
@@ -113,6 +119,8 @@ final class Loop: @unchecked Sendable {
         helloScratch = .allocate(byteCount: 32 * 1024, alignment: 16)
         pathScratch = .allocate(byteCount: Int(Self.httpBufferSize), alignment: 16)
         self.snapshot = snapshot
+        metrics = LoopMetrics(snapshot: snapshot)
+        self.accessLog = accessLog
         picker = EndpointPicker(snapshot: snapshot, seed: Self.seed(index))
         connectionLimit = Self.share(of: snapshot.limits.maxConnections, workers: workers)
         expired.reserveCapacity(Self.tableCapacity)

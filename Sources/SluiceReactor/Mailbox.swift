@@ -15,6 +15,8 @@ enum LoopMessage: Sendable {
     case report
     /// Count `answered` down: the loop is turning (a liveness probe).
     case ping(CountdownLatch)
+    /// Put this loop's metrics sample into the collection (a scrape).
+    case collect(MetricsCollection)
 }
 
 /// A small locked queue plus an eventfd wake-up: the only cross-thread path into a loop.

@@ -14,17 +14,27 @@ public final class Reactor {
     private var threads: [ThreadHandle] = []
     private var current: RoutingSnapshot
     private let logger: Logger
+    /// One access-log ring per loop, in loop order; empty when no access log is written.
+    public let accessLogRings: [AccessLogRing]
 
     /// Makes `workers` loops and binds every listener of `snapshot`. Throws `ReactorError`
     /// naming the listener that could not be bound.
-    public init(workers: Int, snapshot: RoutingSnapshot, logger: Logger) throws(ReactorError) {
+    /// `accessLogCapacity` > 0 gives every loop an access-log ring of that many records.
+    public init(
+        workers: Int, snapshot: RoutingSnapshot, logger: Logger, accessLogCapacity: Int = 0
+    ) throws(ReactorError) {
         precondition(workers > 0)
         self.workers = workers
         self.logger = logger
         current = snapshot
+        accessLogRings =
+            accessLogCapacity > 0 ? (0..<workers).map { _ in AccessLogRing(capacity: accessLogCapacity) } : []
         do {
             for index in 0..<workers {
-                loops.append(try Loop(index: index, workers: workers, snapshot: snapshot, logger: logger))
+                loops.append(
+                    try Loop(
+                        index: index, workers: workers, snapshot: snapshot, logger: logger,
+                        accessLog: accessLogRings.isEmpty ? nil : accessLogRings[index]))
             }
         } catch {
             throw ReactorError(reason: "cannot create event loop: \(error)")
@@ -80,6 +90,16 @@ public final class Reactor {
         let answered = CountdownLatch(count: loops.count)
         for loop in loops { loop.mailbox.post(.ping(answered)) }
         return answered.wait(timeoutMillis: timeoutMillis)
+    }
+
+    /// Every loop's metrics, in loop order, or nil when a loop did not answer within
+    /// `timeoutMillis`. Touches only the loops' mailboxes: any thread may call it, also while
+    /// another thread is in `apply`.
+    public func collect(timeoutMillis: Int64) -> [LoopMetricsSample]? {
+        let collection = MetricsCollection(loops: loops.count)
+        for loop in loops { loop.mailbox.post(.collect(collection)) }
+        guard collection.done.wait(timeoutMillis: timeoutMillis) else { return nil }
+        return collection.samples.compactMap { $0 }
     }
 
     /// Asks every loop to log its counters.

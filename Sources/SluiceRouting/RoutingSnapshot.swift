@@ -99,11 +99,15 @@ public struct Listener: Sendable, Hashable {
     /// table (looked up with `defaultPort` 443) for requests decrypted on this listener; -1
     /// otherwise.
     public var terminatedRoutes: Int = -1
+    /// Which of this listener's requests and connections get an access-log record.
+    public var accessLog: AccessLogPolicy = AccessLogPolicy()
 
     public init(
         name: String, address: SocketAddress, protocol: ListenerProtocol, service: Int, routes: Int = -1,
-        acceptProxy: [CIDR] = [], tlsContext: Int = -1, terminatedRoutes: Int = -1
+        acceptProxy: [CIDR] = [], tlsContext: Int = -1, terminatedRoutes: Int = -1,
+        accessLog: AccessLogPolicy = AccessLogPolicy()
     ) {
+        self.accessLog = accessLog
         self.name = name
         self.address = address
         self.protocol = `protocol`
@@ -122,6 +126,29 @@ public struct Listener: Sendable, Hashable {
 
     /// Two listeners with the same key share their listening sockets across a reload.
     public var key: ListenerKey { ListenerKey(address: address, protocol: self.protocol) }
+}
+
+/// Which requests (http) or connections (tcp, passthrough) of a listener are logged. Records
+/// go to the process's access log when one is configured; without one, nothing is recorded.
+public struct AccessLogPolicy: Sendable, Hashable {
+    public enum Mode: String, Sendable, CaseIterable {
+        case off
+        /// Every request or connection (sampled by `samplePerMillion`).
+        case on
+        /// Only failures: a 5xx status, no response, or an abnormal close (timeout, reset,
+        /// connect failure). Never sampled away.
+        case errors
+    }
+
+    public var mode: Mode
+    /// `on`: the share of successful records kept, per million (1,000,000: all). Failures are
+    /// always kept.
+    public var samplePerMillion: UInt32
+
+    public init(mode: Mode = .on, samplePerMillion: UInt32 = 1_000_000) {
+        self.mode = mode
+        self.samplePerMillion = samplePerMillion
+    }
 }
 
 public struct ListenerKey: Sendable, Hashable {
