@@ -256,6 +256,10 @@ extension Loop {
         parkUpstream(slot)
         e.pointee.phase = .readingHead
         e.pointee.reqScan.reset()
+        // Nothing of the next answer is out (a local answer leaves these set): an error for
+        // the next request is answered, not reset.
+        e.pointee.responseStarted = false
+        e.pointee.responseHeadDone = false
         // Between requests nothing is in flight: take the newest table now, so an idle client
         // keeps no old snapshot alive.
         if !rebindToListener(slot) {
