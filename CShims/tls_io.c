@@ -225,3 +225,11 @@ void sluice_tls_last_error(char *buf, size_t len) {
 }
 
 int sluice_tls_release_buffers(void *ssl) { return SSL_free_buffers((SSL *)ssl); }
+
+int sluice_tls_take_error(void) {
+    int e = errno;
+    ERR_clear_error();
+    return e;
+}
+
+int sluice_tls_version(void *ssl) { return SSL_version((SSL *)ssl); }

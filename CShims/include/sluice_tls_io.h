@@ -36,3 +36,8 @@ int sluice_tls_release_buffers(void *ssl);
 int sluice_tls_session_reused(void *ssl);
 /// The first queued OpenSSL error of this thread as text ("" when none); clears the queue.
 void sluice_tls_last_error(char *buf, size_t len);
+/// After a failed read, write or handshake: the errno of the socket call that failed (0 when
+/// none did: a protocol error); clears this thread's OpenSSL error queue. No allocation.
+int sluice_tls_take_error(void);
+/// The negotiated protocol version (0x0303 TLS 1.2, 0x0304 TLS 1.3) once the handshake is done.
+int sluice_tls_version(void *ssl);

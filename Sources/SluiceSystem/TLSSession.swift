@@ -1,4 +1,5 @@
 import CShims
+import Glibc
 
 /// A server-side TLS session on an accepted socket (OpenSSL, non-blocking), for termination.
 /// Owned by one loop; the caller keeps the pointer and frees it with `free` before closing
@@ -76,6 +77,19 @@ public enum TLSSession {
         sluice_tls_session_reused(UnsafeMutableRawPointer(session)) == 1
     }
 
+    /// The negotiated version (0x0303 TLS 1.2, 0x0304 TLS 1.3), once the handshake is done.
+    public static func version(_ session: OpaquePointer) -> UInt16 {
+        UInt16(truncatingIfNeeded: sluice_tls_version(UnsafeMutableRawPointer(session)))
+    }
+
+    /// Right after a `.failed` (or `.eof`) outcome: the errno of the socket call that failed,
+    /// or `Errno.protocolError` when none did (a TLS protocol error). Clears the thread's
+    /// OpenSSL error queue; no allocation (unlike `lastError`).
+    public static func takeFailure() -> Errno {
+        let code = sluice_tls_take_error()
+        return code != 0 ? Errno(rawValue: code) : .protocolError
+    }
+
     /// The first queued OpenSSL error of this thread, as text; clears the queue.
     public static func lastError() -> String {
         withUnsafeTemporaryAllocation(of: CChar.self, capacity: 256) { buffer in
@@ -83,4 +97,9 @@ public enum TLSSession {
             return String(cString: buffer.baseAddress!)
         }
     }
+}
+
+extension Errno {
+    /// EPROTO: what a TLS session reports for a protocol error (no socket call failed).
+    public static let protocolError = Errno(rawValue: EPROTO)
 }
