@@ -58,7 +58,10 @@ extension Loop {
             Syscall.close(accepted.fd)
             return
         }
-        if firstUse { timers.reset(slot) }
+        if firstUse {
+            timers.reset(slot)
+            if let logStates { (logStates + Int(slot)).initialize(to: LogState()) }
+        }
         let c = table.pointer(slot)
         c.pointee.downFD = accepted.fd
         c.pointee.service = service
@@ -67,6 +70,7 @@ extension Loop {
         c.pointee.stats.acceptedMicros = nowMicros
         metrics.frontends.add(Int(listener.row), .connections)
         metrics.frontends.add(Int(listener.row), .currentConnections)
+        startLogging(slot, listener: listener, peer: accepted.peerAddress)
         Socket.setNoDelay(accepted.fd)
         do {
             try epoll.add(

@@ -93,6 +93,7 @@ extension Loop {
             head = parsed
         }
         counters.httpRequests += 1
+        if logPolicy(c) != nil { noteRequestHead(e, head, headBuf) }
         e.pointee.headStart = e.pointee.req.start
         e.pointee.headLength = headLength
         e.pointee.method = head.method
@@ -298,7 +299,7 @@ extension Loop {
             head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
             pathOverride: path, clientAddress: UnsafeRawBufferPointer(start: scratch, count: clientLength),
             proto: e.pointee.secure ? Self.protoHTTPS : Self.protoHTTP, port: e.pointee.listenPort,
-            upgrading: e.pointee.upgradeRequested, into: out)
+            upgrading: e.pointee.upgradeRequested, requestID: forwardedRequestID(e, headBuf: headBuf), into: out)
         guard let written else { return respondError(slot, status: 431, reason: .badRequest) }
         if !e.pointee.stats.sent {
             e.pointee.stats.sent = true

@@ -245,14 +245,15 @@ extension Loop {
     func finishExchange(_ slot: Int32) -> HTTPStep {
         let c = table.pointer(slot)
         let e = exchange(slot)
-        endExchange(slot, closing: e.pointee.clientClose)
-        countClosed(c)
         if !e.pointee.reqBody.done || !e.pointee.upq.isEmpty {
             // The server answered before the request was sent whole: neither side can be
             // kept in step.
             e.pointee.clientClose = true
             e.pointee.upstreamReusable = false
         }
+        if e.pointee.clientClose { c.pointee.stats.note(.done) }
+        endExchange(slot, closing: e.pointee.clientClose)
+        countClosed(c)
         releaseIfEmpty(&e.pointee.upq)
         e.pointee.resp.start = 0
         e.pointee.resp.end = 0
@@ -264,7 +265,6 @@ extension Loop {
         }
         if e.pointee.clientClose {
             // The client leaves; a clean upstream goes to the pool for other clients.
-            c.pointee.stats.note(.done)
             detachUpstream(slot)
             return startClosing(slot)
         }
@@ -375,6 +375,8 @@ extension Loop {
         guard e.pointee.upq.isEmpty && e.pointee.downq.isEmpty && e.pointee.req.isEmpty && e.pointee.resp.isEmpty else {
             return progressed ? .again : .wait
         }
+        // The request's exchange ends with the upgrade handed over; the tunnel is not logged.
+        endExchange(slot, closing: false)
         if c.pointee.tls != nil {
             // The byte tunnel cannot carry a TLS session: relay through the queues instead.
             e.pointee.phase = .relaying

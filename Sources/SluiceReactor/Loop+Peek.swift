@@ -198,6 +198,7 @@ extension Loop {
         if let serverName {
             let name = UnsafeRawBufferPointer(
                 rebasing: UnsafeRawBufferPointer(helloScratch)[Int(serverName.lowerBound)..<Int(serverName.upperBound)])
+            noteServerName(slot, name)
             switch table.lookup(host: name, path: Self.rootPath, defaultPort: 443) {
             case .service(let index, _): service = Int(index)
             case .terminate:

@@ -57,6 +57,17 @@ final class Loop: @unchecked Sendable {
     var metrics: LoopMetrics
     /// This loop's access-log ring; nil when the process writes no access log.
     let accessLog: AccessLogRing?
+    /// With `accessLog`: per slot, what a logged connection keeps for its records, and its
+    /// SNI name's bytes (`LogState.sniCapacity` per slot). Touched only by logged connections.
+    let logStates: UnsafeMutablePointer<LogState>?
+    let sniStore: UnsafeMutableRawPointer
+    /// The records' sampler (xorshift64, never 0) and the request-id generator's state.
+    var sampler: UInt64
+    let requestIDPrefix: UInt64
+    let requestIDKey: UInt64
+    var requestCounter: UInt64 = 0
+    /// Where a made request id is formatted for the forwarded head.
+    let requestIDScratch: UnsafeMutableRawPointer
     /// Connections this loop accepts at most (its share of `limits.maxConnections`).
     var connectionLimit: Int
     let workerCount: Int
@@ -131,6 +142,19 @@ final class Loop: @unchecked Sendable {
         self.snapshot = snapshot
         metrics = LoopMetrics(snapshot: snapshot)
         self.accessLog = accessLog
+        if accessLog != nil {
+            // Untouched slots cost no resident memory; a slot's state is set up on first use.
+            logStates = .allocate(capacity: Self.tableCapacity)
+            sniStore = .allocate(byteCount: Self.tableCapacity * LogState.sniCapacity, alignment: 16)
+        } else {
+            logStates = nil
+            sniStore = .allocate(byteCount: 1, alignment: 16)
+        }
+        var random = SystemRandomNumberGenerator()
+        sampler = random.next() | 1
+        requestIDPrefix = random.next()
+        requestIDKey = random.next()
+        requestIDScratch = .allocate(byteCount: Self.requestIDLength, alignment: 16)
         picker = EndpointPicker(snapshot: snapshot, seed: Self.seed(index))
         connectionLimit = Self.share(of: snapshot.limits.maxConnections, workers: workers)
         expired.reserveCapacity(Self.tableCapacity)

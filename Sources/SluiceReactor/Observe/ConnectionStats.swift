@@ -85,6 +85,8 @@ struct ExchangeStats {
     /// 0: none (or passed through); else the loop's request counter value the id was made of.
     var generatedID: UInt64 = 0
     var pending = false
+    /// The head was parsed (method, host and target are this request's).
+    var parsed = false
     /// Counted as sent to its backend and server.
     var sent = false
     /// Counted in its backend's `httpRequests` (it has a service).

@@ -35,6 +35,9 @@ extension Loop {
             metrics.requestDuration.record(row, micros: nowMicros - head)
         }
         flushBytes(c)
+        logExchange(slot, reason: closing ? c.pointee.stats.closeReason : .none)
+        c.pointee.stats.recordIn = 0
+        c.pointee.stats.recordOut = 0
     }
 
     /// What a close records, before the connection's state is released: the byte counts,
@@ -50,6 +53,18 @@ extension Loop {
             }
         }
         flushBytes(c)
+        if c.pointee.isHTTP {
+            // A request still in flight ends with the connection.
+            let e = exchange(slot)
+            if e.pointee.stats.pending {
+                e.pointee.stats.pending = false
+                logExchange(slot, reason: c.pointee.stats.closeReason)
+            }
+        } else if c.pointee.tls == nil, c.pointee.listener >= 0,
+            listeners[Int(c.pointee.listener)].key.protocol != .http
+        {
+            logTunnel(slot)
+        }
         if let row = frontendRow(c) { metrics.frontends.add(row, .currentConnections, -1) }
         metrics.closeReasons[Int(c.pointee.stats.closeReason.rawValue)] &+= 1
     }
