@@ -61,7 +61,7 @@ extension Loop {
             if let row = frontendRow(c) {
                 metrics.tlsHandshakeDuration.record(row, micros: nowMicros - c.pointee.stats.acceptedMicros)
             }
-            noteTLSVersion(slot, TLSSession.version(session))
+            noteTLSVersion(slot, UInt16(truncatingIfNeeded: TLSSession.version(session)))
             startSecureHTTP(slot)
         case .wantRead:
             c.pointee.toUp.srcReadable = false
