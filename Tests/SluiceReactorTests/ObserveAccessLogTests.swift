@@ -81,10 +81,39 @@ import Testing
         #expect(Self.isHex32(f.text(.requestID)))
         #expect(Self.requestID(in: heads[1]) == f.text(.requestID))
 
+        #expect(r.truncated == 0 && f.truncated == 0)
+
         let l = records[2]
         #expect(l.status == 200 && l.reason == .done)
         #expect(Self.isHex32(l.text(.requestID)) && l.text(.requestID) != f.text(.requestID))
         #expect(Self.requestID(in: heads[2]) == l.text(.requestID))
+    }
+
+    @Test func aLongTargetIsCutAndMarked() throws {
+        let backend = TestBackend { _ in .respond(TestBackend.ok()) }
+        defer { backend.stop() }
+        // A ring of two records: the third reuses the first one's slot.
+        let proxy = try TestProxy(accessLog: 2) {
+            Build.http(port: $0, services: [("app", [backend.port])], hosts: [("app.test", 0)])
+        }
+        defer { proxy.stop() }
+        let path = "/" + String(repeating: "p", count: 400)
+        let fd = Net.connect(proxy.port)
+        for (k, target) in [path, "/short", "/s2"].enumerated() {
+            Net.send(fd, request("app.test", target))
+            #expect(readResponse(fd)?.status == 200)
+            #expect(proxy.records(atLeast: k + 1).count == k + 1)
+        }
+        Glibc.close(fd)
+        let records = proxy.records(atLeast: 3)
+        try #require(records.count == 3)
+        let capacity = AccessRecord.Field.target.capacity
+        #expect(records[0].text(.target) == String(path.prefix(capacity)))
+        #expect(records[0].truncated == UInt8(1) << UInt8(AccessRecord.Field.target.rawValue))
+        // A slot's next record does not inherit the mark.
+        #expect(records[1].text(.target) == "/short" && records[1].truncated == 0)
+        #expect(records[2].text(.target) == "/s2" && records[2].truncated == 0)
+        #expect(proxy.reactor.accessLogRings[0].dropped == 0)
     }
 
     @Test func failuresAreRecordedWithTheirReasons() throws {

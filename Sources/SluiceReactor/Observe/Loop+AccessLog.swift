@@ -13,6 +13,8 @@ struct LogState {
     var clientPort: UInt16 = 0
     var tlsVersion: UInt16 = 0
     var sniLength: UInt8 = 0
+    /// The name was longer than `sniCapacity` (the record marks it cut).
+    var sniCut = false
 
     static let sniCapacity = 128
 }
@@ -50,6 +52,7 @@ extension Loop {
         let state = logStates + Int(slot)
         state.pointee.tlsVersion = 0
         state.pointee.sniLength = 0
+        state.pointee.sniCut = false
         state.pointee.clientPort = peer?.port ?? 0
         switch peer?.ip {
         case .v4(let a):
@@ -73,6 +76,7 @@ extension Loop {
         let n = min(name.count, LogState.sniCapacity)
         if n > 0 { (sniStore + Int(slot) * LogState.sniCapacity).copyMemory(from: name.baseAddress!, byteCount: n) }
         logStates[Int(slot)].sniLength = UInt8(n)
+        logStates[Int(slot)].sniCut = name.count > n
     }
 
     /// The TLS version negotiated with the client, for the connection's records.
@@ -139,6 +143,7 @@ extension Loop {
         if stats.generatedID != 0 {
             formatRequestID(stats.generatedID, into: text + AccessRecord.Field.requestID.offset)
             r.pointee.lengths[AccessRecord.Field.requestID.rawValue] = UInt16(Self.requestIDLength)
+            r.pointee.truncated &= ~(UInt8(1) << UInt8(AccessRecord.Field.requestID.rawValue))
         } else {
             Self.put(text, r, .requestID, head, stats.requestID)
         }
@@ -146,7 +151,7 @@ extension Loop {
         if stats.routed && c.pointee.service >= 0 {
             Self.put(text, r, .service, routedWith.services[Int(c.pointee.service)].name)
         } else {
-            r.pointee.lengths[AccessRecord.Field.service.rawValue] = 0
+            Self.clear(r, .service)
         }
         fillEndpoint(r, stats.attached && c.pointee.endpoint >= 0 ? routedWith.endpoints[Int(c.pointee.endpoint)] : nil)
         ring.publish()
@@ -176,14 +181,14 @@ extension Loop {
             ? Int64(stats.firstUpstreamAfter - stats.connectedAfter) : -1
         r.pointee.totalMicros = nowMicros - stats.acceptedMicros
         let text = Self.textOf(r)
-        r.pointee.lengths[AccessRecord.Field.host.rawValue] = 0
-        r.pointee.lengths[AccessRecord.Field.target.rawValue] = 0
-        r.pointee.lengths[AccessRecord.Field.requestID.rawValue] = 0
+        Self.clear(r, .host)
+        Self.clear(r, .target)
+        Self.clear(r, .requestID)
         let routedWith = routed(c)
         if c.pointee.service >= 0 {
             Self.put(text, r, .service, routedWith.services[Int(c.pointee.service)].name)
         } else {
-            r.pointee.lengths[AccessRecord.Field.service.rawValue] = 0
+            Self.clear(r, .service)
         }
         fillEndpoint(r, c.pointee.endpoint >= 0 ? routedWith.endpoints[Int(c.pointee.endpoint)] : nil)
         ring.publish()
@@ -203,6 +208,8 @@ extension Loop {
                 from: sniStore + Int(slot) * LogState.sniCapacity, byteCount: sni)
         }
         r.pointee.lengths[AccessRecord.Field.sni.rawValue] = UInt16(sni)
+        let bit = UInt8(1) << UInt8(AccessRecord.Field.sni.rawValue)
+        r.pointee.truncated = state.pointee.sniCut ? r.pointee.truncated | bit : r.pointee.truncated & ~bit
         r.pointee.tlsVersion = state.pointee.tlsVersion
         r.pointee.clientV6 = state.pointee.clientV6
         r.pointee.clientHi = state.pointee.clientHi
@@ -253,7 +260,8 @@ extension Loop {
 
     static let textOffset = MemoryLayout<AccessRecord>.offset(of: \AccessRecord.text)!
 
-    /// Copies at most the field's capacity of `bytes` into it.
+    /// Copies at most the field's capacity of `bytes` into it, as `AccessRecord.set` does
+    /// (marking a cut in `truncated`), with one copy.
     @inline(__always)
     static func put(
         _ text: UnsafeMutableRawPointer, _ r: UnsafeMutablePointer<AccessRecord>, _ field: AccessRecord.Field,
@@ -262,6 +270,15 @@ extension Loop {
         let n = min(bytes.count, field.capacity)
         if n > 0 { (text + field.offset).copyMemory(from: bytes.baseAddress!, byteCount: n) }
         r.pointee.lengths[field.rawValue] = UInt16(n)
+        let bit = UInt8(1) << UInt8(field.rawValue)
+        r.pointee.truncated = bytes.count > n ? r.pointee.truncated | bit : r.pointee.truncated & ~bit
+    }
+
+    /// An empty field.
+    @inline(__always)
+    static func clear(_ r: UnsafeMutablePointer<AccessRecord>, _ field: AccessRecord.Field) {
+        r.pointee.lengths[field.rawValue] = 0
+        r.pointee.truncated &= ~(UInt8(1) << UInt8(field.rawValue))
     }
 
     /// A slice of the request head at `head` (none when the head is gone).
@@ -271,7 +288,7 @@ extension Loop {
         _ head: UnsafeRawPointer?, _ slice: HeadSlice
     ) {
         guard let head, slice.count > 0 else {
-            r.pointee.lengths[field.rawValue] = 0
+            clear(r, field)
             return
         }
         put(text, r, field, UnsafeRawBufferPointer(start: head + Int(slice.offset), count: Int(slice.count)))
@@ -284,7 +301,7 @@ extension Loop {
         _ name: String
     ) {
         let copied = name.utf8.withContiguousStorageIfAvailable { put(text, r, field, UnsafeRawBufferPointer($0)) }
-        if copied == nil { r.pointee.lengths[field.rawValue] = 0 }
+        if copied == nil { clear(r, field) }
     }
 }
 
