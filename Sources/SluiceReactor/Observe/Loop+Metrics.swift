@@ -61,12 +61,28 @@ extension Loop {
         flushAllBytes()
         var down = Array(repeating: false, count: snapshot.endpoints.count)
         for i in down.indices { down[i] = picker.isDown(i, now: now) }
+        // Copies into storage of their own: a sample sharing the loop's arrays would make the
+        // loop's next add copy a whole table (an allocation, in the middle of a request).
         collection.samples[index] = LoopMetricsSample(
-            loop: index, snapshot: snapshot, frontends: metrics.frontends, backends: metrics.backends,
-            servers: metrics.servers, requestDuration: metrics.requestDuration,
-            connectDuration: metrics.connectDuration, tlsHandshakeDuration: metrics.tlsHandshakeDuration,
-            endpointDown: down, closeReasons: metrics.closeReasons, counters: counters, liveConnections: table.live,
+            loop: index, snapshot: snapshot, frontends: Self.copy(metrics.frontends),
+            backends: Self.copy(metrics.backends),
+            servers: Self.copy(metrics.servers), requestDuration: Self.copy(metrics.requestDuration),
+            connectDuration: Self.copy(metrics.connectDuration),
+            tlsHandshakeDuration: Self.copy(metrics.tlsHandshakeDuration), endpointDown: down,
+            closeReasons: metrics.closeReasons.map { $0 }, counters: counters, liveConnections: table.live,
             accessLogDropped: accessLog?.dropped ?? 0)
         collection.done.countDown()
+    }
+
+    static func copy<M>(_ table: MetricTable<M>) -> MetricTable<M> {
+        var copy = MetricTable<M>(rows: table.rows)
+        copy.add(table)
+        return copy
+    }
+
+    static func copy(_ table: HistogramTable) -> HistogramTable {
+        var copy = HistogramTable(rows: table.rows)
+        copy.add(table)
+        return copy
     }
 }
