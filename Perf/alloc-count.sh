@@ -12,6 +12,12 @@
 # MODE=https: the same over TLS terminated by Sluice (a tls listener with a throwaway ECDSA
 # P-256 certificate for both hosts). Keep-alive rows count steady-state requests; the
 # Connection: close row includes a full handshake (OpenSSL's own allocations) per request.
+#
+# ACCESS_LOG=1 (http, https): the listener's requests are also written to a JSON access log
+# (`accessLog:` in the configuration, a file under Perf/out), so every request makes a record
+# and a request id. The counter reports each thread apart: the *loop thread* columns (the
+# thread that used the most CPU during the load) are the data path's own allocations, apart
+# from the log writer's formatting on its thread.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${MODE:-tcp}
@@ -19,6 +25,7 @@ SHORT=${SHORT:-20000}
 BULK=${BULK:-512}
 SECS=${SECS:-3}
 WRK_CONNS=${WRK_CONNS:-4}
+ACCESS_LOG=${ACCESS_LOG:-}
 BIN=${SLUICE_BIN:-.build/release/sluice}
 OUT=Perf/out
 mkdir -p "$OUT"
@@ -37,8 +44,31 @@ count() {
     before=$(grep -c malloc-count "$OUT/alloc.log" || true)
     kill -USR2 "$sluice"
     until [ "$(grep -c malloc-count "$OUT/alloc.log" || true)" -gt "$before" ]; do sleep 0.02; done
+    # The report is one write: the per-thread lines follow the total.
+    sleep 0.05
     grep malloc-count "$OUT/alloc.log" | tail -1 \
         | awk '{ split($2,a,"="); split($3,b,"="); split($4,c,"="); split($5,d,"="); print a[2]+b[2]+c[2]+d[2] }'
+}
+
+# thread_count TID: that thread's allocations in the last report.
+thread_count() {
+    awk -v tid="$1" '/^malloc-count:/ { n = 0 } $1 == "malloc-thread:" && $2 == "tid=" tid { split($3, v, "="); n = v[2] }
+        END { print n + 0 }' "$OUT/alloc.log"
+}
+
+# thread_cpu: "TID TICKS" (user + system) for every thread of sluice.
+thread_cpu() {
+    for t in /proc/"$sluice"/task/*; do
+        if [ -r "$t/stat" ]; then
+            awk -v tid="${t##*/}" '{ sub(/^.*\) /, ""); print tid, $12 + $13 }' "$t/stat" 2> /dev/null || true
+        fi
+    done
+}
+
+# busiest BEFORE AFTER: the thread whose CPU grew most between two thread_cpu listings.
+busiest() {
+    awk 'NR == FNR { before[$1] = $2; next } { d = $2 - before[$1]; if (d > best) { best = d; tid = $1 } }
+        END { print tid }' <(echo "$1") <(echo "$2")
 }
 
 start_sluice() { # start_sluice CONFIG -> sets $sluice
@@ -129,8 +159,17 @@ services:
   - name: b
     endpoints: [127.0.0.1:$o3, 127.0.0.1:$o4]
 YAML
+    if [ -n "$ACCESS_LOG" ]; then
+        rm -f "$PWD/$D/access.log"
+        cat >> "$OUT/alloc.yaml" <<YAML
+accessLog:
+  path: $PWD/$D/access.log
+  format: json
+YAML
+    fi
     "$BIN" check --config "$OUT/alloc.yaml" > "$D/check.log" 2>&1 ||
-        { echo "sluice check rejects the http config:" >&2; cat "$D/check.log" >&2; exit 1; }
+        { echo "sluice check rejects the http config${ACCESS_LOG:+ (ACCESS_LOG needs a sluice that reads accessLog:)}:" >&2
+          cat "$D/check.log" >&2; exit 1; }
     for p in $o1 $o2 $o3 $o4; do
         until (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do sleep 0.05; done
     done
@@ -176,21 +215,31 @@ LUA
     for l in $loads; do
         wrk_args "$l"
         c0=$(count)
+        cpu0=$(thread_cpu)
         wrk "${WA[@]}" -d"${SECS}s" "$URL" > "$D/$l.wrk.txt" 2>&1
+        cpu1=$(thread_cpu)
+        loop=$(busiest "$cpu0" "$cpu1")
+        t0=$(thread_count "$loop")
         c1=$(count)
+        t1=$(thread_count "$loop")
         n=$(awk '/requests in/ {print $1}' "$D/$l.wrk.txt")
         bad=$(awk '/Non-2xx/ {print $NF}' "$D/$l.wrk.txt")
         errs=$(sed -n 's/.*Socket errors: \(.*\)/\1/p' "$D/$l.wrk.txt")
         note=""
         [ -n "$bad" ] && note="$note $bad non-2xx;"
         [ -n "$errs" ] && note="$note socket errors: $errs;"
-        rows+=("| $(label "$l") | $n | $((c1 - c0)) | $(python3 -c "print(f'{$((c1 - c0))/max($n,1):.4f}')") |${note:+ $note}")
+        # t0 is the loop's count in the report taken before the load (c0's).
+        rows+=("| $(label "$l") | $n | $((c1 - c0)) | $(python3 -c "print(f'{$((c1 - c0))/max($n,1):.4f}')") | $((t1 - t0)) | $(python3 -c "print(f'{$((t1 - t0))/max($n,1):.4f}')") |${note:+ $note}")
     done
     [ "$c_start" -gt 0 ] || { echo "the malloc counter saw nothing: LD_PRELOAD not in effect" >&2; exit 1; }
     echo "allocations through start-up: $c_ready; during the warm-up: $((c_start - c_ready))"
-    echo "wrk -t1 -c$WRK_CONNS -d${SECS}s per load, after a 1 s warm-up of each"
-    printf '| load | requests | allocations | per request |\n| --- | --- | --- | --- |\n'
+    echo "wrk -t1 -c$WRK_CONNS -d${SECS}s per load, after a 1 s warm-up of each${ACCESS_LOG:+; JSON access log on}"
+    printf '| load | requests | allocations | per request | loop thread | per request |\n'
+    printf '| --- | --- | --- | --- | --- | --- |\n'
     printf '%s\n' "${rows[@]}"
+    if [ -n "$ACCESS_LOG" ]; then
+        echo "access-log lines written: $(wc -l < "$PWD/$D/access.log" 2>/dev/null || echo 0)"
+    fi
     exit 0
 fi
 
