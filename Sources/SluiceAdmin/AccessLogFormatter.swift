@@ -1,0 +1,332 @@
+import SluiceReactor
+import SluiceWire
+
+/// Turns `AccessRecord`s into log lines, JSON or text, each ending in a newline.
+///
+/// The fields, in this order in both forms (text: values only, space-separated):
+///
+/// | field | value |
+/// | --- | --- |
+/// | `time` | RFC 3339 UTC with milliseconds: when the request's first byte (tunnel: the connection) was seen |
+/// | `kind` | `http`, `tcp` or `tls_passthrough` |
+/// | `client` | `ip:port` (IPv6 in brackets; IPv4-mapped shown as IPv4) |
+/// | `listener` | the listener's name |
+/// | `host` | the request's Host (http), else null |
+/// | `method` | `GET`, `POST`… (`OTHER` for an extension method); null for tunnels |
+/// | `target` | the request target as received, at most 256 bytes |
+/// | `target_truncated` | whether the target was longer (text form: `...` inside the quotes) |
+/// | `status` | the status sent to the client; null when none was |
+/// | `bytes_in`, `bytes_out` | bytes from and to the client |
+/// | `service`, `endpoint` | where it went (`ip:port`); null when nowhere |
+/// | `request_ms`, `connect_ms`, `response_ms`, `total_ms` | durations, null when the step did not happen |
+/// | `close_reason`, `close_side` | why and by which side (`downstream`, `upstream`, `proxy`) the connection closed after this record; null while it stays open |
+/// | `tls_version` | `TLSv1.2`, `TLSv1.3` when TLS was terminated here, else null |
+/// | `sni` | the ClientHello's server name |
+/// | `request_id` | X-Request-ID, as received or generated |
+///
+/// Strings are escaped byte by byte (see `AccessLogLine.putJSONString`), so a line is always
+/// one line of valid JSON whatever the client sent. Runs on the writer thread; no allocation.
+public struct AccessLogFormatter {
+    public let format: AccessLogFormat
+    /// Wall-clock minus monotonic microseconds, sampled by the writer: a record's
+    /// `startMicros` plus this is its wall-clock time.
+    public var wallOffsetMicros: Int64
+    private var clock = AccessLogClock()
+
+    /// Room one line may take (every text field full of bytes that escape to six): the
+    /// writer keeps at least this much free before formatting a record.
+    public static let maxLineBytes = 8_192
+
+    public init(format: AccessLogFormat, wallOffsetMicros: Int64 = 0) {
+        self.format = format
+        self.wallOffsetMicros = wallOffsetMicros
+    }
+
+    /// Writes `record`'s line, newline included, at `base`, which has room for
+    /// `maxLineBytes`; returns its length.
+    public mutating func write(_ record: borrowing AccessRecord, into base: UnsafeMutablePointer<UInt8>) -> Int {
+        var line = AccessLogLine(base, capacity: Self.maxLineBytes)
+        switch format {
+        case .json: json(record, &line)
+        case .text: text(record, &line)
+        }
+        line.put(UInt8(ascii: "\n"))
+        precondition(!line.overflow, "an access-log line outgrew AccessLogFormatter.maxLineBytes")
+        return line.count
+    }
+
+    /// `record`'s line appended to `out` (tests, tools).
+    public mutating func append(_ record: borrowing AccessRecord, to out: inout [UInt8]) {
+        let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: Self.maxLineBytes)
+        defer { scratch.deallocate() }
+        // SAFETY: `scratch` holds `maxLineBytes`, and `write` returns how many it filled.
+        let n = write(record, into: scratch)
+        out.append(contentsOf: UnsafeBufferPointer(start: scratch, count: n))
+    }
+
+    /// `record`'s line as text (tests, tools).
+    public mutating func line(_ record: borrowing AccessRecord) -> String {
+        var out: [UInt8] = []
+        append(record, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    // MARK: - JSON
+
+    private mutating func json(_ record: borrowing AccessRecord, _ line: inout AccessLogLine) {
+        line.put("{\"time\":\"")
+        clock.put(record.startMicros &+ wallOffsetMicros, to: &line)
+        line.put("\",\"kind\":")
+        line.put(Self.kindName(record.kind))
+        line.put(",\"client\":\"")
+        line.putAddress(v6: record.clientV6, hi: record.clientHi, lo: record.clientLo, port: record.clientPort)
+        line.put("\",\"listener\":")
+        jsonText(record, .listener, &line)
+        line.put(",\"host\":")
+        jsonText(record, .host, &line)
+        line.put(",\"method\":")
+        if let method = Self.methodName(record) {
+            line.put(UInt8(ascii: "\""))
+            line.put(method)
+            line.put(UInt8(ascii: "\""))
+        } else {
+            line.put("null")
+        }
+        line.put(",\"target\":")
+        jsonText(record, .target, &line)
+        line.put(",\"target_truncated\":")
+        line.put(Self.isCut(record, .target) ? "true" : "false")
+        line.put(",\"status\":")
+        if record.status == 0 { line.put("null") } else { line.put(decimal: UInt64(record.status)) }
+        line.put(",\"bytes_in\":")
+        line.put(decimal: record.bytesIn)
+        line.put(",\"bytes_out\":")
+        line.put(decimal: record.bytesOut)
+        line.put(",\"service\":")
+        jsonText(record, .service, &line)
+        line.put(",\"endpoint\":")
+        if record.endpointPort == 0 {
+            line.put("null")
+        } else {
+            line.put(UInt8(ascii: "\""))
+            line.putAddress(
+                v6: record.endpointV6, hi: record.endpointHi, lo: record.endpointLo, port: record.endpointPort)
+            line.put(UInt8(ascii: "\""))
+        }
+        line.put(",\"request_ms\":")
+        jsonDuration(record.requestMicros, &line)
+        line.put(",\"connect_ms\":")
+        jsonDuration(record.connectMicros, &line)
+        line.put(",\"response_ms\":")
+        jsonDuration(record.responseMicros, &line)
+        line.put(",\"total_ms\":")
+        jsonDuration(record.totalMicros, &line)
+        let reason = CloseReason(rawValue: record.closeReason) ?? CloseReason.none
+        line.put(",\"close_reason\":")
+        if reason == .none {
+            line.put("null,\"close_side\":null")
+        } else {
+            line.put(UInt8(ascii: "\""))
+            line.put(Self.reasonName(reason))
+            line.put("\",\"close_side\":")
+            line.put(Self.sideName(reason.side))
+        }
+        line.put(",\"tls_version\":")
+        line.put(Self.tlsVersionName(record.tlsVersion))
+        line.put(",\"sni\":")
+        jsonText(record, .sni, &line)
+        line.put(",\"request_id\":")
+        jsonText(record, .requestID, &line)
+        line.put(UInt8(ascii: "}"))
+    }
+
+    /// A text field as a JSON string, or null when empty.
+    private func jsonText(_ record: borrowing AccessRecord, _ field: AccessRecord.Field, _ line: inout AccessLogLine) {
+        let n = Int(record.lengths[field.rawValue])
+        guard n > 0 else {
+            line.put("null")
+            return
+        }
+        let span = record.text.span
+        line.putJSONString(span.extracting(field.offset..<(field.offset + n)))
+    }
+
+    private func jsonDuration(_ micros: Int64, _ line: inout AccessLogLine) {
+        if micros < 0 { line.put("null") } else { line.put(millisFromMicros: micros) }
+    }
+
+    // MARK: - Text
+
+    private mutating func text(_ record: borrowing AccessRecord, _ line: inout AccessLogLine) {
+        clock.put(record.startMicros &+ wallOffsetMicros, to: &line)
+        line.put(UInt8(ascii: " "))
+        line.put(Self.bareKindName(record.kind))
+        line.put(UInt8(ascii: " "))
+        line.putAddress(v6: record.clientV6, hi: record.clientHi, lo: record.clientLo, port: record.clientPort)
+        line.put(UInt8(ascii: " "))
+        quotedText(record, .listener, &line)
+        line.put(UInt8(ascii: " "))
+        quotedText(record, .host, &line)
+        line.put(UInt8(ascii: " "))
+        if let method = Self.methodName(record) { line.put(method) } else { line.put(UInt8(ascii: "-")) }
+        line.put(UInt8(ascii: " "))
+        quotedText(record, .target, &line)
+        line.put(UInt8(ascii: " "))
+        if record.status == 0 { line.put(UInt8(ascii: "-")) } else { line.put(decimal: UInt64(record.status)) }
+        line.put(UInt8(ascii: " "))
+        line.put(decimal: record.bytesIn)
+        line.put(UInt8(ascii: " "))
+        line.put(decimal: record.bytesOut)
+        line.put(UInt8(ascii: " "))
+        quotedText(record, .service, &line)
+        line.put(UInt8(ascii: " "))
+        if record.endpointPort == 0 {
+            line.put(UInt8(ascii: "-"))
+        } else {
+            line.putAddress(
+                v6: record.endpointV6, hi: record.endpointHi, lo: record.endpointLo, port: record.endpointPort)
+        }
+        textDuration(record.requestMicros, &line)
+        textDuration(record.connectMicros, &line)
+        textDuration(record.responseMicros, &line)
+        textDuration(record.totalMicros, &line)
+        let reason = CloseReason(rawValue: record.closeReason) ?? CloseReason.none
+        line.put(UInt8(ascii: " "))
+        if reason == .none {
+            line.put("- -")
+        } else {
+            line.put(Self.reasonName(reason))
+            line.put(UInt8(ascii: " "))
+            line.put(Self.bareSideName(reason.side))
+        }
+        line.put(UInt8(ascii: " "))
+        line.put(Self.bareTLSVersionName(record.tlsVersion))
+        line.put(UInt8(ascii: " "))
+        quotedText(record, .sni, &line)
+        line.put(UInt8(ascii: " "))
+        quotedText(record, .requestID, &line)
+    }
+
+    /// A text field quoted, or `-` when empty.
+    private func quotedText(_ record: borrowing AccessRecord, _ field: AccessRecord.Field, _ line: inout AccessLogLine)
+    {
+        let n = Int(record.lengths[field.rawValue])
+        guard n > 0 else {
+            line.put(UInt8(ascii: "-"))
+            return
+        }
+        let span = record.text.span
+        line.putQuoted(span.extracting(field.offset..<(field.offset + n)), cut: Self.isCut(record, field))
+    }
+
+    /// A space, then the duration or `-`.
+    private func textDuration(_ micros: Int64, _ line: inout AccessLogLine) {
+        line.put(UInt8(ascii: " "))
+        if micros < 0 { line.put(UInt8(ascii: "-")) } else { line.put(millisFromMicros: micros) }
+    }
+
+    // MARK: - Names
+
+    /// Whether `field` held less than the loop had (the record keeps the first bytes).
+    static func isCut(_ record: borrowing AccessRecord, _ field: AccessRecord.Field) -> Bool {
+        record.truncated & (1 << UInt8(field.rawValue)) != 0
+    }
+
+    static func methodName(_ record: borrowing AccessRecord) -> StaticString? {
+        guard record.kind == .http, let method = HTTPMethod(rawValue: record.method) else { return nil }
+        switch method {
+        case .get: return "GET"
+        case .head: return "HEAD"
+        case .post: return "POST"
+        case .put: return "PUT"
+        case .delete: return "DELETE"
+        case .options: return "OPTIONS"
+        case .patch: return "PATCH"
+        case .trace: return "TRACE"
+        case .connect: return "CONNECT"
+        case .other: return "OTHER"
+        }
+    }
+
+    static func kindName(_ kind: AccessRecord.Kind) -> StaticString {
+        switch kind {
+        case .http: "\"http\""
+        case .tcp: "\"tcp\""
+        case .tlsPassthrough: "\"tls_passthrough\""
+        }
+    }
+
+    static func bareKindName(_ kind: AccessRecord.Kind) -> StaticString {
+        switch kind {
+        case .http: "http"
+        case .tcp: "tcp"
+        case .tlsPassthrough: "tls_passthrough"
+        }
+    }
+
+    static func sideName(_ side: CloseReason.Side) -> StaticString {
+        switch side {
+        case .none: "null"
+        case .downstream: "\"downstream\""
+        case .upstream: "\"upstream\""
+        case .proxy: "\"proxy\""
+        }
+    }
+
+    static func bareSideName(_ side: CloseReason.Side) -> StaticString {
+        switch side {
+        case .none: "-"
+        case .downstream: "downstream"
+        case .upstream: "upstream"
+        case .proxy: "proxy"
+        }
+    }
+
+    static func tlsVersionName(_ version: UInt16) -> StaticString {
+        switch version {
+        case 0x0304: "\"TLSv1.3\""
+        case 0x0303: "\"TLSv1.2\""
+        case 0x0302: "\"TLSv1.1\""
+        case 0x0301: "\"TLSv1\""
+        default: "null"
+        }
+    }
+
+    static func bareTLSVersionName(_ version: UInt16) -> StaticString {
+        switch version {
+        case 0x0304: "TLSv1.3"
+        case 0x0303: "TLSv1.2"
+        case 0x0302: "TLSv1.1"
+        case 0x0301: "TLSv1"
+        default: "-"
+        }
+    }
+
+    /// `CloseReason.name` without a `String`.
+    static func reasonName(_ reason: CloseReason) -> StaticString {
+        switch reason {
+        case .none: "none"
+        case .clientClosed: "client_closed"
+        case .upstreamClosed: "upstream_closed"
+        case .done: "done"
+        case .clientReset: "client_reset"
+        case .upstreamReset: "upstream_reset"
+        case .clientTimeout: "client_timeout"
+        case .requestHeadTimeout: "request_head_timeout"
+        case .requestBodyTimeout: "request_body_timeout"
+        case .connectTimeout: "connect_timeout"
+        case .serverTimeout: "server_timeout"
+        case .tunnelTimeout: "tunnel_timeout"
+        case .connectFailed: "connect_failed"
+        case .noEndpoint: "no_endpoint"
+        case .noRoute: "no_route"
+        case .badRequest: "bad_request"
+        case .badResponse: "bad_response"
+        case .tlsFailed: "tls_failed"
+        case .badPreface: "bad_preface"
+        case .overLimit: "over_limit"
+        case .draining: "draining"
+        case .listenerRemoved: "listener_removed"
+        }
+    }
+}
