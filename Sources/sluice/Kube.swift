@@ -64,10 +64,13 @@ struct Kube: ParsableCommand {
             "The access log: a file (appended to, reopened on SIGUSR2), stdout, or off.", valueName: "path"))
     var accessLog: String = "off"
 
-    @Option(help: "The access log's form: json (one object a line) or text.")
+    @Option(help: ArgumentHelp("The access log's form: json (one object a line) or text.", valueName: "json|text"))
     var accessLogFormat: String?
 
-    @Option(help: "Which records the listeners write: on (every request and connection) or errors (failures only).")
+    @Option(
+        help: ArgumentHelp(
+            "Which records the listeners write: on (every request and connection) or errors (failures only).",
+            valueName: "on|errors"))
     var accessLogMode: String?
 
     @Option(
