@@ -202,10 +202,11 @@ public final class AccessLogWriter: @unchecked Sendable {
         lastDropWarningMillis = now
     }
 
-    /// After the last drain: the drops not yet reported, and the file closed.
+    /// After the last drain: the drops not yet reported, the totals, and the file closed.
     private func finish() {
         warnAboutDrops(force: true)
         output.close()
+        logger.info("access log: closed \(settings.destination): \(summary)")
     }
 
     private static func open(_ destination: AccessLogSettings.Destination) throws(AccessLogError) -> LogFile {

@@ -593,3 +593,55 @@ def test_an_unopenable_file_stops_the_start(proxy_factory, tmp_path, http_backen
                       extra={"accessLog": {"path": str(tmp_path / "missing" / "access.log")}})
     with pytest.raises(AssertionError, match=r"access log: cannot open .*/missing/access\.log: No such"):
         proxy_factory(cfg)
+
+
+def test_a_blocked_destination_never_holds_up_the_loops(http_backends, proxy_factory, tmp_path):
+    """The log is a FIFO nobody reads: the writer blocks in write(2), the rings fill, and the
+    loops drop records (counted) but answer every request. Once the FIFO is read again,
+    every record is either in it or counted as dropped."""
+    ok = http_backends.add("ok")
+    (tmp_path / "logs").mkdir()
+    fifo = tmp_path / "logs" / "access.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # open, but nothing is read yet
+    try:
+        log = start(proxy_factory, tmp_path, {"web": web({"ok": "ok"})}, {"ok": [ok.addr]},
+                    access_log={"path": "logs/access.fifo", "buffer": 16})
+        count = 400
+        h, _, port = log.addr("web").rpartition(":")
+        with socket.create_connection((h, int(port)), timeout=15) as s:
+            buffered = BufReader(s)
+            for i in range(count):
+                s.sendall(request_bytes("ok.example.com", f"/r{i}"))
+                assert read_response(buffered).status == 200
+        since = log.p.mark()
+        log.p.proc.send_signal(signal.SIGUSR1)
+        report = log.p.wait_line(r"access log: written=\d+ dropped=\d+", 10, since)
+        assert int(re.search(r"dropped=(\d+)", report).group(1)) > 0, report
+
+        chunks: List[bytes] = []
+
+        def drain():
+            os.set_blocking(reader, True)
+            while True:
+                data = os.read(reader, 1 << 16)
+                if not data:
+                    return
+                chunks.append(data)
+
+        thread = threading.Thread(target=drain, daemon=True)
+        thread.start()
+        since = log.p.mark()
+        log.p.proc.send_signal(signal.SIGTERM)
+        assert log.p.wait_exit(30.0) == 0
+        thread.join(15)
+        closed = log.p.wait_line(r"access log: closed .*: written=\d+ dropped=\d+ failed=0", 5, since)
+        written = int(re.search(r"written=(\d+)", closed).group(1))
+        dropped = int(re.search(r"dropped=(\d+)", closed).group(1))
+        lines = b"".join(chunks).decode().splitlines()
+        assert len(lines) == written
+        assert written + dropped == count, closed
+        targets = [json.loads(line)["target"] for line in lines]
+        assert targets == sorted(targets, key=lambda t: int(t[2:]))  # in order, none twice
+    finally:
+        os.close(reader)
