@@ -45,6 +45,13 @@ public struct AccessLogFormatter {
     /// Writes `record`'s line, newline included, at `base`, which has room for
     /// `maxLineBytes`; returns its length.
     public mutating func write(_ record: borrowing AccessRecord, into base: UnsafeMutablePointer<UInt8>) -> Int {
+        // Through a pointer: a borrowed record's fields read in place, without copying its
+        // 768 bytes of text for every field.
+        withUnsafePointer(to: record) { write(at: $0, into: base) }
+    }
+
+    /// `write(_:into:)` for the record at `record`.
+    public mutating func write(at record: UnsafePointer<AccessRecord>, into base: UnsafeMutablePointer<UInt8>) -> Int {
         var line = AccessLogLine(base, capacity: Self.maxLineBytes)
         switch format {
         case .json: json(record, &line)
@@ -73,19 +80,21 @@ public struct AccessLogFormatter {
 
     // MARK: - JSON
 
-    private mutating func json(_ record: borrowing AccessRecord, _ line: inout AccessLogLine) {
+    private mutating func json(_ record: UnsafePointer<AccessRecord>, _ line: inout AccessLogLine) {
         line.put("{\"time\":\"")
-        clock.put(record.startMicros &+ wallOffsetMicros, to: &line)
+        clock.put(record.pointee.startMicros &+ wallOffsetMicros, to: &line)
         line.put("\",\"kind\":")
-        line.put(Self.kindName(record.kind))
+        line.put(Self.kindName(record.pointee.kind))
         line.put(",\"client\":\"")
-        line.putAddress(v6: record.clientV6, hi: record.clientHi, lo: record.clientLo, port: record.clientPort)
+        line.putAddress(
+            v6: record.pointee.clientV6, hi: record.pointee.clientHi, lo: record.pointee.clientLo,
+            port: record.pointee.clientPort)
         line.put("\",\"listener\":")
         jsonText(record, .listener, &line)
         line.put(",\"host\":")
         jsonText(record, .host, &line)
         line.put(",\"method\":")
-        if let method = Self.methodName(record) {
+        if let method = Self.methodName(record.pointee) {
             line.put(UInt8(ascii: "\""))
             line.put(method)
             line.put(UInt8(ascii: "\""))
@@ -95,33 +104,34 @@ public struct AccessLogFormatter {
         line.put(",\"target\":")
         jsonText(record, .target, &line)
         line.put(",\"target_truncated\":")
-        line.put(Self.isCut(record, .target) ? "true" : "false")
+        line.put(Self.isCut(record.pointee, .target) ? "true" : "false")
         line.put(",\"status\":")
-        if record.status == 0 { line.put("null") } else { line.put(decimal: UInt64(record.status)) }
+        if record.pointee.status == 0 { line.put("null") } else { line.put(decimal: UInt64(record.pointee.status)) }
         line.put(",\"bytes_in\":")
-        line.put(decimal: record.bytesIn)
+        line.put(decimal: record.pointee.bytesIn)
         line.put(",\"bytes_out\":")
-        line.put(decimal: record.bytesOut)
+        line.put(decimal: record.pointee.bytesOut)
         line.put(",\"service\":")
         jsonText(record, .service, &line)
         line.put(",\"endpoint\":")
-        if record.endpointPort == 0 {
+        if record.pointee.endpointPort == 0 {
             line.put("null")
         } else {
             line.put(UInt8(ascii: "\""))
             line.putAddress(
-                v6: record.endpointV6, hi: record.endpointHi, lo: record.endpointLo, port: record.endpointPort)
+                v6: record.pointee.endpointV6, hi: record.pointee.endpointHi, lo: record.pointee.endpointLo,
+                port: record.pointee.endpointPort)
             line.put(UInt8(ascii: "\""))
         }
         line.put(",\"request_ms\":")
-        jsonDuration(record.requestMicros, &line)
+        jsonDuration(record.pointee.requestMicros, &line)
         line.put(",\"connect_ms\":")
-        jsonDuration(record.connectMicros, &line)
+        jsonDuration(record.pointee.connectMicros, &line)
         line.put(",\"response_ms\":")
-        jsonDuration(record.responseMicros, &line)
+        jsonDuration(record.pointee.responseMicros, &line)
         line.put(",\"total_ms\":")
-        jsonDuration(record.totalMicros, &line)
-        let reason = CloseReason(rawValue: record.closeReason) ?? CloseReason.none
+        jsonDuration(record.pointee.totalMicros, &line)
+        let reason = CloseReason(rawValue: record.pointee.closeReason) ?? CloseReason.none
         line.put(",\"close_reason\":")
         if reason == .none {
             line.put("null,\"close_side\":null")
@@ -132,7 +142,7 @@ public struct AccessLogFormatter {
             line.put(Self.sideName(reason.side))
         }
         line.put(",\"tls_version\":")
-        line.put(Self.tlsVersionName(record.tlsVersion))
+        line.put(Self.tlsVersionName(record.pointee.tlsVersion))
         line.put(",\"sni\":")
         jsonText(record, .sni, &line)
         line.put(",\"request_id\":")
@@ -141,14 +151,15 @@ public struct AccessLogFormatter {
     }
 
     /// A text field as a JSON string, or null when empty.
-    private func jsonText(_ record: borrowing AccessRecord, _ field: AccessRecord.Field, _ line: inout AccessLogLine) {
-        let n = Int(record.lengths[field.rawValue])
+    private func jsonText(
+        _ record: UnsafePointer<AccessRecord>, _ field: AccessRecord.Field, _ line: inout AccessLogLine
+    ) {
+        let n = Int(record.pointee.lengths[field.rawValue])
         guard n > 0 else {
             line.put("null")
             return
         }
-        let span = record.text.span
-        line.putJSONString(span.extracting(field.offset..<(field.offset + n)))
+        line.putJSONString(Self.bytes(record, field, count: n))
     }
 
     private func jsonDuration(_ micros: Int64, _ line: inout AccessLogLine) {
@@ -157,40 +168,47 @@ public struct AccessLogFormatter {
 
     // MARK: - Text
 
-    private mutating func text(_ record: borrowing AccessRecord, _ line: inout AccessLogLine) {
-        clock.put(record.startMicros &+ wallOffsetMicros, to: &line)
+    private mutating func text(_ record: UnsafePointer<AccessRecord>, _ line: inout AccessLogLine) {
+        clock.put(record.pointee.startMicros &+ wallOffsetMicros, to: &line)
         line.put(UInt8(ascii: " "))
-        line.put(Self.bareKindName(record.kind))
+        line.put(Self.bareKindName(record.pointee.kind))
         line.put(UInt8(ascii: " "))
-        line.putAddress(v6: record.clientV6, hi: record.clientHi, lo: record.clientLo, port: record.clientPort)
+        line.putAddress(
+            v6: record.pointee.clientV6, hi: record.pointee.clientHi, lo: record.pointee.clientLo,
+            port: record.pointee.clientPort)
         line.put(UInt8(ascii: " "))
         quotedText(record, .listener, &line)
         line.put(UInt8(ascii: " "))
         quotedText(record, .host, &line)
         line.put(UInt8(ascii: " "))
-        if let method = Self.methodName(record) { line.put(method) } else { line.put(UInt8(ascii: "-")) }
+        if let method = Self.methodName(record.pointee) { line.put(method) } else { line.put(UInt8(ascii: "-")) }
         line.put(UInt8(ascii: " "))
         quotedText(record, .target, &line)
         line.put(UInt8(ascii: " "))
-        if record.status == 0 { line.put(UInt8(ascii: "-")) } else { line.put(decimal: UInt64(record.status)) }
+        if record.pointee.status == 0 {
+            line.put(UInt8(ascii: "-"))
+        } else {
+            line.put(decimal: UInt64(record.pointee.status))
+        }
         line.put(UInt8(ascii: " "))
-        line.put(decimal: record.bytesIn)
+        line.put(decimal: record.pointee.bytesIn)
         line.put(UInt8(ascii: " "))
-        line.put(decimal: record.bytesOut)
+        line.put(decimal: record.pointee.bytesOut)
         line.put(UInt8(ascii: " "))
         quotedText(record, .service, &line)
         line.put(UInt8(ascii: " "))
-        if record.endpointPort == 0 {
+        if record.pointee.endpointPort == 0 {
             line.put(UInt8(ascii: "-"))
         } else {
             line.putAddress(
-                v6: record.endpointV6, hi: record.endpointHi, lo: record.endpointLo, port: record.endpointPort)
+                v6: record.pointee.endpointV6, hi: record.pointee.endpointHi, lo: record.pointee.endpointLo,
+                port: record.pointee.endpointPort)
         }
-        textDuration(record.requestMicros, &line)
-        textDuration(record.connectMicros, &line)
-        textDuration(record.responseMicros, &line)
-        textDuration(record.totalMicros, &line)
-        let reason = CloseReason(rawValue: record.closeReason) ?? CloseReason.none
+        textDuration(record.pointee.requestMicros, &line)
+        textDuration(record.pointee.connectMicros, &line)
+        textDuration(record.pointee.responseMicros, &line)
+        textDuration(record.pointee.totalMicros, &line)
+        let reason = CloseReason(rawValue: record.pointee.closeReason) ?? CloseReason.none
         line.put(UInt8(ascii: " "))
         if reason == .none {
             line.put("- -")
@@ -200,7 +218,7 @@ public struct AccessLogFormatter {
             line.put(Self.bareSideName(reason.side))
         }
         line.put(UInt8(ascii: " "))
-        line.put(Self.bareTLSVersionName(record.tlsVersion))
+        line.put(Self.bareTLSVersionName(record.pointee.tlsVersion))
         line.put(UInt8(ascii: " "))
         quotedText(record, .sni, &line)
         line.put(UInt8(ascii: " "))
@@ -208,21 +226,32 @@ public struct AccessLogFormatter {
     }
 
     /// A text field quoted, or `-` when empty.
-    private func quotedText(_ record: borrowing AccessRecord, _ field: AccessRecord.Field, _ line: inout AccessLogLine)
-    {
-        let n = Int(record.lengths[field.rawValue])
+    private func quotedText(
+        _ record: UnsafePointer<AccessRecord>, _ field: AccessRecord.Field, _ line: inout AccessLogLine
+    ) {
+        let n = Int(record.pointee.lengths[field.rawValue])
         guard n > 0 else {
             line.put(UInt8(ascii: "-"))
             return
         }
-        let span = record.text.span
-        line.putQuoted(span.extracting(field.offset..<(field.offset + n)), cut: Self.isCut(record, field))
+        line.putQuoted(Self.bytes(record, field, count: n), cut: Self.isCut(record.pointee, field))
     }
 
     /// A space, then the duration or `-`.
     private func textDuration(_ micros: Int64, _ line: inout AccessLogLine) {
         line.put(UInt8(ascii: " "))
         if micros < 0 { line.put(UInt8(ascii: "-")) } else { line.put(millisFromMicros: micros) }
+    }
+
+    /// The first `count` bytes of `field` in place.
+    private static func bytes(_ record: UnsafePointer<AccessRecord>, _ field: AccessRecord.Field, count: Int)
+        -> UnsafeBufferPointer<UInt8>
+    {
+        // SAFETY: `text` is an InlineArray of UInt8, laid out as contiguous bytes inside the
+        // record the caller's pointer keeps alive; `count` <= the field's capacity (`set`
+        // writes no more), so offset + count stays within it.
+        let text = UnsafeRawPointer(record.pointer(to: \.text)!).assumingMemoryBound(to: UInt8.self)
+        return UnsafeBufferPointer(start: text + field.offset, count: min(count, field.capacity))
     }
 
     // MARK: - Names

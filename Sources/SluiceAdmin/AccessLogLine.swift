@@ -1,6 +1,6 @@
 /// Writes one log line into memory the caller owns: literals, decimals, escaped strings,
-/// addresses. No allocation, no `String`. Bounds-checked: bytes past `capacity` are not
-/// written and `overflow` says so (the formatter sizes lines so that it never happens).
+/// addresses. No allocation, no `String`. Bounds-checked: what does not fit past `capacity`
+/// is not written and `overflow` says so (the formatter sizes lines so that it never happens).
 ///
 /// Runs on the access-log writer thread only.
 struct AccessLogLine {
@@ -27,25 +27,65 @@ struct AccessLogLine {
 
     @inline(__always)
     mutating func put(_ text: StaticString) {
-        text.withUTF8Buffer { bytes in
-            for byte in bytes { put(byte) }
-        }
+        put(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
+
+    /// `bytes` as they are.
+    @inline(__always)
+    mutating func put(_ bytes: UnsafeRawBufferPointer) {
+        let n = bytes.count
+        guard n <= capacity &- count else {
+            overflow = true
+            return
+        }
+        guard let from = bytes.baseAddress else { return }
+        // SAFETY: `n` bytes are free past `count` (checked just above). Short copies (field
+        // names, most values) are cheaper as a loop than as a call to memcpy.
+        let to = base + count
+        if n <= 16 {
+            for k in 0..<n { to[k] = from.load(fromByteOffset: k, as: UInt8.self) }
+        } else {
+            UnsafeMutableRawPointer(to).copyMemory(from: from, byteCount: n)
+        }
+        count &+= n
+    }
+
+    /// "00" to "99", for writing decimals two digits at a time.
+    private static let digitPairs: StaticString =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
 
     /// `value` in decimal.
     mutating func put(decimal value: UInt64) {
-        var digits: InlineArray<20, UInt8> = .init(repeating: 0)
-        var n = 0
-        var v = value
-        repeat {
-            digits[n] = UInt8(truncatingIfNeeded: v % 10) &+ 0x30
-            v /= 10
-            n &+= 1
-        } while v > 0
-        while n > 0 {
-            n &-= 1
-            put(digits[n])
+        var digits = 1
+        var bound: UInt64 = 10
+        while digits < 20 && value >= bound {
+            digits &+= 1
+            bound = bound &* 10
         }
+        guard digits <= capacity &- count else {
+            overflow = true
+            return
+        }
+        let pairs = Self.digitPairs.utf8Start
+        var v = value
+        var i = count &+ digits
+        // SAFETY (the stores): count <= i - 1 < count + digits <= capacity, checked above;
+        // (the loads) a pair's index is 2 * (v % 100) + {0, 1} < 200, the table's length.
+        while v >= 100 {
+            let pair = Int(v % 100) &* 2
+            v /= 100
+            i &-= 2
+            base[i] = pairs[pair]
+            base[i &+ 1] = pairs[pair &+ 1]
+        }
+        if v >= 10 {
+            let pair = Int(v) &* 2
+            base[i &- 2] = pairs[pair]
+            base[i &- 1] = pairs[pair &+ 1]
+        } else {
+            base[i &- 1] = UInt8(truncatingIfNeeded: v) &+ 0x30
+        }
+        count &+= digits
     }
 
     mutating func put(decimal value: Int64) {
@@ -57,23 +97,25 @@ struct AccessLogLine {
         }
     }
 
-    /// `value` with exactly `width` digits (leading zeros; `value` < 10^width).
-    mutating func put(decimal value: Int, width: Int) {
-        var divisor = 1
-        for _ in 1..<width { divisor &*= 10 }
-        var v = value
-        while divisor > 0 {
-            put(UInt8(truncatingIfNeeded: v / divisor) &+ 0x30)
-            v %= divisor
-            divisor /= 10
-        }
+    /// `value` with exactly two digits (0-99).
+    @inline(__always)
+    mutating func put(twoDigits value: Int) {
+        put(UInt8(truncatingIfNeeded: value / 10) &+ 0x30)
+        put(UInt8(truncatingIfNeeded: value % 10) &+ 0x30)
+    }
+
+    /// `value` with exactly three digits (0-999).
+    @inline(__always)
+    mutating func put(threeDigits value: Int) {
+        put(UInt8(truncatingIfNeeded: value / 100) &+ 0x30)
+        put(twoDigits: value % 100)
     }
 
     /// Microseconds as milliseconds with three decimals: 1234 → `1.234`, 5 → `0.005`.
     mutating func put(millisFromMicros micros: Int64) {
         put(decimal: micros / 1_000)
         put(UInt8(ascii: "."))
-        put(decimal: Int(micros % 1_000), width: 3)
+        put(threeDigits: Int(micros % 1_000))
     }
 
     @inline(__always)
@@ -101,67 +143,86 @@ extension AccessLogLine {
     /// DEL become `\n`, `\t`… or `\u00XX`; valid UTF-8 is copied; each byte of an invalid
     /// sequence becomes `\u00XX` (its Latin-1 reading), so nothing is lost and the line
     /// stays valid JSON.
-    mutating func putJSONString(_ bytes: Span<UInt8>) {
+    mutating func putJSONString(_ bytes: UnsafeBufferPointer<UInt8>) {
         put(UInt8(ascii: "\""))
-        var i = 0
-        while i < bytes.count {
-            let byte = bytes[i]
-            if byte >= 0x80 {
-                let n = Self.utf8SequenceLength(bytes, at: i)
-                if n == 0 {
-                    putUnicodeEscape(byte)
-                    i &+= 1
-                } else {
-                    for k in 0..<n { put(bytes[i &+ k]) }
-                    i &+= n
-                }
-                continue
-            }
-            switch byte {
-            case UInt8(ascii: "\""): put("\\\"")
-            case UInt8(ascii: "\\"): put("\\\\")
-            case 0x0A: put("\\n")
-            case 0x0D: put("\\r")
-            case 0x09: put("\\t")
-            case 0x08: put("\\b")
-            case 0x0C: put("\\f")
-            case 0..<0x20, 0x7F: putUnicodeEscape(byte)
-            default: put(byte)
-            }
-            i &+= 1
-        }
+        putEscaped(bytes, json: true)
         put(UInt8(ascii: "\""))
     }
 
     /// `bytes` quoted for the text form: `"` and `\` escaped with a backslash, control bytes,
     /// DEL and bytes of invalid UTF-8 as `\xHH`, valid UTF-8 copied. `cut` appends `...`
     /// inside the quotes (a value longer than its field held).
-    mutating func putQuoted(_ bytes: Span<UInt8>, cut: Bool = false) {
+    mutating func putQuoted(_ bytes: UnsafeBufferPointer<UInt8>, cut: Bool = false) {
         put(UInt8(ascii: "\""))
-        var i = 0
-        while i < bytes.count {
-            let byte = bytes[i]
-            if byte >= 0x80 {
-                let n = Self.utf8SequenceLength(bytes, at: i)
-                if n == 0 {
-                    putHexEscape(byte)
-                    i &+= 1
-                } else {
-                    for k in 0..<n { put(bytes[i &+ k]) }
-                    i &+= n
-                }
-                continue
-            }
-            switch byte {
-            case UInt8(ascii: "\""): put("\\\"")
-            case UInt8(ascii: "\\"): put("\\\\")
-            case 0..<0x20, 0x7F: putHexEscape(byte)
-            default: put(byte)
-            }
-            i &+= 1
-        }
+        putEscaped(bytes, json: false)
         if cut { put("...") }
         put(UInt8(ascii: "\""))
+    }
+
+    /// The escaping of `putJSONString` (`json`) or `putQuoted`. Runs of bytes that need no
+    /// escape (printable ASCII but `"` and `\`, well-formed UTF-8) are copied whole.
+    private mutating func putEscaped(_ bytes: UnsafeBufferPointer<UInt8>, json: Bool) {
+        var i = 0
+        var run = 0
+        while i < bytes.count {
+            // Eight plain bytes at a time while there are eight.
+            if i &+ 8 <= bytes.count, let start = bytes.baseAddress,
+                !Self.needsLook(UnsafeRawPointer(start + i).loadUnaligned(as: UInt64.self))
+            {
+                i &+= 8
+                continue
+            }
+            let byte = bytes[i]
+            if byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\") {
+                i &+= 1
+                continue
+            }
+            if byte >= 0x80 {
+                let length = Self.utf8SequenceLength(bytes, at: i)
+                if length > 0 {
+                    i &+= length
+                    continue
+                }
+            }
+            put(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[run..<i])))
+            if json { putJSONEscape(byte) } else { putTextEscape(byte) }
+            i &+= 1
+            run = i
+        }
+        put(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[run..<i])))
+    }
+
+    /// Whether any of the eight bytes in `word` is a control byte, DEL, `"`, `\\` or not
+    /// ASCII (the bytes `putEscaped` must look at one by one).
+    @inline(__always)
+    static func needsLook(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        @inline(__always) func hasZero(_ x: UInt64) -> Bool { (x &- ones) & ~x & highs != 0 }
+        let below32 = (word &- 0x2020_2020_2020_2020) & ~word & highs != 0
+        return word & highs != 0 || below32 || hasZero(word ^ 0x7F7F_7F7F_7F7F_7F7F)
+            || hasZero(word ^ 0x2222_2222_2222_2222) || hasZero(word ^ 0x5C5C_5C5C_5C5C_5C5C)
+    }
+
+    private mutating func putJSONEscape(_ byte: UInt8) {
+        switch byte {
+        case UInt8(ascii: "\""): put("\\\"")
+        case UInt8(ascii: "\\"): put("\\\\")
+        case 0x0A: put("\\n")
+        case 0x0D: put("\\r")
+        case 0x09: put("\\t")
+        case 0x08: put("\\b")
+        case 0x0C: put("\\f")
+        default: putUnicodeEscape(byte)
+        }
+    }
+
+    private mutating func putTextEscape(_ byte: UInt8) {
+        switch byte {
+        case UInt8(ascii: "\""): put("\\\"")
+        case UInt8(ascii: "\\"): put("\\\\")
+        default: putHexEscape(byte)
+        }
     }
 
     private mutating func putUnicodeEscape(_ byte: UInt8) {
@@ -178,7 +239,7 @@ extension AccessLogLine {
 
     /// The length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms, no
     /// surrogates, nothing above U+10FFFF) that starts at `i` with a byte ≥ 0x80, or 0.
-    static func utf8SequenceLength(_ bytes: Span<UInt8>, at i: Int) -> Int {
+    static func utf8SequenceLength(_ bytes: UnsafeBufferPointer<UInt8>, at i: Int) -> Int {
         let lead = bytes[i]
         let length: Int
         var low: UInt8 = 0x80
@@ -218,10 +279,13 @@ extension AccessLogLine {
         let mapped = hi == 0 && lo >> 32 == 0xFFFF
         if !v6 || mapped {
             let v4 = UInt32(truncatingIfNeeded: lo)
-            for shift in [24, 16, 8, 0] as [UInt32] {
-                put(decimal: UInt64((v4 >> shift) & 0xFF))
-                if shift != 0 { put(UInt8(ascii: ".")) }
-            }
+            put(octet: UInt8(truncatingIfNeeded: v4 >> 24))
+            put(UInt8(ascii: "."))
+            put(octet: UInt8(truncatingIfNeeded: v4 >> 16))
+            put(UInt8(ascii: "."))
+            put(octet: UInt8(truncatingIfNeeded: v4 >> 8))
+            put(UInt8(ascii: "."))
+            put(octet: UInt8(truncatingIfNeeded: v4))
         } else {
             put(UInt8(ascii: "["))
             putIPv6(hi: hi, lo: lo)
@@ -229,6 +293,18 @@ extension AccessLogLine {
         }
         put(UInt8(ascii: ":"))
         put(decimal: UInt64(port))
+    }
+
+    /// 0-255 in decimal, without leading zeros.
+    @inline(__always)
+    private mutating func put(octet: UInt8) {
+        if octet >= 100 {
+            put(threeDigits: Int(octet))
+        } else if octet >= 10 {
+            put(twoDigits: Int(octet))
+        } else {
+            put(octet &+ 0x30)
+        }
     }
 
     /// RFC 5952: lower case, no leading zeros, the longest run of two or more zero groups
@@ -284,9 +360,9 @@ struct AccessLogClock {
             second = seconds
             render(seconds)
         }
-        for k in 0..<19 { line.put(stamp[k]) }
+        stamp.span.withUnsafeBytes { line.put($0) }
         line.put(UInt8(ascii: "."))
-        line.put(decimal: Int(fraction / 1_000), width: 3)
+        line.put(threeDigits: Int(fraction / 1_000))
         line.put(UInt8(ascii: "Z"))
     }
 

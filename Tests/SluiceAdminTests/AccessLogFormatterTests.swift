@@ -161,6 +161,25 @@ import Testing
             ))
     }
 
+    /// The eight-bytes-at-a-time scan never passes over a byte that needs a look.
+    @Test func theWordScanSeesEveryByteThatNeedsALook() {
+        for byte in 0...255 {
+            let needs = byte < 0x20 || byte >= 0x7F || byte == 0x22 || byte == 0x5C
+            for position in 0..<8 {
+                var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 8)
+                bytes[position] = UInt8(byte)
+                // Neighbours that could borrow into it: the lowest and highest plain bytes.
+                for neighbour in [0x20, 0x7E, 0x21, 0x5B] as [UInt8] {
+                    if position > 0 { bytes[position - 1] = neighbour }
+                    let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                    if needs { #expect(AccessLogLine.needsLook(word), "byte \(byte) at \(position)") }
+                }
+            }
+        }
+        let plain = Array("abcdefgh".utf8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+        #expect(!AccessLogLine.needsLook(plain))
+    }
+
     @Test func everyTextFieldIsEscaped() throws {
         var record = httpRecord()
         record.set(.listener, "l\"1")
