@@ -14,7 +14,7 @@ import SluiceWire
 /// | `host` | the request's Host (http), else null |
 /// | `method` | `GET`, `POST`… (`OTHER` for an extension method); null for tunnels |
 /// | `target` | the request target as received, at most 256 bytes |
-/// | `target_truncated` | whether the target was longer (text form: `...` inside the quotes) |
+/// | `target_truncated` | whether the target was cut to its 256 bytes (text form: `...` inside the quotes) |
 /// | `status` | the status sent to the client; null when none was |
 /// | `bytes_in`, `bytes_out` | bytes from and to the client |
 /// | `service`, `endpoint` | where it went (`ip:port`); null when nowhere |
@@ -256,9 +256,14 @@ public struct AccessLogFormatter {
 
     // MARK: - Names
 
-    /// Whether `field` held less than the loop had (the record keeps the first bytes).
+    /// Whether `field` held less than the loop had (the record keeps the first bytes): its
+    /// `truncated` bit (`AccessRecord.set`), or a field filled to its capacity, for records
+    /// whose texts were copied without `set` (the loops copy them directly). A value of
+    /// exactly the capacity is then taken for a cut one.
     static func isCut(_ record: borrowing AccessRecord, _ field: AccessRecord.Field) -> Bool {
-        record.truncated & (1 << UInt8(field.rawValue)) != 0
+        let flagged = record.truncated & (1 << UInt8(field.rawValue)) != 0
+        let full = Int(record.lengths[field.rawValue]) >= field.capacity
+        return flagged || full
     }
 
     static func methodName(_ record: borrowing AccessRecord) -> StaticString? {

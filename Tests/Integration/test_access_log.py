@@ -6,7 +6,8 @@ that changes a listener's mode.
 
 Records are read once the proxy has stopped (SIGTERM: the loops drain, then the writer
 writes what is left), or, where a test must know a record is in the file before it goes
-on, by reading the file until it is there (bounded)."""
+on, by reading the file until it is there (bounded). ``DEBUG_RECORDS=1`` prints the lines
+each test read (with ``-s``)."""
 
 from __future__ import annotations
 
@@ -158,6 +159,8 @@ class Logged:
         self.p.proc.send_signal(signal.SIGTERM)
         rc = self.p.wait_exit(30.0)
         assert rc == 0, f"sluice exited rc={rc}:\n{self.p.stderr_text()}"
+        if os.environ.get("DEBUG_RECORDS"):
+            print("\n" + "\n".join(self.lines()))
         return self.records()
 
 
@@ -305,6 +308,7 @@ def test_a_request_id_from_the_client_is_passed_through(http_backends, proxy_fac
     log = start(proxy_factory, tmp_path, {"web": web({"ok": "ok"})}, {"ok": [ok.addr]})
     request(log.addr("web"), "ok.example.com", "/mine", headers=["X-Request-ID: trace-42.a"])
     request(log.addr("web"), "ok.example.com", "/generated")
+    request(log.addr("web"), "ok.example.com", "/invalid", headers=["X-Request-ID: has space"])
     records = log.stop()
     assert only(records, target="/mine")["request_id"] == "trace-42.a"
     by_target = {facts["target"]: facts for facts in ok.requests}
@@ -312,6 +316,10 @@ def test_a_request_id_from_the_client_is_passed_through(http_backends, proxy_fac
     generated = only(records, target="/generated")["request_id"]
     assert generated and generated != "trace-42.a"
     assert seen_request_id(by_target["/generated"]) == generated
+    # One that cannot be passed on (a space in it) is replaced by a new one.
+    replaced = only(records, target="/invalid")["request_id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", replaced) and re.fullmatch(r"[0-9a-f]{32}", generated)
+    assert seen_request_id(by_target["/invalid"]) == replaced
     # Exactly one X-Request-ID reaches the backend, in both cases.
     for facts in by_target.values():
         assert [n.lower() for n, _ in facts["fields"]].count("x-request-id") == 1, facts
@@ -438,8 +446,9 @@ def test_a_tls_passthrough_connection(tls_backends, tls_certs, http_backends, pr
     assert record["service"] == "pass" and record["endpoint"] == pass_backend.addr
     assert record["bytes_in"] > 200 and record["bytes_out"] > 200  # handshakes included
     assert record["status"] is None and record["method"] is None and record["host"] is None
-    check_durations(record, "request_ms", "connect_ms", "total_ms")
-    assert record["close_side"] in ("upstream", "downstream")
+    check_durations(record, "request_ms", "connect_ms", "response_ms", "total_ms")
+    # The client closes first: the backend waits for its close_notify.
+    assert record["close_reason"] == "client_closed" and record["close_side"] == "downstream"
 
 
 @pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
@@ -452,15 +461,23 @@ def test_a_terminated_tls_request(tls_backends, tls_certs, http_backends, proxy_
     raw = socket.create_connection((h, int(port)), timeout=15)
     me = "%s:%d" % raw.getsockname()[:2]
     with ctx.wrap_socket(raw, server_hostname="a.example.com") as s:
-        s.sendall(request_bytes("a.example.com", "/secure", headers=["Connection: close"]))
-        response = read_response(BufReader(s))
+        sent = request_bytes("a.example.com", "/secure", headers=["Connection: close"])
+        s.sendall(sent)
+        counted = Counting(s)
+        response = read_response(BufReader(counted))
         assert response.status == 200
         assert s.version() == version
+        while counted.recv(65536):
+            pass
     record = only(log.stop(), kind="http")
     assert record["client"] == me and record["listener"] == "tls"
     assert record["host"] == "a.example.com" and record["target"] == "/secure"
     assert record["status"] == 200 and record["service"] == "ok" and record["endpoint"] == ok.addr
     assert record["tls_version"] == version and record["sni"] == "a.example.com"
+    # Bytes of the decrypted request and response.
+    assert record["bytes_in"] == len(sent) and record["bytes_out"] == counted.received
+    check_durations(record, "request_ms", "connect_ms", "response_ms", "total_ms")
+    assert record["close_reason"] == "done" and record["close_side"] == "proxy"
     assert seen_request_id(ok.requests[0]) == record["request_id"]
 
 
