@@ -662,3 +662,32 @@ def test_a_blocked_destination_never_holds_up_the_loops(http_backends, proxy_fac
         assert targets == sorted(targets, key=lambda t: int(t[2:]))  # in order, none twice
     finally:
         os.close(reader)
+
+
+def test_sluice_kube_takes_the_access_log_flags(tmp_path, request):
+    from test_kube_e2e import Kube, kube_help
+    if not kube_help():
+        pytest.skip("this sluice has no `kube` subcommand")
+    k = Kube(tmp_path, request)
+    try:
+        k.server()
+        text_log = tmp_path / "kube-text.log"
+        p = k.start("--access-log", str(text_log), "--access-log-format", "text")
+        assert k.get("nobody.example.com", "/x?y=1").status == 404
+        p.proc.send_signal(signal.SIGTERM)
+        assert p.wait_exit(30.0) == 0
+        lines = text_log.read_text().splitlines()
+        assert len(lines) == 1, lines
+        # The default backend answered: no service, no endpoint, no connect, no response wait.
+        assert re.fullmatch(r'\S+Z http 127\.0\.0\.1:\d+ "http" "nobody\.example\.com" GET "/x\?y=1" 404 \d+ '
+                            r'\d+ - - \d+\.\d{3} - - \d+\.\d{3} done proxy - - "[0-9a-f]{32}"',
+                            lines[0]), lines[0]
+
+        errors_log = tmp_path / "kube-errors.log"
+        p = k.start("--access-log", str(errors_log), "--access-log-mode", "errors")
+        assert k.get("nobody.example.com", "/ignored").status == 404
+        p.proc.send_signal(signal.SIGTERM)
+        assert p.wait_exit(30.0) == 0
+        assert errors_log.read_text() == ""  # a 404 from the default backend is no failure
+    finally:
+        k.close()
