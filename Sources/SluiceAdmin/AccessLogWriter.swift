@@ -26,8 +26,9 @@ public final class AccessLogWriter: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): the `var`s below and the buffer are used by one thread at
     // a time, as the state table says: the creating thread until `start`, the writer thread
     // from `start` until it counts down `finished`, the stopping thread after that. The
-    // handover is ordered by thread creation and by the latch's mutex. Everything shared
-    // across threads while running is an atomic.
+    // handover is ordered by thread creation and by the latch's mutex. `rings` is set before
+    // the thread starts and only read afterwards (`dropped`, from any thread). Everything
+    // else shared across threads while running is an atomic.
     public let settings: AccessLogSettings
     private let logger: Logger
 
