@@ -42,7 +42,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 count() {
     local before
     before=$(grep -c malloc-count "$OUT/alloc.log" || true)
-    kill -USR2 "$sluice"
+    kill -s RTMIN+2 "$sluice"
     until [ "$(grep -c malloc-count "$OUT/alloc.log" || true)" -gt "$before" ]; do sleep 0.02; done
     # The report is one write: the per-thread lines follow the total.
     sleep 0.05
