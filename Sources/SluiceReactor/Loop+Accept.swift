@@ -67,6 +67,7 @@ extension Loop {
         c.pointee.service = service
         c.pointee.snapshotEpoch = epoch
         c.pointee.listener = position
+        c.pointee.stats.frontendRow = listener.row
         c.pointee.stats.acceptedMicros = nowMicros
         metrics.frontends.add(Int(listener.row), .connections)
         metrics.frontends.add(Int(listener.row), .currentConnections)

@@ -250,6 +250,7 @@ extension Loop {
             guard c.pointee.downFD >= 0 else { continue }
             let position = Int(c.pointee.listener)
             c.pointee.listener = position >= 0 && position < listenerPositions.count ? listenerPositions[position] : -1
+            c.pointee.stats.frontendRow = c.pointee.listener >= 0 ? listeners[Int(c.pointee.listener)].row : -1
             let generation = c.pointee.snapshotEpoch
             guard generation != current else { continue }
             let entry = retainedIndex(generation)

@@ -47,14 +47,20 @@ final class Loop: @unchecked Sendable {
     var retained: [RetainedSnapshot] = []
     /// Counts the snapshots this loop has run: the current one's number, which connections
     /// bind to (never 0).
-    var epoch: UInt64 = 1
+    // SAFETY (@exclusivity(unchecked), here and below): loop-thread state read by every
+    // event and written only between batches or by one plain store; no access to it is held
+    // across a call that could reach it again.
+    @exclusivity(unchecked) var epoch: UInt64 = 1
     /// A swap is rebuilding `retained`'s counts.
     var rebinding = false
     var picker: EndpointPicker
     var listeners: [LoopListener] = []
-    var counters = LoopCounters()
-    /// Per listener, service and endpoint counters and histograms (`Observe/`).
-    var metrics: LoopMetrics
+    @exclusivity(unchecked) var counters = LoopCounters()
+    /// Per listener, service and endpoint counters and histograms (`Observe/`). Touched by
+    /// every event, so not checked for exclusivity at run time:
+    // SAFETY (@exclusivity(unchecked)): only the loop thread touches `metrics`, and no access
+    // to it is held across a call that could reach it again (each is one add or one copy).
+    @exclusivity(unchecked) var metrics: LoopMetrics
     /// This loop's access-log ring; nil when the process writes no access log.
     let accessLog: AccessLogRing?
     /// With `accessLog`: per slot, what a logged connection keeps for its records, and its
@@ -77,8 +83,8 @@ final class Loop: @unchecked Sendable {
     var drainDeadline: Int64 = 0
     /// The batch's time: one clock read per batch, in microseconds (records, histograms) and
     /// in milliseconds derived from it (timers, timeouts).
-    var now: Int64
-    var nowMicros: Int64
+    @exclusivity(unchecked) var now: Int64
+    @exclusivity(unchecked) var nowMicros: Int64
     var expired: [Int32] = []
     /// Connections that used up their step budget in this batch, resumed after it.
     var resume: [(slot: Int32, generation: UInt32)] = []

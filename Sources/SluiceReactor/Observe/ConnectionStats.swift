@@ -35,6 +35,9 @@ struct ConnectionStats {
     var routedAfter: Int32 = -1
     var connectedAfter: Int32 = -1
     var firstUpstreamAfter: Int32 = -1
+    /// The row of the connection's listener in the current frontend table (with
+    /// `Connection.listener`, kept by swaps); -1 once the listener left.
+    var frontendRow: Int32 = -1
     var closeReason: CloseReason = .none
     var firstEnd: CloseReason.Side = .none
     /// This connection's records are made (`Loop.logs`): its listener logged when it was

@@ -20,8 +20,8 @@ extension Loop {
     /// The current table's row of the connection's listener; nil once it left.
     @inline(__always)
     func frontendRow(_ c: UnsafeMutablePointer<Connection>) -> Int? {
-        let position = Int(c.pointee.listener)
-        return position >= 0 ? Int(listeners[position].row) : nil
+        let row = c.pointee.stats.frontendRow
+        return row >= 0 ? Int(row) : nil
     }
 
     /// The current table's index of the connection's service (an index of its own snapshot);
