@@ -13,9 +13,9 @@
 # P-256 certificate for both hosts). Keep-alive rows count steady-state requests; the
 # Connection: close row includes a full handshake (OpenSSL's own allocations) per request.
 #
-# ACCESS_LOG=1 (http, https): the listener's requests are also written to a JSON access log
-# (`accessLog:` in the configuration, a file under Perf/out), so every request makes a record
-# and a request id. The counter reports each thread apart: the *loop thread* columns (the
+# ACCESS_LOG=1: the listener's requests (http, https) or connections (tcp) are also written
+# to a JSON access log (`accessLog:` in the configuration, a file under Perf/out), so every
+# request makes a record and a request id, every connection a record. The counter reports each thread apart: the *loop thread* columns (the
 # thread that used the most CPU during the load) are the data path's own allocations, apart
 # from the log writer's formatting on its thread.
 set -euo pipefail
@@ -257,6 +257,10 @@ services:
   - name: echo
     endpoints: [127.0.0.1:$backend]
 YAML
+if [ -n "$ACCESS_LOG" ]; then
+    rm -f "$PWD/$OUT/alloc-tcp-access.log"
+    printf 'accessLog:\n  path: %s\n  format: json\n' "$PWD/$OUT/alloc-tcp-access.log" >> "$OUT/alloc.yaml"
+fi
 start_sluice "$OUT/alloc.yaml"
 
 # Warm-up: pools, pipes, the slot table's pages and the runtime's caches.
@@ -278,3 +282,6 @@ printf '| %d short connections | %d | %s per connection |\n' "$SHORT" "$short_al
     "$(python3 -c "print(f'{$short_allocs/$SHORT:.4f}')")"
 printf '| %d MiB each way, one connection | %d | %s per MiB |\n' "$BULK" "$bulk_allocs" \
     "$(python3 -c "print(f'{$bulk_allocs/$BULK:.4f}')")"
+if [ -n "$ACCESS_LOG" ]; then
+    echo "access-log lines written: $(wc -l < "$PWD/$OUT/alloc-tcp-access.log" 2>/dev/null || echo 0)"
+fi
