@@ -132,7 +132,7 @@ public enum StatsPage {
         th,td{border:1px solid #c8ced6;padding:2px 7px;text-align:right;white-space:nowrap}
         th{background:#e6edf6;font-weight:600} .l{text-align:left}
         tbody tr:nth-child(even){background:#f7f9fb}
-        tr.down td{background:#fbe3e3} td.up{color:#146c2e;font-weight:600} td.down{color:#b3261e;font-weight:600}
+        tr.down td{background:#fbe3e3} td.up,td.down{text-align:left;font-weight:600} td.up{color:#146c2e} td.down{color:#b3261e}
         #status{color:#667}
         </style></head><body>
         <h1>Sluice</h1>

@@ -1,0 +1,257 @@
+"""``GET /metrics`` on real output: ``promtool check metrics``, a real Prometheus server
+scraping Sluice under known traffic (its ``rate``/``increase`` and ``histogram_quantile``
+must agree with what was sent), and cardinality (1,000 services × 10 endpoints; their series
+go when they do)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port, make_config, new_listener
+from http_backends import get, http_listener
+from test_admin import (admin_get, admin_sluice, metrics_text, samples, status_backends,  # noqa: F401
+                        web_config)
+
+pytestmark = pytest.mark.sluice_only
+
+PROMTOOL = shutil.which("promtool")
+PROMETHEUS = shutil.which("prometheus")
+
+
+def promtool_check(text: str):
+    return subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=60)
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="needs promtool (Debian package prometheus)")
+def test_promtool_accepts_the_exposition(admin_sluice, http_backends, status_backends):
+    dead = f"127.0.0.1:{free_port()}"
+    cfg = web_config(http_backends, ("a", "b"), extra_services={"we\"ird\\name": [dead],
+                                                               "err": [status_backends("err").addr]},
+                     limits={"connectTries": 1})
+    cfg["listeners"][0]["routes"].append({"host": "err.example.com", "service": "err"})
+    cfg["listeners"][0]["routes"].append({"host": "weird.example.com", "service": "we\"ird\\name"})
+    p = admin_sluice(cfg, workers=2)
+    web = p.addr("web")
+    for _ in range(5):
+        assert get(web, "a.example.com").status == 200
+        assert get(web, "err.example.com", "/?status=500").status == 500
+    assert get(web, "weird.example.com").status in (502, 503)
+    assert get(web, "nobody.example.com").status == 404
+    text = metrics_text(p)
+    r = promtool_check(text)
+    assert r.returncode == 0 and r.stdout.decode().strip() == "", r.stdout.decode()
+    assert 'proxy="we\\"ird\\\\name"' in text, "label values are escaped"
+    # every family has HELP and TYPE
+    helps = {l.split()[2] for l in text.splitlines() if l.startswith("# HELP ")}
+    types = {l.split()[2] for l in text.splitlines() if l.startswith("# TYPE ")}
+    assert helps == types and len(helps) > 40
+    # OpenMetrics on Accept
+    status, headers, body = admin_get(p, "/metrics", {"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert status == 200
+    assert headers["content-type"] == "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    om = body.decode()
+    assert om.endswith("# EOF\n")
+    assert "# UNIT sluice_backend_http_request_duration_seconds seconds" in om
+    assert "# TYPE sluice_backend_http_requests counter" in om
+
+
+class Prometheus:
+    """A Prometheus server of its own: temp dir, free port, 1 s scrape interval."""
+
+    def __init__(self, workdir: Path, target: str):
+        self.port = free_port()
+        self.dir = workdir / "prometheus"
+        self.dir.mkdir()
+        (self.dir / "prometheus.yml").write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: sluice\n    static_configs:\n"
+            f"      - targets: ['{target}']\n")
+        self.log = open(self.dir / "prometheus.log", "wb")
+        self.proc = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={self.dir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={self.dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
+             "--storage.tsdb.retention.time=1h"],
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir)
+        self.wait(lambda: self.http("/-/ready").startswith(b"Prometheus"), 60, "Prometheus ready")
+
+    def http(self, path: str) -> bytes:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as r:
+                return r.read()
+        except OSError:
+            if self.proc.poll() is not None:
+                raise AssertionError("prometheus exited:\n" + self.logs())
+            return b""
+
+    def logs(self) -> str:
+        self.log.flush()
+        return (self.dir / "prometheus.log").read_text(errors="replace")[-4000:]
+
+    def wait(self, check, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
+            time.sleep(0.2)
+
+    def query(self, expr: str):
+        body = self.http("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+        data = json.loads(body)
+        assert data["status"] == "success", data
+        return data["data"]["result"]
+
+    def scalar(self, expr: str):
+        result = self.query(expr)
+        return float(result[0]["value"][1]) if result else None
+
+    def target(self) -> dict:
+        targets = json.loads(self.http("/api/v1/targets"))["data"]["activeTargets"]
+        return targets[0] if targets else {}
+
+    def scrapes_after(self, t: float) -> bool:
+        """A scrape that began after wall-clock time ``t`` has been stored."""
+        target = self.target()
+        last = target.get("lastScrape", "")
+        if not last or target.get("health") != "up":
+            return False
+        # RFC 3339 with nanoseconds: compare as a timestamp
+        from datetime import datetime
+        stamp = datetime.fromisoformat(last[:26].rstrip("Z") + "+00:00" if "." in last[:26] else last.replace("Z", "+00:00"))
+        return stamp.timestamp() > t
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    started = []
+
+    def start(target: str) -> Prometheus:
+        p = Prometheus(tmp_path, target)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="needs prometheus (Debian package prometheus)")
+def test_prometheus_scrapes_known_traffic(admin_sluice, status_backends, prometheus, capsys):
+    """N requests answered 200 after ~15 ms, M answered 500 at once; Prometheus's increase()
+    and histogram_quantile() over its own scrapes must say the same."""
+    n_ok, n_err = 60, 24
+    ok, bad = status_backends("ok"), status_backends("bad")
+    addr = new_listener()
+    cfg = make_config({"web": http_listener(addr, [
+        {"host": "ok.example.com", "service": "ok"}, {"host": "bad.example.com", "service": "bad"}])},
+        {"ok": [ok.addr], "bad": [bad.addr]})
+    p = admin_sluice(cfg, workers=2)
+    prom = prometheus(p.admin_addr)
+    # scraped, and the exposition (OpenMetrics, as Prometheus asks for it) parsed without error
+    prom.wait(lambda: prom.target().get("health") == "up", 30, "the target up")
+    target = prom.target()
+    assert target["lastError"] == "", target
+    assert prom.scalar('up{job="sluice"}') == 1
+    prom.wait(lambda: prom.scalar('sluice_backend_http_requests_total{proxy="ok"}') is not None, 30,
+              "the first samples")
+    time.sleep(2)  # a few scrapes with the counters at 0 before the traffic
+
+    latencies = []
+    for _ in range(n_ok):
+        started = time.perf_counter()
+        r = get(addr, "ok.example.com", "/?delay=0.015")
+        latencies.append(time.perf_counter() - started)
+        assert r.status == 200
+    for _ in range(n_err):
+        assert get(addr, "bad.example.com", "/?status=500").status == 500
+    done = time.time()
+    prom.wait(lambda: prom.scrapes_after(done + 1.0), 30, "a scrape after the traffic")
+    time.sleep(1.5)
+
+    window = "[5m]"
+    ok_2xx = prom.scalar(f'increase(sluice_backend_http_responses_total{{proxy="ok",code="2xx"}}{window})')
+    bad_5xx = prom.scalar(f'increase(sluice_backend_http_responses_total{{proxy="bad",code="5xx"}}{window})')
+    ok_5xx = prom.scalar(f'increase(sluice_backend_http_responses_total{{proxy="ok",code="5xx"}}{window})')
+    rate_2xx = prom.scalar(f'rate(sluice_backend_http_responses_total{{proxy="ok",code="2xx"}}{window})')
+    raw_2xx = prom.scalar('sluice_backend_http_responses_total{proxy="ok",code="2xx"}')
+    p50 = prom.scalar('histogram_quantile(0.5, sum by (le) (increase('
+                      f'sluice_backend_http_request_duration_seconds_bucket{{proxy="ok"}}{window})))')
+    p99_bad = prom.scalar('histogram_quantile(0.99, sum by (le) (increase('
+                          f'sluice_backend_http_request_duration_seconds_bucket{{proxy="bad"}}{window})))')
+    report = (f"prometheus: raw 2xx={raw_2xx} increase 2xx={ok_2xx} (sent {n_ok}), 5xx={bad_5xx} "
+              f"(sent {n_err}), rate 2xx={rate_2xx}/s, p50 ok={p50} s (client median "
+              f"{sorted(latencies)[len(latencies) // 2]:.4f} s), p99 bad={p99_bad} s")
+    with capsys.disabled():
+        print("\n" + report)
+    assert raw_2xx == n_ok, report
+    # increase() extrapolates to the window's ends: the series began inside it, so by at most
+    # half a scrape interval at each end against the ~tens of seconds it spans.
+    assert ok_2xx == pytest.approx(n_ok, rel=0.15), report
+    assert bad_5xx == pytest.approx(n_err, rel=0.15), report
+    assert ok_5xx == 0, report
+    assert rate_2xx == pytest.approx(ok_2xx / 300, rel=1e-6), report
+    # 15 ms of backend delay: within the (0.01, 0.025] bucket unless the machine is slow, and
+    # never beyond the next one.
+    assert 0.01 <= p50 <= 0.05, report
+    assert p99_bad is not None and p99_bad <= 0.1, report
+
+
+def big_config(listen: str, services: int, endpoints: int) -> dict:
+    routes = [{"host": f"s{i}.example.com", "service": f"svc-{i}"} for i in range(services)]
+    return make_config(
+        {"web": http_listener(listen, routes)},
+        {f"svc-{i}": [f"127.0.0.1:{20000 + k}" for k in range(endpoints)] for i in range(services)})
+
+
+def series(text: str) -> int:
+    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def test_cardinality_1000_services_by_10_endpoints(admin_sluice, capsys):
+    listen = new_listener()
+    cfg = big_config(listen, 1000, 10)
+    p = admin_sluice(cfg, workers=2)
+    started = time.perf_counter()
+    text = metrics_text(p)
+    took = time.perf_counter() - started
+    total = series(text)
+    per_service = sum(1 for line in text.splitlines() if 'proxy="svc-7"' in line and not line.startswith("#"))
+    by_level = {level: sum(1 for l in text.splitlines() if l.startswith(f"sluice_{level}_"))
+                for level in ("frontend", "backend", "server")}
+    with capsys.disabled():
+        print(f"\ncardinality: 1000 services x 10 endpoints -> {total} series "
+              f"({by_level}, {per_service} per service with its endpoints), "
+              f"{len(text) / 1e6:.1f} MB, scraped in {took * 1000:.0f} ms (debug build, over HTTP)")
+    # per endpoint: 14 counters and gauges + up; per service: 20 + active servers + two
+    # histograms of 15 buckets, sum and count
+    assert by_level["server"] == 10_000 * 15
+    assert by_level["backend"] == 1000 * (21 + 2 * 17)
+    assert per_service == 21 + 2 * 17 + 10 * 15
+    assert 'proxy="svc-999"' in text
+    # delete all but the first ten: their series go
+    cfg2 = big_config(listen, 10, 10)
+    p.reload(cfg2, timeout=30)
+    text2 = metrics_text(p)
+    assert 'proxy="svc-10"' not in text2 and 'proxy="svc-999"' not in text2
+    assert 'proxy="svc-9"' in text2
+    assert series(text2) == total - 990 * per_service, "exactly the removed services' series went"
