@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "SluiceReactorTests", dependencies: ["SluiceReactor", "SluiceSystem", "SluiceRouting"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceRouting"]),
         .testTarget(name: "SluiceKubeTests", dependencies: ["SluiceKube", "SluiceRouting"]),
-        .testTarget(name: "SluiceTLSTests", dependencies: ["SluiceTLS", "SluiceRouting", "CShims"]),
+        .testTarget(name: "SluiceTLSTests", dependencies: ["SluiceTLS", "SluiceRouting", "SluiceSystem", "CShims"]),
         .testTarget(
             name: "SluiceAdminTests", dependencies: ["SluiceAdmin", "SluiceReactor", "SluiceRouting", "SluiceSystem"]),
         .testTarget(name: "SluiceKubeClientTests", dependencies: ["SluiceKubeClient", "SluiceKube"]),

@@ -612,3 +612,57 @@ done:
 }
 
 void sluice_tls_test_session_free(void *session) { SSL_SESSION_free((SSL_SESSION *)session); }
+
+int sluice_tls_test_echo_client(int fd, const char *servername, size_t total, size_t chunk, int max_version,
+                                int *version, char *error, size_t error_len) {
+    error[0] = 0;
+    signal(SIGPIPE, SIG_IGN);
+    int status = -1;
+    unsigned char *sent = NULL, *back = NULL;
+    SSL_CTX *client_ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = NULL;
+    if (client_ctx == NULL) goto done;
+    SSL_CTX_set_verify(client_ctx, SSL_VERIFY_NONE, NULL);
+    if (max_version != 0) SSL_CTX_set_max_proto_version(client_ctx, max_version);
+    ssl = SSL_new(client_ctx);
+    if (ssl == NULL || !SSL_set_fd(ssl, fd)) goto done;
+    if (servername != NULL) SSL_set_tlsext_host_name(ssl, servername);
+    if (SSL_connect(ssl) != 1) {
+        openssl_reason(error, error_len, "client: handshake failed");
+        goto done;
+    }
+    *version = SSL_version(ssl);
+    sent = malloc(chunk);
+    back = malloc(chunk);
+    if (sent == NULL || back == NULL) goto done;
+    for (size_t done_bytes = 0; done_bytes < total; done_bytes += chunk) {
+        for (size_t i = 0; i < chunk; i++) sent[i] = (unsigned char)((done_bytes + i) * 31 % 251);
+        if (SSL_write(ssl, sent, (int)chunk) != (int)chunk) {
+            openssl_reason(error, error_len, "client: write failed");
+            goto done;
+        }
+        size_t got = 0;
+        while (got < chunk) {
+            int n = SSL_read(ssl, back + got, (int)(chunk - got));
+            if (n <= 0) {
+                openssl_reason(error, error_len, "client: read failed");
+                goto done;
+            }
+            got += (size_t)n;
+        }
+        if (memcmp(sent, back, chunk) != 0) {
+            snprintf(error, error_len, "client: echo differs at offset %zu", done_bytes);
+            goto done;
+        }
+    }
+    status = 0;
+    SSL_shutdown(ssl);
+done:
+    free(sent);
+    free(back);
+    SSL_free(ssl);
+    SSL_CTX_free(client_ctx);
+    shutdown(fd, SHUT_WR);
+    ERR_clear_error();
+    return status;
+}

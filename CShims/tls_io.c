@@ -24,7 +24,15 @@ struct prefix_socket {
 };
 
 static BIO_METHOD *prefix_method;
+static int prefix_type;
 static pthread_once_t prefix_once = PTHREAD_ONCE_INIT;
+
+// The prefixed-socket state of a session, or NULL for a session on another transport.
+static struct prefix_socket *prefix_of(SSL *ssl) {
+    BIO *bio = SSL_get_rbio(ssl);
+    if (bio == NULL || prefix_method == NULL || BIO_method_type(bio) != prefix_type) return NULL;
+    return BIO_get_data(bio);
+}
 
 static int prefix_read(BIO *bio, char *out, int count) {
     struct prefix_socket *state = BIO_get_data(bio);
@@ -98,8 +106,10 @@ static int prefix_destroy(BIO *bio) {
 }
 
 static void prefix_method_init(void) {
-    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice prefixed socket");
+    int type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK;
+    BIO_METHOD *m = BIO_meth_new(type, "sluice prefixed socket");
     if (m == NULL) return;
+    prefix_type = type;
     BIO_meth_set_read(m, prefix_read);
     BIO_meth_set_write(m, prefix_write);
     BIO_meth_set_ctrl(m, prefix_ctrl);
@@ -179,7 +189,7 @@ long sluice_tls_read(void *p, void *buf, size_t count) {
     size_t n = 0;
     // Only a socket read made by this call tells whether the socket is drained now: bytes
     // may have arrived (with their epoll edge) since an earlier short read.
-    struct prefix_socket *state = BIO_get_data(SSL_get_rbio(ssl));
+    struct prefix_socket *state = prefix_of(ssl);
     if (state != NULL) state->drained = 0;
     ERR_clear_error();
     errno = 0;
@@ -200,7 +210,7 @@ long sluice_tls_write(void *p, const void *buf, size_t count) {
 
 int sluice_tls_read_drained(void *p) {
     SSL *ssl = p;
-    struct prefix_socket *state = BIO_get_data(SSL_get_rbio(ssl));
+    struct prefix_socket *state = prefix_of(ssl);
     return state != NULL && state->drained && state->offset == state->length && !SSL_has_pending(ssl);
 }
 
@@ -225,3 +235,224 @@ void sluice_tls_last_error(char *buf, size_t len) {
 }
 
 int sluice_tls_release_buffers(void *ssl) { return SSL_free_buffers((SSL *)ssl); }
+
+// ---------------------------------------------------------------------------------------
+// Memory transport: a session that never touches a socket. The caller reads ciphertext from
+// its socket (through its own syscall policy) into the session's input buffer and commits it;
+// the ciphertext OpenSSL produces waits in the output buffer until the caller has sent it.
+// Both buffers are allocated when first needed and given back by sluice_tls_release_buffers
+// when empty, so an idle session holds neither.
+
+#define MEMORY_INPUT_CAPACITY (16 * 1024 + 1024)
+#define MEMORY_OUTPUT_CAPACITY (2 * (16 * 1024 + 512))
+
+struct memory_transport {
+    unsigned char *in;
+    size_t in_capacity;
+    size_t in_start;
+    size_t in_end;
+    unsigned char *out;
+    size_t out_start;
+    size_t out_end;
+    int ended;  // the peer's end of stream was seen by the caller
+};
+
+static BIO_METHOD *memory_method;
+static int memory_type;
+static pthread_once_t memory_once = PTHREAD_ONCE_INIT;
+
+static int memory_read(BIO *bio, char *dst, int count) {
+    struct memory_transport *t = BIO_get_data(bio);
+    BIO_clear_retry_flags(bio);
+    if (count <= 0) return 0;
+    size_t available = t->in_end - t->in_start;
+    if (available == 0) {
+        if (t->ended) return 0;
+        BIO_set_retry_read(bio);
+        return -1;
+    }
+    size_t n = available < (size_t)count ? available : (size_t)count;
+    memcpy(dst, t->in + t->in_start, n);
+    t->in_start += n;
+    if (t->in_start == t->in_end) t->in_start = t->in_end = 0;
+    return (int)n;
+}
+
+static int memory_write(BIO *bio, const char *src, int count) {
+    struct memory_transport *t = BIO_get_data(bio);
+    BIO_clear_retry_flags(bio);
+    if (count <= 0) return 0;
+    if (t->out == NULL) {
+        t->out = malloc(MEMORY_OUTPUT_CAPACITY);
+        if (t->out == NULL) return -1;
+    }
+    if (t->out_end == MEMORY_OUTPUT_CAPACITY && t->out_start > 0) {
+        memmove(t->out, t->out + t->out_start, t->out_end - t->out_start);
+        t->out_end -= t->out_start;
+        t->out_start = 0;
+    }
+    size_t room = MEMORY_OUTPUT_CAPACITY - t->out_end;
+    if (room == 0) {
+        BIO_set_retry_write(bio);
+        return -1;
+    }
+    size_t n = room < (size_t)count ? room : (size_t)count;
+    memcpy(t->out + t->out_end, src, n);
+    t->out_end += n;
+    return (int)n;
+}
+
+static long memory_ctrl(BIO *bio, int cmd, long num, void *ptr) {
+    (void)num;
+    (void)ptr;
+    struct memory_transport *t = BIO_get_data(bio);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_PENDING:
+        return t == NULL ? 0 : (long)(t->in_end - t->in_start);
+    case BIO_CTRL_WPENDING:
+        return t == NULL ? 0 : (long)(t->out_end - t->out_start);
+    case BIO_CTRL_EOF:
+        return t != NULL && t->ended && t->in_end == t->in_start;
+    default:
+        return 0;
+    }
+}
+
+static int memory_destroy(BIO *bio) {
+    struct memory_transport *t = BIO_get_data(bio);
+    if (t != NULL) {
+        free(t->in);
+        free(t->out);
+        free(t);
+        BIO_set_data(bio, NULL);
+    }
+    return 1;
+}
+
+static void memory_method_init(void) {
+    int type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK;
+    BIO_METHOD *m = BIO_meth_new(type, "sluice memory transport");
+    if (m == NULL) return;
+    memory_type = type;
+    BIO_meth_set_read(m, memory_read);
+    BIO_meth_set_write(m, memory_write);
+    BIO_meth_set_ctrl(m, memory_ctrl);
+    BIO_meth_set_create(m, prefix_create);
+    BIO_meth_set_destroy(m, memory_destroy);
+    memory_method = m;
+}
+
+static struct memory_transport *memory_of(void *p) {
+    BIO *bio = SSL_get_rbio((SSL *)p);
+    if (bio == NULL || memory_method == NULL || BIO_method_type(bio) != memory_type) return NULL;
+    return BIO_get_data(bio);
+}
+
+void *sluice_tls_memory_session_new(void *ctx, const void *prefix, size_t prefix_len) {
+    pthread_once(&memory_once, memory_method_init);
+    if (memory_method == NULL || ctx == NULL) return NULL;
+    struct memory_transport *t = calloc(1, sizeof *t);
+    if (t == NULL) return NULL;
+    if (prefix_len > 0) {
+        t->in_capacity = prefix_len > MEMORY_INPUT_CAPACITY ? prefix_len : MEMORY_INPUT_CAPACITY;
+        t->in = malloc(t->in_capacity);
+        if (t->in == NULL) {
+            free(t);
+            return NULL;
+        }
+        memcpy(t->in, prefix, prefix_len);
+        t->in_end = prefix_len;
+    }
+    BIO *bio = BIO_new(memory_method);
+    if (bio == NULL) {
+        free(t->in);
+        free(t);
+        return NULL;
+    }
+    BIO_set_data(bio, t);
+    SSL *ssl = SSL_new((SSL_CTX *)ctx);
+    if (ssl == NULL) {
+        BIO_free(bio);
+        return NULL;
+    }
+    SSL_set_bio(ssl, bio, bio);
+    SSL_set_accept_state(ssl);
+    SSL_set_read_ahead(ssl, 1);
+    SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    return ssl;
+}
+
+size_t sluice_tls_input_room(void *p, void **where) {
+    struct memory_transport *t = memory_of(p);
+    *where = NULL;
+    if (t == NULL) return 0;
+    if (t->in == NULL) {
+        t->in = malloc(MEMORY_INPUT_CAPACITY);
+        if (t->in == NULL) return 0;
+        t->in_capacity = MEMORY_INPUT_CAPACITY;
+    }
+    if (t->in_start > 0) {
+        memmove(t->in, t->in + t->in_start, t->in_end - t->in_start);
+        t->in_end -= t->in_start;
+        t->in_start = 0;
+    }
+    *where = t->in + t->in_end;
+    return t->in_capacity - t->in_end;
+}
+
+void sluice_tls_input_commit(void *p, size_t count) {
+    struct memory_transport *t = memory_of(p);
+    if (t == NULL) return;
+    size_t room = t->in_capacity - t->in_end;
+    t->in_end += count < room ? count : room;
+}
+
+void sluice_tls_input_end(void *p) {
+    struct memory_transport *t = memory_of(p);
+    if (t != NULL) t->ended = 1;
+}
+
+size_t sluice_tls_input_pending(void *p) {
+    struct memory_transport *t = memory_of(p);
+    return t == NULL ? 0 : t->in_end - t->in_start;
+}
+
+size_t sluice_tls_output(void *p, const void **where) {
+    struct memory_transport *t = memory_of(p);
+    *where = NULL;
+    if (t == NULL || t->out == NULL) return 0;
+    *where = t->out + t->out_start;
+    return t->out_end - t->out_start;
+}
+
+void sluice_tls_output_consumed(void *p, size_t count) {
+    struct memory_transport *t = memory_of(p);
+    if (t == NULL) return;
+    size_t pending = t->out_end - t->out_start;
+    t->out_start += count < pending ? count : pending;
+    if (t->out_start == t->out_end) t->out_start = t->out_end = 0;
+}
+
+int sluice_tls_release_transport_buffers(void *p) {
+    struct memory_transport *t = memory_of(p);
+    int freed = SSL_free_buffers((SSL *)p);
+    if (t == NULL) return freed;
+    if (t->in != NULL && t->in_end == t->in_start) {
+        free(t->in);
+        t->in = NULL;
+        t->in_capacity = 0;
+        t->in_start = t->in_end = 0;
+    }
+    if (t->out != NULL && t->out_end == t->out_start) {
+        free(t->out);
+        t->out = NULL;
+        t->out_start = t->out_end = 0;
+    }
+    return freed && t->in == NULL && t->out == NULL;
+}
+
+int sluice_tls_session_version(void *p) { return SSL_version((SSL *)p); }

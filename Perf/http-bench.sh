@@ -8,6 +8,15 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 
 SLUICE_BIN="${SLUICE_BIN:-$ROOT/.build/release/sluice}"
+# sluice-base: another Sluice binary (SLUICE_BASE_BIN, e.g. a build of an earlier commit) for
+# before/after comparisons in one run
+SLUICE_BASE_BIN="${SLUICE_BASE_BIN:-}"
+# MODES: sluice haproxy nginx, and for the observability costs (Perf/observe-bench.sh):
+#   sluice-base     SLUICE_BASE_BIN, same configuration as sluice
+#   sluice-metrics  sluice with its admin listener scraped (GET /metrics) once a second
+#   sluice-log      sluice-metrics plus a JSON access log to a file
+#   haproxy-log     HAProxy with `option httplog` to a file (log stdout, redirected)
+#   nginx-log       nginx with its default `combined` access log to a file
 MODES="${MODES:-sluice haproxy nginx}"
 # LOADS: {ka|close}-{64|16k|1m}[-ab]; ka = keep-alive, close = "Connection: close" on every
 # request; -ab alternates Host a.example.com / b.example.com per request (Host a otherwise)
@@ -29,6 +38,7 @@ HOST_B=b.example.com
 # origins: A on +1,+2, B on +3,+4; every proxy listens on +10
 O1=$((BASE_PORT + 1)) O2=$((BASE_PORT + 2)) O3=$((BASE_PORT + 3)) O4=$((BASE_PORT + 4))
 P_HTTP=$((BASE_PORT + 10))
+P_ADMIN=$((BASE_PORT + 11))
 
 STAMP="$(date +%Y%m%d-%H%M%S)"
 RUN_DIR="$OUT_DIR/http-$STAMP"
@@ -44,7 +54,8 @@ need python3 python3
 need taskset util-linux
 need wrk wrk
 need nginx nginx-light
-case " $MODES " in *" haproxy "*) need haproxy haproxy ;; esac
+case " $MODES " in *" haproxy "* | *" haproxy-log "*) need haproxy haproxy ;; esac
+case " $MODES " in *" sluice-metrics "* | *" sluice-log "*) need curl curl ;; esac
 
 [ "$(nproc --all)" -gt "$PROXY_CPU" ] && [ "$(nproc --all)" -gt "$LOAD_CPU" ] ||
     die "needs CPUs $PROXY_CPU and $LOAD_CPU (this machine has $(nproc --all))"
@@ -54,7 +65,11 @@ for ld in $LOADS; do
     [[ "$ld" =~ ^(ka|close)-(64|16k|1m)(-ab)?$ ]] || die "bad load '$ld' (expected {ka|close}-{64|16k|1m}[-ab])"
 done
 for m in $MODES; do
-    case "$m" in sluice | haproxy | nginx) ;; *) die "bad mode '$m' (sluice, haproxy, nginx)" ;; esac
+    case "$m" in
+    sluice | haproxy | nginx | sluice-metrics | sluice-log | haproxy-log | nginx-log) ;;
+    sluice-base) [ -x "$SLUICE_BASE_BIN" ] || die "mode sluice-base needs SLUICE_BASE_BIN (an executable)" ;;
+    *) die "bad mode '$m' (sluice, haproxy, nginx, sluice-base, sluice-metrics, sluice-log, haproxy-log, nginx-log)" ;;
+    esac
 done
 
 mkdir -p "$RUN_DIR"
@@ -85,6 +100,7 @@ sluice_meta() {
     fi
 }
 sluice_meta
+[ -n "$SLUICE_BASE_BIN" ] && put meta.sluice_base "$SLUICE_BASE_BIN ($(stat -c %y "$SLUICE_BASE_BIN" | cut -d. -f1), sha256 $(sha256sum "$SLUICE_BASE_BIN" | cut -c1-12))"
 
 nloads=$(wc -w <<<"$LOADS")
 nmodes=$(wc -w <<<"$MODES")
@@ -214,13 +230,20 @@ EOF
 # ------------------------------------------------------------------ proxies (CPU PROXY_CPU)
 PROXY_PID=""
 
-haproxy_cfg() { # haproxy_cfg FILE
+haproxy_cfg() { # haproxy_cfg FILE [log]
+    local glog="" dlog=""
+    if [ "${2:-}" = log ]; then
+        glog="    log stdout format raw local0 info"
+        dlog=$'    log global\n    option httplog'
+    fi
     cat >"$1" <<EOF
 global
     nbthread 1
     maxconn 9000
+$glog
 defaults
     mode http
+$dlog
     http-reuse safe
     timeout connect 5s
     timeout client 30s
@@ -243,8 +266,9 @@ backend be_b
 EOF
 }
 
-nginx_cfg() { # nginx_cfg DIR (writes DIR/nginx.conf)
-    local d=$1 tmpline=""
+nginx_cfg() { # nginx_cfg DIR [log] (writes DIR/nginx.conf)
+    local d=$1 tmpline="" access="access_log off;"
+    [ "${2:-}" = log ] && access="access_log $d/access.log combined;"
     mkdir -p "$d/tmp"
     [ -n "$NGINX_MAX_TEMP_FILE" ] && tmpline="proxy_max_temp_file_size $NGINX_MAX_TEMP_FILE;"
     cat >"$d/nginx.conf" <<EOF
@@ -256,7 +280,7 @@ error_log $d/error.log warn;
 worker_rlimit_nofile 20000;
 events { worker_connections 16384; use epoll; }
 http {
-    access_log off;
+    $access
     client_body_temp_path $d/tmp;
     proxy_temp_path $d/tmp;
     fastcgi_temp_path $d/tmp;
@@ -292,9 +316,12 @@ http {
 EOF
 }
 
-sluice_cfg() { # sluice_cfg FILE
+sluice_cfg() { # sluice_cfg FILE [ACCESS_LOG_PATH]
+    local access=""
+    [ -n "${2:-}" ] && access=$'accessLog:\n  path: '"$2"$'\n  format: json'
     cat >"$1" <<EOF
 workers: 1
+$access
 timeouts:
   connect: 5s
   client: 30s
@@ -325,33 +352,42 @@ EOF
 }
 
 LOGF=""
+SCRAPER_PID=""
+start_scraper() { # GET /metrics once a second on the load CPU while the loads run
+    start_bg "$RUN_DIR/$KEY.scrape.log" taskset -c "$LOAD_CPU" bash -c \
+        "while sleep 1; do curl -s -o /dev/null -w '%{http_code} %{size_download} %{time_total}\n' http://127.0.0.1:$P_ADMIN/metrics; done"
+    SCRAPER_PID=$BG_PID
+}
 start_proxy() { # start_proxy MODE -> sets PROXY_PID and LOGF; returns 1 on failure
-    local mode=$1 cfg i
+    local mode=$1 cfg i bin="$SLUICE_BIN" admin=() access=""
     case "$mode" in
-    haproxy)
+    haproxy | haproxy-log)
         cfg="$RUN_DIR/$KEY.cfg"
-        haproxy_cfg "$cfg"
+        haproxy_cfg "$cfg" "${mode#haproxy-}"
         haproxy -c -f "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 || { log "haproxy -c failed: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
         LOGF="$RUN_DIR/$KEY.log"
         start_bg "$LOGF" taskset -c "$PROXY_CPU" haproxy -db -f "$cfg"
         PROXY_PID=$BG_PID
         ;;
-    nginx)
+    nginx | nginx-log)
         cfg="$RUN_DIR/$KEY.nginx"
-        nginx_cfg "$cfg"
+        nginx_cfg "$cfg" "${mode#nginx-}"
         nginx -t -p "$cfg" -c "$cfg/nginx.conf" -e "$cfg/error.log" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
             { log "nginx -t failed: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
         LOGF="$cfg/error.log"
         start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" nginx -p "$cfg" -c "$cfg/nginx.conf" -e "$cfg/error.log"
         PROXY_PID=$BG_PID
         ;;
-    sluice)
+    sluice | sluice-base | sluice-metrics | sluice-log)
         cfg="$RUN_DIR/$KEY.yaml"
-        sluice_cfg "$cfg"
-        "$SLUICE_BIN" check --config "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
+        [ "$mode" = sluice-base ] && bin="$SLUICE_BASE_BIN"
+        case "$mode" in sluice-metrics | sluice-log) admin=(--admin-address "127.0.0.1:$P_ADMIN") ;; esac
+        [ "$mode" = sluice-log ] && access="$RUN_DIR/$KEY.access.log"
+        sluice_cfg "$cfg" "$access"
+        "$bin" check --config "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
             { log "sluice check failed: $(tr '\n' ' ' <"$RUN_DIR/$KEY.check.log")"; return 1; }
         LOGF="$RUN_DIR/$KEY.log"
-        start_bg "$LOGF" taskset -c "$PROXY_CPU" "$SLUICE_BIN" run --config "$cfg" --workers 1 --log-level notice
+        start_bg "$LOGF" taskset -c "$PROXY_CPU" "$bin" run --config "$cfg" --workers 1 --log-level notice "${admin[@]}"
         PROXY_PID=$BG_PID
         sluice_ready "$LOGF" "$PROXY_PID" ||
             { log "sluice did not log 'ready generation=1' (see $LOGF)"; return 1; }
@@ -359,6 +395,10 @@ start_proxy() { # start_proxy MODE -> sets PROXY_PID and LOGF; returns 1 on fail
     esac
     wait_port "$P_HTTP" 5 || { log "$mode is not listening on :$P_HTTP (see $LOGF)"; return 1; }
     kill -0 "$PROXY_PID" 2>/dev/null || { log "$mode exited (see $LOGF)"; return 1; }
+    if [ ${#admin[@]} -gt 0 ]; then
+        wait_port "$P_ADMIN" 5 || { log "$mode: no admin listener on :$P_ADMIN (see $LOGF)"; return 1; }
+        start_scraper
+    fi
 }
 
 cpu_now() { # the proxy's (and its children's) "USER SYSTEM" CPU seconds
@@ -407,7 +447,8 @@ run_mode() { # run_mode MODE (results go under the key MODE@ROUND)
     local mode=$1 ld
     KEY="$mode@$ROUND"
     PROXY_PID=""
-    if [ "$mode" = sluice ]; then
+    SCRAPER_PID=""
+    if [ "${mode%%-*}" = sluice ] && [ "$mode" != sluice-base ]; then
         if [ ! -x "$SLUICE_BIN" ]; then
             log "SKIP sluice: binary not found ($SLUICE_BIN)"
             put "$KEY.status" "SKIP sluice: binary not found ($SLUICE_BIN)"
@@ -432,7 +473,25 @@ run_mode() { # run_mode MODE (results go under the key MODE@ROUND)
     else
         put "$KEY.status" "proxy exited during the run (see $LOGF)"
     fi
+    [ -n "$SCRAPER_PID" ] && stop_pid "$SCRAPER_PID"
     stop_pid "$PROXY_PID"
+    access_lines
+}
+
+access_lines() { # records what the logging modes wrote (a check that they logged at all)
+    local f=""
+    case "$KEY" in
+    sluice-log@*) f="$RUN_DIR/$KEY.access.log" ;;
+    haproxy-log@*) f="$RUN_DIR/$KEY.log" ;;
+    nginx-log@*) f="$RUN_DIR/$KEY.nginx/access.log" ;;
+    esac
+    if [ -n "$f" ]; then
+        put "$KEY.access_lines" "$(wc -l <"$f" 2>/dev/null || echo 0)"
+        rm -f "$f"
+    fi
+    if [ -f "$RUN_DIR/$KEY.scrape.log" ]; then
+        put "$KEY.scrapes" "$(grep -c '^200 ' "$RUN_DIR/$KEY.scrape.log" || true)"
+    fi
 }
 
 # CPU used by processes outside this script's tree (a build, ...), per proxy and round
@@ -455,7 +514,12 @@ stop_pid "$NOISE_PID"
 log "measurements done in $(($(date +%s) - T0)) s"
 
 REPORT="$RUN_DIR/report.md"
-"${LIB[@]}" http-report "$RESULTS" >"$REPORT"
-cp "$REPORT" "$OUT_DIR/http-bench-latest.md"
+if [ "${REPORT_KIND:-http}" = observe ]; then
+    python3 "$HERE/observe_report.py" "$RESULTS" >"$REPORT"
+    cp "$REPORT" "$OUT_DIR/observe-bench-latest.md"
+else
+    "${LIB[@]}" http-report "$RESULTS" >"$REPORT"
+    cp "$REPORT" "$OUT_DIR/http-bench-latest.md"
+fi
 cat "$REPORT"
 log "report: $REPORT (logs and raw results beside it)"

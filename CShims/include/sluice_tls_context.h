@@ -61,3 +61,10 @@ struct sluice_tls_test_result {
 int sluice_tls_test_handshake(void *server_ctx, const char *servername, const char *alpn_csv, int max_version,
                               int no_ticket, void **session, struct sluice_tls_test_result *result);
 void sluice_tls_test_session_free(void *session);
+
+// Test support: a blocking OpenSSL client on `fd` that sends `total` bytes in `chunk`-byte
+// writes of a known pattern, reads each chunk back and compares it, then sends close_notify
+// and shuts the socket for writing. 0 when every byte came back, else -1 with `error` set.
+// `*version` gets the negotiated protocol version.
+int sluice_tls_test_echo_client(int fd, const char *servername, size_t total, size_t chunk, int max_version,
+                                int *version, char *error, size_t error_len);

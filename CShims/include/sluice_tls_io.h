@@ -36,3 +36,27 @@ int sluice_tls_release_buffers(void *ssl);
 int sluice_tls_session_reused(void *ssl);
 /// The first queued OpenSSL error of this thread as text ("" when none); clears the queue.
 void sluice_tls_last_error(char *buf, size_t len);
+
+// Memory transport: a session that never touches a socket (sluice_tls_handshake, _read,
+// _write and _shutdown work on it as on a socket session). WANT_READ means the input holds
+// no whole record: read the socket into `sluice_tls_input_room` and commit what came;
+// everything OpenSSL writes waits in `sluice_tls_output` until the caller sent it (WANT_WRITE
+// means the output is full: send some, then call again).
+void *sluice_tls_memory_session_new(void *ctx, const void *prefix, size_t prefix_len);
+/// Room for ciphertext from the peer, at `*where` (allocated on first use); 0 when full.
+size_t sluice_tls_input_room(void *ssl, void **where);
+/// `count` bytes were put at the place `sluice_tls_input_room` gave.
+void sluice_tls_input_commit(void *ssl, size_t count);
+/// The peer's end of stream: once the input is used up, reads report SLUICE_TLS_EOF.
+void sluice_tls_input_end(void *ssl);
+/// Ciphertext received and not yet taken by OpenSSL.
+size_t sluice_tls_input_pending(void *ssl);
+/// Ciphertext waiting to be sent, at `*where`.
+size_t sluice_tls_output(void *ssl, const void **where);
+/// `count` bytes of the output were sent.
+void sluice_tls_output_consumed(void *ssl, size_t count);
+/// sluice_tls_release_buffers, plus the transport's own buffers when empty; 1 when the
+/// session holds no buffer now.
+int sluice_tls_release_transport_buffers(void *ssl);
+/// The negotiated protocol version (0x0303 TLS 1.2, 0x0304 TLS 1.3).
+int sluice_tls_session_version(void *ssl);

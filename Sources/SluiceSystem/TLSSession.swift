@@ -83,4 +83,73 @@ public enum TLSSession {
             return String(cString: buffer.baseAddress!)
         }
     }
+
+    // MARK: - Memory transport
+
+    /// A session that never touches a socket: the caller reads ciphertext into `inputRoom`
+    /// and commits it, and sends what `pendingOutput` holds; `handshake`, `read`, `write` and
+    /// `shutdown` work on it as on a socket session. `.wantRead` then means "no whole record
+    /// in the input: read the socket"; `.wantWrite` means "the output is full: send some".
+    /// `prefix` (bytes already read, the ClientHello) is the first input. Nil when out of memory.
+    public static func makeDetached(context: OpaquePointer, prefix: UnsafeRawBufferPointer) -> OpaquePointer? {
+        guard
+            let session = sluice_tls_memory_session_new(
+                UnsafeMutableRawPointer(context), prefix.baseAddress, prefix.count)
+        else { return nil }
+        return OpaquePointer(session)
+    }
+
+    /// Where ciphertext from the peer goes (allocated on first use); empty when the input is
+    /// full (let the session take what it has first).
+    @inline(__always)
+    public static func inputRoom(_ session: OpaquePointer) -> UnsafeMutableRawBufferPointer {
+        var place: UnsafeMutableRawPointer? = nil
+        let room = sluice_tls_input_room(UnsafeMutableRawPointer(session), &place)
+        // SAFETY: the session owns `room` bytes at `place` until the next call on it.
+        return UnsafeMutableRawBufferPointer(start: place, count: place == nil ? 0 : room)
+    }
+
+    /// `count` bytes were written at the start of the last `inputRoom`.
+    @inline(__always)
+    public static func commitInput(_ session: OpaquePointer, count: Int) {
+        sluice_tls_input_commit(UnsafeMutableRawPointer(session), count)
+    }
+
+    /// The peer ended its stream: once the input is used up, reads say `.eof`.
+    public static func endInput(_ session: OpaquePointer) {
+        sluice_tls_input_end(UnsafeMutableRawPointer(session))
+    }
+
+    /// Ciphertext received and not yet taken by the session.
+    @inline(__always)
+    public static func pendingInput(_ session: OpaquePointer) -> Int {
+        sluice_tls_input_pending(UnsafeMutableRawPointer(session))
+    }
+
+    /// Ciphertext waiting to be sent; valid until the next call on the session.
+    @inline(__always)
+    public static func pendingOutput(_ session: OpaquePointer) -> UnsafeRawBufferPointer {
+        var place: UnsafeRawPointer? = nil
+        let count = sluice_tls_output(UnsafeMutableRawPointer(session), &place)
+        // SAFETY: the session owns `count` bytes at `place` until the next call on it.
+        return UnsafeRawBufferPointer(start: place, count: place == nil ? 0 : count)
+    }
+
+    /// `count` bytes of `pendingOutput` were sent.
+    @inline(__always)
+    public static func consumeOutput(_ session: OpaquePointer, count: Int) {
+        sluice_tls_output_consumed(UnsafeMutableRawPointer(session), count)
+    }
+
+    /// `releaseBuffers`, plus the memory transport's input and output buffers when empty;
+    /// true when the session holds no buffer now.
+    @discardableResult
+    public static func releaseTransportBuffers(_ session: OpaquePointer) -> Bool {
+        sluice_tls_release_transport_buffers(UnsafeMutableRawPointer(session)) == 1
+    }
+
+    /// The negotiated protocol version: 0x0303 TLS 1.2, 0x0304 TLS 1.3.
+    public static func version(_ session: OpaquePointer) -> Int {
+        Int(sluice_tls_session_version(UnsafeMutableRawPointer(session)))
+    }
 }

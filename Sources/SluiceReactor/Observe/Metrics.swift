@@ -180,7 +180,7 @@ public struct HistogramTable: Sendable, Equatable {
 
 /// Why a connection closed, and on which side the cause was. Stored per connection, counted
 /// per reason, written in access-log records.
-public enum CloseReason: UInt8, CaseIterable, Sendable {
+public enum CloseReason: UInt8, CaseIterable, Sendable, BitwiseCopyable {
     /// Still open, or closed for no recorded reason.
     case none
     /// The client closed (between requests, or after its response).
@@ -208,7 +208,7 @@ public enum CloseReason: UInt8, CaseIterable, Sendable {
     case draining
     case listenerRemoved
 
-    public enum Side: UInt8, Sendable { case none, downstream, upstream, proxy }
+    public enum Side: UInt8, Sendable, BitwiseCopyable { case none, downstream, upstream, proxy }
 
     public var side: Side {
         switch self {
