@@ -24,6 +24,7 @@ import pytest
 from conftest import (READY_TIMEOUT, SluiceProcess, free_port, make_config, new_listener,
                       sluice_bin)
 from http_backends import closed_within, get, http_listener, port_of
+from test_kube_e2e import kube  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.sluice_only
 
@@ -402,3 +403,40 @@ def test_top_shows_per_service_rates(admin_sluice, http_backends):
         rows = {line.split()[0]: line.split() for line in screen.splitlines()[3:] if line.strip()}
         assert set(rows) == {"a", "b"}, screen
         assert rows["a"][-1] == "1/1" and rows["b"][-1] == "1/1"
+
+
+# ------------------------------------------------------------------ kube mode
+
+def test_kube_watch_state_last_sync_and_reloads_in_metrics(kube):
+    from test_kube_e2e import eventually, web_service
+
+    fake = kube.server()
+    g = kube.pool.group(["a"])
+    web_service(fake, "shop", "web", "web.example.com", g, ["a"])
+    started = time.time()
+    kube.start()
+
+    def scrape():
+        status, body = kube.admin("/metrics")
+        assert status == 200
+        return body.decode()
+
+    def watches(text):
+        return {d["resource"]: v for d, v in samples(text, "sluice_kube_watch_up")}
+
+    eventually(lambda: watches(scrape()) == {"services": 1, "endpointslices": 1}, 10, "both watches up")
+    text = scrape()
+    (_, last), = samples(text, "sluice_kube_last_sync_timestamp_seconds")
+    assert started - 1 <= last <= time.time() + 1
+    assert samples(text, "sluice_reloads_total")[0][1] >= 1, "the first applied table counts"
+    assert samples(text, "sluice_reload_failures_total")[0][1] == 0
+    active = {d["proxy"]: v for d, v in samples(text, "sluice_backend_active_servers")}
+    assert [v for name, v in active.items() if name.startswith("shop/web")] == [1], active
+    # the API server refuses everything and the watches are cut: both down, routes kept
+    fake.refuse(500, count=10 ** 6, match=lambda r: r["kind"] is not None)
+    fake.drop_watches("rst")
+    eventually(lambda: watches(scrape()) == {"services": 0, "endpointslices": 0}, 10, "both watches down")
+    assert kube.backend_of("web.example.com") == "a"
+    with fake.cond:
+        fake.refusals.clear()
+    eventually(lambda: watches(scrape()) == {"services": 1, "endpointslices": 1}, 15, "both watches up again")
