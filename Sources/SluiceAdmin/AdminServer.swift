@@ -122,8 +122,8 @@ public final class AdminServer: @unchecked Sendable {
                     AdminAnswers.collected(jobs.map(\.route), source: source, timeoutMillis: timeout)
                 }, deliver: deliver)
         } catch {
+            // Every stored property is set by now, so `deinit` runs and frees `fields`.
             Syscall.close(listenFD)
-            fields.deallocate()
             throw AdminError(description: "admin listener: cannot start its workers: \(error)")
         }
     }

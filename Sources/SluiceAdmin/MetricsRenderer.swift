@@ -106,36 +106,39 @@ public struct MetricsRenderer {
     }
 
     /// A family of table cells: per row, one sample per member.
-    private func table<Metric: Sendable>(
+    private func table<Metric: RawRepresentable & CaseIterable & Sendable>(
         _ family: TableFamily<Metric>, _ values: MetricTable<Metric>, _ rows: LabelRows
-    ) {
+    ) where Metric.RawValue == Int {
         header(family.info)
         let prefix = ByteOutput(capacity: 96)
         prefix.write(family.info.name)
         if family.info.type == .counter { prefix.write("_total") }
         prefix.write("{")
-        let suffixes: [[UInt8]] = family.members.map { member in
-            let suffix = ByteOutput(capacity: 64)
-            if let label = family.label, let value = member.value {
-                suffix.write(",")
-                suffix.write(label)
-                suffix.write("=\"")
-                suffix.write(value)
-                suffix.write("\"")
+        let suffixes = LabelRows(count: family.members.count) { k, o in
+            if let label = family.label, let value = family.members[k].value {
+                o.write(",")
+                o.write(label)
+                o.write("=\"")
+                o.write(value)
+                o.write("\"")
             }
-            suffix.write("} ")
-            return suffix.array
+            o.write("} ")
         }
+        // Cells read straight from the flat table: row * width + the metric's column.
+        let width = MetricTable<Metric>.width
+        let columns = family.members.map(\.metric.rawValue)
         let head = prefix.bytes
-        let members = family.members
-        for row in 0..<min(rows.count, values.rows) {
-            let labels = rows[row]
-            for (k, member) in members.enumerated() {
-                out.write(head)
-                out.write(labels)
-                out.write(suffixes[k])
-                out.write(decimal: values[row, member.metric])
-                out.write(byte: 0x0A)
+        values.values.withUnsafeBufferPointer { cells in
+            for row in 0..<min(rows.count, values.rows) {
+                let labels = rows[row]
+                let base = row * width
+                for k in 0..<columns.count {
+                    out.write(head)
+                    out.write(labels)
+                    out.write(suffixes[k])
+                    out.write(decimal: cells[base + columns[k]])
+                    out.write(byte: 0x0A)
+                }
             }
         }
     }
@@ -156,11 +159,13 @@ public struct MetricsRenderer {
     private func histogram(_ info: FamilyInfo, _ table: HistogramTable, _ rows: LabelRows) {
         header(info)
         let bounds = format == .openMetrics ? Self.openMetricsBounds : Self.prometheusBounds
+        let perRow = LatencyBuckets.count
+        let buckets = table.buckets
         for row in 0..<min(rows.count, table.rows) {
             let labels = rows[row]
             var cumulative: UInt64 = 0
-            for k in 0..<LatencyBuckets.count {
-                cumulative &+= table.bucket(row, k)
+            for k in 0..<perRow {
+                cumulative &+= buckets[row * perRow + k]
                 out.write(info.name)
                 out.write("_bucket{")
                 out.write(labels)
