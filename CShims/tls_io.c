@@ -236,6 +236,12 @@ void sluice_tls_last_error(char *buf, size_t len) {
 
 int sluice_tls_release_buffers(void *ssl) { return SSL_free_buffers((SSL *)ssl); }
 
+int sluice_tls_take_error(void) {
+    int e = errno;
+    ERR_clear_error();
+    return e;
+}
+
 // ---------------------------------------------------------------------------------------
 // Memory transport: a session that never touches a socket. The caller reads ciphertext from
 // its socket (through its own syscall policy) into the session's input buffer and commits it;

@@ -36,6 +36,9 @@ int sluice_tls_release_buffers(void *ssl);
 int sluice_tls_session_reused(void *ssl);
 /// The first queued OpenSSL error of this thread as text ("" when none); clears the queue.
 void sluice_tls_last_error(char *buf, size_t len);
+/// After a failed read, write or handshake: the errno of the socket call that failed (0 when
+/// none did: a protocol error); clears this thread's OpenSSL error queue. No allocation.
+int sluice_tls_take_error(void);
 
 // Memory transport: a session that never touches a socket (sluice_tls_handshake, _read,
 // _write and _shutdown work on it as on a socket session). WANT_READ means the input holds

@@ -61,6 +61,8 @@ struct Connection {
     /// Copy-mode buffers, indices into the loop's `BufferPool`; -1 when not held.
     var toUpBuffer: Int32 = -1
     var toDownBuffer: Int32 = -1
+    /// Bytes, times and the close reason, for the metrics and the access log (`Observe/`).
+    var stats = ConnectionStats()
 }
 
 /// Preallocated connection slots with a free list. Slots above `highWater` have never been

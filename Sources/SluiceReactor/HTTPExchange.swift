@@ -160,6 +160,8 @@ struct HTTPExchange {
     /// The response is chunked and the client speaks HTTP/1.0: framing is stripped.
     var dechunk = false
     var decoder = ChunkedDecoder()
+    /// Times and status of the request in flight (`Observe/`).
+    var stats = ExchangeStats()
 
     init() {}
 }

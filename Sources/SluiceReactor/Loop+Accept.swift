@@ -19,6 +19,7 @@ extension Loop {
                 counters.acceptErrors += 1
                 if error == .tooManyFiles || error == .tooManyFilesInSystem {
                     // Out of descriptors: pause accepting briefly instead of spinning.
+                    countRefused(listener: position)
                     pauseAccepting()
                     return
                 }
@@ -29,6 +30,7 @@ extension Loop {
                 // filling it) and refuses them at once with a reset, rather than leaving them
                 // to hang in the backlog.
                 counters.refusedOverLimit += 1
+                countRefused(listener: position)
                 Socket.abort(accepted.fd)
                 continue
             }
@@ -52,22 +54,30 @@ extension Loop {
         let service = listener.service
         guard let (slot, firstUse) = table.allocate() else {
             counters.rejectedFull += 1
+            countRefused(listener: Int(position))
             Syscall.close(accepted.fd)
             return
         }
-        if firstUse { timers.reset(slot) }
+        if firstUse {
+            timers.reset(slot)
+            if let logStates { (logStates + Int(slot)).initialize(to: LogState()) }
+        }
         let c = table.pointer(slot)
         c.pointee.downFD = accepted.fd
         c.pointee.service = service
         c.pointee.snapshotEpoch = epoch
         c.pointee.listener = position
+        c.pointee.stats.acceptedMicros = nowMicros
+        metrics.frontends.add(Int(listener.row), .connections)
+        metrics.frontends.add(Int(listener.row), .currentConnections)
+        startLogging(slot, listener: listener, peer: accepted.peerAddress)
         Socket.setNoDelay(accepted.fd)
         do {
             try epoll.add(
                 accepted.fd, events: Epoll.edgeTriggeredAll,
                 data: EventToken(kind: .downstream, index: slot, generation: c.pointee.generation).raw)
         } catch {
-            close(slot, abort: true)
+            close(slot, abort: true, reason: .overLimit)
             return
         }
         let peer = accepted.peerAddress
@@ -88,9 +98,11 @@ extension Loop {
             storePeer(exchange(slot), peer)
         }
         let hash = accepted.peerAddress.map { SocketAddress(ip: Self.routingIP($0.ip), port: 0).addressHash } ?? 0
+        c.pointee.stats.routedAfter = ConnectionStats.after(c.pointee.stats.acceptedMicros, nowMicros)
         guard service >= 0, let endpoint = picker.pick(service: Int(service), clientHash: hash, now: now) else {
             counters.noEndpoint += 1
-            close(slot, abort: false)
+            countBackend(c, .noEndpoint)
+            close(slot, abort: false, reason: .noEndpoint)
             return
         }
         c.pointee.endpoint = Int32(endpoint)

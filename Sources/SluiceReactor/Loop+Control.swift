@@ -29,26 +29,30 @@ extension Loop {
     func swap(to next: RoutingSnapshot, sockets: [ListenerKey: Int32], remap given: SnapshotRemap? = nil) {
         let previous = snapshot
         var kept: [LoopListener] = []
-        for listener in next.listeners {
+        for (row, listener) in next.listeners.enumerated() {
             let service = Int32(listener.service)
             let routes = Int32(listener.routes)
             if let old = listeners.first(where: { $0.key == listener.key }) {
                 var updated = old
+                updated.row = Int32(row)
                 updated.service = service
                 updated.routes = routes
                 updated.tlsContext = Int32(listener.tlsContext)
                 updated.terminated = Int32(listener.terminatedRoutes)
                 updated.acceptProxy = listener.acceptProxy
+                updated.accessLog = listener.accessLog
+                updated.name = Array(listener.name.utf8)
                 kept.append(updated)
             } else if let fd = sockets[listener.key] {
                 kept.append(
                     LoopListener(
-                        key: listener.key, fd: fd, service: service, routes: routes,
+                        key: listener.key, row: Int32(row), fd: fd, service: service, routes: routes,
                         tlsContext: Int32(listener.tlsContext), terminated: Int32(listener.terminatedRoutes),
-                        acceptProxy: listener.acceptProxy, enabled: false))
+                        acceptProxy: listener.acceptProxy, enabled: false, accessLog: listener.accessLog,
+                        name: Array(listener.name.utf8)))
             }
         }
-        for old in listeners where !kept.contains(where: { $0.key == old.key }) {
+        for old in listeners where !kept.contains(where: { $0.key == old.key }) && old.fd >= 0 {
             if old.enabled { epoll.remove(old.fd) }
             Syscall.close(old.fd)
         }
@@ -65,6 +69,9 @@ extension Loop {
             let remap =
                 given.flatMap { $0.from == previous.generation && $0.to == next.generation ? $0 : nil }
                 ?? SnapshotRemap(from: previous, to: next)
+            // Rows follow their listener (by key), service and endpoint (by identity) before
+            // any connection is rebound: a decrement during the rebinding lands on the new rows.
+            metrics.refile(remap, listeners: Self.listenerMap(from: previous, to: next), rows: next)
             for index in retained.indices { retained[index].toCurrent = retained[index].toCurrent.then(remap) }
             retained.append(RetainedSnapshot(snapshot: previous, epoch: epoch, connections: 0, toCurrent: remap))
             snapshot = next
@@ -84,8 +91,13 @@ extension Loop {
         connectionLimit = Self.share(of: next.limits.maxConnections, workers: workerCount)
         for i in listeners.indices { listeners[i].enabled = false }
         // Re-register every listener under its new position.
-        for i in listeners.indices { epoll.remove(listeners[i].fd) }
+        for i in listeners.indices where listeners[i].fd >= 0 { epoll.remove(listeners[i].fd) }
         if !draining { enableListeners() }
+    }
+
+    /// Where each listener of `old` is in `new` (by key), -1 when it left.
+    static func listenerMap(from old: RoutingSnapshot, to new: RoutingSnapshot) -> [Int32] {
+        old.listeners.map { listener in new.listeners.firstIndex { $0.key == listener.key }.map { Int32($0) } ?? -1 }
     }
 
     /// Watches every listener. A loop at its connection share stays watching: it refuses the
@@ -116,8 +128,12 @@ extension Loop {
         draining = true
         drainDeadline = deadline
         disableListeners()
-        for listener in listeners { Syscall.close(listener.fd) }
-        listeners.removeAll()
+        // The entries stay (without their sockets): connections keep their listener's
+        // position, so its rows still count them until they close.
+        for i in listeners.indices where listeners[i].fd >= 0 {
+            Syscall.close(listeners[i].fd)
+            listeners[i].fd = -1
+        }
         pool.drainAll { Syscall.close($0) }
         // Idle keep-alive clients are closed now; busy ones after their response.
         var slot: Int32 = 0
@@ -126,7 +142,7 @@ extension Loop {
             if c.pointee.downFD >= 0 && c.pointee.isHTTP {
                 let e = exchange(slot)
                 if e.pointee.phase == .readingHead && e.pointee.req.isEmpty {
-                    close(slot, abort: false)
+                    close(slot, abort: false, reason: .draining)
                 } else {
                     e.pointee.clientClose = true
                 }
@@ -152,10 +168,10 @@ extension Loop {
     func closeAllForExit() {
         var slot: Int32 = 0
         while slot < table.highWater {
-            if table.slots[Int(slot)].downFD >= 0 { close(slot, abort: true) }
+            if table.slots[Int(slot)].downFD >= 0 { close(slot, abort: true, reason: .draining) }
             slot += 1
         }
-        for listener in listeners { Syscall.close(listener.fd) }
+        for listener in listeners where listener.fd >= 0 { Syscall.close(listener.fd) }
         listeners.removeAll()
     }
 }

@@ -98,18 +98,30 @@ extension Loop {
         }
     }
 
-    /// The connection now holds a connection (tcp) or a request (http) on its endpoint.
+    /// The connection now holds a connection (tcp) or a request (http) on its endpoint:
+    /// counted in the picker's leastconn counts and in the service's and endpoint's
+    /// `currentConnections`.
     @inline(__always)
     func countOpened(_ c: UnsafeMutablePointer<Connection>) {
-        if let endpoint = currentEndpoint(c) { picker.opened(endpoint) }
+        if let endpoint = currentEndpoint(c) {
+            picker.opened(endpoint)
+            metrics.servers.add(endpoint, .currentConnections)
+        }
+        countBackend(c, .currentConnections)
         c.pointee.counted = true
     }
 
-    /// The counted connection or request on the connection's endpoint ended.
+    /// The counted connection or request on the connection's endpoint ended. Its bytes go
+    /// to the tables first (the endpoint may change next).
     @inline(__always)
     func countClosed(_ c: UnsafeMutablePointer<Connection>) {
+        flushBytes(c)
         guard c.pointee.counted else { return }
-        if let endpoint = currentEndpoint(c) { picker.closed(endpoint) }
+        if let endpoint = currentEndpoint(c) {
+            picker.closed(endpoint)
+            metrics.servers.add(endpoint, .currentConnections, -1)
+        }
+        countBackend(c, .currentConnections, -1)
         c.pointee.counted = false
     }
 
@@ -260,20 +272,27 @@ extension Loop {
                 rebindByIdentity(c)
             }
         }
-        // Leastconn counts, from the connections as they now stand.
+        // Leastconn counts and the current-connection gauges, from the connections as they
+        // now stand: what a close will take off is exactly what is counted here.
+        metrics.clearGauges()
         slot = 0
         while slot < table.highWater {
             let c = table.pointer(slot)
-            if c.pointee.downFD >= 0 && c.pointee.counted, let endpoint = currentEndpoint(c) {
+            defer { slot += 1 }
+            guard c.pointee.downFD >= 0 else { continue }
+            if let row = frontendRow(c) { metrics.frontends.add(row, .currentConnections) }
+            guard c.pointee.counted else { continue }
+            if let endpoint = currentEndpoint(c) {
                 picker.opened(endpoint)
+                metrics.servers.add(endpoint, .currentConnections)
             }
-            slot += 1
+            countBackend(c, .currentConnections)
         }
         rebinding = false
         retained.removeAll { $0.connections == 0 }
         for slot in idleOnRemoved {
             // An idle keep-alive client of a listener that is gone: nothing to finish.
-            close(slot, abort: false)
+            close(slot, abort: false, reason: .listenerRemoved)
         }
     }
 }

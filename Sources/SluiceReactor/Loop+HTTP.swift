@@ -83,6 +83,7 @@ extension Loop {
             let step: HTTPStep
             if Socket.pendingError(c.pointee.upFD) == nil {
                 markEndpointUp(c)
+                noteConnected(c)
                 step = queueRequest(slot)
             } else {
                 step = httpConnectFailed(slot, timedOut: false)
@@ -98,11 +99,13 @@ extension Loop {
         let e = exchange(slot)
         switch e.pointee.timer {
         case .clientIdle:
+            countFrontend(c, .timeoutClient)
             detachUpstream(slot)
-            closeHTTP(slot, abort: false)
+            closeHTTP(slot, abort: false, reason: .clientTimeout)
         case .requestHead:
             counters.httpTimeouts += 1
-            if respondError(slot, status: 408) == .again { httpPump(slot) }
+            countFrontend(c, .timeoutRequestHead)
+            if respondError(slot, status: 408, reason: .requestHeadTimeout) == .again { httpPump(slot) }
         case .connect:
             if httpConnectFailed(slot, timedOut: true) == .again { httpPump(slot) }
         case .server:
@@ -112,22 +115,25 @@ extension Loop {
                 // The client trickles its body: 408 while nothing of the response went out.
                 counters.bodyTimeouts += 1
                 counters.httpTimeouts += 1
+                countFrontend(c, .timeoutRequestBody)
                 if e.pointee.responseStarted {
-                    closeHTTP(slot, abort: true)
-                } else if respondError(slot, status: 408) == .again {
+                    closeHTTP(slot, abort: true, reason: .requestBodyTimeout)
+                } else if respondError(slot, status: 408, reason: .requestBodyTimeout) == .again {
                     httpPump(slot)
                 }
             } else if idleUntil > now {
                 timers.schedule(slot, at: min(idleUntil, bodyDue))
             } else if !e.pointee.responseStarted {
                 counters.httpTimeouts += 1
-                if respondError(slot, status: 504) == .again { httpPump(slot) }
+                countBackend(c, .timeoutServer)
+                if respondError(slot, status: 504, reason: .serverTimeout) == .again { httpPump(slot) }
             } else {
                 counters.httpTimeouts += 1
-                closeHTTP(slot, abort: true)
+                countBackend(c, .timeoutServer)
+                closeHTTP(slot, abort: true, reason: .serverTimeout)
             }
         case .closing:
-            closeHTTP(slot, abort: false)
+            closeHTTP(slot, abort: false, reason: .clientTimeout)
         case .tlsIdle:
             if let session = c.pointee.tls { TLSSession.releaseBuffers(session) }
             armHTTPTimer(slot, .clientIdle, at: c.pointee.life.lastActivity + snapshot.timeouts.clientMillis)
@@ -137,7 +143,8 @@ extension Loop {
                 timers.schedule(slot, at: idleUntil)
             } else {
                 counters.idleTimeouts += 1
-                closeHTTP(slot, abort: false)
+                countBackend(c, .timeoutTunnel)
+                closeHTTP(slot, abort: false, reason: .tunnelTimeout)
             }
         }
     }

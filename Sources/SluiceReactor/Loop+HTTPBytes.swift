@@ -10,7 +10,8 @@ extension Loop {
         case bytes(Int32)
         case eof
         case wouldBlock
-        case failed
+        /// The read failed; the errno tells a reset from other failures (`Loop.failure`).
+        case failed(Errno)
     }
 
     /// Reads once. A short read clears `readable` (edge-triggered: the socket is drained)
@@ -32,14 +33,14 @@ extension Loop {
                 return .bytes(Int32(n))
             }
         } catch {
-            return .failed
+            return .failed(error)
         }
     }
 
     enum WriteResult {
         case bytes(Int32)
         case wouldBlock
-        case failed
+        case failed(Errno)
     }
 
     /// Writes the queue's bytes once; advances it.
@@ -56,7 +57,7 @@ extension Loop {
                 return .bytes(Int32(n))
             }
         } catch {
-            return .failed
+            return .failed(error)
         }
     }
 

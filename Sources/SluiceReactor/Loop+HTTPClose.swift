@@ -7,14 +7,20 @@ extension Loop {
     // MARK: - Errors and closing
 
     /// Answers `status` and closes once it is written. The request never reaches (or no
-    /// longer reaches) an endpoint.
-    func respondError(_ slot: Int32, status: UInt16) -> HTTPStep {
+    /// longer reaches) an endpoint. `reason` is why the connection will close.
+    func respondError(_ slot: Int32, status: UInt16, reason: CloseReason) -> HTTPStep {
         let c = table.pointer(slot)
         let e = exchange(slot)
+        switch status {
+        case 400, 413, 414, 431, 501, 505: countFrontend(c, .requestErrors)
+        default: break
+        }
         if e.pointee.responseStarted {
-            closeHTTP(slot, abort: true)
+            closeHTTP(slot, abort: true, reason: reason)
             return .closed
         }
+        c.pointee.stats.note(reason)
+        noteStatusSent(c, e, status)
         counters.httpErrors += 1
         if c.pointee.upFD >= 0 {
             Syscall.close(c.pointee.upFD)
@@ -41,6 +47,7 @@ extension Loop {
         if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
         let keep = !hasBody && !e.pointee.clientClose
         let out = httpBuffers.base(e.pointee.downq.buffer)
+        noteStatusSent(table.pointer(slot), e, backend.status)
         let n = writeSimpleResponse(
             status: backend.status, body: backend.body, close: !keep, http10KeepAlive: e.pointee.http10 && keep,
             into: out)
@@ -54,14 +61,15 @@ extension Loop {
     ) -> HTTPStep {
         let e = exchange(slot)
         guard !host.isEmpty, target.first == UInt8(ascii: "/") || target.isEmpty else {
-            return respondError(slot, status: 400)
+            return respondError(slot, status: 400, reason: .badRequest)
         }
         if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
         let keep = !hasBody && !e.pointee.clientClose
         let n = writeRedirect(
             port: port, host: host, target: target, close: !keep, http10KeepAlive: e.pointee.http10 && keep,
             into: httpBuffers.base(e.pointee.downq.buffer), capacity: Int(Self.httpBufferSize))
-        guard n > 0 else { return respondError(slot, status: 414) }
+        guard n > 0 else { return respondError(slot, status: 414, reason: .badRequest) }
+        noteStatusSent(table.pointer(slot), e, 308)
         return sendLocalAnswer(slot, length: n, keep: keep)
     }
 
@@ -82,6 +90,7 @@ extension Loop {
             return .again
         }
         e.pointee.clientClose = true
+        table.pointer(slot).pointee.stats.note(.done)
         e.pointee.phase = .closing
         e.pointee.lingering = false
         armHTTPTimer(slot, .closing, at: now + snapshot.timeouts.clientMillis)
@@ -107,12 +116,14 @@ extension Loop {
             switch flushClient(c, &e.pointee.downq) {
             case .bytes: return .again
             case .wouldBlock: return .wait
-            case .failed:
-                closeHTTP(slot, abort: true)
+            case .failed(let error):
+                closeHTTP(slot, abort: true, reason: Self.failure(error, client: true))
                 return .closed
             }
         }
         if !e.pointee.lingering {
+            // The answer is written: the exchange it ended is over.
+            endExchange(slot, closing: true)
             e.pointee.lingering = true
             releaseHTTPBuffers(e)
             shutdownClientWrite(c)
@@ -128,17 +139,21 @@ extension Loop {
             switch readClient(c, scratch, Int32(Self.scratchSize)) {
             case .bytes: continue
             case .wouldBlock: return .wait
-            case .eof, .failed:
-                closeHTTP(slot, abort: false)
+            case .eof:
+                closeHTTP(slot, abort: false, reason: .clientClosed)
+                return .closed
+            case .failed(let error):
+                closeHTTP(slot, abort: false, reason: Self.failure(error, client: true))
                 return .closed
             }
         }
         return .wait
     }
 
-    /// Closes the client connection and its upstream, releasing every buffer.
-    func closeHTTP(_ slot: Int32, abort: Bool) {
-        close(slot, abort: abort)
+    /// Closes the client connection and its upstream, releasing every buffer. `reason` as
+    /// for `close`.
+    func closeHTTP(_ slot: Int32, abort: Bool, reason: CloseReason = .none) {
+        close(slot, abort: abort, reason: reason)
     }
 
     func releaseHTTPBuffers(_ e: UnsafeMutablePointer<HTTPExchange>) {

@@ -20,16 +20,22 @@ extension Loop {
             switch consumeProxyHeader(e, bytes) {
             case .needMore: break
             case .bad:
-                closeHTTP(slot, abort: true)
+                countFrontend(c, .requestErrors)
+                closeHTTP(slot, abort: true, reason: .badPreface)
                 return .closed
-            case .consumed: return .again
+            case .consumed:
+                // A PROXY header alone (a health check) is no request.
+                if e.pointee.req.isEmpty { e.pointee.stats.pending = false }
+                return .again
             }
         }
         if !e.pointee.req.isEmpty && !e.pointee.proxyPending {
             let head = UnsafeRawBufferPointer(start: base + Int(e.pointee.req.start), count: Int(e.pointee.req.count))
             switch e.pointee.reqScan.scan(head, limits: httpLimits) {
             case .complete(let length): return startRequest(slot, headLength: length)
-            case .tooLarge: return respondError(slot, status: 431)
+            case .tooLarge:
+                countFrontend(c, .httpRequests)
+                return respondError(slot, status: 431, reason: .badRequest)
             case .needMore: break
             }
         }
@@ -38,7 +44,10 @@ extension Loop {
             return .wait
         }
         if e.pointee.req.end == Self.httpBufferSize {
-            guard e.pointee.req.start > 0 else { return respondError(slot, status: 431) }
+            guard e.pointee.req.start > 0 else {
+                countFrontend(c, .httpRequests)
+                return respondError(slot, status: 431, reason: .badRequest)
+            }
             compact(&e.pointee.req, base)
         }
         let wasEmpty = e.pointee.req.isEmpty
@@ -47,7 +56,10 @@ extension Loop {
         case .bytes(let n):
             e.pointee.req.end += n
             c.pointee.life.activity(now: now)
-            if wasEmpty { armHTTPTimer(slot, .requestHead, at: now + snapshot.timeouts.requestHeadMillis) }
+            if wasEmpty {
+                armHTTPTimer(slot, .requestHead, at: now + snapshot.timeouts.requestHeadMillis)
+                beginRequest(slot)
+            }
             return .again
         case .wouldBlock:
             releaseIfEmpty(&e.pointee.req)
@@ -56,10 +68,10 @@ extension Loop {
             // A keep-alive client leaving between requests (its clean upstream goes to the
             // pool), or one that gave up mid-head.
             if wasEmpty { detachUpstream(slot) }
-            closeHTTP(slot, abort: false)
+            closeHTTP(slot, abort: false, reason: .clientClosed)
             return .closed
-        case .failed:
-            closeHTTP(slot, abort: true)
+        case .failed(let error):
+            closeHTTP(slot, abort: true, reason: Self.failure(error, client: true))
             return .closed
         }
     }
@@ -71,14 +83,17 @@ extension Loop {
         let base = httpBuffers.base(e.pointee.req.buffer)
         let headBuf = UnsafeRawBufferPointer(start: base + Int(e.pointee.req.start), count: Int(headLength))
         let head: HTTPRequestHead
+        countFrontend(c, .httpRequests)
+        e.pointee.stats.headAfter = ConnectionStats.after(e.pointee.stats.startMicros, nowMicros)
         switch HTTPRequestParser.parse(headBuf, fields: fieldStore, limits: httpLimits) {
         case .failure(let error):
             counters.httpBadRequests += 1
-            return respondError(slot, status: error.status)
+            return respondError(slot, status: error.status, reason: .badRequest)
         case .success(let parsed):
             head = parsed
         }
         counters.httpRequests += 1
+        if logPolicy(c) != nil { noteRequestHead(e, head, headBuf) }
         e.pointee.headStart = e.pointee.req.start
         e.pointee.headLength = headLength
         e.pointee.method = head.method
@@ -89,7 +104,7 @@ extension Loop {
         e.pointee.retried = false
         e.pointee.setCookie = false
         e.pointee.connectTries = 0
-        if head.method == .connect { return respondError(slot, status: 501) }
+        if head.method == .connect { return respondError(slot, status: 501, reason: .badRequest) }
 
         // Route with the newest table; a connection whose listener is gone (or changed
         // protocol) finishes this request on the table it was read with, then closes.
@@ -102,7 +117,7 @@ extension Loop {
         // so `/pub/../admin` or `/pub/%2e%2e/admin` cannot pass a path route or an ACL by.
         guard let path = normalizedPath(headBuf, head: head) else {
             counters.httpBadRequests += 1
-            return respondError(slot, status: 400)
+            return respondError(slot, status: 400, reason: .badRequest)
         }
         let defaultPort: UInt16 = e.pointee.secure ? 443 : 80
         e.pointee.hstsRoute = -1
@@ -120,12 +135,18 @@ extension Loop {
                 hasBody: !e.pointee.reqBody.done)
         case .noRoute, .terminate:
             counters.httpNoRoute += 1
+            countFrontend(c, .noRoute)
             guard let fallback = routeTable.defaultBackend.service else {
                 return respondDefault(slot, routeTable.defaultBackend, hasBody: !e.pointee.reqBody.done)
             }
             service = fallback
             e.pointee.stripPrefix = 0
         }
+
+        // The request belongs to the service from here on (its row counts it, its 503).
+        c.pointee.service = Int32(service)
+        e.pointee.stats.routed = true
+        countBackend(c, .httpRequests)
 
         // Pick an endpoint: a valid stickiness cookie first.
         var endpoint: Int? = nil
@@ -143,7 +164,8 @@ extension Loop {
         }
         guard let endpoint else {
             counters.noEndpoint += 1
-            return respondError(slot, status: 503)
+            countBackend(c, .noEndpoint)
+            return respondError(slot, status: 503, reason: .noEndpoint)
         }
         return attachUpstream(slot, service: service, endpoint: endpoint, allowReuse: true)
     }
@@ -157,12 +179,15 @@ extension Loop {
         detachUpstream(slot, keepParked: true)
         c.pointee.service = Int32(service)
         c.pointee.endpoint = Int32(endpoint)
+        c.pointee.stats.connectMicros = -1
+        e.pointee.stats.attached = true
         countOpened(c)
         if allowReuse, let pooled = currentEndpoint(c) {
             if let fd = reclaimParked(slot, endpoint: pooled) {
                 c.pointee.upFD = fd
                 e.pointee.upstreamReused = true
                 counters.pooledReuses += 1
+                countUpstream(c, .reuses, .reuses)
                 return queueRequest(slot)
             }
             // Another endpoint (or nothing parked): the parked one goes to the pooled token
@@ -181,6 +206,7 @@ extension Loop {
                 }
                 e.pointee.upstreamReused = true
                 counters.pooledReuses += 1
+                countUpstream(c, .reuses, .reuses)
                 c.pointee.toUp.dstWritable = true
                 c.pointee.toDown.srcReadable = false
                 c.pointee.toDown.srcHangup = false
@@ -198,9 +224,10 @@ extension Loop {
         e.pointee.connectTries += 1
         let fd: Int32
         let connected: Bool
+        noteConnectStart(c)
         switch openUpstream(c) {
         case .opened(let socket, let atOnce): (fd, connected) = (socket, atOnce)
-        case .noDescriptors: return respondError(slot, status: 503)
+        case .noDescriptors: return respondError(slot, status: 503, reason: .overLimit)
         case .failed: return httpConnectFailed(slot, timedOut: false)
         }
         Socket.setNoDelay(fd)
@@ -213,11 +240,12 @@ extension Loop {
                 fd, events: Epoll.edgeTriggeredAll,
                 data: EventToken(kind: .upstream, index: slot, generation: c.pointee.generation).raw)
         } catch {
-            closeHTTP(slot, abort: true)
+            closeHTTP(slot, abort: true, reason: .overLimit)
             return .closed
         }
         if connected {
             c.pointee.toUp.dstWritable = true
+            noteConnected(c)
             return queueRequest(slot)
         }
         e.pointee.phase = .connecting
@@ -231,6 +259,7 @@ extension Loop {
         let c = table.pointer(slot)
         let e = exchange(slot)
         if timedOut { counters.connectTimeouts += 1 } else { counters.connectFailures += 1 }
+        countConnectFailed(c, timedOut: timedOut)
         if c.pointee.upFD >= 0 {
             Syscall.close(c.pointee.upFD)
             c.pointee.upFD = -1
@@ -239,12 +268,14 @@ extension Loop {
         markEndpointDown(c)
         if Int(e.pointee.connectTries) < snapshot.limits.connectTries, let next = nextEndpoint(c) {
             counters.retries += 1
+            countBackend(c, .retries)
             countClosed(c)
             c.pointee.endpoint = Int32(next)
             countOpened(c)
             return connectUpstream(slot)
         }
-        return respondError(slot, status: timedOut ? 504 : 502)
+        return respondError(
+            slot, status: timedOut ? 504 : 502, reason: timedOut ? .connectTimeout : .connectFailed)
     }
 
     /// The upstream is connected: write the rewritten head and what body bytes are here.
@@ -255,21 +286,26 @@ extension Loop {
         let headBuf = UnsafeRawBufferPointer(start: base + Int(e.pointee.headStart), count: Int(e.pointee.headLength))
         // The field table is shared by the loop's connections: parse again (tens of ns).
         guard case .success(let head) = HTTPRequestParser.parse(headBuf, fields: fieldStore, limits: httpLimits) else {
-            return respondError(slot, status: 400)
+            return respondError(slot, status: 400, reason: .badRequest)
         }
         if e.pointee.upq.buffer < 0 { e.pointee.upq.buffer = httpBuffers.acquire() }
         let out = UnsafeMutableRawBufferPointer(
             start: httpBuffers.base(e.pointee.upq.buffer), count: Int(Self.httpBufferSize))
         guard let path = forwardedPath(headBuf, head: head, strip: e.pointee.stripPrefix) else {
-            return respondError(slot, status: 400)
+            return respondError(slot, status: 400, reason: .badRequest)
         }
         let clientLength = formatPeer(e, into: scratch)
         let written = HTTPHeadWriter.writeRequest(
             head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
             pathOverride: path, clientAddress: UnsafeRawBufferPointer(start: scratch, count: clientLength),
             proto: e.pointee.secure ? Self.protoHTTPS : Self.protoHTTP, port: e.pointee.listenPort,
-            upgrading: e.pointee.upgradeRequested, into: out)
-        guard let written else { return respondError(slot, status: 431) }
+            upgrading: e.pointee.upgradeRequested, requestID: forwardedRequestID(e, headBuf: headBuf), into: out)
+        guard let written else { return respondError(slot, status: 431, reason: .badRequest) }
+        if !e.pointee.stats.sent {
+            e.pointee.stats.sent = true
+            countSent(c, http: true)
+        }
+        e.pointee.stats.sentAfter = ConnectionStats.after(e.pointee.stats.startMicros, nowMicros)
         e.pointee.upq.start = 0
         e.pointee.upq.end = Int32(written)
         e.pointee.req.start = e.pointee.headStart + e.pointee.headLength
@@ -306,11 +342,12 @@ extension Loop {
         // Upstream queue out.
         if !e.pointee.upq.isEmpty && c.pointee.toUp.dstWritable {
             switch flush(&e.pointee.upq, to: c.pointee.upFD, writable: &c.pointee.toUp.dstWritable) {
-            case .bytes:
+            case .bytes(let n):
+                countUpstreamOut(c, n)
                 e.pointee.requestSent = true
                 progressed = true
             case .wouldBlock: break
-            case .failed: return upstreamFailed(slot)
+            case .failed(let error): return upstreamFailed(slot, reason: Self.failure(error, client: false))
             }
         }
         if e.pointee.upq.isEmpty { releaseIfEmpty(&e.pointee.upq) }
@@ -336,8 +373,8 @@ extension Loop {
             switch flushClient(c, &e.pointee.downq) {
             case .bytes: progressed = true
             case .wouldBlock: break
-            case .failed:
-                closeHTTP(slot, abort: true)
+            case .failed(let error):
+                closeHTTP(slot, abort: true, reason: Self.failure(error, client: true))
                 return .closed
             }
         }
@@ -382,9 +419,12 @@ extension Loop {
             return .again
         case .wouldBlock:
             return .wait
-        case .eof, .failed:
+        case .eof:
             // The client went away mid-body: the request cannot complete.
-            closeHTTP(slot, abort: true)
+            closeHTTP(slot, abort: true, reason: .clientClosed)
+            return .closed
+        case .failed(let error):
+            closeHTTP(slot, abort: true, reason: Self.failure(error, client: true))
             return .closed
         }
     }
@@ -408,10 +448,11 @@ extension Loop {
         let e = exchange(slot)
         counters.httpBadRequests += 1
         if e.pointee.responseStarted {
-            closeHTTP(slot, abort: true)
+            countFrontend(table.pointer(slot), .requestErrors)
+            closeHTTP(slot, abort: true, reason: .badRequest)
             return .closed
         }
-        return respondError(slot, status: 400)
+        return respondError(slot, status: 400, reason: .badRequest)
     }
 
     /// How many of `count` bytes at `src` belong to the body; -1 on bad chunked framing.

@@ -34,16 +34,20 @@ extension Loop {
         {
         case .bytes(let n):
             e.pointee.resp.end += n
+            countUpstreamIn(c, n)
             c.pointee.life.activity(now: now)
             return .again
         case .wouldBlock:
             return .wait
-        case .eof, .failed:
-            return upstreamFailed(slot)
+        case .eof:
+            return upstreamFailed(slot, reason: .upstreamClosed)
+        case .failed(let error):
+            return upstreamFailed(slot, reason: Self.failure(error, client: false))
         }
     }
 
     func startResponse(_ slot: Int32, headLength: Int32) -> HTTPStep {
+        let c = table.pointer(slot)
         let e = exchange(slot)
         let base = httpBuffers.base(e.pointee.resp.buffer)
         let headBuf = UnsafeRawBufferPointer(start: base + Int(e.pointee.resp.start), count: Int(headLength))
@@ -74,6 +78,8 @@ extension Loop {
             return .again
         }
         guard e.pointee.downq.isEmpty else { return .wait }
+        e.pointee.stats.responseAfter = ConnectionStats.after(e.pointee.stats.startMicros, nowMicros)
+        countResponseReceived(c, status: head.status)
         e.pointee.respBody = HTTPExchange.Body(head.bodyKind(requestMethod: e.pointee.method))
         // An HTTP/1.0 client cannot read chunked: strip the framing, end the body by closing.
         e.pointee.dechunk = e.pointee.http10 && e.pointee.respBody.kind == .chunked
@@ -81,8 +87,7 @@ extension Loop {
         if e.pointee.dechunk { e.pointee.clientClose = true }
         let untilClose = e.pointee.respBody.kind == .untilClose
         // A client whose listener went away finishes this exchange and closes.
-        e.pointee.clientClose =
-            e.pointee.clientClose || untilClose || draining || table.pointer(slot).pointee.listener < 0
+        e.pointee.clientClose = e.pointee.clientClose || untilClose || draining || c.pointee.listener < 0
         e.pointee.upstreamReusable =
             !head.connectionClose && !untilClose && (head.minorVersion == 1 || head.connectionKeepAlive)
         if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
@@ -103,6 +108,7 @@ extension Loop {
         e.pointee.downq.end = Int32(written)
         e.pointee.responseHeadDone = true
         e.pointee.responseStarted = true
+        noteStatusSent(c, e, head.status)
         // Body bytes that came with the head.
         if !e.pointee.resp.isEmpty && !e.pointee.respBody.done {
             let room = Self.httpBufferSize - e.pointee.downq.end
@@ -145,9 +151,11 @@ extension Loop {
         switch readSome(c.pointee.upFD, out, room, &c.pointee.toDown.srcReadable, c.pointee.toDown.srcHangup) {
         case .bytes(let n):
             c.pointee.life.activity(now: now)
+            countUpstreamIn(c, n)
             let take = takeBody(&e.pointee.respBody, out, n)
             guard take >= 0 else {
-                closeHTTP(slot, abort: true)
+                countBackend(c, .responseErrors)
+                closeHTTP(slot, abort: true, reason: .badResponse)
                 return .closed
             }
             e.pointee.downq.end = dechunk(e, out, take)
@@ -164,22 +172,26 @@ extension Loop {
             // The upstream died mid-response: the client sees a truncated response and a
             // reset, never a hang.
             counters.resets += 1
-            closeHTTP(slot, abort: true)
+            countBackend(c, .responseErrors)
+            closeHTTP(slot, abort: true, reason: .badResponse)
             return .closed
-        case .failed:
+        case .failed(let error):
             counters.resets += 1
-            closeHTTP(slot, abort: true)
+            countBackend(c, .responseErrors)
+            closeHTTP(slot, abort: true, reason: Self.failure(error, client: false))
             return .closed
         }
     }
 
-    /// The upstream closed or reset before the response was complete.
-    func upstreamFailed(_ slot: Int32) -> HTTPStep {
+    /// The upstream closed or reset (`reason`) before the response was complete.
+    func upstreamFailed(_ slot: Int32, reason: CloseReason) -> HTTPStep {
         let c = table.pointer(slot)
         let e = exchange(slot)
         if e.pointee.responseStarted {
             counters.resets += 1
-            closeHTTP(slot, abort: true)
+            countBackend(c, .responseErrors)
+            // A response cut short by a clean end is a bad response; a reset stays one.
+            closeHTTP(slot, abort: true, reason: reason == .upstreamClosed ? .badResponse : reason)
             return .closed
         }
         // A reused keep-alive connection the server closed as we sent: retry once on a new
@@ -190,6 +202,7 @@ extension Loop {
             && (!e.pointee.requestSent || (Self.isIdempotent(e.pointee.method) && e.pointee.reqBody.kind == .none))
         {
             e.pointee.retried = true
+            countBackend(c, .retries)
             Syscall.close(c.pointee.upFD)
             c.pointee.upFD = -1
             releaseIfEmpty(&e.pointee.upq)
@@ -203,7 +216,8 @@ extension Loop {
             return connectUpstream(slot)
         }
         counters.resets += 1
-        return respondError(slot, status: 502)
+        countBackend(c, .responseErrors)
+        return respondError(slot, status: 502, reason: reason)
     }
 
     /// GET, HEAD, PUT, DELETE, OPTIONS and TRACE (RFC 9110 §9.2.2).
@@ -218,11 +232,12 @@ extension Loop {
     func upstreamGarbage(_ slot: Int32) -> HTTPStep {
         let e = exchange(slot)
         counters.httpBadResponses += 1
+        countBackend(table.pointer(slot), .responseErrors)
         if e.pointee.responseStarted {
-            closeHTTP(slot, abort: true)
+            closeHTTP(slot, abort: true, reason: .badResponse)
             return .closed
         }
-        return respondError(slot, status: 502)
+        return respondError(slot, status: 502, reason: .badResponse)
     }
 
     /// The response is complete and written: keep or drop the upstream, then take the next
@@ -230,13 +245,15 @@ extension Loop {
     func finishExchange(_ slot: Int32) -> HTTPStep {
         let c = table.pointer(slot)
         let e = exchange(slot)
-        countClosed(c)
         if !e.pointee.reqBody.done || !e.pointee.upq.isEmpty {
             // The server answered before the request was sent whole: neither side can be
             // kept in step.
             e.pointee.clientClose = true
             e.pointee.upstreamReusable = false
         }
+        if e.pointee.clientClose { c.pointee.stats.note(.done) }
+        endExchange(slot, closing: e.pointee.clientClose)
+        countClosed(c)
         releaseIfEmpty(&e.pointee.upq)
         e.pointee.resp.start = 0
         e.pointee.resp.end = 0
@@ -256,9 +273,14 @@ extension Loop {
         parkUpstream(slot)
         e.pointee.phase = .readingHead
         e.pointee.reqScan.reset()
+        // Nothing of the next answer is out (a local answer leaves these set): an error for
+        // the next request is answered, not reset.
+        e.pointee.responseStarted = false
+        e.pointee.responseHeadDone = false
         // Between requests nothing is in flight: take the newest table now, so an idle client
         // keeps no old snapshot alive.
         if !rebindToListener(slot) {
+            c.pointee.stats.note(.listenerRemoved)
             detachUpstream(slot)
             return startClosing(slot)
         }
@@ -267,6 +289,7 @@ extension Loop {
             armIdle(slot)
         } else {
             armHTTPTimer(slot, .requestHead, at: now + snapshot.timeouts.requestHeadMillis)
+            beginRequest(slot)
         }
         return .again
     }
@@ -306,6 +329,10 @@ extension Loop {
         e.pointee.responseStarted = true
         e.pointee.phase = .upgrading
         counters.httpUpgrades += 1
+        let c = table.pointer(slot)
+        e.pointee.stats.responseAfter = ConnectionStats.after(e.pointee.stats.startMicros, nowMicros)
+        countResponseReceived(c, status: 101)
+        noteStatusSent(c, e, 101)
         return .again
     }
 
@@ -327,10 +354,12 @@ extension Loop {
         }
         if !e.pointee.upq.isEmpty && c.pointee.toUp.dstWritable {
             switch flush(&e.pointee.upq, to: c.pointee.upFD, writable: &c.pointee.toUp.dstWritable) {
-            case .bytes: progressed = true
+            case .bytes(let n):
+                countUpstreamOut(c, n)
+                progressed = true
             case .wouldBlock: break
-            case .failed:
-                closeHTTP(slot, abort: true)
+            case .failed(let error):
+                closeHTTP(slot, abort: true, reason: Self.failure(error, client: false))
                 return .closed
             }
         }
@@ -338,14 +367,16 @@ extension Loop {
             switch flushClient(c, &e.pointee.downq) {
             case .bytes: progressed = true
             case .wouldBlock: break
-            case .failed:
-                closeHTTP(slot, abort: true)
+            case .failed(let error):
+                closeHTTP(slot, abort: true, reason: Self.failure(error, client: true))
                 return .closed
             }
         }
         guard e.pointee.upq.isEmpty && e.pointee.downq.isEmpty && e.pointee.req.isEmpty && e.pointee.resp.isEmpty else {
             return progressed ? .again : .wait
         }
+        // The request's exchange ends with the upgrade handed over; the tunnel is not logged.
+        endExchange(slot, closing: false)
         if c.pointee.tls != nil {
             // The byte tunnel cannot carry a TLS session: relay through the queues instead.
             e.pointee.phase = .relaying

@@ -40,6 +40,8 @@ extension Loop {
         var remaining = toUpstream ? e.pointee.reqBody.remaining : e.pointee.respBody.remaining
         var progressed = false
         var failed = false
+        /// Why the pair must be closed when `failed` or truncated.
+        var reason = CloseReason.badResponse
         var truncated = false
         /// Writes the local copies back; not after a close, which frees the slot.
         func store() {
@@ -74,9 +76,11 @@ extension Loop {
                 switch try IO.splice(from: src, to: pipe.writeFD, count: room) {
                 case .done(0):
                     truncated = true
+                    reason = toUpstream ? .clientClosed : .badResponse
                 case .done(let n):
                     remaining -= Int64(n)
                     flow.pending += Int32(n)
+                    if toUpstream { countClientIn(c, Int32(n)) } else { countUpstreamIn(c, Int32(n)) }
                     c.pointee.life.activity(now: now)
                     progressed = true
                 case .wouldBlock:
@@ -94,6 +98,7 @@ extension Loop {
                     return .again
                 }
                 failed = true
+                reason = Self.failure(error, client: toUpstream)
             }
         }
         // Drain.
@@ -104,23 +109,30 @@ extension Loop {
                     flow.pending -= Int32(n)
                     if flow.pending == 0 { flow.waitRoom = false }
                     if toUpstream { counters.bytesToUpstream &+= n } else { counters.bytesToDownstream &+= n }
+                    if toUpstream {
+                        countUpstreamOut(c, Int32(n), spliced: true)
+                    } else {
+                        countClientOut(c, Int32(n), spliced: true)
+                    }
                     progressed = true
                 case .wouldBlock:
                     flow.dstWritable = false
                 }
             } catch {
                 failed = true
+                reason = Self.failure(error, client: !toUpstream)
             }
         }
         if failed || (truncated && flow.pending == 0) {
             // A side reset, or the source ended before the body did: the message cannot be
             // completed. The client sees a reset, never a hang.
             counters.resets += 1
+            if reason.side == .upstream { countBackend(c, .responseErrors) }
             flow.pending = 0
             pipes.release(pipe, empty: false)
             pipe = .none
             store()
-            closeHTTP(slot, abort: true)
+            closeHTTP(slot, abort: true, reason: reason)
             return .closed
         }
         if remaining == 0 && flow.pending == 0 {

@@ -79,7 +79,8 @@ extension Loop {
                     case .needMore:
                         break
                     case .bad:
-                        close(slot, abort: true)
+                        countFrontend(c, .requestErrors)
+                        close(slot, abort: true, reason: .badPreface)
                         return
                     case .consumed:
                         // A TCP service may speak first: route now, without waiting for bytes.
@@ -95,7 +96,8 @@ extension Loop {
                         break
                     case .notTLS, .tooLarge:
                         counters.badPreface += 1
-                        close(slot, abort: false)
+                        countFrontend(c, .requestErrors)
+                        close(slot, abort: false, reason: .badPreface)
                         return
                     case .hello(let hello):
                         routeTLS(slot, serverName: hello.serverName)
@@ -117,7 +119,8 @@ extension Loop {
             }
             if e.pointee.req.end == Self.httpBufferSize {
                 counters.badPreface += 1
-                close(slot, abort: false)
+                countFrontend(c, .requestErrors)
+                close(slot, abort: false, reason: .badPreface)
                 return
             }
             let room = (e.pointee.req.small ? Self.peekBufferSize : Self.httpBufferSize) - e.pointee.req.end
@@ -127,11 +130,15 @@ extension Loop {
             {
             case .bytes(let n):
                 e.pointee.req.end += n
+                countClientIn(c, n)
             case .wouldBlock:
                 releaseIfEmpty(&e.pointee.req)
                 return
-            case .eof, .failed:
-                close(slot, abort: false)
+            case .eof:
+                close(slot, abort: false, reason: .clientClosed)
+                return
+            case .failed(let error):
+                close(slot, abort: false, reason: Self.failure(error, client: true))
                 return
             }
         }
@@ -191,6 +198,7 @@ extension Loop {
         if let serverName {
             let name = UnsafeRawBufferPointer(
                 rebasing: UnsafeRawBufferPointer(helloScratch)[Int(serverName.lowerBound)..<Int(serverName.upperBound)])
+            noteServerName(slot, name)
             switch table.lookup(host: name, path: Self.rootPath, defaultPort: 443) {
             case .service(let index, _): service = Int(index)
             case .terminate:
@@ -206,7 +214,8 @@ extension Loop {
         }
         guard let service else {
             counters.tlsNoRoute += 1
-            close(slot, abort: false)
+            countFrontend(self.table.pointer(slot), .noRoute)
+            close(slot, abort: false, reason: .noRoute)
             return
         }
         routePeeked(slot, service: service)
@@ -225,9 +234,11 @@ extension Loop {
             e.pointee.peerV6
             ? .v6(e.pointee.peerHi, e.pointee.peerLo) : .v4(UInt32(truncatingIfNeeded: e.pointee.peerLo))
         let hash = SocketAddress(ip: ip, port: 0).addressHash
+        c.pointee.stats.routedAfter = ConnectionStats.after(c.pointee.stats.acceptedMicros, nowMicros)
         guard service >= 0, let endpoint = pickEndpoint(c, service: service, clientHash: hash) else {
             counters.noEndpoint += 1
-            close(slot, abort: false)
+            countBackend(c, .noEndpoint)
+            close(slot, abort: false, reason: .noEndpoint)
             return
         }
         c.pointee.endpoint = Int32(endpoint)

@@ -24,7 +24,8 @@ extension Loop {
             Int(e.pointee.tlsContext) < routedWith.tlsContexts.count
         else {
             counters.tlsNoRoute += 1
-            close(slot, abort: false)
+            countFrontend(c, .noRoute)
+            close(slot, abort: false, reason: .noRoute)
             return
         }
         let context = routedWith.tlsContexts[Int(e.pointee.tlsContext)]
@@ -36,7 +37,8 @@ extension Loop {
         }
         guard let session = TLSSession.make(context: context.pointer, fd: c.pointee.downFD, prefix: prefix) else {
             counters.tlsFailed += 1
-            close(slot, abort: true)
+            countFrontend(c, .tlsFailures)
+            close(slot, abort: true, reason: .tlsFailed)
             return
         }
         c.pointee.tls = session
@@ -51,7 +53,15 @@ extension Loop {
         switch TLSSession.handshake(session) {
         case .done:
             counters.tlsHandshakes += 1
-            if TLSSession.resumed(session) { counters.tlsResumed += 1 }
+            countFrontend(c, .tlsHandshakes)
+            if TLSSession.resumed(session) {
+                counters.tlsResumed += 1
+                countFrontend(c, .tlsResumptions)
+            }
+            if let row = frontendRow(c) {
+                metrics.tlsHandshakeDuration.record(row, micros: nowMicros - c.pointee.stats.acceptedMicros)
+            }
+            noteTLSVersion(slot, UInt16(truncatingIfNeeded: TLSSession.version(session)))
             startSecureHTTP(slot)
         case .wantRead:
             c.pointee.toUp.srcReadable = false
@@ -59,12 +69,13 @@ extension Loop {
             c.pointee.toDown.dstWritable = false
         case .eof, .failed:
             counters.tlsFailed += 1
+            countFrontend(c, .tlsFailures)
             if logger.logLevel <= .debug {
                 logger.debug("TLS handshake failed: \(TLSSession.lastError())")
             } else {
-                _ = TLSSession.lastError()
+                _ = TLSSession.takeFailure()
             }
-            close(slot, abort: false)
+            close(slot, abort: false, reason: .tlsFailed)
         }
     }
 
@@ -72,10 +83,13 @@ extension Loop {
         let c = table.pointer(slot)
         let e = exchange(slot)
         guard e.pointee.terminatedRoutes >= 0 else {
-            close(slot, abort: false)
+            close(slot, abort: false, reason: .noRoute)
             return
         }
         timers.cancel(slot)
+        // Records count a terminated client's requests in plaintext, from here on.
+        c.pointee.stats.recordIn = 0
+        c.pointee.stats.recordOut = 0
         c.pointee.peeking = false
         c.pointee.isHTTP = true
         e.pointee.routes = e.pointee.terminatedRoutes
@@ -112,11 +126,14 @@ extension Loop {
     func readClient(_ c: UnsafeMutablePointer<Connection>, _ dst: UnsafeMutableRawPointer, _ count: Int32) -> ReadResult
     {
         guard let session = c.pointee.tls else {
-            return readSome(c.pointee.downFD, dst, count, &c.pointee.toUp.srcReadable, c.pointee.toUp.srcHangup)
+            let result = readSome(c.pointee.downFD, dst, count, &c.pointee.toUp.srcReadable, c.pointee.toUp.srcHangup)
+            if case .bytes(let n) = result { countClientIn(c, n) }
+            return result
         }
         switch TLSSession.read(session, into: dst, count: Int(count)) {
         case .done(let n):
             if !c.pointee.toUp.srcHangup && TLSSession.readDrained(session) { c.pointee.toUp.srcReadable = false }
+            countClientIn(c, Int32(n))
             return .bytes(Int32(n))
         case .wantRead:
             c.pointee.toUp.srcReadable = false
@@ -128,8 +145,7 @@ extension Loop {
             c.pointee.toUp.srcReadable = false
             return .eof
         case .failed:
-            _ = TLSSession.lastError()
-            return .failed
+            return .failed(TLSSession.takeFailure())
         }
     }
 
@@ -137,12 +153,15 @@ extension Loop {
     @inline(__always)
     func flushClient(_ c: UnsafeMutablePointer<Connection>, _ queue: inout HTTPExchange.Queue) -> WriteResult {
         guard let session = c.pointee.tls else {
-            return flush(&queue, to: c.pointee.downFD, writable: &c.pointee.toDown.dstWritable)
+            let result = flush(&queue, to: c.pointee.downFD, writable: &c.pointee.toDown.dstWritable)
+            if case .bytes(let n) = result { countClientOut(c, n) }
+            return result
         }
         let src = httpBuffers.base(queue.buffer) + Int(queue.start)
         switch TLSSession.write(session, from: src, count: Int(queue.count)) {
         case .done(let n):
             advance(&queue, by: Int32(n))
+            countClientOut(c, Int32(n))
             return .bytes(Int32(n))
         case .wantWrite:
             c.pointee.toDown.dstWritable = false
@@ -150,9 +169,11 @@ extension Loop {
         case .wantRead:
             c.pointee.toUp.srcReadable = false
             return .wouldBlock
-        case .eof, .failed:
-            _ = TLSSession.lastError()
-            return .failed
+        case .eof:
+            _ = TLSSession.takeFailure()
+            return .failed(.brokenPipe)
+        case .failed:
+            return .failed(TLSSession.takeFailure())
         }
     }
 
@@ -191,10 +212,11 @@ extension Loop {
                 break
             case .eof:
                 e.pointee.relayClientDone = true
+                if c.pointee.stats.firstEnd == .none { c.pointee.stats.firstEnd = .downstream }
                 do { try Socket.shutdownWrite(c.pointee.upFD) } catch {}
                 progressed = true
-            case .failed:
-                closeHTTP(slot, abort: true)
+            case .failed(let error):
+                closeHTTP(slot, abort: true, reason: Self.failure(error, client: true))
                 return .closed
             }
         }
@@ -202,10 +224,11 @@ extension Loop {
             switch flush(&e.pointee.upq, to: c.pointee.upFD, writable: &c.pointee.toUp.dstWritable) {
             case .bytes(let n):
                 counters.bytesToUpstream += Int(n)
+                countUpstreamOut(c, n)
                 progressed = true
             case .wouldBlock: break
-            case .failed:
-                closeHTTP(slot, abort: true)
+            case .failed(let error):
+                closeHTTP(slot, abort: true, reason: Self.failure(error, client: false))
                 return .closed
             }
         }
@@ -219,14 +242,16 @@ extension Loop {
             case .bytes(let n):
                 e.pointee.downq.start = 0
                 e.pointee.downq.end = n
+                countUpstreamIn(c, n)
                 progressed = true
             case .wouldBlock:
                 break
             case .eof:
                 e.pointee.relayUpstreamDone = true
+                if c.pointee.stats.firstEnd == .none { c.pointee.stats.firstEnd = .upstream }
                 progressed = true
-            case .failed:
-                closeHTTP(slot, abort: true)
+            case .failed(let error):
+                closeHTTP(slot, abort: true, reason: Self.failure(error, client: false))
                 return .closed
             }
         }
@@ -236,8 +261,8 @@ extension Loop {
                 counters.bytesToDownstream += Int(n)
                 progressed = true
             case .wouldBlock: break
-            case .failed:
-                closeHTTP(slot, abort: true)
+            case .failed(let error):
+                closeHTTP(slot, abort: true, reason: Self.failure(error, client: true))
                 return .closed
             }
         }

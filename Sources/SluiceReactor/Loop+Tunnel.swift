@@ -11,10 +11,15 @@ extension Loop {
     func pump(_ slot: Int32) {
         let c = table.pointer(slot)
         let up = pumpFlow(c, toUp: true)
-        let down = up == .failed ? .failed : pumpFlow(c, toUp: false)
-        if up == .failed || down == .failed {
+        if case .failed(let reason) = up {
             counters.resets += 1
-            close(slot, abort: true)
+            close(slot, abort: true, reason: reason)
+            return
+        }
+        let down = pumpFlow(c, toUp: false)
+        if case .failed(let reason) = down {
+            counters.resets += 1
+            close(slot, abort: true, reason: reason)
         } else if c.pointee.toUp.isDone && c.pointee.toDown.isDone {
             close(slot, abort: false)
         } else if up == .cutShort || down == .cutShort {
@@ -22,13 +27,14 @@ extension Loop {
         }
     }
 
-    enum FlowPump {
+    enum FlowPump: Equatable {
         /// The direction waits for an event (or is done).
         case waiting
         /// It used its step budget with work left.
         case cutShort
-        /// The connection must be aborted (reset, broken pipe, out of descriptors).
-        case failed
+        /// The connection must be aborted (reset, broken pipe, out of descriptors), for this
+        /// reason.
+        case failed(CloseReason)
     }
 
     /// One direction, at most `Loop.stepBudget` steps.
@@ -54,14 +60,31 @@ extension Loop {
                         fallBackToCopy(c, toUp: toUp)
                         continue
                     }
-                    return .failed
+                    // The source failed: the client's side when this direction is upward.
+                    return .failed(Self.failure(error, client: toUp))
                 }
                 if toUp {
                     c.pointee.toUp.didRead(outcome, requested: room)
                 } else {
                     c.pointee.toDown.didRead(outcome, requested: room)
                 }
-                if case .bytes = outcome { c.pointee.life.activity(now: now) }
+                switch outcome {
+                case .bytes(let n):
+                    c.pointee.life.activity(now: now)
+                    if toUp {
+                        countClientIn(c, n)
+                    } else {
+                        countUpstreamIn(c, n)
+                        if c.pointee.stats.firstUpstreamAfter < 0 {
+                            c.pointee.stats.firstUpstreamAfter = ConnectionStats.after(
+                                c.pointee.stats.acceptedMicros, nowMicros)
+                        }
+                    }
+                case .endOfStream:
+                    if c.pointee.stats.firstEnd == .none { c.pointee.stats.firstEnd = toUp ? .downstream : .upstream }
+                case .wouldBlock:
+                    break
+                }
             case .write(let count):
                 let copy = toUp ? c.pointee.toUp.copyMode : c.pointee.toDown.copyMode
                 let outcome: FlowState.Outcome
@@ -71,12 +94,19 @@ extension Loop {
                         ? try copyOut(c, toUp: toUp, to: dst, count: count)
                         : try spliceOut(c, toUp: toUp, to: dst, count: count)
                 } catch {
-                    return .failed
+                    // The destination failed: the upstream's side when this direction is upward.
+                    return .failed(Self.failure(error, client: !toUp))
                 }
                 if toUp { c.pointee.toUp.didWrite(outcome) } else { c.pointee.toDown.didWrite(outcome) }
                 if case .bytes(let n) = outcome {
                     c.pointee.life.activity(now: now)
-                    if toUp { counters.bytesToUpstream &+= Int(n) } else { counters.bytesToDownstream &+= Int(n) }
+                    if toUp {
+                        counters.bytesToUpstream &+= Int(n)
+                        countUpstreamOut(c, n, spliced: !copy)
+                    } else {
+                        counters.bytesToDownstream &+= Int(n)
+                        countClientOut(c, n, spliced: !copy)
+                    }
                 }
             case .shutdown:
                 // The peer may already be gone; the other direction will report it.

@@ -57,6 +57,17 @@ final class Loop: @unchecked Sendable {
     var metrics: LoopMetrics
     /// This loop's access-log ring; nil when the process writes no access log.
     let accessLog: AccessLogRing?
+    /// With `accessLog`: per slot, what a logged connection keeps for its records, and its
+    /// SNI name's bytes (`LogState.sniCapacity` per slot). Touched only by logged connections.
+    let logStates: UnsafeMutablePointer<LogState>?
+    let sniStore: UnsafeMutableRawPointer
+    /// The records' sampler (xorshift64, never 0) and the request-id generator's state.
+    var sampler: UInt64
+    let requestIDPrefix: UInt64
+    let requestIDKey: UInt64
+    var requestCounter: UInt64 = 0
+    /// Where a made request id is formatted for the forwarded head.
+    let requestIDScratch: UnsafeMutableRawPointer
     /// Connections this loop accepts at most (its share of `limits.maxConnections`).
     var connectionLimit: Int
     let workerCount: Int
@@ -64,7 +75,10 @@ final class Loop: @unchecked Sendable {
     var acceptResumeAt: Int64 = 0
     var draining = false
     var drainDeadline: Int64 = 0
+    /// The batch's time: one clock read per batch, in microseconds (records, histograms) and
+    /// in milliseconds derived from it (timers, timeouts).
     var now: Int64
+    var nowMicros: Int64
     var expired: [Int32] = []
     /// Connections that used up their step budget in this batch, resumed after it.
     var resume: [(slot: Int32, generation: UInt32)] = []
@@ -82,6 +96,8 @@ final class Loop: @unchecked Sendable {
 
     struct LoopListener {
         var key: ListenerKey
+        /// The listener's index in the current snapshot: its row in the frontend table.
+        var row: Int32
         var fd: Int32
         var service: Int32
         var routes: Int32
@@ -91,6 +107,10 @@ final class Loop: @unchecked Sendable {
         var terminated: Int32
         var acceptProxy: [CIDR]
         var enabled: Bool
+        /// Which requests and connections get an access-log record (with `Loop.accessLog`).
+        var accessLog: AccessLogPolicy
+        /// The listener's name, for records (made once per swap, copied without allocating).
+        var name: [UInt8]
     }
 
     /// Capacity of the slot table: untouched slots cost no resident memory.
@@ -106,7 +126,8 @@ final class Loop: @unchecked Sendable {
         mailbox = try Mailbox()
         epoll = try Epoll(capacity: 512)
         table = ConnectionTable(capacity: Self.tableCapacity)
-        now = MonotonicClock.nowMillis()
+        nowMicros = MonotonicClock.nowMicros()
+        now = nowMicros / 1000
         timers = TimerWheel(capacity: Self.tableCapacity, now: now)
         pipes = PipePool(pipeSize: snapshot.tuning.pipeSize, maxIdle: snapshot.tuning.pipePoolSize)
         buffers = BufferPool(bufferSize: snapshot.tuning.copyBufferSize)
@@ -121,6 +142,19 @@ final class Loop: @unchecked Sendable {
         self.snapshot = snapshot
         metrics = LoopMetrics(snapshot: snapshot)
         self.accessLog = accessLog
+        if accessLog != nil {
+            // Untouched slots cost no resident memory; a slot's state is set up on first use.
+            logStates = .allocate(capacity: Self.tableCapacity)
+            sniStore = .allocate(byteCount: Self.tableCapacity * LogState.sniCapacity, alignment: 16)
+        } else {
+            logStates = nil
+            sniStore = .allocate(byteCount: 1, alignment: 16)
+        }
+        var random = SystemRandomNumberGenerator()
+        sampler = random.next() | 1
+        requestIDPrefix = random.next()
+        requestIDKey = random.next()
+        requestIDScratch = .allocate(byteCount: Self.requestIDLength, alignment: 16)
         picker = EndpointPicker(snapshot: snapshot, seed: Self.seed(index))
         connectionLimit = Self.share(of: snapshot.limits.maxConnections, workers: workers)
         expired.reserveCapacity(Self.tableCapacity)
@@ -149,7 +183,8 @@ final class Loop: @unchecked Sendable {
             if pool.count > 0 && (timeout < 0 || timeout > 1000) { timeout = 1000 }
             if !resume.isEmpty { timeout = 0 }
             let n = epoll.wait(timeoutMillis: timeout)
-            now = MonotonicClock.nowMillis()
+            nowMicros = MonotonicClock.nowMicros()
+            now = nowMicros / 1000
             var mail = false
             for i in 0..<n {
                 let token = EventToken(raw: epoll.data(at: i))
@@ -183,11 +218,12 @@ final class Loop: @unchecked Sendable {
         let c = table.pointer(slot)
         let fd: Int32
         let connected: Bool
+        noteConnectStart(c)
         switch openUpstream(c) {
         case .opened(let socket, let atOnce):
             (fd, connected) = (socket, atOnce)
         case .noDescriptors:
-            close(slot, abort: true)
+            close(slot, abort: true, reason: .overLimit)
             return
         case .failed:
             connectFailed(slot, timedOut: false)
@@ -200,7 +236,7 @@ final class Loop: @unchecked Sendable {
                 fd, events: Epoll.edgeTriggeredAll,
                 data: EventToken(kind: .upstream, index: slot, generation: c.pointee.generation).raw)
         } catch {
-            close(slot, abort: true)
+            close(slot, abort: true, reason: .overLimit)
             return
         }
         if connected {
@@ -217,6 +253,7 @@ final class Loop: @unchecked Sendable {
     func connectFailed(_ slot: Int32, timedOut: Bool) {
         let c = table.pointer(slot)
         if timedOut { counters.connectTimeouts += 1 } else { counters.connectFailures += 1 }
+        countConnectFailed(c, timedOut: timedOut)
         timers.cancel(slot)
         if c.pointee.upFD >= 0 {
             Syscall.close(c.pointee.upFD)
@@ -230,11 +267,12 @@ final class Loop: @unchecked Sendable {
             connectMillis: snapshot.timeouts.connectMillis)
         if case .connectNext(let deadline) = action, let next {
             counters.retries += 1
+            countBackend(c, .retries)
             countClosed(c)
             c.pointee.endpoint = Int32(next)
             startConnect(slot, deadline: deadline)
         } else {
-            close(slot, abort: false)
+            close(slot, abort: false, reason: timedOut ? .connectTimeout : .connectFailed)
         }
     }
 
@@ -277,7 +315,9 @@ final class Loop: @unchecked Sendable {
         let c = table.pointer(slot)
         let arm = c.pointee.life.connected(now: now, tunnelMillis: snapshot.timeouts.tunnelMillis)
         markEndpointUp(c)
+        noteConnected(c)
         countOpened(c)
+        countSent(c, http: false)
         if case .arm(let deadline) = arm { timers.schedule(slot, at: deadline) }
         startTunnel(slot, readinessKnown: true)
     }
@@ -307,7 +347,7 @@ final class Loop: @unchecked Sendable {
         c.pointee.toUp.capacity = capacity
         c.pointee.toDown.capacity = capacity
         if c.pointee.replay && !injectReplay(slot) {
-            close(slot, abort: true)
+            close(slot, abort: true, reason: .badPreface)
             return
         }
         pump(slot)
@@ -343,7 +383,7 @@ final class Loop: @unchecked Sendable {
             pump(slot)
         case .connecting:
             // The client vanished while we were connecting: give up now.
-            if mask & (Epoll.hangup | Epoll.error) != 0 { close(slot, abort: true) }
+            if mask & (Epoll.hangup | Epoll.error) != 0 { close(slot, abort: true, reason: .clientClosed) }
         case .idle, .closed:
             break
         }
@@ -422,7 +462,9 @@ final class Loop: @unchecked Sendable {
             }
             if c.pointee.peeking {
                 counters.peekTimeouts += 1
-                close(slot, abort: false)
+                countFrontend(c, .timeoutClient)
+                if c.pointee.tls != nil { countFrontend(c, .tlsFailures) }
+                close(slot, abort: false, reason: .clientTimeout)
                 continue
             }
             switch c.pointee.life.state {
@@ -436,7 +478,8 @@ final class Loop: @unchecked Sendable {
                     timers.schedule(slot, at: deadline)
                 } else {
                     counters.idleTimeouts += 1
-                    close(slot, abort: false)
+                    countBackend(c, .timeoutTunnel)
+                    close(slot, abort: false, reason: .tunnelTimeout)
                 }
             case .idle, .closed:
                 break
@@ -447,8 +490,12 @@ final class Loop: @unchecked Sendable {
     // MARK: - Close
 
     /// Closes both sides and frees the slot. `abort` sends RST instead of FIN (errors).
-    func close(_ slot: Int32, abort: Bool) {
+    /// `reason`: why, when this close site knows (the first cause noted wins); counted in
+    /// `metrics.closeReasons`.
+    func close(_ slot: Int32, abort: Bool, reason: CloseReason = .none) {
         let c = table.pointer(slot)
+        c.pointee.stats.note(reason)
+        closeObserved(slot)
         timers.cancel(slot)
         if c.pointee.isHTTP || c.pointee.usesExchange { releaseHTTPBuffers(exchange(slot)) }
         disownParked(c)

@@ -1,4 +1,5 @@
 import CShims
+import Glibc
 
 /// A server-side TLS session on an accepted socket (OpenSSL, non-blocking), for termination.
 /// Owned by one loop; the caller keeps the pointer and frees it with `free` before closing
@@ -74,6 +75,14 @@ public enum TLSSession {
 
     public static func resumed(_ session: OpaquePointer) -> Bool {
         sluice_tls_session_reused(UnsafeMutableRawPointer(session)) == 1
+    }
+
+    /// Right after a `.failed` (or `.eof`) outcome: the errno of the socket call that failed,
+    /// or `Errno.protocolError` when none did (a TLS protocol error). Clears the thread's
+    /// OpenSSL error queue; no allocation (unlike `lastError`).
+    public static func takeFailure() -> Errno {
+        let code = sluice_tls_take_error()
+        return code != 0 ? Errno(rawValue: code) : .protocolError
     }
 
     /// The first queued OpenSSL error of this thread, as text; clears the queue.
@@ -152,4 +161,9 @@ public enum TLSSession {
     public static func version(_ session: OpaquePointer) -> Int {
         Int(sluice_tls_session_version(UnsafeMutableRawPointer(session)))
     }
+}
+
+extension Errno {
+    /// EPROTO: what a TLS session reports for a protocol error (no socket call failed).
+    public static let protocolError = Errno(rawValue: EPROTO)
 }

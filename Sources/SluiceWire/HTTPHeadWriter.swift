@@ -23,6 +23,9 @@ public enum HTTPHeadWriter {
     /// - `X-Forwarded-For: <incoming values joined by ", ">, <clientAddress>`, then
     ///   `X-Forwarded-Proto: <proto>`, `X-Forwarded-Host: <host>`, `X-Forwarded-Port: <port>`.
     /// - When `upgrading`: the Upgrade field kept and `Connection: upgrade`.
+    /// - When `requestID` is given: every incoming X-Request-ID field dropped, and
+    ///   `X-Request-ID: <requestID>` written before the X-Forwarded-* fields (the caller
+    ///   passes a valid incoming value on, or one it made). Nil: fields are copied as they are.
     ///
     /// `source` and `fields` are what `HTTPRequestParser.parse` read and filled for `head`.
     /// - Returns: bytes written, or nil when `out` is too small.
@@ -35,11 +38,13 @@ public enum HTTPHeadWriter {
         proto: UnsafeRawBufferPointer,
         port: UInt16,
         upgrading: Bool,
+        requestID: UnsafeRawBufferPointer? = nil,
         into out: UnsafeMutableRawBufferPointer
     ) -> Int? {
         let s = Span<UInt8>(_unsafeBytes: source)
         let fieldCount = min(fields.count, Int(head.fieldCount))
         var o = OutputCursor(out)
+        let replaceRequestID = requestID != nil
 
         o.write(source, head.methodRange)
         o.write(byte: asciiSP)
@@ -82,12 +87,20 @@ public enum HTTPHeadWriter {
                 return
             case .transferEncoding:
                 break
-            case .other, .expect:
+            case .other:
+                if nominated { return }
+                if replaceRequestID && Self.isRequestID(s, field) { return }
+            case .expect:
                 if nominated { return }
             }
             Self.copy(field, from: source, to: &o)
         }
 
+        if let requestID {
+            o.write("X-Request-ID: ")
+            o.write(requestID)
+            o.write("\r\n")
+        }
         o.write("X-Forwarded-For: ")
         if forwardedFor {
             for k in 0..<fieldCount {
@@ -196,6 +209,30 @@ public enum HTTPHeadWriter {
         o.write(": ")
         o.write(decimal: UInt64(length))
         o.write("\r\n")
+    }
+
+    /// Whether `field` is an X-Request-ID field (any case).
+    @inline(__always)
+    static func isRequestID(_ s: Span<UInt8>, _ field: HTTPField) -> Bool {
+        let name = Int(field.name.lowerBound)..<Int(field.name.upperBound)
+        return name.count == 12 && s.equalsLowercase(name, "x-request-id")
+    }
+
+    /// The first X-Request-ID field's value when it can be passed on (1 to 64 visible ASCII
+    /// bytes: no space, no control, nothing past 0x7E), as a range of `source`; nil when there
+    /// is none or the first is not valid (a new one is then made, and every incoming one
+    /// dropped).
+    public static func validRequestID(
+        from source: UnsafeRawBufferPointer, fields: UnsafeBufferPointer<HTTPField>, count: Int
+    ) -> Range<Int32>? {
+        let s = Span<UInt8>(_unsafeBytes: source)
+        for k in 0..<min(fields.count, count) where isRequestID(s, fields[k]) {
+            let value = fields[k].value
+            guard value.count >= 1 && value.count <= 64 else { return nil }
+            for i in Int(value.lowerBound)..<Int(value.upperBound) where s[i] < 0x21 || s[i] > 0x7E { return nil }
+            return value
+        }
+        return nil
     }
 
     /// True when some Connection field has a value (and so may name other fields).

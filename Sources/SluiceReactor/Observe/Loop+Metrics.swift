@@ -34,11 +34,31 @@ struct LoopMetrics {
         tlsHandshakeDuration = HistogramTable(rows: snapshot.listeners.count)
         closeReasons = Array(repeating: 0, count: CloseReason.allCases.count)
     }
+
+    /// The tables for the next snapshot: listener rows by `listeners` (old index → new, -1
+    /// gone), service and endpoint rows by `remap`; rows that left are dropped. On a swap.
+    mutating func refile(_ remap: SnapshotRemap, listeners: [Int32], rows next: RoutingSnapshot) {
+        frontends = frontends.remapped(listeners, rows: next.listeners.count)
+        tlsHandshakeDuration = tlsHandshakeDuration.remapped(listeners, rows: next.listeners.count)
+        backends = backends.remapped(remap.services, rows: next.services.count)
+        requestDuration = requestDuration.remapped(remap.services, rows: next.services.count)
+        connectDuration = connectDuration.remapped(remap.services, rows: next.services.count)
+        servers = servers.remapped(remap.endpoints, rows: next.endpoints.count)
+    }
+
+    /// Zeroes every `currentConnections` gauge, before they are counted again from the live
+    /// connections.
+    mutating func clearGauges() {
+        for row in 0..<frontends.rows { frontends[row, .currentConnections] = 0 }
+        for row in 0..<backends.rows { backends[row, .currentConnections] = 0 }
+        for row in 0..<servers.rows { servers[row, .currentConnections] = 0 }
+    }
 }
 
 extension Loop {
     /// Fills this loop's slot of `collection` (a `.collect` message).
     func collect(into collection: MetricsCollection) {
+        flushAllBytes()
         var down = Array(repeating: false, count: snapshot.endpoints.count)
         for i in down.indices { down[i] = picker.isDown(i, now: now) }
         collection.samples[index] = LoopMetricsSample(
