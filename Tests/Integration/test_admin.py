@@ -403,6 +403,11 @@ def test_top_shows_per_service_rates(admin_sluice, http_backends):
         rows = {line.split()[0]: line.split() for line in screen.splitlines()[3:] if line.strip()}
         assert set(rows) == {"a", "b"}, screen
         assert rows["a"][-1] == "1/1" and rows["b"][-1] == "1/1"
+    assert screens[0].split("\n")[3].split()[1] == "-", "no rate before a second scrape"
+    busy = [s for s in screens[1:] if float(dict((l.split()[0], l.split()) for l in s.splitlines()[3:]
+                                                  if l.strip())["a"][1]) > 0]
+    assert busy, f"a's requests per second show while the client runs:\n{text}"
+    assert "ms" in busy[0], "and its latency"
 
 
 # ------------------------------------------------------------------ kube mode

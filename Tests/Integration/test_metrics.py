@@ -106,14 +106,17 @@ class Prometheus:
                 raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
             time.sleep(0.2)
 
-    def query(self, expr: str):
-        body = self.http("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    def query(self, expr: str, at: float = None):
+        params = {"query": expr}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        body = self.http("/api/v1/query?" + urllib.parse.urlencode(params))
         data = json.loads(body)
         assert data["status"] == "success", data
         return data["data"]["result"]
 
-    def scalar(self, expr: str):
-        result = self.query(expr)
+    def scalar(self, expr: str, at: float = None):
+        result = self.query(expr, at)
         return float(result[0]["value"][1]) if result else None
 
     def target(self) -> dict:
@@ -188,31 +191,46 @@ def test_prometheus_scrapes_known_traffic(admin_sluice, status_backends, prometh
     prom.wait(lambda: prom.scrapes_after(done + 1.0), 30, "a scrape after the traffic")
     time.sleep(1.5)
 
+    # Evaluated at the time of the last stored sample: increase() then extrapolates neither end
+    # (the series starts at 0 inside the window, and the window ends on a sample), so it
+    # must be exactly what was sent.
+    at = prom.scalar('timestamp(sluice_backend_http_responses_total{proxy="ok",code="2xx"})')
     window = "[5m]"
-    ok_2xx = prom.scalar(f'increase(sluice_backend_http_responses_total{{proxy="ok",code="2xx"}}{window})')
-    bad_5xx = prom.scalar(f'increase(sluice_backend_http_responses_total{{proxy="bad",code="5xx"}}{window})')
-    ok_5xx = prom.scalar(f'increase(sluice_backend_http_responses_total{{proxy="ok",code="5xx"}}{window})')
-    rate_2xx = prom.scalar(f'rate(sluice_backend_http_responses_total{{proxy="ok",code="2xx"}}{window})')
-    raw_2xx = prom.scalar('sluice_backend_http_responses_total{proxy="ok",code="2xx"}')
-    p50 = prom.scalar('histogram_quantile(0.5, sum by (le) (increase('
-                      f'sluice_backend_http_request_duration_seconds_bucket{{proxy="ok"}}{window})))')
-    p99_bad = prom.scalar('histogram_quantile(0.99, sum by (le) (increase('
-                          f'sluice_backend_http_request_duration_seconds_bucket{{proxy="bad"}}{window})))')
-    report = (f"prometheus: raw 2xx={raw_2xx} increase 2xx={ok_2xx} (sent {n_ok}), 5xx={bad_5xx} "
+
+    def q(expr):
+        return prom.scalar(expr, at)
+
+    ok_2xx = q(f'increase(sluice_backend_http_responses_total{{proxy="ok",code="2xx"}}{window})')
+    bad_5xx = q(f'increase(sluice_backend_http_responses_total{{proxy="bad",code="5xx"}}{window})')
+    ok_5xx = q(f'increase(sluice_backend_http_responses_total{{proxy="ok",code="5xx"}}{window})')
+    rate_2xx = q(f'rate(sluice_backend_http_responses_total{{proxy="ok",code="2xx"}}{window})')
+    requests = q(f'increase(sluice_backend_http_requests_total{{proxy="ok"}}{window})')
+    raw_2xx = q('sluice_backend_http_responses_total{proxy="ok",code="2xx"}')
+    observed = q(f'increase(sluice_backend_http_request_duration_seconds_count{{proxy="ok"}}{window})')
+    p50 = q('histogram_quantile(0.5, sum by (le) (increase('
+            f'sluice_backend_http_request_duration_seconds_bucket{{proxy="ok"}}{window})))')
+    p99_bad = q('histogram_quantile(0.99, sum by (le) (increase('
+                f'sluice_backend_http_request_duration_seconds_bucket{{proxy="bad"}}{window})))')
+    report = (f"prometheus at {at}: raw 2xx={raw_2xx} increase 2xx={ok_2xx} (sent {n_ok}), "
+              f"observed={observed}, 5xx={bad_5xx} "
               f"(sent {n_err}), rate 2xx={rate_2xx}/s, p50 ok={p50} s (client median "
               f"{sorted(latencies)[len(latencies) // 2]:.4f} s), p99 bad={p99_bad} s")
     with capsys.disabled():
         print("\n" + report)
     assert raw_2xx == n_ok, report
-    # increase() extrapolates to the window's ends: the series began inside it, so by at most
-    # half a scrape interval at each end against the ~tens of seconds it spans.
-    assert ok_2xx == pytest.approx(n_ok, rel=0.15), report
-    assert bad_5xx == pytest.approx(n_err, rel=0.15), report
+    assert ok_2xx == pytest.approx(n_ok, rel=1e-9), report
+    assert requests == pytest.approx(n_ok, rel=1e-9), report
+    assert bad_5xx == pytest.approx(n_err, rel=1e-9), report
     assert ok_5xx == 0, report
-    assert rate_2xx == pytest.approx(ok_2xx / 300, rel=1e-6), report
-    # 15 ms of backend delay: within the (0.01, 0.025] bucket unless the machine is slow, and
-    # never beyond the next one.
-    assert 0.01 <= p50 <= 0.05, report
+    assert rate_2xx == pytest.approx(n_ok / 300, rel=1e-9), report
+    assert observed == pytest.approx(n_ok, rel=1e-9), report
+    # The estimate lies in the bucket of the median the client measured (15 ms of backend
+    # delay), or the one below it: Sluice's clock starts after the client's connect and
+    # stops before the client has read the answer.
+    bounds = [0, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+    client = sorted(latencies)[len(latencies) // 2]
+    k = next(i for i in range(1, len(bounds)) if client <= bounds[i])
+    assert bounds[max(k - 2, 0)] < p50 <= bounds[k], report
     assert p99_bad is not None and p99_bad <= 0.1, report
 
 
