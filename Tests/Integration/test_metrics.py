@@ -273,3 +273,58 @@ def test_cardinality_1000_services_by_10_endpoints(admin_sluice, capsys):
     assert 'proxy="svc-10"' not in text2 and 'proxy="svc-999"' not in text2
     assert 'proxy="svc-9"' in text2
     assert series(text2) == total - 990 * per_service, "exactly the removed services' series went"
+
+
+def test_counters_follow_their_service_across_reloads(admin_sluice, status_backends):
+    """Reloads that renumber the services (others added in front, removed, reordered) while
+    requests flow and scrapes run: the service's counters never go back, and in the end
+    they hold every request sent."""
+    import threading
+
+    ok = status_backends("ok")
+    other = status_backends("other")
+    listen = new_listener()
+
+    def config(step: int) -> dict:
+        names = [f"extra-{step}-{k}" for k in range(step % 4)] + ["ok"]
+        if step % 2:
+            names.reverse()
+        routes = [{"host": "ok.example.com", "service": "ok"}]
+        routes += [{"host": f"{n}.example.com", "service": n} for n in names if n != "ok"]
+        return make_config({"web": http_listener(listen, routes)},
+                           {n: [ok.addr if n == "ok" else other.addr] for n in names})
+
+    p = admin_sluice(config(0), workers=2)
+    sent = [0]
+    stop = threading.Event()
+    errors = []
+
+    def load():
+        while not stop.is_set():
+            try:
+                assert get(listen, "ok.example.com", "/").status == 200
+                sent[0] += 1
+            except Exception as exc:  # noqa: BLE001 (reported below)
+                errors.append(repr(exc))
+                return
+
+    def requests_now() -> float:
+        (_, v), = [s for s in samples(metrics_text(p), "sluice_backend_http_requests_total")
+                   if s[0]["proxy"] == "ok"]
+        return v
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    seen = []
+    try:
+        for step in range(1, 9):
+            seen.append(requests_now())
+            p.reload(config(step))
+            seen.append(requests_now())
+    finally:
+        stop.set()
+        t.join(10)
+    assert not errors, errors
+    assert seen == sorted(seen), f"ok's requests went back: {seen}"
+    assert seen[-1] > seen[0], seen
+    assert requests_now() == sent[0]
