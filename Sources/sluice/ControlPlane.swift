@@ -103,8 +103,9 @@ struct ControlPlane {
 /// The reactor, for the threads that drive it: the control thread and the kube applier.
 /// `Reactor` wants one caller at a time; every call here takes the lock.
 final class ReactorGate: @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): `reactor` is used only while `lock` is held, except `ping`,
-    // which posts to the loops' thread-safe mailboxes; the flags are atomics.
+    // SAFETY (@unchecked Sendable): `reactor` is used only while `lock` is held, except `ping`
+    // and `collect`, which post to the loops' thread-safe mailboxes, and `workers` and
+    // `accessLogRings`, which are constants; the flags are atomics.
     private let reactor: Reactor
     private let lock = Mutex(())
     private let running = Atomic(false)
