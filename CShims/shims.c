@@ -31,6 +31,7 @@ const int SLUICE_SOL_SOCKET = SOL_SOCKET, SLUICE_SO_REUSEADDR = SO_REUSEADDR, SL
           SLUICE_IPV6_V6ONLY = IPV6_V6ONLY, SLUICE_SHUT_RD = SHUT_RD, SLUICE_SHUT_WR = SHUT_WR,
           SLUICE_SHUT_RDWR = SHUT_RDWR, SLUICE_AF_INET = AF_INET, SLUICE_AF_INET6 = AF_INET6;
 const int SLUICE_SIGHUP = SIGHUP, SLUICE_SIGINT = SIGINT, SLUICE_SIGTERM = SIGTERM, SLUICE_SIGUSR1 = SIGUSR1;
+const int SLUICE_SIGUSR2 = SIGUSR2;
 
 int sluice_epoll_create(void) { RET(epoll_create1(EPOLL_CLOEXEC)); }
 
@@ -133,6 +134,7 @@ static void control_signals(sigset_t *set) {
     sigaddset(set, SIGINT);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGUSR1);
+    sigaddset(set, SIGUSR2);
 }
 
 int sluice_block_signals(void) {

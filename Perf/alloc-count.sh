@@ -35,7 +35,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 count() {
     local before
     before=$(grep -c malloc-count "$OUT/alloc.log" || true)
-    kill -USR2 "$sluice"
+    kill -s RTMIN+2 "$sluice"
     until [ "$(grep -c malloc-count "$OUT/alloc.log" || true)" -gt "$before" ]; do sleep 0.02; done
     grep malloc-count "$OUT/alloc.log" | tail -1 \
         | awk '{ split($2,a,"="); split($3,b,"="); split($4,c,"="); split($5,d,"="); print a[2]+b[2]+c[2]+d[2] }'

@@ -61,12 +61,12 @@ ssize_t sluice_splice(int fd_in, int fd_out, size_t len, int more);  // SPLICE_F
 // threads, signals, time
 int sluice_pin_thread(int cpu);  // pins the calling thread to one CPU
 int sluice_affinity_cpus(int *cpus, int max);  // CPUs of the process's affinity mask, in order
-int sluice_block_signals(void);  // blocks SIGHUP SIGINT SIGTERM SIGUSR1 in the calling thread
+int sluice_block_signals(void);  // blocks SIGHUP SIGINT SIGTERM SIGUSR1 SIGUSR2 in the calling thread
 int sluice_wait_signal(void);  // waits for one of them; returns the signal number
 int sluice_ignore_sigpipe(void);
 int64_t sluice_monotonic_ms(void);
 int64_t sluice_monotonic_ns(void);
-extern const int SLUICE_SIGHUP, SLUICE_SIGINT, SLUICE_SIGTERM, SLUICE_SIGUSR1;
+extern const int SLUICE_SIGHUP, SLUICE_SIGINT, SLUICE_SIGTERM, SLUICE_SIGUSR1, SLUICE_SIGUSR2;
 
 // process hardening (process.c)
 // Installs, for SIGILL SIGTRAP SIGSEGV SIGBUS SIGFPE SIGABRT, a handler that writes one line

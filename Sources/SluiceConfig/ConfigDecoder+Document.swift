@@ -3,7 +3,7 @@ import Yams
 
 /// The top level of the file and the settings sections (`timeouts`, `limits`, `tuning`).
 extension ConfigDecoder {
-    static let topLevelFields = ["workers", "timeouts", "limits", "tuning", "listeners", "services"]
+    static let topLevelFields = ["workers", "timeouts", "limits", "tuning", "listeners", "services", "accessLog"]
 
     /// The whole configuration, or nil when anything was reported. `root` is nil for an empty
     /// document. Every section is checked even after another has failed.
@@ -18,12 +18,16 @@ extension ConfigDecoder {
         let timeouts = top["timeouts"].map { decodeTimeouts($0) } ?? Timeouts()
         let limits = top["limits"].map { decodeLimits($0) } ?? Limits()
         let tuning = top["tuning"].map { decodeTuning($0) } ?? Tuning()
+        // Absent: no access log; present but invalid: nil (reported).
+        let accessLog = top["accessLog"].map { decodeAccessLog($0) }
         let services = required(top, "services").flatMap { decodeServices($0) }
-        let listeners = required(top, "listeners").flatMap { decodeListeners($0, services: services) }
+        let listeners = required(top, "listeners").flatMap {
+            decodeListeners($0, services: services, accessLog: accessLog != nil)
+        }
 
         guard diagnostics.isEmpty, let services, let listeners else { return nil }
         return LoadedConfig(
-            workers: workers,
+            workers: workers, accessLog: accessLog.flatMap { $0 },
             snapshot: Self.snapshot(
                 generation: generation, listeners: listeners, services: services,
                 timeouts: timeouts, limits: limits, tuning: tuning

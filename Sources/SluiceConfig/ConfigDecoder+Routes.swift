@@ -74,7 +74,8 @@ extension ConfigDecoder {
 
     /// Every listener, in file order. `services` is nil when that section could not be read;
     /// service names are then not checked, to avoid a report per listener for one cause.
-    mutating func decodeListeners(_ node: Node, services: ServiceTable?) -> ListenerTable? {
+    /// `accessLog`: whether the file has a top-level `accessLog` section.
+    mutating func decodeListeners(_ node: Node, services: ServiceTable?, accessLog: Bool) -> ListenerTable? {
         guard let items = sequence(node, path: "listeners") else { return nil }
         guard !items.isEmpty else {
             report("listeners", at: node, "at least one listener is required")
@@ -84,7 +85,10 @@ extension ConfigDecoder {
         var firstIndexByAddress: [SocketAddress: Int] = [:]
         for (index, item) in items.enumerated() {
             let path = "listeners[\(index)]"
-            let known = ["name", "address", "protocol", "service", "routes", "default", "acceptProxy", "certificates"]
+            let known = [
+                "name", "address", "protocol", "service", "routes", "default", "acceptProxy", "certificates",
+                "accessLog", "accessLogSample",
+            ]
             guard let entry = fields(item, path: path, known: known) else { continue }
             let givenName = entry["name"].map { self.name($0, path: "\(path).name") }
             let address = required(entry, "address").flatMap { self.address($0, path: "\(path).address") }
@@ -141,9 +145,10 @@ extension ConfigDecoder {
             }
             // Absent: none; present but invalid: nil (reported).
             let acceptProxy = entry["acceptProxy"].map { self.acceptProxy($0, path: "\(path).acceptProxy") } ?? []
+            let accessLogPolicy = accessLogPolicy(entry, path: path, configured: accessLog)
             // A name that was given but is invalid was reported; an absent one gets a default.
             if case .some(.none) = givenName { continue }
-            guard let address, let proto, let service, let acceptProxy else { continue }
+            guard let address, let proto, let service, let acceptProxy, let accessLogPolicy else { continue }
             let name = givenName.flatMap { $0 } ?? "\(proto.rawValue)-\(address)"
             var routeIndex = -1
             if proto == .http || proto == .tls {
@@ -164,7 +169,8 @@ extension ConfigDecoder {
             table.listeners.append(
                 Listener(
                     name: name, address: address, protocol: proto, service: service, routes: routeIndex,
-                    acceptProxy: acceptProxy, tlsContext: contextIndex, terminatedRoutes: terminatedIndex))
+                    acceptProxy: acceptProxy, tlsContext: contextIndex, terminatedRoutes: terminatedIndex,
+                    accessLog: accessLogPolicy))
         }
         return table
     }

@@ -7,9 +7,12 @@ public struct LoadedConfig: Sendable {
     public let workers: Int?
     /// Listeners, services, endpoints, timeouts, limits and tuning, ready to post to the loops.
     public let snapshot: RoutingSnapshot
+    /// The top-level `accessLog` section; nil when absent (no records are made then).
+    public let accessLog: AccessLogConfig?
 
-    public init(workers: Int?, snapshot: RoutingSnapshot) {
+    public init(workers: Int?, accessLog: AccessLogConfig? = nil, snapshot: RoutingSnapshot) {
         self.workers = workers
+        self.accessLog = accessLog
         self.snapshot = snapshot
     }
 }

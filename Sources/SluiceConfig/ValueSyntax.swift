@@ -59,6 +59,16 @@ enum ValueSyntax {
         }
     }
 
+    /// A non-negative decimal number: digits with an optional fraction (`0`, `1`, `0.25`), or
+    /// a fraction alone (`.5`). No sign, exponent, `nan` or `inf`, which `Double(_:)` takes.
+    static func fraction(_ text: String) -> Double? {
+        let parts = text.utf8.split(separator: UInt8(ascii: "."), maxSplits: 1, omittingEmptySubsequences: false)
+        let isDigit: (UInt8) -> Bool = { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+        guard parts.allSatisfy({ $0.allSatisfy(isDigit) }), parts.contains(where: { !$0.isEmpty }) else { return nil }
+        if parts.count == 2 && parts[1].isEmpty { return nil }
+        return Double(text.hasPrefix(".") ? "0" + text : text)
+    }
+
     private static func scaled(_ digits: Substring, by scale: Int) -> Result<Int, Failure> {
         decimal(digits).flatMap { value in
             let (product, overflow) = value.multipliedReportingOverflow(by: scale)

@@ -95,6 +95,8 @@ public struct KubeRoutingPlan: Sendable, Hashable {
     public var terminatedRoutes: [PlannedRoute] = []
     /// Sorted by listen address.
     public var tcpListeners: [PlannedTCPListener]
+    /// Every listener's access-log policy (the command line's; not part of `canonicalText`).
+    public var accessLog = AccessLogPolicy()
 
     /// The plan as text, one line per item, in a fixed order (what `contentHash` digests).
     public var canonicalText: String {
@@ -129,6 +131,7 @@ public struct KubeRoutingPlan: Sendable, Hashable {
     /// TCP listeners. The TLS listener terminates everything: its server name table has a
     /// `terminate` entry per host and a default that terminates with the first certificate;
     /// the decrypted requests are routed by host and path, the rest answered `defaultStatus`.
+    /// Every listener gets `accessLog`.
     public func snapshot(
         generation: UInt64, timeouts: Timeouts = Timeouts(), limits: Limits = Limits(), tuning: Tuning = Tuning()
     ) -> RoutingSnapshot {
@@ -178,6 +181,7 @@ public struct KubeRoutingPlan: Sendable, Hashable {
                     name: "tcp-\(listener.address)", address: listener.address, protocol: .tcp,
                     service: indexByKey[listener.service]!))
         }
+        for index in listeners.indices { listeners[index].accessLog = accessLog }
         return RoutingSnapshot(
             generation: generation, listeners: listeners, services: services, endpoints: endpoints,
             routeTables: routeTables, tlsContexts: tlsContexts, timeouts: timeouts, limits: limits, tuning: tuning)

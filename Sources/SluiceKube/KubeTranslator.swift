@@ -95,6 +95,7 @@ struct PlanBuilder {
         self.options = options
         plan = KubeRoutingPlan(
             httpAddress: options.httpAddress, defaultStatus: 404, services: [], routes: [], tcpListeners: [])
+        plan.accessLog = options.accessLog
     }
 
     mutating func build(_ cache: KubeCache) {

@@ -23,13 +23,18 @@ public struct KubeTranslatorOptions: Sendable, Hashable {
     public var timeouts: Timeouts
     public var limits: Limits
     public var tuning: Tuning
+    /// `--access-log-mode`/`--access-log-sample`: every listener's access-log policy (without
+    /// `--access-log` the loops have no rings and record nothing, whatever it says).
+    public var accessLog: AccessLogPolicy
 
     public init(
         httpAddress: SocketAddress? = SocketAddress(ip: .v4(0), port: 80), tcpServices: [KubeTCPService] = [],
         defaultReturnCode: UInt16 = 404, balanceAlgorithm: Algorithm = .roundrobin, namespace: String? = nil,
         timeouts: Timeouts = Timeouts(), limits: Limits = Limits(), tuning: Tuning = Tuning(),
-        tlsAddress: SocketAddress? = nil, tlsContext: KubeTLSContextSlot? = nil
+        tlsAddress: SocketAddress? = nil, tlsContext: KubeTLSContextSlot? = nil,
+        accessLog: AccessLogPolicy = AccessLogPolicy()
     ) {
+        self.accessLog = accessLog
         self.httpAddress = httpAddress
         self.tlsAddress = tlsAddress
         self.tlsContext = tlsContext

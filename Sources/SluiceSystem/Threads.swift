@@ -46,8 +46,8 @@ public enum Threads {
     @discardableResult
     public static func pinCurrent(to cpu: Int) -> Bool { sluice_pin_thread(Int32(cpu)) == 0 }
 
-    /// Blocks SIGHUP, SIGINT, SIGTERM and SIGUSR1 in the calling thread (and the threads it
-    /// starts afterwards), so that only `waitForSignal` sees them. SIGPIPE is ignored:
+    /// Blocks SIGHUP, SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 in the calling thread (and the
+    /// threads it starts afterwards), so that only `waitForSignal` sees them. SIGPIPE is ignored:
     /// writes report EPIPE instead.
     public static func takeOverSignals() {
         _ = sluice_block_signals()
@@ -61,13 +61,23 @@ public enum Threads {
             case SLUICE_SIGHUP: return .reload
             case SLUICE_SIGINT, SLUICE_SIGTERM: return .stop
             case SLUICE_SIGUSR1: return .report
+            case SLUICE_SIGUSR2: return .reopenLogs
             default: continue
             }
         }
     }
 }
 
-public enum ControlSignal: Sendable { case reload, stop, report }
+public enum ControlSignal: Sendable {
+    /// SIGHUP: read the configuration (or the cluster) again.
+    case reload
+    /// SIGINT, SIGTERM: drain and exit.
+    case stop
+    /// SIGUSR1: log the loops' counters.
+    case report
+    /// SIGUSR2: reopen the access-log file (after logrotate moved it).
+    case reopenLogs
+}
 
 public struct ThreadHandle: @unchecked Sendable {
     let thread: pthread_t

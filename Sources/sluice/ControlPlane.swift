@@ -33,24 +33,39 @@ extension ControlMode {
 }
 
 /// The control thread: starts the loops and the admin listener, then waits for signals.
-/// SIGHUP reloads (`ControlMode.reload`), SIGUSR1 logs every loop's counters, SIGTERM/SIGINT
-/// drain and exit.
+/// SIGHUP reloads (`ControlMode.reload`), SIGUSR1 logs every loop's counters, SIGUSR2 reopens
+/// the access-log file, SIGTERM/SIGINT drain and exit.
 struct ControlPlane {
     let workers: Int
     let logger: Logger
     /// `--admin-address`; nil: no admin listener.
     let adminAddress: SluiceRouting.SocketAddress?
+    /// The access log; nil: none (the loops get no rings and record nothing).
+    var accessLog: AccessLogSettings? = nil
     /// Start time and reload counts, for `/metrics`.
     let stats = ProcessStats(startTimeMicros: WallClock.nowMicros())
 
     func run(initial: RoutingSnapshot, mode: some ControlMode) throws {
+        // Access log: the file is opened before anything binds; see AccessLogWriter.
+        var accessLogWriter: AccessLogWriter?
+        if let accessLog {
+            do {
+                accessLogWriter = try AccessLogWriter(settings: accessLog, logger: logger)
+            } catch {
+                logger.critical("access log: \(error)")
+                throw ExitCode(1)
+            }
+            logger.info("access log: \(accessLog.summary)")
+        }
         let reactor: Reactor
         do {
-            reactor = try Reactor(workers: workers, snapshot: initial, logger: logger)
+            reactor = try Reactor(
+                workers: workers, snapshot: initial, logger: logger, accessLogCapacity: accessLog?.ringCapacity ?? 0)
         } catch {
             logger.critical("\(error)")
             throw ExitCode(1)
         }
+        accessLogWriter?.start(rings: reactor.accessLogRings)
         let gate = ReactorGate(reactor, stats: stats)
         // One NIO thread for the Kubernetes API client (the admin listener has its own thread).
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -76,6 +91,7 @@ struct ControlPlane {
         } catch {
             logger.critical("\(error)")
             gate.drain(graceMillis: 0)
+            accessLogWriter?.stop()
             admin?.close()
             throw ExitCode(1)
         }
@@ -86,12 +102,17 @@ struct ControlPlane {
             case .report:
                 gate.report()
                 mode.report()
+                if let accessLogWriter { logger.notice("access log: \(accessLogWriter.summary)") }
+            case .reopenLogs:
+                accessLogWriter?.reopen()
             case .stop:
                 gate.stopping = true
                 mode.stop()
                 let grace = gate.snapshot.timeouts.drainMillis
                 logger.notice("stopping: no new connections; open ones have \(grace) ms to finish")
                 gate.drain(graceMillis: grace)
+                // The loops have exited: the writer's last drain takes every record.
+                accessLogWriter?.stop()
                 admin?.close()
                 logger.notice("stopped")
                 return

@@ -65,7 +65,7 @@ struct Demo: ParsableCommand {
                 reactor.join()
                 return
             case .report: reactor.report()
-            case .reload: break
+            case .reload, .reopenLogs: break
             }
         }
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import SluiceAdmin
 import SluiceKube
 import SluiceKubeClient
 import SluiceRouting
@@ -58,6 +59,25 @@ struct Kube: ParsableCommand {
     @Option(help: "Event loops (default: the CPUs in the affinity mask, at most the cgroup CPU quota).")
     var workers: Int?
 
+    @Option(
+        help: ArgumentHelp(
+            "The access log: a file (appended to, reopened on SIGUSR2), stdout, or off.", valueName: "path"))
+    var accessLog: String = "off"
+
+    @Option(help: ArgumentHelp("The access log's form: json (one object a line) or text.", valueName: "json|text"))
+    var accessLogFormat: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Which records the listeners write: on (every request and connection) or errors (failures only).",
+            valueName: "on|errors"))
+    var accessLogMode: String?
+
+    @Option(
+        help: "With --access-log-mode on: the share of successful records kept, from 0 to 1 (failures are always kept)."
+    )
+    var accessLogSample: Double?
+
     @OptionGroup var log: LogOptions
 
     func validate() throws {
@@ -67,6 +87,7 @@ struct Kube: ParsableCommand {
         _ = try options(tlsContext: nil)
         _ = try certificateFiles()
         _ = try AdminAddress.parse(adminAddress)
+        _ = try accessLogSettings()
         guard let idle = DurationSyntax.parse(watchIdleTimeout), idle >= .milliseconds(100) else {
             throw ValidationError("--watch-idle-timeout '\(watchIdleTimeout)': expected a duration such as 90s or 2s")
         }
@@ -132,7 +153,56 @@ struct Kube: ParsableCommand {
         }
         return KubeTranslatorOptions(
             httpAddress: http, tcpServices: tcp, defaultReturnCode: defaultReturnCode, balanceAlgorithm: algorithm,
-            namespace: namespace, tlsAddress: tls, tlsContext: tlsContext)
+            namespace: namespace, tlsAddress: tls, tlsContext: tlsContext, accessLog: try accessLogPolicy())
+    }
+
+    /// The writer's settings from `--access-log` and `--access-log-format`; nil for off.
+    func accessLogSettings() throws -> AccessLogSettings? {
+        let format: AccessLogFormat
+        switch accessLogFormat {
+        case nil: format = .json
+        case let text?:
+            guard let known = AccessLogFormat(rawValue: text) else {
+                throw ValidationError("--access-log-format must be json or text")
+            }
+            format = known
+        }
+        switch accessLog {
+        case "off", "":
+            for (flag, given) in [
+                ("--access-log-format", accessLogFormat != nil), ("--access-log-mode", accessLogMode != nil),
+                ("--access-log-sample", accessLogSample != nil),
+            ] where given {
+                throw ValidationError("\(flag) needs --access-log PATH or --access-log stdout")
+            }
+            return nil
+        case "stdout": return AccessLogSettings(destination: .standardOutput, format: format)
+        case "stderr": return AccessLogSettings(destination: .standardError, format: format)
+        default:
+            if accessLog.hasSuffix("/") {
+                throw ValidationError("--access-log '\(accessLog)' names a directory; expected a file")
+            }
+            return AccessLogSettings(destination: .file(accessLog), format: format)
+        }
+    }
+
+    /// Every listener's policy from `--access-log-mode` and `--access-log-sample`.
+    func accessLogPolicy() throws -> AccessLogPolicy {
+        guard try accessLogSettings() != nil else { return AccessLogPolicy() }
+        let mode: AccessLogPolicy.Mode
+        switch accessLogMode {
+        case nil, "on": mode = .on
+        case "errors": mode = .errors
+        default: throw ValidationError("--access-log-mode must be on or errors")
+        }
+        guard let sample = accessLogSample else { return AccessLogPolicy(mode: mode) }
+        guard mode == .on else {
+            throw ValidationError("--access-log-sample applies to --access-log-mode on (errors keeps every failure)")
+        }
+        guard sample >= 0 && sample <= 1 else {
+            throw ValidationError("--access-log-sample must be from 0 to 1 (0.1 keeps one in ten)")
+        }
+        return AccessLogPolicy(mode: .on, samplePerMillion: UInt32((sample * 1_000_000).rounded()))
     }
 
     func run() throws {
@@ -174,7 +244,10 @@ struct Kube: ParsableCommand {
             servingHash: translation.contentHash, certificates: certificates, logger: logger)
         let count = ServingProcess.workers(explicit: workers, file: nil, logger: logger)
         logger.info("kube: API server \(clientConfig.server), namespace \(namespace ?? "(all)")")
-        try ControlPlane(workers: count, logger: logger, adminAddress: try AdminAddress.parse(adminAddress))
-            .run(initial: initial, mode: mode)
+        try ControlPlane(
+            workers: count, logger: logger, adminAddress: try AdminAddress.parse(adminAddress),
+            accessLog: try accessLogSettings()
+        )
+        .run(initial: initial, mode: mode)
     }
 }

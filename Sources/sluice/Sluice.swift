@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import SluiceAdmin
 import SluiceConfig
 import SluiceReactor
 import SluiceRouting
@@ -66,11 +67,21 @@ struct Run: ParsableCommand {
         }
         try ServingProcess.prepare(logger: logger)
         let count = ServingProcess.workers(explicit: workers, file: loaded.workers, logger: logger)
+        let accessLog = loaded.accessLog
         let mode = FileMode(logger: logger) { generation throws(ConfigError) in
-            try ConfigLoader.load(path: config, generation: generation).snapshot
+            let next = try ConfigLoader.load(path: config, generation: generation)
+            if next.accessLog != accessLog {
+                logger.warning(
+                    "reload: the accessLog section is now \(next.accessLog?.description ?? "absent"), but its path, format and buffer are read at start: \(accessLog?.description ?? "no access log") stays until a restart (the listeners' accessLog modes apply now)"
+                )
+            }
+            return next.snapshot
         }
-        try ControlPlane(workers: count, logger: logger, adminAddress: try AdminAddress.parse(adminAddress))
-            .run(initial: loaded.snapshot, mode: mode)
+        try ControlPlane(
+            workers: count, logger: logger, adminAddress: try AdminAddress.parse(adminAddress),
+            accessLog: accessLog.map(AccessLogSettings.init)
+        )
+        .run(initial: loaded.snapshot, mode: mode)
     }
 }
 
@@ -86,6 +97,10 @@ struct Check: ParsableCommand {
             let loaded = try ConfigLoader.load(path: config, generation: 1)
             print("\(config): OK")
             if let workers = loaded.workers { print("workers: \(workers)") }
+            if let accessLog = loaded.accessLog {
+                let modes = loaded.snapshot.listeners.map { "\($0.name)=\($0.accessLog.summary)" }
+                print("access log: \(accessLog) listeners: \(modes.joined(separator: " "))")
+            }
             print(loaded.snapshot.render())
         } catch {
             printError(error.description)
@@ -102,5 +117,27 @@ func printError(_ text: String) {
 struct StandardError: TextOutputStream {
     mutating func write(_ string: String) {
         FileOutput.standardError(string)
+    }
+}
+
+extension AccessLogSettings {
+    /// The writer's settings for the file's `accessLog` section.
+    init(_ config: AccessLogConfig) {
+        let destination: Destination
+        switch config.destination {
+        case .standardOutput: destination = .standardOutput
+        case .standardError: destination = .standardError
+        case .file(let path): destination = .file(path)
+        }
+        self.init(
+            destination: destination, format: config.format == .text ? .text : .json, ringCapacity: config.buffer)
+    }
+}
+
+extension AccessLogPolicy {
+    /// `on`, `on sample=0.25`, `errors`, `off`.
+    var summary: String {
+        guard mode == .on, samplePerMillion < 1_000_000 else { return mode.rawValue }
+        return "on(sample=\(Double(samplePerMillion) / 1_000_000))"
     }
 }

@@ -18,6 +18,12 @@ import Testing
         #expect(!config.snapshot.listeners.isEmpty)
     }
 
+    @Test func httpExampleLogsOneRequestInTen() throws {
+        let config = try ConfigLoader.load(path: example("http.yaml"), generation: 1)
+        #expect(config.accessLog == AccessLogConfig(destination: .standardOutput, format: .json, buffer: 4096))
+        #expect(config.snapshot.listeners[0].accessLog == AccessLogPolicy(mode: .on, samplePerMillion: 100_000))
+    }
+
     @Test func tlsExampleUsesEveryTLSSetting() throws {
         let snapshot = try ConfigLoader.load(path: example("tls.yaml"), generation: 1).snapshot
         #expect(snapshot.listeners.map(\.protocol) == [.tls])

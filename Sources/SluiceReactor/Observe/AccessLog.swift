@@ -81,6 +81,8 @@ public struct AccessRecord: BitwiseCopyable {
     /// First byte → last byte of the response (http); accept → close (tunnels).
     public var totalMicros: Int64 = -1
     public var lengths: InlineArray<6, UInt16> = .init(repeating: 0)
+    /// Bit `Field.rawValue` set: `set` was given more bytes than that field holds.
+    public var truncated: UInt8 = 0
     public var text: InlineArray<768, UInt8> = .init(repeating: 0)
 
     public init() {}
@@ -93,6 +95,8 @@ public struct AccessRecord: BitwiseCopyable {
         let offset = field.offset
         for i in 0..<n { text[offset &+ i] = bytes[i] }
         lengths[field.rawValue] = UInt16(truncatingIfNeeded: n)
+        let bit = UInt8(1) << UInt8(field.rawValue)
+        truncated = bytes.count > n ? truncated | bit : truncated & ~bit
     }
 
     /// The bytes of `field` (writer side).
