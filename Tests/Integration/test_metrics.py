@@ -328,3 +328,31 @@ def test_counters_follow_their_service_across_reloads(admin_sluice, status_backe
     assert seen == sorted(seen), f"ok's requests went back: {seen}"
     assert seen[-1] > seen[0], seen
     assert requests_now() == sent[0]
+
+
+def test_access_log_records_counted(admin_sluice, status_backends, tmp_path):
+    """With an access log, every request's record is counted as taken by the writer and none
+    as dropped; the file holds as many lines."""
+    ok = status_backends("ok")
+    listen = new_listener()
+    log = tmp_path / "access.log"
+    cfg = make_config({"web": http_listener(listen, [{"host": "ok.example.com", "service": "ok"}])},
+                      {"ok": [ok.addr]}, extra={"accessLog": {"path": str(log)}})
+    p = admin_sluice(cfg, workers=2)
+    text = metrics_text(p)
+    assert samples(text, "sluice_access_log_records_total") == [({}, 0.0)]
+    for _ in range(25):
+        assert get(listen, "ok.example.com", "/").status == 200
+    deadline = time.monotonic() + 10
+    while True:
+        text = metrics_text(p)
+        taken = samples(text, "sluice_access_log_records_total")[0][1]
+        if taken == 25 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert taken == 25, text
+    assert samples(text, "sluice_access_log_dropped_total") == [({}, 0.0)]
+    deadline = time.monotonic() + 10
+    while len(log.read_text().splitlines()) < 25 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(log.read_text().splitlines()) == 25
