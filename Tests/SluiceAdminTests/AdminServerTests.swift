@@ -259,3 +259,22 @@ final class FakeLoops: Sendable {
         #expect(try AdminClient.get(address, path: "/").status == 200)
     }
 }
+
+@Suite struct AdminServerIPv6Tests {
+    @Test func servesOnIPv6Loopback() throws {
+        let loops = FakeLoops()
+        let server: AdminServer
+        do {
+            server = try AdminServer(
+                address: Fixtures.address("[::1]:0"), source: loops.source, logger: Logger(label: "admin-test"))
+        } catch {
+            // No IPv6 loopback on this machine: nothing to test.
+            return
+        }
+        server.start()
+        defer { server.close() }
+        let response = try AdminClient.get(Fixtures.address("[::1]:\(server.boundAddress.port)"), path: "/healthz")
+        #expect(response.status == 200)
+        #expect(response.body == Array("ok\n".utf8))
+    }
+}
