@@ -122,6 +122,22 @@ final class FakeLoops: Sendable {
         }
     }
 
+    /// A body the listener does not read (here 4 MiB after a POST) is drained after the answer,
+    /// so the close does not reset the connection before the client has read the 405.
+    @Test func unreadBodyDoesNotResetTheAnswer() throws {
+        let loops = FakeLoops()
+        let server = try Self.server(loops)
+        defer { server.close() }
+        let client = try TestClient(server.boundAddress)
+        let body = [UInt8](repeating: 0x61, count: 4 << 20)
+        try client.send("POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.count)\r\n\r\n")
+        try client.send(body)
+        let r = try client.response()
+        #expect(r.status == 405)
+        #expect(r.text == "method not allowed\n")
+        #expect(client.waitClosed(timeoutMillis: 5_000))
+    }
+
     @Test func http10ClosesUnlessKeepAlive() throws {
         let loops = FakeLoops()
         let server = try Self.server(loops)
