@@ -44,7 +44,10 @@ public struct MetricsRenderer {
 
         processFamilies(metrics, process)
         for family in Families.frontend { table(family, metrics.frontends, frontendLabels) }
-        histogram(Families.tlsHandshakeDuration, metrics.tlsHandshakeDuration, frontendLabels)
+        // Only listeners that terminate TLS can time a handshake.
+        histogram(Families.tlsHandshakeDuration, metrics.tlsHandshakeDuration, frontendLabels) {
+            snapshot.listeners[$0].tlsContext >= 0
+        }
         for family in Families.backend { table(family, metrics.backends, backendLabels) }
         gauge(Families.backendActiveServers, backendLabels) { metrics.activeEndpoints(ofService: $0) }
         histogram(Families.requestDuration, metrics.requestDuration, backendLabels)
@@ -155,13 +158,16 @@ public struct MetricsRenderer {
         }
     }
 
-    /// `_bucket` (cumulative, `le` from `LatencyBuckets`), `_sum` (seconds) and `_count` per row.
-    private func histogram(_ info: FamilyInfo, _ table: HistogramTable, _ rows: LabelRows) {
+    /// `_bucket` (cumulative, `le` from `LatencyBuckets`), `_sum` (seconds) and `_count` per row
+    /// that `include` admits.
+    private func histogram(
+        _ info: FamilyInfo, _ table: HistogramTable, _ rows: LabelRows, include: (Int) -> Bool = { _ in true }
+    ) {
         header(info)
         let bounds = format == .openMetrics ? Self.openMetricsBounds : Self.prometheusBounds
         let perRow = LatencyBuckets.count
         let buckets = table.buckets
-        for row in 0..<min(rows.count, table.rows) {
+        for row in 0..<min(rows.count, table.rows) where include(row) {
             let labels = rows[row]
             var cumulative: UInt64 = 0
             for k in 0..<perRow {

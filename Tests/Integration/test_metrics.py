@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -356,3 +357,41 @@ def test_access_log_records_counted(admin_sluice, status_backends, tmp_path):
     while len(log.read_text().splitlines()) < 25 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(log.read_text().splitlines()) == 25
+
+
+def test_tls_handshakes_and_their_histogram(admin_sluice, status_backends, tmp_path):
+    """A terminating TLS listener counts its handshakes and times them; a plain HTTP
+    listener has no handshake histogram series at all."""
+    import ssl
+
+    from tls_certs import make_term_certs
+
+    certs = make_term_certs(tmp_path / "certs")
+    web = status_backends("web")
+    https, plain = new_listener(), new_listener()
+    cfg = make_config(
+        {"tls": {"address": https, "protocol": "tls",
+                 "certificates": [{"cert": str(certs.cert("a")), "key": str(certs.key("a"))}],
+                 "routes": [{"host": "a.example.com", "terminate": True, "service": "web"}]},
+         "web": http_listener(plain, [{"host": "a.example.com", "service": "web"}])},
+        {"web": [web.addr]})
+    p = admin_sluice(cfg)
+    ctx = ssl.create_default_context(cafile=str(certs.ca))
+    host, port = https.rsplit(":", 1)
+    n = 5
+    for _ in range(n):
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="a.example.com") as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+                assert data.startswith(b"HTTP/1.1 200 "), data[:100]
+    text = metrics_text(p)
+    count = {d["proxy"]: v for d, v in samples(text, "sluice_frontend_tls_handshake_duration_seconds_count")}
+    assert count == {"tls": n}, count
+    handshakes = {d["proxy"]: v for d, v in samples(text, "sluice_frontend_tls_handshakes_total")}
+    assert handshakes == {"tls": n, "web": 0}, handshakes
+    inf = [v for d, v in samples(text, "sluice_frontend_tls_handshake_duration_seconds_bucket")
+           if d["proxy"] == "tls" and d["le"] == "+Inf"]
+    assert inf == [n]
