@@ -4,7 +4,8 @@
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 
-packages=(liburing-dev libssl-dev pkg-config curl wrk openssl python3 python3-pip)
+# prometheus (promtool and a server) and chromium: the admin listener's metrics and stats page tests.
+packages=(liburing-dev libssl-dev pkg-config curl wrk openssl python3 python3-pip prometheus chromium)
 if [ "${SLUICE_PERF:-0}" = 1 ]; then
     packages+=(haproxy nginx wrk iperf3 nghttp2-client linux-perf valgrind)
 fi

@@ -20,6 +20,11 @@ public final class KubeDiscoveryState: @unchecked Sendable {
     private var alive: [KubeResource: Instant] = [:]
     /// How many times a watcher had a request answered with a 2xx (see `serverAnswered`).
     private var answers: UInt64 = 0
+    /// The resources whose watch streams now (for the admin listener's metrics).
+    private var streaming: Set<KubeResource> = []
+    /// When the applier last left the table in force matching the cache (applied, or found
+    /// nothing to change).
+    private var lastSync: Date?
     private var stopped = false
 
     /// `servingHash`: the content hash of the initial snapshot the loops started with.
@@ -80,6 +85,21 @@ public final class KubeDiscoveryState: @unchecked Sendable {
         locked { answers &+= 1 }
     }
 
+    /// The watch of `resource` streams (`true`: its response began) or ended (`false`).
+    public func watchStreaming(_ resource: KubeResource, _ on: Bool) {
+        locked {
+            if on { streaming.insert(resource) } else { streaming.remove(resource) }
+        }
+    }
+
+    /// Per resource, whether its watch streams now.
+    public var watchesStreaming: [(resource: KubeResource, streaming: Bool)] {
+        locked { KubeResource.allCases.map { ($0, streaming.contains($0)) } }
+    }
+
+    /// When the table in force last matched the cluster state as cached; nil before that.
+    public var lastSyncTime: Date? { locked { lastSync } }
+
     /// Moves on each `serverAnswered`; compared for equality only.
     public var answerCount: UInt64 { locked { answers } }
 
@@ -124,7 +144,11 @@ public final class KubeDiscoveryState: @unchecked Sendable {
 
     /// See `ApplyCoalescer.finish`. The applier thread only.
     public func finish(_ outcome: ApplyCoalescer.Outcome) {
-        locked { _ = coalescer.finish(outcome) }
+        locked {
+            _ = coalescer.finish(outcome)
+            if case .failed = outcome { return }
+            lastSync = Date()
+        }
     }
 
     /// The last generation every loop confirmed (for log lines).

@@ -224,6 +224,8 @@ final class KubeWatcher<Object: KubeWatchable>: Sendable {
         let deadline = Duration.seconds(settings.watchTimeoutSeconds) + settings.idleTimeout + .seconds(30)
         let response = try await client.stream(target, timeout: deadline)
         state.serverAnswered()
+        state.watchStreaming(resource, true)
+        defer { state.watchStreaming(resource, false) }
         logger.debug("\(resource) watching from resourceVersion=\(resourceVersion)")
         let lastByte = LastByte(started)
         return try await withThrowingTaskGroup(of: WatchEnd.self) { group in

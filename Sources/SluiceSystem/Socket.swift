@@ -7,12 +7,16 @@ import Glibc
 public enum Socket {
     /// A listening socket with SO_REUSEADDR and SO_REUSEPORT, so that every loop can own one
     /// on the same address and the kernel spreads connections across them. IPv6 sockets are
-    /// v6-only: `[::]:80` and `0.0.0.0:80` are two listeners.
-    public static func listen(on address: SystemAddress, backlog: Int32 = 4096) throws(Errno) -> Int32 {
+    /// v6-only: `[::]:80` and `0.0.0.0:80` are two listeners. `reusePort` false leaves
+    /// SO_REUSEPORT off, for a socket of which there is one per process (the admin
+    /// listener): a second process binding the same address then fails instead of sharing it.
+    public static func listen(on address: SystemAddress, backlog: Int32 = 4096, reusePort: Bool = true) throws(Errno)
+        -> Int32
+    {
         let fd = Int32(try Syscall.value("socket") { Int(sluice_socket(address.family)) })
         do {
             try setOption(fd, SLUICE_SOL_SOCKET, SLUICE_SO_REUSEADDR, 1)
-            try setOption(fd, SLUICE_SOL_SOCKET, SLUICE_SO_REUSEPORT, 1)
+            if reusePort { try setOption(fd, SLUICE_SOL_SOCKET, SLUICE_SO_REUSEPORT, 1) }
             if address.family == SLUICE_AF_INET6 {
                 try setOption(fd, SLUICE_IPPROTO_IPV6, SLUICE_IPV6_V6ONLY, 1)
             }

@@ -1,109 +1,40 @@
-import NIOCore
-import NIOHTTP1
-import NIOPosix
-import SluiceRouting
+import Foundation
+import SluiceAdmin
+import SluiceSystem
 
-/// The admin listener (`--admin-address`): a small HTTP/1.1 server on a NIO event loop of
-/// its own, off the data path.
-///
-/// - `GET /healthz`: 200 `ok` while `healthy()` (event loops and, in kube mode, the
-///   watchers), else 503.
-/// - `GET /readyz`: 200 `ok` once `ready()` (kube: the first full sync is in force; run: the
-///   loops run), else 503.
-/// - Anything else: 404 (405 for another method on those paths).
-///
-/// Probes are read on the NIO thread; they must be cheap and thread-safe.
-final class AdminServer: Sendable {
-    struct Probes: Sendable {
-        var healthy: @Sendable () -> Bool
-        var ready: @Sendable () -> Bool
+/// The admin listener's wiring: what it reads (`AdminSource`) and its bounds. The listener
+/// itself is `SluiceAdmin.AdminServer`, on a thread of its own.
+extension ControlPlane {
+    /// `/healthz`: every loop answers a mailbox message within a second, and the mode is
+    /// healthy (kube: both watchers alive). `/readyz`: the loops run, no stop signal arrived,
+    /// and the mode is ready (kube: the first full sync is in force).
+    static func adminSource(_ gate: ReactorGate, mode: some ControlMode) -> AdminSource {
+        AdminSource(
+            workers: gate.workers, stats: gate.stats, accessLogRings: gate.accessLogRings,
+            collect: { gate.collect(timeoutMillis: $0) },
+            healthy: { [healthy = mode.healthy] in gate.loopsResponding && healthy() },
+            ready: { [ready = mode.ready] in gate.loopsRunning && !gate.stopping && ready() },
+            kube: mode.kubeStatus)
     }
 
-    private let channel: any Channel
-
-    /// Binds `address` on `group`. Throws when the address cannot be bound.
-    init(address: SluiceRouting.SocketAddress, group: any EventLoopGroup, probes: Probes) throws {
-        let host: String
-        switch address.ip {
-        case .v4: host = "\(address)".split(separator: ":").dropLast().joined(separator: ":")
-        case .v6:
-            let text = "\(address)"
-            host = String(text.dropFirst().prefix(while: { $0 != "]" }))
-        }
-        channel = try ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 64)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(AdminHandler(probes: probes))
-                }
+    /// The defaults; debug builds take `SLUICE_ADMIN_IDLE_MS`, `SLUICE_ADMIN_HEAD_MS` and
+    /// `SLUICE_ADMIN_WRITE_MS` so tests can watch the deadlines act without waiting for them.
+    static func adminOptions() -> AdminOptions {
+        var options = AdminOptions()
+        #if DEBUG
+            func millis(_ name: String) -> Int64? {
+                guard let text = Environment.value(name), let value = Int64(text), value > 0 else { return nil }
+                return value
             }
-            .bind(host: host, port: Int(address.port)).wait()
-    }
-
-    /// Stops listening (open probe connections finish on their own).
-    func close() {
-        try? channel.close().wait()
-    }
-
-    /// The answer to one request: status and a short text body.
-    static func answer(method: HTTPMethod, uri: String, probes: Probes) -> (HTTPResponseStatus, String) {
-        let path =
-            uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-        let probe: (@Sendable () -> Bool)?
-        switch path {
-        case "/healthz": probe = probes.healthy
-        case "/readyz": probe = probes.ready
-        default: probe = nil
-        }
-        guard let probe else { return (.notFound, "not found\n") }
-        guard method == .GET || method == .HEAD else { return (.methodNotAllowed, "method not allowed\n") }
-        return probe() ? (.ok, "ok\n") : (.serviceUnavailable, "not ready\n")
+            if let value = millis("SLUICE_ADMIN_IDLE_MS") { options.idleMillis = value }
+            if let value = millis("SLUICE_ADMIN_HEAD_MS") { options.headMillis = value }
+            if let value = millis("SLUICE_ADMIN_WRITE_MS") { options.writeMillis = value }
+        #endif
+        return options
     }
 }
 
-/// One admin connection: answers each request when its end arrives.
-private final class AdminHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    private let probes: AdminServer.Probes
-    private var head: HTTPRequestHead?
-
-    init(probes: AdminServer.Probes) {
-        self.probes = probes
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let request):
-            head = request
-        case .body:
-            break
-        case .end:
-            guard let request = head else { return }
-            head = nil
-            let (status, text) = AdminServer.answer(method: request.method, uri: request.uri, probes: probes)
-            var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
-            headers.add(name: "Content-Length", value: String(text.utf8.count))
-            headers.add(name: "Cache-Control", value: "no-store")
-            let keepAlive = request.isKeepAlive
-            if !keepAlive { headers.add(name: "Connection", value: "close") }
-            context.write(
-                wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))),
-                promise: nil)
-            if request.method != .HEAD {
-                var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
-                buffer.writeString(text)
-                context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-            }
-            let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-            if !keepAlive {
-                let channel = context.channel
-                done.whenComplete { _ in channel.close(promise: nil) }
-            }
-        }
-    }
+/// Wall-clock time, for the start time `/metrics` reports.
+enum WallClock {
+    static func nowMicros() -> Int64 { Int64((Date().timeIntervalSince1970 * 1_000_000).rounded()) }
 }

@@ -24,6 +24,12 @@ protocol ControlMode {
     var ready: @Sendable () -> Bool { get }
     /// `/healthz`, besides the loops. Any thread.
     var healthy: @Sendable () -> Bool { get }
+    /// The Kubernetes watches and last sync for `/metrics`; nil outside kube mode. Any thread.
+    var kubeStatus: (@Sendable () -> KubeWatchStatus)? { get }
+}
+
+extension ControlMode {
+    var kubeStatus: (@Sendable () -> KubeWatchStatus)? { nil }
 }
 
 /// The control thread: starts the loops and the admin listener, then waits for signals.
@@ -36,6 +42,8 @@ struct ControlPlane {
     let adminAddress: SluiceRouting.SocketAddress?
     /// The access log; nil: none (the loops get no rings and record nothing).
     var accessLog: AccessLogSettings? = nil
+    /// Start time and reload counts, for `/metrics`.
+    let stats = ProcessStats(startTimeMicros: WallClock.nowMicros())
 
     func run(initial: RoutingSnapshot, mode: some ControlMode) throws {
         // Access log: the file is opened before anything binds; see AccessLogWriter.
@@ -58,21 +66,21 @@ struct ControlPlane {
             throw ExitCode(1)
         }
         accessLogWriter?.start(rings: reactor.accessLogRings)
-        let gate = ReactorGate(reactor)
-        // One NIO thread for the admin listener and the API client: neither is on the data path.
+        let gate = ReactorGate(reactor, stats: stats)
+        // One NIO thread for the Kubernetes API client (the admin listener has its own thread).
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         var admin: AdminServer?
         if let adminAddress {
-            let probes = AdminServer.Probes(
-                healthy: { [healthy = mode.healthy] in gate.loopsResponding && healthy() },
-                ready: { [ready = mode.ready] in gate.loopsRunning && !gate.stopping && ready() })
             do {
-                admin = try AdminServer(address: adminAddress, group: group, probes: probes)
+                admin = try AdminServer(
+                    address: adminAddress, source: Self.adminSource(gate, mode: mode), options: Self.adminOptions(),
+                    logger: logger)
             } catch {
-                logger.critical("admin listener: cannot listen on \(adminAddress): \(error)")
+                logger.critical("\(error)")
                 throw ExitCode(1)
             }
+            admin?.start()
         }
         gate.start()
         var listening = initial.listeners.map { "\($0.name)=\($0.address)" }
@@ -116,14 +124,29 @@ struct ControlPlane {
 /// The reactor, for the threads that drive it: the control thread and the kube applier.
 /// `Reactor` wants one caller at a time; every call here takes the lock.
 final class ReactorGate: @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): `reactor` is used only while `lock` is held, except `ping`,
-    // which posts to the loops' thread-safe mailboxes; the flags are atomics.
+    // SAFETY (@unchecked Sendable): `reactor` is used only while `lock` is held, except `ping`
+    // and `collect`, which post to the loops' thread-safe mailboxes, and `workers` and
+    // `accessLogRings`, which are constants; the flags are atomics.
     private let reactor: Reactor
     private let lock = Mutex(())
     private let running = Atomic(false)
     private let stoppingFlag = Atomic(false)
+    /// Reloads are counted here by the modes (file: SIGHUP; kube: each applied table).
+    let stats: ProcessStats
 
-    init(_ reactor: Reactor) { self.reactor = reactor }
+    init(_ reactor: Reactor, stats: ProcessStats) {
+        self.reactor = reactor
+        self.stats = stats
+    }
+
+    var workers: Int { reactor.workers }
+
+    /// `Reactor.accessLogRings` (fixed at start).
+    var accessLogRings: [AccessLogRing] { reactor.accessLogRings }
+
+    /// Every loop's metrics, or nil when one did not answer in time. Like `ping`, it touches
+    /// only the loops' mailboxes: no lock, so a scrape never waits behind an `apply`.
+    func collect(timeoutMillis: Int64) -> [LoopMetricsSample]? { reactor.collect(timeoutMillis: timeoutMillis) }
 
     /// Starts the loop threads.
     func start() {
@@ -177,10 +200,13 @@ struct FileMode: ControlMode {
         do {
             let next = try load(generation + 1)
             try gate.apply(next)
+            gate.stats.reloaded()
             logger.notice("reloaded generation=\(generation + 1)")
         } catch let error as ConfigError {
+            gate.stats.reloadFailed()
             logger.error("reload failed: keeping generation \(generation)\n\(error.description)")
         } catch {
+            gate.stats.reloadFailed()
             logger.error("reload failed: keeping generation \(generation): \(error)")
         }
     }

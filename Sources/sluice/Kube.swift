@@ -41,7 +41,7 @@ struct Kube: ParsableCommand {
             "The PEM private key of the --tls-certificate in the same position; repeatable.", valueName: "key.pem"))
     var tlsKey: [String] = []
 
-    @Option(help: "Admin listener for /healthz and /readyz, HOST:PORT; \"\" or off disables it.")
+    @Option(help: "Admin listener (/healthz, /readyz, /metrics, /routes, /stats), HOST:PORT; \"\" or off disables it.")
     var adminAddress: String = "0.0.0.0:8081"
 
     @Option(help: "Raw TCP services, [namespace/]name:port[,...]; each listens on its port.")

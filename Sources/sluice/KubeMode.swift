@@ -1,6 +1,8 @@
 import Dispatch
+import Foundation
 import Logging
 import NIOCore
+import SluiceAdmin
 import SluiceKube
 import SluiceKubeClient
 import SluiceSystem
@@ -39,7 +41,13 @@ final class KubeMode: ControlMode, @unchecked Sendable {
         let client = try KubeAPIClient(config: clientConfig, group: group)
         let discovery = KubeDiscovery(client: client, settings: settings, servingHash: servingHash, logger: logger)
         let applier = KubeApplier(state: discovery.state, translator: translator, logger: logger) { snapshot in
-            try gate.apply(snapshot)
+            do {
+                try gate.apply(snapshot)
+                gate.stats.reloaded()
+            } catch {
+                gate.stats.reloadFailed()
+                throw error
+            }
         }
         stateBox.withLock { $0 = discovery.state }
         applierThread = Threads.spawn { applier.run() }
@@ -80,6 +88,19 @@ final class KubeMode: ControlMode, @unchecked Sendable {
 
     var healthy: @Sendable () -> Bool {
         { [stateBox = StateReader(self)] in stateBox.read()?.watchersAlive() ?? false }
+    }
+
+    /// The watches' state and the last sync, for `/metrics`.
+    var kubeStatus: (@Sendable () -> KubeWatchStatus)? {
+        { [stateBox = StateReader(self)] in
+            let state = stateBox.read()
+            let watches =
+                state?.watchesStreaming.map { ($0.resource, $0.streaming) }
+                ?? KubeResource.allCases.map { ($0, false) }
+            return KubeWatchStatus(
+                watches: watches.map { KubeWatchStatus.Watch(resource: $0.0.rawValue.lowercased(), up: $0.1) },
+                lastSyncMicros: state?.lastSyncTime.map { Int64(($0.timeIntervalSince1970 * 1_000_000).rounded()) })
+        }
     }
 
     fileprivate func currentState() -> KubeDiscoveryState? { stateBox.withLock { $0 } }

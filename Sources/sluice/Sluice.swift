@@ -10,7 +10,7 @@ import SluiceSystem
 struct Sluice: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "An event-loop L4 load balancer with splice forwarding.",
-        subcommands: [Run.self, Kube.self, Check.self, Demo.self],
+        subcommands: [Run.self, Kube.self, Check.self, Demo.self, Top.self],
         defaultSubcommand: Run.self
     )
 }
@@ -41,7 +41,7 @@ struct Run: ParsableCommand {
     @Option(help: "Event loops (default: the file's `workers`, else the affinity mask's CPUs within the cgroup quota).")
     var workers: Int?
 
-    @Option(help: "Admin listener for /healthz and /readyz, HOST:PORT (default: none).")
+    @Option(help: "Admin listener (/healthz, /readyz, /metrics, /routes, /stats), HOST:PORT (default: none).")
     var adminAddress: String = "off"
 
     @OptionGroup var log: LogOptions
