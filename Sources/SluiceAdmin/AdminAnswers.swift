@@ -51,9 +51,10 @@ public enum AdminAnswers {
         -> AdminResponse
     {
         switch route {
-        case .metrics(let format):
-            let body = ByteOutput(capacity: 4096 + metrics.snapshot.endpoints.count * 1800)
-            MetricsRenderer(format: format, into: body).render(metrics, process: process)
+        case .metrics(let format, let scope):
+            let perEndpoint = scope.contains(.server) ? 1800 : 200
+            let body = ByteOutput(capacity: 4096 + metrics.snapshot.endpoints.count * perEndpoint)
+            MetricsRenderer(format: format, scope: scope, into: body).render(metrics, process: process)
             return AdminResponse(status: 200, contentType: format.contentType, body: body)
         case .routes:
             let body = ByteOutput(capacity: 1024 + metrics.snapshot.endpoints.count * 48)

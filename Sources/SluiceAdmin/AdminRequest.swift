@@ -8,18 +8,22 @@ public enum AdminRoute: Sendable, Equatable {
     case health
     /// `/readyz`: the table is in force and the process is not stopping.
     case ready
-    case metrics(MetricsFormat)
+    /// `/metrics[?scope=…]`: the families of the scopes asked for (all when none).
+    case metrics(MetricsFormat, MetricsScope = .all)
     case routes
     case stats
     case statsJSON
 
-    /// The route for a path (the target up to `?`); nil: 404.
-    public static func route(path: UnsafeRawBufferPointer, accept: String?) -> AdminRoute? {
+    /// The route for a path (the target up to `?`) and its query; nil: 404.
+    public static func route(
+        path: UnsafeRawBufferPointer, query: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+        accept: String?
+    ) -> AdminRoute? {
         switch String(decoding: path, as: UTF8.self) {
         case "/": .index
         case "/healthz": .health
         case "/readyz": .ready
-        case "/metrics": .metrics(MetricsFormat.negotiate(accept: accept))
+        case "/metrics": .metrics(MetricsFormat.negotiate(accept: accept), MetricsScope(query: query))
         case "/routes": .routes
         case "/stats": .stats
         case "/stats.json": .statsJSON
@@ -57,6 +61,7 @@ public struct AdminRequest: Sendable, Equatable {
     /// Interprets `head`, parsed from `buffer` with its `fields`.
     public init(_ head: HTTPRequestHead, buffer: UnsafeRawBufferPointer, fields: UnsafeBufferPointer<HTTPField>) {
         let path = Self.pathBytes(head, buffer)
+        let query = Self.queryBytes(head, buffer)
         let accept = Self.fieldValue("accept", head, buffer, fields)
         headOnly = head.method == .head
         let hasBody = head.bodyKind != .none
@@ -67,7 +72,7 @@ public struct AdminRequest: Sendable, Equatable {
             keepAlive = !head.connectionClose && !hasBody
             http10KeepAlive = false
         }
-        guard let route = AdminRoute.route(path: path, accept: accept) else {
+        guard let route = AdminRoute.route(path: path, query: query, accept: accept) else {
             outcome = .notFound
             return
         }
@@ -81,6 +86,16 @@ public struct AdminRequest: Sendable, Equatable {
         let end = Int(head.path.upperBound)
         while hi < end && buffer[hi] != UInt8(ascii: "?") { hi += 1 }
         return UnsafeRawBufferPointer(rebasing: buffer[lo..<hi])
+    }
+
+    /// The target's query, after `?` (empty when none).
+    static func queryBytes(_ head: HTTPRequestHead, _ buffer: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        var lo = Int(head.path.lowerBound)
+        let end = Int(head.path.upperBound)
+        while lo < end && buffer[lo] != UInt8(ascii: "?") { lo += 1 }
+        return lo < end
+            ? UnsafeRawBufferPointer(rebasing: buffer[(lo + 1)..<end])
+            : UnsafeRawBufferPointer(rebasing: buffer[end..<end])
     }
 
     /// The first value of the field called `lowercaseName` (compared case-insensitively).
@@ -108,5 +123,40 @@ public struct AdminRequest: Sendable, Equatable {
             }
         }
         return nil
+    }
+}
+
+/// Which families `/metrics` renders, as HAProxy's exporter takes them:
+/// `?scope=process&scope=frontend&scope=backend&scope=server` (any subset; `*` or none: all).
+/// Scraping without `server` keeps a large table's series per service, not per endpoint.
+public struct MetricsScope: OptionSet, Sendable, Equatable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    public static let process = MetricsScope(rawValue: 1)
+    public static let frontend = MetricsScope(rawValue: 2)
+    public static let backend = MetricsScope(rawValue: 4)
+    public static let server = MetricsScope(rawValue: 8)
+    public static let all: MetricsScope = [.process, .frontend, .backend, .server]
+
+    /// From a query string: every `scope=NAME` parameter; unknown names select nothing, so a
+    /// typo gives an empty answer rather than every series.
+    public init(query: UnsafeRawBufferPointer) {
+        var scope: MetricsScope = []
+        var named = false
+        for parameter in query.split(separator: UInt8(ascii: "&")) {
+            let text = String(decoding: parameter, as: UTF8.self)
+            guard text.hasPrefix("scope=") else { continue }
+            named = true
+            switch text.dropFirst(6) {
+            case "*", "all": scope.formUnion(.all)
+            case "process", "global": scope.insert(.process)
+            case "frontend": scope.insert(.frontend)
+            case "backend": scope.insert(.backend)
+            case "server": scope.insert(.server)
+            default: break
+            }
+        }
+        self = named ? scope : .all
     }
 }

@@ -13,10 +13,12 @@ import SluiceRouting
 /// then a few copies and a hand-formatted integer. No `String` per sample.
 public struct MetricsRenderer {
     let format: MetricsFormat
+    let scope: MetricsScope
     let out: ByteOutput
 
-    public init(format: MetricsFormat, into out: ByteOutput) {
+    public init(format: MetricsFormat, scope: MetricsScope = .all, into out: ByteOutput) {
         self.format = format
+        self.scope = scope
         self.out = out
     }
 
@@ -42,18 +44,24 @@ public struct MetricsRenderer {
             o.write("\"")
         }
 
-        processFamilies(metrics, process)
-        for family in Families.frontend { table(family, metrics.frontends, frontendLabels) }
-        // Only listeners that terminate TLS can time a handshake.
-        histogram(Families.tlsHandshakeDuration, metrics.tlsHandshakeDuration, frontendLabels) {
-            snapshot.listeners[$0].tlsContext >= 0
+        if scope.contains(.process) { processFamilies(metrics, process) }
+        if scope.contains(.frontend) {
+            for family in Families.frontend { table(family, metrics.frontends, frontendLabels) }
+            // Only listeners that terminate TLS can time a handshake.
+            histogram(Families.tlsHandshakeDuration, metrics.tlsHandshakeDuration, frontendLabels) {
+                snapshot.listeners[$0].tlsContext >= 0
+            }
         }
-        for family in Families.backend { table(family, metrics.backends, backendLabels) }
-        gauge(Families.backendActiveServers, backendLabels) { metrics.activeEndpoints(ofService: $0) }
-        histogram(Families.requestDuration, metrics.requestDuration, backendLabels)
-        histogram(Families.connectDuration, metrics.connectDuration, backendLabels)
-        for family in Families.server { table(family, metrics.servers, serverLabels) }
-        gauge(Families.serverUp, serverLabels) { metrics.endpointDown[$0] ? 0 : 1 }
+        if scope.contains(.backend) {
+            for family in Families.backend { table(family, metrics.backends, backendLabels) }
+            gauge(Families.backendActiveServers, backendLabels) { metrics.activeEndpoints(ofService: $0) }
+            histogram(Families.requestDuration, metrics.requestDuration, backendLabels)
+            histogram(Families.connectDuration, metrics.connectDuration, backendLabels)
+        }
+        if scope.contains(.server) {
+            for family in Families.server { table(family, metrics.servers, serverLabels) }
+            gauge(Families.serverUp, serverLabels) { metrics.endpointDown[$0] ? 0 : 1 }
+        }
         if format == .openMetrics { out.write("# EOF\n") }
     }
 

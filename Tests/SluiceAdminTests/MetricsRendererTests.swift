@@ -4,6 +4,28 @@ import SluiceRouting
 import Testing
 
 @Suite struct MetricsRendererTests {
+    /// `?scope=` as HAProxy's exporter takes it: only the families asked for.
+    @Test func scopesSelectFamilies() {
+        let (metrics, process) = Fixtures.small()
+        func render(_ query: String) -> String {
+            let scope = Array(query.utf8).withUnsafeBytes { MetricsScope(query: $0) }
+            let out = ByteOutput()
+            MetricsRenderer(format: .prometheus, scope: scope, into: out).render(metrics, process: process)
+            return out.text
+        }
+        let all = render("")
+        #expect(all == render("scope=*"))
+        #expect(all.contains("sluice_server_up{") && all.contains("sluice_process_start_time_seconds"))
+        let services = render("scope=backend&scope=frontend")
+        #expect(services.contains("sluice_backend_http_requests_total{"))
+        #expect(services.contains("sluice_frontend_connections_total{"))
+        #expect(!services.contains("sluice_server_"))
+        #expect(!services.contains("sluice_process_start_time_seconds"))
+        let global = render("scope=process&x=1")
+        #expect(global.contains("sluice_generation") && !global.contains("sluice_backend_"))
+        #expect(render("scope=servers").isEmpty)
+    }
+
     @Test func responsesByClassSumTheLoops() {
         let (metrics, process) = Fixtures.small()
         let text = Fixtures.render(metrics, process)

@@ -95,8 +95,10 @@ import Testing
             }
         }
         let get = interpret("GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept: application/openmetrics-text\r\n\r\n")
-        #expect(get?.outcome == .serve(.metrics(.openMetrics)))
+        #expect(get?.outcome == .serve(.metrics(.openMetrics, .all)))
         #expect(get?.keepAlive == true)
+        let scoped = interpret("GET /metrics?scope=backend&scope=server HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(scoped?.outcome == .serve(.metrics(.prometheus, [.backend, .server])))
         #expect(interpret("HEAD /stats HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")?.keepAlive == false)
         #expect(interpret("HEAD /stats HTTP/1.1\r\nHost: a\r\n\r\n")?.headOnly == true)
         #expect(interpret("DELETE /routes HTTP/1.1\r\nHost: a\r\n\r\n")?.outcome == .methodNotAllowed)
