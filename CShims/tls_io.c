@@ -118,6 +118,27 @@ static void prefix_method_init(void) {
     prefix_method = m;
 }
 
+// A server session reading and writing through `bio` (owned by the session from here on;
+// freed when no session can be made).
+static SSL *server_session(SSL_CTX *ctx, BIO *bio) {
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == NULL) {
+        BIO_free(bio);
+        return NULL;
+    }
+    SSL_set_bio(ssl, bio, bio);
+    SSL_set_accept_state(ssl);
+    // Whole records per read call instead of header then body; buffers kept while the
+    // connection is busy so that steady-state reads and writes allocate nothing, and given
+    // back with sluice_tls_release_buffers once it is idle.
+    SSL_set_read_ahead(ssl, 1);
+    SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    // A peer that closes without close_notify is an end of stream, as for plain TCP.
+    SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    return ssl;
+}
+
 void *sluice_tls_session_new(void *ctx, int fd, const void *prefix, size_t prefix_len) {
     pthread_once(&prefix_once, prefix_method_init);
     if (prefix_method == NULL || ctx == NULL) return NULL;
@@ -140,22 +161,7 @@ void *sluice_tls_session_new(void *ctx, int fd, const void *prefix, size_t prefi
         return NULL;
     }
     BIO_set_data(bio, state);
-    SSL *ssl = SSL_new((SSL_CTX *)ctx);
-    if (ssl == NULL) {
-        BIO_free(bio);
-        return NULL;
-    }
-    SSL_set_bio(ssl, bio, bio);
-    SSL_set_accept_state(ssl);
-    // Whole records per read call instead of header then body; buffers kept while the
-    // connection is busy so that steady-state reads and writes allocate nothing, and given
-    // back with sluice_tls_release_buffers once it is idle.
-    SSL_set_read_ahead(ssl, 1);
-    SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
-    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    // A peer that closes without close_notify is an end of stream, as for plain TCP.
-    SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
-    return ssl;
+    return server_session((SSL_CTX *)ctx, bio);
 }
 
 static int outcome(SSL *ssl, int ret) {
@@ -378,18 +384,7 @@ void *sluice_tls_memory_session_new(void *ctx, const void *prefix, size_t prefix
         return NULL;
     }
     BIO_set_data(bio, t);
-    SSL *ssl = SSL_new((SSL_CTX *)ctx);
-    if (ssl == NULL) {
-        BIO_free(bio);
-        return NULL;
-    }
-    SSL_set_bio(ssl, bio, bio);
-    SSL_set_accept_state(ssl);
-    SSL_set_read_ahead(ssl, 1);
-    SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
-    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
-    return ssl;
+    return server_session((SSL_CTX *)ctx, bio);
 }
 
 size_t sluice_tls_input_room(void *p, void **where) {

@@ -1,4 +1,5 @@
 import SluiceReactor
+import SluiceRouting
 import SluiceWire
 
 /// Turns `AccessRecord`s into log lines, JSON or text, each ending in a newline.
@@ -337,30 +338,5 @@ public struct AccessLogFormatter {
     }
 
     /// `CloseReason.name` without a `String`.
-    static func reasonName(_ reason: CloseReason) -> StaticString {
-        switch reason {
-        case .none: "none"
-        case .clientClosed: "client_closed"
-        case .upstreamClosed: "upstream_closed"
-        case .done: "done"
-        case .clientReset: "client_reset"
-        case .upstreamReset: "upstream_reset"
-        case .clientTimeout: "client_timeout"
-        case .requestHeadTimeout: "request_head_timeout"
-        case .requestBodyTimeout: "request_body_timeout"
-        case .connectTimeout: "connect_timeout"
-        case .serverTimeout: "server_timeout"
-        case .tunnelTimeout: "tunnel_timeout"
-        case .connectFailed: "connect_failed"
-        case .noEndpoint: "no_endpoint"
-        case .noRoute: "no_route"
-        case .badRequest: "bad_request"
-        case .badResponse: "bad_response"
-        case .tlsFailed: "tls_failed"
-        case .badPreface: "bad_preface"
-        case .overLimit: "over_limit"
-        case .draining: "draining"
-        case .listenerRemoved: "listener_removed"
-        }
-    }
+    static func reasonName(_ reason: CloseReason) -> StaticString { reason.staticName }
 }

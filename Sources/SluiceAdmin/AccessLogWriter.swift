@@ -1,5 +1,6 @@
 import Logging
 import SluiceReactor
+import SluiceRouting
 import SluiceSystem
 import Synchronization
 

@@ -4,10 +4,10 @@ import Yams
 /// The top-level `accessLog` section and each listener's `accessLog` and `accessLogSample`.
 extension ConfigDecoder {
     /// `accessLog: {path, format, buffer}`; fields left out keep the defaults of
-    /// `AccessLogConfig()`. nil after a report.
-    mutating func decodeAccessLog(_ node: Node) -> AccessLogConfig? {
+    /// `AccessLogSettings()`. nil after a report.
+    mutating func decodeAccessLog(_ node: Node) -> AccessLogSettings? {
         guard let section = fields(node, path: "accessLog", known: ["path", "format", "buffer"]) else { return nil }
-        var config = AccessLogConfig()
+        var config = AccessLogSettings()
         var valid = true
         if let node = section["path"] {
             if let path = name(node, path: "accessLog.path") {
@@ -30,10 +30,10 @@ extension ConfigDecoder {
         }
         if let node = section["format"] {
             if let text = string(node, path: "accessLog.format") {
-                if let format = AccessLogConfig.Format(rawValue: text) {
+                if let format = AccessLogFormat(rawValue: text) {
                     config.format = format
                 } else {
-                    let allowed = AccessLogConfig.Format.allCases.map(\.rawValue).joined(separator: ", ")
+                    let allowed = AccessLogFormat.allCases.map(\.rawValue).joined(separator: ", ")
                     report("accessLog.format", at: node, "unknown format '\(text)' (expected one of: \(allowed))")
                     valid = false
                 }
@@ -42,8 +42,8 @@ extension ConfigDecoder {
             }
         }
         if let node = section["buffer"] {
-            if let buffer = integer(node, path: "accessLog.buffer", in: AccessLogConfig.bufferRange) {
-                config.buffer = buffer
+            if let buffer = integer(node, path: "accessLog.buffer", in: AccessLogSettings.bufferRange) {
+                config.ringCapacity = buffer
             } else {
                 valid = false
             }

@@ -8,9 +8,9 @@ public struct LoadedConfig: Sendable {
     /// Listeners, services, endpoints, timeouts, limits and tuning, ready to post to the loops.
     public let snapshot: RoutingSnapshot
     /// The top-level `accessLog` section; nil when absent (no records are made then).
-    public let accessLog: AccessLogConfig?
+    public let accessLog: AccessLogSettings?
 
-    public init(workers: Int?, accessLog: AccessLogConfig? = nil, snapshot: RoutingSnapshot) {
+    public init(workers: Int?, accessLog: AccessLogSettings? = nil, snapshot: RoutingSnapshot) {
         self.workers = workers
         self.accessLog = accessLog
         self.snapshot = snapshot

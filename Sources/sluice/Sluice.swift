@@ -79,7 +79,7 @@ struct Run: ParsableCommand {
         }
         try ControlPlane(
             workers: count, logger: logger, adminAddress: try AdminAddress.parse(adminAddress),
-            accessLog: accessLog.map(AccessLogSettings.init)
+            accessLog: accessLog
         )
         .run(initial: loaded.snapshot, mode: mode)
     }
@@ -117,20 +117,6 @@ func printError(_ text: String) {
 struct StandardError: TextOutputStream {
     mutating func write(_ string: String) {
         FileOutput.standardError(string)
-    }
-}
-
-extension AccessLogSettings {
-    /// The writer's settings for the file's `accessLog` section.
-    init(_ config: AccessLogConfig) {
-        let destination: Destination
-        switch config.destination {
-        case .standardOutput: destination = .standardOutput
-        case .standardError: destination = .standardError
-        case .file(let path): destination = .file(path)
-        }
-        self.init(
-            destination: destination, format: config.format == .text ? .text : .json, ringCapacity: config.buffer)
     }
 }
 

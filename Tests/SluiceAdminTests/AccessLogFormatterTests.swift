@@ -1,5 +1,6 @@
 import Foundation
 import SluiceReactor
+import SluiceRouting
 import Testing
 
 @testable import SluiceAdmin

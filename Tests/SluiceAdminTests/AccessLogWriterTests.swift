@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SluiceReactor
+import SluiceRouting
 import SluiceSystem
 import Synchronization
 import Testing

@@ -26,7 +26,7 @@ import Testing
 
     @Test func anEmptySectionLogsEverythingAsJSONToStandardOutput() throws {
         let config = try load(minimal(appending: "accessLog: {}"))
-        #expect(config.accessLog == AccessLogConfig(destination: .standardOutput, format: .json, buffer: 4096))
+        #expect(config.accessLog == AccessLogSettings(destination: .standardOutput, format: .json, ringCapacity: 4096))
         #expect(config.snapshot.listeners[0].accessLog == AccessLogPolicy(mode: .on, samplePerMillion: 1_000_000))
     }
 
@@ -35,13 +35,14 @@ import Testing
             minimal(appending: "accessLog:\n  path: logs/access.log\n  format: text\n  buffer: 1024"))
         #expect(
             relative.accessLog
-                == AccessLogConfig(destination: .file("/etc/sluice/logs/access.log"), format: .text, buffer: 1024))
+                == AccessLogSettings(
+                    destination: .file("/etc/sluice/logs/access.log"), format: .text, ringCapacity: 1024))
         let absolute = try load(minimal(appending: "accessLog: {path: /var/log/sluice/access.log, format: json}"))
         #expect(absolute.accessLog?.destination == .file("/var/log/sluice/access.log"))
         #expect(try load(minimal(appending: "accessLog: {path: stdout}")).accessLog?.destination == .standardOutput)
         #expect(try load(minimal(appending: "accessLog: {path: stderr}")).accessLog?.destination == .standardError)
-        #expect(try load(minimal(appending: "accessLog: {buffer: 16}")).accessLog?.buffer == 16)
-        #expect(try load(minimal(appending: "accessLog: {buffer: 65536}")).accessLog?.buffer == 65_536)
+        #expect(try load(minimal(appending: "accessLog: {buffer: 16}")).accessLog?.ringCapacity == 16)
+        #expect(try load(minimal(appending: "accessLog: {buffer: 65536}")).accessLog?.ringCapacity == 65_536)
     }
 
     @Test func listenerModesAndSampling() throws {

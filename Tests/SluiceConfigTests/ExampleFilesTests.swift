@@ -20,7 +20,7 @@ import Testing
 
     @Test func httpExampleLogsOneRequestInTen() throws {
         let config = try ConfigLoader.load(path: example("http.yaml"), generation: 1)
-        #expect(config.accessLog == AccessLogConfig(destination: .standardOutput, format: .json, buffer: 4096))
+        #expect(config.accessLog == AccessLogSettings(destination: .standardOutput, format: .json, ringCapacity: 4096))
         #expect(config.snapshot.listeners[0].accessLog == AccessLogPolicy(mode: .on, samplePerMillion: 100_000))
     }
 

@@ -223,7 +223,10 @@ public enum CloseReason: UInt8, CaseIterable, Sendable, BitwiseCopyable {
     }
 
     /// snake_case, for metrics labels and log records.
-    public var name: String {
+    public var name: String { staticName.description }
+
+    /// `name` without a `String` (the log writer copies its bytes).
+    public var staticName: StaticString {
         switch self {
         case .none: "none"
         case .clientClosed: "client_closed"

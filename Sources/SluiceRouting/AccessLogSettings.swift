@@ -6,13 +6,16 @@ public enum AccessLogFormat: String, Sendable, Hashable, CaseIterable {
     case text
 }
 
-/// Where the access log goes and how it reads. Read once at start: a reload that changes it
-/// is logged and ignored until the next start (the listeners' modes do change on reload).
-public struct AccessLogSettings: Sendable, Hashable {
+/// Where the access log goes and how it reads: the configuration file's top-level
+/// `accessLog` section, or `sluice kube`'s flags. Read once at start: a reload that changes it
+/// is logged and ignored until the next start (the listeners' `AccessLogPolicy` does change on
+/// reload).
+public struct AccessLogSettings: Sendable, Hashable, CustomStringConvertible {
     public enum Destination: Sendable, Hashable, CustomStringConvertible {
         case standardOutput
         case standardError
-        /// Appended to, created 0640 when missing, reopened on SIGUSR2.
+        /// Appended to, created 0640 when missing, reopened on SIGUSR2 (relative paths in a
+        /// configuration file are resolved against its directory).
         case file(String)
 
         public var description: String {
@@ -33,6 +36,9 @@ public struct AccessLogSettings: Sendable, Hashable {
     public var intervalMillis: Int
 
     public static let defaultRingCapacity = 4096
+    /// `accessLog.buffer`'s range. About 0.9 KiB a record: the default costs 3.6 MiB per loop,
+    /// the maximum 56 MiB.
+    public static let bufferRange = 16...65_536
 
     public init(
         destination: Destination = .standardOutput, format: AccessLogFormat = .json,
@@ -46,4 +52,5 @@ public struct AccessLogSettings: Sendable, Hashable {
 
     /// "path=… format=… buffer=…", for log lines.
     public var summary: String { "path=\(destination) format=\(format.rawValue) buffer=\(ringCapacity)" }
+    public var description: String { summary }
 }
