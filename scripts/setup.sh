@@ -4,8 +4,12 @@
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 
-# prometheus (promtool and a server) and chromium: the admin listener's metrics and stats page tests.
-packages=(liburing-dev libssl-dev pkg-config curl wrk openssl python3 python3-pip prometheus chromium)
+packages=(liburing-dev libssl-dev pkg-config curl wrk openssl python3 python3-pip)
+# SLUICE_TESTS=1 (scripts/test.sh): prometheus (promtool and a server) and chromium, for the
+# admin listener's metrics and stats page tests; the demo does not need them.
+if [ "${SLUICE_TESTS:-0}" = 1 ]; then
+    packages+=(prometheus chromium)
+fi
 if [ "${SLUICE_PERF:-0}" = 1 ]; then
     packages+=(haproxy nginx wrk iperf3 nghttp2-client linux-perf valgrind)
 fi

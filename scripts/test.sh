@@ -3,7 +3,7 @@
 # the real binary against real sockets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+SLUICE_TESTS=1 bash scripts/setup.sh
 
 echo "== swift format lint"
 swift format lint --strict -r Package.swift Sources Tests Benchmarks Fuzz
