@@ -300,7 +300,9 @@ extension Loop {
         _ text: UnsafeMutableRawPointer, _ r: UnsafeMutablePointer<AccessRecord>, _ field: AccessRecord.Field,
         _ name: String
     ) {
-        let copied = name.utf8.withContiguousStorageIfAvailable { put(text, r, field, UnsafeRawBufferPointer($0)) }
+        let copied: Void? = name.utf8.withContiguousStorageIfAvailable {
+            put(text, r, field, UnsafeRawBufferPointer($0))
+        }
         if copied == nil { clear(r, field) }
     }
 }
