@@ -258,13 +258,10 @@ public struct AccessLogFormatter {
     // MARK: - Names
 
     /// Whether `field` held less than the loop had (the record keeps the first bytes): its
-    /// `truncated` bit (`AccessRecord.set`), or a field filled to its capacity, for records
-    /// whose texts were copied without `set` (the loops copy them directly). A value of
-    /// exactly the capacity is then taken for a cut one.
+    /// `truncated` bit, which the loops and `AccessRecord.set` keep, so a value of exactly
+    /// the field's capacity is not taken for a cut one.
     static func isCut(_ record: borrowing AccessRecord, _ field: AccessRecord.Field) -> Bool {
-        let flagged = record.truncated & (1 << UInt8(field.rawValue)) != 0
-        let full = Int(record.lengths[field.rawValue]) >= field.capacity
-        return flagged || full
+        record.truncated & (1 << UInt8(field.rawValue)) != 0
     }
 
     static func methodName(_ record: borrowing AccessRecord) -> StaticString? {

@@ -371,10 +371,14 @@ def test_a_cut_target_is_marked(http_backends, proxy_factory, tmp_path):
     ok = http_backends.add("ok")
     log = start(proxy_factory, tmp_path, {"web": web({"ok": "ok"})}, {"ok": [ok.addr]})
     target = "/long/" + "x" * 400 + "?q=\"quoted\""
+    exact = "/" + "y" * 255  # exactly the 256 bytes kept: not cut
     assert request(log.addr("web"), "ok.example.com", target)[0].status == 200
-    record = only(log.stop(), service="ok")
-    assert record["target"] == target[:256]
-    assert record["target_truncated"] is True
+    assert request(log.addr("web"), "ok.example.com", exact)[0].status == 200
+    records = log.stop()
+    cut = only(records, service="ok", target=target[:256])
+    assert cut["target_truncated"] is True
+    whole = only(records, service="ok", target=exact)
+    assert whole["target_truncated"] is False
 
 
 # --------------------------------------------------------------------------

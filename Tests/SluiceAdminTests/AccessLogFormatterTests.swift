@@ -207,9 +207,10 @@ import Testing
         #expect(try field(line, "target_truncated") as? Bool == true)
         #expect(text(record).contains(" \"" + String(long.prefix(256)) + "...\" 200 "))
 
-        // A full field whose bytes were copied without `set` (as the loops copy them) counts
-        // as cut; one byte less does not.
-        record.truncated = 0
+        // Exactly the field's capacity is not a cut; one byte more is.
+        record.set(.target, String(long.prefix(256)))
+        #expect(try field(json(record), "target_truncated") as? Bool == false)
+        record.set(.target, String(long.prefix(257)))
         #expect(try field(json(record), "target_truncated") as? Bool == true)
         record.set(.target, String(long.prefix(255)))
         #expect(try field(json(record), "target_truncated") as? Bool == false)
