@@ -1,3 +1,5 @@
+import SluiceSystem
+
 /// One direction of a TCP tunnel: bytes from a source socket to a destination socket,
 /// through a pipe (splice) or a buffer (copy). A value with no I/O: the loop performs the
 /// step it asks for and feeds back the result, so the same machine serves the epoll driver
@@ -141,5 +143,22 @@ struct FlowState {
         capacity = pipeCapacity
         offset = 0
         return true
+    }
+}
+
+extension FlowState {
+    /// A readiness event on the source socket: worth a read, and whether the end of stream
+    /// behind the data must still be read (a short read then does not mean drained).
+    @inline(__always)
+    mutating func sourceReady(_ readiness: Readiness) {
+        guard readiness.mayRead else { return }
+        srcReadable = true
+        if readiness.hungUp { srcHangup = true }
+    }
+
+    /// A readiness event on the destination socket: a write may go.
+    @inline(__always)
+    mutating func destinationReady(_ readiness: Readiness) {
+        if readiness.mayWrite { dstWritable = true }
     }
 }

@@ -43,18 +43,15 @@ extension Loop {
     // MARK: - Events
 
     @inline(__always)
-    func onHTTPDownstream(_ slot: Int32, _ mask: UInt32) {
+    func onHTTPDownstream(_ slot: Int32, _ mask: Readiness) {
         let c = table.pointer(slot)
-        if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
-            c.pointee.toUp.srcReadable = true
-            if mask & (Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 { c.pointee.toUp.srcHangup = true }
-        }
-        if mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 { c.pointee.toDown.dstWritable = true }
+        c.pointee.toUp.sourceReady(mask)
+        c.pointee.toDown.destinationReady(mask)
         httpPump(slot)
     }
 
     @inline(__always)
-    func onHTTPUpstream(_ slot: Int32, _ mask: UInt32) {
+    func onHTTPUpstream(_ slot: Int32, _ mask: Readiness) {
         let c = table.pointer(slot)
         let e = exchange(slot)
         if c.pointee.upFD < 0 {
@@ -62,15 +59,12 @@ extension Loop {
             onParkedEvent(slot, mask)
             return
         }
-        if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
-            c.pointee.toDown.srcReadable = true
-            if mask & (Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 { c.pointee.toDown.srcHangup = true }
-        }
-        if mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 { c.pointee.toUp.dstWritable = true }
+        c.pointee.toDown.sourceReady(mask)
+        c.pointee.toUp.destinationReady(mask)
         if e.pointee.phase == .readingHead {
             // An upstream attached between requests (not parked): any input means the server
             // closed it or sent bytes nobody asked for. Drop it; the next request takes another.
-            if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
+            if mask.mayRead {
                 Syscall.close(c.pointee.upFD)
                 c.pointee.upFD = -1
                 c.pointee.toDown.srcReadable = false
@@ -79,7 +73,7 @@ extension Loop {
             return
         }
         if e.pointee.phase == .connecting {
-            guard mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 else { return }
+            guard mask.mayWrite else { return }
             let step: HTTPStep
             if Socket.pendingError(c.pointee.upFD) == nil {
                 markEndpointUp(c)

@@ -81,9 +81,9 @@ extension Loop {
 
     /// An event under the client's upstream token while it has no upstream attached: its
     /// parked connection spoke or hung up (a server closing an idle connection). Drop it.
-    func onParkedEvent(_ slot: Int32, _ mask: UInt32) {
+    func onParkedEvent(_ slot: Int32, _ mask: Readiness) {
         let c = table.pointer(slot)
-        guard mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0, c.pointee.parked >= 0 else {
+        guard mask.mayRead, c.pointee.parked >= 0 else {
             return
         }
         if let entry = pool.entry(c.pointee.parked, generation: c.pointee.parkedGeneration), entry.owner == slot,

@@ -194,7 +194,7 @@ final class Loop: @unchecked Sendable {
             var mail = false
             for i in 0..<n {
                 let token = EventToken(raw: epoll.data(at: i))
-                let mask = epoll.mask(at: i)
+                let mask = epoll.readiness(at: i)
                 switch token.kind {
                 case .downstream: onDownstream(token, mask)
                 case .upstream: onUpstream(token, mask)
@@ -362,7 +362,7 @@ final class Loop: @unchecked Sendable {
     // MARK: - Events
 
     @inline(__always)
-    func onDownstream(_ token: EventToken, _ mask: UInt32) {
+    func onDownstream(_ token: EventToken, _ mask: Readiness) {
         let slot = token.index
         let c = table.pointer(slot)
         guard c.pointee.generation == token.generation, c.pointee.downFD >= 0 else { return }
@@ -371,32 +371,26 @@ final class Loop: @unchecked Sendable {
             return
         }
         if c.pointee.peeking {
-            if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
-                c.pointee.toUp.srcReadable = true
-                if mask & (Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 { c.pointee.toUp.srcHangup = true }
-            }
-            if mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 { c.pointee.toDown.dstWritable = true }
+            c.pointee.toUp.sourceReady(mask)
+            c.pointee.toDown.destinationReady(mask)
             peekStep(slot)
             return
         }
-        if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
-            c.pointee.toUp.srcReadable = true
-            if mask & (Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 { c.pointee.toUp.srcHangup = true }
-        }
-        if mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 { c.pointee.toDown.dstWritable = true }
+        c.pointee.toUp.sourceReady(mask)
+        c.pointee.toDown.destinationReady(mask)
         switch c.pointee.life.state {
         case .tunnel:
             pump(slot)
         case .connecting:
             // The client vanished while we were connecting: give up now.
-            if mask & (Epoll.hangup | Epoll.error) != 0 { close(slot, abort: true, reason: .clientClosed) }
+            if mask.closed { close(slot, abort: true, reason: .clientClosed) }
         case .idle, .closed:
             break
         }
     }
 
     @inline(__always)
-    func onUpstream(_ token: EventToken, _ mask: UInt32) {
+    func onUpstream(_ token: EventToken, _ mask: Readiness) {
         let slot = token.index
         let c = table.pointer(slot)
         guard c.pointee.generation == token.generation, c.pointee.downFD >= 0 else { return }
@@ -406,11 +400,11 @@ final class Loop: @unchecked Sendable {
         }
         switch c.pointee.life.state {
         case .connecting:
-            guard mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 else { return }
+            guard mask.mayWrite else { return }
             if Socket.pendingError(c.pointee.upFD) == nil {
-                if mask & (Epoll.readHangup | Epoll.hangup) != 0 { c.pointee.toDown.srcHangup = true }
+                if mask.peerClosed { c.pointee.toDown.srcHangup = true }
                 // Bytes the endpoint sent first come with this event or raise a later one.
-                if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
+                if mask.mayRead {
                     c.pointee.toDown.srcReadable = true
                 }
                 established(slot)
@@ -418,11 +412,8 @@ final class Loop: @unchecked Sendable {
                 connectFailed(slot, timedOut: false)
             }
         case .tunnel:
-            if mask & (Epoll.readable | Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 {
-                c.pointee.toDown.srcReadable = true
-                if mask & (Epoll.readHangup | Epoll.hangup | Epoll.error) != 0 { c.pointee.toDown.srcHangup = true }
-            }
-            if mask & (Epoll.writable | Epoll.hangup | Epoll.error) != 0 { c.pointee.toUp.dstWritable = true }
+            c.pointee.toDown.sourceReady(mask)
+            c.pointee.toUp.destinationReady(mask)
             pump(slot)
         case .idle, .closed:
             break
