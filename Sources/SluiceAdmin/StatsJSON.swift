@@ -38,11 +38,7 @@ public enum StatsJSON {
             field("connections", t[i, .connections], out)
             field("current", t[i, .currentConnections], out)
             field("requests", t[i, .httpRequests], out)
-            responses(
-                [
-                    t[i, .responses1xx], t[i, .responses2xx], t[i, .responses3xx], t[i, .responses4xx],
-                    t[i, .responses5xx], t[i, .responsesOther],
-                ], out)
+            responses(t.responses(i), out)
             field("bytesIn", t[i, .bytesIn], out)
             field("bytesOut", t[i, .bytesOut], out)
             field("errors", t[i, .requestErrors], out)
@@ -61,11 +57,7 @@ public enum StatsJSON {
             field("connections", t[i, .connections], out)
             field("current", t[i, .currentConnections], out)
             field("requests", t[i, .httpRequests], out)
-            responses(
-                [
-                    t[i, .responses1xx], t[i, .responses2xx], t[i, .responses3xx], t[i, .responses4xx],
-                    t[i, .responses5xx], t[i, .responsesOther],
-                ], out)
+            responses(t.responses(i), out)
             field("bytesIn", t[i, .bytesIn], out)
             field("bytesOut", t[i, .bytesOut], out)
             field("errors", t[i, .connectionErrors] + t[i, .responseErrors] + t[i, .noEndpoint], out)
@@ -97,11 +89,7 @@ public enum StatsJSON {
             field("connections", t[e, .connections], out)
             field("current", t[e, .currentConnections], out)
             field("requests", t[e, .httpRequests], out)
-            responses(
-                [
-                    t[e, .responses1xx], t[e, .responses2xx], t[e, .responses3xx], t[e, .responses4xx],
-                    t[e, .responses5xx], t[e, .responsesOther],
-                ], out)
+            responses(t.responses(e), out)
             field("errors", t[e, .connectionErrors], out)
             out.write("}")
         }

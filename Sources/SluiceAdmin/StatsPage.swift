@@ -36,10 +36,7 @@ public enum StatsPage {
             number(t[i, .connections], out)
             out.write("<td>–</td>")
             number(t[i, .httpRequests], out)
-            for metric in [FrontendMetric.responses1xx, .responses2xx, .responses3xx, .responses4xx, .responses5xx] {
-                number(t[i, metric], out)
-            }
-            number(t[i, .responsesOther], out)
+            for count in t.responses(i) { number(count, out) }
             number(t[i, .bytesIn], out)
             number(t[i, .bytesOut], out)
             number(t[i, .requestErrors], out)
@@ -62,10 +59,7 @@ public enum StatsPage {
             number(t[i, .connections], out)
             out.write("<td>–</td><td>–</td>")
             number(t[i, .httpRequests], out)
-            for metric in [BackendMetric.responses1xx, .responses2xx, .responses3xx, .responses4xx, .responses5xx] {
-                number(t[i, metric], out)
-            }
-            number(t[i, .responsesOther], out)
+            for count in t.responses(i) { number(count, out) }
             number(t[i, .connectionErrors] + t[i, .responseErrors] + t[i, .noEndpoint], out)
             number(t[i, .timeoutConnect] + t[i, .timeoutServer] + t[i, .timeoutTunnel], out)
             let buckets = Quantile.buckets(metrics.requestDuration, row: i)
@@ -88,10 +82,7 @@ public enum StatsPage {
             number(t[e, .connections], out)
             out.write("<td>–</td>")
             number(t[e, .httpRequests], out)
-            for metric in [ServerMetric.responses1xx, .responses2xx, .responses3xx, .responses4xx, .responses5xx] {
-                number(t[e, metric], out)
-            }
-            number(t[e, .responsesOther], out)
+            for count in t.responses(e) { number(count, out) }
             number(t[e, .connectionErrors], out)
             out.write("</tr>\n")
         }

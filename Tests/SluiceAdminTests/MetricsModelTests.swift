@@ -12,6 +12,21 @@ import Testing
         #expect(LatencyBuckets.bucket(10_000_001) == 14)
     }
 
+    /// The six response counters of every table are consecutive, 1xx … 5xx then other.
+    @Test func statusClassesPickTheirCounters() {
+        #expect(FrontendMetric.response(101) == .responses1xx)
+        #expect(BackendMetric.response(204) == .responses2xx)
+        #expect(ServerMetric.response(304) == .responses3xx)
+        #expect(FrontendMetric.response(404) == .responses4xx)
+        #expect(BackendMetric.response(599) == .responses5xx)
+        #expect(ServerMetric.response(0) == .responsesOther)
+        #expect(FrontendMetric.response(600) == .responsesOther)
+        var table = MetricTable<ServerMetric>(rows: 2)
+        table.add(1, .responses5xx, 3)
+        table.add(1, .responsesOther, 1)
+        #expect(table.responses(1) == [0, 0, 0, 0, 3, 1])
+    }
+
     @Test func tablesRemapRowsByIdentityAndDropTheRest() {
         var table = MetricTable<BackendMetric>(rows: 3)
         table.add(0, .httpRequests, 5)

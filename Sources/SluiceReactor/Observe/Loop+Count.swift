@@ -161,49 +161,6 @@ extension Loop {
     }
 }
 
-extension FrontendMetric {
-    /// The counter of a response status's class.
-    @inline(__always)
-    static func response(_ status: UInt16) -> FrontendMetric {
-        switch status / 100 {
-        case 1: .responses1xx
-        case 2: .responses2xx
-        case 3: .responses3xx
-        case 4: .responses4xx
-        case 5: .responses5xx
-        default: .responsesOther
-        }
-    }
-}
-
-extension BackendMetric {
-    @inline(__always)
-    static func response(_ status: UInt16) -> BackendMetric {
-        switch status / 100 {
-        case 1: .responses1xx
-        case 2: .responses2xx
-        case 3: .responses3xx
-        case 4: .responses4xx
-        case 5: .responses5xx
-        default: .responsesOther
-        }
-    }
-}
-
-extension ServerMetric {
-    @inline(__always)
-    static func response(_ status: UInt16) -> ServerMetric {
-        switch status / 100 {
-        case 1: .responses1xx
-        case 2: .responses2xx
-        case 3: .responses3xx
-        case 4: .responses4xx
-        case 5: .responses5xx
-        default: .responsesOther
-        }
-    }
-}
-
 extension Loop {
     // MARK: - Bytes
 

@@ -67,6 +67,32 @@ public enum ServerMetric: Int, CaseIterable, Sendable {
     case reuses
 }
 
+/// A metric enum whose response counters, one per status class (1xx … 5xx, other), are six
+/// consecutive cases starting at `responses1xx`.
+public protocol ResponseClassMetric: RawRepresentable, CaseIterable where RawValue == Int {
+    static var responses1xx: Self { get }
+}
+
+extension ResponseClassMetric {
+    /// 0 … 4 for 1xx … 5xx, 5 for any other status.
+    @inline(__always)
+    public static func statusClass(_ status: UInt16) -> Int {
+        let c = Int(status / 100)
+        return c >= 1 && c <= 5 ? c - 1 : 5
+    }
+
+    /// The counter of `status`'s class.
+    @inline(__always)
+    public static func response(_ status: UInt16) -> Self {
+        // SAFETY of the unwrap: the six response cases are consecutive (checked in tests).
+        Self(rawValue: responses1xx.rawValue &+ statusClass(status))!
+    }
+}
+
+extension FrontendMetric: ResponseClassMetric {}
+extension BackendMetric: ResponseClassMetric {}
+extension ServerMetric: ResponseClassMetric {}
+
 /// Rows of counters, one per frontend, backend or server, flat in one array.
 public struct MetricTable<Metric: RawRepresentable & CaseIterable>: Sendable, Equatable
 where Metric.RawValue == Int {
@@ -99,6 +125,12 @@ where Metric.RawValue == Int {
             for k in 0..<Self.width { next.values[new * Self.width + k] &+= values[old * Self.width + k] }
         }
         return next
+    }
+
+    /// Row `row`'s response counters, 1xx … 5xx then other.
+    public func responses(_ row: Int) -> [Int] where Metric: ResponseClassMetric {
+        let first = row * Self.width + Metric.responses1xx.rawValue
+        return Array(values[first..<first + 6])
     }
 
     /// Adds `other` row by row (same snapshot).
