@@ -438,6 +438,8 @@ void sluice_tls_output_consumed(void *p, size_t count) {
     if (t->out_start == t->out_end) t->out_start = t->out_end = 0;
 }
 
+int sluice_tls_has_pending(void *p) { return SSL_has_pending((SSL *)p); }
+
 int sluice_tls_release_transport_buffers(void *p) {
     struct memory_transport *t = memory_of(p);
     int freed = SSL_free_buffers((SSL *)p);

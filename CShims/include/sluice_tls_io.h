@@ -58,6 +58,8 @@ size_t sluice_tls_input_pending(void *ssl);
 size_t sluice_tls_output(void *ssl, const void **where);
 /// `count` bytes of the output were sent.
 void sluice_tls_output_consumed(void *ssl, size_t count);
+/// OpenSSL holds record bytes (decrypted or not) that a read would return.
+int sluice_tls_has_pending(void *ssl);
 /// sluice_tls_release_buffers, plus the transport's own buffers when empty; 1 when the
 /// session holds no buffer now.
 int sluice_tls_release_transport_buffers(void *ssl);

@@ -144,6 +144,19 @@ public enum TLSSession {
         return UnsafeRawBufferPointer(start: place, count: place == nil ? 0 : count)
     }
 
+    /// How many bytes `pendingOutput` holds.
+    @inline(__always)
+    public static func pendingOutputCount(_ session: OpaquePointer) -> Int {
+        var place: UnsafeRawPointer? = nil
+        return sluice_tls_output(UnsafeMutableRawPointer(session), &place)
+    }
+
+    /// OpenSSL holds record bytes a read would return without more input.
+    @inline(__always)
+    public static func hasPending(_ session: OpaquePointer) -> Bool {
+        sluice_tls_has_pending(UnsafeMutableRawPointer(session)) != 0
+    }
+
     /// `count` bytes of `pendingOutput` were sent.
     @inline(__always)
     public static func consumeOutput(_ session: OpaquePointer, count: Int) {

@@ -149,7 +149,6 @@ struct HTTPExchange {
     /// Where the request head in flight sits in `req` (kept for a retry on a new upstream).
     var headStart: Int32 = 0
     var headLength: Int32 = 0
-    var connectTries: UInt8 = 0
     /// `.closing`: the response is written and SHUT_WR sent; reading until the client closes.
     var lingering = false
     /// Large Content-Length bodies move through a pipe (splice) instead of a buffer.

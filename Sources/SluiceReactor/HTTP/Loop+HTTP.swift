@@ -47,6 +47,11 @@ extension Loop {
         let c = table.pointer(slot)
         c.pointee.toUp.sourceReady(mask)
         c.pointee.toDown.destinationReady(mask)
+        // A TLS client's ciphertext that the socket did not take before goes first.
+        if mask.mayWrite, let session = c.pointee.tls, case .failed(let error) = pushTLSOutput(c, session) {
+            closeHTTP(slot, abort: true, reason: Self.failure(error, client: true))
+            return
+        }
         httpPump(slot)
     }
 
@@ -65,7 +70,7 @@ extension Loop {
             // An upstream attached between requests (not parked): any input means the server
             // closed it or sent bytes nobody asked for. Drop it; the next request takes another.
             if mask.mayRead {
-                Syscall.close(c.pointee.upFD)
+                driver.close(c.pointee.upFD)
                 c.pointee.upFD = -1
                 c.pointee.toDown.srcReadable = false
                 c.pointee.toDown.srcHangup = false
@@ -75,9 +80,8 @@ extension Loop {
         if e.pointee.phase == .connecting {
             guard mask.mayWrite else { return }
             let step: HTTPStep
-            if Socket.pendingError(c.pointee.upFD) == nil {
-                markEndpointUp(c)
-                noteConnected(c)
+            if connectError(c) == nil {
+                connectSucceeded(c)
                 step = queueRequest(slot)
             } else {
                 step = httpConnectFailed(slot, timedOut: false)
@@ -129,7 +133,7 @@ extension Loop {
         case .closing:
             closeHTTP(slot, abort: false, reason: .clientTimeout)
         case .tlsIdle:
-            if let session = c.pointee.tls { TLSSession.releaseBuffers(session) }
+            if let session = c.pointee.tls { TLSSession.releaseTransportBuffers(session) }
             armHTTPTimer(slot, .clientIdle, at: c.pointee.life.lastActivity + snapshot.timeouts.clientMillis)
         case .tunnel:
             let idleUntil = c.pointee.life.lastActivity + snapshot.timeouts.tunnelMillis

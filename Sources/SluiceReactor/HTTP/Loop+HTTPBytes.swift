@@ -6,61 +6,6 @@ import SluiceWire
 extension Loop {
     // MARK: - Byte helpers
 
-    enum ReadResult {
-        case bytes(Int32)
-        case eof
-        case wouldBlock
-        /// The read failed; the errno tells a reset from other failures (`Loop.failure`).
-        case failed(Errno)
-    }
-
-    /// Reads once. A short read clears `readable` (edge-triggered: the socket is drained)
-    /// unless a hangup was reported, in which case the EOF behind the data must still be read.
-    @inline(__always)
-    func readSome(_ fd: Int32, _ dst: UnsafeMutableRawPointer, _ count: Int32, _ readable: inout Bool, _ hangup: Bool)
-        -> ReadResult
-    {
-        do {
-            switch try IO.read(fd, into: dst, count: Int(count)) {
-            case .wouldBlock:
-                readable = false
-                return .wouldBlock
-            case .done(0):
-                readable = false
-                return .eof
-            case .done(let n):
-                if n < Int(count) && !hangup { readable = false }
-                return .bytes(Int32(n))
-            }
-        } catch {
-            return .failed(error)
-        }
-    }
-
-    enum WriteResult {
-        case bytes(Int32)
-        case wouldBlock
-        case failed(Errno)
-    }
-
-    /// Writes the queue's bytes once; advances it.
-    @inline(__always)
-    func flush(_ queue: inout HTTPExchange.Queue, to fd: Int32, writable: inout Bool) -> WriteResult {
-        let src = httpBuffers.base(queue.buffer) + Int(queue.start)
-        do {
-            switch try IO.write(fd, from: src, count: Int(queue.count)) {
-            case .wouldBlock:
-                writable = false
-                return .wouldBlock
-            case .done(let n):
-                advance(&queue, by: Int32(n))
-                return .bytes(Int32(n))
-            }
-        } catch {
-            return .failed(error)
-        }
-    }
-
     /// `n` bytes of the queue were written; an emptied queue starts over at 0.
     @inline(__always)
     func advance(_ queue: inout HTTPExchange.Queue, by n: Int32) {

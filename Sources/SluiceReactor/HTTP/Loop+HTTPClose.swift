@@ -23,7 +23,7 @@ extension Loop {
         noteStatusSent(c, e, status)
         counters.httpErrors += 1
         if c.pointee.upFD >= 0 {
-            Syscall.close(c.pointee.upFD)
+            driver.close(c.pointee.upFD)
             c.pointee.upFD = -1
         }
         releaseIfEmpty(&e.pointee.upq)
@@ -111,9 +111,9 @@ extension Loop {
     func closingStep(_ slot: Int32) -> HTTPStep {
         let c = table.pointer(slot)
         let e = exchange(slot)
-        if !e.pointee.downq.isEmpty {
+        if !e.pointee.downq.isEmpty || outputPending(c) {
             guard c.pointee.toDown.dstWritable else { return .wait }
-            switch flushClient(c, &e.pointee.downq) {
+            switch send(c, &e.pointee.downq, to: .downstream) {
             case .bytes: return .again
             case .wouldBlock: return .wait
             case .failed(let error):
@@ -126,7 +126,7 @@ extension Loop {
             endExchange(slot, closing: true)
             e.pointee.lingering = true
             releaseHTTPBuffers(e)
-            shutdownClientWrite(c)
+            shutdownWrite(c, .downstream)
         }
         // Bounded per wake: a client that keeps sending is resumed after the batch.
         var reads = 0
@@ -136,7 +136,7 @@ extension Loop {
                 return .wait
             }
             reads += 1
-            switch readClient(c, scratch, Int32(Self.scratchSize)) {
+            switch receive(c, from: .downstream, into: scratch, count: Int32(Self.scratchSize)) {
             case .bytes: continue
             case .wouldBlock: return .wait
             case .eof:

@@ -52,7 +52,7 @@ extension Loop {
         }
         let wasEmpty = e.pointee.req.isEmpty
         let room = Self.httpBufferSize - e.pointee.req.end
-        switch readClient(c, base + Int(e.pointee.req.end), room) {
+        switch receive(c, from: .downstream, into: base + Int(e.pointee.req.end), count: room) {
         case .bytes(let n):
             e.pointee.req.end += n
             c.pointee.life.activity(now: now)
@@ -103,7 +103,6 @@ extension Loop {
         e.pointee.reqBody = HTTPExchange.Body(head.bodyKind)
         e.pointee.retried = false
         e.pointee.setCookie = false
-        e.pointee.connectTries = 0
         if head.method == .connect { return respondError(slot, status: 501, reason: .badRequest) }
 
         // Route with the newest table; a connection whose listener is gone (or changed
@@ -195,12 +194,9 @@ extension Loop {
             disownParked(c)
             if let (fd, _) = pool.take(endpoint: pooled) {
                 c.pointee.upFD = fd
-                do {
-                    try epoll.modify(
-                        fd, events: Epoll.edgeTriggeredAll,
-                        data: EventToken(kind: .upstream, index: slot, generation: c.pointee.generation).raw)
-                } catch {
-                    Syscall.close(fd)
+                guard driver.rewatch(fd, EventToken(kind: .upstream, index: slot, generation: c.pointee.generation))
+                else {
+                    driver.close(fd)
                     c.pointee.upFD = -1
                     return attachUpstream(slot, service: service, endpoint: endpoint, allowReuse: false)
                 }
@@ -218,64 +214,46 @@ extension Loop {
         return connectUpstream(slot)
     }
 
+    /// Connects the request's endpoint: a first try, as `ConnectionLifecycle` counts them.
     func connectUpstream(_ slot: Int32) -> HTTPStep {
+        _ = table.pointer(slot).pointee.life.start(now: now, connectMillis: snapshot.timeouts.connectMillis)
+        return connectTry(slot)
+    }
+
+    /// One connect of the request's endpoint through the shared connector (`Upstream/`).
+    func connectTry(_ slot: Int32) -> HTTPStep {
         let c = table.pointer(slot)
-        let e = exchange(slot)
-        e.pointee.connectTries += 1
-        let fd: Int32
-        let connected: Bool
-        noteConnectStart(c)
-        switch openUpstream(c) {
-        case .opened(let socket, let atOnce): (fd, connected) = (socket, atOnce)
-        case .noDescriptors: return respondError(slot, status: 503, reason: .overLimit)
-        case .failed: return httpConnectFailed(slot, timedOut: false)
-        }
-        Socket.setNoDelay(fd)
-        c.pointee.upFD = fd
         c.pointee.toDown.srcReadable = false
         c.pointee.toDown.srcHangup = false
         c.pointee.toUp.dstWritable = false
-        do {
-            try epoll.add(
-                fd, events: Epoll.edgeTriggeredAll,
-                data: EventToken(kind: .upstream, index: slot, generation: c.pointee.generation).raw)
-        } catch {
+        switch openConnect(slot) {
+        case .connected:
+            c.pointee.toUp.dstWritable = true
+            connectSucceeded(c)
+            return queueRequest(slot)
+        case .inProgress:
+            exchange(slot).pointee.phase = .connecting
+            armHTTPTimer(slot, .connect, at: now + snapshot.timeouts.connectMillis)
+            return .wait
+        case .refused:
+            return httpConnectFailed(slot, timedOut: false)
+        case .noDescriptors:
+            return respondError(slot, status: 503, reason: .overLimit)
+        case .unwatched:
             closeHTTP(slot, abort: true, reason: .overLimit)
             return .closed
         }
-        if connected {
-            c.pointee.toUp.dstWritable = true
-            noteConnected(c)
-            return queueRequest(slot)
-        }
-        e.pointee.phase = .connecting
-        armHTTPTimer(slot, .connect, at: now + snapshot.timeouts.connectMillis)
-        return .wait
     }
 
     /// Connect refused or timed out: the next endpoint while tries remain, else 502 (504 for
     /// a timeout). Does not pump: event and timer callers pump on `.again`.
     func httpConnectFailed(_ slot: Int32, timedOut: Bool) -> HTTPStep {
-        let c = table.pointer(slot)
-        let e = exchange(slot)
-        if timedOut { counters.connectTimeouts += 1 } else { counters.connectFailures += 1 }
-        countConnectFailed(c, timedOut: timedOut)
-        if c.pointee.upFD >= 0 {
-            Syscall.close(c.pointee.upFD)
-            c.pointee.upFD = -1
+        guard retryConnect(slot, timedOut: timedOut) != nil else {
+            return respondError(
+                slot, status: timedOut ? 504 : 502, reason: timedOut ? .connectTimeout : .connectFailed)
         }
-        // The next endpoint comes from the table the request was routed with.
-        markEndpointDown(c)
-        if Int(e.pointee.connectTries) < snapshot.limits.connectTries, let next = nextEndpoint(c) {
-            counters.retries += 1
-            countBackend(c, .retries)
-            countClosed(c)
-            c.pointee.endpoint = Int32(next)
-            countOpened(c)
-            return connectUpstream(slot)
-        }
-        return respondError(
-            slot, status: timedOut ? 504 : 502, reason: timedOut ? .connectTimeout : .connectFailed)
+        countOpened(table.pointer(slot))
+        return connectTry(slot)
     }
 
     /// The upstream is connected: write the rewritten head and what body bytes are here.
@@ -341,9 +319,8 @@ extension Loop {
         }
         // Upstream queue out.
         if !e.pointee.upq.isEmpty && c.pointee.toUp.dstWritable {
-            switch flush(&e.pointee.upq, to: c.pointee.upFD, writable: &c.pointee.toUp.dstWritable) {
-            case .bytes(let n):
-                countUpstreamOut(c, n)
+            switch send(c, &e.pointee.upq, to: .upstream) {
+            case .bytes:
                 e.pointee.requestSent = true
                 progressed = true
             case .wouldBlock: break
@@ -370,7 +347,7 @@ extension Loop {
         }
         // Client queue out.
         if !e.pointee.downq.isEmpty && c.pointee.toDown.dstWritable {
-            switch flushClient(c, &e.pointee.downq) {
+            switch send(c, &e.pointee.downq, to: .downstream) {
             case .bytes: progressed = true
             case .wouldBlock: break
             case .failed(let error):
@@ -406,7 +383,7 @@ extension Loop {
         guard c.pointee.toUp.srcReadable else { return .wait }
         var room = Self.httpBufferSize
         if case .length = e.pointee.reqBody.kind { room = Int32(min(Int64(room), e.pointee.reqBody.remaining)) }
-        switch readClient(c, out, room) {
+        switch receive(c, from: .downstream, into: out, count: room) {
         case .bytes(let n):
             c.pointee.life.activity(now: now)
             let take = takeBody(&e.pointee.reqBody, out, n)

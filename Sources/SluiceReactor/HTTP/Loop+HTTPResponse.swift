@@ -28,13 +28,9 @@ extension Loop {
             compact(&e.pointee.resp, base)
         }
         let room = Self.httpBufferSize - e.pointee.resp.end
-        switch readSome(
-            c.pointee.upFD, base + Int(e.pointee.resp.end), room, &c.pointee.toDown.srcReadable,
-            c.pointee.toDown.srcHangup)
-        {
+        switch receive(c, from: .upstream, into: base + Int(e.pointee.resp.end), count: room) {
         case .bytes(let n):
             e.pointee.resp.end += n
-            countUpstreamIn(c, n)
             c.pointee.life.activity(now: now)
             return .again
         case .wouldBlock:
@@ -148,10 +144,9 @@ extension Loop {
         guard c.pointee.toDown.srcReadable else { return .wait }
         var room = Self.httpBufferSize
         if case .length = e.pointee.respBody.kind { room = Int32(min(Int64(room), e.pointee.respBody.remaining)) }
-        switch readSome(c.pointee.upFD, out, room, &c.pointee.toDown.srcReadable, c.pointee.toDown.srcHangup) {
+        switch receive(c, from: .upstream, into: out, count: room) {
         case .bytes(let n):
             c.pointee.life.activity(now: now)
-            countUpstreamIn(c, n)
             let take = takeBody(&e.pointee.respBody, out, n)
             guard take >= 0 else {
                 countBackend(c, .responseErrors)
@@ -203,7 +198,7 @@ extension Loop {
         {
             e.pointee.retried = true
             countBackend(c, .retries)
-            Syscall.close(c.pointee.upFD)
+            driver.close(c.pointee.upFD)
             c.pointee.upFD = -1
             releaseIfEmpty(&e.pointee.upq)
             e.pointee.upq.start = 0
@@ -212,7 +207,6 @@ extension Loop {
             e.pointee.resp.end = 0
             releaseIfEmpty(&e.pointee.resp)
             e.pointee.upstreamReused = false
-            e.pointee.connectTries = 0
             return connectUpstream(slot)
         }
         counters.resets += 1
@@ -260,7 +254,7 @@ extension Loop {
         releaseIfEmpty(&e.pointee.resp)
         releaseIfEmpty(&e.pointee.downq)
         if !e.pointee.upstreamReusable, c.pointee.upFD >= 0 {
-            Syscall.close(c.pointee.upFD)
+            driver.close(c.pointee.upFD)
             c.pointee.upFD = -1
         }
         if e.pointee.clientClose {
@@ -353,9 +347,8 @@ extension Loop {
             progressed = true
         }
         if !e.pointee.upq.isEmpty && c.pointee.toUp.dstWritable {
-            switch flush(&e.pointee.upq, to: c.pointee.upFD, writable: &c.pointee.toUp.dstWritable) {
-            case .bytes(let n):
-                countUpstreamOut(c, n)
+            switch send(c, &e.pointee.upq, to: .upstream) {
+            case .bytes:
                 progressed = true
             case .wouldBlock: break
             case .failed(let error):
@@ -364,7 +357,7 @@ extension Loop {
             }
         }
         if !e.pointee.downq.isEmpty && c.pointee.toDown.dstWritable {
-            switch flushClient(c, &e.pointee.downq) {
+            switch send(c, &e.pointee.downq, to: .downstream) {
             case .bytes: progressed = true
             case .wouldBlock: break
             case .failed(let error):

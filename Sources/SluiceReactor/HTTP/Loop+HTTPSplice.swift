@@ -72,21 +72,19 @@ extension Loop {
         // Fill.
         if remaining > 0 && flow.srcReadable && !flow.waitRoom && flow.pending < flow.capacity {
             let room = Int(min(remaining, Int64(flow.capacity - flow.pending)))
-            do {
-                switch try IO.splice(from: src, to: pipe.writeFD, count: room) {
-                case .done(0):
-                    truncated = true
-                    reason = toUpstream ? .clientClosed : .badResponse
-                case .done(let n):
-                    remaining -= Int64(n)
-                    flow.pending += Int32(n)
-                    if toUpstream { countClientIn(c, Int32(n)) } else { countUpstreamIn(c, Int32(n)) }
-                    c.pointee.life.activity(now: now)
-                    progressed = true
-                case .wouldBlock:
-                    if flow.pending > 0 { flow.waitRoom = true } else { flow.srcReadable = false }
-                }
-            } catch {
+            switch driver.splice(from: src, to: pipe.writeFD, count: Int32(room)) {
+            case .eof:
+                truncated = true
+                reason = toUpstream ? .clientClosed : .badResponse
+            case .bytes(let n):
+                remaining -= Int64(n)
+                flow.pending += n
+                if toUpstream { countClientIn(c, n) } else { countUpstreamIn(c, n) }
+                c.pointee.life.activity(now: now)
+                progressed = true
+            case .wouldBlock:
+                if flow.pending > 0 { flow.waitRoom = true } else { flow.srcReadable = false }
+            case .failed(let error):
                 if (error == .invalid || error == .notSupported) && flow.pending == 0 && !progressed {
                     // This pair cannot splice: copy the rest of the body.
                     counters.spliceFallbacks += 1
@@ -103,22 +101,22 @@ extension Loop {
         }
         // Drain.
         if !failed && flow.pending > 0 && flow.dstWritable {
-            do {
-                switch try IO.splice(from: pipe.readFD, to: dst, count: Int(flow.pending)) {
-                case .done(let n):
-                    flow.pending -= Int32(n)
-                    if flow.pending == 0 { flow.waitRoom = false }
-                    if toUpstream { counters.bytesToUpstream &+= n } else { counters.bytesToDownstream &+= n }
-                    if toUpstream {
-                        countUpstreamOut(c, Int32(n), spliced: true)
-                    } else {
-                        countClientOut(c, Int32(n), spliced: true)
-                    }
-                    progressed = true
-                case .wouldBlock:
-                    flow.dstWritable = false
+            switch driver.splice(from: pipe.readFD, to: dst, count: flow.pending) {
+            case .bytes(let n):
+                flow.pending -= n
+                if flow.pending == 0 { flow.waitRoom = false }
+                if toUpstream { counters.bytesToUpstream &+= Int(n) } else { counters.bytesToDownstream &+= Int(n) }
+                if toUpstream {
+                    countUpstreamOut(c, n, spliced: true)
+                } else {
+                    countClientOut(c, n, spliced: true)
                 }
-            } catch {
+                progressed = true
+            case .eof:
+                break
+            case .wouldBlock:
+                flow.dstWritable = false
+            case .failed(let error):
                 failed = true
                 reason = Self.failure(error, client: !toUpstream)
             }

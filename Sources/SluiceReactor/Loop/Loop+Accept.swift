@@ -12,10 +12,12 @@ extension Loop {
         // the listener is level-triggered, so what is left raises the next event.
         for _ in 0..<64 {
             let accepted: AcceptedSocket
-            do {
-                guard case .done(let socket) = try Socket.accept(listener.fd) else { return }
+            switch driver.accept(listener.fd) {
+            case .accepted(let socket):
                 accepted = socket
-            } catch {
+            case .empty:
+                return
+            case .failed(let error):
                 counters.acceptErrors += 1
                 if error == .tooManyFiles || error == .tooManyFilesInSystem {
                     // Out of descriptors: pause accepting briefly instead of spinning.
@@ -31,7 +33,7 @@ extension Loop {
                 // to hang in the backlog.
                 counters.refusedOverLimit += 1
                 countRefused(listener: position)
-                Socket.abort(accepted.fd)
+                driver.abort(accepted.fd)
                 continue
             }
             counters.accepted += 1
@@ -55,7 +57,7 @@ extension Loop {
         guard let (slot, firstUse) = table.allocate() else {
             counters.rejectedFull += 1
             countRefused(listener: Int(position))
-            Syscall.close(accepted.fd)
+            driver.close(accepted.fd)
             return
         }
         if firstUse {
@@ -72,12 +74,9 @@ extension Loop {
         metrics.frontends.add(Int(listener.row), .connections)
         metrics.frontends.add(Int(listener.row), .currentConnections)
         startLogging(slot, listener: listener, peer: accepted.peerAddress)
-        Socket.setNoDelay(accepted.fd)
-        do {
-            try epoll.add(
-                accepted.fd, events: Epoll.edgeTriggeredAll,
-                data: EventToken(kind: .downstream, index: slot, generation: c.pointee.generation).raw)
-        } catch {
+        driver.setNoDelay(accepted.fd)
+        guard driver.watch(accepted.fd, EventToken(kind: .downstream, index: slot, generation: c.pointee.generation))
+        else {
             close(slot, abort: true, reason: .overLimit)
             return
         }

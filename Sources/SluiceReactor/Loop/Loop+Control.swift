@@ -53,12 +53,12 @@ extension Loop {
             }
         }
         for old in listeners where !kept.contains(where: { $0.key == old.key }) && old.fd >= 0 {
-            if old.enabled { epoll.remove(old.fd) }
-            Syscall.close(old.fd)
+            if old.enabled { driver.unwatch(old.fd) }
+            driver.close(old.fd)
         }
         // Sockets sent for keys this loop already had (should not happen) are not leaked.
         for (key, fd) in sockets where !kept.contains(where: { $0.key == key && $0.fd == fd }) {
-            Syscall.close(fd)
+            driver.close(fd)
         }
         // Where each old listener position is now (-1: removed, or its protocol changed).
         let positions: [Int32] = listeners.map { old in
@@ -82,7 +82,7 @@ extension Loop {
             pool.remap(
                 remap.endpoints, endpoints: next.endpoints.count, perEndpoint: next.limits.upstreamIdlePerEndpoint
             ) {
-                Syscall.close($0)
+                driver.close($0)
             }
             rebindConnections(listenerPositions: positions)
         } else {
@@ -91,7 +91,7 @@ extension Loop {
         connectionLimit = Self.share(of: next.limits.maxConnections, workers: workerCount)
         for i in listeners.indices { listeners[i].enabled = false }
         // Re-register every listener under its new position.
-        for i in listeners.indices where listeners[i].fd >= 0 { epoll.remove(listeners[i].fd) }
+        for i in listeners.indices where listeners[i].fd >= 0 { driver.unwatch(listeners[i].fd) }
         if !draining { enableListeners() }
     }
 
@@ -107,9 +107,8 @@ extension Loop {
         for i in listeners.indices where !listeners[i].enabled {
             do {
                 // Level-triggered: a loop that stops accepting part-way is woken again.
-                try epoll.add(
-                    listeners[i].fd, events: Epoll.readable,
-                    data: EventToken(kind: .listener, index: Int32(i), generation: 0).raw)
+                try driver.watchInput(
+                    listeners[i].fd, EventToken(kind: .listener, index: Int32(i), generation: 0), edge: false)
                 listeners[i].enabled = true
             } catch {
                 logger.error("cannot watch listener \(listeners[i].key.address): \(error)")
@@ -119,7 +118,7 @@ extension Loop {
 
     func disableListeners() {
         for i in listeners.indices where listeners[i].enabled {
-            epoll.remove(listeners[i].fd)
+            driver.unwatch(listeners[i].fd)
             listeners[i].enabled = false
         }
     }
@@ -131,10 +130,10 @@ extension Loop {
         // The entries stay (without their sockets): connections keep their listener's
         // position, so its rows still count them until they close.
         for i in listeners.indices where listeners[i].fd >= 0 {
-            Syscall.close(listeners[i].fd)
+            driver.close(listeners[i].fd)
             listeners[i].fd = -1
         }
-        pool.drainAll { Syscall.close($0) }
+        pool.drainAll { driver.close($0) }
         // Idle keep-alive clients are closed now; busy ones after their response.
         var slot: Int32 = 0
         while slot < table.highWater {
@@ -154,13 +153,13 @@ extension Loop {
     /// An idle pooled upstream connection saw an event: the server closed it (or sent bytes
     /// nobody asked for). Drop it.
     func onPooled(_ token: EventToken) {
-        if let fd = pool.remove(token.index, generation: token.generation) { Syscall.close(fd) }
+        if let fd = pool.remove(token.index, generation: token.generation) { driver.close(fd) }
     }
 
     func sweepPool() {
         pool.sweep(olderThan: now - snapshot.limits.upstreamIdleMillis, trimBefore: now - UpstreamPool.trimAfterMillis)
         {
-            Syscall.close($0)
+            driver.close($0)
         }
         nextPoolSweep = now + 1000
     }
@@ -171,7 +170,7 @@ extension Loop {
             if table.slots[Int(slot)].downFD >= 0 { close(slot, abort: true, reason: .draining) }
             slot += 1
         }
-        for listener in listeners where listener.fd >= 0 { Syscall.close(listener.fd) }
+        for listener in listeners where listener.fd >= 0 { driver.close(listener.fd) }
         listeners.removeAll()
     }
 }

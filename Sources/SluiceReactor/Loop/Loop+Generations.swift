@@ -208,7 +208,7 @@ extension Loop {
         rebindByIdentity(c)
         if c.pointee.isHTTP && c.pointee.endpoint < 0 && c.pointee.upFD >= 0 {
             // The idle upstream kept for this client leads to an endpoint that left.
-            Syscall.close(c.pointee.upFD)
+            driver.close(c.pointee.upFD)
             c.pointee.upFD = -1
         }
         e.pointee.routes = secureHTTP ? listener.terminated : listener.routes

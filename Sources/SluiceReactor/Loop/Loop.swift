@@ -18,7 +18,8 @@ final class Loop: @unchecked Sendable {
     let mailbox: Mailbox
     var logger: Logger
 
-    var epoll: Epoll
+    /// Readiness and every system call the loop makes (`Driver`).
+    var driver: Driver
     var table: ConnectionTable
     var timers: TimerWheel
     var pipes: PipePool
@@ -130,7 +131,7 @@ final class Loop: @unchecked Sendable {
         self.logger = logger
         self.logger[metadataKey: "loop"] = "\(index)"
         mailbox = try Mailbox()
-        epoll = try Epoll(capacity: 512)
+        driver = try Driver(capacity: 512)
         table = ConnectionTable(capacity: Self.tableCapacity)
         nowMicros = MonotonicClock.nowMicros()
         now = nowMicros / 1000
@@ -166,9 +167,7 @@ final class Loop: @unchecked Sendable {
         expired.reserveCapacity(Self.tableCapacity)
         resume.reserveCapacity(1024)
         resuming.reserveCapacity(1024)
-        try epoll.add(
-            mailbox.wake.fd, events: Epoll.readable | Epoll.edgeTriggeredAll,
-            data: EventToken(kind: .mailbox, index: 0, generation: 0).raw)
+        try driver.watchInput(mailbox.wake.fd, EventToken(kind: .mailbox, index: 0, generation: 0), edge: true)
     }
 
     static func share(of total: Int, workers: Int) -> Int {
@@ -188,19 +187,16 @@ final class Loop: @unchecked Sendable {
             var timeout = draining || acceptPaused ? Int32(timers.tickMillis) : timers.sleepMillis(now: now)
             if pool.count > 0 && (timeout < 0 || timeout > 1000) { timeout = 1000 }
             if !resume.isEmpty { timeout = 0 }
-            let n = epoll.wait(timeoutMillis: timeout)
+            let n = driver.wait(timeoutMillis: timeout)
             nowMicros = MonotonicClock.nowMicros()
             now = nowMicros / 1000
             var mail = false
             for i in 0..<n {
-                let token = EventToken(raw: epoll.data(at: i))
-                let mask = epoll.readiness(at: i)
-                switch token.kind {
-                case .downstream: onDownstream(token, mask)
-                case .upstream: onUpstream(token, mask)
-                case .pooled: onPooled(token)
-                case .listener: acceptAll(Int(token.index))
-                case .mailbox: mail = true
+                let token = driver.token(at: i)
+                if token.kind == .mailbox {
+                    mail = true
+                } else {
+                    dispatch(token, driver.readiness(at: i))
                 }
             }
             runResumed()
@@ -216,112 +212,49 @@ final class Loop: @unchecked Sendable {
         }
     }
 
-    // MARK: - Connect
-
-    /// Starts a non-blocking connect to the slot's endpoint, to be done by `deadline`; on
-    /// immediate failure moves on as `connectFailed` decides.
-    func startConnect(_ slot: Int32, deadline: Int64) {
-        let c = table.pointer(slot)
-        let fd: Int32
-        let connected: Bool
-        noteConnectStart(c)
-        switch openUpstream(c) {
-        case .opened(let socket, let atOnce):
-            (fd, connected) = (socket, atOnce)
-        case .noDescriptors:
-            close(slot, abort: true, reason: .overLimit)
-            return
-        case .failed:
-            connectFailed(slot, timedOut: false)
-            return
-        }
-        Socket.setNoDelay(fd)
-        c.pointee.upFD = fd
-        do {
-            try epoll.add(
-                fd, events: Epoll.edgeTriggeredAll,
-                data: EventToken(kind: .upstream, index: slot, generation: c.pointee.generation).raw)
-        } catch {
-            close(slot, abort: true, reason: .overLimit)
-            return
-        }
-        if connected {
-            // Connected at once: no event has told whether the endpoint spoke yet.
-            c.pointee.toDown.srcReadable = true
-            established(slot)
-        } else {
-            timers.schedule(slot, at: deadline)
+    /// Hands one event to the code that owns its token.
+    @inline(__always)
+    func dispatch(_ token: EventToken, _ readiness: Readiness) {
+        switch token.kind {
+        case .downstream: onDownstream(token, readiness)
+        case .upstream: onUpstream(token, readiness)
+        case .pooled: onPooled(token)
+        case .listener: acceptAll(Int(token.index))
+        case .mailbox: break
         }
     }
 
-    /// The connect to the slot's endpoint was refused, reset or timed out: mark the endpoint
-    /// down, then try the next one or close the client, as `ConnectionLifecycle` decides.
-    func connectFailed(_ slot: Int32, timedOut: Bool) {
-        let c = table.pointer(slot)
-        if timedOut { counters.connectTimeouts += 1 } else { counters.connectFailures += 1 }
-        countConnectFailed(c, timedOut: timedOut)
-        timers.cancel(slot)
-        if c.pointee.upFD >= 0 {
-            Syscall.close(c.pointee.upFD)
-            c.pointee.upFD = -1
+    // MARK: - Connect (TCP)
+
+    /// Connects the slot's endpoint for a tunnel, to be done by `deadline` (`Upstream/`).
+    func startConnect(_ slot: Int32, deadline: Int64) {
+        switch openConnect(slot) {
+        case .connected:
+            // Connected at once: no event has told whether the endpoint spoke yet.
+            table.pointer(slot).pointee.toDown.srcReadable = true
+            established(slot)
+        case .inProgress:
+            timers.schedule(slot, at: deadline)
+        case .refused:
+            connectFailed(slot, timedOut: false)
+        case .noDescriptors, .unwatched:
+            close(slot, abort: true, reason: .overLimit)
         }
-        // The next endpoint comes from the table the connection was routed with.
-        markEndpointDown(c)
-        let next = nextEndpoint(c)
-        let action = c.pointee.life.connectFailed(
-            now: now, maxTries: snapshot.limits.connectTries, hasNextEndpoint: next != nil,
-            connectMillis: snapshot.timeouts.connectMillis)
-        if case .connectNext(let deadline) = action, let next {
-            counters.retries += 1
-            countBackend(c, .retries)
-            countClosed(c)
-            c.pointee.endpoint = Int32(next)
+    }
+
+    /// The connect was refused, reset or timed out: the next endpoint, or close the client.
+    func connectFailed(_ slot: Int32, timedOut: Bool) {
+        if let deadline = retryConnect(slot, timedOut: timedOut) {
             startConnect(slot, deadline: deadline)
         } else {
             close(slot, abort: false, reason: timedOut ? .connectTimeout : .connectFailed)
         }
     }
 
-    enum UpstreamSocket {
-        /// A socket connecting (or, `connected`, connected at once) to the endpoint.
-        case opened(Int32, connected: Bool)
-        /// The connect failed at once: the endpoint's fault (refused, unreachable).
-        case failed
-        /// This process is out of descriptors (EMFILE/ENFILE): counted and logged once, never
-        /// held against the endpoint.
-        case noDescriptors
-    }
-
-    /// Starts a non-blocking connect to the connection's endpoint (in its own snapshot).
-    func openUpstream(_ c: UnsafeMutablePointer<Connection>) -> UpstreamSocket {
-        let address = Self.systemAddress(routed(c).endpoints[Int(c.pointee.endpoint)].address)
-        do {
-            let (fd, connected) = try Socket.connect(to: address)
-            return .opened(fd, connected: connected)
-        } catch {
-            guard error == .tooManyFiles || error == .tooManyFilesInSystem else { return .failed }
-            noteDescriptorExhaustion()
-            return .noDescriptors
-        }
-    }
-
-    /// A connect failed for want of descriptors: counted, logged once per loop, and never
-    /// held against the endpoint.
-    func noteDescriptorExhaustion() {
-        counters.descriptorExhaustion += 1
-        if !loggedDescriptorExhaustion {
-            loggedDescriptorExhaustion = true
-            logger.warning(
-                "out of file descriptors on connect (EMFILE/ENFILE): clients are closed, endpoints are not marked down; raise the open-files limit"
-            )
-        }
-    }
-
     func established(_ slot: Int32) {
         let c = table.pointer(slot)
         let arm = c.pointee.life.connected(now: now, tunnelMillis: snapshot.timeouts.tunnelMillis)
-        markEndpointUp(c)
-        noteConnected(c)
+        connectSucceeded(c)
         countOpened(c)
         countSent(c, http: false)
         if case .arm(let deadline) = arm { timers.schedule(slot, at: deadline) }
@@ -401,7 +334,7 @@ final class Loop: @unchecked Sendable {
         switch c.pointee.life.state {
         case .connecting:
             guard mask.mayWrite else { return }
-            if Socket.pendingError(c.pointee.upFD) == nil {
+            if connectError(c) == nil {
                 if mask.peerClosed { c.pointee.toDown.srcHangup = true }
                 // Bytes the endpoint sent first come with this event or raise a later one.
                 if mask.mayRead {
@@ -502,10 +435,10 @@ final class Loop: @unchecked Sendable {
         unbind(c.pointee.snapshotEpoch)
         endTLS(c, abort: abort)
         if c.pointee.downFD >= 0 {
-            if abort { Socket.abort(c.pointee.downFD) } else { Syscall.close(c.pointee.downFD) }
+            if abort { driver.abort(c.pointee.downFD) } else { driver.close(c.pointee.downFD) }
         }
         if c.pointee.upFD >= 0 {
-            if abort { Socket.abort(c.pointee.upFD) } else { Syscall.close(c.pointee.upFD) }
+            if abort { driver.abort(c.pointee.upFD) } else { driver.close(c.pointee.upFD) }
         }
         counters.closed += 1
         table.free(slot)

@@ -124,13 +124,9 @@ extension Loop {
                 return
             }
             let room = (e.pointee.req.small ? Self.peekBufferSize : Self.httpBufferSize) - e.pointee.req.end
-            switch readSome(
-                c.pointee.downFD, base + Int(e.pointee.req.end), room, &c.pointee.toUp.srcReadable,
-                c.pointee.toUp.srcHangup)
-            {
+            switch receive(c, from: .downstream, into: base + Int(e.pointee.req.end), count: room) {
             case .bytes(let n):
                 e.pointee.req.end += n
-                countClientIn(c, n)
             case .wouldBlock:
                 releaseIfEmpty(&e.pointee.req)
                 return
@@ -292,12 +288,9 @@ extension Loop {
             }
             c.pointee.toUp.capacity = Int32(pipes.grantedSize)
             // An empty pipe of at least 64 KiB takes the ≤ 33 KiB at once.
-            if header > 0, IO.writePipe(pipe.writeFD, from: scratch, count: header) != header { return false }
+            if header > 0, !driver.fillPipe(pipe.writeFD, from: scratch, count: header) { return false }
             if peeked > 0,
-                IO.writePipe(
-                    pipe.writeFD, from: base(of: e.pointee.req) + Int(e.pointee.req.start), count: peeked
-                )
-                    != peeked
+                !driver.fillPipe(pipe.writeFD, from: base(of: e.pointee.req) + Int(e.pointee.req.start), count: peeked)
             {
                 return false
             }
@@ -318,7 +311,7 @@ extension Loop {
         if e.pointee.relayedDestination {
             destination = ProxyAddress(
                 v6: e.pointee.destV6, hi: e.pointee.destHi, lo: e.pointee.destLo, port: e.pointee.destPort)
-        } else if let local = try? Socket.localAddress(c.pointee.downFD) {
+        } else if let local = driver.localAddress(c.pointee.downFD) {
             switch local.ip {
             case .v4(let a): destination = ProxyAddress(v6: false, hi: 0, lo: UInt64(a), port: local.port)
             case .v6(let hi, let lo): destination = ProxyAddress(v6: true, hi: hi, lo: lo, port: local.port)

@@ -110,7 +110,7 @@ extension Loop {
                 }
             case .shutdown:
                 // The peer may already be gone; the other direction will report it.
-                do { try Socket.shutdownWrite(dst) } catch {}
+                driver.shutdownWrite(dst)
                 if toUp { c.pointee.toUp.didShutdown() } else { c.pointee.toDown.didShutdown() }
             case .wait, .done:
                 releaseIfEmpty(c, toUp: toUp)
@@ -138,11 +138,7 @@ extension Loop {
                 c.pointee.toDown.capacity = capacity
             }
         }
-        switch try IO.splice(from: src, to: pipe.writeFD, count: Int(room)) {
-        case .wouldBlock: return .wouldBlock
-        case .done(0): return .endOfStream
-        case .done(let n): return .bytes(Int32(n))
-        }
+        return try Self.flowOutcome(driver.splice(from: src, to: pipe.writeFD, count: room))
     }
 
     @inline(__always)
@@ -150,10 +146,9 @@ extension Loop {
         -> FlowState.Outcome
     {
         let pipe = toUp ? c.pointee.toUpPipe : c.pointee.toDownPipe
-        switch try IO.splice(from: pipe.readFD, to: dst, count: Int(count)) {
-        case .wouldBlock: return .wouldBlock
-        case .done(let n): return .bytes(Int32(n))
-        }
+        let result = driver.splice(from: pipe.readFD, to: dst, count: count)
+        // A write of nothing is no end of stream.
+        return result == .eof ? .bytes(0) : try Self.flowOutcome(result)
     }
 
     @inline(__always)
@@ -166,11 +161,7 @@ extension Loop {
             if toUp { c.pointee.toUpBuffer = buffer } else { c.pointee.toDownBuffer = buffer }
         }
         // Copy mode reads only into an empty buffer, so bytes start at 0.
-        switch try IO.read(src, into: buffers.base(buffer), count: Int(room)) {
-        case .wouldBlock: return .wouldBlock
-        case .done(0): return .endOfStream
-        case .done(let n): return .bytes(Int32(n))
-        }
+        return try Self.flowOutcome(driver.read(src, into: buffers.base(buffer), count: room))
     }
 
     @inline(__always)
@@ -179,9 +170,21 @@ extension Loop {
     {
         let buffer = toUp ? c.pointee.toUpBuffer : c.pointee.toDownBuffer
         let offset = toUp ? c.pointee.toUp.offset : c.pointee.toDown.offset
-        switch try IO.write(dst, from: buffers.base(buffer) + Int(offset), count: Int(count)) {
+        switch driver.send(dst, from: buffers.base(buffer) + Int(offset), count: count) {
         case .wouldBlock: return .wouldBlock
-        case .done(let n): return .bytes(Int32(n))
+        case .bytes(let n): return .bytes(n)
+        case .failed(let error): throw error
+        }
+    }
+
+    /// A driver outcome as the flow sees it; a failure is thrown for `pumpFlow` to judge.
+    @inline(__always)
+    static func flowOutcome(_ result: ReadResult) throws(Errno) -> FlowState.Outcome {
+        switch result {
+        case .wouldBlock: return .wouldBlock
+        case .eof: return .endOfStream
+        case .bytes(let n): return .bytes(n)
+        case .failed(let error): throw error
         }
     }
 

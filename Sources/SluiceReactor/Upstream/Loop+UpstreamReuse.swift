@@ -27,7 +27,7 @@ extension Loop {
             c.pointee.parkedGeneration = generation
             return
         }
-        Syscall.close(fd)
+        driver.close(fd)
     }
 
     /// The attached upstream is not wanted by this client any more: pool it under its own
@@ -47,7 +47,7 @@ extension Loop {
             if watchPooled(fd, index: index, generation: generation) { return }
             _ = pool.remove(index, generation: generation)
         }
-        Syscall.close(fd)
+        driver.close(fd)
     }
 
     /// The client's parked connection when it leads to `endpoint` (an index of the current
@@ -73,7 +73,7 @@ extension Loop {
         let generation = c.pointee.parkedGeneration
         guard let entry = pool.entry(index, generation: generation), entry.owner >= 0 else { return }
         if draining || !watchPooled(entry.fd, index: index, generation: generation) {
-            if let fd = pool.remove(index, generation: generation) { Syscall.close(fd) }
+            if let fd = pool.remove(index, generation: generation) { driver.close(fd) }
             return
         }
         pool.disown(index, generation: generation)
@@ -89,7 +89,7 @@ extension Loop {
         if let entry = pool.entry(c.pointee.parked, generation: c.pointee.parkedGeneration), entry.owner == slot,
             let fd = pool.remove(c.pointee.parked, generation: c.pointee.parkedGeneration)
         {
-            Syscall.close(fd)
+            driver.close(fd)
         }
         c.pointee.parked = -1
     }
@@ -97,13 +97,6 @@ extension Loop {
     /// Registers a pooled connection under its entry's token, for input and hang-up only (OUT
     /// would fire at once). False when epoll refused.
     func watchPooled(_ fd: Int32, index: Int32, generation: UInt32) -> Bool {
-        do {
-            try epoll.modify(
-                fd, events: Epoll.readable | Epoll.readHangup | Epoll.edgeTrigger,
-                data: EventToken(kind: .pooled, index: index, generation: generation).raw)
-            return true
-        } catch {
-            return false
-        }
+        driver.watchIdle(fd, EventToken(kind: .pooled, index: index, generation: generation))
     }
 }

@@ -1,0 +1,307 @@
+import SluiceSystem
+
+/// The one part of a loop that issues I/O: readiness (the poller, today epoll) and the
+/// socket, pipe and splice calls, each turned into an outcome with its errno kept. Protocol
+/// code (HTTP, TLS, tunnels) asks the driver and never names a syscall or epoll; the driver
+/// knows nothing of HTTP.
+///
+/// Registration: a connection's sockets are watched once, edge-triggered, for every event
+/// (`watch`); an idle pooled upstream only for input and hang-up (`watchIdle`), since OUT
+/// would fire at once; a descriptor moving between tokens is re-watched (`rewatch`).
+///
+/// Debug builds can hand every call to a `ScriptedKernel` instead of the system, so tests
+/// play the kernel and assert the exact script of calls a request makes.
+struct Driver: ~Copyable {
+    let poller: Epoll
+    #if DEBUG
+        /// Tests: answers every call instead of the system.
+        var kernel: (any ScriptedKernel)?
+    #endif
+
+    init(capacity: Int) throws(Errno) {
+        poller = try Epoll(capacity: capacity)
+    }
+
+    // MARK: - Poller
+
+    /// Watches a connection's socket for every event, edge-triggered. False when refused.
+    @inline(__always)
+    func watch(_ fd: Int32, _ token: EventToken) -> Bool {
+        #if DEBUG
+            if let kernel { return kernel.watch(fd, token, idle: false, moving: false) }
+        #endif
+        do {
+            try poller.add(fd, events: Epoll.edgeTriggeredAll, data: token.raw)
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// Moves a watched socket to another token, for every event. False when refused.
+    @inline(__always)
+    func rewatch(_ fd: Int32, _ token: EventToken) -> Bool {
+        #if DEBUG
+            if let kernel { return kernel.watch(fd, token, idle: false, moving: true) }
+        #endif
+        do {
+            try poller.modify(fd, events: Epoll.edgeTriggeredAll, data: token.raw)
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// Moves a watched socket to `token` for input and hang-up only (an idle pooled upstream:
+    /// anything it says means it is closing). False when refused.
+    func watchIdle(_ fd: Int32, _ token: EventToken) -> Bool {
+        #if DEBUG
+            if let kernel { return kernel.watch(fd, token, idle: true, moving: true) }
+        #endif
+        do {
+            try poller.modify(fd, events: Epoll.readable | Epoll.readHangup | Epoll.edgeTrigger, data: token.raw)
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// Watches a listening or wake-up descriptor (level-triggered input; `edge` for an
+    /// eventfd, which the loop drains itself).
+    func watchInput(_ fd: Int32, _ token: EventToken, edge: Bool) throws(Errno) {
+        #if DEBUG
+            if let kernel {
+                _ = kernel.watch(fd, token, idle: true, moving: false)
+                return
+            }
+        #endif
+        try poller.add(fd, events: edge ? Epoll.readable | Epoll.edgeTriggeredAll : Epoll.readable, data: token.raw)
+    }
+
+    func unwatch(_ fd: Int32) {
+        #if DEBUG
+            if let kernel {
+                kernel.unwatch(fd)
+                return
+            }
+        #endif
+        poller.remove(fd)
+    }
+
+    /// Waits for events until `timeoutMillis` (-1: no bound); how many are ready.
+    @inline(__always)
+    func wait(timeoutMillis: Int32) -> Int { poller.wait(timeoutMillis: timeoutMillis) }
+
+    @inline(__always)
+    func token(at index: Int) -> EventToken { EventToken(raw: poller.data(at: index)) }
+
+    @inline(__always)
+    func readiness(at index: Int) -> Readiness { poller.readiness(at: index) }
+
+    // MARK: - Sockets
+
+    /// One connection off a listener's queue.
+    @inline(__always)
+    func accept(_ listener: Int32) -> AcceptResult {
+        #if DEBUG
+            if let kernel { return kernel.accept(listener) }
+        #endif
+        do {
+            guard case .done(let socket) = try Socket.accept(listener) else { return .empty }
+            return .accepted(socket)
+        } catch {
+            return .failed(error)
+        }
+    }
+
+    /// Starts a non-blocking connect to `address`.
+    @inline(__always)
+    func connect(to address: SystemAddress) -> ConnectResult {
+        #if DEBUG
+            if let kernel { return kernel.connect(to: address) }
+        #endif
+        do {
+            let (fd, connected) = try Socket.connect(to: address)
+            return connected ? .connected(fd) : .inProgress(fd)
+        } catch {
+            return .failed(error)
+        }
+    }
+
+    /// How a connect in progress ended, once its socket reported writable: nil when connected.
+    @inline(__always)
+    func connectError(_ fd: Int32) -> Errno? {
+        #if DEBUG
+            if let kernel { return kernel.connectError(fd) }
+        #endif
+        return Socket.pendingError(fd)
+    }
+
+    /// TCP_NODELAY: a proxy forwards what it has at once.
+    @inline(__always)
+    func setNoDelay(_ fd: Int32) {
+        #if DEBUG
+            if let kernel {
+                kernel.setNoDelay(fd)
+                return
+            }
+        #endif
+        Socket.setNoDelay(fd)
+    }
+
+    /// Sends FIN while the other direction keeps flowing. A peer already gone is reported by
+    /// the next read or write, so the outcome is not needed here.
+    @inline(__always)
+    func shutdownWrite(_ fd: Int32) {
+        #if DEBUG
+            if let kernel {
+                kernel.shutdownWrite(fd)
+                return
+            }
+        #endif
+        do { try Socket.shutdownWrite(fd) } catch {}
+    }
+
+    /// Closes a descriptor (a FIN for a socket with nothing unread).
+    @inline(__always)
+    func close(_ fd: Int32) {
+        #if DEBUG
+            if let kernel {
+                kernel.close(fd, abort: false)
+                return
+            }
+        #endif
+        Syscall.close(fd)
+    }
+
+    /// Closes a socket with an RST (SO_LINGER 0): the peer learns at once that it failed.
+    func abort(_ fd: Int32) {
+        #if DEBUG
+            if let kernel {
+                kernel.close(fd, abort: true)
+                return
+            }
+        #endif
+        Socket.abort(fd)
+    }
+
+    /// The address a socket is bound to (the destination a client reached).
+    func localAddress(_ fd: Int32) -> SystemAddress? {
+        #if DEBUG
+            if let kernel { return kernel.localAddress(fd) }
+        #endif
+        return try? Socket.localAddress(fd)
+    }
+
+    // MARK: - Bytes
+
+    /// Reads once into `buffer`.
+    @inline(__always)
+    func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int32) -> ReadResult {
+        #if DEBUG
+            if let kernel { return kernel.read(fd, into: buffer, count: count) }
+        #endif
+        do {
+            switch try IO.read(fd, into: buffer, count: Int(count)) {
+            case .wouldBlock: return .wouldBlock
+            case .done(0): return .eof
+            case .done(let n): return .bytes(Int32(n))
+            }
+        } catch {
+            return .failed(error)
+        }
+    }
+
+    /// Sends once from `buffer` (MSG_NOSIGNAL: a closed peer is EPIPE).
+    @inline(__always)
+    func send(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int32) -> WriteResult {
+        #if DEBUG
+            if let kernel { return kernel.send(fd, from: buffer, count: count) }
+        #endif
+        do {
+            switch try IO.write(fd, from: buffer, count: Int(count)) {
+            case .wouldBlock: return .wouldBlock
+            case .done(let n): return .bytes(Int32(n))
+            }
+        } catch {
+            return .failed(error)
+        }
+    }
+
+    /// Moves up to `count` bytes between a socket and a pipe, in the kernel. EINVAL and
+    /// ENOSYS mean this pair cannot splice: the caller copies instead.
+    @inline(__always)
+    func splice(from source: Int32, to destination: Int32, count: Int32) -> ReadResult {
+        #if DEBUG
+            if let kernel { return kernel.splice(from: source, to: destination, count: count) }
+        #endif
+        do {
+            switch try IO.splice(from: source, to: destination, count: Int(count)) {
+            case .wouldBlock: return .wouldBlock
+            case .done(0): return .eof
+            case .done(let n): return .bytes(Int32(n))
+            }
+        } catch {
+            return .failed(error)
+        }
+    }
+
+    /// Writes bytes into an empty pipe (a replayed peek); whether all of them went.
+    func fillPipe(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int) -> Bool {
+        #if DEBUG
+            if let kernel { return kernel.fillPipe(fd, from: buffer, count: count) }
+        #endif
+        return IO.writePipe(fd, from: buffer, count: count) == count
+    }
+}
+
+/// A read's outcome (`read`, `splice` into or out of a pipe).
+enum ReadResult: Equatable {
+    case bytes(Int32)
+    /// End of stream.
+    case eof
+    case wouldBlock
+    /// The errno tells a reset from other failures (`Loop.failure`).
+    case failed(Errno)
+}
+
+enum WriteResult: Equatable {
+    case bytes(Int32)
+    case wouldBlock
+    case failed(Errno)
+}
+
+enum AcceptResult {
+    case accepted(AcceptedSocket)
+    /// The queue is empty.
+    case empty
+    /// ECONNABORTED, EMFILE, ENFILE and the like: counted by the caller.
+    case failed(Errno)
+}
+
+enum ConnectResult: Equatable {
+    case connected(Int32)
+    /// Wait for writability, then `connectError`.
+    case inProgress(Int32)
+    /// Refused at once, or no descriptor (EMFILE/ENFILE) for the socket.
+    case failed(Errno)
+}
+
+#if DEBUG
+    /// A kernel played by a test: answers the driver's calls and records them.
+    protocol ScriptedKernel: AnyObject {
+        func watch(_ fd: Int32, _ token: EventToken, idle: Bool, moving: Bool) -> Bool
+        func unwatch(_ fd: Int32)
+        func accept(_ listener: Int32) -> AcceptResult
+        func connect(to address: SystemAddress) -> ConnectResult
+        func connectError(_ fd: Int32) -> Errno?
+        func setNoDelay(_ fd: Int32)
+        func shutdownWrite(_ fd: Int32)
+        func close(_ fd: Int32, abort: Bool)
+        func localAddress(_ fd: Int32) -> SystemAddress?
+        func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int32) -> ReadResult
+        func send(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int32) -> WriteResult
+        func splice(from source: Int32, to destination: Int32, count: Int32) -> ReadResult
+        func fillPipe(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int) -> Bool
+    }
+#endif
