@@ -133,7 +133,7 @@ extension Loop {
         case .closing:
             closeHTTP(slot, abort: false, reason: .clientTimeout)
         case .tlsIdle:
-            if let session = c.pointee.tls { TLSSession.releaseTransportBuffers(session) }
+            releaseIdleBuffers(c)
             armHTTPTimer(slot, .clientIdle, at: c.pointee.life.lastActivity + snapshot.timeouts.clientMillis)
         case .tunnel:
             let idleUntil = c.pointee.life.lastActivity + snapshot.timeouts.tunnelMillis

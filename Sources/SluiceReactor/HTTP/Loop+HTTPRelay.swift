@@ -12,7 +12,9 @@ extension Loop {
         // Client → upstream.
         if e.pointee.upq.isEmpty && c.pointee.toUp.srcReadable && !e.pointee.relayClientDone {
             if e.pointee.upq.buffer < 0 { e.pointee.upq.buffer = httpBuffers.acquire() }
-            switch receive(c, from: .downstream, into: httpBuffers.base(e.pointee.upq.buffer), count: Self.httpBufferSize) {
+            switch receive(
+                c, from: .downstream, into: httpBuffers.base(e.pointee.upq.buffer), count: Self.httpBufferSize)
+            {
             case .bytes(let n):
                 e.pointee.upq.start = 0
                 e.pointee.upq.end = n
@@ -72,7 +74,8 @@ extension Loop {
                 return .closed
             }
         }
-        if e.pointee.relayUpstreamDone && e.pointee.downq.isEmpty && !outputPending(c) && !e.pointee.relayClientNotified {
+        if e.pointee.relayUpstreamDone && e.pointee.downq.isEmpty && !outputPending(c) && !e.pointee.relayClientNotified
+        {
             e.pointee.relayClientNotified = true
             shutdownWrite(c, .downstream)
         }
