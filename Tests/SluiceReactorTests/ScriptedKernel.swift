@@ -59,8 +59,8 @@
             case refused
         }
 
-        /// A fake socket and its peer.
-        struct Socket {
+        /// A fake socket: its state and its peer's.
+        struct Peer {
             var name: String
             /// Bytes the peer sent that the loop has not read.
             var inbound: [UInt8] = []
@@ -87,7 +87,7 @@
         static let kinds: [Character] = ["L", "C", "U"]
 
         private(set) var calls: [Call] = []
-        private(set) var sockets: [Int32: Socket] = [:]
+        private(set) var sockets: [Int32: Peer] = [:]
         private(set) var violations: [String] = []
         /// Bytes in each of the loop's pipes, by inode.
         private(set) var pipes: [UInt64: [UInt8]] = [:]
@@ -135,7 +135,7 @@
             return token
         }
 
-        func socket(_ fd: Int32) -> Socket? { sockets[fd] }
+        func socket(_ fd: Int32) -> Peer? { sockets[fd] }
 
         /// The upstream descriptors, in the order of their connects.
         private(set) var upstreams: [Int32] = []
@@ -328,7 +328,7 @@
         private func make(_ kind: Int) -> Int32 {
             counts[kind] += 1
             let fd = Int32(kind + 1) * 1_000_000 + counts[kind]
-            sockets[fd] = Socket(name: Self.name(fd))
+            sockets[fd] = Peer(name: Self.name(fd))
             return fd
         }
 
