@@ -517,6 +517,9 @@ REPORT="$RUN_DIR/report.md"
 if [ "${REPORT_KIND:-http}" = observe ]; then
     python3 "$HERE/observe_report.py" "$RESULTS" >"$REPORT"
     cp "$REPORT" "$OUT_DIR/observe-bench-latest.md"
+elif [ "${REPORT_KIND:-http}" = compare ]; then
+    # MODES="sluice-base sluice": before/after CPU per request of two builds.
+    python3 "$HERE/compare_report.py" "$RESULTS" >"$REPORT"
 else
     "${LIB[@]}" http-report "$RESULTS" >"$REPORT"
     cp "$REPORT" "$OUT_DIR/http-bench-latest.md"
