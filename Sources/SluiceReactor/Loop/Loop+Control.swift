@@ -89,9 +89,8 @@ extension Loop {
             snapshot = next
         }
         connectionLimit = Self.share(of: next.limits.maxConnections, workers: workerCount)
-        for i in listeners.indices { listeners[i].enabled = false }
-        // Re-register every listener under its new position.
-        for i in listeners.indices where listeners[i].fd >= 0 { driver.unwatch(listeners[i].fd) }
+        // Re-register every listener under its new position (a new one was never watched).
+        disableListeners()
         if !draining { enableListeners() }
     }
 
