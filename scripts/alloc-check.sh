@@ -45,8 +45,8 @@ count http MODE=http SECS=2 WRK_CONNS=4
 count https MODE=https SECS=2 WRK_CONNS=4 LOADS=ka-64
 echo "counted in $((SECONDS - started)) s"
 
-cat "$out"/*.txt | grep '^alloc-result:' > "$out/results.txt" || true
-python3 - "$thresholds" "$out/results.txt" "$failed" <<'PY'
+cat "$out"/{tcp,http,https}.txt | grep '^alloc-result:' > "$out/results" || true
+python3 - "$thresholds" "$out/results" "$failed" <<'PY'
 import sys
 
 thresholds_path, results_path, failed = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
