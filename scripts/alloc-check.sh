@@ -42,7 +42,7 @@ count() {
 }
 count tcp MODE=tcp SHORT=5000 BULK=256
 count http MODE=http SECS=2 WRK_CONNS=4
-count https MODE=https SECS=2 WRK_CONNS=4 LOADS=ka-64
+count https MODE=https SECS=2 WRK_CONNS=4 LOADS="ka-64 close-64"
 echo "counted in $((SECONDS - started)) s"
 
 cat "$out"/{tcp,http,https}.txt | grep '^alloc-result:' > "$out/results" || true
