@@ -12,6 +12,11 @@
 # MODE=https: the same over TLS terminated by Sluice (a tls listener with a throwaway ECDSA
 # P-256 certificate for both hosts). Keep-alive rows count steady-state requests; the
 # Connection: close row includes a full handshake (OpenSSL's own allocations) per request.
+# The counter tells OpenSSL's allocations (made from libcrypto or libssl) from the rest:
+# the "OpenSSL" column.
+#
+# LOADS (http, https) picks loads among ka-64 ka-16k ka-64-ab close-64 (all by default).
+# Every run ends with one `alloc-result:` line per load, for scripts/alloc-check.sh.
 #
 # ACCESS_LOG=1: the listener's requests (http, https) or connections (tcp) are also written
 # to a JSON access log (`accessLog:` in the configuration, a file under Perf/out), so every
@@ -31,11 +36,15 @@ OUT=Perf/out
 mkdir -p "$OUT"
 [ -x "$BIN" ] || { echo "build first: swift build -c release" >&2; exit 1; }
 case "$MODE" in tcp | http | https) ;; *) echo "MODE is tcp (default), http or https" >&2; exit 2 ;; esac
-gcc -O2 -shared -fPIC -o "$OUT/malloc-count.so" Perf/tools/malloc-count.c -ldl
+# Any C compiler: gcc, or the clang of the Swift toolchain.
+"${CC:-$(command -v gcc || command -v clang || echo cc)}" -O2 -shared -fPIC -o "$OUT/malloc-count.so" \
+    Perf/tools/malloc-count.c -ldl
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
+
+per() { python3 -c "print(f'{$1/max(${2:-0},1):.4f}')"; } # per COUNT UNITS
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -50,11 +59,20 @@ count() {
         | awk '{ split($2,a,"="); split($3,b,"="); split($4,c,"="); split($5,d,"="); print a[2]+b[2]+c[2]+d[2] }'
 }
 
-# thread_count TID: that thread's allocations in the last report.
+# thread_count TID [FIELD]: that thread's allocations (n, the default) or the part of them
+# OpenSSL made (openssl) in the last report.
 thread_count() {
-    awk -v tid="$1" '/^malloc-count:/ { n = 0 } $1 == "malloc-thread:" && $2 == "tid=" tid { split($3, v, "="); n = v[2] }
+    awk -v tid="$1" -v f="${2:-n}" '/^malloc-count:/ { n = 0 }
+        $1 == "malloc-thread:" && $2 == "tid=" tid { for (i = 3; i <= NF; i++) { split($i, v, "="); if (v[1] == f) n = v[2] } }
         END { print n + 0 }' "$OUT/alloc.log"
 }
+
+# result KEY UNITS PROCESS LOOP LOOP_OPENSSL ERRORS: one machine-readable line per load
+# (read by scripts/alloc-check.sh).
+result() {
+    results+=("alloc-result: load=$1 units=$2 process=$3 loop=$4 loop_openssl=$5 errors=$6")
+}
+results=()
 
 # thread_cpu: "TID TICKS" (user + system) for every thread of sluice.
 thread_cpu() {
@@ -187,7 +205,7 @@ end
 function request() n = n + 1; return reqs[(n % 2) + 1] end
 LUA
     # load NAME -> wrk arguments
-    loads="ka-64 ka-16k ka-64-ab close-64"
+    loads=${LOADS:-ka-64 ka-16k ka-64-ab close-64}
     wrk_args() {
         local l=$1 size
         size=${l#*-}; size=${size%-ab}
@@ -220,8 +238,10 @@ LUA
         cpu1=$(thread_cpu)
         loop=$(busiest "$cpu0" "$cpu1")
         t0=$(thread_count "$loop")
+        s0=$(thread_count "$loop" openssl)
         c1=$(count)
         t1=$(thread_count "$loop")
+        s1=$(thread_count "$loop" openssl)
         n=$(awk '/requests in/ {print $1}' "$D/$l.wrk.txt")
         bad=$(awk '/Non-2xx/ {print $NF}' "$D/$l.wrk.txt")
         errs=$(sed -n 's/.*Socket errors: \(.*\)/\1/p' "$D/$l.wrk.txt")
@@ -229,14 +249,16 @@ LUA
         [ -n "$bad" ] && note="$note $bad non-2xx;"
         [ -n "$errs" ] && note="$note socket errors: $errs;"
         # t0 is the loop's count in the report taken before the load (c0's).
-        rows+=("| $(label "$l") | $n | $((c1 - c0)) | $(python3 -c "print(f'{$((c1 - c0))/max($n,1):.4f}')") | $((t1 - t0)) | $(python3 -c "print(f'{$((t1 - t0))/max($n,1):.4f}')") |${note:+ $note}")
+        rows+=("| $(label "$l") | $n | $((c1 - c0)) | $(per "$((c1 - c0))" "$n") | $((t1 - t0)) | $(per "$((t1 - t0))" "$n") | $(per "$((s1 - s0))" "$n") |${note:+ $note}")
+        result "$MODE-$l" "${n:-0}" "$((c1 - c0))" "$((t1 - t0))" "$((s1 - s0))" "$([ -n "$note" ] && echo 1 || echo 0)"
     done
     [ "$c_start" -gt 0 ] || { echo "the malloc counter saw nothing: LD_PRELOAD not in effect" >&2; exit 1; }
     echo "allocations through start-up: $c_ready; during the warm-up: $((c_start - c_ready))"
     echo "wrk -t1 -c$WRK_CONNS -d${SECS}s per load, after a 1 s warm-up of each${ACCESS_LOG:+; JSON access log on}"
-    printf '| load | requests | allocations | per request | loop thread | per request |\n'
-    printf '| --- | --- | --- | --- | --- | --- |\n'
+    printf '| load | requests | allocations | per request | loop thread | per request | of which OpenSSL |\n'
+    printf '| --- | --- | --- | --- | --- | --- | --- |\n'
     printf '%s\n' "${rows[@]}"
+    printf '%s\n' "${results[@]}"
     if [ -n "$ACCESS_LOG" ]; then
         echo "access-log lines written: $(wc -l < "$PWD/$D/access.log" 2>/dev/null || echo 0)"
     fi
@@ -266,22 +288,36 @@ start_sluice "$OUT/alloc.yaml"
 # Warm-up: pools, pipes, the slot table's pages and the runtime's caches.
 python3 Perf/tools/load.py short "$port" 2000
 python3 Perf/tools/load.py bulk "$port" 64
+# Each load's loop thread is the thread that used the most CPU during it; its count before
+# the load is read from the report taken before the load.
 c0=$(count)
+cpu0=$(thread_cpu)
 python3 Perf/tools/load.py short "$port" "$SHORT"
+cpu1=$(thread_cpu)
+loop=$(busiest "$cpu0" "$cpu1")
+t0=$(thread_count "$loop")
 c1=$(count)
+t1=$(thread_count "$loop")
 python3 Perf/tools/load.py bulk "$port" "$BULK"
+cpu2=$(thread_cpu)
+loop=$(busiest "$cpu1" "$cpu2")
+u1=$(thread_count "$loop")
 c2=$(count)
+u2=$(thread_count "$loop")
 
 short_allocs=$((c1 - c0))
 bulk_allocs=$((c2 - c1))
+result tcp-short "$SHORT" "$short_allocs" "$((t1 - t0))" 0 0
+result tcp-bulk-mib "$BULK" "$bulk_allocs" "$((u2 - u1))" 0 0
 # The counter counts: start-up and warm-up allocate, so c0 cannot be 0.
 [ "$c0" -gt 0 ] || { echo "the malloc counter saw nothing: LD_PRELOAD not in effect" >&2; exit 1; }
 echo "allocations through start-up and warm-up: $c0"
-printf '| load | allocations | per unit |\n| --- | --- | --- |\n'
-printf '| %d short connections | %d | %s per connection |\n' "$SHORT" "$short_allocs" \
-    "$(python3 -c "print(f'{$short_allocs/$SHORT:.4f}')")"
-printf '| %d MiB each way, one connection | %d | %s per MiB |\n' "$BULK" "$bulk_allocs" \
-    "$(python3 -c "print(f'{$bulk_allocs/$BULK:.4f}')")"
+printf '| load | allocations | per unit | loop thread | per unit |\n| --- | --- | --- | --- | --- |\n'
+printf '| %d short connections | %d | %s per connection | %d | %s |\n' "$SHORT" "$short_allocs" \
+    "$(per "$short_allocs" "$SHORT")" "$((t1 - t0))" "$(per "$((t1 - t0))" "$SHORT")"
+printf '| %d MiB each way, one connection | %d | %s per MiB | %d | %s |\n' "$BULK" "$bulk_allocs" \
+    "$(per "$bulk_allocs" "$BULK")" "$((u2 - u1))" "$(per "$((u2 - u1))" "$BULK")"
+printf '%s\n' "${results[@]}"
 if [ -n "$ACCESS_LOG" ]; then
     echo "access-log lines written: $(wc -l < "$PWD/$OUT/alloc-tcp-access.log" 2>/dev/null || echo 0)"
 fi

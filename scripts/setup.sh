@@ -6,9 +6,10 @@ set -euo pipefail
 
 packages=(liburing-dev libssl-dev pkg-config curl wrk openssl python3 python3-pip)
 # SLUICE_TESTS=1 (scripts/test.sh): prometheus (promtool and a server) and chromium, for the
-# admin listener's metrics and stats page tests; the demo does not need them.
+# admin listener's metrics and stats page tests, and nginx, the origin of the allocation
+# check (scripts/alloc-check.sh); the demo does not need them.
 if [ "${SLUICE_TESTS:-0}" = 1 ]; then
-    packages+=(prometheus chromium)
+    packages+=(prometheus chromium nginx)
 fi
 if [ "${SLUICE_PERF:-0}" = 1 ]; then
     packages+=(haproxy nginx wrk iperf3 nghttp2-client linux-perf valgrind)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: format lint, unit tests, then loopback integration tests that run
-# the real binary against real sockets.
+# The whole test suite: format lint, unit tests, loopback integration tests that run the real
+# binary against real sockets, then the allocation check of the release binary's data path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SLUICE_TESTS=1 bash scripts/setup.sh
@@ -16,3 +16,6 @@ swift test --skip-build
 
 echo "== loopback integration tests"
 SLUICE_BIN="$PWD/.build/debug/sluice" python3 -m pytest -q Tests/Integration
+
+echo "== allocation check"
+bash scripts/alloc-check.sh
