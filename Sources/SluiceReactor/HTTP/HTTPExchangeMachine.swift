@@ -45,10 +45,14 @@ import SluiceWire
 /// | any            | `timerFired`               | —              | by `timer`: `expired(…)`, or re-arm (server, tunnel), or `releaseTLS` |
 /// | any            | `drain(buffered)`          | —              | idle between requests: `close`; else close after the response |
 ///
+/// `refuse(status)` and `expired(…)` name an outcome: the loop counts its cause, then reports
+/// `refused(status)` (a connect timeout: `connectFailed`), whose answer is `respond` or `abort`.
+///
 /// Invariants: `responseStarted` once any byte of an answer is queued for the client (an error
 /// can then only reset the connection); `upstreamReusable` only for a response that allows it
 /// and ended exactly at its framing; a retry happens at most once per request, only on a
-/// reused upstream and only when nothing of a request with a body reached it.
+/// reused upstream, and only when nothing of the request reached it or it is idempotent and
+/// has no body.
 struct HTTPExchangeMachine: BitwiseCopyable {
     enum State: UInt8 {
         case readingHead
