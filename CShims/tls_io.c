@@ -5,117 +5,14 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-// A socket BIO that first serves bytes read before the session existed.
-struct prefix_socket {
-    int fd;
-    size_t length;
-    size_t offset;
-    unsigned char *bytes;
-    // A read of the socket during the current sluice_tls_read returned fewer bytes than
-    // asked (or EAGAIN): with edge-triggered epoll, nothing more arrives without a new event.
-    int drained;
-};
-
-static BIO_METHOD *prefix_method;
-static int prefix_type;
-static pthread_once_t prefix_once = PTHREAD_ONCE_INIT;
-
-// The prefixed-socket state of a session, or NULL for a session on another transport.
-static struct prefix_socket *prefix_of(SSL *ssl) {
-    BIO *bio = SSL_get_rbio(ssl);
-    if (bio == NULL || prefix_method == NULL || BIO_method_type(bio) != prefix_type) return NULL;
-    return BIO_get_data(bio);
-}
-
-static int prefix_read(BIO *bio, char *out, int count) {
-    struct prefix_socket *state = BIO_get_data(bio);
-    BIO_clear_retry_flags(bio);
-    if (count <= 0) return 0;
-    if (state->offset < state->length) {
-        size_t n = state->length - state->offset;
-        if (n > (size_t)count) n = (size_t)count;
-        memcpy(out, state->bytes + state->offset, n);
-        state->offset += n;
-        if (state->offset == state->length) {
-            free(state->bytes);
-            state->bytes = NULL;
-            state->length = 0;
-            state->offset = 0;
-        }
-        return (int)n;
-    }
-    for (;;) {
-        ssize_t n = read(state->fd, out, (size_t)count);
-        if (n >= 0) {
-            state->drained = n < count;
-            return (int)n;
-        }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            state->drained = 1;
-            BIO_set_retry_read(bio);
-        }
-        return -1;
-    }
-}
-
-static int prefix_write(BIO *bio, const char *in, int count) {
-    struct prefix_socket *state = BIO_get_data(bio);
-    BIO_clear_retry_flags(bio);
-    for (;;) {
-        ssize_t n = send(state->fd, in, (size_t)count, MSG_NOSIGNAL);
-        if (n >= 0) return (int)n;
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_write(bio);
-        return -1;
-    }
-}
-
-static long prefix_ctrl(BIO *bio, int cmd, long num, void *ptr) {
-    (void)bio;
-    (void)num;
-    (void)ptr;
-    switch (cmd) {
-    case BIO_CTRL_FLUSH:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-static int prefix_create(BIO *bio) {
+static int transport_create(BIO *bio) {
     BIO_set_init(bio, 1);
     return 1;
-}
-
-static int prefix_destroy(BIO *bio) {
-    struct prefix_socket *state = BIO_get_data(bio);
-    if (state != NULL) {
-        free(state->bytes);
-        free(state);
-        BIO_set_data(bio, NULL);
-    }
-    return 1;
-}
-
-static void prefix_method_init(void) {
-    int type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK;
-    BIO_METHOD *m = BIO_meth_new(type, "sluice prefixed socket");
-    if (m == NULL) return;
-    prefix_type = type;
-    BIO_meth_set_read(m, prefix_read);
-    BIO_meth_set_write(m, prefix_write);
-    BIO_meth_set_ctrl(m, prefix_ctrl);
-    BIO_meth_set_create(m, prefix_create);
-    BIO_meth_set_destroy(m, prefix_destroy);
-    prefix_method = m;
 }
 
 // A server session reading and writing through `bio` (owned by the session from here on;
@@ -137,31 +34,6 @@ static SSL *server_session(SSL_CTX *ctx, BIO *bio) {
     // A peer that closes without close_notify is an end of stream, as for plain TCP.
     SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
     return ssl;
-}
-
-void *sluice_tls_session_new(void *ctx, int fd, const void *prefix, size_t prefix_len) {
-    pthread_once(&prefix_once, prefix_method_init);
-    if (prefix_method == NULL || ctx == NULL) return NULL;
-    struct prefix_socket *state = calloc(1, sizeof *state);
-    if (state == NULL) return NULL;
-    state->fd = fd;
-    if (prefix_len > 0) {
-        state->bytes = malloc(prefix_len);
-        if (state->bytes == NULL) {
-            free(state);
-            return NULL;
-        }
-        memcpy(state->bytes, prefix, prefix_len);
-        state->length = prefix_len;
-    }
-    BIO *bio = BIO_new(prefix_method);
-    if (bio == NULL) {
-        free(state->bytes);
-        free(state);
-        return NULL;
-    }
-    BIO_set_data(bio, state);
-    return server_session((SSL_CTX *)ctx, bio);
 }
 
 static int outcome(SSL *ssl, int ret) {
@@ -193,10 +65,6 @@ int sluice_tls_handshake(void *p) {
 long sluice_tls_read(void *p, void *buf, size_t count) {
     SSL *ssl = p;
     size_t n = 0;
-    // Only a socket read made by this call tells whether the socket is drained now: bytes
-    // may have arrived (with their epoll edge) since an earlier short read.
-    struct prefix_socket *state = prefix_of(ssl);
-    if (state != NULL) state->drained = 0;
     ERR_clear_error();
     errno = 0;
     int ret = SSL_read_ex(ssl, buf, count, &n);
@@ -212,12 +80,6 @@ long sluice_tls_write(void *p, const void *buf, size_t count) {
     int ret = SSL_write_ex(ssl, buf, count, &n);
     if (ret == 1) return (long)n;
     return outcome(ssl, ret);
-}
-
-int sluice_tls_read_drained(void *p) {
-    SSL *ssl = p;
-    struct prefix_socket *state = prefix_of(ssl);
-    return state != NULL && state->drained && state->offset == state->length && !SSL_has_pending(ssl);
 }
 
 void sluice_tls_shutdown(void *p) {
@@ -351,7 +213,7 @@ static void memory_method_init(void) {
     BIO_meth_set_read(m, memory_read);
     BIO_meth_set_write(m, memory_write);
     BIO_meth_set_ctrl(m, memory_ctrl);
-    BIO_meth_set_create(m, prefix_create);
+    BIO_meth_set_create(m, transport_create);
     BIO_meth_set_destroy(m, memory_destroy);
     memory_method = m;
 }

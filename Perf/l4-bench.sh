@@ -8,6 +8,9 @@ ROOT="$(cd "$HERE/.." && pwd)"
 
 SLUICE_BIN="${SLUICE_BIN:-$ROOT/.build/release/sluice}"
 MODES="${MODES:-direct haproxy-default haproxy-tuned sluice}"
+# sluice-base: another Sluice binary (SLUICE_BASE_BIN, e.g. a build of an earlier commit), same
+# configuration, for before/after comparisons in one run
+SLUICE_BASE_BIN="${SLUICE_BASE_BIN:-}"
 PROXY_CPU="${PROXY_CPU:-1}"          # the proxy runs here
 LOAD_CPU="${LOAD_CPU:-0}"            # iperf3, wrk, nginx, python clients/servers run here
 ROUNDS="${ROUNDS:-3}"                # every mode this many times, interleaved; median reported
@@ -217,12 +220,14 @@ start_proxy() { # start_proxy MODE -> sets PROXY_PID; returns 1 on failure
         start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" haproxy -db -f "$cfg"
         PROXY_PID=$BG_PID
         ;;
-    sluice)
+    sluice | sluice-base)
+        local bin="$SLUICE_BIN"
+        [ "$mode" = sluice-base ] && bin="$SLUICE_BASE_BIN"
         cfg="$RUN_DIR/$KEY.yaml"
         sluice_cfg "$cfg"
-        "$SLUICE_BIN" check --config "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
+        "$bin" check --config "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
             { log "sluice check failed: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
-        start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" "$SLUICE_BIN" run --config "$cfg" --workers 1 --log-level notice
+        start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" "$bin" run --config "$cfg" --workers 1 --log-level notice
         PROXY_PID=$BG_PID
         sluice_ready "$RUN_DIR/$KEY.log" "$PROXY_PID" ||
             { log "sluice did not log 'ready generation=1' (see $RUN_DIR/sluice.log)"; return 1; }
@@ -302,6 +307,11 @@ run_mode() { # run_mode MODE (results go under the key MODE@ROUND)
     if [ "$mode" = direct ]; then
         pi=$IPERF_PORT ph=$HTTP_PORT pd=$IDLE_PORT
     else
+        if [ "$mode" = sluice-base ] && [ ! -x "$SLUICE_BASE_BIN" ]; then
+            log "SKIP sluice-base: SLUICE_BASE_BIN is not an executable"
+            put "$KEY.status" "SKIP sluice-base: SLUICE_BASE_BIN is not an executable"
+            return 0
+        fi
         if [ "$mode" = sluice ] && [ ! -x "$SLUICE_BIN" ]; then
             log "SKIP sluice: binary not found ($SLUICE_BIN)"
             put "$KEY.status" "SKIP sluice: binary not found ($SLUICE_BIN)"

@@ -1,27 +1,23 @@
 // Per-connection TLS sessions driven non-blocking from an event loop.
 //
-// A session wraps one accepted socket. Bytes already read from it before the session
-// existed (the ClientHello, read to learn the server name) are handed over as `prefix` and
-// served to OpenSSL first. Every call is non-blocking and returns a byte count (or 0 for a
-// finished handshake) or one of the SLUICE_TLS_* outcomes below. Nothing is printed.
+// A session never touches a socket: the loop reads ciphertext into its input and sends its
+// output (the memory transport below). Bytes read before the session existed (the
+// ClientHello, read to learn the server name) are its first input. Every call is
+// non-blocking and returns a byte count (or 0 for a finished handshake) or one of the
+// SLUICE_TLS_* outcomes below. Nothing is printed.
 #pragma once
 
 #include <stddef.h>
 
-#define SLUICE_TLS_WANT_READ (-1)   // wait until the socket is readable, then call again
-#define SLUICE_TLS_WANT_WRITE (-2)  // wait until the socket is writable, then call again
+#define SLUICE_TLS_WANT_READ (-1)   // no whole record in the input: read more, then call again
+#define SLUICE_TLS_WANT_WRITE (-2)  // the output is full: send some, then call again
 #define SLUICE_TLS_EOF (-3)         // the peer closed (close_notify or TCP end of stream)
 #define SLUICE_TLS_ERROR (-4)       // a protocol or socket error: close the connection
 
-/// A server session on `fd` from an SSL_CTX; NULL when out of memory. `prefix` is copied.
-void *sluice_tls_session_new(void *ctx, int fd, const void *prefix, size_t prefix_len);
 /// 0 once the handshake is complete, else an outcome.
 int sluice_tls_handshake(void *ssl);
 /// Decrypted bytes (> 0) into `buf`, or an outcome.
 long sluice_tls_read(void *ssl, void *buf, size_t count);
-/// After a read: 1 when the socket's last read came up short and OpenSSL holds no bytes
-/// yet to deliver, so another read would only find nothing (wait for the next event).
-int sluice_tls_read_drained(void *ssl);
 /// Plaintext bytes taken (> 0; partial writes allowed), or an outcome. After WANT_WRITE,
 /// call again with at least the same bytes.
 long sluice_tls_write(void *ssl, const void *buf, size_t count);
@@ -40,9 +36,8 @@ void sluice_tls_last_error(char *buf, size_t len);
 /// none did: a protocol error); clears this thread's OpenSSL error queue. No allocation.
 int sluice_tls_take_error(void);
 
-// Memory transport: a session that never touches a socket (sluice_tls_handshake, _read,
-// _write and _shutdown work on it as on a socket session). WANT_READ means the input holds
-// no whole record: read the socket into `sluice_tls_input_room` and commit what came;
+// Memory transport. WANT_READ means the input holds no whole record: read the socket into
+// `sluice_tls_input_room` and commit what came;
 // everything OpenSSL writes waits in `sluice_tls_output` until the caller sent it (WANT_WRITE
 // means the output is full: send some, then call again).
 void *sluice_tls_memory_session_new(void *ctx, const void *prefix, size_t prefix_len);

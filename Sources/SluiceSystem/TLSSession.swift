@@ -1,9 +1,10 @@
 import CShims
 import Glibc
 
-/// A server-side TLS session on an accepted socket (OpenSSL, non-blocking), for termination.
-/// Owned by one loop; the caller keeps the pointer and frees it with `free` before closing
-/// the socket. Every call returns at once.
+/// A server-side TLS session (OpenSSL, non-blocking), for termination. It never touches a
+/// socket: the loop feeds it the ciphertext it read and sends what it wrote (`makeDetached`).
+/// Owned by one loop; the caller keeps the pointer and frees it with `free`. Every call
+/// returns at once.
 public enum TLSSession {
     public enum Outcome: Equatable {
         /// Bytes moved (read/write) or 0 for a finished handshake.
@@ -25,15 +26,6 @@ public enum TLSSession {
         }
     }
 
-    /// A session on `fd` from the `SSL_CTX` in `context`; `prefix` (bytes already read from
-    /// the socket) is served to the handshake first. Nil when out of memory.
-    public static func make(context: OpaquePointer, fd: Int32, prefix: UnsafeRawBufferPointer) -> OpaquePointer? {
-        guard
-            let session = sluice_tls_session_new(UnsafeMutableRawPointer(context), fd, prefix.baseAddress, prefix.count)
-        else { return nil }
-        return OpaquePointer(session)
-    }
-
     @inline(__always)
     public static func handshake(_ session: OpaquePointer) -> Outcome {
         outcome(Int(sluice_tls_handshake(UnsafeMutableRawPointer(session))))
@@ -42,12 +34,6 @@ public enum TLSSession {
     @inline(__always)
     public static func read(_ session: OpaquePointer, into buffer: UnsafeMutableRawPointer, count: Int) -> Outcome {
         outcome(sluice_tls_read(UnsafeMutableRawPointer(session), buffer, count))
-    }
-
-    /// After a read: the socket came up short and OpenSSL holds nothing more to deliver.
-    @inline(__always)
-    public static func readDrained(_ session: OpaquePointer) -> Bool {
-        sluice_tls_read_drained(UnsafeMutableRawPointer(session)) == 1
     }
 
     @inline(__always)
@@ -64,21 +50,12 @@ public enum TLSSession {
         sluice_tls_free(UnsafeMutableRawPointer(session))
     }
 
-    /// Frees the session's record buffers (about 2 x 17 KiB) if they hold no bytes; true when
-    /// it holds none now. For a connection going idle (between keep-alive requests, waiting
-    /// on a slow peer): an idle connection should cost a few hundred bytes. OpenSSL allocates
-    /// them again at the next read or write, so not for a busy connection. Loop thread.
-    @discardableResult
-    public static func releaseBuffers(_ session: OpaquePointer) -> Bool {
-        sluice_tls_release_buffers(UnsafeMutableRawPointer(session)) == 1
-    }
-
     public static func resumed(_ session: OpaquePointer) -> Bool {
         sluice_tls_session_reused(UnsafeMutableRawPointer(session)) == 1
     }
 
-    /// Right after a `.failed` (or `.eof`) outcome: the errno of the socket call that failed,
-    /// or `Errno.protocolError` when none did (a TLS protocol error). Clears the thread's
+    /// Right after a `.failed` (or `.eof`) outcome: `Errno.protocolError` (a TLS protocol
+    /// error), or the errno a system call OpenSSL made left. Clears the thread's
     /// OpenSSL error queue; no allocation (unlike `lastError`).
     public static func takeFailure() -> Errno {
         let code = sluice_tls_take_error()
@@ -95,10 +72,9 @@ public enum TLSSession {
 
     // MARK: - Memory transport
 
-    /// A session that never touches a socket: the caller reads ciphertext into `inputRoom`
-    /// and commits it, and sends what `pendingOutput` holds; `handshake`, `read`, `write` and
-    /// `shutdown` work on it as on a socket session. `.wantRead` then means "no whole record
-    /// in the input: read the socket"; `.wantWrite` means "the output is full: send some".
+    /// A session over memory: the caller reads ciphertext into `inputRoom` and commits it,
+    /// and sends what `pendingOutput` holds. `.wantRead` means "no whole record in the input:
+    /// read the socket"; `.wantWrite` means "the output is full: send some".
     /// `prefix` (bytes already read, the ClientHello) is the first input. Nil when out of memory.
     public static func makeDetached(context: OpaquePointer, prefix: UnsafeRawBufferPointer) -> OpaquePointer? {
         guard
@@ -163,8 +139,11 @@ public enum TLSSession {
         sluice_tls_output_consumed(UnsafeMutableRawPointer(session), count)
     }
 
-    /// `releaseBuffers`, plus the memory transport's input and output buffers when empty;
-    /// true when the session holds no buffer now.
+    /// Frees the session's record buffers (about 2 x 17 KiB) and its input and output
+    /// buffers when they hold no bytes; true when it holds none now. For a connection going
+    /// idle (a keep-alive client between requests): an idle connection should cost a few
+    /// hundred bytes. They are allocated again at the next read or write, so not for a busy
+    /// connection. Loop thread.
     @discardableResult
     public static func releaseTransportBuffers(_ session: OpaquePointer) -> Bool {
         sluice_tls_release_transport_buffers(UnsafeMutableRawPointer(session)) == 1

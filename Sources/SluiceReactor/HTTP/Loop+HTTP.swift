@@ -131,7 +131,7 @@ extension Loop {
         case .armTimer(let timer):
             arm(slot, timer)
         case .releaseTLS(let timer):
-            if let session = c.pointee.tls { TLSSession.releaseTransportBuffers(session) }
+            releaseIdleBuffers(c)
             arm(slot, timer)
         case .expired(.clientIdle):
             countFrontend(c, .timeoutClient)

@@ -23,7 +23,9 @@ extension Loop {
 
     /// Receives once from `side`: socket bytes, or plaintext from the client's TLS session.
     @inline(__always)
-    func receive(_ c: UnsafeMutablePointer<Connection>, from side: Side, into dst: UnsafeMutableRawPointer, count: Int32)
+    func receive(
+        _ c: UnsafeMutablePointer<Connection>, from side: Side, into dst: UnsafeMutableRawPointer, count: Int32
+    )
         -> ReadResult
     {
         switch side {
@@ -80,6 +82,12 @@ extension Loop {
     func outputPending(_ c: UnsafeMutablePointer<Connection>) -> Bool {
         guard let session = c.pointee.tls else { return false }
         return TLSSession.pendingOutputCount(session) > 0
+    }
+
+    /// A TLS client gone idle gives its session's record and transport buffers back (they
+    /// are allocated again at its next request).
+    func releaseIdleBuffers(_ c: UnsafeMutablePointer<Connection>) {
+        if let session = c.pointee.tls { TLSSession.releaseTransportBuffers(session) }
     }
 
     /// Frees the session (after a close_notify, pushed once, unless aborting), before the
@@ -208,7 +216,8 @@ extension Loop {
         case .failed(let error): return .failed(error)
         }
         guard !queue.isEmpty else { return .bytes(0) }
-        switch TLSSession.write(session, from: httpBuffers.base(queue.buffer) + Int(queue.start), count: Int(queue.count))
+        switch TLSSession.write(
+            session, from: httpBuffers.base(queue.buffer) + Int(queue.start), count: Int(queue.count))
         {
         case .done(let n):
             advance(&queue, by: Int32(n))
