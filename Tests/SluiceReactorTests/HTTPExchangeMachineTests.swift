@@ -314,6 +314,12 @@ import Testing
         #expect(midBody.on(.clientEnded(reset: false, idle: false)) == .close(abort: true, poolUpstream: false))
     }
 
+    @Test func theMachineAndItsActionsStaySmall() {
+        #expect(MemoryLayout<HTTPExchangeMachine>.size <= 40)
+        #expect(MemoryLayout<HTTPExchangeMachine.Action>.size <= 24)
+        #expect(MemoryLayout<HTTPExchangeMachine.Event>.size <= 24)
+    }
+
     @Test func anIllegalEventTraps() async {
         await #expect(processExitsWith: .failure) {
             var machine = HTTPExchangeMachine()
