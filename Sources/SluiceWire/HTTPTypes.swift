@@ -12,7 +12,7 @@ public struct HTTPField: Equatable, Sendable {
 }
 
 /// The request method. Methods are case-sensitive: `get` is `.other`. Any token is accepted.
-public enum HTTPMethod: UInt8, Sendable {
+public enum HTTPMethod: UInt8, Sendable, BitwiseCopyable {
     case get, head, post, put, delete, options, patch, trace, connect, other
 }
 

@@ -2,49 +2,14 @@ import SluiceWire
 
 /// The HTTP side of a downstream connection: one request/response exchange at a time
 /// (pipelined requests wait in `reqBuf` and are taken in order, so responses cannot be
-/// attributed to the wrong request).
-///
-/// State table (`phase`):
-///
-/// | phase          | waiting for                        | timer            | next                         |
-/// | -------------- | ---------------------------------- | ---------------- | ---------------------------- |
-/// | `.readingHead` | a whole request head               | client idle, then | parse → route → `.connecting`|
-/// |                |                                    | request-head (408)| or `.exchanging`; error →    |
-/// |                |                                    |                  | `.closing`                   |
-/// | `.connecting`  | the upstream connect               | connect          | `.exchanging`; refused → next|
-/// |                |                                    |                  | endpoint, else 502           |
-/// | `.exchanging`  | request body out, response in      | server (504)     | done → `.readingHead` or     |
-/// |                |                                    |                  | close; 101 → `.upgrading`    |
-/// | `.upgrading`   | queued bytes flushed both ways     | server           | tunnel (`Connection.life`)   |
-/// | `.closing`     | the error response written         | client           | close                        |
+/// attributed to the wrong request). Its control state (phase, what the request and response
+/// allow, the timer) is `machine`, whose table says how it moves; the exchange holds the
+/// bytes: queues, scanners, bodies, the peer's address and the request's stats.
 ///
 /// Invariants: bytes of a request never reach the upstream before its head was parsed whole
 /// and routed; a response is forwarded only for the request in flight; a buffer is held only
 /// while it has bytes (or a head is being read into it).
 struct HTTPExchange {
-    enum Phase: UInt8 {
-        case readingHead
-        case connecting
-        case exchanging
-        case upgrading
-        case closing
-        /// After a 101 on a TLS client: bytes relayed both ways through the exchange's
-        /// queues (the byte tunnel cannot carry a TLS session).
-        case relaying
-    }
-
-    enum TimerKind: UInt8 {
-        case clientIdle
-        case requestHead
-        case connect
-        case server
-        case closing
-        case tunnel
-        /// A terminated TLS client idle between requests: its record buffers are freed when
-        /// this fires, then the client-idle timer takes over.
-        case tlsIdle
-    }
-
     struct Queue {
         var buffer: Int32 = -1
         var start: Int32 = 0
@@ -80,8 +45,7 @@ struct HTTPExchange {
         }
     }
 
-    var phase: Phase = .readingHead
-    var timer: TimerKind = .clientIdle
+    var machine = HTTPExchangeMachine()
     /// The listener's route table and port.
     var routes: Int32 = -1
     /// tls listeners that terminate: the server context and the table of terminated routes
@@ -109,10 +73,6 @@ struct HTTPExchange {
     var secure = false
     /// The route of the request in flight when it adds `Strict-Transport-Security`; -1 none.
     var hstsRoute: Int32 = -1
-    /// `.relaying`: each direction's end seen; close_notify sent to the client.
-    var relayClientDone = false
-    var relayUpstreamDone = false
-    var relayClientNotified = false
 
     /// Request bytes from the client: the head being read, then what follows it.
     var req = Queue()
@@ -127,30 +87,13 @@ struct HTTPExchange {
     var reqBody = Body()
     var respBody = Body()
 
-    var method: HTTPMethod = .get
-    var http10 = false
-    /// Close the client connection once this response is sent.
-    var clientClose = false
-    var responseHeadDone = false
-    /// Response bytes have been queued for the client: an error can no longer be answered.
-    var responseStarted = false
-    /// The upstream may be kept for another request when this exchange ends.
-    var upstreamReusable = false
-    var upstreamReused = false
-    var upgradeRequested = false
+    /// The response carries a stickiness cookie for the endpoint picked.
     var setCookie = false
-    var retried = false
-    /// When the request body's clock started (its head went upstream, or a 1xx came back).
-    var bodyStart: Int64 = 0
-    /// Bytes of the request in flight have gone into the upstream socket.
-    var requestSent = false
     /// Path bytes to strip from the request target (route `stripPath`).
     var stripPrefix: Int32 = 0
     /// Where the request head in flight sits in `req` (kept for a retry on a new upstream).
     var headStart: Int32 = 0
     var headLength: Int32 = 0
-    /// `.closing`: the response is written and SHUT_WR sent; reading until the client closes.
-    var lingering = false
     /// Large Content-Length bodies move through a pipe (splice) instead of a buffer.
     var spliceRequest = false
     var spliceResponse = false

@@ -4,8 +4,9 @@ import SluiceWire
 
 /// The `http` listener's data path: read a request head, route it by Host and path, pick an
 /// endpoint, reuse or open an upstream connection, forward the rewritten head and the body,
-/// read the response head, forward it and its body, then take the next request. See
-/// `HTTPExchange` for the state table. Runs on the loop thread; allocates nothing per
+/// read the response head, forward it and its body, then take the next request. The
+/// exchange's control state is `HTTPExchangeMachine` (its state table): this code reports
+/// what it observed and executes the action returned. Runs on the loop thread; allocates nothing per
 /// request (buffers and upstream connections come from per-loop pools).
 extension Loop {
     enum HTTPStep {
@@ -30,14 +31,43 @@ extension Loop {
         e.pointee.proxyPending = expectProxy
         storePeer(e, peer)
         c.pointee.life.activity(now: now)
-        armHTTPTimer(slot, .clientIdle, at: now + snapshot.timeouts.clientMillis)
+        apply(slot, .waiting(tls: false))
         httpPump(slot)
     }
 
+    /// Reports `event` to the slot's exchange machine at the loop's time; the action to execute.
     @inline(__always)
-    func armHTTPTimer(_ slot: Int32, _ kind: HTTPExchange.TimerKind, at deadline: Int64) {
-        exchange(slot).pointee.timer = kind
-        timers.schedule(slot, at: deadline)
+    func report(_ slot: Int32, _ event: HTTPExchangeMachine.Event) -> HTTPExchangeMachine.Action {
+        exchange(slot).pointee.machine.on(event, now: now, exchangeTimeouts)
+    }
+
+    /// Arms the slot's one timer (its kind is the machine's).
+    @inline(__always)
+    func arm(_ slot: Int32, _ timer: HTTPExchangeMachine.Timer) {
+        timers.schedule(slot, at: timer.deadline)
+    }
+
+    /// Reports an event whose only possible actions are to carry on or arm a timer.
+    @inline(__always)
+    func apply(_ slot: Int32, _ event: HTTPExchangeMachine.Event) {
+        switch report(slot, event) {
+        case .proceed: break
+        case .armTimer(let timer): arm(slot, timer)
+        default: unexpected(event)
+        }
+    }
+
+    /// The machine answered `event` with an action its call site does not take: a bug.
+    func unexpected(_ event: HTTPExchangeMachine.Event) -> Never {
+        preconditionFailure("HTTP exchange: unexpected action for \(event)")
+    }
+
+    static func exchangeTimeouts(_ snapshot: RoutingSnapshot) -> HTTPExchangeMachine.Timeouts {
+        HTTPExchangeMachine.Timeouts(
+            client: snapshot.timeouts.clientMillis, requestHead: snapshot.timeouts.requestHeadMillis,
+            connect: snapshot.timeouts.connectMillis, server: snapshot.timeouts.serverMillis,
+            requestBody: snapshot.timeouts.requestBodyMillis, tunnel: snapshot.timeouts.tunnelMillis,
+            requestBodyMinRate: Int64(snapshot.limits.requestBodyMinRate), tlsIdle: tlsIdleMillis)
     }
 
     // MARK: - Events
@@ -66,7 +96,7 @@ extension Loop {
         }
         c.pointee.toDown.sourceReady(mask)
         c.pointee.toUp.destinationReady(mask)
-        if e.pointee.phase == .readingHead {
+        if e.pointee.machine.state == .readingHead {
             // An upstream attached between requests (not parked): any input means the server
             // closed it or sent bytes nobody asked for. Drop it; the next request takes another.
             if mask.mayRead {
@@ -77,12 +107,12 @@ extension Loop {
             }
             return
         }
-        if e.pointee.phase == .connecting {
+        if e.pointee.machine.state == .connecting {
             guard mask.mayWrite else { return }
             let step: HTTPStep
             if connectError(c) == nil {
                 connectSucceeded(c)
-                step = queueRequest(slot)
+                step = upstreamConnected(slot)
             } else {
                 step = httpConnectFailed(slot, timedOut: false)
             }
@@ -91,60 +121,53 @@ extension Loop {
         httpPump(slot)
     }
 
-    /// The slot's timer fired.
+    /// The slot's timer fired: the machine says which wait ran out (or re-arms).
     func onHTTPTimer(_ slot: Int32) {
         let c = table.pointer(slot)
         let e = exchange(slot)
-        switch e.pointee.timer {
-        case .clientIdle:
+        let action = report(
+            slot, .timerFired(lastActivity: c.pointee.life.lastActivity, requestBody: awaitedBody(e)))
+        switch action {
+        case .armTimer(let timer):
+            arm(slot, timer)
+        case .releaseTLS(let timer):
+            releaseIdleBuffers(c)
+            arm(slot, timer)
+        case .expired(.clientIdle):
             countFrontend(c, .timeoutClient)
             detachUpstream(slot)
             closeHTTP(slot, abort: false, reason: .clientTimeout)
-        case .requestHead:
+        case .expired(.requestHead):
             counters.httpTimeouts += 1
             countFrontend(c, .timeoutRequestHead)
             if respondError(slot, status: 408, reason: .requestHeadTimeout) == .again { httpPump(slot) }
-        case .connect:
+        case .expired(.connect):
             if httpConnectFailed(slot, timedOut: true) == .again { httpPump(slot) }
-        case .server:
-            let idleUntil = c.pointee.life.lastActivity + snapshot.timeouts.serverMillis
-            let bodyDue = requestBodyDeadline(e)
-            if bodyDue <= now {
-                // The client trickles its body: 408 while nothing of the response went out.
-                counters.bodyTimeouts += 1
-                counters.httpTimeouts += 1
-                countFrontend(c, .timeoutRequestBody)
-                if e.pointee.responseStarted {
-                    closeHTTP(slot, abort: true, reason: .requestBodyTimeout)
-                } else if respondError(slot, status: 408, reason: .requestBodyTimeout) == .again {
-                    httpPump(slot)
-                }
-            } else if idleUntil > now {
-                timers.schedule(slot, at: min(idleUntil, bodyDue))
-            } else if !e.pointee.responseStarted {
-                counters.httpTimeouts += 1
-                countBackend(c, .timeoutServer)
-                if respondError(slot, status: 504, reason: .serverTimeout) == .again { httpPump(slot) }
-            } else {
-                counters.httpTimeouts += 1
-                countBackend(c, .timeoutServer)
-                closeHTTP(slot, abort: true, reason: .serverTimeout)
-            }
-        case .closing:
+        case .expired(.requestBody):
+            // The client trickles its body: 408 while nothing of the response went out.
+            counters.bodyTimeouts += 1
+            counters.httpTimeouts += 1
+            countFrontend(c, .timeoutRequestBody)
+            if respondError(slot, status: 408, reason: .requestBodyTimeout) == .again { httpPump(slot) }
+        case .expired(.server):
+            counters.httpTimeouts += 1
+            countBackend(c, .timeoutServer)
+            if respondError(slot, status: 504, reason: .serverTimeout) == .again { httpPump(slot) }
+        case .expired(.closing):
             closeHTTP(slot, abort: false, reason: .clientTimeout)
-        case .tlsIdle:
-            releaseIdleBuffers(c)
-            armHTTPTimer(slot, .clientIdle, at: c.pointee.life.lastActivity + snapshot.timeouts.clientMillis)
-        case .tunnel:
-            let idleUntil = c.pointee.life.lastActivity + snapshot.timeouts.tunnelMillis
-            if idleUntil > now {
-                timers.schedule(slot, at: idleUntil)
-            } else {
-                counters.idleTimeouts += 1
-                countBackend(c, .timeoutTunnel)
-                closeHTTP(slot, abort: false, reason: .tunnelTimeout)
-            }
+        case .expired(.tunnel):
+            counters.idleTimeouts += 1
+            countBackend(c, .timeoutTunnel)
+            closeHTTP(slot, abort: false, reason: .tunnelTimeout)
+        default:
+            unexpected(.timerFired(lastActivity: c.pointee.life.lastActivity, requestBody: nil))
         }
+    }
+
+    /// Bytes received of the request body still awaited; nil when none is.
+    @inline(__always)
+    func awaitedBody(_ e: UnsafeMutablePointer<HTTPExchange>) -> Int64? {
+        e.pointee.reqBody.done ? nil : e.pointee.reqBody.received
     }
 
     // MARK: - Pump
@@ -156,7 +179,7 @@ extension Loop {
         let e = exchange(slot)
         for _ in 0..<Self.stepBudget {
             let step: HTTPStep
-            switch e.pointee.phase {
+            switch e.pointee.machine.state {
             case .readingHead: step = readRequestHead(slot)
             case .connecting: return
             case .exchanging: step = exchangeStep(slot)

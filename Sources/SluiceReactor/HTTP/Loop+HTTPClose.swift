@@ -15,9 +15,17 @@ extension Loop {
         case 400, 413, 414, 431, 501, 505: countFrontend(c, .requestErrors)
         default: break
         }
-        if e.pointee.responseStarted {
+        let event = HTTPExchangeMachine.Event.refused(status: status)
+        let closing: HTTPExchangeMachine.Timer
+        switch report(slot, event) {
+        case .abort:
+            // A response already started: it cannot be answered any more.
             closeHTTP(slot, abort: true, reason: reason)
             return .closed
+        case .respond(_, let timer):
+            closing = timer
+        default:
+            unexpected(event)
         }
         c.pointee.stats.note(reason)
         noteStatusSent(c, e, status)
@@ -32,76 +40,63 @@ extension Loop {
             start: httpBuffers.base(e.pointee.downq.buffer), count: Int(Self.httpBufferSize))
         e.pointee.downq.start = 0
         e.pointee.downq.end = Int32(HTTPHeadWriter.writeError(status: status, into: out))
-        e.pointee.responseStarted = true
-        e.pointee.clientClose = true
-        e.pointee.phase = .closing
-        e.pointee.lingering = false
-        armHTTPTimer(slot, .closing, at: now + snapshot.timeouts.clientMillis)
+        arm(slot, closing)
         return .again
     }
 
     /// The default backend's answer for a request no route matched. The connection stays
     /// open when the request had no body to skip.
-    func respondDefault(_ slot: Int32, _ backend: DefaultBackend, hasBody: Bool) -> HTTPStep {
+    func respondDefault(_ slot: Int32, _ backend: DefaultBackend) -> HTTPStep {
         let e = exchange(slot)
         if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
-        let keep = !hasBody && !e.pointee.clientClose
+        guard case .writeAnswer(let keep) = report(slot, .localAnswer) else { unexpected(.localAnswer) }
         let out = httpBuffers.base(e.pointee.downq.buffer)
         noteStatusSent(table.pointer(slot), e, backend.status)
         let n = writeSimpleResponse(
-            status: backend.status, body: backend.body, close: !keep, http10KeepAlive: e.pointee.http10 && keep,
+            status: backend.status, body: backend.body, close: !keep, http10KeepAlive: e.pointee.machine.http10 && keep,
             into: out)
-        return sendLocalAnswer(slot, length: n, keep: keep)
+        return sendLocalAnswer(slot, length: n)
     }
 
     /// A 308 to the https:// form of the request (`redirectHTTPS` routes): the Host without
     /// its port, `:port` unless 443, then the target as sent. Kept alive like a default answer.
     func respondRedirect(
-        _ slot: Int32, port: UInt16, host: UnsafeRawBufferPointer, target: UnsafeRawBufferPointer, hasBody: Bool
+        _ slot: Int32, port: UInt16, host: UnsafeRawBufferPointer, target: UnsafeRawBufferPointer
     ) -> HTTPStep {
         let e = exchange(slot)
         guard !host.isEmpty, target.first == UInt8(ascii: "/") || target.isEmpty else {
             return respondError(slot, status: 400, reason: .badRequest)
         }
         if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
-        let keep = !hasBody && !e.pointee.clientClose
+        guard case .writeAnswer(let keep) = report(slot, .localAnswer) else { unexpected(.localAnswer) }
         let n = writeRedirect(
-            port: port, host: host, target: target, close: !keep, http10KeepAlive: e.pointee.http10 && keep,
+            port: port, host: host, target: target, close: !keep, http10KeepAlive: e.pointee.machine.http10 && keep,
             into: httpBuffers.base(e.pointee.downq.buffer), capacity: Int(Self.httpBufferSize))
         guard n > 0 else { return respondError(slot, status: 414, reason: .badRequest) }
         noteStatusSent(table.pointer(slot), e, 308)
-        return sendLocalAnswer(slot, length: n, keep: keep)
+        return sendLocalAnswer(slot, length: n)
     }
 
     /// An answer of `length` bytes written into `downq` by the proxy itself (default backend,
-    /// redirect) goes out; the connection then takes the next request when `keep`, or closes.
-    func sendLocalAnswer(_ slot: Int32, length: Int, keep: Bool) -> HTTPStep {
+    /// redirect) goes out; the connection then takes the next request, or closes, as the
+    /// machine decided when the answer was written (`writeAnswer(keep:)`).
+    func sendLocalAnswer(_ slot: Int32, length: Int) -> HTTPStep {
+        let c = table.pointer(slot)
         let e = exchange(slot)
         e.pointee.downq.start = 0
         e.pointee.downq.end = Int32(length)
-        e.pointee.responseStarted = true
-        e.pointee.responseHeadDone = true
         e.pointee.respBody = HTTPExchange.Body()
         e.pointee.req.start = e.pointee.headStart + e.pointee.headLength
-        if keep {
+        let event = HTTPExchangeMachine.Event.answerQueued(upstreamAttached: c.pointee.upFD >= 0)
+        switch report(slot, event) {
+        case .proceed:
             e.pointee.reqBody = HTTPExchange.Body()
-            e.pointee.upstreamReusable = e.pointee.upstreamReusable && table.pointer(slot).pointee.upFD >= 0
-            e.pointee.phase = .exchanging
-            return .again
+        case .startClosing(let timer):
+            c.pointee.stats.note(.done)
+            arm(slot, timer)
+        default:
+            unexpected(event)
         }
-        e.pointee.clientClose = true
-        table.pointer(slot).pointee.stats.note(.done)
-        e.pointee.phase = .closing
-        e.pointee.lingering = false
-        armHTTPTimer(slot, .closing, at: now + snapshot.timeouts.clientMillis)
-        return .again
-    }
-
-    func startClosing(_ slot: Int32) -> HTTPStep {
-        let e = exchange(slot)
-        e.pointee.phase = .closing
-        e.pointee.lingering = false
-        armHTTPTimer(slot, .closing, at: now + min(snapshot.timeouts.clientMillis, 5_000))
         return .again
     }
 
@@ -121,12 +116,16 @@ extension Loop {
                 return .closed
             }
         }
-        if !e.pointee.lingering {
+        switch report(slot, .answerWritten) {
+        case .linger:
             // The answer is written: the exchange it ended is over.
             endExchange(slot, closing: true)
-            e.pointee.lingering = true
             releaseHTTPBuffers(e)
             shutdownWrite(c, .downstream)
+        case .proceed:
+            break
+        default:
+            unexpected(.answerWritten)
         }
         // Bounded per wake: a client that keeps sending is resumed after the batch.
         var reads = 0
@@ -140,11 +139,9 @@ extension Loop {
             case .bytes: continue
             case .wouldBlock: return .wait
             case .eof:
-                closeHTTP(slot, abort: false, reason: .clientClosed)
-                return .closed
+                return clientEnded(slot, reset: false, idle: false, reason: .clientClosed)
             case .failed(let error):
-                closeHTTP(slot, abort: false, reason: Self.failure(error, client: true))
-                return .closed
+                return clientEnded(slot, reset: true, idle: false, reason: Self.failure(error, client: true))
             }
         }
         return .wait

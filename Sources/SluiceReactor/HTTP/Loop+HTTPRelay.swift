@@ -10,7 +10,7 @@ extension Loop {
         let e = exchange(slot)
         var progressed = false
         // Client → upstream.
-        if e.pointee.upq.isEmpty && c.pointee.toUp.srcReadable && !e.pointee.relayClientDone {
+        if e.pointee.upq.isEmpty && c.pointee.toUp.srcReadable && !e.pointee.machine.relayClientDone {
             if e.pointee.upq.buffer < 0 { e.pointee.upq.buffer = httpBuffers.acquire() }
             switch receive(
                 c, from: .downstream, into: httpBuffers.base(e.pointee.upq.buffer), count: Self.httpBufferSize)
@@ -22,13 +22,14 @@ extension Loop {
             case .wouldBlock:
                 break
             case .eof:
-                e.pointee.relayClientDone = true
+                guard case .shutdownUpstream = report(slot, .clientEnded(reset: false, idle: false)) else {
+                    unexpected(.clientEnded(reset: false, idle: false))
+                }
                 if c.pointee.stats.firstEnd == .none { c.pointee.stats.firstEnd = .downstream }
                 shutdownWrite(c, .upstream)
                 progressed = true
             case .failed(let error):
-                closeHTTP(slot, abort: true, reason: Self.failure(error, client: true))
-                return .closed
+                return clientEnded(slot, reset: true, idle: false, reason: Self.failure(error, client: true))
             }
         }
         if !e.pointee.upq.isEmpty && c.pointee.toUp.dstWritable {
@@ -43,7 +44,7 @@ extension Loop {
             }
         }
         // Upstream → client.
-        if e.pointee.downq.isEmpty && c.pointee.toDown.srcReadable && !e.pointee.relayUpstreamDone {
+        if e.pointee.downq.isEmpty && c.pointee.toDown.srcReadable && !e.pointee.machine.relayUpstreamDone {
             if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
             switch receive(
                 c, from: .upstream, into: httpBuffers.base(e.pointee.downq.buffer), count: Self.httpBufferSize)
@@ -55,10 +56,13 @@ extension Loop {
             case .wouldBlock:
                 break
             case .eof:
-                e.pointee.relayUpstreamDone = true
+                apply(slot, .upstreamEnded(reset: false))
                 if c.pointee.stats.firstEnd == .none { c.pointee.stats.firstEnd = .upstream }
                 progressed = true
             case .failed(let error):
+                guard case .abort = report(slot, .upstreamEnded(reset: true)) else {
+                    unexpected(.upstreamEnded(reset: true))
+                }
                 closeHTTP(slot, abort: true, reason: Self.failure(error, client: false))
                 return .closed
             }
@@ -74,14 +78,20 @@ extension Loop {
                 return .closed
             }
         }
-        if e.pointee.relayUpstreamDone && e.pointee.downq.isEmpty && !outputPending(c) && !e.pointee.relayClientNotified
-        {
-            e.pointee.relayClientNotified = true
+        var action = report(
+            slot,
+            .relayRound(
+                toClientFlushed: e.pointee.downq.isEmpty && !outputPending(c), toUpstreamFlushed: e.pointee.upq.isEmpty)
+        )
+        if case .notifyClient = action {
             shutdownWrite(c, .downstream)
+            action = report(
+                slot,
+                .relayRound(
+                    toClientFlushed: e.pointee.downq.isEmpty && !outputPending(c),
+                    toUpstreamFlushed: e.pointee.upq.isEmpty))
         }
-        if e.pointee.relayClientDone && e.pointee.relayUpstreamDone && e.pointee.upq.isEmpty
-            && e.pointee.downq.isEmpty && !outputPending(c)
-        {
+        if case .finishRelay = action {
             closeHTTP(slot, abort: false)
             return .closed
         }

@@ -57,7 +57,7 @@ extension Loop {
             e.pointee.req.end += n
             c.pointee.life.activity(now: now)
             if wasEmpty {
-                armHTTPTimer(slot, .requestHead, at: now + snapshot.timeouts.requestHeadMillis)
+                apply(slot, .headStarted)
                 beginRequest(slot)
             }
             return .again
@@ -65,15 +65,27 @@ extension Loop {
             releaseIfEmpty(&e.pointee.req)
             return .wait
         case .eof:
-            // A keep-alive client leaving between requests (its clean upstream goes to the
-            // pool), or one that gave up mid-head.
-            if wasEmpty { detachUpstream(slot) }
-            closeHTTP(slot, abort: false, reason: .clientClosed)
-            return .closed
+            // A keep-alive client leaving between requests, or one that gave up mid-head.
+            return clientEnded(slot, reset: false, idle: wasEmpty, reason: .clientClosed)
         case .failed(let error):
-            closeHTTP(slot, abort: true, reason: Self.failure(error, client: true))
-            return .closed
+            return clientEnded(slot, reset: true, idle: wasEmpty, reason: Self.failure(error, client: true))
         }
+    }
+
+    /// The client closed (`reset`: failed) outside a relay: closes as the machine says,
+    /// recording `reason`.
+    func clientEnded(_ slot: Int32, reset: Bool, idle: Bool, reason: CloseReason) -> HTTPStep {
+        let event = HTTPExchangeMachine.Event.clientEnded(reset: reset, idle: idle)
+        switch report(slot, event) {
+        case .close(let abort, let poolUpstream):
+            if poolUpstream { detachUpstream(slot) }
+            closeHTTP(slot, abort: abort, reason: reason)
+        case .abort:
+            closeHTTP(slot, abort: true, reason: reason)
+        default:
+            unexpected(event)
+        }
+        return .closed
     }
 
     /// A whole request head is at `req.start`: parse, route, pick, then reuse or connect.
@@ -96,18 +108,21 @@ extension Loop {
         if logPolicy(c) != nil { noteRequestHead(e, head, headBuf) }
         e.pointee.headStart = e.pointee.req.start
         e.pointee.headLength = headLength
-        e.pointee.method = head.method
-        e.pointee.http10 = head.minorVersion == 0
-        e.pointee.clientClose = head.connectionClose || (e.pointee.http10 && !head.connectionKeepAlive) || draining
-        e.pointee.upgradeRequested = head.connectionUpgrade && head.upgrade != nil
         e.pointee.reqBody = HTTPExchange.Body(head.bodyKind)
-        e.pointee.retried = false
         e.pointee.setCookie = false
-        if head.method == .connect { return respondError(slot, status: 501, reason: .badRequest) }
+        let parsed = HTTPExchangeMachine.RequestHead(
+            method: head.method, http10: head.minorVersion == 0, connectionClose: head.connectionClose,
+            keepAlive: head.connectionKeepAlive, upgrade: head.connectionUpgrade && head.upgrade != nil,
+            hasBody: !e.pointee.reqBody.done, bodyless: head.bodyKind == .none, draining: draining)
+        switch report(slot, .headParsed(parsed)) {
+        case .route: break
+        case .refuse(let status): return respondError(slot, status: status, reason: .badRequest)
+        default: unexpected(.headParsed(parsed))
+        }
 
         // Route with the newest table; a connection whose listener is gone (or changed
         // protocol) finishes this request on the table it was read with, then closes.
-        if !rebindToListener(slot) { e.pointee.clientClose = true }
+        if !rebindToListener(slot) { apply(slot, .listenerGone) }
         let routedWith = routed(c)
         let routeTable = routedWith.routeTables[Int(e.pointee.routes)]
         let host = head.host.map { slice(headBuf, $0) } ?? UnsafeRawBufferPointer(start: base, count: 0)
@@ -130,13 +145,12 @@ extension Loop {
             }
         case .redirect(let route):
             return respondRedirect(
-                slot, port: routeTable.routes[Int(route)].httpsPort, host: host, target: slice(headBuf, head.target),
-                hasBody: !e.pointee.reqBody.done)
+                slot, port: routeTable.routes[Int(route)].httpsPort, host: host, target: slice(headBuf, head.target))
         case .noRoute, .terminate:
             counters.httpNoRoute += 1
             countFrontend(c, .noRoute)
             guard let fallback = routeTable.defaultBackend.service else {
-                return respondDefault(slot, routeTable.defaultBackend, hasBody: !e.pointee.reqBody.done)
+                return respondDefault(slot, routeTable.defaultBackend)
             }
             service = fallback
             e.pointee.stripPrefix = 0
@@ -184,10 +198,9 @@ extension Loop {
         if allowReuse, let pooled = currentEndpoint(c) {
             if let fd = reclaimParked(slot, endpoint: pooled) {
                 c.pointee.upFD = fd
-                e.pointee.upstreamReused = true
                 counters.pooledReuses += 1
                 countUpstream(c, .reuses, .reuses)
-                return queueRequest(slot)
+                return upstreamAttached(slot, reused: true)
             }
             // Another endpoint (or nothing parked): the parked one goes to the pooled token
             // before this client's token names a second descriptor.
@@ -200,18 +213,31 @@ extension Loop {
                     c.pointee.upFD = -1
                     return attachUpstream(slot, service: service, endpoint: endpoint, allowReuse: false)
                 }
-                e.pointee.upstreamReused = true
                 counters.pooledReuses += 1
                 countUpstream(c, .reuses, .reuses)
                 c.pointee.toUp.dstWritable = true
                 c.pointee.toDown.srcReadable = false
                 c.pointee.toDown.srcHangup = false
-                return queueRequest(slot)
+                return upstreamAttached(slot, reused: true)
             }
         }
         disownParked(c)
-        e.pointee.upstreamReused = false
-        return connectUpstream(slot)
+        return upstreamAttached(slot, reused: false)
+    }
+
+    /// An upstream is attached for the request (`reused`: a kept one), or one must be opened.
+    func upstreamAttached(_ slot: Int32, reused: Bool) -> HTTPStep {
+        switch report(slot, .upstreamAttached(reused: reused)) {
+        case .sendRequest: return queueRequest(slot)
+        case .connect: return connectUpstream(slot)
+        default: unexpected(.upstreamAttached(reused: reused))
+        }
+    }
+
+    /// The upstream's connect completed: the request goes out.
+    func upstreamConnected(_ slot: Int32) -> HTTPStep {
+        guard case .sendRequest = report(slot, .connected) else { unexpected(.connected) }
+        return queueRequest(slot)
     }
 
     /// Connects the request's endpoint: a first try, as `ConnectionLifecycle` counts them.
@@ -230,10 +256,9 @@ extension Loop {
         case .connected:
             c.pointee.toUp.dstWritable = true
             connectSucceeded(c)
-            return queueRequest(slot)
+            return upstreamConnected(slot)
         case .inProgress:
-            exchange(slot).pointee.phase = .connecting
-            armHTTPTimer(slot, .connect, at: now + snapshot.timeouts.connectMillis)
+            apply(slot, .connectPending)
             return .wait
         case .refused:
             return httpConnectFailed(slot, timedOut: false)
@@ -248,12 +273,17 @@ extension Loop {
     /// Connect refused or timed out: the next endpoint while tries remain, else 502 (504 for
     /// a timeout). Does not pump: event and timer callers pump on `.again`.
     func httpConnectFailed(_ slot: Int32, timedOut: Bool) -> HTTPStep {
-        guard retryConnect(slot, timedOut: timedOut) != nil else {
-            return respondError(
-                slot, status: timedOut ? 504 : 502, reason: timedOut ? .connectTimeout : .connectFailed)
+        let event = HTTPExchangeMachine.Event.connectFailed(
+            timedOut: timedOut, triesLeft: retryConnect(slot, timedOut: timedOut) != nil)
+        switch report(slot, event) {
+        case .connectNext:
+            countOpened(table.pointer(slot))
+            return connectTry(slot)
+        case .refuse(let status):
+            return respondError(slot, status: status, reason: timedOut ? .connectTimeout : .connectFailed)
+        default:
+            unexpected(event)
         }
-        countOpened(table.pointer(slot))
-        return connectTry(slot)
     }
 
     /// The upstream is connected: write the rewritten head and what body bytes are here.
@@ -277,7 +307,8 @@ extension Loop {
             head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
             pathOverride: path, clientAddress: UnsafeRawBufferPointer(start: scratch, count: clientLength),
             proto: e.pointee.secure ? Self.protoHTTPS : Self.protoHTTP, port: e.pointee.listenPort,
-            upgrading: e.pointee.upgradeRequested, requestID: forwardedRequestID(e, headBuf: headBuf), into: out)
+            upgrading: e.pointee.machine.upgradeRequested, requestID: forwardedRequestID(e, headBuf: headBuf), into: out
+        )
         guard let written else { return respondError(slot, status: 431, reason: .badRequest) }
         if !e.pointee.stats.sent {
             e.pointee.stats.sent = true
@@ -289,14 +320,8 @@ extension Loop {
         e.pointee.req.start = e.pointee.headStart + e.pointee.headLength
         e.pointee.reqScan.reset()
         e.pointee.respScan.reset()
-        e.pointee.responseHeadDone = false
-        e.pointee.responseStarted = false
-        e.pointee.upstreamReusable = false
-        e.pointee.requestSent = false
-        e.pointee.bodyStart = now
-        e.pointee.phase = .exchanging
         c.pointee.life.activity(now: now)
-        armHTTPTimer(slot, .server, at: min(now + snapshot.timeouts.serverMillis, requestBodyDeadline(e)))
+        apply(slot, .requestQueued(requestBody: awaitedBody(e)))
         return .again
     }
 
@@ -321,7 +346,7 @@ extension Loop {
         if !e.pointee.upq.isEmpty && c.pointee.toUp.dstWritable {
             switch send(c, &e.pointee.upq, to: .upstream) {
             case .bytes:
-                e.pointee.requestSent = true
+                apply(slot, .requestBytesSent)
                 progressed = true
             case .wouldBlock: break
             case .failed(let error): return upstreamFailed(slot, reason: Self.failure(error, client: false))
@@ -330,13 +355,13 @@ extension Loop {
         if e.pointee.upq.isEmpty { releaseIfEmpty(&e.pointee.upq) }
 
         // Response in.
-        if !e.pointee.responseHeadDone {
+        if !e.pointee.machine.responseHeadDone {
             switch readResponseHead(slot) {
             case .again: progressed = true
             case .closed: return .closed
             case .wait: break
             }
-            if e.pointee.phase != .exchanging { return .again }
+            if e.pointee.machine.state != .exchanging { return .again }
         } else if !e.pointee.respBody.done && e.pointee.downq.isEmpty {
             let body = shouldSplice(e, toUpstream: false) ? spliceBody(slot, toUpstream: false) : fillResponseBody(slot)
             switch body {
@@ -357,7 +382,7 @@ extension Loop {
         }
         if e.pointee.downq.isEmpty { releaseIfEmpty(&e.pointee.downq) }
 
-        if e.pointee.responseHeadDone && e.pointee.respBody.done && e.pointee.downq.isEmpty {
+        if e.pointee.machine.responseHeadDone && e.pointee.respBody.done && e.pointee.downq.isEmpty {
             return finishExchange(slot)
         }
         return progressed ? .again : .wait
@@ -398,11 +423,9 @@ extension Loop {
             return .wait
         case .eof:
             // The client went away mid-body: the request cannot complete.
-            closeHTTP(slot, abort: true, reason: .clientClosed)
-            return .closed
+            return clientEnded(slot, reset: false, idle: false, reason: .clientClosed)
         case .failed(let error):
-            closeHTTP(slot, abort: true, reason: Self.failure(error, client: true))
-            return .closed
+            return clientEnded(slot, reset: true, idle: false, reason: Self.failure(error, client: true))
         }
     }
 
@@ -421,14 +444,9 @@ extension Loop {
         e.pointee.req.end += room
     }
 
+    /// Bad chunked framing in a request body: 400, or a reset once a response started.
     func bodyError(_ slot: Int32) -> HTTPStep {
-        let e = exchange(slot)
         counters.httpBadRequests += 1
-        if e.pointee.responseStarted {
-            countFrontend(table.pointer(slot), .requestErrors)
-            closeHTTP(slot, abort: true, reason: .badRequest)
-            return .closed
-        }
         return respondError(slot, status: 400, reason: .badRequest)
     }
 
@@ -461,16 +479,5 @@ extension Loop {
             body.received += Int64(count)
             return count
         }
-    }
-
-    /// When the request body in flight is overdue: its grace after `bodyStart`, plus one
-    /// second per `requestBodyMinRate` bytes received. `Int64.max` when no body is awaited.
-    @inline(__always)
-    func requestBodyDeadline(_ e: UnsafeMutablePointer<HTTPExchange>) -> Int64 {
-        guard !e.pointee.reqBody.done else { return .max }
-        var deadline = e.pointee.bodyStart + snapshot.timeouts.requestBodyMillis
-        let rate = Int64(snapshot.limits.requestBodyMinRate)
-        if rate > 0 { deadline += e.pointee.reqBody.received * 1000 / rate }
-        return deadline
     }
 }

@@ -53,39 +53,46 @@ extension Loop {
         if head.status < 200 {
             // Interim responses go to the client as they are, after what is queued.
             guard e.pointee.downq.isEmpty else { return .wait }
-            if head.status == 101 {
-                guard e.pointee.upgradeRequested else { return upstreamGarbage(slot) }
+            switch report(slot, .interim(status: head.status)) {
+            case .startUpgrade:
                 return startUpgrade(slot, head: head, headBuf: headBuf)
-            }
-            e.pointee.resp.start += headLength
-            e.pointee.respScan.reset()
-            // A 100 Continue starts the body's clock: the client waited for it.
-            e.pointee.bodyStart = now
-            // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; it is dropped, the final answer
-            // follows.
-            if e.pointee.http10 { return .again }
-            // Rewritten as a final head is: hop-by-hop fields do not cross the proxy.
-            guard let written = writeInterimHead(e, head, headBuf, upgrading: false) else {
+            case .rejectResponse:
                 return upstreamGarbage(slot)
+            case .dropInterim:
+                e.pointee.resp.start += headLength
+                e.pointee.respScan.reset()
+                return .again
+            case .forwardInterim:
+                e.pointee.resp.start += headLength
+                e.pointee.respScan.reset()
+                // Rewritten as a final head is: hop-by-hop fields do not cross the proxy.
+                guard let written = writeInterimHead(e, head, headBuf, upgrading: false) else {
+                    return upstreamGarbage(slot)
+                }
+                e.pointee.downq.start = 0
+                e.pointee.downq.end = Int32(written)
+                apply(slot, .interimQueued)
+                return .again
+            default:
+                unexpected(.interim(status: head.status))
             }
-            e.pointee.downq.start = 0
-            e.pointee.downq.end = Int32(written)
-            e.pointee.responseStarted = true
-            return .again
         }
         guard e.pointee.downq.isEmpty else { return .wait }
         e.pointee.stats.responseAfter = ConnectionStats.after(e.pointee.stats.startMicros, nowMicros)
         countResponseReceived(c, status: head.status)
-        e.pointee.respBody = HTTPExchange.Body(head.bodyKind(requestMethod: e.pointee.method))
-        // An HTTP/1.0 client cannot read chunked: strip the framing, end the body by closing.
-        e.pointee.dechunk = e.pointee.http10 && e.pointee.respBody.kind == .chunked
+        // The framing the head declares; the machine decides what the request allows.
+        let declared = head.bodyKind(requestMethod: .get)
+        let response = HTTPExchangeMachine.ResponseHead(
+            status: head.status, connectionClose: head.connectionClose, keepAlive: head.connectionKeepAlive,
+            http11: head.minorVersion == 1, framing: Self.framing(declared),
+            // A client whose listener went away finishes this exchange and closes.
+            closeClient: draining || c.pointee.listener < 0)
+        guard
+            case .forwardResponse(let framing, let closeClient, let stripChunks) = report(slot, .responseHead(response))
+        else { unexpected(.responseHead(response)) }
+        e.pointee.respBody = HTTPExchange.Body(Self.bodyKind(framing, declared: declared))
+        e.pointee.dechunk = stripChunks
         e.pointee.decoder = ChunkedDecoder()
-        if e.pointee.dechunk { e.pointee.clientClose = true }
-        let untilClose = e.pointee.respBody.kind == .untilClose
-        // A client whose listener went away finishes this exchange and closes.
-        e.pointee.clientClose = e.pointee.clientClose || untilClose || draining || c.pointee.listener < 0
-        e.pointee.upstreamReusable =
-            !head.connectionClose && !untilClose && (head.minorVersion == 1 || head.connectionKeepAlive)
         if e.pointee.downq.buffer < 0 { e.pointee.downq.buffer = httpBuffers.acquire() }
         let out = UnsafeMutableRawBufferPointer(
             start: httpBuffers.base(e.pointee.downq.buffer), count: Int(Self.httpBufferSize))
@@ -93,7 +100,7 @@ extension Loop {
         if e.pointee.hstsRoute >= 0 { extraLength += formatHSTS(slot, into: scratch + extraLength) }
         let written = HTTPHeadWriter.writeResponse(
             head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
-            close: e.pointee.clientClose, http10KeepAlive: e.pointee.http10 && !e.pointee.clientClose, upgrading: false,
+            close: closeClient, http10KeepAlive: e.pointee.machine.http10 && !closeClient, upgrading: false,
             extraFields: extraLength > 0 ? UnsafeRawBufferPointer(start: scratch, count: extraLength) : nil, into: out)
         guard var written else { return upstreamGarbage(slot) }
         if e.pointee.dechunk {
@@ -102,8 +109,7 @@ extension Loop {
         e.pointee.resp.start += headLength
         e.pointee.downq.start = 0
         e.pointee.downq.end = Int32(written)
-        e.pointee.responseHeadDone = true
-        e.pointee.responseStarted = true
+        apply(slot, .responseQueued)
         noteStatusSent(c, e, head.status)
         // Body bytes that came with the head.
         if !e.pointee.resp.isEmpty && !e.pointee.respBody.done {
@@ -117,9 +123,28 @@ extension Loop {
         }
         if e.pointee.respBody.done && !e.pointee.resp.isEmpty {
             // Bytes after the response that nobody asked for: do not reuse this connection.
-            e.pointee.upstreamReusable = false
+            apply(slot, .strayBytes)
         }
         return .again
+    }
+
+    static func framing(_ kind: BodyKind) -> HTTPExchangeMachine.Framing {
+        switch kind {
+        case .none: .none
+        case .length: .length
+        case .chunked: .chunked
+        case .untilClose: .untilClose
+        }
+    }
+
+    /// The body kind for the machine's `framing` of a head that declared `declared`.
+    static func bodyKind(_ framing: HTTPExchangeMachine.Framing, declared: BodyKind) -> BodyKind {
+        switch framing {
+        case .none: .none
+        case .length: declared
+        case .chunked: .chunked
+        case .untilClose: .untilClose
+        }
     }
 
     func fillResponseBody(_ slot: Int32) -> HTTPStep {
@@ -136,7 +161,7 @@ extension Loop {
             out.copyMemory(from: src, byteCount: Int(take))
             e.pointee.downq.end = dechunk(e, out, take)
             e.pointee.resp.start += take
-            if e.pointee.respBody.done && !e.pointee.resp.isEmpty { e.pointee.upstreamReusable = false }
+            if e.pointee.respBody.done && !e.pointee.resp.isEmpty { apply(slot, .strayBytes) }
             releaseIfEmpty(&e.pointee.resp)
             return .again
         }
@@ -154,49 +179,36 @@ extension Loop {
                 return .closed
             }
             e.pointee.downq.end = dechunk(e, out, take)
-            if take < n { e.pointee.upstreamReusable = false }
+            if take < n { apply(slot, .strayBytes) }
             return .again
         case .wouldBlock:
             return .wait
         case .eof:
-            if e.pointee.respBody.kind == .untilClose {
-                e.pointee.respBody.done = true
-                e.pointee.upstreamReusable = false
-                return .again
-            }
-            // The upstream died mid-response: the client sees a truncated response and a
-            // reset, never a hang.
-            counters.resets += 1
-            countBackend(c, .responseErrors)
-            closeHTTP(slot, abort: true, reason: .badResponse)
-            return .closed
+            // The end of a close-delimited body; else the upstream died mid-response: the
+            // client sees a truncated response and a reset, never a hang.
+            return upstreamFailed(slot, reason: .upstreamClosed)
         case .failed(let error):
-            counters.resets += 1
-            countBackend(c, .responseErrors)
-            closeHTTP(slot, abort: true, reason: Self.failure(error, client: false))
-            return .closed
+            return upstreamFailed(slot, reason: Self.failure(error, client: false))
         }
     }
 
-    /// The upstream closed or reset (`reason`) before the response was complete.
+    /// The upstream closed or reset (`reason`) before the response was complete (or ended a
+    /// close-delimited one).
     func upstreamFailed(_ slot: Int32, reason: CloseReason) -> HTTPStep {
         let c = table.pointer(slot)
         let e = exchange(slot)
-        if e.pointee.responseStarted {
+        let event = HTTPExchangeMachine.Event.upstreamEnded(reset: reason != .upstreamClosed)
+        switch report(slot, event) {
+        case .endResponse:
+            e.pointee.respBody.done = true
+            return .again
+        case .abort:
             counters.resets += 1
             countBackend(c, .responseErrors)
             // A response cut short by a clean end is a bad response; a reset stays one.
             closeHTTP(slot, abort: true, reason: reason == .upstreamClosed ? .badResponse : reason)
             return .closed
-        }
-        // A reused keep-alive connection the server closed as we sent: retry once on a new
-        // connection when nothing of the request reached the socket, or when it is idempotent
-        // (RFC 9110 §9.2.2) and had no body (nothing of it is lost). A POST that went out is
-        // never sent twice.
-        if e.pointee.upstreamReused && !e.pointee.retried
-            && (!e.pointee.requestSent || (Self.isIdempotent(e.pointee.method) && e.pointee.reqBody.kind == .none))
-        {
-            e.pointee.retried = true
+        case .retry:
             countBackend(c, .retries)
             driver.close(c.pointee.upFD)
             c.pointee.upFD = -1
@@ -206,31 +218,21 @@ extension Loop {
             e.pointee.resp.start = 0
             e.pointee.resp.end = 0
             releaseIfEmpty(&e.pointee.resp)
-            e.pointee.upstreamReused = false
             return connectUpstream(slot)
-        }
-        counters.resets += 1
-        countBackend(c, .responseErrors)
-        return respondError(slot, status: 502, reason: reason)
-    }
-
-    /// GET, HEAD, PUT, DELETE, OPTIONS and TRACE (RFC 9110 §9.2.2).
-    static func isIdempotent(_ method: HTTPMethod) -> Bool {
-        switch method {
-        case .get, .head, .put, .delete, .options, .trace: return true
-        case .post, .patch, .connect, .other: return false
+        case .refuse(let status):
+            counters.resets += 1
+            countBackend(c, .responseErrors)
+            return respondError(slot, status: status, reason: reason)
+        default:
+            unexpected(event)
         }
     }
 
     /// The upstream sent something that is not a valid response.
+    /// 502, or a reset once a response started.
     func upstreamGarbage(_ slot: Int32) -> HTTPStep {
-        let e = exchange(slot)
         counters.httpBadResponses += 1
         countBackend(table.pointer(slot), .responseErrors)
-        if e.pointee.responseStarted {
-            closeHTTP(slot, abort: true, reason: .badResponse)
-            return .closed
-        }
         return respondError(slot, status: 502, reason: .badResponse)
     }
 
@@ -239,50 +241,56 @@ extension Loop {
     func finishExchange(_ slot: Int32) -> HTTPStep {
         let c = table.pointer(slot)
         let e = exchange(slot)
-        if !e.pointee.reqBody.done || !e.pointee.upq.isEmpty {
-            // The server answered before the request was sent whole: neither side can be
-            // kept in step.
-            e.pointee.clientClose = true
-            e.pointee.upstreamReusable = false
+        let event = HTTPExchangeMachine.Event.responseComplete(
+            requestUnfinished: !e.pointee.reqBody.done || !e.pointee.upq.isEmpty)
+        let keepUpstream: Bool
+        let closing: HTTPExchangeMachine.Timer?
+        switch report(slot, event) {
+        case .nextRequest(let keep):
+            keepUpstream = keep
+            closing = nil
+        case .closeAfterResponse(let keep, let timer):
+            keepUpstream = keep
+            closing = timer
+        default:
+            unexpected(event)
         }
-        if e.pointee.clientClose { c.pointee.stats.note(.done) }
-        endExchange(slot, closing: e.pointee.clientClose)
+        if closing != nil { c.pointee.stats.note(.done) }
+        endExchange(slot, closing: closing != nil)
         countClosed(c)
         releaseIfEmpty(&e.pointee.upq)
         e.pointee.resp.start = 0
         e.pointee.resp.end = 0
         releaseIfEmpty(&e.pointee.resp)
         releaseIfEmpty(&e.pointee.downq)
-        if !e.pointee.upstreamReusable, c.pointee.upFD >= 0 {
+        if !keepUpstream, c.pointee.upFD >= 0 {
             driver.close(c.pointee.upFD)
             c.pointee.upFD = -1
         }
-        if e.pointee.clientClose {
+        if let closing {
             // The client leaves; a clean upstream goes to the pool for other clients.
             detachUpstream(slot)
-            return startClosing(slot)
+            arm(slot, closing)
+            return .again
         }
         // An idle client holds no upstream: it is parked in the pool, for this client's next
         // request or any other's.
         parkUpstream(slot)
-        e.pointee.phase = .readingHead
         e.pointee.reqScan.reset()
-        // Nothing of the next answer is out (a local answer leaves these set): an error for
-        // the next request is answered, not reset.
-        e.pointee.responseStarted = false
-        e.pointee.responseHeadDone = false
         // Between requests nothing is in flight: take the newest table now, so an idle client
         // keeps no old snapshot alive.
         if !rebindToListener(slot) {
             c.pointee.stats.note(.listenerRemoved)
             detachUpstream(slot)
-            return startClosing(slot)
+            guard case .startClosing(let timer) = report(slot, .listenerGone) else { unexpected(.listenerGone) }
+            arm(slot, timer)
+            return .again
         }
         if e.pointee.req.isEmpty {
             releaseIfEmpty(&e.pointee.req)
             armIdle(slot)
         } else {
-            armHTTPTimer(slot, .requestHead, at: now + snapshot.timeouts.requestHeadMillis)
+            apply(slot, .headStarted)
             beginRequest(slot)
         }
         return .again
@@ -320,8 +328,7 @@ extension Loop {
             e.pointee.downq.end += extra
             e.pointee.resp.start += extra
         }
-        e.pointee.responseStarted = true
-        e.pointee.phase = .upgrading
+        apply(slot, .upgradeQueued)
         counters.httpUpgrades += 1
         let c = table.pointer(slot)
         e.pointee.stats.responseAfter = ConnectionStats.after(e.pointee.stats.startMicros, nowMicros)
@@ -370,15 +377,17 @@ extension Loop {
         }
         // The request's exchange ends with the upgrade handed over; the tunnel is not logged.
         endExchange(slot, closing: false)
-        if c.pointee.tls != nil {
-            // The byte tunnel cannot carry a TLS session: relay through the queues instead.
-            e.pointee.phase = .relaying
-            e.pointee.relayClientDone = false
-            e.pointee.relayUpstreamDone = false
-            e.pointee.relayClientNotified = false
+        // The byte tunnel cannot carry a TLS session: relay through the queues instead.
+        let event = HTTPExchangeMachine.Event.upgradeFlushed(tls: c.pointee.tls != nil)
+        switch report(slot, event) {
+        case .relay(let timer):
             c.pointee.life.activity(now: now)
-            armHTTPTimer(slot, .tunnel, at: now + snapshot.timeouts.tunnelMillis)
+            arm(slot, timer)
             return .again
+        case .tunnel:
+            break
+        default:
+            unexpected(event)
         }
         releaseHTTPBuffers(e)
         c.pointee.isHTTP = false

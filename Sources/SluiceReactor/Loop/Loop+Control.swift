@@ -138,11 +138,8 @@ extension Loop {
         while slot < table.highWater {
             let c = table.pointer(slot)
             if c.pointee.downFD >= 0 && c.pointee.isHTTP {
-                let e = exchange(slot)
-                if e.pointee.phase == .readingHead && e.pointee.req.isEmpty {
+                if case .close = report(slot, .drain(buffered: !exchange(slot).pointee.req.isEmpty)) {
                     close(slot, abort: false, reason: .draining)
-                } else {
-                    e.pointee.clientClose = true
                 }
             }
             slot += 1

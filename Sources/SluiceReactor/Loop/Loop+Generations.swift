@@ -257,7 +257,7 @@ extension Loop {
             retained[entry].connections += 1
             let e = exchange(slot)
             if c.pointee.isHTTP {
-                switch e.pointee.phase {
+                switch e.pointee.machine.state {
                 case .readingHead:
                     if !rebindToListener(slot) && e.pointee.req.isEmpty && c.pointee.upFD < 0 {
                         idleOnRemoved.append(slot)

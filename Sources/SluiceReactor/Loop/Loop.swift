@@ -43,7 +43,11 @@ final class Loop: @unchecked Sendable {
     /// The request path as forwarded (stripped or normalised): as large as a head.
     let pathScratch: UnsafeMutableRawPointer
     static let scratchSize = 8192
-    var snapshot: RoutingSnapshot
+    var snapshot: RoutingSnapshot {
+        didSet { exchangeTimeouts = Self.exchangeTimeouts(snapshot) }
+    }
+    /// The current snapshot's waits, as the HTTP exchange machine takes them.
+    var exchangeTimeouts: HTTPExchangeMachine.Timeouts
     /// Older snapshots that connections of this loop are still bound to (`Loop+Generations`).
     var retained: [RetainedSnapshot] = []
     /// Counts the snapshots this loop has run: the current one's number, which connections
@@ -147,6 +151,7 @@ final class Loop: @unchecked Sendable {
         helloScratch = .allocate(byteCount: 32 * 1024, alignment: 16)
         pathScratch = .allocate(byteCount: Int(Self.httpBufferSize), alignment: 16)
         self.snapshot = snapshot
+        exchangeTimeouts = Self.exchangeTimeouts(snapshot)
         metrics = LoopMetrics(snapshot: snapshot)
         self.accessLog = accessLog
         if accessLog != nil {

@@ -120,7 +120,7 @@ extension Loop {
         guard let r = ring.reserve() else { return }
         let stats = e.pointee.stats
         r.pointee.kind = .http
-        r.pointee.method = stats.parsed ? e.pointee.method.rawValue : AccessRecord.noMethod
+        r.pointee.method = stats.parsed ? e.pointee.machine.method.rawValue : AccessRecord.noMethod
         r.pointee.status = status
         r.pointee.closeReason = reason.rawValue
         fillCommon(r, c, slot)

@@ -128,7 +128,6 @@ extension Loop {
         e.pointee.routes = e.pointee.terminatedRoutes
         e.pointee.secure = true
         e.pointee.noSplice = true
-        e.pointee.phase = .readingHead
         // The handshake may have read application data already: try a read.
         c.pointee.toUp.srcReadable = true
         c.pointee.toDown.dstWritable = true
@@ -141,11 +140,7 @@ extension Loop {
     /// client, whose OpenSSL record buffers (about 34 KiB) are freed if it stays idle (not
     /// after every request: they would be allocated again at once under load).
     func armIdle(_ slot: Int32) {
-        if table.pointer(slot).pointee.tls != nil {
-            armHTTPTimer(slot, .tlsIdle, at: now + min(Self.tlsIdleMillis, snapshot.timeouts.clientMillis))
-        } else {
-            armHTTPTimer(slot, .clientIdle, at: now + snapshot.timeouts.clientMillis)
-        }
+        apply(slot, .waiting(tls: table.pointer(slot).pointee.tls != nil))
     }
 
     static let tlsIdleMillis: Int64 = 1_000

@@ -20,7 +20,7 @@ extension Loop {
         guard fd >= 0 else { return }
         c.pointee.upFD = -1
         disownParked(c)
-        if exchange(slot).pointee.upstreamReusable, let endpoint = currentEndpoint(c),
+        if exchange(slot).pointee.machine.upstreamReusable, let endpoint = currentEndpoint(c),
             let (index, generation) = pool.put(fd: fd, endpoint: endpoint, owner: slot, capped: false, now: now)
         {
             c.pointee.parked = index
@@ -41,7 +41,7 @@ extension Loop {
         guard fd >= 0 else { return }
         c.pointee.upFD = -1
         // Filed under the endpoint's index in the current table, by identity.
-        if exchange(slot).pointee.upstreamReusable, let endpoint = currentEndpoint(c),
+        if exchange(slot).pointee.machine.upstreamReusable, let endpoint = currentEndpoint(c),
             let (index, generation) = pool.put(fd: fd, endpoint: endpoint, owner: -1, capped: true, now: now)
         {
             if watchPooled(fd, index: index, generation: generation) { return }
