@@ -1,7 +1,7 @@
 import CShims
 
 /// A pipe for splice: bytes go socket → `write` end … `read` end → socket.
-public struct Pipe: Equatable, Sendable {
+public struct Pipe: Equatable, Sendable, BitwiseCopyable {
     public var readFD: Int32
     public var writeFD: Int32
     public static let none = Pipe(readFD: -1, writeFD: -1)

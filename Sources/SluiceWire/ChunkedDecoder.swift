@@ -16,7 +16,7 @@
 /// | `.trailerStart` | CR          | `.finalLF`; other → `.trailerLine`      |
 /// | `.trailerLine`  | LF          | `.trailerStart`                         |
 /// | `.finalLF`  | LF              | `.done`                                 |
-public struct ChunkedDecoder: Sendable {
+public struct ChunkedDecoder: Sendable, BitwiseCopyable {
     enum State: UInt8 {
         case size, `extension`, sizeLF, data, dataCR, dataLF, trailerStart, trailerLine, finalLF, done
     }

@@ -28,7 +28,7 @@ public enum ChunkScan: Equatable, Sendable {
 ///
 /// A chunk line (size and extensions) may hold up to 4 KiB, the trailer section 16 KiB.
 /// After `.end` every call answers `.end(0)`; after `.error` the same error.
-public struct ChunkedScanner: Sendable {
+public struct ChunkedScanner: Sendable, BitwiseCopyable {
     enum State: UInt8 {
         case sizeFirst, size, sizeSpace
         case extBeforeName, extName, extAfterName, extBeforeValue, extToken, extQuoted, extQuotedEscape, extAfterQuote

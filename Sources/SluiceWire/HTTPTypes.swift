@@ -50,7 +50,7 @@ public struct HTTPError: Error, Equatable, Sendable {
 }
 
 /// How a message body ends, by RFC 9112 §6.3.
-public enum BodyKind: Equatable, Sendable {
+public enum BodyKind: Equatable, Sendable, BitwiseCopyable {
     /// No body bytes follow the head.
     case none
     /// Exactly this many bytes follow (never 0: a zero length is `.none`).

@@ -22,7 +22,7 @@ public enum HeadScan: Equatable, Sendable {
 /// it. A head written with CRLF (the only valid form) therefore ends at CRLF CRLF; one with a
 /// bare LF ends early too, so that the parser sees it at once and refuses it with 400 instead
 /// of the client waiting for a CRLF CRLF that may never come.
-public struct HeadScanner: Sendable {
+public struct HeadScanner: Sendable, BitwiseCopyable {
     @usableFromInline var scanned: Int = 0
     @usableFromInline var state: UInt8 = 0
 

@@ -9,8 +9,8 @@ import SluiceWire
 /// Invariants: bytes of a request never reach the upstream before its head was parsed whole
 /// and routed; a response is forwarded only for the request in flight; a buffer is held only
 /// while it has bytes (or a head is being read into it).
-struct HTTPExchange {
-    struct Queue {
+struct HTTPExchange: BitwiseCopyable {
+    struct Queue: BitwiseCopyable {
         var buffer: Int32 = -1
         var start: Int32 = 0
         var end: Int32 = 0
@@ -21,7 +21,7 @@ struct HTTPExchange {
         @inline(__always) var count: Int32 { end - start }
     }
 
-    struct Body {
+    struct Body: BitwiseCopyable {
         var kind: BodyKind = .none
         var remaining: Int64 = 0
         var chunks = ChunkedScanner()

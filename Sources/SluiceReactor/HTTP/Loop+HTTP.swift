@@ -17,6 +17,7 @@ extension Loop {
 
     static let httpBufferSize: Int32 = 32 * 1024
 
+    // SAFETY: initialised when an http connection took `slot` (`openHTTP`, `usesExchange`); loop thread only.
     @inline(__always)
     func exchange(_ slot: Int32) -> UnsafeMutablePointer<HTTPExchange> { table.exchanges + Int(slot) }
 

@@ -22,6 +22,7 @@ extension Loop {
     }
 
     /// The first byte of a queue's block, in whichever pool it comes from.
+    // SAFETY: the queue holds its block (`buffer` >= 0) from the pool named by `small`.
     @inline(__always)
     func base(of queue: HTTPExchange.Queue) -> UnsafeMutableRawPointer {
         queue.small ? peekBuffers.base(queue.buffer) : httpBuffers.base(queue.buffer)
@@ -42,6 +43,7 @@ extension Loop {
         e.pointee.headLength = 0
     }
 
+    // SAFETY: parser ranges lie inside the head they were parsed from (checked in debug by rebasing).
     @inline(__always)
     func slice(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int32>) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: buffer[Int(range.lowerBound)..<Int(range.upperBound)])
@@ -51,6 +53,7 @@ extension Loop {
     /// into `pathScratch` (as large as a head, so it always fits); the asterisk form and other
     /// targets that are not a path are returned as sent. Nil when the path is malformed (a
     /// `%` not followed by two hex digits): 400. Valid until the next call on this loop.
+    // SAFETY: the result points into `pathScratch` or `headBuf`; valid until the next call on this loop.
     func normalizedPath(_ headBuf: UnsafeRawBufferPointer, head: HTTPRequestHead) -> UnsafeRawBufferPointer? {
         let path = slice(headBuf, head.path)
         guard path.isEmpty || path[0] == UInt8(ascii: "/") || path[0] == UInt8(ascii: "?") else { return path }

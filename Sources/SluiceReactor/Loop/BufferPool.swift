@@ -36,6 +36,7 @@ struct BufferPool: ~Copyable {
         freeList.append(index)
     }
 
+    // SAFETY: `index` is a block acquired and not yet released; its holder alone writes it.
     @inline(__always)
     func base(_ index: Int32) -> UnsafeMutableRawPointer { blocks[Int(index)]! }
 }

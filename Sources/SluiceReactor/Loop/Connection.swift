@@ -21,7 +21,7 @@ import SluiceSystem
 /// duration of one pump); `service`, `endpoint` (and the exchange's route-table, TLS-context
 /// and HSTS indices) are indices into the snapshot of `snapshotEpoch` only, which the
 /// loop keeps alive while the connection is bound to it (`Loop+Generations`).
-struct Connection {
+struct Connection: BitwiseCopyable {
     var generation: UInt32 = 0
     /// Connecting or tunnel, tries and last activity; `.idle` while the slot is free.
     var life = ConnectionLifecycle()
@@ -121,6 +121,7 @@ struct ConnectionTable: ~Copyable {
         live -= 1
     }
 
+    // SAFETY: `slot` < `highWater` (initialised); only the loop thread holds the pointer, and not across a free.
     @inline(__always)
     func pointer(_ slot: Int32) -> UnsafeMutablePointer<Connection> { slots + Int(slot) }
 }

@@ -4,7 +4,7 @@
 /// entry), bits 32–63 the slot's generation when the descriptor was registered. A connection slot's
 /// generation changes every time the slot is freed, so an event that was already queued for
 /// a closed connection cannot reach the connection that reuses the slot: it is dropped.
-struct EventToken: Equatable {
+struct EventToken: Equatable, BitwiseCopyable {
     enum Kind: UInt64 {
         case mailbox = 0
         case listener = 1

@@ -136,6 +136,7 @@ public final class AccessLogRing: @unchecked Sendable {
 
     /// Producer: the slot to fill for the next record, or nil (counted as dropped) when full.
     /// Follow with `publish()`.
+    // SAFETY: the slot returned is the producer's alone until `commit` publishes it (one producer).
     @inline(__always)
     public func reserve() -> UnsafeMutablePointer<AccessRecord>? {
         let t = tail.load(ordering: .relaxed)

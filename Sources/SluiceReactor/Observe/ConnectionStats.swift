@@ -21,7 +21,7 @@
 /// close, before the connection changes endpoint, at a scrape, and whenever one reaches
 /// `flushAt`, so they cannot overflow); `closeReason` once set is not overwritten (the first
 /// cause wins). Offsets are µs after `acceptedMicros`, saturated, -1 for "not yet".
-struct ConnectionStats {
+struct ConnectionStats: BitwiseCopyable {
     /// Pending bytes from and to the client, to and from the upstream.
     var clientIn: UInt32 = 0
     var clientOut: UInt32 = 0
@@ -76,7 +76,7 @@ struct ConnectionStats {
 ///
 /// Invariant: `pending` is true exactly while a request has begun and its exchange has not
 /// ended; the exchange ends once (`Loop.endExchange`).
-struct ExchangeStats {
+struct ExchangeStats: BitwiseCopyable {
     var startMicros: Int64 = 0
     var headAfter: Int32 = -1
     var sentAfter: Int32 = -1
@@ -101,7 +101,7 @@ struct ExchangeStats {
 }
 
 /// Bytes of a request head, by offset from the head's start in its buffer.
-struct HeadSlice {
+struct HeadSlice: BitwiseCopyable {
     var offset: UInt16 = 0
     var count: UInt16 = 0
 }

@@ -6,7 +6,7 @@ import SluiceWire
 /// address for connections without an exchange (plain tcp), the TLS version and the SNI
 /// name's length (its bytes are in `Loop.sniStore`). One per slot, allocated only when the
 /// loop has an access-log ring, touched only by logged connections.
-struct LogState {
+struct LogState: BitwiseCopyable {
     var clientV6 = false
     var clientHi: UInt64 = 0
     var clientLo: UInt64 = 0

@@ -29,7 +29,7 @@ import SluiceSystem
 /// already holds bytes may say "would block" because the *pipe* is full, not the socket
 /// empty: then the flow stops reading until the pipe is flushed (`waitRoom`) and keeps the
 /// source marked readable, as HAProxy's `raw_sock_to_pipe` does.
-struct FlowState {
+struct FlowState: BitwiseCopyable {
     enum Step: Equatable {
         /// Read up to `room` bytes from the source.
         case read(room: Int32)

@@ -19,7 +19,7 @@
 /// Invariants: at most `maxTries` connects are started; `lastActivity` never goes back; the
 /// tunnel timer is not moved on every byte (an activity only stamps the time), so a busy
 /// connection costs no timer work until its deadline comes round.
-struct ConnectionLifecycle: Equatable {
+struct ConnectionLifecycle: Equatable, BitwiseCopyable {
     enum State: UInt8 {
         case idle
         case connecting
