@@ -21,7 +21,7 @@ extension Loop {
     @inline(__always)
     func exchange(_ slot: Int32) -> UnsafeMutablePointer<HTTPExchange> { table.exchanges + Int(slot) }
 
-    /// A new client connection on an http listener (already registered with epoll).
+    /// A new client connection on an http listener (already watched by the driver).
     func openHTTP(_ slot: Int32, peer: SystemAddress?, listener: LoopListener, expectProxy: Bool) {
         let c = table.pointer(slot)
         c.pointee.isHTTP = true

@@ -13,7 +13,7 @@ import SluiceWire
 /// the upstream flow.
 extension Loop {
     /// A connection on a tls listener, or on any listener whose client must first send a
-    /// PROXY header. Registered with epoll already.
+    /// PROXY header. Already watched by the driver.
     func openPeek(_ slot: Int32, peer: SystemAddress?, listener: LoopListener, expectProxy: Bool) {
         let c = table.pointer(slot)
         c.pointee.peeking = true

@@ -1,6 +1,6 @@
 import SluiceSystem
 
-/// Moving bytes for established tunnels: the epoll driver of `FlowState`.
+/// Moving bytes for established tunnels: the steps `FlowState` asks for, through the driver.
 extension Loop {
     /// Runs both directions of a tunnel until each waits for an event, then closes the
     /// connection when both are done or one failed.
