@@ -1,8 +1,10 @@
-"""Before/after report for two Sluice binaries measured in one Perf/http-bench.sh run
-(MODES="sluice-base sluice", SLUICE_BASE_BIN=<before>): CPU µs per request of each, per
-load, median over the interleaved rounds (per-round values in brackets), and after / before.
+"""Before/after report for two Sluice binaries measured in one Perf/http-bench.sh or
+Perf/l4-bench.sh run (MODES="sluice-base sluice", SLUICE_BASE_BIN=<before>): the proxy's CPU
+per request (http), per short connection and per GB of bulk (l4), and idle memory per
+connection, median over the interleaved rounds (per-round values in brackets), and
+after / before.
 
-Usage: python3 Perf/compare_report.py Perf/out/http-STAMP/results.txt
+Usage: python3 Perf/compare_report.py Perf/out/{http,l4}-STAMP/results.txt
 """
 
 import statistics
@@ -15,6 +17,8 @@ LOAD_NAMES = {
 
 
 def load_title(load):
+    if "-" not in load:
+        return load.replace("_", " ")
     kind, size, *rest = load.split("-")
     return f"{LOAD_NAMES.get(kind, kind)}, {size}" + (" (Host a/b)" if rest else "")
 
@@ -32,30 +36,44 @@ def main(path):
         load, _, figure = field.partition(".")
         values.setdefault((mode, load), {}).setdefault(round_, {})[figure] = value
 
-    def cpu(mode, load):
+    def per_unit(mode, load):
+        """(unit, values per round) for one load of one mode."""
         rounds = values.get((mode, load), {})
-        per = []
+        unit, per = "", []
         for round_ in sorted(rounds, key=lambda r: int(r) if r.isdigit() else 0):
             fig = rounds[round_]
             try:
-                n = float(fig["requests"])
-                per.append((float(fig["cpu_user"]) + float(fig["cpu_sys"])) * 1e6 / n)
+                if "rss_after" in fig:
+                    unit = "RSS bytes per idle connection"
+                    per.append((float(fig["rss_after"]) - float(fig["rss_before"])) / float(fig["connections"]))
+                    continue
+                cpu = float(fig["cpu_user"]) + float(fig["cpu_sys"])
+                if "requests" in fig:
+                    unit = "CPU µs per request"
+                    per.append(cpu * 1e6 / float(fig["requests"]))
+                elif "connections" in fig:
+                    unit = "CPU µs per connection"
+                    per.append(cpu * 1e6 / float(fig["connections"]))
+                elif "bytes" in fig:
+                    unit = "CPU s per GB"
+                    per.append(cpu * 1e9 / float(fig["bytes"]))
             except (KeyError, ValueError, ZeroDivisionError):
                 continue
-        return per
+        return unit, per
 
-    loads = sorted({load for (_, load) in values if "." not in load and load and cpu("sluice", load)})
+    loads = sorted({load for (mode, load) in values if mode == "sluice" and load and per_unit("sluice", load)[1]})
     print(f"# Sluice before / after — {meta.get('date', '')}\n")
-    print("CPU µs per request of the proxy process (utime+stime), median of interleaved rounds.\n")
-    print("| load | before | after | after / before |")
-    print("|---|---|---|---|")
+    print("The proxy process's utime+stime (10 ms ticks), median of interleaved rounds.\n")
+    print("| load | figure | before | after | after / before |")
+    print("|---|---|---|---|---|")
+    fmt = lambda xs: " / ".join(f"{x:.3g}" if x < 1000 else f"{x:.0f}" for x in xs)
     for load in loads:
-        before, after = cpu("sluice-base", load), cpu("sluice", load)
+        unit, before = per_unit("sluice-base", load)
+        _, after = per_unit("sluice", load)
         if not before or not after:
             continue
         b, a = statistics.median(before), statistics.median(after)
-        fmt = lambda xs: " / ".join(f"{x:.1f}" for x in xs)
-        print(f"| {load_title(load)} | {b:.2f} ({fmt(before)}) | {a:.2f} ({fmt(after)}) | {a / b:.3f} |")
+        print(f"| {load_title(load)} | {unit} | {b:.3g} ({fmt(before)}) | {a:.3g} ({fmt(after)}) | {a / b:.3f} |")
     print()
     for key in ("sluice_base", "sluice", "load_avg"):
         if key in meta:
