@@ -1,10 +1,10 @@
 """Before/after report for two Sluice binaries measured in one Perf/http-bench.sh or
-Perf/l4-bench.sh run (MODES="sluice-base sluice", SLUICE_BASE_BIN=<before>): the proxy's CPU
-per request (http), per short connection and per GB of bulk (l4), and idle memory per
-connection, median over the interleaved rounds (per-round values in brackets), and
+Perf/l4-bench.sh or Perf/tls-bench.sh run (MODES="sluice-base sluice", SLUICE_BASE_BIN=<before>):
+the proxy's CPU per request (http, tls), per handshake (tls), per short connection and per GB
+of bulk (l4, tls), and idle memory per connection, median over the interleaved rounds (per-round values in brackets), and
 after / before.
 
-Usage: python3 Perf/compare_report.py Perf/out/{http,l4}-STAMP/results.txt
+Usage: python3 Perf/compare_report.py Perf/out/{http,l4,tls}-STAMP/results.txt
 """
 
 import statistics
@@ -48,7 +48,11 @@ def main(path):
                     per.append((float(fig["rss_after"]) - float(fig["rss_before"])) / float(fig["connections"]))
                     continue
                 cpu = float(fig["cpu_user"]) + float(fig["cpu_sys"])
-                if "requests" in fig:
+                if "units" in fig and not load.endswith("bulk"):
+                    # tls-bench: requests (keep-alive) or handshakes (a connection each)
+                    unit = "CPU µs per handshake" if load.endswith("hs") else "CPU µs per request"
+                    per.append(cpu * 1e6 / float(fig["units"]))
+                elif "requests" in fig:
                     unit = "CPU µs per request"
                     per.append(cpu * 1e6 / float(fig["requests"]))
                 elif "connections" in fig:

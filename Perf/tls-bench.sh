@@ -13,6 +13,9 @@ ROOT="$(cd "$HERE/.." && pwd)"
 
 SLUICE_BIN="${SLUICE_BIN:-$ROOT/.build-tlsbench/release/sluice}"
 MODES="${MODES:-sluice haproxy nginx}"
+# sluice-base: another Sluice binary (SLUICE_BASE_BIN, e.g. a build of an earlier commit), same
+# configuration, for before/after comparisons in one run
+SLUICE_BASE_BIN="${SLUICE_BASE_BIN:-}"
 LOADS="${LOADS:-term-ka term-hs term-bulk pass-ka pass-hs pass-bulk}"
 CERT_KIND="${CERT_KIND:-ec}"         # ec (ECDSA P-256) or rsa (RSA 2048), same for every server
 PROXY_CPU="${PROXY_CPU:-1}"
@@ -462,19 +465,21 @@ start_proxy() { # start_proxy MODE -> PROXY_PID, LOGF
         start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" nginx -p "$cfg" -c "$cfg/nginx.conf" -e "$cfg/error.log"
         PROXY_PID=$BG_PID
         ;;
-    sluice)
+    sluice | sluice-base)
+        local bin="$SLUICE_BIN"
+        [ "$mode" = sluice-base ] && bin="$SLUICE_BASE_BIN"
         cfg="$RUN_DIR/$KEY.yaml"
         sluice_cfg "$cfg" 1
-        if ! "$SLUICE_BIN" check --config "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1; then
+        if ! "$bin" check --config "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1; then
             put "$KEY.term" "termination config refused: $(tr '\n' ' ' <"$RUN_DIR/$KEY.check.log" | cut -c1-300)"
             log "$KEY: termination config refused by this binary; passthrough only"
             TERM_OK=0
             sluice_cfg "$cfg" 0
-            "$SLUICE_BIN" check --config "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
+            "$bin" check --config "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
                 { log "sluice check: $(tr '\n' ' ' <"$RUN_DIR/$KEY.check.log")"; return 1; }
         fi
         LOGF="$RUN_DIR/$KEY.log"
-        start_bg "$LOGF" taskset -c "$PROXY_CPU" "$SLUICE_BIN" run --config "$cfg" --workers 1 --log-level notice
+        start_bg "$LOGF" taskset -c "$PROXY_CPU" "$bin" run --config "$cfg" --workers 1 --log-level notice
         PROXY_PID=$BG_PID
         sluice_ready "$LOGF" "$PROXY_PID" || { log "sluice not ready (see $LOGF)"; return 1; }
         ;;
@@ -542,6 +547,10 @@ run_mode() {
     PROXY_PID=""
     if [ "$mode" = sluice ] && [ ! -x "$SLUICE_BIN" ]; then
         put "$KEY.status" "SKIP: no binary at $SLUICE_BIN"
+        return 0
+    fi
+    if [ "$mode" = sluice-base ] && [ ! -x "$SLUICE_BASE_BIN" ]; then
+        put "$KEY.status" "SKIP: SLUICE_BASE_BIN is not an executable"
         return 0
     fi
     log "starting $mode on CPU $PROXY_CPU"

@@ -140,6 +140,15 @@ extension Loop {
         count: Int32
     ) -> ReadResult {
         var drained = false
+        // Nothing buffered: read the socket first rather than ask the session to hear that
+        // it wants input (a TLS read call saved per receive).
+        if c.pointee.toUp.srcReadable && TLSSession.pendingInput(session) == 0 && !TLSSession.hasPending(session) {
+            switch fillTLSInput(c, session) {
+            case .bytes(let read): drained = read.drained
+            case .wouldBlock: return .wouldBlock
+            case .failed(let error): return .failed(error)
+            }
+        }
         while true {
             switch TLSSession.read(session, into: dst, count: Int(count)) {
             case .done(let n):
