@@ -78,8 +78,7 @@ extension Loop {
         let c = table.pointer(slot)
         c.pointee.toUp.sourceReady(mask)
         c.pointee.toDown.destinationReady(mask)
-        // A TLS client's ciphertext that the socket did not take before goes first.
-        if mask.mayWrite, let session = c.pointee.tls, case .failed(let error) = pushTLSOutput(c, session) {
+        if let error = clientWritable(c, mask) {
             closeHTTP(slot, abort: true, reason: Self.failure(error, client: true))
             return
         }

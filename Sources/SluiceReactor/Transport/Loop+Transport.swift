@@ -14,7 +14,7 @@ import SluiceSystem
 ///
 /// TLS output: what the session encrypts waits in its output buffer until sent; a send that
 /// leaves some there clears the client's writable flag, and the client's next writable event
-/// pushes it (`onHTTPDownstream`). `outputPending` tells a close to wait for it.
+/// pushes it (`clientWritable`). `outputPending` tells a close to wait for it.
 extension Loop {
     enum Side {
         case downstream
@@ -75,6 +75,16 @@ extension Loop {
         case .upstream:
             driver.shutdownWrite(c.pointee.upFD)
         }
+    }
+
+    /// A client event: ciphertext its TLS session holds from an earlier send goes first when
+    /// the socket may take it. The errno when that send failed.
+    @inline(__always)
+    func clientWritable(_ c: UnsafeMutablePointer<Connection>, _ mask: Readiness) -> Errno? {
+        guard mask.mayWrite, let session = c.pointee.tls, case .failed(let error) = pushTLSOutput(c, session) else {
+            return nil
+        }
+        return error
     }
 
     /// The client's TLS session holds ciphertext not yet sent.
