@@ -96,5 +96,6 @@ const char *sluice_openssl_version(void);
 
 #include "sluice_tls_context.h"
 #include "sluice_tls_io.h"
+#include "sluice_uring.h"
 
 #endif

@@ -91,7 +91,7 @@ extension ConfigDecoder {
     /// page size and a size no pipe-max-size setting in practice allows.
     mutating func decodeTuning(_ node: Node) -> Tuning {
         var tuning = Tuning()
-        guard let section = fields(node, path: "tuning", known: ["pipeSize", "pipePool", "copyBuffer", "splice"])
+        guard let section = fields(node, path: "tuning", known: ["pipeSize", "pipePool", "copyBuffer", "splice", "ioBackend"])
         else { return tuning }
         if let node = section["pipeSize"], let value = sizeBytes(node, path: "tuning.pipeSize", in: 4096...(1 << 28)) {
             tuning.pipeSize = value
@@ -106,6 +106,14 @@ extension ConfigDecoder {
         }
         if let node = section["splice"], let value = bool(node, path: "tuning.splice") {
             tuning.splice = value
+        }
+        if let node = section["ioBackend"], let text = string(node, path: "tuning.ioBackend") {
+            if let choice = IOBackendChoice(rawValue: text) {
+                tuning.ioBackend = choice
+            } else {
+                let allowed = IOBackendChoice.allCases.map(\.rawValue).joined(separator: ", ")
+                report("tuning.ioBackend", at: node, "unknown I/O backend '\(text)' (expected one of: \(allowed))")
+            }
         }
         return tuning
     }

@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import SluiceRouting
 import SluiceSystem
@@ -16,15 +17,19 @@ public final class Reactor {
     private let logger: Logger
     /// One access-log ring per loop, in loop order; empty when no access log is written.
     public let accessLogRings: [AccessLogRing]
+    /// The kernel interface every loop's driver uses.
+    public let backend: IOBackend
 
     /// Makes `workers` loops and binds every listener of `snapshot`. Throws `ReactorError`
     /// naming the listener that could not be bound.
     /// `accessLogCapacity` > 0 gives every loop an access-log ring of that many records.
     public init(
-        workers: Int, snapshot: RoutingSnapshot, logger: Logger, accessLogCapacity: Int = 0
+        workers: Int, snapshot: RoutingSnapshot, logger: Logger, accessLogCapacity: Int = 0,
+        backend: IOBackend = .epoll
     ) throws(ReactorError) {
         precondition(workers > 0)
         self.workers = workers
+        self.backend = backend
         self.logger = logger
         current = snapshot
         accessLogRings =
@@ -34,7 +39,7 @@ public final class Reactor {
                 loops.append(
                     try Loop(
                         index: index, workers: workers, snapshot: snapshot, logger: logger,
-                        accessLog: accessLogRings.isEmpty ? nil : accessLogRings[index]))
+                        accessLog: accessLogRings.isEmpty ? nil : accessLogRings[index], backend: backend))
             }
         } catch {
             throw ReactorError(reason: "cannot create event loop: \(error)")
@@ -129,6 +134,44 @@ public final class Reactor {
             }
         }
         return sockets
+    }
+}
+
+extension Reactor {
+    /// What `choice` comes to here: `auto` is io_uring when a ring as the loops make it (setup
+    /// flags, provided buffers, the opcodes) can be created, else epoll with `fallback`
+    /// saying why; an explicit `io_uring` that cannot run is an error.
+    public static func selectBackend(_ choice: IOBackendChoice) throws(ReactorError) -> (
+        backend: IOBackend, fallback: String?
+    ) {
+        switch choice {
+        case .epoll:
+            return (.epoll, nil)
+        case .ioUring:
+            if let error = URing.probe() { throw ReactorError(reason: "io_uring: \(explain(error))") }
+            return (.ioUring, nil)
+        case .auto:
+            guard let error = URing.probe() else { return (.ioUring, nil) }
+            return (.epoll, "io_uring unavailable (\(explain(error))): using epoll")
+        }
+    }
+
+    /// The probe's failure in an operator's words.
+    static func explain(_ error: URingError) -> String {
+        let disabled = URing.disabledSetting
+        switch error.errno.rawValue {
+        case EPERM:
+            if let disabled, disabled != "0" {
+                return "\(error.step): EPERM, kernel.io_uring_disabled=\(disabled)"
+            }
+            return
+                "\(error.step): EPERM, blocked by a seccomp profile (container runtimes' default profiles block io_uring)"
+        case ENOSYS:
+            if error.step != "io_uring_setup" { return "the kernel lacks \(error.step) (ENOSYS)" }
+            return "io_uring_setup: ENOSYS, not in this kernel or kernel.io_uring_disabled=\(disabled ?? "?")"
+        default:
+            return error.description
+        }
     }
 }
 

@@ -268,6 +268,15 @@ public struct Tuning: Sendable, Hashable {
     public var copyBufferSize: Int = 64 * 1024
     /// Use splice for tunnels; false forces read/write copying (for comparison and debugging).
     public var splice: Bool = true
+    /// The loops' kernel interface, read at start (a reload that changes it warns).
+    public var ioBackend: IOBackendChoice = .auto
 
     public init() {}
+}
+
+/// `tuning.ioBackend`: io_uring where this process may use it (`auto`), or one of the two.
+public enum IOBackendChoice: String, Sendable, Hashable, CaseIterable {
+    case auto
+    case ioUring = "io_uring"
+    case epoll
 }

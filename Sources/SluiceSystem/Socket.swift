@@ -100,6 +100,11 @@ public struct AcceptedSocket {
     public var fd: Int32
     public var peer: sockaddr_storage
 
+    public init(fd: Int32, peer: sockaddr_storage) {
+        self.fd = fd
+        self.peer = peer
+    }
+
     /// The peer's address, nil for a family other than IPv4/IPv6.
     public var peerAddress: SystemAddress? { SystemAddress(storage: peer) }
 }

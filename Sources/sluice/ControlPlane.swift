@@ -42,6 +42,8 @@ struct ControlPlane {
     let adminAddress: SluiceRouting.SocketAddress?
     /// The access log; nil: none (the loops get no rings and record nothing).
     var accessLog: AccessLogSettings? = nil
+    /// `--io-backend`, else the environment, else the file's `tuning.ioBackend`.
+    var ioBackend: IOBackendChoice = .auto
     /// Start time and reload counts, for `/metrics`.
     let stats = ProcessStats(startTimeMicros: WallClock.nowMicros())
 
@@ -59,8 +61,11 @@ struct ControlPlane {
         }
         let reactor: Reactor
         do {
+            let (backend, fallback) = try Reactor.selectBackend(ioBackend)
+            if let fallback { logger.warning("\(fallback)") }
             reactor = try Reactor(
-                workers: workers, snapshot: initial, logger: logger, accessLogCapacity: accessLog?.ringCapacity ?? 0)
+                workers: workers, snapshot: initial, logger: logger, accessLogCapacity: accessLog?.ringCapacity ?? 0,
+                backend: backend)
         } catch {
             logger.critical("\(error)")
             throw ExitCode(1)
@@ -85,7 +90,9 @@ struct ControlPlane {
         gate.start()
         var listening = initial.listeners.map { "\($0.name)=\($0.address)" }
         if let adminAddress { listening.append("admin=\(adminAddress)") }
-        logger.notice("ready generation=\(initial.generation) workers=\(workers) \(listening.joined(separator: " "))")
+        logger.notice(
+            "ready generation=\(initial.generation) workers=\(workers) io=\(reactor.backend.rawValue) \(listening.joined(separator: " "))"
+        )
         do {
             try mode.started(gate, group: group)
         } catch {

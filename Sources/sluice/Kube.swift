@@ -78,6 +78,8 @@ struct Kube: ParsableCommand {
     )
     var accessLogSample: Double?
 
+    @OptionGroup var io: IOBackendOption
+
     @OptionGroup var log: LogOptions
 
     func validate() throws {
@@ -246,7 +248,7 @@ struct Kube: ParsableCommand {
         logger.info("kube: API server \(clientConfig.server), namespace \(namespace ?? "(all)")")
         try ControlPlane(
             workers: count, logger: logger, adminAddress: try AdminAddress.parse(adminAddress),
-            accessLog: try accessLogSettings()
+            accessLog: try accessLogSettings(), ioBackend: try io.choice(file: .auto)
         )
         .run(initial: initial, mode: mode)
     }

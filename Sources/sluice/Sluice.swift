@@ -32,6 +32,28 @@ struct LogOptions: ParsableArguments {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
+extension IOBackendChoice: ExpressibleByArgument {}
+
+/// `--io-backend`, shared by `run` and `kube`.
+struct IOBackendOption: ParsableArguments {
+    @Option(
+        help:
+            "auto, io_uring or epoll (default: $SLUICE_IO_BACKEND, else the file's tuning.ioBackend, else auto: io_uring where it may run)."
+    )
+    var ioBackend: IOBackendChoice?
+
+    /// The flag, else the environment, else `file`.
+    func choice(file: IOBackendChoice) throws -> IOBackendChoice {
+        if let ioBackend { return ioBackend }
+        guard let text = Environment.value("SLUICE_IO_BACKEND"), !text.isEmpty else { return file }
+        guard let choice = IOBackendChoice(rawValue: text) else {
+            let allowed = IOBackendChoice.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ValidationError("SLUICE_IO_BACKEND: unknown I/O backend '\(text)' (expected one of: \(allowed))")
+        }
+        return choice
+    }
+}
+
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the load balancer from a configuration file.")
 
@@ -44,9 +66,12 @@ struct Run: ParsableCommand {
     @Option(help: "Admin listener (/healthz, /readyz, /metrics, /routes, /stats), HOST:PORT (default: none).")
     var adminAddress: String = "off"
 
+    @OptionGroup var io: IOBackendOption
+
     @OptionGroup var log: LogOptions
 
     func validate() throws {
+        _ = try io.choice(file: .auto)
         if let workers, !(1...256).contains(workers) {
             throw ValidationError("--workers must be between 1 and 256")
         }
@@ -70,6 +95,11 @@ struct Run: ParsableCommand {
         let accessLog = loaded.accessLog
         let mode = FileMode(logger: logger) { generation throws(ConfigError) in
             let next = try ConfigLoader.load(path: config, generation: generation)
+            if next.snapshot.tuning.ioBackend != loaded.snapshot.tuning.ioBackend {
+                logger.warning(
+                    "reload: tuning.ioBackend is now \(next.snapshot.tuning.ioBackend.rawValue), but the I/O backend is chosen at start: it changes at the next restart"
+                )
+            }
             if next.accessLog != accessLog {
                 logger.warning(
                     "reload: the accessLog section is now \(next.accessLog?.description ?? "absent"), but its path, format and buffer are read at start: \(accessLog?.description ?? "no access log") stays until a restart (the listeners' accessLog modes apply now)"
@@ -79,7 +109,7 @@ struct Run: ParsableCommand {
         }
         try ControlPlane(
             workers: count, logger: logger, adminAddress: try AdminAddress.parse(adminAddress),
-            accessLog: accessLog
+            accessLog: accessLog, ioBackend: try io.choice(file: loaded.snapshot.tuning.ioBackend)
         )
         .run(initial: loaded.snapshot, mode: mode)
     }
@@ -100,6 +130,15 @@ struct Check: ParsableCommand {
             if let accessLog = loaded.accessLog {
                 let modes = loaded.snapshot.listeners.map { "\($0.name)=\($0.accessLog.summary)" }
                 print("access log: \(accessLog) listeners: \(modes.joined(separator: " "))")
+            }
+            let choice = loaded.snapshot.tuning.ioBackend
+            switch Result(catching: { () throws(ReactorError) in try Reactor.selectBackend(choice) }) {
+            case .success(let (backend, fallback)):
+                print(
+                    "io backend: \(backend.rawValue) (tuning.ioBackend \(choice.rawValue)\(fallback.map { "; \($0)" } ?? ""))"
+                )
+            case .failure(let error):
+                print("io backend: \(error) (tuning.ioBackend \(choice.rawValue)): sluice run would not start")
             }
             print(loaded.snapshot.render())
         } catch {

@@ -1,7 +1,7 @@
 import SluiceSystem
 
-/// The one part of a loop that issues I/O: readiness (the poller, today epoll) and the
-/// socket, pipe and splice calls, each turned into an outcome with its errno kept. Protocol
+/// The one part of a loop that issues I/O: readiness or completions (epoll, or io_uring
+/// through `URingDriver`) and the socket, pipe and splice calls, each turned into an outcome with its errno kept. Protocol
 /// code (HTTP, TLS, tunnels) asks the driver and never names a syscall or epoll; the driver
 /// knows nothing of HTTP.
 ///
@@ -13,14 +13,26 @@ import SluiceSystem
 /// play the kernel and assert the exact script of calls a request makes.
 struct Driver: ~Copyable {
     let poller: Epoll
+    /// The io_uring driver, when the loop runs on it (`IOBackend.ioUring`); nil on epoll.
+    let uring: URingDriver?
     #if DEBUG
         /// Tests: answers every call instead of the system.
         var kernel: (any ScriptedKernel)?
     #endif
 
-    init(capacity: Int) throws(Errno) {
+    init(capacity: Int, backend: IOBackend = .epoll) throws(Errno) {
+        let ring = try Self.makeURing(backend)
         poller = try Epoll(capacity: capacity)
+        uring = ring
     }
+
+    private static func makeURing(_ backend: IOBackend) throws(Errno) -> URingDriver? {
+        guard backend == .ioUring else { return nil }
+        do { return try URingDriver() } catch { throw error.errno }
+    }
+
+    /// On the loop thread, before the first wait (io_uring binds the ring to its thread).
+    func start() throws(Errno) { try uring?.start() }
 
     // MARK: - Poller
 
@@ -30,6 +42,7 @@ struct Driver: ~Copyable {
         #if DEBUG
             if let kernel { return kernel.watch(fd, token, idle: false, moving: false) }
         #endif
+        if let uring { return uring.watch(fd, token) }
         do {
             try poller.add(fd, events: Epoll.edgeTriggeredAll, data: token.raw)
             return true
@@ -44,6 +57,7 @@ struct Driver: ~Copyable {
         #if DEBUG
             if let kernel { return kernel.watch(fd, token, idle: false, moving: true) }
         #endif
+        if let uring { return uring.rewatch(fd, token, idle: false) }
         do {
             try poller.modify(fd, events: Epoll.edgeTriggeredAll, data: token.raw)
             return true
@@ -58,6 +72,7 @@ struct Driver: ~Copyable {
         #if DEBUG
             if let kernel { return kernel.watch(fd, token, idle: true, moving: true) }
         #endif
+        if let uring { return uring.rewatch(fd, token, idle: true) }
         do {
             try poller.modify(fd, events: Epoll.readable | Epoll.readHangup | Epoll.edgeTrigger, data: token.raw)
             return true
@@ -75,6 +90,10 @@ struct Driver: ~Copyable {
                 return
             }
         #endif
+        if let uring {
+            uring.watchInput(fd, token, wake: edge)
+            return
+        }
         try poller.add(fd, events: edge ? Epoll.readable | Epoll.edgeTriggeredAll : Epoll.readable, data: token.raw)
     }
 
@@ -85,18 +104,31 @@ struct Driver: ~Copyable {
                 return
             }
         #endif
+        if let uring {
+            uring.unwatch(fd)
+            return
+        }
         poller.remove(fd)
     }
 
     /// Waits for events until `timeoutMillis` (-1: no bound); how many are ready.
     @inline(__always)
-    func wait(timeoutMillis: Int32) -> Int { poller.wait(timeoutMillis: timeoutMillis) }
+    func wait(timeoutMillis: Int32) -> Int {
+        if let uring { return uring.wait(timeoutMillis: timeoutMillis) }
+        return poller.wait(timeoutMillis: timeoutMillis)
+    }
 
     @inline(__always)
-    func token(at index: Int) -> EventToken { EventToken(raw: poller.data(at: index)) }
+    func token(at index: Int) -> EventToken {
+        if let uring { return uring.token(at: index) }
+        return EventToken(raw: poller.data(at: index))
+    }
 
     @inline(__always)
-    func readiness(at index: Int) -> Readiness { poller.readiness(at: index) }
+    func readiness(at index: Int) -> Readiness {
+        if let uring { return uring.readiness(at: index) }
+        return poller.readiness(at: index)
+    }
 
     // MARK: - Sockets
 
@@ -106,6 +138,7 @@ struct Driver: ~Copyable {
         #if DEBUG
             if let kernel { return kernel.accept(listener) }
         #endif
+        if let uring { return uring.accept(listener) }
         do {
             guard case .done(let socket) = try Socket.accept(listener) else { return .empty }
             return .accepted(socket)
@@ -120,6 +153,7 @@ struct Driver: ~Copyable {
         #if DEBUG
             if let kernel { return kernel.connect(to: address) }
         #endif
+        if let uring { return uring.connect(to: address) }
         do {
             let (fd, connected) = try Socket.connect(to: address)
             return connected ? .connected(fd) : .inProgress(fd)
@@ -134,6 +168,7 @@ struct Driver: ~Copyable {
         #if DEBUG
             if let kernel { return kernel.connectError(fd) }
         #endif
+        if let uring { return uring.connectError(fd) }
         return Socket.pendingError(fd)
     }
 
@@ -159,6 +194,10 @@ struct Driver: ~Copyable {
                 return
             }
         #endif
+        if let uring {
+            uring.shutdownWrite(fd)
+            return
+        }
         do { try Socket.shutdownWrite(fd) } catch {}
     }
 
@@ -171,6 +210,10 @@ struct Driver: ~Copyable {
                 return
             }
         #endif
+        if let uring {
+            uring.close(fd, abort: false)
+            return
+        }
         Syscall.close(fd)
     }
 
@@ -182,6 +225,10 @@ struct Driver: ~Copyable {
                 return
             }
         #endif
+        if let uring {
+            uring.close(fd, abort: true)
+            return
+        }
         Socket.abort(fd)
     }
 
@@ -201,6 +248,7 @@ struct Driver: ~Copyable {
         #if DEBUG
             if let kernel { return kernel.read(fd, into: buffer, count: count) }
         #endif
+        if let uring { return uring.read(fd, into: buffer, count: count) }
         do {
             switch try IO.read(fd, into: buffer, count: Int(count)) {
             case .wouldBlock: return .wouldBlock
@@ -218,6 +266,7 @@ struct Driver: ~Copyable {
         #if DEBUG
             if let kernel { return kernel.send(fd, from: buffer, count: count) }
         #endif
+        if let uring { return uring.send(fd, from: buffer, count: count) }
         do {
             switch try IO.write(fd, from: buffer, count: Int(count)) {
             case .wouldBlock: return .wouldBlock
@@ -235,6 +284,7 @@ struct Driver: ~Copyable {
         #if DEBUG
             if let kernel { return kernel.splice(from: source, to: destination, count: count) }
         #endif
+        if let uring { return uring.splice(from: source, to: destination, count: count) }
         do {
             switch try IO.splice(from: source, to: destination, count: Int(count)) {
             case .wouldBlock: return .wouldBlock
@@ -305,3 +355,9 @@ enum ConnectResult: Equatable {
         func fillPipe(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int) -> Bool
     }
 #endif
+
+/// Which kernel interface a loop's driver uses.
+public enum IOBackend: String, Sendable {
+    case epoll
+    case ioUring = "io_uring"
+}

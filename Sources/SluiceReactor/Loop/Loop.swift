@@ -128,14 +128,15 @@ final class Loop: @unchecked Sendable {
     static let tableCapacity = 1 << 16
 
     init(
-        index: Int, workers: Int, snapshot: RoutingSnapshot, logger: Logger, accessLog: AccessLogRing? = nil
+        index: Int, workers: Int, snapshot: RoutingSnapshot, logger: Logger, accessLog: AccessLogRing? = nil,
+        backend: IOBackend = .epoll
     ) throws(Errno) {
         self.index = index
         workerCount = workers
         self.logger = logger
         self.logger[metadataKey: "loop"] = "\(index)"
         mailbox = try Mailbox()
-        driver = try Driver(capacity: 512)
+        driver = try Driver(capacity: 512, backend: backend)
         table = ConnectionTable(capacity: Self.tableCapacity)
         nowMicros = MonotonicClock.nowMicros()
         now = nowMicros / 1000
@@ -188,6 +189,7 @@ final class Loop: @unchecked Sendable {
     /// The loop thread's body; returns after a drain completes.
     func run(cpu: Int?) {
         if let cpu { Threads.pinCurrent(to: cpu) }
+        do { try driver.start() } catch { fatalError("loop \(index): cannot start its io_uring: \(error)") }
         while true {
             var timeout = draining || acceptPaused ? Int32(timers.tickMillis) : timers.sleepMillis(now: now)
             if pool.count > 0 && (timeout < 0 || timeout > 1000) { timeout = 1000 }

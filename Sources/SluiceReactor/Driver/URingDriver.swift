@@ -1,0 +1,876 @@
+import SluiceSystem
+
+/// The io_uring driver: the same verbs and outcomes as the epoll driver, so protocol code
+/// cannot tell them apart, made of completions instead of readiness.
+///
+/// - Receives: one multishot receive per connected socket into the loop's ring of provided
+///   buffers. A completion queues its buffer on the descriptor and raises a readable event;
+///   `read` copies out of the queue and gives emptied buffers back. An idle socket holds no
+///   buffer. A descriptor that keeps `pauseBuffers` buffers unread has its receive cancelled
+///   (back-pressure stays in the kernel's socket buffer) and re-armed once it is read empty.
+///   An empty buffer ring (ENOBUFS) moves that descriptor to polling (below): no
+///   connection waits for another's buffers.
+/// - Sends of up to `slotSize` bytes are copied into a send slot and submitted with the
+///   batch (MSG_WAITALL); the slot stays owned until its completion, and a second send on
+///   the descriptor meanwhile is `.wouldBlock`, answered by a writable event when the first
+///   completes, so bytes never reorder. Larger sends, and any send with no slot free, are
+///   made at once with send(2).
+/// - Accepts: multishot accept into a per-listener queue; `accept` pops it (the peer's
+///   address from getpeername, since a multishot accept returns none).
+/// - Connects: IORING_OP_CONNECT; its completion is the writable event, `connectError` its
+///   result.
+/// - Polling: a descriptor that splices (and pipes, eventfds) is watched with a multishot
+///   poll and read, written and spliced with plain system calls, as under epoll. A socket
+///   moves there for good once it splices: its receive is cancelled first, and what was
+///   already received goes into the pipe before the socket's own bytes.
+/// - Every operation's user data carries the descriptor and its generation (bumped at each
+///   close), so a completion arriving after its descriptor was closed and the number reused
+///   is recognised and only frees what it held. Closing cancels the descriptor's
+///   operations in flight.
+///
+/// Events are coalesced per descriptor within a batch; a registration raises the event an
+/// edge-triggered epoll registration would (writable, and readable when input waits).
+final class URingDriver {
+    let ring: URing
+    static let slotSize = 16 * 1024
+    static let slotCount = 1024
+    static let pauseBuffers: Int32 = 2
+    static let acceptQueueCapacity: Int32 = 4096
+
+    private var fds: UnsafeMutablePointer<URingFD>
+    private var addresses: UnsafeMutableRawPointer
+    private var fdCapacity: Int
+    private static let addressSize = 128
+
+    private let bufferNext: UnsafeMutablePointer<Int32>
+    private let bufferLength: UnsafeMutablePointer<Int32>
+    /// Provided buffers handed out by the kernel and not yet given back.
+    private(set) var buffersOut = 0
+
+    private let slotMemory: UnsafeMutableRawPointer
+    private let slots: UnsafeMutablePointer<SendSlot>
+    private let freeSlots: UnsafeMutablePointer<Int32>
+    private var freeSlotCount: Int
+
+    private var current: UnsafeMutablePointer<URingEvent>
+    private var currentCount = 0
+    private var pending: UnsafeMutablePointer<URingEvent>
+    private var pendingCount = 0
+    private var eventCapacity: Int
+    private var stamp: UInt32 = 1
+
+    private var acceptQueues: [AcceptQueue] = []
+    private var listenerFDs: [Int32] = []
+
+    /// Counters for the loop's metrics and tests.
+    private(set) var stats = URingStats()
+
+    #if DEBUG
+        /// Tests: record operations instead of preparing them, and answer with `complete`.
+        var recorded: [URingOp]?
+    #endif
+
+    init(entries: Int = 4096, buffers: Int = 512, bufferSize: Int = 16 * 1024) throws(URingError) {
+        ring = try URing(entries: entries, buffers: buffers, bufferSize: bufferSize)
+        fdCapacity = 1024
+        fds = .allocate(capacity: fdCapacity)
+        fds.initialize(repeating: URingFD(), count: fdCapacity)
+        addresses = .allocate(byteCount: fdCapacity * Self.addressSize, alignment: 16)
+        bufferNext = .allocate(capacity: buffers)
+        bufferNext.initialize(repeating: -1, count: buffers)
+        bufferLength = .allocate(capacity: buffers)
+        bufferLength.initialize(repeating: 0, count: buffers)
+        slotMemory = .allocate(byteCount: Self.slotSize * Self.slotCount, alignment: 64)
+        slots = .allocate(capacity: Self.slotCount)
+        slots.initialize(repeating: SendSlot(), count: Self.slotCount)
+        freeSlots = .allocate(capacity: Self.slotCount)
+        // Lowest slots on top: the few in use stay the same, so their pages stay few.
+        for i in 0..<Self.slotCount { freeSlots[i] = Int32(Self.slotCount - 1 - i) }
+        freeSlotCount = Self.slotCount
+        eventCapacity = 8192
+        current = .allocate(capacity: eventCapacity)
+        pending = .allocate(capacity: eventCapacity)
+        acceptQueues.reserveCapacity(64)
+        listenerFDs.reserveCapacity(64)
+    }
+
+    deinit {
+        fds.deallocate()
+        addresses.deallocate()
+        bufferNext.deallocate()
+        bufferLength.deallocate()
+        slotMemory.deallocate()
+        slots.deallocate()
+        freeSlots.deallocate()
+        current.deallocate()
+        pending.deallocate()
+        for queue in acceptQueues { queue.storage.deallocate() }
+    }
+
+    /// On the loop thread, before the first wait.
+    func start() throws(Errno) { try ring.start() }
+
+    // MARK: - Descriptor state
+
+    @inline(__always)
+    private func state(_ fd: Int32) -> UnsafeMutablePointer<URingFD> {
+        if Int(fd) >= fdCapacity { grow(to: Int(fd)) }
+        // SAFETY: fd is below fdCapacity (grown above); the table is owned by this driver.
+        return fds + Int(fd)
+    }
+
+    private func grow(to fd: Int) {
+        var capacity = fdCapacity
+        while capacity <= fd { capacity *= 2 }
+        let table = UnsafeMutablePointer<URingFD>.allocate(capacity: capacity)
+        table.moveInitialize(from: fds, count: fdCapacity)
+        (table + fdCapacity).initialize(repeating: URingFD(), count: capacity - fdCapacity)
+        fds.deallocate()
+        fds = table
+        let store = UnsafeMutableRawPointer.allocate(byteCount: capacity * Self.addressSize, alignment: 16)
+        store.copyMemory(from: addresses, byteCount: fdCapacity * Self.addressSize)
+        addresses.deallocate()
+        addresses = store
+        fdCapacity = capacity
+    }
+
+    @inline(__always)
+    private static func data(_ op: URingOp.Kind, _ generation: UInt32, _ fd: Int32) -> UInt64 {
+        op.rawValue << 56 | UInt64(generation & 0xFF_FFFF) << 32 | UInt64(UInt32(bitPattern: fd))
+    }
+
+    // MARK: - Events
+
+    /// Raises (or adds to) the descriptor's event in the next batch.
+    @inline(__always)
+    private func raise(_ fd: Int32, _ s: UnsafeMutablePointer<URingFD>, _ mask: UInt32) {
+        guard s.pointee.watched else { return }
+        var mask = mask
+        if s.pointee.idle { mask &= ~Readiness.writable.rawValue }
+        if mask == 0 { return }
+        if s.pointee.eventStamp == stamp {
+            pending[Int(s.pointee.eventIndex)].mask |= mask
+            pending[Int(s.pointee.eventIndex)].token = s.pointee.token
+            return
+        }
+        if pendingCount == eventCapacity { growEvents() }
+        pending[pendingCount] = URingEvent(token: s.pointee.token, mask: mask)
+        s.pointee.eventStamp = stamp
+        s.pointee.eventIndex = Int32(pendingCount)
+        pendingCount += 1
+    }
+
+    private func growEvents() {
+        let capacity = eventCapacity * 2
+        let a = UnsafeMutablePointer<URingEvent>.allocate(capacity: capacity)
+        a.moveInitialize(from: pending, count: pendingCount)
+        pending.deallocate()
+        pending = a
+        let b = UnsafeMutablePointer<URingEvent>.allocate(capacity: capacity)
+        b.moveInitialize(from: current, count: currentCount)
+        current.deallocate()
+        current = b
+        eventCapacity = capacity
+    }
+
+    /// Submits, waits and turns completions into events; how many events are ready.
+    func wait(timeoutMillis: Int32) -> Int {
+        for i in 0..<listenerFDs.count {
+            let fd = listenerFDs[i]
+            let s = state(fd)
+            if s.pointee.watched && acceptQueues[Int(s.pointee.acceptQueue)].count > 0 {
+                raise(fd, s, Readiness.readable.rawValue)
+            }
+        }
+        let n = ring.submitAndWait(timeoutMillis: pendingCount > 0 ? 0 : timeoutMillis)
+        for i in 0..<n {
+            let cqe = ring.completion(at: i)
+            complete(data: cqe.data, result: cqe.res, flags: cqe.flags)
+        }
+        swap(&current, &pending)
+        currentCount = pendingCount
+        pendingCount = 0
+        stamp &+= 1
+        if stamp == 0 { stamp = 1 }
+        return currentCount
+    }
+
+    @inline(__always)
+    func token(at index: Int) -> EventToken { EventToken(raw: current[index].token) }
+
+    @inline(__always)
+    func readiness(at index: Int) -> Readiness { Readiness(rawValue: current[index].mask) }
+
+    // MARK: - Completions
+
+    /// One completion: updates the descriptor it belongs to, if it still lives, and raises
+    /// its event; frees what a stale one held.
+    func complete(data: UInt64, result: Int32, flags: UInt32) {
+        let kind = URingOp.Kind(rawValue: data >> 56) ?? .cancel
+        let fd = Int32(truncatingIfNeeded: UInt32(truncatingIfNeeded: data))
+        let tag = UInt32(truncatingIfNeeded: data >> 32) & 0xFF_FFFF
+        switch kind {
+        case .send:
+            sendDone(slot: Int32(tag), fd: fd, result: result)
+            return
+        case .cancel:
+            return
+        default:
+            break
+        }
+        let s = state(fd)
+        let live = s.pointee.generation & 0xFF_FFFF == tag && s.pointee.role != .none
+        let more = flags & URing.moreFlag != 0
+        if flags & URing.bufferFlag != 0 { buffersOut += 1 }
+        switch kind {
+        case .recv:
+            guard live else {
+                if flags & URing.bufferFlag != 0 { giveBack(Int32(flags >> URing.bufferShift)) }
+                return
+            }
+            received(fd, s, result: result, flags: flags, more: more)
+        case .accept:
+            guard live else {
+                if result >= 0 { Syscall.close(result) }
+                return
+            }
+            accepted(fd, s, result: result, more: more)
+        case .connect:
+            guard live, s.pointee.connecting else { return }
+            s.pointee.connecting = false
+            if result < 0 {
+                s.pointee.connectError = -result
+                raise(fd, s, Readiness.writable.rawValue | Readiness.error.rawValue)
+            } else {
+                armReceive(fd, s)
+                raise(fd, s, Readiness.writable.rawValue)
+            }
+        case .poll:
+            guard live, s.pointee.pollArmed else { return }
+            if !more {
+                s.pointee.pollArmed = false
+                if result != -Errno.canceled.rawValue { armPoll(fd, s) }
+            }
+            if result > 0 { raise(fd, s, UInt32(result)) }
+        case .pollOut:
+            guard live, s.pointee.pollOutArmed else { return }
+            s.pointee.pollOutArmed = false
+            if s.pointee.wantWrite {
+                s.pointee.wantWrite = false
+                raise(fd, s, Readiness.writable.rawValue | (result > 0 ? UInt32(result) : 0))
+            }
+        case .wake:
+            guard live else { return }
+            if !more { armWake(fd, s) }
+            raise(fd, s, Readiness.readable.rawValue)
+        case .send, .cancel:
+            break
+        }
+    }
+
+    private func received(
+        _ fd: Int32, _ s: UnsafeMutablePointer<URingFD>, result: Int32, flags: UInt32, more: Bool
+    ) {
+        if result > 0 {
+            let id = Int32(flags >> URing.bufferShift)
+            bufferLength[Int(id)] = result
+            bufferNext[Int(id)] = -1
+            if s.pointee.tail >= 0 { bufferNext[Int(s.pointee.tail)] = id } else { s.pointee.head = id }
+            s.pointee.tail = id
+            s.pointee.queued += result
+            s.pointee.queuedBuffers += 1
+            stats.receives += 1
+            if !more {
+                s.pointee.recv = .off
+                if s.pointee.stopping == .poll { startPolling(fd, s) } else { resumeReceive(fd, s) }
+            } else if s.pointee.recv == .armed && s.pointee.queuedBuffers >= Self.pauseBuffers {
+                stopReceive(fd, s, then: .pause)
+            }
+            raise(fd, s, Readiness.readable.rawValue)
+            return
+        }
+        if flags & URing.bufferFlag != 0 { giveBack(Int32(flags >> URing.bufferShift)) }
+        if more { return }
+        s.pointee.recv = .off
+        let stopping = s.pointee.stopping
+        s.pointee.stopping = .none
+        if result == 0 {
+            s.pointee.eof = true
+            raise(fd, s, Readiness.readable.rawValue | Readiness.readHangup.rawValue)
+        } else if result == -Errno.noBuffers.rawValue {
+            // The ring is empty: this descriptor reads for itself until it closes.
+            stats.starved += 1
+            startPolling(fd, s)
+        } else if result == -Errno.canceled.rawValue {
+            if stopping == .poll {
+                startPolling(fd, s)
+            } else if stopping == .pause && s.pointee.queued == 0 {
+                armReceive(fd, s)
+            }
+        } else {
+            s.pointee.error = -result
+            raise(fd, s, Readiness.readable.rawValue | Readiness.error.rawValue | Readiness.hangup.rawValue)
+        }
+    }
+
+    private func accepted(_ fd: Int32, _ s: UnsafeMutablePointer<URingFD>, result: Int32, more: Bool) {
+        let q = Int(s.pointee.acceptQueue)
+        if result >= 0 {
+            if acceptQueues[q].count >= Self.acceptQueueCapacity {
+                // Cannot happen while the queue stops its accept before filling; a reset
+                // beats a leak.
+                Socket.abort(result)
+            } else {
+                acceptQueues[q].push(result)
+                if acceptQueues[q].count >= Self.acceptQueueCapacity / 2 && s.pointee.acceptArmed && more {
+                    s.pointee.acceptArmed = false
+                    s.pointee.acceptStopping = true
+                    cancel(Self.data(.accept, s.pointee.generation, fd))
+                }
+            }
+        } else if result != -Errno.canceled.rawValue {
+            s.pointee.error = -result
+        }
+        if !more {
+            s.pointee.acceptArmed = false
+            s.pointee.acceptStopping = false
+        }
+        raise(fd, s, Readiness.readable.rawValue)
+    }
+
+    private func sendDone(slot: Int32, fd: Int32, result: Int32) {
+        let entry = slots + Int(slot)
+        let s = state(fd)
+        let live = s.pointee.generation == entry.pointee.generation && s.pointee.sendSlot == slot
+        if live && result >= 0 && result < entry.pointee.length - entry.pointee.offset {
+            // A partial send (MSG_WAITALL ends early only on a signal or error): the rest goes.
+            entry.pointee.offset += result
+            let base = slotMemory + Int(slot) * Self.slotSize + Int(entry.pointee.offset)
+            if submitSend(fd, slot: slot, base, count: entry.pointee.length - entry.pointee.offset) { return }
+        }
+        freeSlots[freeSlotCount] = slot
+        freeSlotCount += 1
+        guard live else { return }
+        s.pointee.sendSlot = -1
+        if result < 0 {
+            s.pointee.error = -result
+            raise(fd, s, Readiness.error.rawValue | Readiness.hangup.rawValue)
+            return
+        }
+        if s.pointee.shutdownPending {
+            s.pointee.shutdownPending = false
+            do { try Socket.shutdownWrite(fd) } catch {}
+        }
+        if s.pointee.wantWrite {
+            s.pointee.wantWrite = false
+            raise(fd, s, Readiness.writable.rawValue)
+        }
+    }
+
+    // MARK: - Arming
+
+    private func prepare(_ op: URingOp, _ body: () -> Bool) {
+        #if DEBUG
+            if recorded != nil {
+                recorded!.append(op)
+                return
+            }
+        #endif
+        if !body() { preconditionFailure("io_uring: no submission entry free after submitting") }
+    }
+
+    private func armReceive(_ fd: Int32, _ s: UnsafeMutablePointer<URingFD>) {
+        guard s.pointee.recv == .off, !s.pointee.polling, !s.pointee.eof, s.pointee.error == 0 else { return }
+        s.pointee.recv = .armed
+        s.pointee.stopping = .none
+        let data = Self.data(.recv, s.pointee.generation, fd)
+        prepare(URingOp(kind: .recv, fd: fd)) { ring.receiveMultishot(fd, data: data) }
+    }
+
+    private func stopReceive(_ fd: Int32, _ s: UnsafeMutablePointer<URingFD>, then next: URingFD.Stop) {
+        s.pointee.recv = .stopping
+        s.pointee.stopping = next
+        cancel(Self.data(.recv, s.pointee.generation, fd))
+    }
+
+    /// Re-arms a paused receive once its queue is read empty.
+    @inline(__always)
+    private func resumeReceive(_ fd: Int32, _ s: UnsafeMutablePointer<URingFD>) {
+        if s.pointee.recv == .off && s.pointee.queued == 0 && s.pointee.role == .stream { armReceive(fd, s) }
+    }
+
+    private func startPolling(_ fd: Int32, _ s: UnsafeMutablePointer<URingFD>) {
+        s.pointee.stopping = .none
+        s.pointee.polling = true
+        armPoll(fd, s)
+        raise(fd, s, Readiness.readable.rawValue)
+    }
+
+    private func armPoll(_ fd: Int32, _ s: UnsafeMutablePointer<URingFD>) {
+        guard !s.pointee.pollArmed else { return }
+        s.pointee.pollArmed = true
+        let data = Self.data(.poll, s.pointee.generation, fd)
+        let mask = URing.pollIn | URing.pollReadHangup
+        prepare(URingOp(kind: .poll, fd: fd)) { ring.poll(fd, mask: mask, multishot: true, data: data) }
+    }
+
+    private func armPollOut(_ fd: Int32, _ s: UnsafeMutablePointer<URingFD>) {
+        s.pointee.wantWrite = true
+        guard !s.pointee.pollOutArmed else { return }
+        s.pointee.pollOutArmed = true
+        let data = Self.data(.pollOut, s.pointee.generation, fd)
+        prepare(URingOp(kind: .pollOut, fd: fd)) { ring.poll(fd, mask: URing.pollOut, multishot: false, data: data) }
+    }
+
+    private func armWake(_ fd: Int32, _ s: UnsafeMutablePointer<URingFD>) {
+        let data = Self.data(.wake, s.pointee.generation, fd)
+        prepare(URingOp(kind: .wake, fd: fd)) { ring.poll(fd, mask: URing.pollIn, multishot: true, data: data) }
+    }
+
+    private func armAccept(_ fd: Int32, _ s: UnsafeMutablePointer<URingFD>) {
+        guard !s.pointee.acceptArmed, !s.pointee.acceptStopping else { return }
+        s.pointee.acceptArmed = true
+        let data = Self.data(.accept, s.pointee.generation, fd)
+        prepare(URingOp(kind: .accept, fd: fd)) { ring.acceptMultishot(fd, data: data) }
+    }
+
+    private func cancel(_ target: UInt64) {
+        let fd = Int32(truncatingIfNeeded: UInt32(truncatingIfNeeded: target))
+        prepare(URingOp(kind: .cancel, fd: fd)) { ring.cancel(target, data: URingOp.Kind.cancel.rawValue << 56) }
+    }
+
+    @inline(__always)
+    private func submitSend(_ fd: Int32, slot: Int32, _ base: UnsafeRawPointer, count: Int32) -> Bool {
+        let data = URingOp.Kind.send.rawValue << 56 | UInt64(UInt32(slot)) << 32 | UInt64(UInt32(bitPattern: fd))
+        #if DEBUG
+            if recorded != nil {
+                recorded!.append(URingOp(kind: .send, fd: fd, count: count))
+                return true
+            }
+        #endif
+        return ring.send(fd, from: base, count: count, data: data)
+    }
+
+    @inline(__always)
+    private func giveBack(_ id: Int32) {
+        ring.recycle(id)
+        buffersOut -= 1
+    }
+
+    // MARK: - Registration
+
+    /// A connection's socket: receive armed (or the connect's completion awaited), and the
+    /// first writable event an edge-triggered registration gives.
+    func watch(_ fd: Int32, _ token: EventToken) -> Bool {
+        let s = state(fd)
+        if s.pointee.role != .stream {
+            let queue = s.pointee.acceptQueue
+            s.pointee.reset(generation: s.pointee.generation &+ 1)
+            s.pointee.acceptQueue = queue
+            s.pointee.role = .stream
+        }
+        s.pointee.token = token.raw
+        s.pointee.watched = true
+        s.pointee.idle = false
+        if s.pointee.connecting { return true }
+        if s.pointee.polling { armPoll(fd, s) } else { armReceive(fd, s) }
+        raise(fd, s, registrationMask(s))
+        return true
+    }
+
+    func rewatch(_ fd: Int32, _ token: EventToken, idle: Bool) -> Bool {
+        let s = state(fd)
+        s.pointee.token = token.raw
+        s.pointee.watched = true
+        s.pointee.idle = idle
+        if s.pointee.connecting { return true }
+        raise(fd, s, registrationMask(s))
+        return true
+    }
+
+    private func registrationMask(_ s: UnsafeMutablePointer<URingFD>) -> UInt32 {
+        var mask = Readiness.writable.rawValue
+        if s.pointee.polling || s.pointee.queued > 0 || s.pointee.eof || s.pointee.error != 0 {
+            mask |= Readiness.readable.rawValue
+        }
+        return mask
+    }
+
+    /// A listener (multishot accept into its queue) or, `wake`, the loop's eventfd.
+    func watchInput(_ fd: Int32, _ token: EventToken, wake: Bool) {
+        let s = state(fd)
+        s.pointee.token = token.raw
+        s.pointee.watched = true
+        if wake {
+            s.pointee.role = .wake
+            armWake(fd, s)
+            return
+        }
+        if s.pointee.role != .listener {
+            s.pointee.role = .listener
+            if s.pointee.acceptQueue < 0 {
+                s.pointee.acceptQueue = Int32(acceptQueues.count)
+                acceptQueues.append(AcceptQueue(capacity: Self.acceptQueueCapacity))
+            }
+            listenerFDs.append(fd)
+        }
+        armAccept(fd, s)
+    }
+
+    /// A listener stops raising events (connections queued stay for when it is watched again).
+    func unwatch(_ fd: Int32) {
+        let s = state(fd)
+        s.pointee.watched = false
+        if s.pointee.role == .listener && s.pointee.acceptArmed {
+            s.pointee.acceptArmed = false
+            s.pointee.acceptStopping = true
+            cancel(Self.data(.accept, s.pointee.generation, fd))
+        }
+    }
+
+    // MARK: - Calls
+
+    func accept(_ listener: Int32) -> AcceptResult {
+        let s = state(listener)
+        guard s.pointee.role == .listener else { return .empty }
+        let q = Int(s.pointee.acceptQueue)
+        if let fd = acceptQueues[q].pop() {
+            if s.pointee.watched && !s.pointee.acceptArmed { armAccept(listener, s) }
+            guard let peer = Socket.peer(fd) else {
+                // Reset before we looked: as accept(2) would have said ECONNABORTED.
+                Syscall.close(fd)
+                return .failed(.connectionAborted)
+            }
+            return .accepted(AcceptedSocket(fd: fd, peer: peer))
+        }
+        if s.pointee.error != 0 {
+            let error = Errno(rawValue: s.pointee.error)
+            s.pointee.error = 0
+            return .failed(error)
+        }
+        if s.pointee.watched && !s.pointee.acceptArmed { armAccept(listener, s) }
+        return .empty
+    }
+
+    func connect(to address: SystemAddress) -> ConnectResult {
+        let fd: Int32
+        do { fd = try Socket.open(family: address.family) } catch { return .failed(error) }
+        let s = state(fd)
+        let queue = s.pointee.acceptQueue
+        s.pointee.reset(generation: s.pointee.generation &+ 1)
+        s.pointee.acceptQueue = queue
+        s.pointee.role = .stream
+        s.pointee.connecting = true
+        // SAFETY: 128 bytes (a sockaddr_storage) per descriptor, valid until it closes.
+        let store = addresses + Int(fd) * Self.addressSize
+        let data = Self.data(.connect, s.pointee.generation, fd)
+        prepare(URingOp(kind: .connect, fd: fd)) { ring.connect(fd, to: address, store: store, data: data) }
+        return .inProgress(fd)
+    }
+
+    func connectError(_ fd: Int32) -> Errno? {
+        let s = state(fd)
+        if s.pointee.connecting { return .inProgress }
+        return s.pointee.connectError == 0 ? nil : Errno(rawValue: s.pointee.connectError)
+    }
+
+    func shutdownWrite(_ fd: Int32) {
+        let s = state(fd)
+        if s.pointee.sendSlot >= 0 {
+            s.pointee.shutdownPending = true
+            return
+        }
+        do { try Socket.shutdownWrite(fd) } catch {}
+    }
+
+    /// Cancels the descriptor's operations, gives back its unread buffers (and, for a
+    /// listener, resets its queued connections), then closes it.
+    func close(_ fd: Int32, abort: Bool) {
+        let s = state(fd)
+        if s.pointee.role != .none { forget(fd, s) }
+        if abort { Socket.abort(fd) } else { Syscall.close(fd) }
+    }
+
+    private func forget(_ fd: Int32, _ s: UnsafeMutablePointer<URingFD>) {
+        let generation = s.pointee.generation
+        if s.pointee.recv == .armed { cancel(Self.data(.recv, generation, fd)) }
+        if s.pointee.pollArmed { cancel(Self.data(.poll, generation, fd)) }
+        if s.pointee.pollOutArmed { cancel(Self.data(.pollOut, generation, fd)) }
+        if s.pointee.connecting { cancel(Self.data(.connect, generation, fd)) }
+        if s.pointee.role == .wake { cancel(Self.data(.wake, generation, fd)) }
+        if s.pointee.role == .listener {
+            if s.pointee.acceptArmed { cancel(Self.data(.accept, generation, fd)) }
+            let q = Int(s.pointee.acceptQueue)
+            while let queued = acceptQueues[q].pop() { Socket.abort(queued) }
+            if let i = listenerFDs.firstIndex(of: fd) { listenerFDs.remove(at: i) }
+            // The queue's storage stays for the next listener on this descriptor number.
+            s.pointee.reset(generation: generation &+ 1)
+            s.pointee.acceptQueue = Int32(q)
+            s.pointee.role = .none
+            return
+        }
+        var id = s.pointee.head
+        while id >= 0 {
+            let next = bufferNext[Int(id)]
+            giveBack(id)
+            id = next
+        }
+        let queue = s.pointee.acceptQueue
+        s.pointee.reset(generation: generation &+ 1)
+        s.pointee.acceptQueue = queue
+    }
+
+    @inline(__always)
+    func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int32) -> ReadResult {
+        let s = state(fd)
+        guard s.pointee.role == .stream, !s.pointee.polling else {
+            return Self.plainRead(fd, into: buffer, count: count)
+        }
+        if s.pointee.queued > 0 { return .bytes(take(fd, s, into: buffer, count: count)) }
+        if s.pointee.error != 0 { return .failed(Errno(rawValue: s.pointee.error)) }
+        if s.pointee.eof { return .eof }
+        resumeReceive(fd, s)
+        return .wouldBlock
+    }
+
+    /// Copies queued input out; gives emptied buffers back and re-arms a paused receive.
+    @inline(__always)
+    private func take(
+        _ fd: Int32, _ s: UnsafeMutablePointer<URingFD>, into buffer: UnsafeMutableRawPointer, count: Int32
+    ) -> Int32 {
+        var copied: Int32 = 0
+        while copied < count, s.pointee.head >= 0 {
+            let id = s.pointee.head
+            let offset = s.pointee.headOffset
+            let n = min(bufferLength[Int(id)] - offset, count - copied)
+            (buffer + Int(copied)).copyMemory(from: ring.buffer(id) + Int(offset), byteCount: Int(n))
+            copied += n
+            if offset + n == bufferLength[Int(id)] {
+                s.pointee.head = bufferNext[Int(id)]
+                if s.pointee.head < 0 { s.pointee.tail = -1 }
+                s.pointee.headOffset = 0
+                s.pointee.queuedBuffers -= 1
+                giveBack(id)
+            } else {
+                s.pointee.headOffset = offset + n
+            }
+        }
+        s.pointee.queued -= copied
+        if s.pointee.queued == 0 { resumeReceive(fd, s) }
+        return copied
+    }
+
+    @inline(__always)
+    func send(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int32) -> WriteResult {
+        let s = state(fd)
+        guard s.pointee.role == .stream else { return Self.plainSend(fd, from: buffer, count: count) }
+        if s.pointee.error != 0 { return .failed(Errno(rawValue: s.pointee.error)) }
+        if s.pointee.sendSlot >= 0 {
+            s.pointee.wantWrite = true
+            return .wouldBlock
+        }
+        if count <= Self.slotSize && freeSlotCount > 0 && !s.pointee.polling {
+            freeSlotCount -= 1
+            let slot = freeSlots[freeSlotCount]
+            let base = slotMemory + Int(slot) * Self.slotSize
+            base.copyMemory(from: buffer, byteCount: Int(count))
+            slots[Int(slot)] = SendSlot(generation: s.pointee.generation, length: count, offset: 0)
+            s.pointee.sendSlot = slot
+            if !submitSend(fd, slot: slot, base, count: count) {
+                preconditionFailure("io_uring: no submission entry free after submitting")
+            }
+            stats.sends += 1
+            return .bytes(count)
+        }
+        let result = Self.plainSend(fd, from: buffer, count: count)
+        if result == .wouldBlock { armPollOut(fd, s) }
+        return result
+    }
+
+    func splice(from source: Int32, to destination: Int32, count: Int32) -> ReadResult {
+        let from = state(source)
+        if from.pointee.role == .stream && !from.pointee.polling {
+            // What was received already goes first, into the pipe.
+            if from.pointee.queued > 0 { return drain(source, from, into: destination, count: count) }
+            if from.pointee.error != 0 { return .failed(Errno(rawValue: from.pointee.error)) }
+            if from.pointee.eof { return .eof }
+            if from.pointee.recv != .off {
+                if from.pointee.recv == .armed { stopReceive(source, from, then: .poll) }
+                from.pointee.stopping = .poll
+                return .wouldBlock
+            }
+            from.pointee.polling = true
+            armPoll(source, from)
+        }
+        let to = state(destination)
+        if to.pointee.role == .stream && to.pointee.sendSlot >= 0 {
+            to.pointee.wantWrite = true
+            return .wouldBlock
+        }
+        let result = Self.plainSplice(from: source, to: destination, count: count)
+        if result == .wouldBlock && to.pointee.role == .stream { armPollOut(destination, to) }
+        return result
+    }
+
+    /// Moves queued input into a pipe.
+    private func drain(
+        _ fd: Int32, _ s: UnsafeMutablePointer<URingFD>, into pipe: Int32, count: Int32
+    ) -> ReadResult {
+        var moved: Int32 = 0
+        while moved < count, s.pointee.head >= 0 {
+            let id = s.pointee.head
+            let offset = s.pointee.headOffset
+            let n = min(bufferLength[Int(id)] - offset, count - moved)
+            let written = IO.writePipe(pipe, from: ring.buffer(id) + Int(offset), count: Int(n))
+            if written <= 0 { break }
+            moved += Int32(written)
+            if offset + Int32(written) == bufferLength[Int(id)] {
+                s.pointee.head = bufferNext[Int(id)]
+                if s.pointee.head < 0 { s.pointee.tail = -1 }
+                s.pointee.headOffset = 0
+                s.pointee.queuedBuffers -= 1
+                giveBack(id)
+            } else {
+                s.pointee.headOffset = offset + Int32(written)
+                break
+            }
+        }
+        s.pointee.queued -= moved
+        return moved > 0 ? .bytes(moved) : .wouldBlock
+    }
+
+    // MARK: - Plain system calls
+
+    @inline(__always)
+    static func plainRead(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int32) -> ReadResult {
+        do {
+            switch try IO.read(fd, into: buffer, count: Int(count)) {
+            case .wouldBlock: return .wouldBlock
+            case .done(0): return .eof
+            case .done(let n): return .bytes(Int32(n))
+            }
+        } catch {
+            return .failed(error)
+        }
+    }
+
+    @inline(__always)
+    static func plainSend(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int32) -> WriteResult {
+        do {
+            switch try IO.write(fd, from: buffer, count: Int(count)) {
+            case .wouldBlock: return .wouldBlock
+            case .done(let n): return .bytes(Int32(n))
+            }
+        } catch {
+            return .failed(error)
+        }
+    }
+
+    @inline(__always)
+    static func plainSplice(from source: Int32, to destination: Int32, count: Int32) -> ReadResult {
+        do {
+            switch try IO.splice(from: source, to: destination, count: Int(count)) {
+            case .wouldBlock: return .wouldBlock
+            case .done(0): return .eof
+            case .done(let n): return .bytes(Int32(n))
+            }
+        } catch {
+            return .failed(error)
+        }
+    }
+}
+
+/// What the driver knows of one descriptor (indexed by descriptor number).
+struct URingFD: BitwiseCopyable {
+    enum Role: UInt8 { case none, stream, listener, wake }
+    enum Receive: UInt8 { case off, armed, stopping }
+    enum Stop: UInt8 { case none, pause, poll }
+
+    var generation: UInt32 = 0
+    var role: Role = .none
+    var recv: Receive = .off
+    /// What follows the receive's cancellation: nothing until read empty, or polling.
+    var stopping: Stop = .none
+    var polling = false
+    var pollArmed = false
+    var pollOutArmed = false
+    var connecting = false
+    var watched = false
+    /// A pooled upstream: only input and hang-up are raised.
+    var idle = false
+    var eof = false
+    /// A write was refused: raise writable when it may go.
+    var wantWrite = false
+    var shutdownPending = false
+    var acceptArmed = false
+    var acceptStopping = false
+    var error: Int32 = 0
+    var connectError: Int32 = 0
+    var sendSlot: Int32 = -1
+    /// Received buffers not yet read, oldest first (linked through `bufferNext`).
+    var head: Int32 = -1
+    var tail: Int32 = -1
+    var headOffset: Int32 = 0
+    var queued: Int32 = 0
+    var queuedBuffers: Int32 = 0
+    var eventIndex: Int32 = 0
+    var eventStamp: UInt32 = 0
+    var acceptQueue: Int32 = -1
+    var token: UInt64 = 0
+
+    mutating func reset(generation: UInt32) {
+        self = URingFD()
+        self.generation = generation
+    }
+}
+
+struct URingEvent: BitwiseCopyable {
+    var token: UInt64
+    var mask: UInt32
+}
+
+struct SendSlot: BitwiseCopyable {
+    var generation: UInt32 = 0
+    var length: Int32 = 0
+    var offset: Int32 = 0
+}
+
+/// An operation the driver prepared (recorded by tests).
+struct URingOp: Equatable {
+    enum Kind: UInt64 { case recv = 1, accept, send, connect, poll, pollOut, wake, cancel }
+    var kind: Kind
+    var fd: Int32
+    var count: Int32 = 0
+}
+
+struct URingStats {
+    var receives = 0
+    var sends = 0
+    var starved = 0
+}
+
+/// Accepted descriptors waiting for `accept`, in arrival order.
+struct AcceptQueue {
+    let storage: UnsafeMutablePointer<Int32>
+    let capacity: Int32
+    var head: Int32 = 0
+    var count: Int32 = 0
+
+    init(capacity: Int32) {
+        self.capacity = capacity
+        storage = .allocate(capacity: Int(capacity))
+    }
+
+    mutating func push(_ fd: Int32) {
+        storage[Int((head + count) % capacity)] = fd
+        count += 1
+    }
+
+    mutating func pop() -> Int32? {
+        guard count > 0 else { return nil }
+        let fd = storage[Int(head)]
+        head = (head + 1) % capacity
+        count -= 1
+        return fd
+    }
+}
