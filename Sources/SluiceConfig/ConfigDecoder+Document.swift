@@ -91,7 +91,9 @@ extension ConfigDecoder {
     /// page size and a size no pipe-max-size setting in practice allows.
     mutating func decodeTuning(_ node: Node) -> Tuning {
         var tuning = Tuning()
-        guard let section = fields(node, path: "tuning", known: ["pipeSize", "pipePool", "copyBuffer", "splice", "ioBackend"])
+        guard
+            let section = fields(
+                node, path: "tuning", known: ["pipeSize", "pipePool", "copyBuffer", "splice", "ioBackend"])
         else { return tuning }
         if let node = section["pipeSize"], let value = sizeBytes(node, path: "tuning.pipeSize", in: 4096...(1 << 28)) {
             tuning.pipeSize = value
