@@ -68,6 +68,19 @@ final class URingDriver {
     #if DEBUG
         /// Tests: record operations instead of preparing them, and answer with `complete`.
         var recorded: [URingOp]?
+
+        /// Tests: the user data of `fd`'s operation of `kind` as it is now (a send: the one in
+        /// flight).
+        func userData(_ kind: URingOp.Kind, _ fd: Int32) -> UInt64 {
+            let s = state(fd)
+            if kind == .send {
+                return kind.rawValue << 56 | UInt64(UInt32(s.pointee.sendSlot)) << 32 | UInt64(UInt32(bitPattern: fd))
+            }
+            return Self.data(kind, s.pointee.generation, fd)
+        }
+
+        /// Tests: what the driver holds for `fd`.
+        func inspect(_ fd: Int32) -> URingFD { state(fd).pointee }
     #endif
 
     init(entries: Int = 4096, buffers: Int = 512, bufferSize: Int = 16 * 1024) throws(URingError) {
@@ -187,6 +200,11 @@ final class URingDriver {
             let cqe = ring.completion(at: i)
             complete(data: cqe.data, result: cqe.res, flags: cqe.flags)
         }
+        return flushEvents()
+    }
+
+    /// Makes the events raised so far the batch `token(at:)` and `readiness(at:)` read.
+    func flushEvents() -> Int {
         swap(&current, &pending)
         currentCount = pendingCount
         pendingCount = 0
