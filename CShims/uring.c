@@ -28,9 +28,9 @@ struct sluice_uring {
 
 static const int needed_ops[] = {
     IORING_OP_RECV, IORING_OP_SEND, IORING_OP_ACCEPT, IORING_OP_CONNECT, IORING_OP_POLL_ADD,
-    IORING_OP_ASYNC_CANCEL,
+    IORING_OP_ASYNC_CANCEL, IORING_OP_CLOSE,
 };
-static const char *needed_names[] = {"RECV", "SEND", "ACCEPT", "CONNECT", "POLL_ADD", "ASYNC_CANCEL"};
+static const char *needed_names[] = {"RECV", "SEND", "ACCEPT", "CONNECT", "POLL_ADD", "ASYNC_CANCEL", "CLOSE"};
 
 static int setup_ring(struct io_uring *ring, unsigned entries, int *setup) {
     struct io_uring_params p;
@@ -227,6 +227,14 @@ int sluice_uring_poll(sluice_uring *u, int fd, uint32_t mask, int multishot, uin
     } else {
         io_uring_prep_poll_add(sqe, fd, mask);
     }
+    io_uring_sqe_set_data64(sqe, data);
+    return 0;
+}
+
+int sluice_uring_close(sluice_uring *u, int fd, uint64_t data) {
+    struct io_uring_sqe *sqe = entry(u);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_close(sqe, fd);
     io_uring_sqe_set_data64(sqe, data);
     return 0;
 }

@@ -47,6 +47,9 @@ int sluice_uring_send(sluice_uring *u, int fd, const void *buf, uint32_t len, ui
 int sluice_uring_connect(sluice_uring *u, int fd, const struct sockaddr *addr, socklen_t len,
                          uint64_t data);
 int sluice_uring_poll(sluice_uring *u, int fd, uint32_t mask, int multishot, uint64_t data);
+// Closes `fd` after every operation prepared before it has taken its file: a socket with a
+// send still unsubmitted is not cut short, and the number is not reused before that.
+int sluice_uring_close(sluice_uring *u, int fd, uint64_t data);
 // Cancels the operation whose user data is `target`; its own completion carries `data`.
 int sluice_uring_cancel(sluice_uring *u, uint64_t target, uint64_t data);
 

@@ -110,6 +110,12 @@ public struct URing: ~Copyable {
         sluice_uring_poll(ring, fd, mask, multishot ? 1 : 0, data) == 0
     }
 
+    /// Closes `fd` in submission order, after the operations prepared before.
+    @inline(__always)
+    public func close(_ fd: Int32, data: UInt64) -> Bool {
+        sluice_uring_close(ring, fd, data) == 0
+    }
+
     @inline(__always)
     public func cancel(_ target: UInt64, data: UInt64) -> Bool {
         sluice_uring_cancel(ring, target, data) == 0
@@ -145,6 +151,9 @@ extension Socket {
     public static func open(family: Int32) throws(Errno) -> Int32 {
         Int32(try Syscall.value("socket") { Int(sluice_socket(family)) })
     }
+
+    /// SO_LINGER 0: the close that follows sends an RST.
+    public static func lingerZero(_ fd: Int32) { _ = sluice_set_linger(fd, 1, 0) }
 
     /// The peer of a connected socket.
     public static func peer(_ fd: Int32) -> sockaddr_storage? {

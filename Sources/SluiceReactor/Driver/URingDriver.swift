@@ -26,7 +26,8 @@ import SluiceSystem
 /// - Every operation's user data carries the descriptor and its generation (bumped at each
 ///   close), so a completion arriving after its descriptor was closed and the number reused
 ///   is recognised and only frees what it held. Closing cancels the descriptor's
-///   operations in flight.
+///   operations in flight and closes it through the ring, after the operations prepared
+///   for it: the number is not reused, and a send not yet submitted not cut short, before.
 ///
 /// Events are coalesced per descriptor within a batch; a registration raises the event an
 /// edge-triggered epoll registration would (writable, and readable when input waits).
@@ -231,7 +232,7 @@ final class URingDriver {
         case .send:
             sendDone(slot: Int32(tag), fd: fd, result: result)
             return
-        case .cancel:
+        case .cancel, .close:
             return
         default:
             break
@@ -281,7 +282,7 @@ final class URingDriver {
             guard live else { return }
             if !more { armWake(fd, s) }
             raise(fd, s, Readiness.readable.rawValue)
-        case .send, .cancel:
+        case .send, .cancel, .close:
             break
         }
     }
@@ -605,8 +606,23 @@ final class URingDriver {
     /// listener, resets its queued connections), then closes it.
     func close(_ fd: Int32, abort: Bool) {
         let s = state(fd)
-        if s.pointee.role != .none { forget(fd, s) }
-        if abort { Socket.abort(fd) } else { Syscall.close(fd) }
+        guard s.pointee.role != .none else {
+            if abort { Socket.abort(fd) } else { Syscall.close(fd) }
+            return
+        }
+        forget(fd, s)
+        if abort { Socket.lingerZero(fd) }
+        #if DEBUG
+            if recorded != nil {
+                // Tests: the number is free again at once, as after a submission.
+                recorded!.append(URingOp(kind: .close, fd: fd))
+                Syscall.close(fd)
+                return
+            }
+        #endif
+        // Through the ring, after what was prepared for it (a send not yet submitted would
+        // otherwise find the descriptor closed, or another socket under its number).
+        prepare(URingOp(kind: .close, fd: fd)) { ring.close(fd, data: URingOp.Kind.cancel.rawValue << 56) }
     }
 
     private func forget(_ fd: Int32, _ s: UnsafeMutablePointer<URingFD>) {
@@ -708,6 +724,10 @@ final class URingDriver {
     func splice(from source: Int32, to destination: Int32, count: Int32) -> ReadResult {
         let from = state(source)
         if from.pointee.role == .stream && !from.pointee.polling {
+            #if DEBUG
+                // A refused splice is refused before any byte moves, as the system call is.
+                if FaultInjection.spliceErrno != 0 { return .failed(Errno(rawValue: FaultInjection.spliceErrno)) }
+            #endif
             // What was received already goes first, into the pipe.
             if from.pointee.queued > 0 { return drain(source, from, into: destination, count: count) }
             if from.pointee.error != 0 { return .failed(Errno(rawValue: from.pointee.error)) }
@@ -855,7 +875,7 @@ struct SendSlot: BitwiseCopyable {
 
 /// An operation the driver prepared (recorded by tests).
 struct URingOp: Equatable {
-    enum Kind: UInt64 { case recv = 1, accept, send, connect, poll, pollOut, wake, cancel }
+    enum Kind: UInt64 { case recv = 1, accept, send, connect, poll, pollOut, wake, cancel, close }
     var kind: Kind
     var fd: Int32
     var count: Int32 = 0
