@@ -122,6 +122,10 @@ struct Check: ParsableCommand {
     @Option(name: .shortAndLong, help: "The YAML configuration file.")
     var config: String
 
+    @OptionGroup var io: IOBackendOption
+
+    func validate() throws { _ = try io.choice(file: .auto) }
+
     func run() throws {
         do {
             let loaded = try ConfigLoader.load(path: config, generation: 1)
@@ -131,14 +135,13 @@ struct Check: ParsableCommand {
                 let modes = loaded.snapshot.listeners.map { "\($0.name)=\($0.accessLog.summary)" }
                 print("access log: \(accessLog) listeners: \(modes.joined(separator: " "))")
             }
-            let choice = loaded.snapshot.tuning.ioBackend
+            let file = loaded.snapshot.tuning.ioBackend
+            let choice = (try? io.choice(file: file)) ?? file
             switch Result(catching: { () throws(ReactorError) in try Reactor.selectBackend(choice) }) {
             case .success(let (backend, fallback)):
-                print(
-                    "io backend: \(backend.rawValue) (tuning.ioBackend \(choice.rawValue)\(fallback.map { "; \($0)" } ?? ""))"
-                )
+                print("io backend: \(backend.rawValue) (\(choice.rawValue)\(fallback.map { "; \($0)" } ?? ""))")
             case .failure(let error):
-                print("io backend: \(error) (tuning.ioBackend \(choice.rawValue)): sluice run would not start")
+                print("io backend: none (\(choice.rawValue)): \(error): sluice run would not start")
             }
             print(loaded.snapshot.render())
         } catch {

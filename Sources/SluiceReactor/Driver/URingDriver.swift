@@ -633,6 +633,8 @@ final class URingDriver {
         if s.pointee.connecting { cancel(Self.data(.connect, generation, fd)) }
         if s.pointee.role == .wake { cancel(Self.data(.wake, generation, fd)) }
         if s.pointee.role == .listener {
+            // Refused from now on, as a closed listener is, not once the ring has run.
+            Socket.stopListening(fd)
             if s.pointee.acceptArmed { cancel(Self.data(.accept, generation, fd)) }
             let q = Int(s.pointee.acceptQueue)
             while let queued = acceptQueues[q].pop() { Socket.abort(queued) }
@@ -657,10 +659,10 @@ final class URingDriver {
     @inline(__always)
     func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int32) -> ReadResult {
         let s = state(fd)
-        guard s.pointee.role == .stream, !s.pointee.polling else {
-            return Self.plainRead(fd, into: buffer, count: count)
-        }
+        guard s.pointee.role == .stream else { return Self.plainRead(fd, into: buffer, count: count) }
+        // What was received goes first, also on a socket that polls now.
         if s.pointee.queued > 0 { return .bytes(take(fd, s, into: buffer, count: count)) }
+        if s.pointee.polling { return Self.plainRead(fd, into: buffer, count: count) }
         if s.pointee.error != 0 { return .failed(Errno(rawValue: s.pointee.error)) }
         if s.pointee.eof { return .eof }
         resumeReceive(fd, s)
@@ -723,12 +725,13 @@ final class URingDriver {
 
     func splice(from source: Int32, to destination: Int32, count: Int32) -> ReadResult {
         let from = state(source)
-        if from.pointee.role == .stream && !from.pointee.polling {
+        if from.pointee.role == .stream && (!from.pointee.polling || from.pointee.queued > 0) {
             #if DEBUG
                 // A refused splice is refused before any byte moves, as the system call is.
                 if FaultInjection.spliceErrno != 0 { return .failed(Errno(rawValue: FaultInjection.spliceErrno)) }
             #endif
-            // What was received already goes first, into the pipe.
+            // What was received already goes first, into the pipe (also what arrived while
+            // the receive was being cancelled).
             if from.pointee.queued > 0 { return drain(source, from, into: destination, count: count) }
             if from.pointee.error != 0 { return .failed(Errno(rawValue: from.pointee.error)) }
             if from.pointee.eof { return .eof }
