@@ -242,6 +242,26 @@
             driver.close(a, abort: false)
         }
 
+        @Test func aShortPlainSendWaitsForTheSocketsRoom() {
+            let (a, b) = pair()
+            defer { close(b) }
+            _ = driver.watch(a, token(1))
+            _ = ops()
+            _ = events()
+            let bytes = [UInt8](repeating: 0x62, count: 4 << 20)
+            let result = bytes.withUnsafeBytes { driver.send(a, from: $0.baseAddress!, count: Int32($0.count)) }
+            guard case .bytes(let n) = result, n < 4 << 20 else {
+                Issue.record("expected a short send, got \(result)")
+                return
+            }
+            // As epoll's edge would: writable once the socket has room again.
+            #expect(ops() == [URingOp(kind: .pollOut, fd: a)])
+            #expect(driver.inspect(a).wantWrite)
+            driver.complete(data: driver.userData(.pollOut, a), result: Int32(URing.pollOut), flags: 0)
+            #expect(events().first?.1.mayWrite == true)
+            driver.close(a, abort: false)
+        }
+
         @Test func aRefusedConnectIsItsWritableEventAndError() {
             let result = driver.connect(to: SystemAddress(ip: .v4(0x7F00_0001), port: 1))
             guard case .inProgress(let fd) = result else {

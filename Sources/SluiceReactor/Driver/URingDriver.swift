@@ -121,6 +121,18 @@ final class URingDriver {
         for queue in acceptQueues { queue.storage.deallocate() }
     }
 
+    /// The state of every descriptor in use, for SIGUSR1's report.
+    func describe() -> String {
+        var parts = ["io_uring: buffers_out=\(buffersOut)/\(ring.bufferCount) send_slots_free=\(freeSlotCount)"]
+        for fd in 0..<fdCapacity where fds[fd].role != .none {
+            let s = fds[fd]
+            parts.append(
+                "fd \(fd) \(s.role) recv=\(s.recv) stop=\(s.stopping) polling=\(s.polling) queued=\(s.queued)/\(s.queuedBuffers) eof=\(s.eof) error=\(s.error) send=\(s.sendSlot) wantWrite=\(s.wantWrite) pollOut=\(s.pollOutArmed) idle=\(s.idle)"
+            )
+        }
+        return parts.joined(separator: "; ")
+    }
+
     /// On the loop thread, before the first wait.
     func start() throws(Errno) { try ring.start() }
 
@@ -719,7 +731,13 @@ final class URingDriver {
             return .bytes(count)
         }
         let result = Self.plainSend(fd, from: buffer, count: count)
-        if result == .wouldBlock { armPollOut(fd, s) }
+        // A short send means the socket's buffer is full, as under epoll: its edge comes when
+        // it has room.
+        switch result {
+        case .wouldBlock: armPollOut(fd, s)
+        case .bytes(let n) where n < count: armPollOut(fd, s)
+        default: break
+        }
         return result
     }
 
@@ -749,7 +767,13 @@ final class URingDriver {
             return .wouldBlock
         }
         let result = Self.plainSplice(from: source, to: destination, count: count)
-        if result == .wouldBlock && to.pointee.role == .stream { armPollOut(destination, to) }
+        if to.pointee.role == .stream {
+            switch result {
+            case .wouldBlock: armPollOut(destination, to)
+            case .bytes(let n) where n < count: armPollOut(destination, to)
+            default: break
+            }
+        }
         return result
     }
 

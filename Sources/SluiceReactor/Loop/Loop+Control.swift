@@ -18,6 +18,7 @@ extension Loop {
                 logger.info(
                     "loop \(index): live=\(table.live) pipes_in_use=\(pipes.inUse) pipes_created=\(pipes.created) pipe_size_failures=\(pipes.setSizeFailures) \(counters.summary)"
                 )
+                if let uring = driver.uring { logger.info("loop \(index): \(uring.describe())") }
             }
         }
     }
