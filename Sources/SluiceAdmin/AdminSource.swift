@@ -15,12 +15,16 @@ public struct AdminSource: Sendable {
     public var ready: @Sendable () -> Bool
     /// Kubernetes discovery state; nil outside kube mode.
     public var kube: (@Sendable () -> KubeWatchStatus)?
+    /// The loops' I/O backend (`Reactor.backend`).
+    public var ioBackend: String
 
     public init(
         workers: Int, stats: ProcessStats, accessLogRings: [AccessLogRing] = [],
         collect: @escaping @Sendable (Int64) -> [LoopMetricsSample]?, healthy: @escaping @Sendable () -> Bool,
-        ready: @escaping @Sendable () -> Bool, kube: (@Sendable () -> KubeWatchStatus)? = nil
+        ready: @escaping @Sendable () -> Bool, kube: (@Sendable () -> KubeWatchStatus)? = nil,
+        ioBackend: String = "epoll"
     ) {
+        self.ioBackend = ioBackend
         self.workers = workers
         self.stats = stats
         self.accessLogRings = accessLogRings
@@ -35,6 +39,6 @@ public struct AdminSource: Sendable {
         ProcessView(
             startTimeMicros: stats.startTimeMicros, workers: workers, reloads: stats.reloads,
             reloadFailures: stats.reloadFailures, accessLogTaken: accessLogRings.reduce(0) { $0 + $1.taken },
-            accessLogDropped: accessLogRings.reduce(0) { $0 + $1.dropped }, kube: kube?())
+            accessLogDropped: accessLogRings.reduce(0) { $0 + $1.dropped }, kube: kube?(), ioBackend: ioBackend)
     }
 }

@@ -266,6 +266,13 @@ enum Families {
         "sluice_access_log_records", .counter, "Access-log records taken by the writer.")
     static let accessLogDropped = FamilyInfo(
         "sluice_access_log_dropped", .counter, "Access-log records dropped because a loop's ring was full.")
+    static let ioBackend = FamilyInfo(
+        "sluice_io_backend", .gauge, "1 for the I/O backend the event loops run on (epoll or io_uring).")
+    static let ioBufferExhaustions = FamilyInfo(
+        "sluice_io_uring_buffer_exhaustions", .counter,
+        "Sockets moved to polling because a loop's ring of provided receive buffers ran out.")
+    static let ioBuffersInUse = FamilyInfo(
+        "sluice_io_uring_buffers_in_use", .gauge, "Provided receive buffers holding input not yet read.")
     static let kubeWatchUp = FamilyInfo(
         "sluice_kube_watch_up", .gauge, "1 while the watch of the resource streams, else 0 (listing, backing off).")
     static let kubeLastSync = FamilyInfo(

@@ -90,6 +90,14 @@ public struct MetricsRenderer {
         }
         single(Families.accessLogRecords, process.accessLogTaken)
         single(Families.accessLogDropped, process.accessLogDropped)
+        header(Families.ioBackend)
+        out.write("sluice_io_backend{backend=\"")
+        out.write(labelValue: process.ioBackend)
+        out.write("\"} 1\n")
+        if process.ioBackend == "io_uring" {
+            single(Families.ioBufferExhaustions, metrics.counters.ioBufferExhaustions)
+            single(Families.ioBuffersInUse, metrics.counters.ioBuffersInUse)
+        }
         guard let kube = process.kube else { return }
         header(Families.kubeWatchUp)
         for watch in kube.watches {

@@ -57,11 +57,14 @@ public struct ProcessView: Sendable {
     public var accessLogTaken: Int
     public var accessLogDropped: Int
     public var kube: KubeWatchStatus?
+    /// The loops' I/O backend (`epoll`, `io_uring`).
+    public var ioBackend: String
 
     public init(
         startTimeMicros: Int64, workers: Int, reloads: Int = 0, reloadFailures: Int = 0, accessLogTaken: Int = 0,
-        accessLogDropped: Int = 0, kube: KubeWatchStatus? = nil
+        accessLogDropped: Int = 0, kube: KubeWatchStatus? = nil, ioBackend: String = "epoll"
     ) {
+        self.ioBackend = ioBackend
         self.startTimeMicros = startTimeMicros
         self.workers = workers
         self.reloads = reloads

@@ -14,7 +14,7 @@ extension ControlPlane {
             collect: { gate.collect(timeoutMillis: $0) },
             healthy: { [healthy = mode.healthy] in gate.loopsResponding && healthy() },
             ready: { [ready = mode.ready] in gate.loopsRunning && !gate.stopping && ready() },
-            kube: mode.kubeStatus)
+            kube: mode.kubeStatus, ioBackend: gate.ioBackend)
     }
 
     /// The defaults; debug builds take `SLUICE_ADMIN_IDLE_MS`, `SLUICE_ADMIN_HEAD_MS` and

@@ -150,6 +150,8 @@ final class ReactorGate: @unchecked Sendable {
 
     /// `Reactor.accessLogRings` (fixed at start).
     var accessLogRings: [AccessLogRing] { reactor.accessLogRings }
+    /// `Reactor.backend` (fixed at start).
+    var ioBackend: String { reactor.backend.rawValue }
 
     /// Every loop's metrics, or nil when one did not answer in time. Like `ping`, it touches
     /// only the loops' mailboxes: no lock, so a scrape never waits behind an `apply`.

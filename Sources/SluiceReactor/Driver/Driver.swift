@@ -31,6 +31,9 @@ struct Driver: ~Copyable {
         do { return try URingDriver() } catch { throw error.errno }
     }
 
+    /// On the loop thread, as it exits: what was prepared (closes) goes to the kernel.
+    func finish() { _ = uring?.wait(timeoutMillis: 0) }
+
     /// On the loop thread, before the first wait (io_uring binds the ring to its thread).
     func start() throws(Errno) { try uring?.start() }
 

@@ -38,9 +38,14 @@ final class URingDriver {
     static let pauseBuffers: Int32 = 2
     static let acceptQueueCapacity: Int32 = 4096
 
-    private var fds: UnsafeMutablePointer<URingFD>
-    private var addresses: UnsafeMutableRawPointer
-    private var fdCapacity: Int
+    /// Descriptor state in chunks of `chunkSize`, made on first use and never moved, so a
+    /// pointer from `state` stays valid while another descriptor's chunk is made.
+    private let chunks: UnsafeMutablePointer<UnsafeMutablePointer<URingFD>?>
+    /// Per chunk, a connect's address for each of its descriptors.
+    private let addressChunks: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    private static let chunkShift = 10
+    private static let chunkSize = 1 << chunkShift
+    private static let chunkCount = 1 << 12
     private static let addressSize = 128
 
     private let bufferNext: UnsafeMutablePointer<Int32>
@@ -86,10 +91,10 @@ final class URingDriver {
 
     init(entries: Int = 4096, buffers: Int = 512, bufferSize: Int = 16 * 1024) throws(URingError) {
         ring = try URing(entries: entries, buffers: buffers, bufferSize: bufferSize)
-        fdCapacity = 1024
-        fds = .allocate(capacity: fdCapacity)
-        fds.initialize(repeating: URingFD(), count: fdCapacity)
-        addresses = .allocate(byteCount: fdCapacity * Self.addressSize, alignment: 16)
+        chunks = .allocate(capacity: Self.chunkCount)
+        chunks.initialize(repeating: nil, count: Self.chunkCount)
+        addressChunks = .allocate(capacity: Self.chunkCount)
+        addressChunks.initialize(repeating: nil, count: Self.chunkCount)
         bufferNext = .allocate(capacity: buffers)
         bufferNext.initialize(repeating: -1, count: buffers)
         bufferLength = .allocate(capacity: buffers)
@@ -109,8 +114,12 @@ final class URingDriver {
     }
 
     deinit {
-        fds.deallocate()
-        addresses.deallocate()
+        for i in 0..<Self.chunkCount {
+            chunks[i]?.deallocate()
+            addressChunks[i]?.deallocate()
+        }
+        chunks.deallocate()
+        addressChunks.deallocate()
         bufferNext.deallocate()
         bufferLength.deallocate()
         slotMemory.deallocate()
@@ -124,11 +133,15 @@ final class URingDriver {
     /// The state of every descriptor in use, for SIGUSR1's report.
     func describe() -> String {
         var parts = ["io_uring: buffers_out=\(buffersOut)/\(ring.bufferCount) send_slots_free=\(freeSlotCount)"]
-        for fd in 0..<fdCapacity where fds[fd].role != .none {
-            let s = fds[fd]
-            parts.append(
-                "fd \(fd) \(s.role) recv=\(s.recv) stop=\(s.stopping) polling=\(s.polling) queued=\(s.queued)/\(s.queuedBuffers) eof=\(s.eof) error=\(s.error) send=\(s.sendSlot) wantWrite=\(s.wantWrite) pollOut=\(s.pollOutArmed) idle=\(s.idle)"
-            )
+        for c in 0..<Self.chunkCount {
+            guard let chunk = chunks[c] else { continue }
+            for i in 0..<Self.chunkSize where chunk[i].role != .none {
+                let s = chunk[i]
+                let fd = c << Self.chunkShift + i
+                parts.append(
+                    "fd \(fd) \(s.role) recv=\(s.recv) stop=\(s.stopping) polling=\(s.polling) queued=\(s.queued)/\(s.queuedBuffers) eof=\(s.eof) error=\(s.error) send=\(s.sendSlot) wantWrite=\(s.wantWrite) pollOut=\(s.pollOutArmed) idle=\(s.idle)"
+                )
+            }
         }
         return parts.joined(separator: "; ")
     }
@@ -140,24 +153,27 @@ final class URingDriver {
 
     @inline(__always)
     private func state(_ fd: Int32) -> UnsafeMutablePointer<URingFD> {
-        if Int(fd) >= fdCapacity { grow(to: Int(fd)) }
-        // SAFETY: fd is below fdCapacity (grown above); the table is owned by this driver.
-        return fds + Int(fd)
+        let c = Int(fd) >> Self.chunkShift
+        precondition(c < Self.chunkCount, "descriptor \(fd) beyond the io_uring driver's table")
+        // SAFETY: the chunk exists (made below) and holds `chunkSize` states; fd's index in it
+        // is below that. Chunks live as long as the driver.
+        if let chunk = chunks[c] { return chunk + (Int(fd) & (Self.chunkSize - 1)) }
+        return makeChunk(c) + (Int(fd) & (Self.chunkSize - 1))
     }
 
-    private func grow(to fd: Int) {
-        var capacity = fdCapacity
-        while capacity <= fd { capacity *= 2 }
-        let table = UnsafeMutablePointer<URingFD>.allocate(capacity: capacity)
-        table.moveInitialize(from: fds, count: fdCapacity)
-        (table + fdCapacity).initialize(repeating: URingFD(), count: capacity - fdCapacity)
-        fds.deallocate()
-        fds = table
-        let store = UnsafeMutableRawPointer.allocate(byteCount: capacity * Self.addressSize, alignment: 16)
-        store.copyMemory(from: addresses, byteCount: fdCapacity * Self.addressSize)
-        addresses.deallocate()
-        addresses = store
-        fdCapacity = capacity
+    private func makeChunk(_ c: Int) -> UnsafeMutablePointer<URingFD> {
+        let chunk = UnsafeMutablePointer<URingFD>.allocate(capacity: Self.chunkSize)
+        chunk.initialize(repeating: URingFD(), count: Self.chunkSize)
+        chunks[c] = chunk
+        addressChunks[c] = .allocate(byteCount: Self.chunkSize * Self.addressSize, alignment: 16)
+        return chunk
+    }
+
+    /// Where a connect's address for `fd` is kept until its submission.
+    private func addressStore(_ fd: Int32) -> UnsafeMutableRawPointer {
+        _ = state(fd)
+        // SAFETY: `state` made the chunk; the store holds `addressSize` bytes per descriptor.
+        return addressChunks[Int(fd) >> Self.chunkShift]! + (Int(fd) & (Self.chunkSize - 1)) * Self.addressSize
     }
 
     @inline(__always)
@@ -172,7 +188,8 @@ final class URingDriver {
     private func raise(_ fd: Int32, _ s: UnsafeMutablePointer<URingFD>, _ mask: UInt32) {
         guard s.pointee.watched else { return }
         var mask = mask
-        if s.pointee.idle { mask &= ~Readiness.writable.rawValue }
+        // Writable means connected to the protocol code: never before the connect completes.
+        if s.pointee.idle || s.pointee.connecting { mask &= ~Readiness.writable.rawValue }
         if mask == 0 { return }
         if s.pointee.eventStamp == stamp {
             pending[Int(s.pointee.eventIndex)].mask |= mask
@@ -593,7 +610,7 @@ final class URingDriver {
         s.pointee.role = .stream
         s.pointee.connecting = true
         // SAFETY: 128 bytes (a sockaddr_storage) per descriptor, valid until it closes.
-        let store = addresses + Int(fd) * Self.addressSize
+        let store = addressStore(fd)
         let data = Self.data(.connect, s.pointee.generation, fd)
         prepare(URingOp(kind: .connect, fd: fd)) { ring.connect(fd, to: address, store: store, data: data) }
         return .inProgress(fd)
@@ -713,7 +730,8 @@ final class URingDriver {
         let s = state(fd)
         guard s.pointee.role == .stream else { return Self.plainSend(fd, from: buffer, count: count) }
         if s.pointee.error != 0 { return .failed(Errno(rawValue: s.pointee.error)) }
-        if s.pointee.sendSlot >= 0 {
+        if s.pointee.sendSlot >= 0 || s.pointee.connecting {
+            // As a connecting socket's send(2) would: EAGAIN, then the writable edge.
             s.pointee.wantWrite = true
             return .wouldBlock
         }
@@ -762,7 +780,7 @@ final class URingDriver {
             armPoll(source, from)
         }
         let to = state(destination)
-        if to.pointee.role == .stream && to.pointee.sendSlot >= 0 {
+        if to.pointee.role == .stream && (to.pointee.sendSlot >= 0 || to.pointee.connecting) {
             to.pointee.wantWrite = true
             return .wouldBlock
         }

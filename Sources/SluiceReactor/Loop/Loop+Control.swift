@@ -16,7 +16,7 @@ extension Loop {
             case .collect(let collection): collect(into: collection)
             case .report:
                 logger.info(
-                    "loop \(index): live=\(table.live) pipes_in_use=\(pipes.inUse) pipes_created=\(pipes.created) pipe_size_failures=\(pipes.setSizeFailures) \(counters.summary)"
+                    "loop \(index): live=\(table.live) pipes_in_use=\(pipes.inUse) pipes_created=\(pipes.created) pipe_size_failures=\(pipes.setSizeFailures) \(countersWithDriver.summary)"
                 )
                 if let uring = driver.uring { logger.info("loop \(index): \(uring.describe())") }
             }

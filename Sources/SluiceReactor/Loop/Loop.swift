@@ -214,6 +214,7 @@ final class Loop: @unchecked Sendable {
             if mail { handleMail() }
             if draining && (table.live == 0 || now >= drainDeadline) {
                 closeAllForExit()
+                driver.finish()
                 return
             }
         }

@@ -35,6 +35,10 @@ public struct LoopCounters: Sendable, Equatable {
     public var refusedOverLimit = 0
     /// Connections cut short by the per-wake step budget and resumed after the batch.
     public var resumes = 0
+    /// io_uring: sockets moved to polling because the ring of provided buffers ran out.
+    public var ioBufferExhaustions = 0
+    /// io_uring: provided buffers holding received input not yet read (when sampled).
+    public var ioBuffersInUse = 0
 
     public init() {}
 
@@ -71,6 +75,8 @@ public struct LoopCounters: Sendable, Equatable {
         s.bodyTimeouts += b.bodyTimeouts
         s.refusedOverLimit += b.refusedOverLimit
         s.resumes += b.resumes
+        s.ioBufferExhaustions += b.ioBufferExhaustions
+        s.ioBuffersInUse += b.ioBuffersInUse
         return s
     }
 
@@ -85,5 +91,6 @@ public struct LoopCounters: Sendable, Equatable {
             + "bad_preface=\(badPreface) tls_no_route=\(tlsNoRoute) tls_handshakes=\(tlsHandshakes) tls_resumed=\(tlsResumed) tls_failed=\(tlsFailed) peek_timeouts=\(peekTimeouts)"
             + " descriptor_exhaustion=\(descriptorExhaustion) body_timeouts=\(bodyTimeouts)"
             + " refused_over_limit=\(refusedOverLimit) resumes=\(resumes)"
+            + " io_buffer_exhaustions=\(ioBufferExhaustions) io_buffers_in_use=\(ioBuffersInUse)"
     }
 }

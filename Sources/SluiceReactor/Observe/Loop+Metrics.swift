@@ -69,9 +69,19 @@ extension Loop {
             servers: Self.copy(metrics.servers), requestDuration: Self.copy(metrics.requestDuration),
             connectDuration: Self.copy(metrics.connectDuration),
             tlsHandshakeDuration: Self.copy(metrics.tlsHandshakeDuration), endpointDown: down,
-            closeReasons: metrics.closeReasons.map { $0 }, counters: counters, liveConnections: table.live,
+            closeReasons: metrics.closeReasons.map { $0 }, counters: countersWithDriver, liveConnections: table.live,
             accessLogDropped: accessLog?.dropped ?? 0)
         collection.done.countDown()
+    }
+
+    /// The loop's counters with the driver's own (io_uring buffers).
+    var countersWithDriver: LoopCounters {
+        var all = counters
+        if let uring = driver.uring {
+            all.ioBufferExhaustions = uring.stats.starved
+            all.ioBuffersInUse = uring.buffersOut
+        }
+        return all
     }
 
     static func copy<M>(_ table: MetricTable<M>) -> MetricTable<M> {
