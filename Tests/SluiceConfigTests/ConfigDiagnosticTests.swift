@@ -32,7 +32,7 @@ import Testing
         )
         #expect(
             diagnostics(minimal(appending: "tuning:\n  pipesize: 64k")) == [
-                "t.yaml:9:3: tuning.pipesize: unknown field 'pipesize' (known: pipeSize, pipePool, copyBuffer, splice)"
+                "t.yaml:9:3: tuning.pipesize: unknown field 'pipesize' (known: pipeSize, pipePool, copyBuffer, splice, ioBackend)"
             ]
         )
     }
@@ -163,6 +163,11 @@ import Testing
             diagnostics(minimal(replacing: 5, with: "  - name: web\n    algorithm: random")) == [
                 "t.yaml:6:16: services[0].algorithm: unknown algorithm 'random' "
                     + "(expected one of: roundrobin, leastconn, source, cookie)"
+            ]
+        )
+        #expect(
+            diagnostics(minimal(appending: "tuning:\n  ioBackend: uring")) == [
+                "t.yaml:9:14: tuning.ioBackend: unknown I/O backend 'uring' (expected one of: auto, io_uring, epoll)"
             ]
         )
     }

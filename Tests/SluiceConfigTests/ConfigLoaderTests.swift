@@ -20,6 +20,7 @@ import Testing
           pipePool: 16
           copyBuffer: 1M
           splice: false
+          ioBackend: epoll
         listeners:
           - name: web
             address: 127.0.0.1:8080
@@ -63,6 +64,7 @@ import Testing
         #expect(snapshot.tuning.pipePoolSize == 16)
         #expect(snapshot.tuning.copyBufferSize == 1_048_576)
         #expect(snapshot.tuning.splice == false)
+        #expect(snapshot.tuning.ioBackend == .epoll)
 
         #expect(snapshot.services.map(\.name) == ["db", "web", "parked"])
         #expect(snapshot.services.map(\.algorithm) == [.leastconn, .source, .roundrobin])
