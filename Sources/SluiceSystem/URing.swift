@@ -152,10 +152,6 @@ extension Socket {
         Int32(try Syscall.value("socket") { Int(sluice_socket(family)) })
     }
 
-    /// shutdown(SHUT_RDWR): a listening socket stops listening at once (its queued
-    /// connections are reset), even while an operation in flight still holds it open.
-    public static func stopListening(_ fd: Int32) { _ = sluice_shutdown(fd, SLUICE_SHUT_RDWR) }
-
     /// SO_LINGER 0: the close that follows sends an RST.
     public static func lingerZero(_ fd: Int32) { _ = sluice_set_linger(fd, 1, 0) }
 

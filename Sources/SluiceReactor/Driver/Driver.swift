@@ -114,6 +114,23 @@ struct Driver: ~Copyable {
         poller.remove(fd)
     }
 
+    /// A listener stops accepting for good (a drain): unwatched, and on io_uring its accept
+    /// ended, so that what the kernel accepted for it is in `takeQueued`.
+    func stopAccepting(_ fd: Int32) {
+        if let uring {
+            uring.stopAccepting(fd)
+            return
+        }
+        unwatch(fd)
+    }
+
+    /// A connection accepted for a listener that stopped accepting (io_uring's queue); epoll
+    /// holds none (they wait in the kernel's backlog).
+    func takeQueued(_ listener: Int32) -> AcceptResult {
+        if let uring { return uring.takeQueued(listener) }
+        return .empty
+    }
+
     /// Waits for events until `timeoutMillis` (-1: no bound); how many are ready.
     @inline(__always)
     func wait(timeoutMillis: Int32) -> Int {
@@ -252,15 +269,7 @@ struct Driver: ~Copyable {
             if let kernel { return kernel.read(fd, into: buffer, count: count) }
         #endif
         if let uring { return uring.read(fd, into: buffer, count: count) }
-        do {
-            switch try IO.read(fd, into: buffer, count: Int(count)) {
-            case .wouldBlock: return .wouldBlock
-            case .done(0): return .eof
-            case .done(let n): return .bytes(Int32(n))
-            }
-        } catch {
-            return .failed(error)
-        }
+        return PlainIO.read(fd, into: buffer, count: count)
     }
 
     /// Sends once from `buffer` (MSG_NOSIGNAL: a closed peer is EPIPE).
@@ -270,14 +279,7 @@ struct Driver: ~Copyable {
             if let kernel { return kernel.send(fd, from: buffer, count: count) }
         #endif
         if let uring { return uring.send(fd, from: buffer, count: count) }
-        do {
-            switch try IO.write(fd, from: buffer, count: Int(count)) {
-            case .wouldBlock: return .wouldBlock
-            case .done(let n): return .bytes(Int32(n))
-            }
-        } catch {
-            return .failed(error)
-        }
+        return PlainIO.send(fd, from: buffer, count: count)
     }
 
     /// Moves up to `count` bytes between a socket and a pipe, in the kernel. EINVAL and
@@ -288,15 +290,7 @@ struct Driver: ~Copyable {
             if let kernel { return kernel.splice(from: source, to: destination, count: count) }
         #endif
         if let uring { return uring.splice(from: source, to: destination, count: count) }
-        do {
-            switch try IO.splice(from: source, to: destination, count: Int(count)) {
-            case .wouldBlock: return .wouldBlock
-            case .done(0): return .eof
-            case .done(let n): return .bytes(Int32(n))
-            }
-        } catch {
-            return .failed(error)
-        }
+        return PlainIO.splice(from: source, to: destination, count: count)
     }
 
     /// Writes bytes into an empty pipe (a replayed peek); whether all of them went.

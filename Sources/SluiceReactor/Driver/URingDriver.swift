@@ -576,6 +576,45 @@ final class URingDriver {
         }
     }
 
+    /// Cancels the listener's multishot accept and waits for its last completion, so that
+    /// every connection the kernel accepted for it is in its queue (`takeQueued`) and the
+    /// ring no longer holds the socket. On the loop thread.
+    func stopAccepting(_ fd: Int32) {
+        let s = state(fd)
+        s.pointee.watched = false
+        guard s.pointee.role == .listener, s.pointee.acceptArmed || s.pointee.acceptStopping else { return }
+        if s.pointee.acceptArmed {
+            s.pointee.acceptArmed = false
+            s.pointee.acceptStopping = true
+            cancel(Self.data(.accept, s.pointee.generation, fd))
+        }
+        #if DEBUG
+            if recorded != nil { return }
+        #endif
+        var rounds = 0
+        while s.pointee.acceptStopping && rounds < 50 {
+            let n = ring.submitAndWait(timeoutMillis: 20)
+            for i in 0..<n {
+                let cqe = ring.completion(at: i)
+                complete(data: cqe.data, result: cqe.res, flags: cqe.flags)
+            }
+            rounds += 1
+        }
+    }
+
+    /// A connection the kernel accepted for a listener that no longer accepts; `.empty`
+    /// when there is none. Arms nothing.
+    func takeQueued(_ listener: Int32) -> AcceptResult {
+        let s = state(listener)
+        guard s.pointee.role == .listener else { return .empty }
+        let q = Int(s.pointee.acceptQueue)
+        while let fd = acceptQueues[q].pop() {
+            if let peer = Socket.peer(fd) { return .accepted(AcceptedSocket(fd: fd, peer: peer)) }
+            Syscall.close(fd)
+        }
+        return .empty
+    }
+
     // MARK: - Calls
 
     func accept(_ listener: Int32) -> AcceptResult {
@@ -635,6 +674,14 @@ final class URingDriver {
     /// listener, resets its queued connections), then closes it.
     func close(_ fd: Int32, abort: Bool) {
         let s = state(fd)
+        if s.pointee.role == .listener {
+            // At once, as epoll's close is: the accept in flight holds the socket open until
+            // it ends; what it took is reset, as a closed listener's backlog is.
+            stopAccepting(fd)
+            forget(fd, s)
+            Syscall.close(fd)
+            return
+        }
         guard s.pointee.role != .none else {
             if abort { Socket.abort(fd) } else { Syscall.close(fd) }
             return
@@ -662,9 +709,6 @@ final class URingDriver {
         if s.pointee.connecting { cancel(Self.data(.connect, generation, fd)) }
         if s.pointee.role == .wake { cancel(Self.data(.wake, generation, fd)) }
         if s.pointee.role == .listener {
-            // Refused from now on, as a closed listener is, not once the ring has run.
-            Socket.stopListening(fd)
-            if s.pointee.acceptArmed { cancel(Self.data(.accept, generation, fd)) }
             let q = Int(s.pointee.acceptQueue)
             while let queued = acceptQueues[q].pop() { Socket.abort(queued) }
             if let i = listenerFDs.firstIndex(of: fd) { listenerFDs.remove(at: i) }
@@ -688,10 +732,10 @@ final class URingDriver {
     @inline(__always)
     func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int32) -> ReadResult {
         let s = state(fd)
-        guard s.pointee.role == .stream else { return Self.plainRead(fd, into: buffer, count: count) }
+        guard s.pointee.role == .stream else { return PlainIO.read(fd, into: buffer, count: count) }
         // What was received goes first, also on a socket that polls now.
         if s.pointee.queued > 0 { return .bytes(take(fd, s, into: buffer, count: count)) }
-        if s.pointee.polling { return Self.plainRead(fd, into: buffer, count: count) }
+        if s.pointee.polling { return PlainIO.read(fd, into: buffer, count: count) }
         if s.pointee.error != 0 { return .failed(Errno(rawValue: s.pointee.error)) }
         if s.pointee.eof { return .eof }
         resumeReceive(fd, s)
@@ -728,7 +772,7 @@ final class URingDriver {
     @inline(__always)
     func send(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int32) -> WriteResult {
         let s = state(fd)
-        guard s.pointee.role == .stream else { return Self.plainSend(fd, from: buffer, count: count) }
+        guard s.pointee.role == .stream else { return PlainIO.send(fd, from: buffer, count: count) }
         if s.pointee.error != 0 { return .failed(Errno(rawValue: s.pointee.error)) }
         if s.pointee.sendSlot >= 0 || s.pointee.connecting {
             // As a connecting socket's send(2) would: EAGAIN, then the writable edge.
@@ -748,7 +792,7 @@ final class URingDriver {
             stats.sends += 1
             return .bytes(count)
         }
-        let result = Self.plainSend(fd, from: buffer, count: count)
+        let result = PlainIO.send(fd, from: buffer, count: count)
         // A short send means the socket's buffer is full, as under epoll: its edge comes when
         // it has room.
         switch result {
@@ -784,7 +828,7 @@ final class URingDriver {
             to.pointee.wantWrite = true
             return .wouldBlock
         }
-        let result = Self.plainSplice(from: source, to: destination, count: count)
+        let result = PlainIO.splice(from: source, to: destination, count: count)
         if to.pointee.role == .stream {
             switch result {
             case .wouldBlock: armPollOut(destination, to)
@@ -820,46 +864,6 @@ final class URingDriver {
         }
         s.pointee.queued -= moved
         return moved > 0 ? .bytes(moved) : .wouldBlock
-    }
-
-    // MARK: - Plain system calls
-
-    @inline(__always)
-    static func plainRead(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int32) -> ReadResult {
-        do {
-            switch try IO.read(fd, into: buffer, count: Int(count)) {
-            case .wouldBlock: return .wouldBlock
-            case .done(0): return .eof
-            case .done(let n): return .bytes(Int32(n))
-            }
-        } catch {
-            return .failed(error)
-        }
-    }
-
-    @inline(__always)
-    static func plainSend(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int32) -> WriteResult {
-        do {
-            switch try IO.write(fd, from: buffer, count: Int(count)) {
-            case .wouldBlock: return .wouldBlock
-            case .done(let n): return .bytes(Int32(n))
-            }
-        } catch {
-            return .failed(error)
-        }
-    }
-
-    @inline(__always)
-    static func plainSplice(from source: Int32, to destination: Int32, count: Int32) -> ReadResult {
-        do {
-            switch try IO.splice(from: source, to: destination, count: Int(count)) {
-            case .wouldBlock: return .wouldBlock
-            case .done(0): return .eof
-            case .done(let n): return .bytes(Int32(n))
-            }
-        } catch {
-            return .failed(error)
-        }
     }
 }
 

@@ -126,7 +126,19 @@ extension Loop {
     func startDrain(deadline: Int64) {
         draining = true
         drainDeadline = deadline
-        disableListeners()
+        for i in listeners.indices where listeners[i].enabled {
+            driver.stopAccepting(listeners[i].fd)
+            listeners[i].enabled = false
+        }
+        // Connections accepted on this loop's behalf before it stopped (io_uring) are served,
+        // after the idle ones were closed below: under epoll they would have waited in the
+        // backlog, for the next process.
+        var queued: [(AcceptedSocket, Int32)] = []
+        for i in listeners.indices where listeners[i].fd >= 0 {
+            while case .accepted(let accepted) = driver.takeQueued(listeners[i].fd) {
+                queued.append((accepted, Int32(i)))
+            }
+        }
         // The entries stay (without their sockets): connections keep their listener's
         // position, so its rows still count them until they close.
         for i in listeners.indices where listeners[i].fd >= 0 {
@@ -144,6 +156,10 @@ extension Loop {
                 }
             }
             slot += 1
+        }
+        for (accepted, position) in queued {
+            counters.accepted += 1
+            openConnection(accepted, listener: listeners[Int(position)], position: position)
         }
     }
 
