@@ -3,8 +3,10 @@
  *
  *   seccomp_exec allow|deny ERRNO LIST -- PROGRAM [ARG...]
  *
- * "deny": every system call is denied with ERRNO except those named in LIST (one name a
- * line, '#' comments), which are allowed: a Localhost profile's default action.
+ * "deny": every system call is denied with ERRNO except those named in LIST, which are
+ * allowed: a Localhost profile's default action. LIST has one rule a line ('#' comments):
+ * a name, or a name, an argument index and a value (the rule applies only when that argument
+ * equals the value: SCMP_CMP_EQ, as a profile's "args" entry).
  * "allow": every system call is allowed except those named in LIST, denied with ERRNO: what
  * a runtime's default profile does to the calls it blocks.
  *
@@ -52,15 +54,23 @@ int main(int argc, char **argv) {
     char line[256];
     int names = 0;
     while (fgets(line, sizeof line, list)) {
-        char *name = line + strspn(line, " \t");
-        name[strcspn(name, " \t\r\n#")] = '\0';
-        if (*name == '\0') continue;
+        line[strcspn(line, "#\r\n")] = '\0';
+        char name[128];
+        unsigned arg;
+        unsigned long long value;
+        int fields = sscanf(line, "%127s %u %llu", name, &arg, &value);
+        if (fields <= 0) continue;
+        if (fields == 2 || (fields == 3 && arg > 5)) {
+            fprintf(stderr, "seccomp_exec: bad rule: %s\n", line);
+            return 2;
+        }
         int nr = seccomp_syscall_resolve_name(name);
         if (nr == __NR_SCMP_ERROR) {
             fprintf(stderr, "seccomp_exec: unknown system call %s\n", name);
             return 2;
         }
-        int r = seccomp_rule_add(ctx, listed, nr, 0);
+        int r = fields == 3 ? seccomp_rule_add(ctx, listed, nr, 1, SCMP_CMP(arg, SCMP_CMP_EQ, value))
+                            : seccomp_rule_add(ctx, listed, nr, 0);
         if (r < 0) {
             fprintf(stderr, "seccomp_exec: rule for %s: %s\n", name, strerror(-r));
             return 2;
