@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import importlib.util
 import json
 import os
 import re
@@ -26,8 +27,8 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
-import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -35,8 +36,8 @@ import pytest
 
 from backends import pattern_bytes
 from conftest import (REPO_ROOT, SluiceProcess, free_port, listening_ports, make_config,
-                      new_listener, sluice_bin)
-from fake_kube import FakeKube, make_kube_certs, write_kubeconfig
+                      new_listener, sluice_bin, to_yaml)
+from fake_kube import FakeKube, make_kube_certs, write_service_account
 from http_backends import BufReader, HTTPBackend, curl, get, port_of, read_response, request_bytes
 from tls_certs import make_term_certs
 
@@ -55,9 +56,9 @@ FALLBACK = re.compile(r"io_uring unavailable \(io_uring_setup: EPERM\b.*seccomp.
 
 @pytest.fixture(scope="session")
 def loader(tmp_path_factory) -> Path:
-    gcc = shutil.which("gcc")
+    gcc = shutil.which("gcc") or shutil.which("cc") or shutil.which("clang")
     if gcc is None:
-        pytest.skip("gcc not found (needed to build the seccomp loader)")
+        pytest.skip("no C compiler (gcc) found to build the seccomp loader")
     out = tmp_path_factory.mktemp("seccomp") / "seccomp_exec"
     probe = subprocess.run([gcc, "-E", "-x", "c", "-"], input=b"#include <seccomp.h>\n",
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
@@ -276,7 +277,6 @@ def test_blocked_io_uring_auto_falls_back_to_epoll_and_serves(filtered, runtime_
 
 def test_blocked_io_uring_check_names_the_fallback(loader, runtime_default_filter, tmp_path,
                                                    http_backends):
-    from conftest import to_yaml
     path = tmp_path / "c.yaml"
     path.write_text(to_yaml(web_config(http_backends, "auto")) + "\n")
     r = subprocess.run([str(loader), *runtime_default_filter, "--", str(sluice_bin()), "check",
@@ -413,22 +413,32 @@ def _record(errors: List[BaseException], fn, *args) -> None:
 
 
 @pytest.mark.parametrize("backend,expect", [("io_uring", "io_uring"), ("epoll", "epoll")])
-def test_profile_kube_against_the_fake_api_server(loader, profile_filter, tmp_path, request,
-                                                  backend, expect):
+def test_profile_kube_in_cluster_with_tls_against_the_fake_api_server(
+        loader, profile_filter, tmp_path, request, term_certs, backend, expect):
+    """As deployed: the service account's token and CA, HTTPS to the API server, an http and
+    a TLS listener, a SIGHUP that reads the certificates again, SIGTERM."""
     kcerts = make_kube_certs(tmp_path / "kube-certs")
     fake = FakeKube(token="seccomp-token", certs=kcerts, bookmark_interval=0.5).start()
-    be = HTTPBackend("kweb")
+    web, secure = HTTPBackend("kweb"), HTTPBackend("ksecure")
     p: Optional[FilteredKube] = None
     try:
         fake.add_service("shop", "web", host="web.example.com")
-        fake.set_endpoints("shop", "web", ["127.0.0.1"], be.port)
-        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", fake, ca=kcerts.ca)
-        http_port, admin = free_port(), free_port()
+        fake.set_endpoints("shop", "web", ["127.0.0.1"], web.port)
+        fake.add_service("shop", "secure", host="a.example.com",
+                         annotations={"serviceloadbalancer/lb.sslTerm": "true"})
+        fake.set_endpoints("shop", "secure", ["127.0.0.1"], secure.port)
+        sa = write_service_account(tmp_path / "sa", "seccomp-token", kcerts.ca, "kube-system")
+        http_port, tls_port, admin = free_port(), free_port(), free_port()
         p = FilteredKube(tmp_path, [str(loader), *profile_filter, "--"],
-                         ["--kubeconfig", str(kubeconfig), "--http-address",
-                          f"127.0.0.1:{http_port}", "--admin-address", f"127.0.0.1:{admin}",
+                         ["--service-account-dir", str(sa),
+                          "--http-address", f"127.0.0.1:{http_port}",
+                          "--tls-address", f"127.0.0.1:{tls_port}",
+                          "--tls-certificate", str(term_certs.cert("a")),
+                          "--tls-key", str(term_certs.key("a")),
+                          "--admin-address", f"127.0.0.1:{admin}",
                           "--default-return-code", "404", "--workers", "2",
                           "--io-backend", backend])
+        p.env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(fake.port)}
         p.start()
         p.wait_line(r"\bsynced\b", 30)
         assert re.search(rf"\bio={expect}\b", ready_line(p)), ready_line(p)
@@ -436,12 +446,21 @@ def test_profile_kube_against_the_fake_api_server(loader, profile_filter, tmp_pa
         r = get(addr, "web.example.com", "/k")
         assert r.status == 200 and r.json()["backend"] == "kweb", r
         assert get(addr, "nobody.example.com").status == 404
+        r, _ = tls_get(tls_port, term_certs.ca, "a.example.com", "/s")
+        assert r.status == 200 and r.json()["backend"] == "ksecure", r
         assert admin_get(admin, "/readyz")[0] == 200
+        status, body = admin_get(admin, "/metrics")
+        assert status == 200 and b"sluice_" in body
         # a change while watching: the endpoint goes away, the route answers without it
         since = p.mark()
-        fake.set_endpoints("shop", "web", [], be.port)
+        fake.set_endpoints("shop", "web", [], web.port)
         p.wait_line(r"applied generation=", 15, since)
         assert get(addr, "web.example.com", "/gone").status != 200
+        since = p.mark()
+        p.proc.send_signal(signal.SIGHUP)
+        p.wait_line(r"TLS certificates read again", 10, since)
+        r, _ = tls_get(tls_port, term_certs.ca, "a.example.com", "/again")
+        assert r.status == 200, r
         p.proc.send_signal(signal.SIGTERM)
         assert p.wait_exit(15) == 0, p.stderr_text()
         assert not denied_lines(p), "\n".join(denied_lines(p))
@@ -449,5 +468,108 @@ def test_profile_kube_against_the_fake_api_server(loader, profile_filter, tmp_pa
         if p is not None:
             p.stop()
             request.node.add_report_section("teardown", "sluice kube stderr", p.stderr_text())
-        be.shutdown()
+        web.shutdown()
+        secure.shutdown()
         fake.stop()
+
+
+# --------------------------------------------------------------------------
+# the manifests that put the profile to use
+
+DEPLOY = REPO_ROOT / "deploy"
+KUBERNETES_VERSION = "1.34.0"
+
+
+def strategic_merge(base, patch):
+    """Kubernetes' strategic merge for what the patch uses: maps merge, `containers` merge
+    by name, scalars replace."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for k, v in patch.items():
+            if k == "containers":
+                by_name = {c["name"]: c for c in base.get(k, [])}
+                assert {c["name"] for c in v} <= set(by_name), "a container the base lacks"
+                out[k] = [strategic_merge(c, next((x for x in v if x["name"] == c["name"]), {}))
+                          for c in base.get(k, [])]
+            else:
+                out[k] = strategic_merge(base.get(k), v) if k in base else v
+        return out
+    return patch
+
+
+def seccomp_profiles(daemonset: dict) -> List[dict]:
+    pod = daemonset["spec"]["template"]["spec"]
+    return [pod["securityContext"]["seccompProfile"],
+            *[c["securityContext"]["seccompProfile"] for c in pod["containers"]]]
+
+
+def test_patch_puts_both_seccomp_entries_on_the_localhost_profile():
+    yaml = pytest.importorskip("yaml")
+    base = yaml.safe_load((DEPLOY / "daemonset.yaml").read_text())
+    patch = yaml.safe_load((DEPLOY / "seccomp" / "daemonset-io-uring-patch.yaml").read_text())
+    assert (patch["kind"], patch["metadata"]["name"], patch["metadata"]["namespace"]) == \
+        (base["kind"], base["metadata"]["name"], base["metadata"]["namespace"])
+    merged = strategic_merge(base, patch)
+    profiles = seccomp_profiles(merged)
+    assert len(profiles) == 2
+    for prof in profiles:
+        assert prof == {"type": "Localhost", "localhostProfile": PROFILE.name}, prof
+    # nothing else moved
+    undo = json.loads(json.dumps(merged))
+    pod, base_pod = undo["spec"]["template"]["spec"], base["spec"]["template"]["spec"]
+    pod["securityContext"]["seccompProfile"] = base_pod["securityContext"]["seccompProfile"]
+    for c, b in zip(pod["containers"], base_pod["containers"]):
+        c["securityContext"]["seccompProfile"] = b["securityContext"]["seccompProfile"]
+    assert undo == base
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed")
+    kv.validate(merged, KUBERNETES_VERSION, True)
+
+
+def test_patch_applies_with_kubectl():
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not found")
+    r = subprocess.run([kubectl, "patch", "--local", "-f", str(DEPLOY / "daemonset.yaml"),
+                        "--type", "strategic", "--patch-file",
+                        str(DEPLOY / "seccomp" / "daemonset-io-uring-patch.yaml"), "-o", "json"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for prof in seccomp_profiles(json.loads(r.stdout)):
+        assert prof == {"type": "Localhost", "localhostProfile": PROFILE.name}, prof
+
+
+def test_installer_writes_the_profile_where_the_kubelet_reads_it():
+    yaml = pytest.importorskip("yaml")
+    ds = yaml.safe_load((DEPLOY / "seccomp" / "profile-installer.yaml").read_text())
+    pod = ds["spec"]["template"]["spec"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    host = next(v for v in vols.values() if "hostPath" in v)
+    assert host["hostPath"]["path"] == "/var/lib/kubelet/seccomp"
+    config = next(v for v in vols.values() if "configMap" in v)
+    assert config["configMap"]["name"] == "sluice-seccomp-profile"
+    (init,) = pod["initContainers"]
+    mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+    script = init["command"][-1]
+    assert f"{mounts[config['name']]}/{PROFILE.name}" in script, script
+    assert f"mv {mounts[host['name']]}/" in script and script.endswith(f"/{PROFILE.name}"), script
+    sluice = yaml.safe_load((DEPLOY / "daemonset.yaml").read_text())
+    assert pod["nodeSelector"] == sluice["spec"]["template"]["spec"]["nodeSelector"]
+    assert ds["metadata"]["namespace"] == sluice["metadata"]["namespace"]
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed")
+    kv.validate(ds, KUBERNETES_VERSION, True)
+
+
+def test_profile_is_what_make_profile_writes_from_the_trace(tmp_path):
+    """The committed profile is reproducible from the committed trace."""
+    spec = importlib.util.spec_from_file_location("make_profile",
+                                                  DEPLOY / "seccomp" / "make-profile.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.OUT = tmp_path / PROFILE.name
+    argv = sys.argv
+    sys.argv = ["make-profile.py", str(DEPLOY / "seccomp" / "traced-x86_64.txt")]
+    try:
+        assert mod.main() == 0
+    finally:
+        sys.argv = argv
+    assert json.loads(mod.OUT.read_text()) == profile_doc()
