@@ -113,7 +113,8 @@ def profile_filter(tmp_path_factory) -> List[str]:
 
 
 class FilteredSluice(SluiceProcess):
-    """``sluice run`` started through the loader."""
+    """``sluice run`` started through the loader. The backend comes from the test alone: the
+    command is built here and ``$SLUICE_IO_BACKEND`` is not passed on unless given."""
 
     def __init__(self, workdir: Path, config: dict, workers: int, prefix: List[str],
                  extra: Optional[List[str]] = None, env: Optional[dict] = None):
@@ -123,17 +124,32 @@ class FilteredSluice(SluiceProcess):
         self.env = env
 
     def command(self) -> List[str]:
-        return [*self.prefix, *super().command(), *self.extra]
+        return [*self.prefix, str(sluice_bin()), "run", "--config", str(self.config_path),
+                "--workers", str(self.workers), *self.extra]
+
+    def launch(self) -> None:
+        self.write_config(self.config)
+        env = {k: v for k, v in os.environ.items() if k != "SLUICE_IO_BACKEND"}
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     cwd=self.workdir, env={**env, **(self.env or {})})
+        self.reader = threading.Thread(target=self._read, daemon=True, name="sluice-stderr")
+        self.reader.start()
+
+    def start(self) -> "FilteredSluice":
+        self.launch()
+        self.wait_ready()
+        return self
 
 
-class FilteredKube(SluiceProcess):
+class FilteredKube(FilteredSluice):
     """``sluice kube`` started through the loader."""
 
     kind = "sluice-kube"
 
-    def __init__(self, workdir: Path, prefix: List[str], args: List[str]):
-        super().__init__(workdir, {"listeners": []}, 1)
-        self.prefix = prefix
+    def __init__(self, workdir: Path, prefix: List[str], args: List[str],
+                 env: Optional[dict] = None):
+        super().__init__(workdir, {"listeners": []}, 1, prefix, env=env)
         self.args = args
 
     def command(self) -> List[str]:
@@ -161,15 +177,9 @@ def filtered(tmp_path, request, loader):
         started.append(p)
         if wait:
             return p.start()
-        p.write_config(config)
-        p.proc = subprocess.Popen(p.command(), stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  cwd=tmp_path, env={**os.environ, **(env or {})})
-        p.reader = threading.Thread(target=p._read, daemon=True)
-        p.reader.start()
+        p.launch()
         return p
 
-    start.started = started
     yield start
     for p in started:
         p.stop()
@@ -280,7 +290,8 @@ def test_blocked_io_uring_check_names_the_fallback(loader, runtime_default_filte
     path = tmp_path / "c.yaml"
     path.write_text(to_yaml(web_config(http_backends, "auto")) + "\n")
     r = subprocess.run([str(loader), *runtime_default_filter, "--", str(sluice_bin()), "check",
-                        "--config", str(path)], capture_output=True, text=True, timeout=30)
+                        "--config", str(path)], capture_output=True, text=True, timeout=30,
+                       env={k: v for k, v in os.environ.items() if k != "SLUICE_IO_BACKEND"})
     assert r.returncode == 0, r.stdout + r.stderr
     line = next((l for l in r.stdout.splitlines() if l.startswith("io backend:")), None)
     assert line is not None, r.stdout
@@ -437,8 +448,9 @@ def test_profile_kube_in_cluster_with_tls_against_the_fake_api_server(
                           "--tls-key", str(term_certs.key("a")),
                           "--admin-address", f"127.0.0.1:{admin}",
                           "--default-return-code", "404", "--workers", "2",
-                          "--io-backend", backend])
-        p.env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(fake.port)}
+                          "--io-backend", backend],
+                         env={"KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                              "KUBERNETES_SERVICE_PORT": str(fake.port)})
         p.start()
         p.wait_line(r"\bsynced\b", 30)
         assert re.search(rf"\bio={expect}\b", ready_line(p)), ready_line(p)
