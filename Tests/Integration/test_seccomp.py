@@ -416,6 +416,22 @@ def test_profile_serves_http_tunnel_tls_reload_and_drains(filtered, profile_filt
     assert not denied_lines(p), "\n".join(denied_lines(p))
 
 
+def test_profile_lets_a_shell_in_the_pod_signal_a_reload(filtered, loader, profile_filter,
+                                                          http_backends):
+    """`kubectl exec POD -- sh -c 'kill -HUP 1'` runs under the pod's profile too."""
+    sh = shutil.which("sh")
+    cfg = web_config(http_backends)
+    p = filtered(profile_filter, cfg, workers=1)
+    cfg["listeners"][0]["default"] = {"status": 410}
+    since = p.mark()
+    p.write_config(cfg)
+    r = subprocess.run([str(loader), *profile_filter, "--", sh, "-c", f"kill -HUP {p.pid}"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    p.wait_line(r"reloaded generation=2\b", 10, since)
+    assert get(p.addr(), "nobody.example.com").status == 410
+
+
 def _record(errors: List[BaseException], fn, *args) -> None:
     try:
         fn(*args)
