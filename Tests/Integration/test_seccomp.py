@@ -620,3 +620,4 @@ def test_profile_is_what_make_profile_writes_from_the_trace(tmp_path):
     finally:
         sys.argv = argv
     assert json.loads(mod.OUT.read_text()) == profile_doc()
+    assert mod.loader_rules(profile_doc()) == profile_rules()

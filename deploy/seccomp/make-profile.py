@@ -3,6 +3,7 @@
 
     deploy/seccomp/trace.sh BINARY > traced.txt
     python3 deploy/seccomp/make-profile.py traced.txt
+    python3 deploy/seccomp/make-profile.py --rules   # the profile as seccomp_exec's rules
 
 The allowlist is what the trace saw, plus RUNTIME below: calls a container start and a
 process's life make that a test run does not show (the runtime's own steps between loading
@@ -42,10 +43,23 @@ TCGETS = 0x5401
 CONDITIONAL = {"ioctl": [(1, TCGETS)]}
 
 
+def loader_rules(profile: dict) -> list:
+    """The lines Tests/Integration/tools/seccomp_exec.c reads: NAME, or NAME INDEX VALUE."""
+    out = []
+    for rule in profile["syscalls"]:
+        args = rule.get("args") or []
+        cond = "".join(f" {a['index']} {a['value']}" for a in args)
+        out += [name + cond for name in rule["names"]]
+    return out
+
+
 def main() -> int:
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
+    if sys.argv[1] == "--rules":
+        print("\n".join(loader_rules(json.loads(OUT.read_text()))))
+        return 0
     traced = {l.strip() for l in Path(sys.argv[1]).read_text().splitlines() if l.strip()}
     names = sorted((traced | RUNTIME) - set(CONDITIONAL))
     rules = [{"names": names, "action": "SCMP_ACT_ALLOW"}]
