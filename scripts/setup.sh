@@ -6,10 +6,11 @@ set -euo pipefail
 
 packages=(liburing-dev libssl-dev pkg-config curl wrk openssl python3 python3-pip)
 # SLUICE_TESTS=1 (scripts/test.sh): prometheus (promtool and a server) and chromium, for the
-# admin listener's metrics and stats page tests, and nginx, the origin of the allocation
-# check (scripts/alloc-check.sh); the demo does not need them.
+# admin listener's metrics and stats page tests, nginx, the origin of the allocation
+# check (scripts/alloc-check.sh), and libseccomp-dev, for the seccomp loader the seccomp
+# profile tests build; the demo does not need them.
 if [ "${SLUICE_TESTS:-0}" = 1 ]; then
-    packages+=(prometheus chromium nginx)
+    packages+=(prometheus chromium nginx libseccomp-dev)
 fi
 if [ "${SLUICE_PERF:-0}" = 1 ]; then
     packages+=(haproxy nginx wrk iperf3 nghttp2-client linux-perf valgrind)
