@@ -28,6 +28,8 @@ import SluiceSystem
 ///   is recognised and only frees what it held. Closing cancels the descriptor's
 ///   operations in flight and closes it through the ring, after the operations prepared
 ///   for it: the number is not reused, and a send not yet submitted not cut short, before.
+///   A listener's accept is ended before it closes, at once, as on epoll; a drain stops
+///   accepting the same way and serves what the kernel had accepted (`takeQueued`).
 ///
 /// Events are coalesced per descriptor within a batch; a registration raises the event an
 /// edge-triggered epoll registration would (writable, and readable when input waits).
