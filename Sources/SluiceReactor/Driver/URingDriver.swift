@@ -752,23 +752,31 @@ final class URingDriver {
         var copied: Int32 = 0
         while copied < count, s.pointee.head >= 0 {
             let id = s.pointee.head
-            let offset = s.pointee.headOffset
-            let n = min(bufferLength[Int(id)] - offset, count - copied)
-            (buffer + Int(copied)).copyMemory(from: ring.buffer(id) + Int(offset), byteCount: Int(n))
+            let n = min(bufferLength[Int(id)] - s.pointee.headOffset, count - copied)
+            (buffer + Int(copied)).copyMemory(from: ring.buffer(id) + Int(s.pointee.headOffset), byteCount: Int(n))
             copied += n
-            if offset + n == bufferLength[Int(id)] {
-                s.pointee.head = bufferNext[Int(id)]
-                if s.pointee.head < 0 { s.pointee.tail = -1 }
-                s.pointee.headOffset = 0
-                s.pointee.queuedBuffers -= 1
-                giveBack(id)
-            } else {
-                s.pointee.headOffset = offset + n
-            }
+            consumed(s, n)
         }
-        s.pointee.queued -= copied
         if s.pointee.queued == 0 { resumeReceive(fd, s) }
         return copied
+    }
+
+    /// `n` bytes of the oldest queued buffer were read: on to its next byte, or to the next
+    /// buffer (this one given back).
+    @inline(__always)
+    private func consumed(_ s: UnsafeMutablePointer<URingFD>, _ n: Int32) {
+        let id = s.pointee.head
+        let offset = s.pointee.headOffset + n
+        s.pointee.queued -= n
+        guard offset == bufferLength[Int(id)] else {
+            s.pointee.headOffset = offset
+            return
+        }
+        s.pointee.head = bufferNext[Int(id)]
+        if s.pointee.head < 0 { s.pointee.tail = -1 }
+        s.pointee.headOffset = 0
+        s.pointee.queuedBuffers -= 1
+        giveBack(id)
     }
 
     @inline(__always)
@@ -848,23 +856,13 @@ final class URingDriver {
         var moved: Int32 = 0
         while moved < count, s.pointee.head >= 0 {
             let id = s.pointee.head
-            let offset = s.pointee.headOffset
-            let n = min(bufferLength[Int(id)] - offset, count - moved)
-            let written = IO.writePipe(pipe, from: ring.buffer(id) + Int(offset), count: Int(n))
+            let n = min(bufferLength[Int(id)] - s.pointee.headOffset, count - moved)
+            let written = Int32(IO.writePipe(pipe, from: ring.buffer(id) + Int(s.pointee.headOffset), count: Int(n)))
             if written <= 0 { break }
-            moved += Int32(written)
-            if offset + Int32(written) == bufferLength[Int(id)] {
-                s.pointee.head = bufferNext[Int(id)]
-                if s.pointee.head < 0 { s.pointee.tail = -1 }
-                s.pointee.headOffset = 0
-                s.pointee.queuedBuffers -= 1
-                giveBack(id)
-            } else {
-                s.pointee.headOffset = offset + Int32(written)
-                break
-            }
+            moved += written
+            consumed(s, written)
+            if written < n { break }
         }
-        s.pointee.queued -= moved
         return moved > 0 ? .bytes(moved) : .wouldBlock
     }
 }
