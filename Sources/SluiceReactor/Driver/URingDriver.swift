@@ -384,6 +384,12 @@ final class URingDriver {
         if !more {
             s.pointee.acceptArmed = false
             s.pointee.acceptStopping = false
+            // Watched again meanwhile (a swap re-registers every listener): accept again.
+            if s.pointee.watched && s.pointee.error == 0
+                && acceptQueues[q].count < Self.acceptQueueCapacity / 2
+            {
+                armAccept(fd, s)
+            }
         }
         raise(fd, s, Readiness.readable.rawValue)
     }
