@@ -43,12 +43,15 @@ extension ConfigDecoder {
             ("tlsHello", \.tlsHelloMillis), ("requestBody", \.requestBodyMillis),
         ]
         var timeouts = Timeouts()
-        guard let section = fields(node, path: "timeouts", known: durations.map(\.name)) else { return timeouts }
+        guard let section = fields(node, path: "timeouts", known: durations.map(\.name) + ["drainDelay"]) else {
+            return timeouts
+        }
         for (name, field) in durations {
             if let node = section[name], let value = durationMillis(node, path: "timeouts.\(name)") {
                 timeouts[keyPath: field] = value
             }
         }
+        if let node = section["drainDelay"] { timeouts.drainDelayMillis = drainDelayMillis(node) }
         return timeouts
     }
 

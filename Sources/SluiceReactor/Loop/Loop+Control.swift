@@ -11,6 +11,7 @@ extension Loop {
             case .snapshot(let next, let sockets, let remap, let applied):
                 swap(to: next, sockets: sockets, remap: remap)
                 applied.countDown()
+            case .closeKeepAlive: lastRequests = true
             case .drain(let deadline): startDrain(deadline: deadline)
             case .ping(let answered): answered.countDown()
             case .collect(let collection): collect(into: collection)
@@ -124,6 +125,7 @@ extension Loop {
 
     func startDrain(deadline: Int64) {
         draining = true
+        lastRequests = true
         drainDeadline = deadline
         disableListeners()
         // The entries stay (without their sockets): connections keep their listener's
@@ -134,16 +136,20 @@ extension Loop {
         }
         pool.drainAll { driver.close($0) }
         // Idle keep-alive clients are closed now; busy ones after their response.
+        var idle = 0
         var slot: Int32 = 0
         while slot < table.highWater {
             let c = table.pointer(slot)
             if c.pointee.downFD >= 0 && c.pointee.isHTTP {
                 if case .close = report(slot, .drain(buffered: !exchange(slot).pointee.req.isEmpty)) {
                     close(slot, abort: false, reason: .draining)
+                    idle += 1
                 }
             }
             slot += 1
         }
+        logger.info(
+            "loop \(index): draining: not accepting; closed \(idle) idle keep-alive connections, \(table.live) still open")
     }
 
     /// An idle pooled upstream connection saw an event: the server closed it (or sent bytes
@@ -161,6 +167,11 @@ extension Loop {
     }
 
     func closeAllForExit() {
+        if table.live > 0 {
+            logger.notice("loop \(index): drain deadline: closing \(table.live) connections still open")
+        } else {
+            logger.info("loop \(index): drained: every connection closed")
+        }
         var slot: Int32 = 0
         while slot < table.highWater {
             if table.slots[Int(slot)].downFD >= 0 { close(slot, abort: true, reason: .draining) }
