@@ -126,7 +126,7 @@ def test_idle_keepalive_closed_when_accepting_stops(proxy_factory, http_backends
     # The idle one is closed when accepting stops, without a response.
     idle.settimeout(3)
     assert idle.recv(100) == b""
-    p.wait_line(r"closed 1 idle keep-alive connections", 1, since)
+    p.wait_line(r"loop 0: draining: not accepting; closed \d+ idle keep-alive connections", 1, since)
     assert p.proc.wait(5) == 0
 
 
