@@ -168,6 +168,18 @@ extension ConfigDecoder {
         return nil
     }
 
+    /// `takeoverSocket`: a Unix socket path (at most 107 bytes).
+    mutating func decodeTakeoverSocket(_ node: Node) -> String? {
+        let path = "takeoverSocket"
+        guard let text = scalarText(node, path: path, expected: "a Unix socket path such as /run/sluice/takeover.sock")
+        else { return nil }
+        guard !text.isEmpty, text.utf8.count <= 107, !text.utf8.contains(0) else {
+            report(path, at: node, "must be a socket path of 1 to 107 bytes, found '\(text)'")
+            return nil
+        }
+        return text
+    }
+
     /// `timeouts.drainDelay`: 0 (no delay) up to 10 minutes.
     mutating func drainDelayMillis(_ node: Node) -> Int64? {
         let path = "timeouts.drainDelay"

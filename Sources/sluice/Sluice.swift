@@ -47,7 +47,8 @@ struct Run: ParsableCommand {
     @Option(
         help: ArgumentHelp(
             "A Unix socket: take the listening sockets over from the sluice serving there (it drains once this "
-                + "one serves), else bind them; then answer the next process's takeover there.",
+                + "one serves), else bind them; then answer the next process's takeover there (default: the "
+                + "file's takeoverSocket).",
             valueName: "path"))
     var takeover: String?
 
@@ -89,6 +90,7 @@ struct Run: ParsableCommand {
         }
         // Only a process that passed its configuration check asks the serving one for its sockets.
         var client: TakeoverClient?
+        let takeover = takeover ?? loaded.takeoverSocket
         if let takeover {
             do {
                 client = try TakeoverClient.take(path: takeover, logger: logger)

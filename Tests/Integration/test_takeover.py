@@ -95,6 +95,7 @@ def test_takeover_with_bad_config_leaves_old_serving(started, http_backends, tmp
     addr = new_listener()
     sock = tmp_path / "takeover.sock"
     old = started(config(addr, backend.addr), sock, "old")
+    old.wait_line(r"takeover: the next process takes the listeners over at", 2)
     bad = config(addr, backend.addr)
     bad["timeouts"]["drainDelay"] = "later"
     path = tmp_path / "bad.yaml"
@@ -107,7 +108,7 @@ def test_takeover_with_bad_config_leaves_old_serving(started, http_backends, tmp
     assert get(addr) == 200
     time.sleep(0.3)
     assert old.proc.poll() is None
-    assert "takeover" not in "\n".join(old.lines[since:])
+    assert "takeover" not in "\n".join(old.lines[since:]), old.lines[since:]
 
     # A new process that passed its check but cannot start (a listener it cannot bind): the old
     # one logs the abandoned takeover and keeps serving; the next good takeover still works.
@@ -198,3 +199,34 @@ def test_twenty_upgrades_under_load(started, http_backends, tmp_path):
     while fd_count(last.pid) != baseline and time.monotonic() < deadline:
         time.sleep(0.1)
     assert fd_count(last.pid) == baseline, os.listdir(f"/proc/{last.pid}/fd")
+
+
+def test_takeover_socket_from_the_config(proxy_factory, http_backends, tmp_path):
+    backend = http_backends.add("app")
+    addr = new_listener()
+    cfg = config(addr, backend.addr)
+    cfg["takeoverSocket"] = str(tmp_path / "from-config.sock")
+    old = proxy_factory(cfg, workers=2)
+    old.wait_line(r"takeover: the next process takes the listeners over at .*from-config.sock", 2)
+    new = TakeoverProcess(tmp_path, cfg, tmp_path / "from-config.sock", name="new")
+    new.command = lambda: [str(sluice_bin()), "run", "--config", str(new.config_path), "--workers", "2"]
+    try:
+        new.start()
+        new.wait_line(r"takeover: serving on 2 listening sockets of pid %d" % old.pid, 5)
+        assert old.proc.wait(5) == 0
+        assert get(addr) == 200
+    finally:
+        new.stop()
+
+
+@pytest.mark.parametrize("value, message", [
+    ("''", "takeoverSocket: must be a socket path of 1 to 107 bytes"),
+    ("/" + "x" * 120, "takeoverSocket: must be a socket path of 1 to 107 bytes"),
+])
+def test_bad_takeover_socket_named(tmp_path, value, message):
+    cfg = to_yaml(make_config({"web": "127.0.0.1:1"}, {"web": ["127.0.0.1:2"]}))
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"takeoverSocket: {value}\n" + cfg + "\n")
+    out = subprocess.run([str(sluice_bin()), "check", "--config", str(path)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    assert out.returncode == 1 and message in out.stderr, out.stderr
