@@ -119,4 +119,9 @@ long sluice_recv_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int 
 // Sends `state` to systemd's $NOTIFY_SOCKET. 1 sent, 0 when the variable is unset.
 int sluice_sd_notify(const char *state);
 
+
+// Waits up to `millis` for one of the control signals (blocked by sluice_block_signals);
+// the signal number, 0 when the time ran out (signal_wait.c).
+int sluice_wait_signal_timeout(int millis);
+
 #endif

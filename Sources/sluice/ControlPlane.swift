@@ -101,7 +101,17 @@ struct ControlPlane {
                 "stopping: /readyz answers 503; listeners accept for \(delay) ms more (timeouts.drainDelay); every HTTP/1 response closes its connection"
             )
             gate.closeKeepAlive()
-            Threads.sleep(millis: Int(delay))
+            let end = MonotonicClock.nowMillis() + delay
+            var left = delay
+            while left > 0 {
+                let signal = Threads.waitForSignal(timeoutMillis: Int(left))
+                if signal == .stop {
+                    logger.notice("stopping: a second stop signal ends the drain delay")
+                    break
+                }
+                if let signal { logger.warning("stopping: \(signal) ignored during the drain delay") }
+                left = end - MonotonicClock.nowMillis()
+            }
         } else {
             logger.notice("stopping: /readyz answers 503")
         }

@@ -16,6 +16,9 @@ import Synchronization
 /// | 2    | `ok` after each message      |                                                    |
 /// | 3    | `serving` (its loops run)    | `draining`, then it drains as on SIGTERM without the delay |
 ///
+/// A process that had a stop signal already answers `take` with `stopping` and passes nothing:
+/// the new one binds the listeners itself.
+///
 /// A new process that fails before `serving` (a bad configuration, a listener it cannot bind)
 /// just closes the connection: the old one logs it and keeps serving.
 enum TakeoverWire {
@@ -26,6 +29,7 @@ enum TakeoverWire {
     static let end = "end"
     static let listeners = "listeners"
     static let admin = "admin"
+    static let stopping = "stopping"
     static let timeoutMillis = 10_000
 
     static func send(_ fd: Int32, _ line: String, descriptors: [Int32] = []) throws(Errno) {
@@ -106,7 +110,7 @@ final class TakeoverServer: @unchecked Sendable {
         var passed = 0
         try withSockets { sockets in
             guard let sockets else {
-                try TakeoverWire.send(connection, "stopping")
+                try TakeoverWire.send(connection, TakeoverWire.stopping)
                 return
             }
             func acknowledged() throws(Errno) {
@@ -169,6 +173,10 @@ final class TakeoverClient {
         }
         do {
             return try TakeoverClient(path: path, connection: connection)
+        } catch let error as TakeoverError where error.stopping {
+            Syscall.close(connection)
+            logger.notice("\(error): binding the listeners")
+            return nil
         } catch {
             Syscall.close(connection)
             throw error
@@ -207,6 +215,9 @@ final class TakeoverClient {
                 self.listeners = listeners
                 self.admin = admin
                 return
+            case TakeoverWire.stopping?:
+                closeAll()
+                throw TakeoverError(stopping: true, description: "takeover: the process at \(path) is stopping")
             default:
                 for fd in message.descriptors { Syscall.close(fd) }
                 closeAll()
@@ -244,5 +255,7 @@ final class TakeoverClient {
 }
 
 struct TakeoverError: Error, CustomStringConvertible {
+    /// The old process had a stop signal already: it passes nothing, this one binds.
+    var stopping = false
     var description: String
 }

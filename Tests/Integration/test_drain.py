@@ -177,3 +177,20 @@ def test_zero_drain_delay_accepted(tmp_path):
     out = subprocess.run([str(sluice_bin()), "check", "--config", str(path)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_second_sigterm_ends_the_delay(proxy_factory, http_backends):
+    backend = http_backends.add("app")
+    addr = new_listener()
+    p = proxy_factory(config(addr, backend.addr, {"drainDelay": "30s", "drain": "2s"}))
+    since = p.mark()
+    start = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)
+    p.wait_line(r"listeners accept for 30000 ms more", 2, since)
+    p.proc.send_signal(signal.SIGHUP)
+    p.wait_line(r"stopping: reload ignored during the drain delay", 2, since)
+    assert http_get(addr).status == 200
+    p.proc.send_signal(signal.SIGTERM)
+    p.wait_line(r"a second stop signal ends the drain delay", 2, since)
+    assert p.proc.wait(5) == 0
+    assert time.monotonic() - start < 5

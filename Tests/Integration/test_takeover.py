@@ -230,3 +230,17 @@ def test_bad_takeover_socket_named(tmp_path, value, message):
     out = subprocess.run([str(sluice_bin()), "check", "--config", str(path)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     assert out.returncode == 1 and message in out.stderr, out.stderr
+
+
+def test_takeover_from_a_stopping_process_binds(started, http_backends, tmp_path):
+    backend = http_backends.add("app")
+    addr = new_listener()
+    sock = tmp_path / "takeover.sock"
+    old = started(config(addr, backend.addr, drainDelay="3s"), sock, "old")
+    old.wait_line(r"takeover: the next process takes the listeners over at", 2)
+    old.proc.send_signal(signal.SIGTERM)
+    old.wait_line(r"listeners accept for 3000 ms more", 2)
+    new = started(config(addr, backend.addr), sock, "new")
+    new.wait_line(r"the process at .* is stopping: binding the listeners", 1)
+    assert old.proc.wait(8) == 0
+    assert get(addr) == 200
