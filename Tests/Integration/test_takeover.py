@@ -244,3 +244,26 @@ def test_takeover_from_a_stopping_process_binds(started, http_backends, tmp_path
     new.wait_line(r"the process at .* is stopping: binding the listeners", 1)
     assert old.proc.wait(8) == 0
     assert get(addr) == 200
+
+
+def test_systemd_unit_example_upgrades_by_takeover():
+    """examples/sluice.service: Type=notify with NotifyAccess=all (the new process names itself
+    MAINPID), ExecReload checks the file first, then starts a takeover on ExecStart's socket."""
+    import shlex
+    unit = (Path(__file__).resolve().parents[2] / "examples" / "sluice.service").read_text()
+    lines = [l for l in unit.splitlines() if l and not l.startswith("#")]
+    values = {}
+    for line in lines:
+        if "=" in line:
+            key, _, value = line.partition("=")
+            values.setdefault(key, []).append(value)
+    assert values["Type"] == ["notify"] and values["NotifyAccess"] == ["all"]
+    start = shlex.split(values["ExecStart"][0])
+    assert start[1] == "run" and "--takeover" in start
+    path = start[start.index("--takeover") + 1]
+    check, launch = values["ExecReload"]
+    assert shlex.split(check)[1:] == ["check", "--config", start[start.index("--config") + 1]]
+    inner = shlex.split(shlex.split(launch)[2])
+    assert inner[:len(start)] == start and path.startswith("/run/sluice/")
+    help_text = subprocess.run([str(sluice_bin()), "run", "--help"], stdout=subprocess.PIPE, text=True).stdout
+    assert "--takeover" in help_text
