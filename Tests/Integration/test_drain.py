@@ -194,3 +194,27 @@ def test_second_sigterm_ends_the_delay(proxy_factory, http_backends):
     p.wait_line(r"a second stop signal ends the drain delay", 2, since)
     assert p.proc.wait(5) == 0
     assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize("flags, delay_ms, drain_ms", [((), 5000, 30000), (("--drain-delay=1s", "--drain=2s"), 1000, 2000)])
+def test_kube_mode_drain_delay(tmp_path, request, flags, delay_ms, drain_ms):
+    from test_kube_e2e import Kube
+    kube = Kube(tmp_path, request)
+    try:
+        kube.server()
+        p = kube.start(*flags)
+        since = p.mark()
+        start = time.monotonic()
+        p.proc.send_signal(signal.SIGTERM)
+        p.wait_line(rf"listeners accept for {delay_ms} ms more", 2, since)
+        assert kube.admin("/readyz")[0] == 503
+        response = kube.get("nothing.example")
+        assert response.status == 404 and response.header("connection").lower() == "close"
+        if delay_ms > 2000:
+            p.proc.send_signal(signal.SIGTERM)
+        p.wait_line(rf"open ones have {drain_ms} ms to finish", delay_ms / 1000 + 2, since)
+        assert p.proc.wait(5) == 0
+        if delay_ms <= 2000:
+            assert time.monotonic() - start >= delay_ms / 1000 - 0.05
+    finally:
+        kube.close()
