@@ -81,6 +81,14 @@ int sluice_unix_peer_pid(int fd) {
     return (int)cred.pid;
 }
 
+int sluice_unix_peer_uid(int fd, unsigned int *uid) {
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return -errno;
+    *uid = (unsigned int)cred.uid;
+    return 0;
+}
+
 int sluice_set_timeouts(int fd, int millis) {
     struct timeval tv = {.tv_sec = millis / 1000, .tv_usec = (millis % 1000) * 1000};
     if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) return -errno;

@@ -108,6 +108,8 @@ int sluice_unix_connect(const char *path);
 int sluice_unix_accept(int fd);
 // The pid of the process at the other end of a Unix socket.
 int sluice_unix_peer_pid(int fd);
+// The user id of the process at the other end of a Unix socket, into `uid`. 0.
+int sluice_unix_peer_uid(int fd, unsigned int *uid);
 // SO_RCVTIMEO and SO_SNDTIMEO. 0.
 int sluice_set_timeouts(int fd, int millis);
 // One sendmsg of `len` (> 0) bytes with `nfds` (0 to SLUICE_MAX_PASSED_FDS) descriptors

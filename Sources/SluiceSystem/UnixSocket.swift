@@ -29,6 +29,13 @@ public enum UnixSocket {
         return pid > 0 ? pid : nil
     }
 
+    /// Whether the process at the other end runs as this process's user, or as root.
+    public static func peerIsTrusted(_ fd: Int32) -> Bool {
+        var uid: UInt32 = 0
+        guard sluice_unix_peer_uid(fd, &uid) == 0 else { return false }
+        return uid == 0 || uid == getuid()
+    }
+
     /// Every later send and receive on `fd` fails with ETIMEDOUT after `millis`.
     public static func setTimeouts(_ fd: Int32, millis: Int) throws(Errno) {
         _ = try check(Int(sluice_set_timeouts(fd, Int32(millis))))

@@ -20,7 +20,8 @@ import Synchronization
 /// the new one binds the listeners itself.
 ///
 /// A new process that fails before `serving` (a bad configuration, a listener it cannot bind)
-/// just closes the connection: the old one logs it and keeps serving.
+/// just closes the connection: the old one logs it and keeps serving. The socket file is
+/// mode 0600, and a peer that runs as neither this user nor root is refused.
 enum TakeoverWire {
     static let take = "take"
     static let ok = "ok"
@@ -101,6 +102,9 @@ final class TakeoverServer: @unchecked Sendable {
     }
 
     private func serve(_ connection: Int32, pid: Int32) throws {
+        guard UnixSocket.peerIsTrusted(connection) else {
+            throw Abandoned(description: "it runs as another user")
+        }
         try UnixSocket.setTimeouts(connection, millis: TakeoverWire.timeoutMillis)
         let request = try TakeoverWire.receive(connection)
         for fd in request.descriptors { Syscall.close(fd) }
