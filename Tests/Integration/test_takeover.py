@@ -5,6 +5,7 @@ drain. No connection is refused: the sockets and their accept queues never close
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -267,3 +268,22 @@ def test_systemd_unit_example_upgrades_by_takeover():
     assert inner[:len(start)] == start and path.startswith("/run/sluice/")
     help_text = subprocess.run([str(sluice_bin()), "run", "--help"], stdout=subprocess.PIPE, text=True).stdout
     assert "--takeover" in help_text
+
+
+def test_takeover_by_fewer_or_more_workers(started, http_backends, tmp_path):
+    """More loops than sockets passed: the rest are bound. Fewer: the sockets left over are
+    closed, with a warning naming the address."""
+    backend = http_backends.add("app")
+    addr = new_listener()
+    sock = tmp_path / "takeover.sock"
+    first = started(config(addr, backend.addr), sock, "a", workers=1)
+    more = started(config(addr, backend.addr), sock, "b", workers=3)
+    more.wait_line(r"takeover: serving on 1 listening sockets of pid %d" % first.pid, 5)
+    assert first.proc.wait(5) == 0
+    assert get(addr) == 200
+    fewer = started(config(addr, backend.addr), sock, "c", workers=2)
+    fewer.wait_line(r"takeover: 1 inherited socket\(s\) on %s closed" % re.escape(addr), 5)
+    fewer.wait_line(r"takeover: serving on 3 listening sockets of pid %d" % more.pid, 5)
+    assert more.proc.wait(5) == 0
+    for _ in range(20):
+        assert get(addr) == 200
