@@ -98,4 +98,33 @@ const char *sluice_openssl_version(void);
 #include "sluice_tls_io.h"
 #include "sluice_uring.h"
 
+
+// listener takeover and systemd notification (fd_passing.c); every call returns -errno on failure
+#define SLUICE_MAX_PASSED_FDS 64
+// Removes what is at `path`, binds a Unix stream socket there (mode 0600) and listens. fd.
+int sluice_unix_listen(const char *path);
+// A blocking connection to the Unix stream socket at `path`. fd.
+int sluice_unix_connect(const char *path);
+// A blocking accept on a Unix listening socket. fd.
+int sluice_unix_accept(int fd);
+// The pid of the process at the other end of a Unix socket.
+int sluice_unix_peer_pid(int fd);
+// The user id of the process at the other end of a Unix socket, into `uid`. 0.
+int sluice_unix_peer_uid(int fd, unsigned int *uid);
+// SO_RCVTIMEO and SO_SNDTIMEO. 0.
+int sluice_set_timeouts(int fd, int millis);
+// One sendmsg of `len` (> 0) bytes with `nfds` (0 to SLUICE_MAX_PASSED_FDS) descriptors
+// attached (SCM_RIGHTS). Bytes sent.
+long sluice_send_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
+// One recvmsg: bytes into `buf`, received descriptors (close-on-exec) into `fds`, their
+// count into `nfds`. Bytes received (0: end of stream); -EMSGSIZE when descriptors were cut.
+long sluice_recv_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds);
+// Sends `state` to systemd's $NOTIFY_SOCKET. 1 sent, 0 when the variable is unset.
+int sluice_sd_notify(const char *state);
+
+
+// Waits up to `millis` for one of the control signals (blocked by sluice_block_signals);
+// the signal number, 0 when the time ran out (signal_wait.c).
+int sluice_wait_signal_timeout(int millis);
+
 #endif

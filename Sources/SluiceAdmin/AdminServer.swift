@@ -77,9 +77,11 @@ public final class AdminServer: @unchecked Sendable {
 
     /// Binds `address` (SO_REUSEADDR, not SO_REUSEPORT: one admin listener per address).
     /// Throws naming the address when it cannot be bound.
+    /// `inherited`: a listening socket already bound to `address` (taken over from the
+    /// previous process), used instead of binding.
     public init(
         address: SluiceRouting.SocketAddress, source: AdminSource, options: AdminOptions = AdminOptions(),
-        logger: Logger
+        logger: Logger, inherited: Int32? = nil
     ) throws(AdminError) {
         self.options = options
         self.source = source
@@ -90,7 +92,7 @@ public final class AdminServer: @unchecked Sendable {
         case .v6(let hi, let lo): system = SystemAddress(ip: .v6(hi, lo), port: address.port)
         }
         do {
-            listenFD = try Socket.listen(on: system, backlog: 128, reusePort: false)
+            listenFD = try inherited ?? Socket.listen(on: system, backlog: 128, reusePort: false)
         } catch {
             throw AdminError(description: "admin listener: cannot listen on \(address): \(error)")
         }
@@ -150,6 +152,9 @@ public final class AdminServer: @unchecked Sendable {
         probeWorker.stop()
         scrapeWorker.stop()
     }
+
+    /// The listening socket (for a takeover by the next process); closed by `close`.
+    public var listeningSocket: Int32 { listenFD }
 
     /// Connections refused because `maxConnections` were open.
     public var refused: Int { refusedCount.load(ordering: .relaxed) }

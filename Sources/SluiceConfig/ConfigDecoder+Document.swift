@@ -3,7 +3,9 @@ import Yams
 
 /// The top level of the file and the settings sections (`timeouts`, `limits`, `tuning`).
 extension ConfigDecoder {
-    static let topLevelFields = ["workers", "timeouts", "limits", "tuning", "listeners", "services", "accessLog"]
+    static let topLevelFields = [
+        "workers", "timeouts", "limits", "tuning", "listeners", "services", "accessLog", "takeoverSocket",
+    ]
 
     /// The whole configuration, or nil when anything was reported. `root` is nil for an empty
     /// document. Every section is checked even after another has failed.
@@ -15,6 +17,7 @@ extension ConfigDecoder {
         guard let top = fields(root, path: "", known: Self.topLevelFields) else { return nil }
 
         let workers = top["workers"].flatMap { integer($0, path: "workers", in: 1...256) }
+        let takeoverSocket = top["takeoverSocket"].flatMap { decodeTakeoverSocket($0) }
         let timeouts = top["timeouts"].map { decodeTimeouts($0) } ?? Timeouts()
         let limits = top["limits"].map { decodeLimits($0) } ?? Limits()
         let tuning = top["tuning"].map { decodeTuning($0) } ?? Tuning()
@@ -27,7 +30,7 @@ extension ConfigDecoder {
 
         guard diagnostics.isEmpty, let services, let listeners else { return nil }
         return LoadedConfig(
-            workers: workers, accessLog: accessLog.flatMap { $0 },
+            workers: workers, accessLog: accessLog.flatMap { $0 }, takeoverSocket: takeoverSocket,
             snapshot: Self.snapshot(
                 generation: generation, listeners: listeners, services: services,
                 timeouts: timeouts, limits: limits, tuning: tuning
@@ -43,12 +46,15 @@ extension ConfigDecoder {
             ("tlsHello", \.tlsHelloMillis), ("requestBody", \.requestBodyMillis),
         ]
         var timeouts = Timeouts()
-        guard let section = fields(node, path: "timeouts", known: durations.map(\.name)) else { return timeouts }
+        guard let section = fields(node, path: "timeouts", known: durations.map(\.name) + ["drainDelay"]) else {
+            return timeouts
+        }
         for (name, field) in durations {
             if let node = section[name], let value = durationMillis(node, path: "timeouts.\(name)") {
                 timeouts[keyPath: field] = value
             }
         }
+        if let node = section["drainDelay"] { timeouts.drainDelayMillis = drainDelayMillis(node) }
         return timeouts
     }
 

@@ -168,6 +168,34 @@ extension ConfigDecoder {
         return nil
     }
 
+    /// `takeoverSocket`: a Unix socket path (at most 107 bytes).
+    mutating func decodeTakeoverSocket(_ node: Node) -> String? {
+        let path = "takeoverSocket"
+        guard let text = scalarText(node, path: path, expected: "a Unix socket path such as /run/sluice/takeover.sock")
+        else { return nil }
+        guard !text.isEmpty, text.utf8.count <= 107, !text.utf8.contains(0) else {
+            report(path, at: node, "must be a socket path of 1 to 107 bytes, found '\(text)'")
+            return nil
+        }
+        return text
+    }
+
+    /// `timeouts.drainDelay`: 0 (no delay) up to 10 minutes.
+    mutating func drainDelayMillis(_ node: Node) -> Int64? {
+        let path = "timeouts.drainDelay"
+        let expected = "a duration such as 0, 500ms, 5s or 1m"
+        guard let text = scalarText(node, path: path, expected: expected) else { return nil }
+        switch ValueSyntax.durationMillis(text) {
+        case .success(let millis) where millis >= 0 && millis <= 600_000:
+            return millis
+        case .success, .failure(.tooLarge):
+            report(path, at: node, "must be from 0 to 10m, found '\(text)'")
+        case .failure(.malformed):
+            report(path, at: node, "expected \(expected), found '\(text)'")
+        }
+        return nil
+    }
+
     /// A size in bytes within `range`.
     mutating func sizeBytes(_ node: Node, path: String, in range: ClosedRange<Int>) -> Int? {
         let expected = "a size in bytes such as 65536, 64k or 1m"

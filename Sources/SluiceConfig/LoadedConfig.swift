@@ -9,10 +9,16 @@ public struct LoadedConfig: Sendable {
     public let snapshot: RoutingSnapshot
     /// The top-level `accessLog` section; nil when absent (no records are made then).
     public let accessLog: AccessLogSettings?
+    /// `takeoverSocket`: where `sluice run` takes the listeners over from the process serving
+    /// there, and answers the next one's takeover (`--takeover` wins); nil when absent.
+    public let takeoverSocket: String?
 
-    public init(workers: Int?, accessLog: AccessLogSettings? = nil, snapshot: RoutingSnapshot) {
+    public init(
+        workers: Int?, accessLog: AccessLogSettings? = nil, takeoverSocket: String? = nil, snapshot: RoutingSnapshot
+    ) {
         self.workers = workers
         self.accessLog = accessLog
+        self.takeoverSocket = takeoverSocket
         self.snapshot = snapshot
     }
 }

@@ -19,13 +19,18 @@ public final class Reactor {
     public let accessLogRings: [AccessLogRing]
     /// The kernel interface every loop's driver uses.
     public let backend: IOBackend
+    /// Every loop's listening socket per listener, as the loops hold them once an `apply` has
+    /// returned (for a takeover by the next process).
+    private var listening: [[ListenerKey: Int32]] = []
 
     /// Makes `workers` loops and binds every listener of `snapshot`. Throws `ReactorError`
     /// naming the listener that could not be bound.
     /// `accessLogCapacity` > 0 gives every loop an access-log ring of that many records.
+    /// `inherited`: sockets of the previous process, adopted instead of binding where the
+    /// address matches; those no listener takes are closed.
     public init(
         workers: Int, snapshot: RoutingSnapshot, logger: Logger, accessLogCapacity: Int = 0,
-        backend: IOBackend = .epoll
+        inherited: InheritedSockets = InheritedSockets(), backend: IOBackend = .epoll
     ) throws(ReactorError) {
         precondition(workers > 0)
         self.workers = workers
@@ -44,7 +49,20 @@ public final class Reactor {
         } catch {
             throw ReactorError(reason: "cannot create event loop: \(error)")
         }
-        let sockets = try Self.bind(snapshot.listeners, loops: workers)
+        var inherited = inherited
+        let sockets: [[ListenerKey: Int32]]
+        do {
+            sockets = try Self.bind(snapshot.listeners, loops: workers, inherited: &inherited)
+        } catch {
+            _ = inherited.closeRest()
+            throw error
+        }
+        for (address, count) in inherited.closeRest() {
+            logger.warning(
+                "takeover: \(count) inherited socket(s) on \(address) closed: no listener of this process takes them (connections queued on them are reset)"
+            )
+        }
+        listening = sockets
         for (index, loop) in loops.enumerated() {
             loop.swap(to: snapshot, sockets: sockets[index])
         }
@@ -69,7 +87,12 @@ public final class Reactor {
     public func apply(_ next: RoutingSnapshot) throws(ReactorError) {
         let existing = Set(current.listeners.map(\.key))
         let fresh = next.listeners.filter { !existing.contains($0.key) }
-        let sockets = try Self.bind(fresh, loops: workers)
+        var none = InheritedSockets()
+        let sockets = try Self.bind(fresh, loops: workers, inherited: &none)
+        let keys = Set(next.listeners.map(\.key))
+        for index in listening.indices {
+            listening[index] = listening[index].filter { keys.contains($0.key) }.merging(sockets[index]) { $1 }
+        }
         let remap = SnapshotRemap(from: current, to: next)
         let applied = CountdownLatch(count: loops.count)
         for (index, loop) in loops.enumerated() {
@@ -81,10 +104,28 @@ public final class Reactor {
         }
     }
 
+    /// Every loop keeps accepting, but each HTTP/1 response from now on closes its client
+    /// (`Connection: close`). The first step of a drain; `drain` follows.
+    public func closeKeepAlive() {
+        for loop in loops { loop.mailbox.post(.closeKeepAlive) }
+    }
+
+    /// The listening sockets of every loop, loop by loop, each listener in the current
+    /// snapshot's order: what a takeover passes to the next process. Valid until the next
+    /// `apply` or `drain`.
+    public var listeningSockets: [Int32] {
+        var fds: [Int32] = []
+        for table in listening {
+            for listener in current.listeners { if let fd = table[listener.key] { fds.append(fd) } }
+        }
+        return fds
+    }
+
     /// Stops accepting on every loop; each exits when its connections are closed or at the
     /// deadline.
     public func drain(graceMillis: Int64) {
         let deadline = MonotonicClock.nowMillis() + graceMillis
+        listening = []
         for loop in loops { loop.mailbox.post(.drain(deadline: deadline)) }
     }
 
@@ -118,12 +159,19 @@ public final class Reactor {
         threads.removeAll()
     }
 
-    /// One listening socket per loop for each listener; all or nothing.
-    static func bind(_ listeners: [Listener], loops: Int) throws(ReactorError) -> [[ListenerKey: Int32]] {
+    /// One listening socket per loop for each listener (an inherited one where there is one
+    /// for its address); all or nothing.
+    static func bind(
+        _ listeners: [Listener], loops: Int, inherited: inout InheritedSockets
+    ) throws(ReactorError) -> [[ListenerKey: Int32]] {
         var sockets = Array(repeating: [ListenerKey: Int32](), count: loops)
         for listener in listeners {
             let address = Loop.systemAddress(listener.address)
             for index in 0..<loops {
+                if let fd = inherited.take(listener.address) {
+                    sockets[index][listener.key] = fd
+                    continue
+                }
                 do {
                     sockets[index][listener.key] = try Socket.listen(on: address)
                 } catch {

@@ -227,8 +227,13 @@ public struct Timeouts: Sendable, Hashable {
     public var serverMillis: Int64 = 50_000
     /// Inactivity in both directions once a TCP tunnel is established.
     public var tunnelMillis: Int64 = 3_600_000
-    /// On SIGTERM: how long open connections may take to finish before they are closed.
+    /// On SIGTERM: how long open connections may take to finish before they are closed,
+    /// counted from when accepting stops (after `drainDelayMillis`).
     public var drainMillis: Int64 = 30_000
+    /// On SIGTERM: how long the listeners keep accepting after `/readyz` turned 503 (the time
+    /// kube-proxy and outside load balancers take to stop sending). nil: the mode's default
+    /// (5 s in `sluice kube`, 0 in `sluice run`).
+    public var drainDelayMillis: Int64? = nil
     /// HTTP: a request head must arrive whole within this long of its first byte (else 408).
     public var requestHeadMillis: Int64 = 5_000
     /// TLS: the ClientHello must arrive whole within this long (else the connection is closed).

@@ -46,6 +46,83 @@ struct ControlPlane {
     var ioBackend: IOBackendChoice = .auto
     /// Start time and reload counts, for `/metrics`.
     let stats = ProcessStats(startTimeMicros: WallClock.nowMicros())
+    /// `timeouts.drainDelay` when the table leaves it out (`sluice kube`: 5 s).
+    var defaultDrainDelayMillis: Int64 = 0
+    /// `--takeover PATH`: where this process answers the next one's takeover (`Takeover`).
+    var takeoverPath: String? = nil
+    /// The sockets taken from the process that served at `takeoverPath`; nil: bind them.
+    var takeoverClient: TakeoverClient? = nil
+
+    /// Listens for the next process's takeover at `takeoverPath`; nil without one (or when
+    /// the socket cannot be made: this process serves all the same).
+    func startTakeover(_ gate: ReactorGate, admin: Int32?) -> TakeoverServer? {
+        guard let takeoverPath else { return nil }
+        do {
+            let server = try TakeoverServer(path: takeoverPath, logger: logger) { body in
+                try gate.lendListeningSockets(admin: admin, body)
+            }
+            server.start()
+            logger.info("takeover: the next process takes the listeners over at \(takeoverPath)")
+            return server
+        } catch {
+            logger.error("takeover: cannot listen on \(takeoverPath): \(error); no takeover of this process")
+            return nil
+        }
+    }
+
+    /// The admin listener taken over when it is bound to `address`; else it is closed.
+    static func inheritedAdmin(_ fd: Int32?, address: SluiceRouting.SocketAddress?) -> Int32? {
+        guard let fd else { return nil }
+        if let address, let bound = try? Socket.localAddress(fd),
+            bound == SystemAddress(ip: Self.systemIP(address.ip), port: address.port)
+        {
+            return fd
+        }
+        Syscall.close(fd)
+        return nil
+    }
+
+    static func systemIP(_ ip: SluiceRouting.SocketAddress.IP) -> SystemAddress.IP {
+        switch ip {
+        case .v4(let a): .v4(a)
+        case .v6(let hi, let lo): .v6(hi, lo)
+        }
+    }
+
+    /// SIGTERM/SIGINT: `/readyz` answers 503 at once; the listeners keep accepting for
+    /// `timeouts.drainDelay` while every HTTP/1 response closes its client; then accepting
+    /// stops, idle keep-alive clients are closed, and what is open has `timeouts.drain` to
+    /// finish. Returns once every loop has exited.
+    func stop(_ gate: ReactorGate, mode: some ControlMode, delayMillis explicitDelay: Int64? = nil) {
+        gate.stopping = true
+        mode.stop()
+        let timeouts = gate.snapshot.timeouts
+        let delay = explicitDelay ?? timeouts.drainDelayMillis ?? defaultDrainDelayMillis
+        if delay > 0 {
+            logger.notice(
+                "stopping: /readyz answers 503; listeners accept for \(delay) ms more (timeouts.drainDelay); every HTTP/1 response closes its connection"
+            )
+            gate.closeKeepAlive()
+            let end = MonotonicClock.nowMillis() + delay
+            var left = delay
+            while left > 0 {
+                let signal = Threads.waitForSignal(timeoutMillis: Int(left))
+                if signal == .stop {
+                    logger.notice("stopping: a second stop signal ends the drain delay")
+                    break
+                }
+                if let signal { logger.warning("stopping: \(signal) ignored during the drain delay") }
+                left = end - MonotonicClock.nowMillis()
+            }
+        } else {
+            logger.notice("stopping: /readyz answers 503")
+        }
+        let grace = timeouts.drainMillis
+        logger.notice(
+            "draining: listeners closed, idle keep-alive connections closed; open ones have \(grace) ms to finish (timeouts.drain)"
+        )
+        gate.drain(graceMillis: grace)
+    }
 
     func run(initial: RoutingSnapshot, mode: some ControlMode) throws {
         // Access log: the file is opened before anything binds; see AccessLogWriter.
@@ -65,11 +142,16 @@ struct ControlPlane {
             if let fallback { logger.warning("\(fallback)") }
             reactor = try Reactor(
                 workers: workers, snapshot: initial, logger: logger, accessLogCapacity: accessLog?.ringCapacity ?? 0,
-                backend: backend)
+                inherited: InheritedSockets(descriptors: takeoverClient?.listeners ?? []), backend: backend)
         } catch {
             logger.critical("\(error)")
+            if let takeoverClient {
+                logger.critical("takeover: abandoned; pid \(takeoverClient.oldPID) keeps serving")
+                takeoverClient.abandon()
+            }
             throw ExitCode(1)
         }
+        let inheritedAdmin = Self.inheritedAdmin(takeoverClient?.admin, address: adminAddress)
         accessLogWriter?.start(rings: reactor.accessLogRings)
         let gate = ReactorGate(reactor, stats: stats)
         // One NIO thread for the Kubernetes API client (the admin listener has its own thread).
@@ -80,9 +162,10 @@ struct ControlPlane {
             do {
                 admin = try AdminServer(
                     address: adminAddress, source: Self.adminSource(gate, mode: mode), options: Self.adminOptions(),
-                    logger: logger)
+                    logger: logger, inherited: inheritedAdmin)
             } catch {
                 logger.critical("\(error)")
+                takeoverClient?.abandon()
                 throw ExitCode(1)
             }
             admin?.start()
@@ -97,11 +180,25 @@ struct ControlPlane {
             try mode.started(gate, group: group)
         } catch {
             logger.critical("\(error)")
+            takeoverClient?.abandon()
             gate.drain(graceMillis: 0)
             accessLogWriter?.stop()
             admin?.close()
             throw ExitCode(1)
         }
+        let takeoverServer = startTakeover(gate, admin: admin?.listeningSocket)
+        if let takeoverClient {
+            do {
+                try takeoverClient.serving()
+                logger.notice(
+                    "takeover: serving on \(takeoverClient.listeners.count) listening sockets of pid \(takeoverClient.oldPID); it drains now"
+                )
+            } catch {
+                logger.warning("\(error)")
+            }
+        }
+        // systemd (Type=notify): this process serves and is the one to watch, also after a takeover.
+        if SystemdNotify.expected { SystemdNotify.send("READY=1\nMAINPID=\(getpid())") }
         while true {
             switch Threads.waitForSignal() {
             case .reload:
@@ -113,11 +210,15 @@ struct ControlPlane {
             case .reopenLogs:
                 accessLogWriter?.reopen()
             case .stop:
-                gate.stopping = true
-                mode.stop()
-                let grace = gate.snapshot.timeouts.drainMillis
-                logger.notice("stopping: no new connections; open ones have \(grace) ms to finish")
-                gate.drain(graceMillis: grace)
+                if let successor = takeoverServer?.successor {
+                    // The next process has the listeners (the admin one too): hand over at once.
+                    logger.notice("stopping: pid \(successor) took over the listeners")
+                    admin?.close()
+                    admin = nil
+                    stop(gate, mode: mode, delayMillis: 0)
+                } else {
+                    stop(gate, mode: mode)
+                }
                 // The loops have exited: the writer's last drain takes every record.
                 accessLogWriter?.stop()
                 admin?.close()
@@ -185,6 +286,17 @@ final class ReactorGate: @unchecked Sendable {
     }
 
     func report() { lock.withLock { _ in reactor.report() } }
+
+    /// Calls `body` with every loop's listening sockets and `admin`, valid while it runs (no
+    /// `apply` or `drain` meanwhile); with nil once a stop signal arrived.
+    func lendListeningSockets(admin: Int32?, _ body: (TakeoverServer.Sockets?) throws -> Void) throws {
+        try lock.withLock { _ in
+            try body(stopping ? nil : (reactor.listeningSockets, admin))
+        }
+    }
+
+    /// See `Reactor.closeKeepAlive`.
+    func closeKeepAlive() { lock.withLock { _ in reactor.closeKeepAlive() } }
 
     /// Stops accepting and waits for every loop thread to exit.
     func drain(graceMillis: Int64) {

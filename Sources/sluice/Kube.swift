@@ -60,6 +60,13 @@ struct Kube: ParsableCommand {
     var workers: Int?
 
     @Option(
+        help: "On SIGTERM: how long the listeners keep accepting after /readyz turned 503 (e.g. 5s, 0 for none).")
+    var drainDelay: String = "5s"
+
+    @Option(help: "On SIGTERM, once accepting stopped: how long open connections may take to finish (e.g. 30s).")
+    var drain: String = "30s"
+
+    @Option(
         help: ArgumentHelp(
             "The access log: a file (appended to, reopened on SIGUSR2), stdout, or off.", valueName: "path"))
     var accessLog: String = "off"
@@ -90,6 +97,7 @@ struct Kube: ParsableCommand {
         _ = try certificateFiles()
         _ = try AdminAddress.parse(adminAddress)
         _ = try accessLogSettings()
+        _ = try drainTimeouts()
         guard let idle = DurationSyntax.parse(watchIdleTimeout), idle >= .milliseconds(100) else {
             throw ValidationError("--watch-idle-timeout '\(watchIdleTimeout)': expected a duration such as 90s or 2s")
         }
@@ -155,7 +163,26 @@ struct Kube: ParsableCommand {
         }
         return KubeTranslatorOptions(
             httpAddress: http, tcpServices: tcp, defaultReturnCode: defaultReturnCode, balanceAlgorithm: algorithm,
-            namespace: namespace, tlsAddress: tls, tlsContext: tlsContext, accessLog: try accessLogPolicy())
+            namespace: namespace, timeouts: try drainTimeouts(), tlsAddress: tls, tlsContext: tlsContext,
+            accessLog: try accessLogPolicy())
+    }
+
+    /// The default timeouts with `--drain-delay` and `--drain`.
+    func drainTimeouts() throws -> Timeouts {
+        var timeouts = Timeouts()
+        func millis(_ text: String, flag: String, zero: Bool) throws -> Int64 {
+            if zero && text == "0" { return 0 }
+            guard let duration = DurationSyntax.parse(text), duration >= (zero ? .zero : .milliseconds(1)),
+                duration <= .seconds(3600)
+            else {
+                throw ValidationError("\(flag) '\(text)': expected a duration such as 5s or 500ms, at most 1h")
+            }
+            let (seconds, attoseconds) = duration.components
+            return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        }
+        timeouts.drainDelayMillis = try millis(drainDelay, flag: "--drain-delay", zero: true)
+        timeouts.drainMillis = try millis(drain, flag: "--drain", zero: false)
+        return timeouts
     }
 
     /// The writer's settings from `--access-log` and `--access-log-format`; nil for off.
@@ -248,7 +275,8 @@ struct Kube: ParsableCommand {
         logger.info("kube: API server \(clientConfig.server), namespace \(namespace ?? "(all)")")
         try ControlPlane(
             workers: count, logger: logger, adminAddress: try AdminAddress.parse(adminAddress),
-            accessLog: try accessLogSettings(), ioBackend: try io.choice(file: .auto)
+            accessLog: try accessLogSettings(), ioBackend: try io.choice(file: .auto),
+            defaultDrainDelayMillis: 5_000
         )
         .run(initial: initial, mode: mode)
     }

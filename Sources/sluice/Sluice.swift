@@ -68,6 +68,14 @@ struct Run: ParsableCommand {
 
     @OptionGroup var io: IOBackendOption
 
+    @Option(
+        help: ArgumentHelp(
+            "A Unix socket: take the listening sockets over from the sluice serving there (it drains once this "
+                + "one serves), else bind them; then answer the next process's takeover there (default: the "
+                + "file's takeoverSocket).",
+            valueName: "path"))
+    var takeover: String?
+
     @OptionGroup var log: LogOptions
 
     func validate() throws {
@@ -76,6 +84,9 @@ struct Run: ParsableCommand {
             throw ValidationError("--workers must be between 1 and 256")
         }
         _ = try AdminAddress.parse(adminAddress)
+        if let takeover, takeover.isEmpty || takeover.utf8.count > 107 {
+            throw ValidationError("--takeover must be a socket path of 1 to 107 bytes")
+        }
     }
 
     func run() throws {
@@ -107,9 +118,21 @@ struct Run: ParsableCommand {
             }
             return next.snapshot
         }
+        // Only a process that passed its configuration check asks the serving one for its sockets.
+        var client: TakeoverClient?
+        let takeover = takeover ?? loaded.takeoverSocket
+        if let takeover {
+            do {
+                client = try TakeoverClient.take(path: takeover, logger: logger)
+            } catch {
+                logger.critical("takeover from \(takeover) failed: \(error)")
+                throw ExitCode(1)
+            }
+        }
         try ControlPlane(
             workers: count, logger: logger, adminAddress: try AdminAddress.parse(adminAddress),
-            accessLog: accessLog, ioBackend: try io.choice(file: loaded.snapshot.tuning.ioBackend)
+            accessLog: accessLog, ioBackend: try io.choice(file: loaded.snapshot.tuning.ioBackend),
+            takeoverPath: takeover, takeoverClient: client
         )
         .run(initial: loaded.snapshot, mode: mode)
     }

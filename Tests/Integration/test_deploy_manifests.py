@@ -243,3 +243,30 @@ def test_dockerfile_copies_only_what_the_repository_holds():
         assert path in tracked or any(f.startswith(path + "/") for f in tracked), (
             f"deploy/Dockerfile copies {source!r}, which is not in the repository")
     assert dockerfile_copy_sources("COPY --chown=1:1 a b ./\nCOPY --from=builder /x /y\n") == ["a", "b"]
+
+
+def _seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+)(ms|s|m)?", text)
+    assert match, text
+    scale = {"ms": 0.001, "s": 1, "m": 60, None: 1}[match.group(2)]
+    return int(match.group(1)) * scale
+
+
+def test_rollout_keeps_a_ready_pod_per_node():
+    """A rollout surges one new pod per node before the old one stops, never going below
+    one ready pod; the grace period covers the drain delay and the drain; no hostPort (two
+    pods of a node would collide) and the Service sends to node-local pods only."""
+    strategy = daemonset()["spec"]["updateStrategy"]
+    assert strategy["type"] == "RollingUpdate"
+    assert strategy["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    args = container()["args"]
+    flags = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+    delay = _seconds(flags["drain-delay"])
+    drain = _seconds(flags["drain"])
+    assert delay >= 5
+    grace = daemonset()["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= delay + drain + 5, (grace, delay, drain)
+    assert all("hostPort" not in port for port in container()["ports"])
+    assert find("Service", "lb-service")["spec"]["externalTrafficPolicy"] == "Local"
+    probe = container()["readinessProbe"]
+    assert probe["httpGet"]["path"] == "/readyz"

@@ -6,7 +6,7 @@ import Testing
     @Test func unknownFields() {
         #expect(
             diagnostics(minimal(appending: "bogus: 1")) == [
-                "t.yaml:8:1: bogus: unknown field 'bogus' (known: workers, timeouts, limits, tuning, listeners, services, accessLog)"
+                "t.yaml:8:1: bogus: unknown field 'bogus' (known: workers, timeouts, limits, tuning, listeners, services, accessLog, takeoverSocket)"
             ]
         )
         #expect(
@@ -21,7 +21,7 @@ import Testing
         )
         #expect(
             diagnostics(minimal(appending: "timeouts:\n  idle: 5s")) == [
-                "t.yaml:9:3: timeouts.idle: unknown field 'idle' (known: connect, client, server, tunnel, drain, requestHead, tlsHello, requestBody)"
+                "t.yaml:9:3: timeouts.idle: unknown field 'idle' (known: connect, client, server, tunnel, drain, requestHead, tlsHello, requestBody, drainDelay)"
             ]
         )
         #expect(

@@ -134,9 +134,10 @@ extension Loop {
             releaseIdleBuffers(c)
             arm(slot, timer)
         case .expired(.clientIdle):
-            countFrontend(c, .timeoutClient)
+            // Draining: the short idle a drain leaves a keep-alive client ran out (no timeout).
+            if !draining { countFrontend(c, .timeoutClient) }
             detachUpstream(slot)
-            closeHTTP(slot, abort: false, reason: .clientTimeout)
+            closeHTTP(slot, abort: false, reason: draining ? .draining : .clientTimeout)
         case .expired(.requestHead):
             counters.httpTimeouts += 1
             countFrontend(c, .timeoutRequestHead)

@@ -113,7 +113,7 @@ extension Loop {
         let parsed = HTTPExchangeMachine.RequestHead(
             method: head.method, http10: head.minorVersion == 0, connectionClose: head.connectionClose,
             keepAlive: head.connectionKeepAlive, upgrade: head.connectionUpgrade && head.upgrade != nil,
-            hasBody: !e.pointee.reqBody.done, bodyless: head.bodyKind == .none, draining: draining)
+            hasBody: !e.pointee.reqBody.done, bodyless: head.bodyKind == .none, draining: lastRequests)
         switch report(slot, .headParsed(parsed)) {
         case .route: break
         case .refuse(let status): return respondError(slot, status: status, reason: .badRequest)

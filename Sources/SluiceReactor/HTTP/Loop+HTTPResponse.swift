@@ -86,7 +86,7 @@ extension Loop {
             status: head.status, connectionClose: head.connectionClose, keepAlive: head.connectionKeepAlive,
             http11: head.minorVersion == 1, framing: Self.framing(declared),
             // A client whose listener went away finishes this exchange and closes.
-            closeClient: draining || c.pointee.listener < 0)
+            closeClient: lastRequests || c.pointee.listener < 0)
         guard
             case .forwardResponse(let framing, let closeClient, let stripChunks) = report(slot, .responseHead(response))
         else { unexpected(.responseHead(response)) }

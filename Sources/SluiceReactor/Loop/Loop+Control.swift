@@ -11,6 +11,7 @@ extension Loop {
             case .snapshot(let next, let sockets, let remap, let applied):
                 swap(to: next, sockets: sockets, remap: remap)
                 applied.countDown()
+            case .closeKeepAlive: lastRequests = true
             case .drain(let deadline): startDrain(deadline: deadline)
             case .ping(let answered): answered.countDown()
             case .collect(let collection): collect(into: collection)
@@ -125,6 +126,7 @@ extension Loop {
 
     func startDrain(deadline: Int64) {
         draining = true
+        lastRequests = true
         drainDeadline = deadline
         for i in listeners.indices where listeners[i].enabled {
             driver.stopAccepting(listeners[i].fd)
@@ -146,13 +148,23 @@ extension Loop {
             listeners[i].fd = -1
         }
         pool.drainAll { driver.close($0) }
-        // Idle keep-alive clients are closed now; busy ones after their response.
+        // Idle keep-alive clients are closed now, those that finished a response less than
+        // `drainIdleGraceMillis` ago when they have been idle that long (a request may be on
+        // its way: closing under it would fail it); busy ones after their response.
+        var idle = 0
+        var recent = 0
         var slot: Int32 = 0
         while slot < table.highWater {
             let c = table.pointer(slot)
             if c.pointee.downFD >= 0 && c.pointee.isHTTP {
                 if case .close = report(slot, .drain(buffered: !exchange(slot).pointee.req.isEmpty)) {
-                    close(slot, abort: false, reason: .draining)
+                    if let closeAt = idleCloseTime(slot), closeAt > now {
+                        timers.schedule(slot, at: closeAt)
+                        recent += 1
+                    } else {
+                        close(slot, abort: false, reason: .draining)
+                        idle += 1
+                    }
                 }
             }
             slot += 1
@@ -160,6 +172,28 @@ extension Loop {
         for (accepted, position) in queued {
             counters.accepted += 1
             openConnection(accepted, listener: listeners[Int(position)], position: position)
+        }
+        logger.info(
+            "loop \(index): draining: not accepting; closed \(idle) idle keep-alive connections (\(recent) more once idle for \(Self.drainIdleGraceMillis) ms), \(table.live) still open"
+        )
+    }
+
+    /// A keep-alive client that went idle less than this long before a drain gets the rest of
+    /// it to send its next request (answered with `Connection: close`) before it is closed.
+    static let drainIdleGraceMillis: Int64 = 1_000
+
+    /// When an idle HTTP/1 client that a drain would close has been idle for
+    /// `drainIdleGraceMillis`: from its client-idle deadline (armed when it went idle).
+    func idleCloseTime(_ slot: Int32) -> Int64? {
+        let machine = exchange(slot).pointee.machine
+        guard let deadline = timers.deadline(of: slot) else { return nil }
+        switch machine.timer {
+        case .clientIdle:
+            return min(deadline, deadline - exchangeTimeouts.client + Self.drainIdleGraceMillis)
+        case .tlsIdle:
+            return min(deadline, now + Self.drainIdleGraceMillis)
+        default:
+            return nil
         }
     }
 
@@ -178,6 +212,11 @@ extension Loop {
     }
 
     func closeAllForExit() {
+        if table.live > 0 {
+            logger.notice("loop \(index): drain deadline: closing \(table.live) connections still open")
+        } else {
+            logger.info("loop \(index): drained: every connection closed")
+        }
         var slot: Int32 = 0
         while slot < table.highWater {
             if table.slots[Int(slot)].downFD >= 0 { close(slot, abort: true, reason: .draining) }

@@ -86,6 +86,9 @@ final class Loop: @unchecked Sendable {
     var acceptResumeAt: Int64 = 0
     var draining = false
     var drainDeadline: Int64 = 0
+    /// Every HTTP/1 request from now on is its connection's last (`Connection: close` on the
+    /// response): set by `closeKeepAlive` and by a drain.
+    var lastRequests = false
     /// The batch's time: one clock read per batch, in microseconds (records, histograms) and
     /// in milliseconds derived from it (timers, timeouts).
     @exclusivity(unchecked) var now: Int64

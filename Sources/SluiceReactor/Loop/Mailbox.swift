@@ -9,6 +9,9 @@ enum LoopMessage: Sendable {
     /// counts `applied` down once the table is in force. `remap` maps the previous snapshot's
     /// indices into this one's by identity (computed once for all loops).
     case snapshot(RoutingSnapshot, sockets: [ListenerKey: Int32], remap: SnapshotRemap, applied: CountdownLatch)
+    /// Keep accepting, but every HTTP/1 response from now on closes its client
+    /// (`Connection: close`): the first step of a drain, while `/readyz` already says 503.
+    case closeKeepAlive
     /// Stop accepting; exit once every connection closed or at `deadline` (monotonic ms).
     case drain(deadline: Int64)
     /// Log this loop's counters.
