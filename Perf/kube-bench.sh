@@ -13,6 +13,7 @@ export ORIGIN_PORT="${ORIGIN_PORT:-17290}"
 export EPS="${EPS:-10}"
 export PROXY_CPU="${PROXY_CPU:-1}"
 export LOAD_CPU="${LOAD_CPU:-0}"
+# PHASES: which parts run, of "memory latency" (both by default).
 BUILD="${BUILD:-auto}"          # auto: build the release binary if SLUICE_BIN is missing; 1: always; 0: never
 OUT_DIR="${OUT_DIR:-$HERE/out}"
 export RUN_DIR="$OUT_DIR/kube-$(date +%Y%m%d-%H%M%S)"
@@ -101,6 +102,5 @@ put meta.kernel "$(uname -r)"
 put meta.loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
 
 log "output: $RUN_DIR"
-python3 "$HERE/kube_bench.py" memory
-python3 "$HERE/kube_bench.py" latency
+for phase in ${PHASES:-memory latency}; do python3 "$HERE/kube_bench.py" "$phase"; done
 python3 "$HERE/kube_bench.py" report | tee "$RUN_DIR/report.md"

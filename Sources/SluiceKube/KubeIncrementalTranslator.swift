@@ -90,9 +90,9 @@ public struct KubeIncrementalTranslator: Sendable {
     }
 
     private var entries: [KubeObjectKey: Entry] = [:]
-    /// Keys of the entries with claims, sorted: the order routes are taken in.
-    private var claimants: [KubeObjectKey] = []
-    /// Route conflicts found when the routes were last taken, by the Service that lost.
+    /// Who holds each route, and the routes in plan order.
+    private var book = KubeRouteBook()
+    /// Route conflicts, by the Service that lost.
     private var conflicts: [KubeObjectKey: [KubeWarning]] = [:]
     /// Who made each planned service of `plan.services`.
     private var owners: [String: Owner] = [:]
@@ -177,13 +177,17 @@ public struct KubeIncrementalTranslator: Sendable {
         planned.sort { $0.key < $1.key }
         plan.services = planned
         servicesDigest = planned.reduce(0) { $0 &+ KubeRoutingPlan.digest($1) }
-        claimants = entries.compactMap { $0.value.claims.isEmpty ? nil : $0.key }.sorted()
+        book = KubeRouteBook()
+        conflicts = [:]
+        let claimants = entries.compactMap { $0.value.claims.isEmpty ? nil : $0.key }.sorted()
+        for key in claimants { _ = book.replace([], with: entries[key]!.claims, of: key) }
+        for key in claimants { noteConflicts(of: key) }
+        takeRoutes()
         tcpInputs = [:]
         for key in tcpKeys {
             tcpInputs[key] = KubeServiceInputs(
                 service: cache.services.items[key], slices: (slices[key] ?? []).sorted { $0.key < $1.key })
         }
-        takeRoutes()
         _ = updateTCP()
         return KubePlanChange(all: true)
     }
@@ -215,14 +219,13 @@ public struct KubeIncrementalTranslator: Sendable {
                 insert(service, owner: .http(key))
                 after[service.key] = service
             }
+            entries[key] = new
             if (old?.claims ?? []) != (new?.claims ?? []) {
                 claimsMoved = true
-                let hadClaims = !(old?.claims ?? []).isEmpty
-                let hasClaims = !(new?.claims ?? []).isEmpty
-                if hadClaims && !hasClaims { claimants.remove(at: Self.position(of: key, in: claimants)) }
-                if hasClaims && !hadClaims { claimants.insert(key, at: Self.position(of: key, in: claimants)) }
+                for touched in book.replace(old?.claims ?? [], with: new?.claims ?? [], of: key) {
+                    noteConflicts(of: touched)
+                }
             }
-            entries[key] = new
             if new?.warnings.isEmpty == false || conflicts[key] != nil {
                 warned.insert(key)
             } else {
@@ -265,27 +268,18 @@ public struct KubeIncrementalTranslator: Sendable {
         return Entry(planned: planned, claims: claims, warnings: builder.warnings)
     }
 
-    /// Takes every claim in Service key order, as `PlanBuilder` does: the first Service to
-    /// claim a (host, path) on a listener gets it. O(routes).
+    /// The routes from the book.
     private mutating func takeRoutes() {
-        var builder = PlanBuilder(options: options)
-        builder.plan.tls = plan.tls
-        for key in conflicts.keys where entries[key]?.warnings.isEmpty ?? true { warned.remove(key) }
-        conflicts = [:]
-        for key in claimants {
-            let start = builder.warnings.count
-            for claim in entries[key]?.claims ?? [] { builder.take(claim, object: key) }
-            if builder.warnings.count > start {
-                conflicts[key] = Array(builder.warnings[start...])
-                warned.insert(key)
-            }
-        }
-        plan.routes = builder.plan.routes
-        plan.terminatedRoutes = builder.plan.terminatedRoutes
-        var digest: UInt64 = 0
-        for route in plan.routes { digest &+= KubeRoutingPlan.digest(route, terminated: false) }
-        for route in plan.terminatedRoutes { digest &+= KubeRoutingPlan.digest(route, terminated: true) }
-        routesDigest = digest
+        plan.routes = book.routes
+        plan.terminatedRoutes = book.terminatedRoutes
+        routesDigest = book.digest
+    }
+
+    /// Records the route conflicts of Service `key` as its claims now stand.
+    private mutating func noteConflicts(of key: KubeObjectKey) {
+        let found = book.conflicts(entries[key]?.claims ?? [], of: key)
+        conflicts[key] = found.isEmpty ? nil : found
+        if !found.isEmpty || entries[key]?.warnings.isEmpty == false { warned.insert(key) } else { warned.remove(key) }
     }
 
     /// The `--tcp-services` listeners and the planned services only they make (those an

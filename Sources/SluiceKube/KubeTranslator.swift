@@ -199,13 +199,7 @@ struct PlanBuilder {
         let routeKey = RouteKey(host: route.host, path: route.pathPrefix)
         let owner = claim.terminated ? terminatedRouteOwners[routeKey] : routeOwners[routeKey]
         if let owner {
-            if owner != route.service {
-                let listener = claim.terminated ? " on the TLS listener" : ""
-                warn(
-                    "Service", "\(object)",
-                    "host '\(route.host)' with path '\(route.pathPrefix)' is already routed to \(owner)"
-                        + "\(listener); ignored")
-            }
+            if owner != route.service { warnings.append(Self.conflict(claim, heldBy: owner, object: object)) }
             return
         }
         if claim.terminated {
@@ -215,6 +209,15 @@ struct PlanBuilder {
             routeOwners[routeKey] = route.service
             plan.routes.append(route)
         }
+    }
+
+    /// The warning for `claim` of Service `object`, whose (host, path) `owner` holds.
+    static func conflict(_ claim: RouteClaim, heldBy owner: String, object: KubeObjectKey) -> KubeWarning {
+        let listener = claim.terminated ? " on the TLS listener" : ""
+        return KubeWarning(
+            kind: "Service", object: "\(object)",
+            message: "host '\(claim.route.host)' with path '\(claim.route.pathPrefix)' is already routed to \(owner)"
+                + "\(listener); ignored")
     }
 
     // MARK: TCP
