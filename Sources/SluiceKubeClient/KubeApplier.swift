@@ -2,6 +2,10 @@ import Logging
 import SluiceKube
 import SluiceRouting
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Turns the cluster state into the serving table: waits for work from `KubeDiscoveryState`,
 /// translates, and applies a new generation only when the content hash moved.
 ///
@@ -42,6 +46,7 @@ public final class KubeApplier: Sendable {
         var builder = KubeSnapshotBuilder()
         // What moved in the plan since the last snapshot was built.
         var unbuilt = KubePlanChange()
+        var lastTrim = ContinuousClock.now
         while let job = state.waitForWork() {
             let started = ContinuousClock.now
             let (translation, moved) = incremental.apply(job.change)
@@ -84,6 +89,15 @@ public final class KubeApplier: Sendable {
                     )
                 }
             }
+            // A whole translation (and many swaps) leave freed heap behind: hand it back.
+            let now = ContinuousClock.now
+            if case .all = job.change {
+                Self.trimHeap()
+                lastTrim = now
+            } else if now - lastTrim > .seconds(10) {
+                Self.trimHeap()
+                lastTrim = now
+            }
             if job.work.firstSync && inForce {
                 let plan = translation.plan
                 logger.notice(
@@ -92,6 +106,25 @@ public final class KubeApplier: Sendable {
             }
         }
     }
+
+    /// Returns the heap's free pages to the system (glibc's `malloc_trim`), as HAProxy does
+    /// after a reload: the old tables and the decoded lists are freed, but their pages would
+    /// otherwise stay resident.
+    static func trimHeap() {
+        #if canImport(Glibc)
+            guard let trim = mallocTrim else { return }
+            _ = trim(0)
+        #endif
+    }
+
+    #if canImport(Glibc)
+        /// glibc's `malloc_trim(3)`, looked up once (the Glibc module does not import
+        /// `<malloc.h>`); nil with another C library.
+        private static let mallocTrim: (@convention(c) (Int) -> Int32)? = {
+            guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "malloc_trim") else { return nil }
+            return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+        }()
+    #endif
 
     /// Milliseconds with one decimal (`12.3`).
     static func millis(_ duration: Duration) -> String {
