@@ -31,7 +31,7 @@ extension PlanBuilder {
             }
             for endpoint in slice.endpoints ?? [] {
                 let usable = endpoint.isReady || (endpoint.isServing && endpoint.isTerminating)
-                guard usable, let text = endpoint.addresses.first else { continue }
+                guard usable, let text = endpoint.address else { continue }
                 guard let ip = Self.ip(text, family: family) else {
                     warn("EndpointSlice", "\(slice.key)", "'\(text)' is not an \(family) address; skipped")
                     continue

@@ -32,7 +32,7 @@ public final class KubeDiscoveryState: @unchecked Sendable {
     private var changedAll = true
     /// The EndpointSlices joined to each Service (by key), so that a Service's inputs are
     /// found without a scan.
-    private var slicesByService: [KubeObjectKey: Set<KubeObjectKey>] = [:]
+    private var slicesByService: [KubeObjectKey: [KubeObjectKey]] = [:]
 
     /// `servingHash`: the content hash of the initial snapshot the loops started with.
     public init(servingHash: UInt64) {
@@ -63,7 +63,7 @@ public final class KubeDiscoveryState: @unchecked Sendable {
             if Object.resource == .endpointSlices {
                 slicesByService = [:]
                 for (key, slice) in cache.endpointSlices.items {
-                    if let service = slice.serviceKey { slicesByService[service, default: []].insert(key) }
+                    if let service = slice.serviceKey { slicesByService[service, default: []].append(key) }
                 }
             }
             changedAll = true
@@ -89,8 +89,11 @@ public final class KubeDiscoveryState: @unchecked Sendable {
                     changedServices.insert(service)
                 }
                 if Object.resource == .endpointSlices {
-                    if let service = before?.serviceKey { slicesByService[service]?.remove(object.key) }
-                    if let service = after?.serviceKey { slicesByService[service, default: []].insert(object.key) }
+                    if let service = before?.serviceKey {
+                        slicesByService[service]?.removeAll { $0 == object.key }
+                        if slicesByService[service]?.isEmpty == true { slicesByService[service] = nil }
+                    }
+                    if let service = after?.serviceKey { slicesByService[service, default: []].append(object.key) }
                 }
             }
             if outcome == .changed, coalescer.changed(at: at) { condition.broadcast() }

@@ -53,13 +53,14 @@ public final class HTTPRouteTable: Sendable {
         var order: [HostPattern] = []
         var groupOf: [HostPattern: Int] = [:]
         groupOf.reserveCapacity(given.count)
-        var groups: [[(route: HTTPRoute, index: Int)]] = []
+        // Members by their index in `kept` (no route copies).
+        var groups: [[Int32]] = []
         var kept: [HTTPRoute] = []
         kept.reserveCapacity(given.count)
         for route in given {
             let group: Int
             if let known = groupOf[route.host] {
-                if groups[known].contains(where: { $0.route.pathPrefix == route.pathPrefix }) { continue }
+                if groups[known].contains(where: { kept[Int($0)].pathPrefix == route.pathPrefix }) { continue }
                 group = known
             } else {
                 group = groups.count
@@ -67,7 +68,7 @@ public final class HTTPRouteTable: Sendable {
                 groups.append([])
                 order.append(route.host)
             }
-            groups[group].append((route, kept.count))
+            groups[group].append(Int32(kept.count))
             kept.append(route)
         }
         routes = kept
@@ -97,8 +98,10 @@ public final class HTTPRouteTable: Sendable {
             // Longest prefix first; equal lengths cannot both match one path.
             let members = groups[group]
             let sorted =
-                members.count == 1 ? members : members.sorted { $0.route.pathPrefix.count > $1.route.pathPrefix.count }
-            for (route, index) in sorted {
+                members.count == 1
+                ? members : members.sorted { kept[Int($0)].pathPrefix.count > kept[Int($1)].pathPrefix.count }
+            for index in sorted {
+                let route = kept[Int(index)]
                 pathBytes += route.pathPrefix
                 pathStart.append(Int32(pathBytes.count))
                 services.append(Int32(route.service))
@@ -106,7 +109,7 @@ public final class HTTPRouteTable: Sendable {
                 actions.append(
                     route.terminate
                         ? Self.actionTerminate : route.redirectHTTPS ? Self.actionRedirect : Self.actionService)
-                indices.append(Int32(index))
+                indices.append(index)
             }
             routeStart.append(Int32(services.count))
         }
