@@ -1,3 +1,4 @@
+import Dispatch
 import SluiceRouting
 
 /// One Service's inputs to the plan: the Service (nil when it is gone) and the EndpointSlices
@@ -162,11 +163,11 @@ public struct KubeIncrementalTranslator: Sendable {
             slices[KubeObjectKey(namespace: slice.key.namespace, name: name), default: []].append(slice)
         }
         var planned: [KubeRoutingPlan.PlannedService] = []
-        for service in cache.services.items.values {
-            let key = service.key
-            let inputs = KubeServiceInputs(
-                service: service, slices: (slices[key] ?? []).sorted { $0.key < $1.key })
-            guard let entry = entry(inputs) else { continue }
+        let inputs = cache.services.items.values.map { service in
+            KubeServiceInputs(service: service, slices: (slices[service.key] ?? []).sorted { $0.key < $1.key })
+        }
+        for (index, made) in makeEntries(inputs).enumerated() {
+            guard let entry = made, let key = inputs[index].service?.key else { continue }
             entries[key] = entry
             if !entry.warnings.isEmpty { warned.insert(key) }
             for service in entry.planned {
@@ -253,6 +254,35 @@ public struct KubeIncrementalTranslator: Sendable {
     }
 
     // MARK: Parts
+
+    /// The result slots of `makeEntries`, shared by its workers.
+    private struct Slots: @unchecked Sendable {
+        // SAFETY (@unchecked Sendable): the workers write disjoint ranges, and the buffer lives
+        // until `concurrentPerform` has returned.
+        let base: UnsafeMutablePointer<Entry?>
+    }
+
+    /// `entry` of each of `inputs`, in order; large clusters in two halves on two threads
+    /// (a whole translation: the first sync, a re-list).
+    private func makeEntries(_ inputs: [KubeServiceInputs]) -> [Entry?] {
+        let workers = inputs.count >= 2048 ? 2 : 1
+        guard workers > 1 else { return inputs.map { entry($0) } }
+        var made = [Entry?](repeating: nil, count: inputs.count)
+        let translator = self
+        made.withUnsafeMutableBufferPointer { buffer in
+            guard let start = buffer.baseAddress else { return }
+            let slots = Slots(base: start)
+            let share = (inputs.count + workers - 1) / workers
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                // SAFETY: each worker writes only its own range of `made`, which outlives the
+                // call; `translator` and `inputs` are read-only copies.
+                for index in (worker * share)..<min(inputs.count, (worker + 1) * share) {
+                    (slots.base + index).pointee = translator.entry(inputs[index])
+                }
+            }
+        }
+        return made
+    }
 
     /// The part of the plan one Service makes: nil when it is gone, out of scope or has no
     /// `lb.host`.

@@ -205,6 +205,28 @@ struct KubeIncrementalTests {
         run(seed: seed &+ 100, steps: 100, options: options)
     }
 
+    /// A whole translation of a cluster large enough to be split between threads equals the
+    /// full one.
+    @Test func aLargeWholeTranslationEqualsTheFullOne() {
+        var r = Random(state: 99)
+        var services: [KubeService] = []
+        var slices: [KubeEndpointSlice] = []
+        for index in 0..<3000 {
+            let name = "svc-\(index)"
+            services.append(Self.randomService(&r, namespace: "ns", name: name, version: index))
+            slices.append(Self.randomSlice(&r, namespace: "ns", service: name, name: "\(name)-1", version: index))
+        }
+        var cache = KubeCache()
+        cache.services.replace(with: services, resourceVersion: "1")
+        cache.endpointSlices.replace(with: slices, resourceVersion: "2")
+        var incremental = KubeIncrementalTranslator(options: KubeTranslatorOptions())
+        let (translation, _) = incremental.apply(.all(cache))
+        let expected = KubeTranslator().translate(cache)
+        #expect(translation.plan == expected.plan)
+        #expect(incremental.contentHash == expected.plan.contentHash)
+        #expect(Set(translation.warnings) == Set(expected.warnings))
+    }
+
     /// After a slice change of one Service, every other endpoint keeps its index and the map
     /// from the old snapshot carries down-marks and cursors of those that stayed.
     @Test func endpointsThatStayKeepTheirStateAcrossAChange() {
