@@ -11,8 +11,11 @@ ROOT="$(cd "$HERE/.." && pwd)"
 export SLUICE_BIN="${SLUICE_BIN:-$ROOT/.build-kperf/release/sluice}"
 export ORIGIN_PORT="${ORIGIN_PORT:-17290}"
 export EPS="${EPS:-10}"
+# The origin's addresses, for the Services that answer (new ones and the burst target): at least 10.
+export LIVE_EPS="${LIVE_EPS:-$(( EPS > 10 ? EPS : 10 ))}"
 export PROXY_CPU="${PROXY_CPU:-1}"
 export LOAD_CPU="${LOAD_CPU:-0}"
+# PHASES: which parts run, of "memory latency" (both by default).
 BUILD="${BUILD:-auto}"          # auto: build the release binary if SLUICE_BIN is missing; 1: always; 0: never
 OUT_DIR="${OUT_DIR:-$HERE/out}"
 export RUN_DIR="$OUT_DIR/kube-$(date +%Y%m%d-%H%M%S)"
@@ -64,7 +67,7 @@ trap 'exit 143' TERM
 
 O="$RUN_DIR/origin"
 listens=""
-for i in $(seq 1 "$EPS"); do listens+="        listen 127.0.0.$i:$ORIGIN_PORT backlog=4096;"$'\n'; done
+for i in $(seq 1 "$LIVE_EPS"); do listens+="        listen 127.0.0.$i:$ORIGIN_PORT backlog=4096;"$'\n'; done
 cat >"$O/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
@@ -87,8 +90,8 @@ $listens
 CONF
 taskset -c "$LOAD_CPU" nginx -p "$O" -c "$O/nginx.conf" -e "$O/error.log" >"$O/stderr.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.$EPS/$ORIGIN_PORT") 2>/dev/null && break; sleep 0.05; done
-(exec 3<>"/dev/tcp/127.0.0.$EPS/$ORIGIN_PORT") 2>/dev/null || die "origin nginx did not start ($O/error.log)"
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.$LIVE_EPS/$ORIGIN_PORT") 2>/dev/null && break; sleep 0.05; done
+(exec 3<>"/dev/tcp/127.0.0.$LIVE_EPS/$ORIGIN_PORT") 2>/dev/null || die "origin nginx did not start ($O/error.log)"
 
 # ------------------------------------------------------------------ versions
 put() { python3 "$HERE/benchlib.py" put "$RESULTS" "$1" "$2"; }
@@ -101,6 +104,5 @@ put meta.kernel "$(uname -r)"
 put meta.loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
 
 log "output: $RUN_DIR"
-python3 "$HERE/kube_bench.py" memory
-python3 "$HERE/kube_bench.py" latency
+for phase in ${PHASES:-memory latency}; do python3 "$HERE/kube_bench.py" "$phase"; done
 python3 "$HERE/kube_bench.py" report | tee "$RUN_DIR/report.md"

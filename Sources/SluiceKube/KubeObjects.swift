@@ -238,15 +238,23 @@ public struct KubeEndpointSlice: KubeObject {
     /// The Service this slice belongs to, from its `kubernetes.io/service-name` label.
     public var serviceName: String? { metadata.labels?[Self.serviceNameLabel] }
 
-    /// An endpoint as discovery reads it: its addresses and conditions. `hostname`,
-    /// `nodeName`, `zone`, `hints` and `targetRef` are not decoded.
+    /// An endpoint as discovery reads it: its first address and its conditions. `hostname`,
+    /// `nodeName`, `zone`, `hints` and `targetRef` are not decoded, nor addresses after the
+    /// first (kube-proxy reads only the first); one address is kept inline, with no array.
     public struct Endpoint: Codable, Hashable, Sendable {
-        /// The controller sets exactly one; extras are ignored, as kube-proxy ignores them.
-        public var addresses: [String]
+        /// The first of `addresses`; nil when there is none.
+        public var address: String?
         public var conditions: Conditions?
 
+        /// The controller sets exactly one; extras are ignored (and not kept), as kube-proxy
+        /// ignores them.
+        public var addresses: [String] {
+            get { address.map { [$0] } ?? [] }
+            set { address = newValue.first }
+        }
+
         public init(addresses: [String], conditions: Conditions? = nil) {
-            self.addresses = addresses
+            self.address = addresses.first
             self.conditions = conditions
         }
 
@@ -256,8 +264,14 @@ public struct KubeEndpointSlice: KubeObject {
 
         public init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
-            addresses = try container.decodeIfPresent([String].self, forKey: .addresses) ?? []
+            address = try container.decodeIfPresent([String].self, forKey: .addresses)?.first
             conditions = try container.decodeIfPresent(Conditions.self, forKey: .conditions)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(addresses, forKey: .addresses)
+            try container.encodeIfPresent(conditions, forKey: .conditions)
         }
 
         /// `conditions.ready`, nil meaning true.

@@ -98,7 +98,8 @@ public struct KubeRoutingPlan: Sendable, Hashable {
     /// Every listener's access-log policy (the command line's; not part of `canonicalText`).
     public var accessLog = AccessLogPolicy()
 
-    /// The plan as text, one line per item, in a fixed order (what `contentHash` digests).
+    /// The plan as text, one line per item, in a fixed order (for people and tests; `contentHash`
+    /// digests the same content piece by piece).
     public var canonicalText: String {
         var lines: [String] = []
         lines.append("http \(httpAddress.map(String.init(describing:)) ?? "-") default \(defaultStatus)")
@@ -118,12 +119,63 @@ public struct KubeRoutingPlan: Sendable, Hashable {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// FNV-1a (64 bits) of `canonicalText`: the same across runs and processes (unlike
-    /// `hashValue`), so it can be logged and compared between builds of the same inputs.
+    /// A digest of everything `canonicalText` holds, the same across runs and processes
+    /// (unlike `hashValue`), so it can be logged and compared between builds of the same
+    /// inputs. Built to be kept up to date piece by piece (`KubeIncrementalTranslator`): the
+    /// header's digest plus, wrapping, one mixed FNV-1a digest per service (its key, settings
+    /// and endpoints) and per route (listener, host, path, service). Services and routes are
+    /// unique by key, and the order of routes does not change how requests are routed, so a
+    /// sum over them identifies the plan as its sorted text does.
     public var contentHash: UInt64 {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in canonicalText.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        var hash = headerDigest
+        for service in services { hash &+= Self.digest(service) }
+        for route in routes { hash &+= Self.digest(route, terminated: false) }
+        for route in terminatedRoutes { hash &+= Self.digest(route, terminated: true) }
         return hash
+    }
+
+    /// The part of `contentHash` that is not services or routes: the listeners and the
+    /// default status.
+    public var headerDigest: UInt64 {
+        var fnv = FNV1a()
+        fnv.add(0x68)
+        if let httpAddress { fnv.add(httpAddress) } else { fnv.add(0) }
+        fnv.add(UInt64(defaultStatus))
+        if let tls {
+            fnv.add(0x74)
+            fnv.add(tls.address)
+            fnv.add(tls.contextVersion)
+        }
+        for listener in tcpListeners {
+            fnv.add(0x63)
+            fnv.add(listener.address)
+            fnv.add(listener.service)
+        }
+        return SocketAddress.mix(fnv.hash)
+    }
+
+    /// One service's term of `contentHash`.
+    public static func digest(_ service: PlannedService) -> UInt64 {
+        var fnv = FNV1a()
+        fnv.add(0x73)
+        fnv.add(service.key)
+        fnv.add(service.algorithm.rawValue)
+        fnv.add(UInt64(bitPattern: Int64(service.clientIPTimeoutSeconds ?? -1)))
+        fnv.add(service.sslTerm ? 1 : 0)
+        for endpoint in service.endpoints { fnv.add(endpoint) }
+        return SocketAddress.mix(fnv.hash)
+    }
+
+    /// One route's term of `contentHash`; `terminated`: a route of the TLS listener.
+    public static func digest(_ route: PlannedRoute, terminated: Bool) -> UInt64 {
+        var fnv = FNV1a()
+        fnv.add(terminated ? 0x54 : 0x72)
+        fnv.add(route.host.name)
+        fnv.add(route.host.wildcard ? 1 : 0)
+        fnv.add(UInt64(route.host.port ?? 0) | (route.host.port == nil ? 1 << 32 : 0))
+        fnv.add(route.pathPrefix)
+        fnv.add(route.service)
+        return SocketAddress.mix(fnv.hash)
     }
 
     /// The snapshot the loops read. Services in plan order, their endpoints flattened in the
@@ -135,16 +187,22 @@ public struct KubeRoutingPlan: Sendable, Hashable {
     public func snapshot(
         generation: UInt64, timeouts: Timeouts = Timeouts(), limits: Limits = Limits(), tuning: Tuning = Tuning()
     ) -> RoutingSnapshot {
-        var services: [Service] = []
-        var endpoints: [Endpoint] = []
-        var indexByKey: [String: Int] = [:]
-        for (index, planned) in self.services.enumerated() {
-            let start = endpoints.count
-            endpoints += planned.endpoints.map { Endpoint(address: $0, service: index) }
-            services.append(
-                Service(name: planned.key, algorithm: planned.algorithm, endpoints: start..<endpoints.count))
-            indexByKey[planned.key] = index
-        }
+        var builder = KubeSnapshotBuilder()
+        return builder.build(
+            self, change: KubePlanChange(all: true), generation: generation, timeouts: timeouts, limits: limits,
+            tuning: tuning)
+    }
+
+    /// The listeners, route tables and TLS contexts of a snapshot.
+    struct Tables: Sendable {
+        var listeners: [Listener]
+        var routeTables: [HTTPRouteTable]
+        var tlsContexts: [TLSContextHandle]
+    }
+
+    /// The listeners and their tables, services named by their index in `services`
+    /// (`indexByKey`). See `snapshot`.
+    func tables(indexByKey: [String: Int]) -> Tables {
         var listeners: [Listener] = []
         var routeTables: [HTTPRouteTable] = []
         if let httpAddress {
@@ -182,9 +240,7 @@ public struct KubeRoutingPlan: Sendable, Hashable {
                     service: indexByKey[listener.service]!))
         }
         for index in listeners.indices { listeners[index].accessLog = accessLog }
-        return RoutingSnapshot(
-            generation: generation, listeners: listeners, services: services, endpoints: endpoints,
-            routeTables: routeTables, tlsContexts: tlsContexts, timeouts: timeouts, limits: limits, tuning: tuning)
+        return Tables(listeners: listeners, routeTables: routeTables, tlsContexts: tlsContexts)
     }
 }
 
@@ -198,5 +254,44 @@ extension SocketAddress {
             }
         }
         return rank(lhs) < rank(rhs)
+    }
+}
+
+/// FNV-1a (64 bits) over values fed in order; strings and byte runs end with a separator.
+struct FNV1a {
+    private(set) var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+
+    @inline(__always)
+    mutating func byte(_ byte: UInt8) { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+
+    mutating func add(_ value: UInt64) {
+        var rest = value
+        for _ in 0..<8 {
+            byte(UInt8(truncatingIfNeeded: rest))
+            rest >>= 8
+        }
+    }
+
+    mutating func add(_ text: String) {
+        for unit in text.utf8 { byte(unit) }
+        byte(0xFF)
+    }
+
+    mutating func add(_ bytes: [UInt8]) {
+        for unit in bytes { byte(unit) }
+        byte(0xFF)
+    }
+
+    mutating func add(_ address: SocketAddress) {
+        switch address.ip {
+        case .v4(let value):
+            byte(4)
+            add(UInt64(value))
+        case .v6(let high, let low):
+            byte(6)
+            add(high)
+            add(low)
+        }
+        add(UInt64(address.port))
     }
 }

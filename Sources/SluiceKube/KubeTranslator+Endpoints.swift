@@ -31,7 +31,7 @@ extension PlanBuilder {
             }
             for endpoint in slice.endpoints ?? [] {
                 let usable = endpoint.isReady || (endpoint.isServing && endpoint.isTerminating)
-                guard usable, let text = endpoint.addresses.first else { continue }
+                guard usable, let text = endpoint.address else { continue }
                 guard let ip = Self.ip(text, family: family) else {
                     warn("EndpointSlice", "\(slice.key)", "'\(text)' is not an \(family) address; skipped")
                     continue
@@ -50,7 +50,7 @@ extension PlanBuilder {
 
     /// An address literal of the slice's family.
     static func ip(_ text: String, family: String) -> SocketAddress.IP? {
-        guard text != "localhost", let ip = SocketAddress.parseIP(Array(text.utf8)) else { return nil }
+        guard text != "localhost", let ip = SocketAddress.parseIP(text.utf8) else { return nil }
         switch (ip, family) {
         case (.v4, "IPv4"), (.v6, "IPv6"): return ip
         default: return nil

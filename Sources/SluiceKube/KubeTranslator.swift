@@ -91,6 +91,13 @@ struct PlanBuilder {
         var path: String
     }
 
+    /// A route one Service asks for, before the routes of the Services before it are known.
+    struct RouteClaim: Hashable, Sendable {
+        var route: KubeRoutingPlan.PlannedRoute
+        /// On the TLS listener (an `lb.sslTerm` Service with a TLS listener).
+        var terminated: Bool
+    }
+
     init(options: KubeTranslatorOptions) {
         self.options = options
         plan = KubeRoutingPlan(
@@ -149,43 +156,68 @@ struct PlanBuilder {
     /// Routes for every host of the `lb.host` annotation of `service`: on the HTTP listener, or
     /// for `lb.sslTerm` Services on the TLS listener when there is one.
     mutating func exposeHTTP(_ service: KubeService) {
+        _ = routeClaims(service, take: true)
+    }
+
+    /// The routes `service` asks for, in annotation order, its planned services made on the
+    /// way. `take`: each is taken (or warned about) at once, as `take(_:object:)` does, and
+    /// the result is empty.
+    mutating func routeClaims(_ service: KubeService, take: Bool) -> [RouteClaim] {
         let settings = readSettings(service)
         let terminated = settings.sslTerm && plan.tls != nil
         guard terminated || plan.httpAddress != nil else {
             warn("Service", "\(service.key)", "has lb.host but there is no HTTP listener; not exposed")
-            return
+            return []
         }
         let hosts = readHosts(service)
         if hosts.isEmpty {
             warn("Service", "\(service.key)", "lb.host names no usable host; not exposed")
-            return
+            return []
         }
+        var claims: [RouteClaim] = []
         for (host, portSelector) in hosts {
             guard let port = servicePort(service, selector: portSelector, origin: "lb.host") else { continue }
             let key = plannedService(service, port: port, settings: settings)
             // Terminated: the name on any port (see the type's notes).
             let routeHost = terminated ? HostPattern(name: host.name, wildcard: host.wildcard) : host
-            let routeKey = RouteKey(host: routeHost, path: settings.pathPrefix)
-            let owner = terminated ? terminatedRouteOwners[routeKey] : routeOwners[routeKey]
-            if let owner {
-                if owner != key {
-                    let listener = terminated ? " on the TLS listener" : ""
-                    warn(
-                        "Service", "\(service.key)",
-                        "host '\(routeHost)' with path '\(settings.pathPrefix)' is already routed to \(owner)"
-                            + "\(listener); ignored")
-                }
-                continue
-            }
-            let route = KubeRoutingPlan.PlannedRoute(host: routeHost, pathPrefix: settings.pathPrefix, service: key)
-            if terminated {
-                terminatedRouteOwners[routeKey] = key
-                plan.terminatedRoutes.append(route)
+            let claim = RouteClaim(
+                route: KubeRoutingPlan.PlannedRoute(host: routeHost, pathPrefix: settings.pathPrefix, service: key),
+                terminated: terminated)
+            if take {
+                self.take(claim, object: service.key)
             } else {
-                routeOwners[routeKey] = key
-                plan.routes.append(route)
+                claims.append(claim)
             }
         }
+        return claims
+    }
+
+    /// Adds the claimed route unless an earlier Service (or host of the same one) took its
+    /// (host, path) on that listener; then warns when the owner is another service.
+    mutating func take(_ claim: RouteClaim, object: KubeObjectKey) {
+        let route = claim.route
+        let routeKey = RouteKey(host: route.host, path: route.pathPrefix)
+        let owner = claim.terminated ? terminatedRouteOwners[routeKey] : routeOwners[routeKey]
+        if let owner {
+            if owner != route.service { warnings.append(Self.conflict(claim, heldBy: owner, object: object)) }
+            return
+        }
+        if claim.terminated {
+            terminatedRouteOwners[routeKey] = route.service
+            plan.terminatedRoutes.append(route)
+        } else {
+            routeOwners[routeKey] = route.service
+            plan.routes.append(route)
+        }
+    }
+
+    /// The warning for `claim` of Service `object`, whose (host, path) `owner` holds.
+    static func conflict(_ claim: RouteClaim, heldBy owner: String, object: KubeObjectKey) -> KubeWarning {
+        let listener = claim.terminated ? " on the TLS listener" : ""
+        return KubeWarning(
+            kind: "Service", object: "\(object)",
+            message: "host '\(claim.route.host)' with path '\(claim.route.pathPrefix)' is already routed to \(owner)"
+                + "\(listener); ignored")
     }
 
     // MARK: TCP

@@ -26,6 +26,13 @@ public final class KubeDiscoveryState: @unchecked Sendable {
     /// nothing to change).
     private var lastSync: Date?
     private var stopped = false
+    /// The Services whose inputs changed since the applier last took work, unless
+    /// `changedAll` (a list came in): then everything is translated again.
+    private var changedServices: Set<KubeObjectKey> = []
+    private var changedAll = true
+    /// The EndpointSlices joined to each Service (by key), so that a Service's inputs are
+    /// found without a scan.
+    private var slicesByService: [KubeObjectKey: [KubeObjectKey]] = [:]
 
     /// `servingHash`: the content hash of the initial snapshot the loops started with.
     public init(servingHash: UInt64) {
@@ -53,6 +60,13 @@ public final class KubeDiscoveryState: @unchecked Sendable {
     public func storeList<Object: KubeWatchable>(_ items: [Object], resourceVersion: String?, at: Instant) {
         locked {
             Object.replace(in: &cache, with: items, resourceVersion: resourceVersion)
+            if Object.resource == .endpointSlices {
+                slicesByService = [:]
+                for (key, slice) in cache.endpointSlices.items {
+                    if let service = slice.serviceKey { slicesByService[service, default: []].append(key) }
+                }
+            }
+            changedAll = true
             relist.remove(Object.resource)
             if coalescer.listed(Object.resource, at: at) { condition.broadcast() }
         }
@@ -62,7 +76,26 @@ public final class KubeDiscoveryState: @unchecked Sendable {
     public func apply<Object: KubeWatchable>(_ event: KubeWatchEvent<Object>, at: Instant) -> KubeStore<Object>.Outcome
     {
         locked {
+            let object: Object?
+            switch event {
+            case .added(let given), .modified(let given), .deleted(let given): object = given
+            case .bookmark, .error: object = nil
+            }
+            let before = object.flatMap { Object.stored($0.key, in: cache) }
             let outcome = Object.apply(event, to: &cache)
+            if outcome == .changed, let object {
+                let after = Object.stored(object.key, in: cache)
+                for service in [before?.serviceKey, after?.serviceKey].compactMap({ $0 }) {
+                    changedServices.insert(service)
+                }
+                if Object.resource == .endpointSlices {
+                    if let service = before?.serviceKey {
+                        slicesByService[service]?.removeAll { $0 == object.key }
+                        if slicesByService[service]?.isEmpty == true { slicesByService[service] = nil }
+                    }
+                    if let service = after?.serviceKey { slicesByService[service, default: []].append(object.key) }
+                }
+            }
             if outcome == .changed, coalescer.changed(at: at) { condition.broadcast() }
             return outcome
         }
@@ -124,14 +157,42 @@ public final class KubeDiscoveryState: @unchecked Sendable {
 
     // MARK: Applier
 
-    /// Blocks until there is work (returning it with a copy of the cache) or `stop` was
-    /// called (nil). The applier thread only.
-    public func waitForWork() -> (ApplyCoalescer.Work, KubeCache)? {
+    /// One translation to run: the coalescer's work, what changed in the cache since the last
+    /// one, and the cache's size.
+    public struct Job: Sendable {
+        public var work: ApplyCoalescer.Work
+        /// The whole cache after a list, else the inputs of the Services that changed.
+        public var change: KubeCacheChange
+        public var services: Int
+        public var endpointSlices: Int
+    }
+
+    /// Blocks until there is work or `stop` was called (nil). The applier thread only.
+    /// O(changed Services) under the lock; after a list the cache is shared (copy on write).
+    public func waitForWork() -> Job? {
         condition.lock()
         defer { condition.unlock() }
         while true {
             if stopped { return nil }
-            if let work = coalescer.takeWork() { return (work, cache) }
+            if let work = coalescer.takeWork() {
+                let change: KubeCacheChange
+                if changedAll {
+                    change = .all(cache)
+                } else {
+                    var inputs: [KubeObjectKey: KubeServiceInputs] = [:]
+                    for key in changedServices {
+                        let slices = (slicesByService[key] ?? []).compactMap { cache.endpointSlices.items[$0] }
+                        inputs[key] = KubeServiceInputs(
+                            service: cache.services.items[key], slices: slices.sorted { $0.key < $1.key })
+                    }
+                    change = .services(inputs)
+                }
+                changedAll = false
+                changedServices = []
+                return Job(
+                    work: work, change: change, services: cache.services.items.count,
+                    endpointSlices: cache.endpointSlices.items.count)
+            }
             condition.wait()
         }
     }

@@ -7,6 +7,10 @@ public protocol KubeWatchable: KubeObject {
     static func resourceVersion(in cache: KubeCache) -> String?
     static func replace(in cache: inout KubeCache, with items: [Self], resourceVersion: String?)
     static func apply(_ event: KubeWatchEvent<Self>, to cache: inout KubeCache) -> KubeStore<Self>.Outcome
+    /// The object stored under `key`, if any.
+    static func stored(_ key: KubeObjectKey, in cache: KubeCache) -> Self?
+    /// The Service whose part of the plan this object is an input of (nil: none).
+    var serviceKey: KubeObjectKey? { get }
 }
 
 extension KubeService: KubeWatchable {
@@ -18,6 +22,8 @@ extension KubeService: KubeWatchable {
     public static func apply(_ event: KubeWatchEvent<Self>, to cache: inout KubeCache) -> KubeStore<Self>.Outcome {
         cache.services.apply(event)
     }
+    public static func stored(_ key: KubeObjectKey, in cache: KubeCache) -> Self? { cache.services.items[key] }
+    public var serviceKey: KubeObjectKey? { key }
 }
 
 extension KubeEndpointSlice: KubeWatchable {
@@ -28,5 +34,9 @@ extension KubeEndpointSlice: KubeWatchable {
     }
     public static func apply(_ event: KubeWatchEvent<Self>, to cache: inout KubeCache) -> KubeStore<Self>.Outcome {
         cache.endpointSlices.apply(event)
+    }
+    public static func stored(_ key: KubeObjectKey, in cache: KubeCache) -> Self? { cache.endpointSlices.items[key] }
+    public var serviceKey: KubeObjectKey? {
+        serviceName.map { KubeObjectKey(namespace: metadata.namespace ?? "", name: $0) }
     }
 }

@@ -4,40 +4,63 @@
 /// An endpoint's cookie value is 16 lower-case hex digits of a hash of its address (with the
 /// port) and its service's name: stable across runs, reloads and loops, so a client keeps its
 /// endpoint while that endpoint stays in the service, and distinct for two services sharing
-/// an endpoint. Endpoints of other services have no cookie (empty arrays, id 0).
+/// an endpoint. Endpoints of other services have no cookie (no slot; empty values).
+///
+/// Sparse: only endpoints of `cookie` services have a slot, so a table without them costs
+/// nothing per endpoint (building, memory, freeing).
 struct EndpointCookies: Sendable {
-    /// Per endpoint: the value as a number (the hex digits' value).
+    /// Per service: the slot of its first endpoint in the arrays below, -1 when it does not
+    /// use cookies. Empty when no service does.
+    let start: [Int32]
+    /// Per slot: the value as a number (the hex digits' value).
     let ids: [UInt64]
-    /// Per endpoint: the 16 hex digits.
+    /// Per slot: the 16 hex digits.
     let values: [[UInt8]]
-    /// Per endpoint: `Set-Cookie: NAME=VALUE; Path=/; HttpOnly\r\n`.
+    /// Per slot: `Set-Cookie: NAME=VALUE; Path=/; HttpOnly\r\n`.
     let setCookieFields: [[UInt8]]
-    /// Within each cookie service's range of endpoints: endpoint indices sorted by id, for a
-    /// binary search. Other positions hold their own index.
+    /// Within each cookie service's slots: its endpoint indices sorted by id, for a binary
+    /// search.
     let order: [Int32]
 
     init(services: [Service], endpoints: [Endpoint]) {
-        var ids = [UInt64](repeating: 0, count: endpoints.count)
-        var values = [[UInt8]](repeating: [], count: endpoints.count)
-        var fields = [[UInt8]](repeating: [], count: endpoints.count)
-        var order = (0..<endpoints.count).map { Int32($0) }
-        for service in services where service.algorithm == .cookie {
+        guard services.contains(where: { $0.algorithm == .cookie }) else {
+            (start, ids, values, setCookieFields, order) = ([], [], [], [], [])
+            return
+        }
+        var start = [Int32](repeating: -1, count: services.count)
+        var ids: [UInt64] = []
+        var values: [[UInt8]] = []
+        var fields: [[UInt8]] = []
+        var order: [Int32] = []
+        for (serviceIndex, service) in services.enumerated() where service.algorithm == .cookie {
+            let first = ids.count
+            start[serviceIndex] = Int32(first)
             let name = service.cookieName ?? Service.defaultCookieName
             for index in service.endpoints {
                 let id = Self.id(address: endpoints[index].address, service: service.name)
-                ids[index] = id
-                values[index] = Self.hex(id)
-                fields[index] =
-                    Array("Set-Cookie: ".utf8) + name + [UInt8(ascii: "=")] + values[index]
-                    + Array("; Path=/; HttpOnly\r\n".utf8)
+                let value = Self.hex(id)
+                ids.append(id)
+                values.append(value)
+                fields.append(
+                    Array("Set-Cookie: ".utf8) + name + [UInt8(ascii: "=")] + value
+                        + Array("; Path=/; HttpOnly\r\n".utf8))
             }
-            let sorted = service.endpoints.sorted { ids[$0] < ids[$1] }
-            for (offset, index) in sorted.enumerated() { order[service.endpoints.lowerBound + offset] = Int32(index) }
+            let lower = service.endpoints.lowerBound
+            order += service.endpoints.sorted { ids[first + $0 - lower] < ids[first + $1 - lower] }.map { Int32($0) }
         }
+        self.start = start
         self.ids = ids
         self.values = values
         self.setCookieFields = fields
         self.order = order
+    }
+
+    /// The slot of `endpoint` (of service `service`, whose range is `range`), or nil when the
+    /// service does not use cookies.
+    @inline(__always)
+    func slot(_ endpoint: Int, service: Int, range: Range<Int>) -> Int? {
+        guard !start.isEmpty, service >= 0, service < start.count, start[service] >= 0 else { return nil }
+        return Int(start[service]) + endpoint - range.lowerBound
     }
 
     /// The stable id of `address` within the service called `service`.
@@ -54,7 +77,8 @@ struct EndpointCookies: Sendable {
 
     /// The endpoint of `range` whose cookie is `value`, or nil. `value` must be 16 lower-case
     /// hex digits, optionally in double quotes (RFC 6265 allows them). No allocation.
-    func endpoint(forCookie value: UnsafeRawBufferPointer, in range: Range<Int>) -> Int? {
+    func endpoint(forCookie value: UnsafeRawBufferPointer, service: Int, in range: Range<Int>) -> Int? {
+        guard let first = slot(range.lowerBound, service: service, range: range) else { return nil }
         var start = 0
         var count = value.count
         if count == 18, value[0] == UInt8(ascii: "\""), value[17] == UInt8(ascii: "\"") {
@@ -75,12 +99,13 @@ struct EndpointCookies: Sendable {
             }
             id = id << 4 | UInt64(nibble)
         }
-        var low = range.lowerBound
-        var high = range.upperBound
+        var low = first
+        var high = first + range.count
         while low < high {
             let middle = (low + high) >> 1
-            let candidate = ids[Int(order[middle])]
-            if candidate == id { return Int(order[middle]) }
+            let endpoint = Int(order[middle])
+            let candidate = ids[first + endpoint - range.lowerBound]
+            if candidate == id { return endpoint }
             if candidate < id { low = middle + 1 } else { high = middle }
         }
         return nil

@@ -49,16 +49,26 @@ public final class HTTPRouteTable: Sendable {
     public init(routes given: [HTTPRoute], defaultBackend: DefaultBackend = DefaultBackend()) {
         self.defaultBackend = defaultBackend
 
-        // Group by host pattern in first-appearance order.
+        // Group by host pattern in first-appearance order (one hash per route).
         var order: [HostPattern] = []
-        var groups: [HostPattern: [(route: HTTPRoute, index: Int)]] = [:]
+        var groupOf: [HostPattern: Int] = [:]
+        groupOf.reserveCapacity(given.count)
+        // Members by their index in `kept` (no route copies).
+        var groups: [[Int32]] = []
         var kept: [HTTPRoute] = []
+        kept.reserveCapacity(given.count)
         for route in given {
-            var group = groups[route.host] ?? []
-            if group.contains(where: { $0.route.pathPrefix == route.pathPrefix }) { continue }
-            if group.isEmpty { order.append(route.host) }
-            group.append((route, kept.count))
-            groups[route.host] = group
+            let group: Int
+            if let known = groupOf[route.host] {
+                if groups[known].contains(where: { kept[Int($0)].pathPrefix == route.pathPrefix }) { continue }
+                group = known
+            } else {
+                group = groups.count
+                groupOf[route.host] = group
+                groups.append([])
+                order.append(route.host)
+            }
+            groups[group].append(Int32(kept.count))
             kept.append(route)
         }
         routes = kept
@@ -77,7 +87,7 @@ public final class HTTPRouteTable: Sendable {
         var indices: [Int32] = []
         var exactEntries: [Int] = []
         var wildcardEntries: [Int] = []
-        for pattern in order {
+        for (group, pattern) in order.enumerated() {
             let entry = ports.count
             let port = pattern.port ?? 0
             keyHash.append(Self.keyHash(name: Self.nameHash(pattern.name[...]), port: port))
@@ -86,8 +96,12 @@ public final class HTTPRouteTable: Sendable {
             ports.append(port)
             if pattern.wildcard { wildcardEntries.append(entry) } else { exactEntries.append(entry) }
             // Longest prefix first; equal lengths cannot both match one path.
-            let sorted = groups[pattern]!.sorted { $0.route.pathPrefix.count > $1.route.pathPrefix.count }
-            for (route, index) in sorted {
+            let members = groups[group]
+            let sorted =
+                members.count == 1
+                ? members : members.sorted { kept[Int($0)].pathPrefix.count > kept[Int($1)].pathPrefix.count }
+            for index in sorted {
+                let route = kept[Int(index)]
                 pathBytes += route.pathPrefix
                 pathStart.append(Int32(pathBytes.count))
                 services.append(Int32(route.service))
@@ -95,7 +109,7 @@ public final class HTTPRouteTable: Sendable {
                 actions.append(
                     route.terminate
                         ? Self.actionTerminate : route.redirectHTTPS ? Self.actionRedirect : Self.actionService)
-                indices.append(Int32(index))
+                indices.append(index)
             }
             routeStart.append(Int32(services.count))
         }

@@ -47,18 +47,31 @@ public final class RoutingSnapshot: Sendable {
     /// The cookie value that names `endpoint` in this snapshot (16 lower-case hex digits of a
     /// hash of its service's name and its address, so stable across snapshots); empty when its
     /// service does not use the cookie algorithm. Precomputed: no allocation.
-    public func cookieValue(for endpoint: Int) -> [UInt8] { cookies.values[endpoint] }
+    public func cookieValue(for endpoint: Int) -> [UInt8] {
+        guard let slot = cookieSlot(endpoint) else { return [] }
+        return cookies.values[slot]
+    }
+
+    @inline(__always)
+    private func cookieSlot(_ endpoint: Int) -> Int? {
+        guard !cookies.start.isEmpty else { return nil }
+        let service = endpoints[endpoint].service
+        return cookies.slot(endpoint, service: service, range: services[service].endpoints)
+    }
 
     /// `Set-Cookie: NAME=VALUE; Path=/; HttpOnly\r\n` for `endpoint`, ready for
     /// `HTTPHeadWriter.writeResponse(extraFields:)`; empty when its service does not use cookies.
-    public func setCookieField(for endpoint: Int) -> [UInt8] { cookies.setCookieFields[endpoint] }
+    public func setCookieField(for endpoint: Int) -> [UInt8] {
+        guard let slot = cookieSlot(endpoint) else { return [] }
+        return cookies.setCookieFields[slot]
+    }
 
     /// The endpoint of `service` that the cookie `value` names (as `cookieValue(for:)` made it;
     /// double quotes accepted), or nil: the service does not use cookies, the value is
     /// malformed, or no endpoint of the service has it. No allocation.
     public func endpoint(forCookie value: UnsafeRawBufferPointer, service: Int) -> Int? {
         guard services[service].algorithm == .cookie else { return nil }
-        return cookies.endpoint(forCookie: value, in: services[service].endpoints)
+        return cookies.endpoint(forCookie: value, service: service, in: services[service].endpoints)
     }
 
     /// The index of the service called `name`, if any.

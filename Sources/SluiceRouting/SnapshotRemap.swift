@@ -27,23 +27,28 @@ public struct SnapshotRemap: Sendable {
         self.services = services
     }
 
-    /// Maps `old` into `new` by identity. O(services + endpoints) with one dictionary over the
-    /// new services' names, and per service one over its addresses when it has many. Called by
-    /// the control thread; allocates.
+    /// Maps `old` into `new` by identity. O(services + endpoints): services are matched
+    /// walking both tables in step (a service in the same place, or a few places on, is found
+    /// without hashing; equal names of a reused table compare by storage), and only those left
+    /// over go through a dictionary; endpoints of a service whose addresses are unchanged map
+    /// by position, the others by address. Names are unique within a snapshot. Called by the
+    /// control thread; allocates.
     public init(from old: RoutingSnapshot, to new: RoutingSnapshot) {
-        var serviceByName: [String: Int] = [:]
-        serviceByName.reserveCapacity(new.services.count)
-        for (index, service) in new.services.enumerated() where serviceByName[service.name] == nil {
-            serviceByName[service.name] = index
-        }
-        var services = [Int32](repeating: -1, count: old.services.count)
+        let services = Self.matchServices(old.services, new.services)
         var endpoints = [Int32](repeating: -1, count: old.endpoints.count)
-        for (oldIndex, service) in old.services.enumerated() {
-            guard let newIndex = serviceByName[service.name] else { continue }
-            services[oldIndex] = Int32(newIndex)
-            let newRange = new.services[newIndex].endpoints
+        for (oldIndex, service) in old.services.enumerated() where services[oldIndex] >= 0 {
+            let newRange = new.services[Int(services[oldIndex])].endpoints
             if newRange.isEmpty { continue }
-            if newRange.count <= 16 {
+            let oldRange = service.endpoints
+            if oldRange.count == newRange.count
+                && (0..<oldRange.count).allSatisfy({
+                    old.endpoints[oldRange.lowerBound + $0].address == new.endpoints[newRange.lowerBound + $0].address
+                })
+            {
+                for offset in 0..<oldRange.count {
+                    endpoints[oldRange.lowerBound + offset] = Int32(newRange.lowerBound + offset)
+                }
+            } else if newRange.count <= 16 {
                 for oldEndpoint in service.endpoints {
                     let address = old.endpoints[oldEndpoint].address
                     for candidate in newRange where new.endpoints[candidate].address == address {
@@ -65,6 +70,51 @@ public struct SnapshotRemap: Sendable {
             }
         }
         self.init(from: old.generation, to: new.generation, endpoints: endpoints, services: services)
+    }
+
+    /// Old service index → new one by name, or -1. In step first (looking up to `lookahead`
+    /// places on either side, for services added or removed), then a dictionary over the new
+    /// services the walk did not match, for the old ones it did not.
+    static func matchServices(_ old: [Service], _ new: [Service]) -> [Int32] {
+        let lookahead = 4
+        var map = [Int32](repeating: -1, count: old.count)
+        var matched = [Bool](repeating: false, count: new.count)
+        var unmatchedOld: [Int] = []
+        var i = 0
+        var j = 0
+        walk: while i < old.count && j < new.count {
+            if old[i].name == new[j].name {
+                map[i] = Int32(j)
+                matched[j] = true
+                i += 1
+                j += 1
+                continue
+            }
+            for distance in 1...lookahead {
+                if j + distance < new.count && new[j + distance].name == old[i].name {
+                    j += distance
+                    continue walk
+                }
+                if i + distance < old.count && old[i + distance].name == new[j].name {
+                    unmatchedOld += i..<(i + distance)
+                    i += distance
+                    continue walk
+                }
+            }
+            unmatchedOld.append(i)
+            i += 1
+            j += 1
+        }
+        unmatchedOld += i..<old.count
+        guard !unmatchedOld.isEmpty else { return map }
+        var rest: [String: Int] = [:]
+        for index in new.indices where !matched[index] && rest[new[index].name] == nil {
+            rest[new[index].name] = index
+        }
+        for index in unmatchedOld {
+            if let found = rest[old[index].name] { map[index] = Int32(found) }
+        }
+        return map
     }
 
     /// The map from this one's source straight into `next`'s target (`next.from` must be

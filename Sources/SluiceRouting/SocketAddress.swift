@@ -78,26 +78,28 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
     static func parseIPv4<C: Collection>(_ text: C) -> UInt32? where C.Element == UInt8 {
         var result: UInt32 = 0
         var parts = 0
-        var current: [UInt8] = []
-        func flush() -> Bool {
-            // Leading zeros are refused: "010" is octal to some parsers and decimal to others.
-            guard let value = parseDecimal(current, max: 255), current.count == 1 || current.first != 48 else {
-                return false
-            }
-            result = result << 8 | UInt32(value)
-            parts += 1
-            current.removeAll(keepingCapacity: true)
-            return true
-        }
+        var value: UInt32 = 0
+        var digits = 0
+        var leadingZero = false
         for byte in text {
             if byte == UInt8(ascii: ".") {
-                guard flush() else { return nil }
+                // Leading zeros are refused: "010" is octal to some parsers and decimal to others.
+                guard digits > 0, !(leadingZero && digits > 1), parts < 3 else { return nil }
+                result = result << 8 | value
+                parts += 1
+                value = 0
+                digits = 0
+            } else if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+                if digits == 0 { leadingZero = byte == UInt8(ascii: "0") }
+                digits += 1
+                value = value * 10 + UInt32(byte - UInt8(ascii: "0"))
+                guard digits <= 3, value <= 255 else { return nil }
             } else {
-                current.append(byte)
+                return nil
             }
         }
-        guard flush(), parts == 4 else { return nil }
-        return result
+        guard digits > 0, !(leadingZero && digits > 1), parts == 3 else { return nil }
+        return result << 8 | value
     }
 
     static func parseIPv6<C: Collection>(_ text: C) -> IP? where C.Element == UInt8 {

@@ -38,12 +38,12 @@ struct LoopMetrics {
     /// The tables for the next snapshot: listener rows by `listeners` (old index → new, -1
     /// gone), service and endpoint rows by `remap`; rows that left are dropped. On a swap.
     mutating func refile(_ remap: SnapshotRemap, listeners: [Int32], rows next: RoutingSnapshot) {
-        frontends = frontends.remapped(listeners, rows: next.listeners.count)
-        tlsHandshakeDuration = tlsHandshakeDuration.remapped(listeners, rows: next.listeners.count)
-        backends = backends.remapped(remap.services, rows: next.services.count)
-        requestDuration = requestDuration.remapped(remap.services, rows: next.services.count)
-        connectDuration = connectDuration.remapped(remap.services, rows: next.services.count)
-        servers = servers.remapped(remap.endpoints, rows: next.endpoints.count)
+        frontends.remap(listeners, rows: next.listeners.count)
+        tlsHandshakeDuration.remap(listeners, rows: next.listeners.count)
+        backends.remap(remap.services, rows: next.services.count)
+        requestDuration.remap(remap.services, rows: next.services.count)
+        connectDuration.remap(remap.services, rows: next.services.count)
+        servers.remap(remap.endpoints, rows: next.endpoints.count)
     }
 
     /// Zeroes every `currentConnections` gauge, before they are counted again from the live

@@ -116,6 +116,16 @@ where Metric.RawValue == Int {
         values[row &* Self.width &+ metric.rawValue] &+= n
     }
 
+    /// The table for the next snapshot: row `i` moves to `map[i]` (-1: dropped); `rows` new
+    /// rows. In place (`RowRemap`) when the kept rows keep their order.
+    public mutating func remap(_ map: [Int32], rows newRows: Int) {
+        guard RowRemap.apply(map, rows: rows, newRows: newRows, to: &values, width: Self.width) else {
+            self = remapped(map, rows: newRows)
+            return
+        }
+        rows = newRows
+    }
+
     /// The table for the next snapshot: row `i` moves to `map[i]` (-1: dropped); `rows` new rows.
     public func remapped(_ map: [Int32], rows newRows: Int) -> MetricTable {
         var next = MetricTable(rows: newRows)
@@ -185,6 +195,18 @@ public struct HistogramTable: Sendable, Equatable {
 
     /// Bucket `k` of `row` (not cumulative).
     public func bucket(_ row: Int, _ k: Int) -> UInt64 { buckets[row * LatencyBuckets.count + k] }
+
+    /// `remapped`, in place (`RowRemap`) when the kept rows keep their order.
+    public mutating func remap(_ map: [Int32], rows newRows: Int) {
+        guard RowRemap.isOrdered(map, rows: rows, newRows: newRows) else {
+            self = remapped(map, rows: newRows)
+            return
+        }
+        _ = RowRemap.apply(map, rows: rows, newRows: newRows, to: &buckets, width: LatencyBuckets.count)
+        _ = RowRemap.apply(map, rows: rows, newRows: newRows, to: &sumMicros, width: 1)
+        _ = RowRemap.apply(map, rows: rows, newRows: newRows, to: &counts, width: 1)
+        rows = newRows
+    }
 
     public func remapped(_ map: [Int32], rows newRows: Int) -> HistogramTable {
         var next = HistogramTable(rows: newRows)
@@ -341,5 +363,88 @@ public struct LoopMetricsSample: Sendable {
             endpointDown: Array(repeating: false, count: snapshot.endpoints.count),
             closeReasons: Array(repeating: 0, count: CloseReason.allCases.count), counters: LoopCounters(),
             liveConnections: 0, accessLogDropped: 0)
+    }
+}
+
+/// Moves the rows of a flat table (`width` values a row) to their places in the next
+/// snapshot, in place, when the map keeps the kept rows in order (true of every swap whose
+/// services and endpoints keep their relative order, as both table sources build them):
+/// nothing moves for an identity map; otherwise runs of rows with the same shift move with
+/// one overlapping copy each (rows shifting up from the end, rows shifting down from the
+/// start, so no row is overwritten before it moved), and the rows no old row lands on are
+/// zeroed. O(rows) checks plus the bytes that move; no allocation unless the table grows.
+enum RowRemap {
+    /// Every kept row maps inside `newRows`, in increasing order.
+    static func isOrdered(_ map: [Int32], rows: Int, newRows: Int) -> Bool {
+        var last = -1
+        for old in 0..<min(rows, map.count) {
+            let new = Int(map[old])
+            if new < 0 { continue }
+            if new >= newRows || new <= last { return false }
+            last = new
+        }
+        return true
+    }
+
+    /// Remaps `values` in place; false, changing nothing, when the map is not ordered.
+    static func apply<T: FixedWidthInteger>(
+        _ map: [Int32], rows: Int, newRows: Int, to values: inout [T], width: Int
+    ) -> Bool {
+        let count = min(rows, map.count)
+        var identity = count == rows && rows == newRows
+        var last = -1
+        for old in 0..<count {
+            let new = Int(map[old])
+            if new != old { identity = false }
+            if new < 0 { continue }
+            if new >= newRows || new <= last { return false }
+            last = new
+        }
+        if identity { return true }
+        if newRows > rows { values.append(contentsOf: repeatElement(0, count: (newRows - rows) * width)) }
+        values.withUnsafeMutableBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return }
+            let stride = MemoryLayout<T>.stride * width
+            // SAFETY: every row index below is < max(rows, newRows), the buffer's row count;
+            // copyMemory allows overlapping ranges.
+            func move(_ first: Int, _ last: Int, by shift: Int) {
+                UnsafeMutableRawPointer(base + (first + shift) * width).copyMemory(
+                    from: base + first * width, byteCount: (last - first + 1) * stride)
+            }
+            var old = count - 1
+            while old >= 0 {
+                let shift = Int(map[old]) - old
+                guard map[old] >= 0, shift > 0 else {
+                    old -= 1
+                    continue
+                }
+                var first = old
+                while first > 0 && map[first - 1] >= 0 && Int(map[first - 1]) - (first - 1) == shift { first -= 1 }
+                move(first, old, by: shift)
+                old = first - 1
+            }
+            old = 0
+            while old < count {
+                let shift = Int(map[old]) - old
+                guard map[old] >= 0, shift < 0 else {
+                    old += 1
+                    continue
+                }
+                var end = old
+                while end + 1 < count && map[end + 1] >= 0 && Int(map[end + 1]) - (end + 1) == shift { end += 1 }
+                move(old, end, by: shift)
+                old = end + 1
+            }
+            // Rows no old row landed on start at zero.
+            var next = 0
+            for old in 0..<count where map[old] >= 0 {
+                let new = Int(map[old])
+                if next < new { (base + next * width).update(repeating: 0, count: (new - next) * width) }
+                next = new + 1
+            }
+            if next < newRows { (base + next * width).update(repeating: 0, count: (newRows - next) * width) }
+        }
+        if newRows < rows { values.removeLast((rows - newRows) * width) }
+        return true
     }
 }
