@@ -43,8 +43,12 @@ final class URingDriver {
     /// Descriptor state in chunks of `chunkSize`, made on first use and never moved, so a
     /// pointer from `state` stays valid while another descriptor's chunk is made.
     private let chunks: UnsafeMutablePointer<UnsafeMutablePointer<URingFD>?>
-    /// Per chunk, a connect's address for each of its descriptors.
-    private let addressChunks: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    /// Connect addresses, each kept until its connect is submitted: one per connect since
+    /// the last submission, wrapping at twice the submission queue (by then the entry that
+    /// used a slot has gone to the kernel, which copies the address when it starts).
+    private let connectAddresses: UnsafeMutableRawPointer
+    private let connectAddressCount: Int
+    private var nextConnectAddress = 0
     private static let chunkShift = 10
     private static let chunkSize = 1 << chunkShift
     private static let chunkCount = 1 << 12
@@ -95,8 +99,8 @@ final class URingDriver {
         ring = try URing(entries: entries, buffers: buffers, bufferSize: bufferSize)
         chunks = .allocate(capacity: Self.chunkCount)
         chunks.initialize(repeating: nil, count: Self.chunkCount)
-        addressChunks = .allocate(capacity: Self.chunkCount)
-        addressChunks.initialize(repeating: nil, count: Self.chunkCount)
+        connectAddressCount = 2 * entries
+        connectAddresses = .allocate(byteCount: connectAddressCount * Self.addressSize, alignment: 16)
         bufferNext = .allocate(capacity: buffers)
         bufferNext.initialize(repeating: -1, count: buffers)
         bufferLength = .allocate(capacity: buffers)
@@ -116,12 +120,9 @@ final class URingDriver {
     }
 
     deinit {
-        for i in 0..<Self.chunkCount {
-            chunks[i]?.deallocate()
-            addressChunks[i]?.deallocate()
-        }
+        for i in 0..<Self.chunkCount { chunks[i]?.deallocate() }
         chunks.deallocate()
-        addressChunks.deallocate()
+        connectAddresses.deallocate()
         bufferNext.deallocate()
         bufferLength.deallocate()
         slotMemory.deallocate()
@@ -167,15 +168,7 @@ final class URingDriver {
         let chunk = UnsafeMutablePointer<URingFD>.allocate(capacity: Self.chunkSize)
         chunk.initialize(repeating: URingFD(), count: Self.chunkSize)
         chunks[c] = chunk
-        addressChunks[c] = .allocate(byteCount: Self.chunkSize * Self.addressSize, alignment: 16)
         return chunk
-    }
-
-    /// Where a connect's address for `fd` is kept until its submission.
-    private func addressStore(_ fd: Int32) -> UnsafeMutableRawPointer {
-        _ = state(fd)
-        // SAFETY: `state` made the chunk; the store holds `addressSize` bytes per descriptor.
-        return addressChunks[Int(fd) >> Self.chunkShift]! + (Int(fd) & (Self.chunkSize - 1)) * Self.addressSize
     }
 
     @inline(__always)
@@ -228,6 +221,7 @@ final class URingDriver {
             }
         }
         let n = ring.submitAndWait(timeoutMillis: pendingCount > 0 ? 0 : timeoutMillis)
+        nextConnectAddress = 0
         for i in 0..<n {
             let cqe = ring.completion(at: i)
             complete(data: cqe.data, result: cqe.res, flags: cqe.flags)
@@ -656,8 +650,10 @@ final class URingDriver {
         s.pointee.acceptQueue = queue
         s.pointee.role = .stream
         s.pointee.connecting = true
-        // SAFETY: 128 bytes (a sockaddr_storage) per descriptor, valid until it closes.
-        let store = addressStore(fd)
+        // SAFETY: slot `nextConnectAddress` holds 128 bytes (a sockaddr_storage) and is not
+        // reused before this connect is submitted (see `connectAddresses`).
+        let store = connectAddresses + nextConnectAddress * Self.addressSize
+        nextConnectAddress = (nextConnectAddress + 1) % connectAddressCount
         let data = Self.data(.connect, s.pointee.generation, fd)
         prepare(URingOp(kind: .connect, fd: fd)) { ring.connect(fd, to: address, store: store, data: data) }
         return .inProgress(fd)
