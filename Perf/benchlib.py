@@ -18,6 +18,7 @@ Subcommands:
   report RESULTS                print the Markdown report
 HTTP (http-bench.sh):
   cpu-tree PID                  like cpu, for PID and all its descendants
+  ctx-tree PID                  context switches (voluntary + nonvoluntary) of PID's threads and descendants
   http-wrk RESULTS KEY WRK_OUT CPU_BEFORE CPU_AFTER
                                 record a wrk --latency run under KEY (MODE@ROUND.LOAD)
   http-check PORT PATH SIZE HOST=PORT,PORT ...
@@ -566,6 +567,26 @@ def proc_children(pid):
     return kids
 
 
+def proc_ctx_tree(pid):
+    """Context switches (voluntary + nonvoluntary) of every thread of PID and its descendants."""
+    n = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        tids = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                        n += int(line.split()[1])
+        except OSError:
+            pass
+    for kid in proc_children(pid):
+        n += proc_ctx_tree(kid)
+    return n
+
+
 _UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 
 
@@ -988,6 +1009,8 @@ def main():
     elif cmd == "cpu-tree":
         u, s = proc_cpu_tree(int(a[1]))
         print(f"{u:.2f} {s:.2f}")
+    elif cmd == "ctx-tree":
+        print(proc_ctx_tree(int(a[1])))
     elif cmd == "http-wrk":
         record_http(a[1], a[2], a[3], a[4], a[5])
     elif cmd == "http-check":

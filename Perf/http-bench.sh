@@ -17,8 +17,11 @@ SLUICE_BASE_BIN="${SLUICE_BASE_BIN:-}"
 #   sluice-log      sluice-metrics plus a JSON access log to a file
 #   haproxy-log     HAProxy with `option httplog` to a file (log stdout, redirected)
 #   nginx-log       nginx with its default `combined` access log to a file
+#   sluice-epoll    sluice with --io-backend epoll (the ready line must say io=epoll)
+#   sluice-uring    sluice with --io-backend io_uring (the ready line must say io=io_uring)
+#   haproxy-reuse   HAProxy with `http-reuse always` instead of `safe`
 MODES="${MODES:-sluice haproxy nginx}"
-# LOADS: {ka|close}-{64|16k|1m}[-ab]; ka = keep-alive, close = "Connection: close" on every
+# LOADS: {ka|close}-{64|4k|16k|1m}[-ab]; ka = keep-alive, close = "Connection: close" on every
 # request; -ab alternates Host a.example.com / b.example.com per request (Host a otherwise)
 LOADS="${LOADS:-ka-64 ka-16k ka-1m close-64 close-16k close-1m ka-64-ab}"
 PROXY_CPU="${PROXY_CPU:-1}"          # the proxy runs here
@@ -30,6 +33,9 @@ WRK_THREADS="${WRK_THREADS:-1}"
 WRK_CONNS="${WRK_CONNS:-50}"
 UPSTREAM_KEEPALIVE="${UPSTREAM_KEEPALIVE:-32}"   # nginx `keepalive`, sluice upstreamIdlePerEndpoint
 NGINX_MAX_TEMP_FILE="${NGINX_MAX_TEMP_FILE-0}"  # nginx proxy_max_temp_file_size ("" = nginx default 1024m)
+SYSCALLS="${SYSCALLS:-0}"            # 1: one more round per proxy counting system calls (perf stat; not in the CPU figures)
+# the system call round counts raw_syscalls:sys_enter (the total) and these calls by name
+SYSCALL_NAMES="${SYSCALL_NAMES:-io_uring_enter read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait epoll_ctl splice accept4 connect close shutdown socket setsockopt getsockopt ioctl clock_gettime futex}"
 BASE_PORT="${BASE_PORT:-17200}"
 OUT_DIR="${OUT_DIR:-$HERE/out}"
 
@@ -44,6 +50,7 @@ STAMP="$(date +%Y%m%d-%H%M%S)"
 RUN_DIR="$OUT_DIR/http-$STAMP"
 RESULTS="$RUN_DIR/results.txt"
 LIB=(python3 "$HERE/benchlib.py")
+TLIB=(python3 "$HERE/tls_bench.py")
 
 BENCH_NAME=http-bench
 # shellcheck source=Perf/procs.sh
@@ -54,7 +61,7 @@ need python3 python3
 need taskset util-linux
 need wrk wrk
 need nginx nginx-light
-case " $MODES " in *" haproxy "* | *" haproxy-log "*) need haproxy haproxy ;; esac
+case " $MODES " in *" haproxy"*) need haproxy haproxy ;; esac
 case " $MODES " in *" sluice-metrics "* | *" sluice-log "*) need curl curl ;; esac
 
 [ "$(nproc --all)" -gt "$PROXY_CPU" ] && [ "$(nproc --all)" -gt "$LOAD_CPU" ] ||
@@ -62,15 +69,20 @@ case " $MODES " in *" sluice-metrics "* | *" sluice-log "*) need curl curl ;; es
 ulimit -n "$(ulimit -Hn)"
 
 for ld in $LOADS; do
-    [[ "$ld" =~ ^(ka|close)-(64|16k|1m)(-ab)?$ ]] || die "bad load '$ld' (expected {ka|close}-{64|16k|1m}[-ab])"
+    [[ "$ld" =~ ^(ka|close)-(64|4k|16k|1m)(-ab)?$ ]] || die "bad load '$ld' (expected {ka|close}-{64|4k|16k|1m}[-ab])"
 done
 for m in $MODES; do
     case "$m" in
-    sluice | haproxy | nginx | sluice-metrics | sluice-log | haproxy-log | nginx-log) ;;
+    sluice | haproxy | nginx | sluice-metrics | sluice-log | haproxy-log | nginx-log | sluice-epoll | sluice-uring | haproxy-reuse) ;;
     sluice-base) [ -x "$SLUICE_BASE_BIN" ] || die "mode sluice-base needs SLUICE_BASE_BIN (an executable)" ;;
-    *) die "bad mode '$m' (sluice, haproxy, nginx, sluice-base, sluice-metrics, sluice-log, haproxy-log, nginx-log)" ;;
+    *) die "bad mode '$m' (sluice, haproxy, nginx, sluice-base, sluice-metrics, sluice-log, haproxy-log, nginx-log, sluice-epoll, sluice-uring, haproxy-reuse)" ;;
     esac
 done
+
+if [ "$SYSCALLS" = 1 ] && ! perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
+    log "perf cannot count syscall tracepoints here: SYSCALLS=0"
+    SYSCALLS=0
+fi
 
 mkdir -p "$RUN_DIR"
 : >"$RESULTS"
@@ -87,6 +99,7 @@ put meta.wrk_conns "$WRK_CONNS"
 put meta.rounds "$ROUNDS"
 put meta.loads "$LOADS"
 put meta.modes "$MODES"
+put meta.syscalls "$SYSCALLS"
 put meta.haproxy "$(haproxy -v 2>/dev/null | head -1 || echo 'not installed')"
 put meta.nginx "$(nginx -v 2>&1 | head -1)"
 put meta.wrk "$(wrk -v 2>&1 | head -1)"
@@ -121,12 +134,12 @@ size_path() { # size_path 64|16k|1m -> URL path of the static file
     echo "/$1.bin"
 }
 size_bytes() {
-    case "$1" in 64) echo 64 ;; 16k) echo 16384 ;; 1m) echo 1048576 ;; esac
+    case "$1" in 64) echo 64 ;; 4k) echo 4096 ;; 16k) echo 16384 ;; 1m) echo 1048576 ;; esac
 }
 
 ORIGIN="$RUN_DIR/origin"
 mkdir -p "$ORIGIN/www" "$ORIGIN/tmp"
-for s in 64 16k 1m; do
+for s in 64 4k 16k 1m; do
     head -c "$(size_bytes "$s")" /dev/zero | tr '\0' 'x' >"$ORIGIN/www/$s.bin"
 done
 cat >"$ORIGIN/nginx.conf" <<EOF
@@ -230,8 +243,9 @@ EOF
 # ------------------------------------------------------------------ proxies (CPU PROXY_CPU)
 PROXY_PID=""
 
-haproxy_cfg() { # haproxy_cfg FILE [log]
-    local glog="" dlog=""
+haproxy_cfg() { # haproxy_cfg FILE [log|reuse]
+    local glog="" dlog="" reuse=safe
+    [ "${2:-}" = reuse ] && reuse=always
     if [ "${2:-}" = log ]; then
         glog="    log stdout format raw local0 info"
         dlog=$'    log global\n    option httplog'
@@ -244,7 +258,7 @@ $glog
 defaults
     mode http
 $dlog
-    http-reuse safe
+    http-reuse $reuse
     timeout connect 5s
     timeout client 30s
     timeout server 30s
@@ -361,7 +375,7 @@ start_scraper() { # GET /metrics once a second on the load CPU while the loads r
 start_proxy() { # start_proxy MODE -> sets PROXY_PID and LOGF; returns 1 on failure
     local mode=$1 cfg i bin="$SLUICE_BIN" admin=() access=""
     case "$mode" in
-    haproxy | haproxy-log)
+    haproxy | haproxy-log | haproxy-reuse)
         cfg="$RUN_DIR/$KEY.cfg"
         haproxy_cfg "$cfg" "${mode#haproxy-}"
         haproxy -c -f "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 || { log "haproxy -c failed: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
@@ -378,8 +392,11 @@ start_proxy() { # start_proxy MODE -> sets PROXY_PID and LOGF; returns 1 on fail
         start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" nginx -p "$cfg" -c "$cfg/nginx.conf" -e "$cfg/error.log"
         PROXY_PID=$BG_PID
         ;;
-    sluice | sluice-base | sluice-metrics | sluice-log)
+    sluice | sluice-base | sluice-metrics | sluice-log | sluice-epoll | sluice-uring)
         cfg="$RUN_DIR/$KEY.yaml"
+        local io=() want=""
+        case "$mode" in sluice-epoll) want=epoll ;; sluice-uring) want=io_uring ;; esac
+        [ -n "$want" ] && io=(--io-backend "$want")
         [ "$mode" = sluice-base ] && bin="$SLUICE_BASE_BIN"
         case "$mode" in sluice-metrics | sluice-log) admin=(--admin-address "127.0.0.1:$P_ADMIN") ;; esac
         [ "$mode" = sluice-log ] && access="$RUN_DIR/$KEY.access.log"
@@ -387,10 +404,14 @@ start_proxy() { # start_proxy MODE -> sets PROXY_PID and LOGF; returns 1 on fail
         "$bin" check --config "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
             { log "sluice check failed: $(tr '\n' ' ' <"$RUN_DIR/$KEY.check.log")"; return 1; }
         LOGF="$RUN_DIR/$KEY.log"
-        start_bg "$LOGF" taskset -c "$PROXY_CPU" "$bin" run --config "$cfg" --workers 1 --log-level notice "${admin[@]}"
+        start_bg "$LOGF" taskset -c "$PROXY_CPU" "$bin" run --config "$cfg" --workers 1 --log-level notice "${admin[@]}" "${io[@]}"
         PROXY_PID=$BG_PID
         sluice_ready "$LOGF" "$PROXY_PID" ||
             { log "sluice did not log 'ready generation=1' (see $LOGF)"; return 1; }
+        if [ -n "$want" ]; then
+            grep -m1 'ready generation=1' "$LOGF" | grep -qE "io=$want([^a-z_]|\$)" ||
+                { log "$mode: the ready line does not say io=$want: $(grep -m1 'ready generation=1' "$LOGF")"; return 1; }
+        fi
         ;;
     esac
     wait_port "$P_HTTP" 5 || { log "$mode is not listening on :$P_HTTP (see $LOGF)"; return 1; }
@@ -404,6 +425,32 @@ start_proxy() { # start_proxy MODE -> sets PROXY_PID and LOGF; returns 1 on fail
 cpu_now() { # the proxy's (and its children's) "USER SYSTEM" CPU seconds
     "${LIB[@]}" cpu-tree "$PROXY_PID" 2>/dev/null || echo "0 0"
 }
+ctx_now() { # the proxy's (threads' and children's) context switches, voluntary + not
+    "${LIB[@]}" ctx-tree "$PROXY_PID" 2>/dev/null || echo 0
+}
+
+PERF_PID=""
+SYSCOUNT=0
+SYSCALL_EVENTS="raw_syscalls:sys_enter"
+for n in $SYSCALL_NAMES; do
+    [ -e "/sys/kernel/tracing/events/syscalls/sys_enter_$n" ] || [ -e "/sys/kernel/debug/tracing/events/syscalls/sys_enter_$n" ] &&
+        SYSCALL_EVENTS="$SYSCALL_EVENTS,syscalls:sys_enter_$n"
+done
+perf_start() { # in the syscall round: count the proxy's system calls during the load
+    PERF_PID=""
+    [ "$SYSCOUNT" = 1 ] || return 0
+    taskset -c "$LOAD_CPU" perf stat -x, -e "$SYSCALL_EVENTS" -p "$("${TLIB[@]}" pids "$PROXY_PID")" \
+        -o "$RUN_DIR/$KEY.$1.perf" >/dev/null 2>&1 &
+    PERF_PID=$!
+    sleep 0.3
+}
+perf_stop() { # perf_stop LOAD
+    [ -n "$PERF_PID" ] || return 0
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    "${TLIB[@]}" sys "$RESULTS" "$KEY.$1" "$RUN_DIR/$KEY.$1.perf" || true
+    PERF_PID=""
+}
 
 # ------------------------------------------------------------------ measurements
 wrk_args() { # wrk_args LOAD -> sets WRK_ARGS (without the URL)
@@ -415,7 +462,7 @@ wrk_args() { # wrk_args LOAD -> sets WRK_ARGS (without the URL)
 }
 
 run_load() { # run_load LOAD
-    local ld=$1 size c0 c1 url out="$RUN_DIR/$KEY.$1.wrk.txt" summary errs
+    local ld=$1 size c0 c1 x0 x1 url out="$RUN_DIR/$KEY.$1.wrk.txt" summary errs
     size=${ld#*-}
     size=${size%-ab}
     url="http://127.0.0.1:$P_HTTP$(size_path "$size")"
@@ -423,9 +470,14 @@ run_load() { # run_load LOAD
     if [ "$WARMUP" != 0 ]; then
         taskset -c "$LOAD_CPU" wrk "${WRK_ARGS[@]}" -d"${WARMUP}s" "$url" >/dev/null 2>&1 || true
     fi
+    perf_start "$ld"
+    x0=$(ctx_now)
     c0=$(cpu_now)
     taskset -c "$LOAD_CPU" wrk "${WRK_ARGS[@]}" -d"${SECS}s" --latency "$url" >"$out" 2>&1 || true
     c1=$(cpu_now)
+    x1=$(ctx_now)
+    perf_stop "$ld"
+    put "$KEY.$ld.ctx" "$((x1 - x0))"
     summary=$("${LIB[@]}" http-wrk "$RESULTS" "$KEY.$ld" "$out" "$c0" "$c1" || true)
     log "$KEY $ld: ${summary:-see $out}"
     errs=0
@@ -508,6 +560,13 @@ for ROUND in $(seq "$ROUNDS"); do
         "${LIB[@]}" noise-end "$RESULTS" "$m@$ROUND" "$NOISE" "$nb"
     done
 done
+if [ "$SYSCALLS" = 1 ]; then
+    log "system call round (perf stat on the proxy; figures not used for CPU)"
+    SYSCOUNT=1
+    ROUND=sys
+    for m in $MODES; do run_mode "$m"; done
+    SYSCOUNT=0
+fi
 put meta.noise_top "$(cut -s -d' ' -f2 "$NOISE" 2>/dev/null || true)"
 put meta.load_avg "$(cut -d' ' -f1-3 /proc/loadavg)"
 stop_pid "$NOISE_PID"
@@ -517,6 +576,10 @@ REPORT="$RUN_DIR/report.md"
 if [ "${REPORT_KIND:-http}" = observe ]; then
     python3 "$HERE/observe_report.py" "$RESULTS" >"$REPORT"
     cp "$REPORT" "$OUT_DIR/observe-bench-latest.md"
+elif [ "${REPORT_KIND:-http}" = backend ]; then
+    # MODES="sluice-epoll sluice-uring haproxy ...": per load CPU (user, sys), syscalls and
+    # context switches per request, io_uring / epoll and io_uring / the better peer.
+    python3 "$HERE/backend_report.py" "$RESULTS" >"$REPORT"
 elif [ "${REPORT_KIND:-http}" = compare ]; then
     # MODES="sluice-base sluice": before/after CPU per request of two builds.
     python3 "$HERE/compare_report.py" "$RESULTS" >"$REPORT"

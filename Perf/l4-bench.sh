@@ -11,6 +11,8 @@ MODES="${MODES:-direct haproxy-default haproxy-tuned sluice}"
 # sluice-base: another Sluice binary (SLUICE_BASE_BIN, e.g. a build of an earlier commit), same
 # configuration, for before/after comparisons in one run
 SLUICE_BASE_BIN="${SLUICE_BASE_BIN:-}"
+# sluice-epoll / sluice-uring: SLUICE_BIN with --io-backend epoll / io_uring (the ready line
+# must name the backend asked for, else the mode fails)
 PROXY_CPU="${PROXY_CPU:-1}"          # the proxy runs here
 LOAD_CPU="${LOAD_CPU:-0}"            # iperf3, wrk, nginx, python clients/servers run here
 ROUNDS="${ROUNDS:-3}"                # every mode this many times, interleaved; median reported
@@ -220,17 +222,23 @@ start_proxy() { # start_proxy MODE -> sets PROXY_PID; returns 1 on failure
         start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" haproxy -db -f "$cfg"
         PROXY_PID=$BG_PID
         ;;
-    sluice | sluice-base)
-        local bin="$SLUICE_BIN"
+    sluice | sluice-base | sluice-epoll | sluice-uring)
+        local bin="$SLUICE_BIN" io=() want=""
+        case "$mode" in sluice-epoll) want=epoll ;; sluice-uring) want=io_uring ;; esac
+        [ -n "$want" ] && io=(--io-backend "$want")
         [ "$mode" = sluice-base ] && bin="$SLUICE_BASE_BIN"
         cfg="$RUN_DIR/$KEY.yaml"
         sluice_cfg "$cfg"
         "$bin" check --config "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
             { log "sluice check failed: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
-        start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" "$bin" run --config "$cfg" --workers 1 --log-level notice
+        start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" "$bin" run --config "$cfg" --workers 1 --log-level notice "${io[@]}"
         PROXY_PID=$BG_PID
         sluice_ready "$RUN_DIR/$KEY.log" "$PROXY_PID" ||
-            { log "sluice did not log 'ready generation=1' (see $RUN_DIR/sluice.log)"; return 1; }
+            { log "sluice did not log 'ready generation=1' (see $RUN_DIR/$KEY.log)"; return 1; }
+        if [ -n "$want" ]; then
+            grep -m1 'ready generation=1' "$RUN_DIR/$KEY.log" | grep -qE "io=$want([^a-z_]|\$)" ||
+                { log "$mode: the ready line does not say io=$want: $(grep -m1 'ready generation=1' "$RUN_DIR/$KEY.log")"; return 1; }
+        fi
         ;;
     *) die "unknown mode $mode" ;;
     esac
@@ -244,6 +252,10 @@ start_proxy() { # start_proxy MODE -> sets PROXY_PID; returns 1 on failure
         wait_port "$p" 5 || { log "$mode is not listening on :$p (see $RUN_DIR/$KEY.log)"; return 1; }
     done
     kill -0 "$PROXY_PID" 2>/dev/null || { log "$mode exited (see $RUN_DIR/$KEY.log)"; return 1; }
+}
+
+ctx_now() { # the proxy's context switches (voluntary + not, all threads; 0 for direct)
+    if [ -n "$PROXY_PID" ]; then "${LIB[@]}" ctx-tree "$PROXY_PID" 2>/dev/null || echo 0; else echo 0; fi
 }
 
 cpu_now() { # the proxy's "USER SYSTEM" CPU seconds ("0 0" for direct, or if it is gone)
@@ -276,26 +288,32 @@ run_idle() { # run_idle MODE PORT
 }
 
 run_bulk() { # run_bulk MODE PORT DIR(fwd|rev)
-    local mode=$1 port=$2 dir=$3 c0 c1 json="$RUN_DIR/$mode.iperf-$3.json" flag=""
+    local mode=$1 port=$2 dir=$3 c0 c1 x0 x1 json="$RUN_DIR/$mode.iperf-$3.json" flag=""
     [ "$dir" = rev ] && flag="-R"
     log "$mode bulk $dir: iperf3 -t $BULK_SECS $flag"
+    x0=$(ctx_now)
     c0=$(cpu_now)
     taskset -c "$LOAD_CPU" iperf3 -c 127.0.0.1 -p "$port" -t "$BULK_SECS" -P "$BULK_PARALLEL" $flag -J >"$json" 2>"$RUN_DIR/$mode.iperf-$dir.err" || true
     c1=$(cpu_now)
+    x1=$(ctx_now)
+    put "$mode.bulk_$dir.ctx" "$((x1 - x0))"
     "${LIB[@]}" bulk "$RESULTS" "$mode" "$dir" "$json" "$c0" "$c1"
     sleep 0.5
 }
 
 run_short() { # run_short MODE PORT
-    local mode=$1 port=$2 c0 c1 out="$RUN_DIR/$mode.wrk.txt"
+    local mode=$1 port=$2 c0 c1 x0 x1 out="$RUN_DIR/$mode.wrk.txt"
     local url="http://127.0.0.1:$port/"
     if [ "$SHORT_WARMUP" != 0 ]; then
         taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${SHORT_WARMUP}s" -H "Connection: close" "$url" >/dev/null 2>&1 || true
     fi
     log "$mode short: wrk -t$WRK_THREADS -c$WRK_CONNS -d${SHORT_SECS}s Connection: close"
+    x0=$(ctx_now)
     c0=$(cpu_now)
     taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${SHORT_SECS}s" -H "Connection: close" "$url" >"$out" 2>&1 || true
     c1=$(cpu_now)
+    x1=$(ctx_now)
+    put "$mode.short.ctx" "$((x1 - x0))"
     "${LIB[@]}" short "$RESULTS" "$mode" "$out" "$c0" "$c1"
     sleep 0.5
 }
@@ -312,7 +330,7 @@ run_mode() { # run_mode MODE (results go under the key MODE@ROUND)
             put "$KEY.status" "SKIP sluice-base: SLUICE_BASE_BIN is not an executable"
             return 0
         fi
-        if [ "$mode" = sluice ] && [ ! -x "$SLUICE_BIN" ]; then
+        if { [ "$mode" = sluice ] || [ "$mode" = sluice-epoll ] || [ "$mode" = sluice-uring ]; } && [ ! -x "$SLUICE_BIN" ]; then
             log "SKIP sluice: binary not found ($SLUICE_BIN)"
             put "$KEY.status" "SKIP sluice: binary not found ($SLUICE_BIN)"
             return 0
@@ -362,7 +380,11 @@ stop_pid "$NOISE_PID"
 log "measurements done in $(($(date +%s) - T0)) s"
 
 REPORT="$RUN_DIR/report.md"
-"${LIB[@]}" report "$RESULTS" >"$REPORT"
-cp "$REPORT" "$OUT_DIR/l4-bench-latest.md"
+if [ "${REPORT_KIND:-l4}" = backend ]; then
+    python3 "$HERE/backend_report.py" "$RESULTS" >"$REPORT"
+else
+    "${LIB[@]}" report "$RESULTS" >"$REPORT"
+    cp "$REPORT" "$OUT_DIR/l4-bench-latest.md"
+fi
 cat "$REPORT"
 log "report: $REPORT (logs and raw results beside it)"

@@ -16,6 +16,8 @@ MODES="${MODES:-sluice haproxy nginx}"
 # sluice-base: another Sluice binary (SLUICE_BASE_BIN, e.g. a build of an earlier commit), same
 # configuration, for before/after comparisons in one run
 SLUICE_BASE_BIN="${SLUICE_BASE_BIN:-}"
+# sluice-epoll / sluice-uring: SLUICE_BIN with --io-backend epoll / io_uring (the ready line
+# must name the backend asked for, else the mode fails)
 LOADS="${LOADS:-term-ka term-hs term-bulk pass-ka pass-hs pass-bulk}"
 CERT_KIND="${CERT_KIND:-ec}"         # ec (ECDSA P-256) or rsa (RSA 2048), same for every server
 PROXY_CPU="${PROXY_CPU:-1}"
@@ -29,6 +31,8 @@ HS_CONNS="${HS_CONNS:-32}"           # concurrent connections of the handshake c
 HS_TLS="${HS_TLS:-0}"                # handshake client: 0 = newest both sides offer, 12, 13
 UPSTREAM_KEEPALIVE="${UPSTREAM_KEEPALIVE:-32}"
 SYSCALLS="${SYSCALLS:-1}"            # 1: one more round per proxy counting system calls (perf stat; not in the CPU figures)
+# the system call round counts raw_syscalls:sys_enter (the total) and these calls by name
+SYSCALL_NAMES="${SYSCALL_NAMES:-io_uring_enter read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait epoll_ctl splice accept4 connect close shutdown socket setsockopt getsockopt ioctl clock_gettime futex}"
 BASE_PORT="${BASE_PORT:-17300}"
 OUT_DIR="${OUT_DIR:-$HERE/out}"
 SLUICE_SRC_REV="${SLUICE_SRC_REV:-}"  # the commit the binary was built from (default: this tree's HEAD)
@@ -465,8 +469,10 @@ start_proxy() { # start_proxy MODE -> PROXY_PID, LOGF
         start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" nginx -p "$cfg" -c "$cfg/nginx.conf" -e "$cfg/error.log"
         PROXY_PID=$BG_PID
         ;;
-    sluice | sluice-base)
-        local bin="$SLUICE_BIN"
+    sluice | sluice-base | sluice-epoll | sluice-uring)
+        local bin="$SLUICE_BIN" io=() want=""
+        case "$mode" in sluice-epoll) want=epoll ;; sluice-uring) want=io_uring ;; esac
+        [ -n "$want" ] && io=(--io-backend "$want")
         [ "$mode" = sluice-base ] && bin="$SLUICE_BASE_BIN"
         cfg="$RUN_DIR/$KEY.yaml"
         sluice_cfg "$cfg" 1
@@ -479,9 +485,13 @@ start_proxy() { # start_proxy MODE -> PROXY_PID, LOGF
                 { log "sluice check: $(tr '\n' ' ' <"$RUN_DIR/$KEY.check.log")"; return 1; }
         fi
         LOGF="$RUN_DIR/$KEY.log"
-        start_bg "$LOGF" taskset -c "$PROXY_CPU" "$bin" run --config "$cfg" --workers 1 --log-level notice
+        start_bg "$LOGF" taskset -c "$PROXY_CPU" "$bin" run --config "$cfg" --workers 1 --log-level notice "${io[@]}"
         PROXY_PID=$BG_PID
         sluice_ready "$LOGF" "$PROXY_PID" || { log "sluice not ready (see $LOGF)"; return 1; }
+        if [ -n "$want" ]; then
+            grep -m1 'ready generation=1' "$LOGF" | grep -qE "io=$want([^a-z_]|\$)" ||
+                { log "$mode: the ready line does not say io=$want: $(grep -m1 'ready generation=1' "$LOGF")"; return 1; }
+        fi
         ;;
     esac
     wait_port "$P_PASS" 5 || { log "$mode not listening on :$P_PASS"; return 1; }
@@ -489,13 +499,19 @@ start_proxy() { # start_proxy MODE -> PROXY_PID, LOGF
 }
 
 cpu_now() { "${LIB[@]}" cpu-tree "$PROXY_PID" 2>/dev/null || echo "0 0"; }
+ctx_now() { "${LIB[@]}" ctx-tree "$PROXY_PID" 2>/dev/null || echo 0; }
 
 PERF_PID=""
 SYSCOUNT=0
+SYSCALL_EVENTS="raw_syscalls:sys_enter"
+for n in $SYSCALL_NAMES; do
+    [ -e "/sys/kernel/tracing/events/syscalls/sys_enter_$n" ] || [ -e "/sys/kernel/debug/tracing/events/syscalls/sys_enter_$n" ] &&
+        SYSCALL_EVENTS="$SYSCALL_EVENTS,syscalls:sys_enter_$n"
+done
 perf_start() { # in the syscall round: count the proxy's system calls during the load
     PERF_PID=""
     [ "$SYSCOUNT" = 1 ] || return 0
-    taskset -c "$LOAD_CPU" perf stat -x, -e 'syscalls:sys_enter_*' -p "$("${TLIB[@]}" pids "$PROXY_PID")" \
+    taskset -c "$LOAD_CPU" perf stat -x, -e "$SYSCALL_EVENTS" -p "$("${TLIB[@]}" pids "$PROXY_PID")" \
         -o "$RUN_DIR/$KEY.$ld.perf" >/dev/null 2>&1 &
     PERF_PID=$!
     sleep 0.3
@@ -509,7 +525,7 @@ perf_stop() {
 }
 
 run_load() { # run_load LOAD
-    local ld=$1 port path size out c0 c1 summary
+    local ld=$1 port path size out c0 c1 x0 x1 summary
     case "$ld" in term-*) port=$P_TERM ;; pass-*) port=$P_PASS ;; esac
     case "$ld" in *-bulk) path=/bulk.bin size=$BULK ;; *) path=/small.bin size=$SMALL ;; esac
     out="$RUN_DIR/$KEY.$ld.out"
@@ -517,9 +533,11 @@ run_load() { # run_load LOAD
     *-hs)
         [ "$WARMUP" != 0 ] && taskset -c "$LOAD_CPU" "$RUN_DIR/tls-hs" "$port" "$SNI" "$path" "$WARMUP" "$HS_CONNS" "$HS_TLS" >/dev/null 2>&1 || true
         perf_start
+        x0=$(ctx_now)
         c0=$(cpu_now)
         taskset -c "$LOAD_CPU" "$RUN_DIR/tls-hs" "$port" "$SNI" "$path" "$SECS" "$HS_CONNS" "$HS_TLS" >"$out" 2>&1 || true
         c1=$(cpu_now)
+        x1=$(ctx_now)
         kill -0 "$PROXY_PID" 2>/dev/null || { put "$KEY.$ld.error" "proxy exited during the load"; log "$KEY $ld: proxy exited"; return 0; }
         summary=$("${TLIB[@]}" hs "$RESULTS" "$KEY.$ld" "$out" "$c0" "$c1" || true)
         ;;
@@ -529,13 +547,16 @@ run_load() { # run_load LOAD
         local url="https://$SNI:$port$path"
         [ "$WARMUP" != 0 ] && taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${WARMUP}s" "$url" >/dev/null 2>&1 || true
         perf_start
+        x0=$(ctx_now)
         c0=$(cpu_now)
         taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${SECS}s" --latency "$url" >"$out" 2>&1 || true
         c1=$(cpu_now)
+        x1=$(ctx_now)
         kill -0 "$PROXY_PID" 2>/dev/null || { put "$KEY.$ld.error" "proxy exited during the load"; log "$KEY $ld: proxy exited"; return 0; }
         summary=$("${TLIB[@]}" wrk "$RESULTS" "$KEY.$ld" "$out" "$c0" "$c1" "$size" || true)
         ;;
     esac
+    put "$KEY.$ld.ctx" "$((x1 - x0))"
     log "$KEY $ld: $summary"
     perf_stop "$ld"
     sleep 0.3
@@ -545,7 +566,7 @@ run_mode() {
     local mode=$1 ld
     KEY="$mode@$ROUND"
     PROXY_PID=""
-    if [ "$mode" = sluice ] && [ ! -x "$SLUICE_BIN" ]; then
+    if { [ "$mode" = sluice ] || [ "$mode" = sluice-epoll ] || [ "$mode" = sluice-uring ]; } && [ ! -x "$SLUICE_BIN" ]; then
         put "$KEY.status" "SKIP: no binary at $SLUICE_BIN"
         return 0
     fi
@@ -595,7 +616,11 @@ stop_pid "$NOISE_PID"
 log "measurements done in $(($(date +%s) - T0)) s"
 
 REPORT="$RUN_DIR/report.md"
-"${TLIB[@]}" report "$RESULTS" >"$REPORT"
-cp "$REPORT" "$OUT_DIR/tls-bench-latest.md"
+if [ "${REPORT_KIND:-tls}" = backend ]; then
+    python3 "$HERE/backend_report.py" "$RESULTS" >"$REPORT"
+else
+    "${TLIB[@]}" report "$RESULTS" >"$REPORT"
+    cp "$REPORT" "$OUT_DIR/tls-bench-latest.md"
+fi
 cat "$REPORT"
 log "report: $REPORT"
