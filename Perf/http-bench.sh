@@ -35,7 +35,6 @@ UPSTREAM_KEEPALIVE="${UPSTREAM_KEEPALIVE:-32}"   # nginx `keepalive`, sluice ups
 NGINX_MAX_TEMP_FILE="${NGINX_MAX_TEMP_FILE-0}"  # nginx proxy_max_temp_file_size ("" = nginx default 1024m)
 SYSCALLS="${SYSCALLS:-0}"            # 1: one more round per proxy counting system calls (perf stat; not in the CPU figures)
 # the system call round counts raw_syscalls:sys_enter (the total) and these calls by name
-SYSCALL_NAMES="${SYSCALL_NAMES:-io_uring_enter read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait epoll_ctl splice accept4 connect close shutdown socket setsockopt getsockopt ioctl clock_gettime futex}"
 BASE_PORT="${BASE_PORT:-17200}"
 OUT_DIR="${OUT_DIR:-$HERE/out}"
 
@@ -422,35 +421,6 @@ start_proxy() { # start_proxy MODE -> sets PROXY_PID and LOGF; returns 1 on fail
     fi
 }
 
-cpu_now() { # the proxy's (and its children's) "USER SYSTEM" CPU seconds
-    "${LIB[@]}" cpu-tree "$PROXY_PID" 2>/dev/null || echo "0 0"
-}
-ctx_now() { # the proxy's (threads' and children's) context switches, voluntary + not
-    "${LIB[@]}" ctx-tree "$PROXY_PID" 2>/dev/null || echo 0
-}
-
-PERF_PID=""
-SYSCOUNT=0
-SYSCALL_EVENTS="raw_syscalls:sys_enter"
-for n in $SYSCALL_NAMES; do
-    [ -e "/sys/kernel/tracing/events/syscalls/sys_enter_$n" ] || [ -e "/sys/kernel/debug/tracing/events/syscalls/sys_enter_$n" ] &&
-        SYSCALL_EVENTS="$SYSCALL_EVENTS,syscalls:sys_enter_$n"
-done
-perf_start() { # in the syscall round: count the proxy's system calls during the load
-    PERF_PID=""
-    [ "$SYSCOUNT" = 1 ] || return 0
-    taskset -c "$LOAD_CPU" perf stat -x, -e "$SYSCALL_EVENTS" -p "$("${TLIB[@]}" pids "$PROXY_PID")" \
-        -o "$RUN_DIR/$KEY.$1.perf" >/dev/null 2>&1 &
-    PERF_PID=$!
-    sleep 0.3
-}
-perf_stop() { # perf_stop LOAD
-    [ -n "$PERF_PID" ] || return 0
-    kill -INT "$PERF_PID" 2>/dev/null || true
-    wait "$PERF_PID" 2>/dev/null || true
-    "${TLIB[@]}" sys "$RESULTS" "$KEY.$1" "$RUN_DIR/$KEY.$1.perf" || true
-    PERF_PID=""
-}
 
 # ------------------------------------------------------------------ measurements
 wrk_args() { # wrk_args LOAD -> sets WRK_ARGS (without the URL)

@@ -54,3 +54,37 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# ------------------------------------------------------------------ the proxy's counters
+# For http-bench.sh and tls-bench.sh: they set LIB, TLIB, PROXY_PID, LOAD_CPU, RUN_DIR, KEY,
+# RESULTS, and SYSCOUNT=1 in their system-call round.
+SYSCALL_NAMES="${SYSCALL_NAMES:-io_uring_enter read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait epoll_ctl splice accept4 connect close shutdown socket setsockopt getsockopt ioctl clock_gettime futex}"
+cpu_now() { # the proxy's (and its children's) "USER SYSTEM" CPU seconds
+    "${LIB[@]}" cpu-tree "$PROXY_PID" 2>/dev/null || echo "0 0"
+}
+ctx_now() { # the proxy's (threads' and children's) context switches, voluntary + not
+    "${LIB[@]}" ctx-tree "$PROXY_PID" 2>/dev/null || echo 0
+}
+
+PERF_PID=""
+SYSCOUNT=0
+SYSCALL_EVENTS="raw_syscalls:sys_enter"
+for n in $SYSCALL_NAMES; do
+    [ -e "/sys/kernel/tracing/events/syscalls/sys_enter_$n" ] || [ -e "/sys/kernel/debug/tracing/events/syscalls/sys_enter_$n" ] &&
+        SYSCALL_EVENTS="$SYSCALL_EVENTS,syscalls:sys_enter_$n"
+done
+perf_start() { # perf_start LOAD: in the system-call round, count the proxy's calls during the load
+    PERF_PID=""
+    [ "$SYSCOUNT" = 1 ] || return 0
+    taskset -c "$LOAD_CPU" perf stat -x, -e "$SYSCALL_EVENTS" -p "$("${TLIB[@]}" pids "$PROXY_PID")" \
+        -o "$RUN_DIR/$KEY.$1.perf" >/dev/null 2>&1 &
+    PERF_PID=$!
+    sleep 0.3
+}
+perf_stop() { # perf_stop LOAD
+    [ -n "$PERF_PID" ] || return 0
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    "${TLIB[@]}" sys "$RESULTS" "$KEY.$1" "$RUN_DIR/$KEY.$1.perf" || true
+    PERF_PID=""
+}

@@ -32,7 +32,6 @@ HS_TLS="${HS_TLS:-0}"                # handshake client: 0 = newest both sides o
 UPSTREAM_KEEPALIVE="${UPSTREAM_KEEPALIVE:-32}"
 SYSCALLS="${SYSCALLS:-1}"            # 1: one more round per proxy counting system calls (perf stat; not in the CPU figures)
 # the system call round counts raw_syscalls:sys_enter (the total) and these calls by name
-SYSCALL_NAMES="${SYSCALL_NAMES:-io_uring_enter read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait epoll_ctl splice accept4 connect close shutdown socket setsockopt getsockopt ioctl clock_gettime futex}"
 BASE_PORT="${BASE_PORT:-17300}"
 OUT_DIR="${OUT_DIR:-$HERE/out}"
 SLUICE_SRC_REV="${SLUICE_SRC_REV:-}"  # the commit the binary was built from (default: this tree's HEAD)
@@ -498,31 +497,6 @@ start_proxy() { # start_proxy MODE -> PROXY_PID, LOGF
     if [ "$TERM_OK" = 1 ]; then wait_port "$P_TERM" 5 || { log "$mode not listening on :$P_TERM"; return 1; }; fi
 }
 
-cpu_now() { "${LIB[@]}" cpu-tree "$PROXY_PID" 2>/dev/null || echo "0 0"; }
-ctx_now() { "${LIB[@]}" ctx-tree "$PROXY_PID" 2>/dev/null || echo 0; }
-
-PERF_PID=""
-SYSCOUNT=0
-SYSCALL_EVENTS="raw_syscalls:sys_enter"
-for n in $SYSCALL_NAMES; do
-    [ -e "/sys/kernel/tracing/events/syscalls/sys_enter_$n" ] || [ -e "/sys/kernel/debug/tracing/events/syscalls/sys_enter_$n" ] &&
-        SYSCALL_EVENTS="$SYSCALL_EVENTS,syscalls:sys_enter_$n"
-done
-perf_start() { # in the syscall round: count the proxy's system calls during the load
-    PERF_PID=""
-    [ "$SYSCOUNT" = 1 ] || return 0
-    taskset -c "$LOAD_CPU" perf stat -x, -e "$SYSCALL_EVENTS" -p "$("${TLIB[@]}" pids "$PROXY_PID")" \
-        -o "$RUN_DIR/$KEY.$ld.perf" >/dev/null 2>&1 &
-    PERF_PID=$!
-    sleep 0.3
-}
-perf_stop() {
-    [ -n "$PERF_PID" ] || return 0
-    kill -INT "$PERF_PID" 2>/dev/null || true
-    wait "$PERF_PID" 2>/dev/null || true
-    "${TLIB[@]}" sys "$RESULTS" "$KEY.$1" "$RUN_DIR/$KEY.$1.perf" || true
-    PERF_PID=""
-}
 
 run_load() { # run_load LOAD
     local ld=$1 port path size out c0 c1 x0 x1 summary
@@ -532,7 +506,7 @@ run_load() { # run_load LOAD
     case "$ld" in
     *-hs)
         [ "$WARMUP" != 0 ] && taskset -c "$LOAD_CPU" "$RUN_DIR/tls-hs" "$port" "$SNI" "$path" "$WARMUP" "$HS_CONNS" "$HS_TLS" >/dev/null 2>&1 || true
-        perf_start
+        perf_start "$ld"
         x0=$(ctx_now)
         c0=$(cpu_now)
         taskset -c "$LOAD_CPU" "$RUN_DIR/tls-hs" "$port" "$SNI" "$path" "$SECS" "$HS_CONNS" "$HS_TLS" >"$out" 2>&1 || true
@@ -546,7 +520,7 @@ run_load() { # run_load LOAD
         [ "$ld" = "${ld%-bulk}" ] || conns=$BULK_CONNS
         local url="https://$SNI:$port$path"
         [ "$WARMUP" != 0 ] && taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${WARMUP}s" "$url" >/dev/null 2>&1 || true
-        perf_start
+        perf_start "$ld"
         x0=$(ctx_now)
         c0=$(cpu_now)
         taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${SECS}s" --latency "$url" >"$out" 2>&1 || true
