@@ -15,6 +15,8 @@ Usage: python3 Perf/backend_report.py Perf/out/{http,tls,l4}-STAMP/results.txt
 import statistics
 import sys
 
+from benchlib import result_figures
+
 EPOLL, URING = "sluice-epoll", "sluice-uring"
 
 
@@ -52,15 +54,9 @@ def med(xs):
 
 
 def main(path):
-    values, meta = {}, {}
-    for line in open(path):
-        key, _, value = line.rstrip("\n").partition("=")
-        if key.startswith("meta."):
-            meta[key[5:]] = value
-            continue
-        head, _, field = key.partition(".")
-        mode, _, round_ = head.partition("@")
-        load, _, figure = field.partition(".")
+    values = {}
+    figures, meta = result_figures(path)
+    for mode, round_, load, figure, value in figures:
         values.setdefault(mode, {}).setdefault(round_, {}).setdefault(load, {})[figure] = value
 
     modes = [m for m in meta.get("modes", "").split() if m in values] or sorted(values)

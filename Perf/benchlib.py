@@ -338,6 +338,21 @@ def load(results):
     return r
 
 
+def result_figures(results):
+    """The figures of a results file as (mode, round, load, figure, value), and its meta.*
+    values by name (keys are MODE@ROUND.LOAD.FIGURE)."""
+    figures, meta = [], {}
+    for key, value in load(results).items():
+        if key.startswith("meta."):
+            meta[key[5:]] = value
+            continue
+        head, _, field = key.partition(".")
+        mode, _, round_ = head.partition("@")
+        load_, _, figure = field.partition(".")
+        figures.append((mode, round_, load_, figure, value))
+    return figures, meta
+
+
 def num(r, k):
     v = r.get(k)
     if v in (None, ""):

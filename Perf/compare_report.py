@@ -10,6 +10,8 @@ Usage: python3 Perf/compare_report.py Perf/out/{http,l4,tls}-STAMP/results.txt
 import statistics
 import sys
 
+from benchlib import result_figures
+
 LOAD_NAMES = {
     "ka": "keep-alive",
     "close": "Connection: close",
@@ -25,15 +27,8 @@ def load_title(load):
 
 def main(path):
     values = {}
-    meta = {}
-    for line in open(path):
-        key, _, value = line.rstrip("\n").partition("=")
-        if key.startswith("meta."):
-            meta[key[5:]] = value
-            continue
-        head, _, field = key.partition(".")
-        mode, _, round_ = head.partition("@")
-        load, _, figure = field.partition(".")
+    figures, meta = result_figures(path)
+    for mode, round_, load, figure, value in figures:
         values.setdefault((mode, load), {}).setdefault(round_, {})[figure] = value
 
     def per_unit(mode, load):
