@@ -25,13 +25,20 @@ static int unix_address(const char *path, struct sockaddr_un *addr, socklen_t *l
     return 0;
 }
 
+// A close-on-exec Unix socket of `type` and the address of `path`: the descriptor, or -errno.
+static int unix_socket(const char *path, int type, struct sockaddr_un *addr, socklen_t *len) {
+    int r = unix_address(path, addr, len);
+    if (r < 0) return r;
+    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+    return fd < 0 ? -errno : fd;
+}
+
 int sluice_unix_listen(const char *path) {
     struct sockaddr_un addr;
     socklen_t len;
-    int r = unix_address(path, &addr, &len);
-    if (r < 0) return r;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
+    int r;
+    int fd = unix_socket(path, SOCK_STREAM, &addr, &len);
+    if (fd < 0) return fd;
     if (unlink(path) < 0 && errno != ENOENT) {
         int e = errno;
         close(fd);
@@ -51,10 +58,9 @@ int sluice_unix_listen(const char *path) {
 int sluice_unix_connect(const char *path) {
     struct sockaddr_un addr;
     socklen_t len;
-    int r = unix_address(path, &addr, &len);
-    if (r < 0) return r;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
+    int r;
+    int fd = unix_socket(path, SOCK_STREAM, &addr, &len);
+    if (fd < 0) return fd;
     do {
         r = connect(fd, (struct sockaddr *)&addr, len);
     } while (r < 0 && errno == EINTR);
@@ -161,11 +167,9 @@ int sluice_sd_notify(const char *state) {
     if (path == NULL || path[0] == 0) return 0;
     struct sockaddr_un addr;
     socklen_t len;
-    int r = unix_address(path, &addr, &len);
-    if (r < 0) return r;
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    r = (int)sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&addr, len);
+    int fd = unix_socket(path, SOCK_DGRAM, &addr, &len);
+    if (fd < 0) return fd;
+    int r = (int)sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&addr, len);
     int e = errno;
     close(fd);
     return r < 0 ? -e : 1;
