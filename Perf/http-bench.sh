@@ -530,13 +530,7 @@ for ROUND in $(seq "$ROUNDS"); do
         "${LIB[@]}" noise-end "$RESULTS" "$m@$ROUND" "$NOISE" "$nb"
     done
 done
-if [ "$SYSCALLS" = 1 ]; then
-    log "system call round (perf stat on the proxy; figures not used for CPU)"
-    SYSCOUNT=1
-    ROUND=sys
-    for m in $MODES; do run_mode "$m"; done
-    SYSCOUNT=0
-fi
+[ "$SYSCALLS" = 1 ] && syscall_round
 put meta.noise_top "$(cut -s -d' ' -f2 "$NOISE" 2>/dev/null || true)"
 put meta.load_avg "$(cut -d' ' -f1-3 /proc/loadavg)"
 stop_pid "$NOISE_PID"

@@ -88,3 +88,10 @@ perf_stop() { # perf_stop LOAD
     "${TLIB[@]}" sys "$RESULTS" "$KEY.$1" "$RUN_DIR/$KEY.$1.perf" || true
     PERF_PID=""
 }
+syscall_round() { # one more round per mode with perf counting the proxy's calls (not in the CPU figures)
+    log "system call round (perf stat on the proxy; figures not used for CPU)"
+    SYSCOUNT=1
+    ROUND=sys
+    for m in $MODES; do run_mode "$m"; done
+    SYSCOUNT=0
+}
