@@ -12,7 +12,11 @@ echo "== build"
 swift build --build-tests
 
 echo "== unit tests"
-swift test --skip-build
+# The io_uring driver's completion tests run in a process of their own: in one process with
+# the loopback tests they break those tests' sockets now and then (not explained yet; the
+# same tests pass alone and together with everything else).
+swift test --skip-build --skip URingDriverTests
+swift test --skip-build --filter URingDriverTests
 
 # The whole integration suite and the allocation check run once per I/O backend. io_uring is
 # skipped, saying why, only where this machine cannot run it (a seccomp profile, an old kernel).
