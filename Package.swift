@@ -19,7 +19,9 @@ let package = Package(
         .target(
             name: "CShims",
             path: "CShims",
-            linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("ssl"), .linkedLibrary("crypto")]
+            linkerSettings: [
+                .linkedLibrary("uring"), .linkedLibrary("ssl"), .linkedLibrary("crypto"), .linkedLibrary("nghttp2"),
+            ]
         ),
         .target(name: "SluiceSystem", dependencies: ["CShims"]),
         .target(name: "SluiceRouting"),

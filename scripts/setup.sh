@@ -4,7 +4,7 @@
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 
-packages=(liburing-dev libssl-dev pkg-config curl wrk openssl python3 python3-pip)
+packages=(liburing-dev libssl-dev libnghttp2-dev pkg-config curl wrk openssl python3 python3-pip)
 # SLUICE_TESTS=1 (scripts/test.sh): prometheus (promtool and a server) and chromium, for the
 # admin listener's metrics and stats page tests, nginx, the origin of the allocation
 # check (scripts/alloc-check.sh), and libseccomp-dev, for the seccomp loader the seccomp

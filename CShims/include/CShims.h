@@ -97,6 +97,7 @@ const char *sluice_openssl_version(void);
 #include "sluice_tls_context.h"
 #include "sluice_tls_io.h"
 #include "sluice_uring.h"
+#include "sluice_h2.h"
 
 
 // listener takeover and systemd notification (fd_passing.c); every call returns -errno on failure
