@@ -15,6 +15,7 @@
 // The callback's argument is the set; it runs only inside handshakes, which hold a
 // reference on the top context (as session_ctx), so the set is alive whenever it runs.
 #include "sluice_tls_context.h"
+#include "sluice_tls_io.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -139,13 +140,21 @@ static int on_servername(SSL *ssl, int *alert, void *arg) {
     return SSL_TLSEXT_ERR_OK;
 }
 
+// h2 first when the session offers HTTP/2 (sluice_tls_offer_h2) and the client does, then
 // http/1.1 when the client offers it; otherwise the handshake goes on without ALPN.
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
                    unsigned int inlen, void *arg) {
-    (void)ssl, (void)arg;
+    (void)arg;
     static const unsigned char http11[] = "\x08http/1.1";
+    static const unsigned char h2_http11[] = "\x02h2\x08http/1.1";
+    const unsigned char *mine = http11;
+    unsigned int mine_len = sizeof(http11) - 1;
+    if (sluice_tls_offers_h2(ssl)) {
+        mine = h2_http11;
+        mine_len = sizeof(h2_http11) - 1;
+    }
     unsigned char *selected = NULL;
-    if (SSL_select_next_proto(&selected, outlen, http11, sizeof(http11) - 1, in, inlen) == OPENSSL_NPN_NEGOTIATED) {
+    if (SSL_select_next_proto(&selected, outlen, mine, mine_len, in, inlen) == OPENSSL_NPN_NEGOTIATED) {
         *out = selected;
         return SSL_TLSEXT_ERR_OK;
     }

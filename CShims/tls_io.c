@@ -321,3 +321,27 @@ int sluice_tls_release_transport_buffers(void *p) {
 }
 
 int sluice_tls_session_version(void *p) { return SSL_version((SSL *)p); }
+
+// The HTTP/2 offer rides on the session's ex_data (any non-NULL value), so the context's
+// ALPN callback, shared by every session of the context, can tell the sessions apart.
+static int h2_index = -1;
+static pthread_once_t h2_once = PTHREAD_ONCE_INIT;
+static void h2_index_init(void) { h2_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
+
+int sluice_tls_offer_h2(void *p) {
+    pthread_once(&h2_once, h2_index_init);
+    if (h2_index < 0) return -1;
+    return SSL_set_ex_data((SSL *)p, h2_index, (void *)1) == 1 ? 0 : -1;
+}
+
+int sluice_tls_offers_h2(const void *p) {
+    pthread_once(&h2_once, h2_index_init);
+    return h2_index >= 0 && SSL_get_ex_data((const SSL *)p, h2_index) != NULL;
+}
+
+int sluice_tls_alpn_h2(const void *p) {
+    const unsigned char *selected = NULL;
+    unsigned int length = 0;
+    SSL_get0_alpn_selected((const SSL *)p, &selected, &length);
+    return length == 2 && selected[0] == 'h' && selected[1] == '2';
+}

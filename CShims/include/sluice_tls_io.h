@@ -60,3 +60,9 @@ int sluice_tls_has_pending(void *ssl);
 int sluice_tls_release_transport_buffers(void *ssl);
 /// The negotiated protocol version (0x0303 TLS 1.2, 0x0304 TLS 1.3).
 int sluice_tls_session_version(void *ssl);
+/// ALPN offers h2 before http/1.1 on this session (call before the handshake); 0 or -1.
+int sluice_tls_offer_h2(void *ssl);
+/// The session was told to offer h2 (read by the context's ALPN callback).
+int sluice_tls_offers_h2(const void *ssl);
+/// The handshake selected ALPN h2.
+int sluice_tls_alpn_h2(const void *ssl);

@@ -87,7 +87,7 @@ extension ConfigDecoder {
             let path = "listeners[\(index)]"
             let known = [
                 "name", "address", "protocol", "service", "routes", "default", "acceptProxy", "certificates",
-                "accessLog", "accessLogSample",
+                "accessLog", "accessLogSample", "http2",
             ]
             guard let entry = fields(item, path: path, known: known) else { continue }
             let givenName = entry["name"].map { self.name($0, path: "\(path).name") }
@@ -146,9 +146,10 @@ extension ConfigDecoder {
             // Absent: none; present but invalid: nil (reported).
             let acceptProxy = entry["acceptProxy"].map { self.acceptProxy($0, path: "\(path).acceptProxy") } ?? []
             let accessLogPolicy = accessLogPolicy(entry, path: path, configured: accessLog)
+            let http2 = self.http2(entry, path: path, protocol: proto, terminating: entry["certificates"] != nil)
             // A name that was given but is invalid was reported; an absent one gets a default.
             if case .some(.none) = givenName { continue }
-            guard let address, let proto, let service, let acceptProxy, let accessLogPolicy else { continue }
+            guard let address, let proto, let service, let acceptProxy, let accessLogPolicy, let http2 else { continue }
             let name = givenName.flatMap { $0 } ?? "\(proto.rawValue)-\(address)"
             var routeIndex = -1
             if proto == .http || proto == .tls {
@@ -170,9 +171,32 @@ extension ConfigDecoder {
                 Listener(
                     name: name, address: address, protocol: proto, service: service, routes: routeIndex,
                     acceptProxy: acceptProxy, tlsContext: contextIndex, terminatedRoutes: terminatedIndex,
-                    accessLog: accessLogPolicy))
+                    accessLog: accessLogPolicy, http2: http2))
         }
         return table
+    }
+
+    /// `http2: true`: HTTP/2 for the listener's HTTP traffic (ALPN `h2` on a tls listener's
+    /// terminated sessions, prior knowledge on an http listener). Absent: false; nil when
+    /// invalid (reported).
+    private mutating func http2(_ entry: Fields, path: String, protocol proto: ListenerProtocol?, terminating: Bool)
+        -> Bool?
+    {
+        guard let node = entry["http2"] else { return false }
+        guard let enabled = bool(node, path: "\(path).http2") else { return nil }
+        guard enabled, let proto else { return enabled }
+        switch proto {
+        case .tcp:
+            report("\(path).http2", at: node, "only http and tls listeners speak HTTP/2 (this one is tcp)")
+            return nil
+        case .tls where !terminating:
+            report(
+                "\(path).http2", at: node,
+                "HTTP/2 needs TLS terminated here: give the listener certificates and a route with 'terminate: true'")
+            return nil
+        case .http, .tls:
+            return true
+        }
     }
 
     /// Listeners that route by name take their services from routes and default, not from

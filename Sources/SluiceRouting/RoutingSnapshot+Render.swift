@@ -25,6 +25,10 @@ extension RoutingSnapshot {
                     lines += renderRoutes(routeTables[listener.terminatedRoutes]).map { "  " + $0 }
                 }
             }
+            if listener.http2 {
+                lines.append(
+                    listener.protocol == .tls ? "    http2 (ALPN h2, http/1.1)" : "    http2 (prior knowledge)")
+            }
             if !listener.acceptProxy.isEmpty {
                 lines.append("    acceptProxy \(listener.acceptProxy.map(\.description).joined(separator: ", "))")
             }

@@ -114,13 +114,17 @@ public struct Listener: Sendable, Hashable {
     public var terminatedRoutes: Int = -1
     /// Which of this listener's requests and connections get an access-log record.
     public var accessLog: AccessLogPolicy = AccessLogPolicy()
+    /// HTTP/2 for this listener's HTTP traffic: ALPN `h2` on terminated TLS sessions (tls),
+    /// the client connection preface with prior knowledge (http, beside HTTP/1.1).
+    public var http2: Bool = false
 
     public init(
         name: String, address: SocketAddress, protocol: ListenerProtocol, service: Int, routes: Int = -1,
         acceptProxy: [CIDR] = [], tlsContext: Int = -1, terminatedRoutes: Int = -1,
-        accessLog: AccessLogPolicy = AccessLogPolicy()
+        accessLog: AccessLogPolicy = AccessLogPolicy(), http2: Bool = false
     ) {
         self.accessLog = accessLog
+        self.http2 = http2
         self.name = name
         self.address = address
         self.protocol = `protocol`

@@ -84,6 +84,17 @@ public enum TLSSession {
         return OpaquePointer(session)
     }
 
+    /// ALPN offers `h2` before `http/1.1` on this session; call before its handshake. False
+    /// when OpenSSL could not record it (the session then offers http/1.1 only).
+    public static func offerHTTP2(_ session: OpaquePointer) -> Bool {
+        sluice_tls_offer_h2(UnsafeMutableRawPointer(session)) == 0
+    }
+
+    /// The handshake selected ALPN `h2`.
+    public static func selectedHTTP2(_ session: OpaquePointer) -> Bool {
+        sluice_tls_alpn_h2(UnsafeRawPointer(session)) == 1
+    }
+
     /// Where ciphertext from the peer goes (allocated on first use); empty when the input is
     /// full (let the session take what it has first).
     @inline(__always)

@@ -104,6 +104,8 @@ struct HTTPExchange: BitwiseCopyable {
     var decoder = ChunkedDecoder()
     /// Times and status of the request in flight (`Observe/`).
     var stats = ExchangeStats()
+    /// An HTTP/2 session's or stream's state (`Connection.h2`).
+    var h2 = HTTP2Link()
 
     init() {}
 }

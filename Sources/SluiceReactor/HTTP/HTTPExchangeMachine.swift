@@ -25,7 +25,7 @@ import SluiceWire
 /// |                | `requestQueued`            | `.exchanging`  | arm server (or the request body's deadline) |
 /// | `.exchanging`  | `requestBytesSent`         | —              | `proceed` (a retry is now limited)          |
 /// |                | `interim(101)`             | —              | asked for: `startUpgrade`; else `rejectResponse` |
-/// |                | `interim(1xx)`             | —              | HTTP/1.0: `dropInterim`; else `forwardInterim` (body clock restarts) |
+/// |                | `interim(1xx)`             | —              | HTTP/1.0 or a stream: `dropInterim`; else `forwardInterim` (body clock restarts) |
 /// |                | `interimQueued`            | —              | `proceed` (a response has started)          |
 /// |                | `upgradeQueued`            | `.upgrading`   | `proceed`                                   |
 /// |                | `responseHead`             | —              | `forwardResponse(framing, closeClient, dechunk)` (HEAD, 204, 304: no body) |
@@ -118,6 +118,9 @@ struct HTTPExchangeMachine: BitwiseCopyable {
         var bodyless = true
         /// The loop is draining: this is the connection's last request.
         var draining = false
+        /// The request is an HTTP/2 stream: its only request; the stream's framing ends the
+        /// body (chunked responses are de-chunked), and 1xx answers are not relayed.
+        var stream = false
     }
 
     /// What a final response head allows.
@@ -243,6 +246,8 @@ struct HTTPExchangeMachine: BitwiseCopyable {
     /// The request in flight (or the last one).
     private(set) var method: HTTPMethod = .get
     private(set) var http10 = false
+    /// The request is an HTTP/2 stream (`RequestHead.stream`).
+    private(set) var stream = false
     private(set) var upgradeRequested = false
     /// A head was parsed and its response is not complete yet.
     private(set) var inRequest = false
@@ -285,7 +290,8 @@ struct HTTPExchangeMachine: BitwiseCopyable {
             expect(.readingHead, event)
             method = head.method
             http10 = head.http10
-            clientClose = head.connectionClose || (head.http10 && !head.keepAlive) || head.draining
+            stream = head.stream
+            clientClose = head.connectionClose || (head.http10 && !head.keepAlive) || head.draining || head.stream
             upgradeRequested = head.upgrade
             requestHasBody = head.hasBody
             requestBodyless = head.bodyless
@@ -349,7 +355,8 @@ struct HTTPExchangeMachine: BitwiseCopyable {
             // A 100 Continue starts the body's clock: the client waited for it.
             bodyStart = now
             // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; the final answer follows.
-            return http10 ? .dropInterim : .forwardInterim
+            // An HTTP/2 stream's head is converted once: only the final one goes out.
+            return http10 || stream ? .dropInterim : .forwardInterim
         case .interimQueued:
             expect(.exchanging, event)
             responseStarted = true
@@ -448,7 +455,8 @@ struct HTTPExchangeMachine: BitwiseCopyable {
             framing = .untilClose
         }
         // An HTTP/1.0 client cannot read chunked: strip the framing, end the body by closing.
-        let dechunk = http10 && framing == .chunked
+        // An HTTP/2 stream carries the body in DATA frames and ends it with END_STREAM.
+        let dechunk = (http10 || stream) && framing == .chunked
         let untilClose = framing == .untilClose
         clientClose = clientClose || dechunk || untilClose || head.closeClient
         upstreamReusable = !head.connectionClose && !untilClose && (head.http11 || head.keepAlive)

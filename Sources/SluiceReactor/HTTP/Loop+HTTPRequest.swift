@@ -29,6 +29,7 @@ extension Loop {
                 return .again
             }
         }
+        if let step = detectPreface(slot) { return step }
         if !e.pointee.req.isEmpty && !e.pointee.proxyPending {
             let head = UnsafeRawBufferPointer(start: base + Int(e.pointee.req.start), count: Int(e.pointee.req.count))
             switch e.pointee.reqScan.scan(head, limits: httpLimits) {
@@ -113,7 +114,8 @@ extension Loop {
         let parsed = HTTPExchangeMachine.RequestHead(
             method: head.method, http10: head.minorVersion == 0, connectionClose: head.connectionClose,
             keepAlive: head.connectionKeepAlive, upgrade: head.connectionUpgrade && head.upgrade != nil,
-            hasBody: !e.pointee.reqBody.done, bodyless: head.bodyKind == .none, draining: lastRequests)
+            hasBody: !e.pointee.reqBody.done, bodyless: head.bodyKind == .none, draining: lastRequests,
+            stream: c.pointee.h2 == .stream)
         switch report(slot, .headParsed(parsed)) {
         case .route: break
         case .refuse(let status): return respondError(slot, status: status, reason: .badRequest)

@@ -35,6 +35,9 @@ struct Connection: BitwiseCopyable {
     var replay = false
     /// The slot's `HTTPExchange` holds buffers to release on close.
     var usesExchange = false
+    /// An HTTP/2 client connection (`session`: the socket, with its streams in other slots),
+    /// or one of its streams (`stream`: an HTTP exchange without a socket of its own).
+    var h2 = HTTP2Role.none
     /// A TLS session terminated here (OpenSSL `SSL *`): the client's bytes go through it.
     /// Freed by `close` before the socket.
     var tls: OpaquePointer? = nil
@@ -63,6 +66,15 @@ struct Connection: BitwiseCopyable {
     var toDownBuffer: Int32 = -1
     /// Bytes, times and the close reason, for the metrics and the access log (`Observe/`).
     var stats = ConnectionStats()
+
+    /// The slot holds a connection: a client socket, or an HTTP/2 stream of one.
+    @inline(__always) var isLive: Bool { downFD >= 0 || h2 == .stream }
+}
+
+enum HTTP2Role: UInt8 {
+    case none
+    case session
+    case stream
 }
 
 /// Preallocated connection slots with a free list. Slots above `highWater` have never been

@@ -11,7 +11,9 @@ extension Loop {
             case .snapshot(let next, let sockets, let remap, let applied):
                 swap(to: next, sockets: sockets, remap: remap)
                 applied.countDown()
-            case .closeKeepAlive: lastRequests = true
+            case .closeKeepAlive:
+                lastRequests = true
+                drainSessions()
             case .drain(let deadline): startDrain(deadline: deadline)
             case .ping(let answered): answered.countDown()
             case .collect(let collection): collect(into: collection)
@@ -43,6 +45,7 @@ extension Loop {
                 updated.terminated = Int32(listener.terminatedRoutes)
                 updated.acceptProxy = listener.acceptProxy
                 updated.accessLog = listener.accessLog
+                updated.http2 = listener.http2
                 updated.name = Array(listener.name.utf8)
                 kept.append(updated)
             } else if let fd = sockets[listener.key] {
@@ -51,7 +54,7 @@ extension Loop {
                         key: listener.key, row: Int32(row), fd: fd, service: service, routes: routes,
                         tlsContext: Int32(listener.tlsContext), terminated: Int32(listener.terminatedRoutes),
                         acceptProxy: listener.acceptProxy, enabled: false, accessLog: listener.accessLog,
-                        name: Array(listener.name.utf8)))
+                        http2: listener.http2, name: Array(listener.name.utf8)))
             }
         }
         for old in listeners where !kept.contains(where: { $0.key == old.key }) && old.fd >= 0 {
@@ -156,7 +159,9 @@ extension Loop {
         var slot: Int32 = 0
         while slot < table.highWater {
             let c = table.pointer(slot)
-            if c.pointee.downFD >= 0 && c.pointee.isHTTP {
+            if c.pointee.h2 == .session {
+                drainSession(slot)
+            } else if c.pointee.isLive && c.pointee.isHTTP {
                 if case .close = report(slot, .drain(buffered: !exchange(slot).pointee.req.isEmpty)) {
                     if let closeAt = idleCloseTime(slot), closeAt > now {
                         timers.schedule(slot, at: closeAt)
@@ -219,7 +224,7 @@ extension Loop {
         }
         var slot: Int32 = 0
         while slot < table.highWater {
-            if table.slots[Int(slot)].downFD >= 0 { close(slot, abort: true, reason: .draining) }
+            if table.slots[Int(slot)].isLive { close(slot, abort: true, reason: .draining) }
             slot += 1
         }
         for listener in listeners where listener.fd >= 0 { driver.close(listener.fd) }

@@ -247,7 +247,7 @@ extension Loop {
         while slot < table.highWater {
             let c = table.pointer(slot)
             defer { slot += 1 }
-            guard c.pointee.downFD >= 0 else { continue }
+            guard c.pointee.isLive else { continue }
             let position = Int(c.pointee.listener)
             c.pointee.listener = position >= 0 && position < listenerPositions.count ? listenerPositions[position] : -1
             c.pointee.stats.frontendRow = c.pointee.listener >= 0 ? listeners[Int(c.pointee.listener)].row : -1
@@ -280,8 +280,8 @@ extension Loop {
         while slot < table.highWater {
             let c = table.pointer(slot)
             defer { slot += 1 }
-            guard c.pointee.downFD >= 0 else { continue }
-            if let row = frontendRow(c) { metrics.frontends.add(row, .currentConnections) }
+            guard c.pointee.isLive else { continue }
+            if c.pointee.h2 != .stream, let row = frontendRow(c) { metrics.frontends.add(row, .currentConnections) }
             guard c.pointee.counted else { continue }
             if let endpoint = currentEndpoint(c) {
                 picker.opened(endpoint)

@@ -26,6 +26,8 @@ final class Loop: @unchecked Sendable {
     var buffers: BufferPool
     /// HTTP heads and bodies in flight (32 KiB blocks).
     var httpBuffers: BufferPool
+    /// HTTP/2 streams' inbound buffers: a request head and a receive window each.
+    var streamBuffers: BufferPool
     /// A peek's first bytes (1 KiB blocks): a connection that has sent part of a ClientHello
     /// or PROXY header holds this, not a 32 KiB block, until more is needed.
     var peekBuffers: BufferPool
@@ -97,6 +99,14 @@ final class Loop: @unchecked Sendable {
     /// Connections that used up their step budget in this batch, resumed after it.
     var resume: [(slot: Int32, generation: UInt32)] = []
     var resuming: [(slot: Int32, generation: UInt32)] = []
+    /// HTTP/2: sessions to flush at the end of the batch, and streams to pump once nghttp2
+    /// returns (each with its generation; swapped with the second array while it is run).
+    var h2Dirty: [(slot: Int32, generation: UInt32)] = []
+    var h2Flushing: [(slot: Int32, generation: UInt32)] = []
+    var h2Wake: [(slot: Int32, generation: UInt32)] = []
+    var h2Waking: [(slot: Int32, generation: UInt32)] = []
+    /// A response head's fields for nghttp2.
+    let h2Fields: UnsafeMutableBufferPointer<HTTP2Session.Field>
     /// Reads and writes one connection (one direction of a tunnel) makes per wake. Debug
     /// builds take `SLUICE_STEP_BUDGET` (1 and up) so tests can drive every resumption path.
     static let stepBudget: Int = {
@@ -123,6 +133,8 @@ final class Loop: @unchecked Sendable {
         var enabled: Bool
         /// Which requests and connections get an access-log record (with `Loop.accessLog`).
         var accessLog: AccessLogPolicy
+        /// HTTP/2 offered (ALPN `h2` on terminated sessions) or accepted with prior knowledge.
+        var http2: Bool
         /// The listener's name, for records (made once per swap, copied without allocating).
         var name: [UInt8]
     }
@@ -147,10 +159,12 @@ final class Loop: @unchecked Sendable {
         pipes = PipePool(pipeSize: snapshot.tuning.pipeSize, maxIdle: snapshot.tuning.pipePoolSize)
         buffers = BufferPool(bufferSize: snapshot.tuning.copyBufferSize)
         httpBuffers = BufferPool(bufferSize: Int(Self.httpBufferSize))
+        streamBuffers = BufferPool(bufferSize: Int(Self.streamBufferSize), maxIdle: 64)
         peekBuffers = BufferPool(bufferSize: Int(Self.peekBufferSize), maxIdle: 1024)
         pool = UpstreamPool(capacity: 4096)
         pool.resize(endpoints: snapshot.endpoints.count, perEndpoint: snapshot.limits.upstreamIdlePerEndpoint)
         fieldStore = .allocate(capacity: 256)
+        h2Fields = .allocate(capacity: HTTP2Session.maxFields)
         scratch = .allocate(byteCount: Self.scratchSize, alignment: 16)
         helloScratch = .allocate(byteCount: 32 * 1024, alignment: 16)
         pathScratch = .allocate(byteCount: Int(Self.httpBufferSize), alignment: 16)
@@ -176,6 +190,10 @@ final class Loop: @unchecked Sendable {
         expired.reserveCapacity(Self.tableCapacity)
         resume.reserveCapacity(1024)
         resuming.reserveCapacity(1024)
+        h2Dirty.reserveCapacity(1024)
+        h2Flushing.reserveCapacity(1024)
+        h2Wake.reserveCapacity(1024)
+        h2Waking.reserveCapacity(1024)
         try driver.watchInput(mailbox.wake.fd, EventToken(kind: .mailbox, index: 0, generation: 0), edge: true)
     }
 
@@ -210,11 +228,13 @@ final class Loop: @unchecked Sendable {
                 }
             }
             runResumed()
+            flushSessions()
             if pipes.setSizeFailures > 0, let warning = pipes.takeSetSizeWarning() { logger.warning("\(warning)") }
             expireTimers()
             if pool.count > 0 && now >= nextPoolSweep { sweepPool() }
             if acceptPaused && now >= acceptResumeAt { resumeAccepting() }
             if mail { handleMail() }
+            flushSessions()
             if draining && (table.live == 0 || now >= drainDeadline) {
                 closeAllForExit()
                 driver.finish()
@@ -246,6 +266,10 @@ final class Loop: @unchecked Sendable {
             onHTTPDownstream(slot, mask)
             return
         }
+        if c.pointee.h2 == .session {
+            onSessionEvent(slot, mask)
+            return
+        }
         if c.pointee.peeking {
             c.pointee.toUp.sourceReady(mask)
             c.pointee.toDown.destinationReady(mask)
@@ -259,7 +283,7 @@ final class Loop: @unchecked Sendable {
     func onUpstream(_ token: EventToken, _ mask: Readiness) {
         let slot = token.index
         let c = table.pointer(slot)
-        guard c.pointee.generation == token.generation, c.pointee.downFD >= 0 else { return }
+        guard c.pointee.generation == token.generation, c.pointee.isLive else { return }
         if c.pointee.isHTTP {
             onHTTPUpstream(slot, mask)
             return
@@ -282,9 +306,11 @@ final class Loop: @unchecked Sendable {
         Swift.swap(&resume, &resuming)
         for (slot, generation) in resuming {
             let c = table.pointer(slot)
-            guard c.pointee.generation == generation, c.pointee.downFD >= 0 else { continue }
+            guard c.pointee.generation == generation, c.pointee.isLive else { continue }
             if c.pointee.isHTTP {
                 httpPump(slot)
+            } else if c.pointee.h2 == .session {
+                sessionPump(slot)
             } else if !c.pointee.peeking && c.pointee.life.state == .tunnel {
                 pump(slot)
             }
@@ -302,6 +328,10 @@ final class Loop: @unchecked Sendable {
             let c = table.pointer(slot)
             if c.pointee.isHTTP {
                 onHTTPTimer(slot)
+                continue
+            }
+            if c.pointee.h2 == .session {
+                onSessionTimer(slot)
                 continue
             }
             if c.pointee.peeking {
@@ -325,6 +355,11 @@ final class Loop: @unchecked Sendable {
         c.pointee.stats.note(reason)
         closeObserved(slot)
         timers.cancel(slot)
+        switch c.pointee.h2 {
+        case .none: break
+        case .session: endSession(slot)
+        case .stream: leaveSession(slot, abort: abort)
+        }
         if c.pointee.isHTTP || c.pointee.usesExchange { releaseHTTPBuffers(exchange(slot)) }
         disownParked(c)
         releaseResources(c, toUp: true)

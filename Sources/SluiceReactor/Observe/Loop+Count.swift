@@ -119,7 +119,7 @@ extension Loop {
         var slot: Int32 = 0
         while slot < table.highWater {
             let c = table.pointer(slot)
-            if c.pointee.downFD >= 0 { flushBytes(c) }
+            if c.pointee.isLive { flushBytes(c) }
             slot += 1
         }
     }

@@ -65,7 +65,8 @@ extension Loop {
         {
             logTunnel(slot)
         }
-        if let row = frontendRow(c) { metrics.frontends.add(row, .currentConnections, -1) }
+        // A stream is a request of its session's connection, not a connection of its own.
+        if c.pointee.h2 != .stream, let row = frontendRow(c) { metrics.frontends.add(row, .currentConnections, -1) }
         metrics.closeReasons[Int(c.pointee.stats.closeReason.rawValue)] &+= 1
     }
 }

@@ -43,6 +43,8 @@ extension Loop {
         }
         c.pointee.tls = session
         release(&e.pointee.req)
+        let position = Int(c.pointee.listener)
+        if position >= 0 && listeners[position].http2 { _ = TLSSession.offerHTTP2(session) }
         handshakeStep(slot)
     }
 
@@ -132,6 +134,10 @@ extension Loop {
         c.pointee.toUp.srcReadable = true
         c.pointee.toDown.dstWritable = true
         c.pointee.life.activity(now: now)
+        if let session = c.pointee.tls, TLSSession.selectedHTTP2(session) {
+            startSession(slot, received: UnsafeRawBufferPointer(start: nil, count: 0))
+            return
+        }
         armIdle(slot)
         httpPump(slot)
     }

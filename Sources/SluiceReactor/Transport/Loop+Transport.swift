@@ -15,6 +15,9 @@ import SluiceSystem
 /// TLS output: what the session encrypts waits in its output buffer until sent; a send that
 /// leaves some there clears the client's writable flag, and the client's next writable event
 /// pushes it (`clientWritable`). `outputPending` tells a close to wait for it.
+///
+/// An HTTP/2 stream is a third downstream transport: its request comes from, and its
+/// response goes to, the session's nghttp2 streams (`Loop+HTTP2Stream`).
 extension Loop {
     enum Side {
         case downstream
@@ -31,6 +34,7 @@ extension Loop {
         switch side {
         case .downstream:
             if let session = c.pointee.tls { return receiveTLS(c, session, into: dst, count: count) }
+            if c.pointee.h2 == .stream { return receiveStream(c, into: dst, count: count) }
             let result = receivePlain(
                 c.pointee.downFD, into: dst, count: count, readable: &c.pointee.toUp.srcReadable,
                 hangup: c.pointee.toUp.srcHangup)
@@ -52,6 +56,7 @@ extension Loop {
         switch side {
         case .downstream:
             if let session = c.pointee.tls { return sendTLS(c, session, &queue) }
+            if c.pointee.h2 == .stream { return sendStream(c, &queue) }
             let result = sendPlain(c.pointee.downFD, &queue, writable: &c.pointee.toDown.dstWritable)
             if case .bytes(let n) = result { countClientOut(c, n) }
             return result
@@ -67,6 +72,10 @@ extension Loop {
     func shutdownWrite(_ c: UnsafeMutablePointer<Connection>, _ side: Side) {
         switch side {
         case .downstream:
+            if c.pointee.h2 == .stream {
+                shutdownStream(c)
+                return
+            }
             if let session = c.pointee.tls {
                 TLSSession.shutdown(session)
                 _ = pushTLSOutput(c, session)
