@@ -139,6 +139,7 @@ class H2Client:
             self.conn.increment_flow_control_window(connection_window)
         self.streams: Dict[int, StreamResult] = {}
         self.server_settings: Dict[int, int] = {}
+        self.settings_received = False
         self.goaway: Optional[h2.events.ConnectionTerminated] = None
         self.goaway_at: Optional[float] = None
         self.eof = False
@@ -194,6 +195,7 @@ class H2Client:
             elif isinstance(ev, h2.events.StreamReset):
                 self._stream(ev.stream_id).reset = int(ev.error_code)
             elif isinstance(ev, h2.events.RemoteSettingsChanged):
+                self.settings_received = True
                 for k, v in ev.changed_settings.items():
                     self.server_settings[int(k)] = v.new_value
             elif isinstance(ev, h2.events.ConnectionTerminated):
@@ -228,8 +230,7 @@ class H2Client:
             self._recv(min(left, 0.5))
 
     def wait_settings(self, timeout: float = 5.0) -> Dict[int, int]:
-        self.wait(lambda: bool(self.server_settings) or self.conn.remote_settings.acknowledged,
-                  timeout, "the server's SETTINGS")
+        self.wait(lambda: self.settings_received, timeout, "the server's SETTINGS")
         return self.server_settings
 
     # ---- requests
