@@ -171,7 +171,12 @@ class H2Client:
             if self.goaway is None:
                 raise ConnectionClosed("EOF without GOAWAY")
             return True
-        self.handle(self.conn.receive_data(data))
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self.eof = True
+            raise AssertionError(f"the server broke HTTP/2: {type(exc).__name__}: {exc}") from exc
+        self.handle(events)
         self.flush()
         return True
 
@@ -201,6 +206,10 @@ class H2Client:
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 self.goaway = ev
                 self.goaway_at = time.monotonic()
+                if int(ev.error_code) == 0:
+                    # h2 treats every GOAWAY as the end; a graceful one lets the streams up
+                    # to last_stream_id finish (RFC 9113 6.8): keep reading them
+                    self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
 
     def _stream(self, sid: int) -> StreamResult:
         st = self.streams.get(sid)
@@ -309,13 +318,16 @@ class H2Client:
 
 
 class RawH2:
-    """A connection that writes frames as given. ``start()`` sends the preface and an empty
-    SETTINGS (plus ``settings``), then a thread reads and parses the server's frames."""
+    """A connection that writes frames as given. ``start()`` sends the preface, SETTINGS
+    (``settings``) and a WINDOW_UPDATE of ``window`` for the connection, then a thread reads
+    and parses the server's frames (and ACKs its SETTINGS). Use it over h2c: a TLS socket
+    is not safe to read and write from two threads."""
 
     def __init__(self, addr: str, tls_ctx: Optional[ssl.SSLContext] = None,
                  sni: Optional[str] = None, timeout: float = 10.0, read: bool = True,
                  settings: Optional[Dict[int, int]] = None, rcvbuf: Optional[int] = None,
-                 sndbuf: Optional[int] = None):
+                 sndbuf: Optional[int] = None, window: int = 1 << 24,
+                 ack_settings: bool = True):
         self.sock = open_socket(addr, tls_ctx, sni, timeout, rcvbuf)
         if sndbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
@@ -333,13 +345,18 @@ class RawH2:
         self._read = read
         self._reader: Optional[threading.Thread] = None
         self._settings = settings or {}
+        self._window = window
+        self._ack_settings = ack_settings
         self._lock = threading.Lock()   # one writer at a time (TLS objects are not thread safe)
 
     def start(self) -> "RawH2":
         sf = hf.SettingsFrame(0)
         for k, v in self._settings.items():
             sf.settings[int(k)] = v
-        self.send(PREFACE + sf.serialize())
+        out = PREFACE + sf.serialize()
+        if self._window:
+            out += hf.WindowUpdateFrame(0, window_increment=self._window).serialize()
+        self.send(out)
         if self._read:
             self._reader = threading.Thread(target=self._read_loop, daemon=True, name="raw-h2")
             self._reader.start()
@@ -364,11 +381,10 @@ class RawH2:
                 if not w:
                     continue
                 with self._lock:
-                    self.sock.setblocking(False)
-                    try:
-                        n = self.sock.send(view)
-                    finally:
-                        self.sock.setblocking(True)
+                    if isinstance(self.sock, ssl.SSLSocket):
+                        n = self.sock.send(view[:16384])   # writable: a record fits
+                    else:
+                        n = self.sock.send(view, socket.MSG_DONTWAIT)
             except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 continue
             except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError) as exc:
@@ -436,6 +452,14 @@ class RawH2:
                     with self.cond:
                         self.frames.append((time.monotonic(), f))
                         self.cond.notify_all()
+                    if (self._ack_settings and isinstance(f, hf.SettingsFrame)
+                            and "ACK" not in f.flags):
+                        ack = hf.SettingsFrame(0)
+                        ack.flags.add("ACK")
+                        try:
+                            self.send(ack.serialize())
+                        except OSError:
+                            pass
         except (ConnectionResetError, BrokenPipeError) as exc:
             self._mark_closed(f"reset ({exc})")
         except (OSError, ssl.SSLError, ValueError) as exc:
