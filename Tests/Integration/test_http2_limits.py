@@ -100,7 +100,12 @@ def test_max_concurrent_streams_100_and_refused_beyond(lim):
         sids = [c.request("a.example.com", f"/s{i}?mode=slow&delay=1.5") for i in range(100)]
         extra = [c.request("a.example.com", f"/x{i}") for i in range(5)]
         assert c.wait_for(lambda: all(s in c.resets() for s in extra), 5), \
-            f"streams above 100 not reset: resets {c.resets()}"
+            (f"streams above 100 not reset: resets {c.resets()}; ended "
+             f"{sorted(set(extra) & set(c.ended_streams()))} of {extra}; backend saw "
+             f"{lim.http['web-a'].request_count()} requests; frames "
+             f"{sorted({type(f).__name__ for _, f in c.frames})}; GOAWAY "
+             f"{error_name(c.goaway().error_code) if c.goaway() else None} "
+             f"{c.goaway().additional_data if c.goaway() else b''!r}")
         codes = {s: c.resets()[s] for s in extra}
         assert all(v == REFUSED_STREAM for v in codes.values()), \
             {s: error_name(v) for s, v in codes.items()}
