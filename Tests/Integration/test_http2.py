@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -27,14 +26,12 @@ from typing import Dict, List, Optional
 import pytest
 
 from backends import pattern_bytes
-from conftest import (HAProxyProcess, PROXY_KIND, SluiceProcess, fd_count, free_port,
-                      listening_ports, make_config, new_listener, parse_addr)
-from h2_client import H2Client, RawH2, error_name, h2_context
-from http_backends import BufReader, closed_within, curl, get, port_of, read_response, \
-    request_bytes
+from conftest import HAProxyProcess, PROXY_KIND, free_port, make_config, new_listener, parse_addr
+from h2_client import H2Client, error_name, h2_context
+from http_backends import curl, get, port_of
 from test_tls_termination import HTTPSConn, s_client
 from tls_backends import BackendGroup
-from tls_certs import make_term_certs, pem_subject
+from tls_certs import make_term_certs
 
 H2_PEER = os.environ.get("SLUICE_H2_PEER", "").strip().lower()
 HSTS = 31536000
