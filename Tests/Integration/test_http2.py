@@ -779,7 +779,7 @@ def test_http2_metrics_tentative_names(http_backends, h2_group, h2_certs, admin_
 
 @pytest.fixture
 def admin_sluice(tmp_path, request):
-    if H2_PEER:
+    if H2_PEER or PROXY_KIND != "sluice":
         pytest.skip("sluice-specific")
     from test_admin import AdminSluice
     started: List[AdminSluice] = []
