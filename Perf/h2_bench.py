@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Helpers for h2-bench.sh (Python 3 standard library; /proc readers, the noise monitor and
+the results file come from benchlib.py, the certificates from tls_bench.py).
+
+Subcommands:
+  h2load RESULTS KEY CPU_BEFORE CPU_AFTER OUT...
+                                record one load: the h2load outputs OUT... (one per h2load
+                                run; their requests and times are added up) and the proxy's
+                                CPU before and after ("USER SYSTEM" seconds)
+  report RESULTS                print the Markdown report
+"""
+import os
+import re
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import benchlib  # noqa: E402
+
+MODES = [("sluice", "Sluice"), ("haproxy", "HAProxy"), ("nginx", "nginx")]
+LOADS = [
+    # key, label, unit
+    ("h2-ka", "keep-alive: h2load -c{ka_c} -m{ka_m}, 64 B responses", "req"),
+    ("h2-conn", "new connection per request: full TLS 1.3 handshake + one h2 stream "
+                "(h2load -n{hs_c} -c{hs_c} -m1, in rounds)", "conn"),
+]
+QUIET = 10.0
+
+REQ_RX = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                    r"(\d+) failed, (\d+) errored, (\d+) timeout")
+STATUS_RX = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
+TIME_RX = re.compile(r"finished in ([\d.]+)(ms|s|us)")
+
+
+def parse_h2load(text):
+    m, s, t = REQ_RX.search(text), STATUS_RX.search(text), TIME_RX.search(text)
+    if not (m and s and t):
+        return None
+    secs = float(t.group(1)) * {"s": 1.0, "ms": 1e-3, "us": 1e-6}[t.group(2)]
+    proto = re.search(r"Application protocol: (\S+)", text)
+    tls = re.search(r"TLS Protocol: (\S+)", text)
+    return {"total": int(m.group(1)), "succeeded": int(m.group(4)), "failed": int(m.group(5)),
+            "errored": int(m.group(6)), "timeout": int(m.group(7)), "2xx": int(s.group(1)),
+            "secs": secs, "proto": proto.group(1) if proto else None,
+            "tls": tls.group(1) if tls else None}
+
+
+def record(results, key, before, after, outs):
+    put = benchlib.put
+    runs = []
+    for path in outs:
+        with open(path) as f:
+            text = f.read()
+        r = parse_h2load(text)
+        if r is None:
+            put(results, f"{key}.error", f"cannot parse h2load output ({path}): "
+                + " ".join(text.split())[-200:])
+            print(f"cannot parse {path}: {text[-300:]}")
+            return
+        runs.append(r)
+    protos = {r["proto"] for r in runs}
+    if protos != {"h2"}:
+        put(results, f"{key}.error", f"h2load negotiated {sorted(map(str, protos))}, not h2")
+        print(f"not h2: {protos}")
+        return
+    n = sum(r["succeeded"] for r in runs)
+    secs = sum(r["secs"] for r in runs)
+    errors = sum(r["failed"] + r["errored"] + r["timeout"] + (r["succeeded"] - r["2xx"])
+                 for r in runs)
+    u0, s0 = benchlib.parse_cpu(before)
+    u1, s1 = benchlib.parse_cpu(after)
+    put(results, f"{key}.units", n)
+    put(results, f"{key}.rate", f"{n / secs:.1f}" if secs else "0")
+    put(results, f"{key}.errors", errors)
+    put(results, f"{key}.runs", len(runs))
+    put(results, f"{key}.tls", runs[0]["tls"])
+    put(results, f"{key}.cpu_user", f"{u1 - u0:.2f}")
+    put(results, f"{key}.cpu_sys", f"{s1 - s0:.2f}")
+    print(f"{n / secs if secs else 0:.0f}/s over {len(runs)} h2load run(s), CPU "
+          f"{u1 - u0:.2f}+{s1 - s0:.2f} s for {n}, errors {errors}")
+
+
+def derived(r, key):
+    num = benchlib.num
+    n, u, s = num(r, f"{key}.units"), num(r, f"{key}.cpu_user"), num(r, f"{key}.cpu_sys")
+    if not n or u is None or s is None or u < 0 or s < 0 or r.get(f"{key}.error"):
+        return {}
+    return {"rate": num(r, f"{key}.rate"), "errors": num(r, f"{key}.errors"),
+            "cpu": (u + s) / n * 1e6, "cpu_user": u / n * 1e6, "cpu_sys": s / n * 1e6}
+
+
+def rounds(r, mode):
+    return benchlib.rounds_of(r, mode)
+
+
+def noise_pct(r, key):
+    nc, nw = benchlib.num(r, f"{key}.noise.cpu"), benchlib.num(r, f"{key}.noise.wall")
+    return 100.0 * nc / nw if nc is not None and nw else None
+
+
+def table(L, mid, meta):
+    L.append("| load | CPU µs per unit (user + sys): Sluice | HAProxy | nginx "
+             "| Sluice / better peer | rate: Sluice / HAProxy / nginx | errors S / H / N |")
+    L.append("|" + " --- |" * 7)
+    for ld, label, unit in LOADS:
+        def cell(m):
+            d = mid[(m, ld)]
+            if d.get("cpu") is None:
+                return "—"
+            return f"{d['cpu']:.1f} µs/{unit} ({d['cpu_user']:.1f} + {d['cpu_sys']:.1f})"
+        s = mid[("sluice", ld)].get("cpu")
+        peers = [mid[(m, ld)].get("cpu") for m in ("haproxy", "nginx")]
+        peers = [p for p in peers if p]
+        best = min(peers) if peers else None
+        ratio = f"**{s / best:.2f}**" if s and best else "—"
+        rates = " / ".join("—" if mid[(m, ld)].get("rate") is None else
+                           f"{mid[(m, ld)]['rate']:.0f}/s" for m, _ in MODES)
+        errs = " / ".join("—" if mid[(m, ld)].get("errors") is None else
+                          f"{mid[(m, ld)]['errors']:.0f}" for m, _ in MODES)
+        L.append(f"| {label.format(**meta)} | " + " | ".join(cell(m) for m, _ in MODES) +
+                 f" | {ratio} | {rates} | {errs} |")
+
+
+def report(results):
+    r = benchlib.load(results)
+    med = benchlib.median
+    meta = {k[5:]: v for k, v in r.items() if k.startswith("meta.")}
+    fields = ("cpu", "cpu_user", "cpu_sys", "rate", "errors")
+    per = {(m, ld): [derived(r, f"{m}@{n}.{ld}") for n in rounds(r, m)]
+           for m, _ in MODES for ld, _, _ in LOADS}
+    mid = {k: {f: med([d.get(f) for d in v]) for f in fields} for k, v in per.items()}
+    g = lambda k: meta.get(k, "?")  # noqa: E731
+    L = [f"# Sluice HTTP/2 benchmark — {g('date')}", ""]
+    L.append(
+        f"Loopback, TLS with ALPN h2 on every proxy, HTTP/1.1 keep-alive to one nginx origin "
+        f"(64 B file). Each proxy pinned to CPU {g('proxy_cpu')}, one worker/thread; h2load "
+        f"and the origin on CPU {g('load_cpu')}. Certificate: ECDSA P-256 (CN localhost). "
+        f"Keep-alive: h2load -n {g('ka_n')} -c {g('ka_c')} -m {g('ka_m')} (after a warm-up "
+        f"run). New connections: h2load -n {g('hs_c')} -c {g('hs_c')} -m 1 run "
+        f"{g('hs_runs')} times (every client one connection and one request; h2load offers "
+        f"no TLS session, so each is a full handshake). {g('rounds')} interleaved round(s), "
+        f"medians. CPU = utime + stime of the proxy's processes (/proc/PID/stat before and "
+        f"after the load), per request or per connection.")
+    L.append("")
+    table(L, mid, meta)
+    quiet = {}
+    for (m, ld), v in per.items():
+        ok = [d for n, d in zip(rounds(r, m), v)
+              if (noise_pct(r, f"{m}@{n}") or 100) <= QUIET]
+        quiet[(m, ld)] = {f: med([d.get(f) for d in ok]) for f in fields}
+    L.append("")
+    L.append(f"Quiet rounds only (other processes ≤ {QUIET:.0f} % of a CPU during that "
+             "proxy's turn):")
+    L.append("")
+    table(L, quiet, meta)
+    L.append("")
+    L.append("Per round (CPU per unit @ rate):")
+    L.append("")
+    for ld, _, unit in LOADS:
+        parts = []
+        for m, name in MODES:
+            vals = ["—" if d.get("cpu") is None else f"{d['cpu']:.1f} µs @ {d['rate']:.0f}/s"
+                    for d in per[(m, ld)]]
+            parts.append(f"{name}: " + (", ".join(vals) or "—"))
+        L.append(f"- {ld}: " + "; ".join(parts))
+    notes = []
+    for m, _ in MODES:
+        for n in rounds(r, m):
+            st = r.get(f"{m}@{n}.status")
+            if st and st != "ok":
+                notes.append(f"- {m} round {n}: {st}")
+            chk = r.get(f"{m}@{n}.check")
+            if chk and not chk.startswith("ok"):
+                notes.append(f"- {m} round {n} check: {chk[:200]}")
+            for ld, _, _ in LOADS:
+                e = r.get(f"{m}@{n}.{ld}.error")
+                if e:
+                    notes.append(f"- {m} round {n} {ld}: {e} (not counted)")
+            p = noise_pct(r, f"{m}@{n}")
+            if p is not None:
+                notes.append(f"- {m} round {n}: other processes used {p:.0f} % of a CPU")
+    if notes:
+        L += ["", "Notes:"] + notes
+    L += ["", "Versions: " + "; ".join(f"{k}: {g(k)}" for k in
+                                       ("sluice", "haproxy", "nginx", "h2load", "openssl",
+                                        "kernel")),
+          f"Load average at the end: {g('load_avg')}"]
+    return "\n".join(L)
+
+
+def main():
+    a = sys.argv[1:]
+    if not a:
+        sys.exit(__doc__)
+    if a[0] == "h2load" and len(a) >= 6:
+        record(a[1], a[2], a[3], a[4], a[5:])
+    elif a[0] == "report" and len(a) == 2:
+        print(report(a[1]))
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
