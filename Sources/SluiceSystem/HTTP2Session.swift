@@ -154,7 +154,7 @@ public final class HTTP2Session {
         ]
         var iv = entries.map { nghttp2_settings_entry(settings_id: $0.0, value: $0.1) }
         var status = nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &iv, iv.count)
-        if status == 0, settings.connectionWindow > UInt32(NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE) {
+        if status == 0, settings.connectionWindow > 65_535 {
             status = nghttp2_session_set_local_window_size(
                 session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0,
                 Int32(clamping: settings.connectionWindow))
@@ -288,7 +288,7 @@ public final class HTTP2Session {
             valuelen: field.value.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
     }
 
-    private static let empty: UnsafeMutablePointer<UInt8> = {
+    nonisolated(unsafe) private static let empty: UnsafeMutablePointer<UInt8> = {
         let byte = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
         byte.initialize(to: 0)
         return byte
