@@ -10,7 +10,7 @@ packages=(liburing-dev libssl-dev libnghttp2-dev pkg-config curl wrk openssl pyt
 # check (scripts/alloc-check.sh), and libseccomp-dev, for the seccomp loader the seccomp
 # profile tests build; the demo does not need them.
 if [ "${SLUICE_TESTS:-0}" = 1 ]; then
-    packages+=(prometheus chromium nginx libseccomp-dev)
+    packages+=(prometheus chromium nginx libseccomp-dev nghttp2-client)
 fi
 if [ "${SLUICE_PERF:-0}" = 1 ]; then
     packages+=(haproxy nginx wrk iperf3 nghttp2-client linux-perf valgrind)
@@ -28,8 +28,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import pytest, kubernetes_validate' 2>/dev/null; then
-    echo "setup: installing pytest and kubernetes-validate"
+if ! python3 -c 'import pytest, kubernetes_validate, h2' 2>/dev/null; then
+    echo "setup: installing pytest, kubernetes-validate and h2"
     python3 -m pip install -q -r "$(dirname "$0")/../Tests/Integration/requirements.txt" \
         || python3 -m pip install -q --break-system-packages -r "$(dirname "$0")/../Tests/Integration/requirements.txt"
 fi

@@ -273,6 +273,18 @@ enum Families {
         "Sockets moved to polling because a loop's ring of provided receive buffers ran out.")
     static let ioBuffersInUse = FamilyInfo(
         "sluice_io_uring_buffers_in_use", .gauge, "Provided receive buffers holding input not yet read.")
+    static let h2Sessions = FamilyInfo(
+        "sluice_http2_connections", .counter, "Client connections that speak HTTP/2 (ALPN h2 or prior knowledge).")
+    static let h2Streams = FamilyInfo(
+        "sluice_http2_streams", .counter, "HTTP/2 streams opened by clients, each one request.")
+    static let h2Resets = FamilyInfo(
+        "sluice_http2_resets", .counter,
+        "HTTP/2 streams reset before their response ended, by the side that reset them (client or proxy).")
+    static let h2ProtocolErrors = FamilyInfo(
+        "sluice_http2_protocol_errors", .counter, "HTTP/2 connections ended by a protocol error from the client.")
+    static let h2Floods = FamilyInfo(
+        "sluice_http2_floods", .counter,
+        "HTTP/2 connections ended with ENHANCE_YOUR_CALM: too many resets, control frames or empty frames.")
     static let kubeWatchUp = FamilyInfo(
         "sluice_kube_watch_up", .gauge, "1 while the watch of the resource streams, else 0 (listing, backing off).")
     static let kubeLastSync = FamilyInfo(

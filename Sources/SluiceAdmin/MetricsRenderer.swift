@@ -98,6 +98,16 @@ public struct MetricsRenderer {
             single(Families.ioBufferExhaustions, metrics.counters.ioBufferExhaustions)
             single(Families.ioBuffersInUse, metrics.counters.ioBuffersInUse)
         }
+        single(Families.h2Sessions, metrics.counters.h2Sessions)
+        single(Families.h2Streams, metrics.counters.h2Streams)
+        header(Families.h2Resets)
+        out.write("sluice_http2_resets_total{side=\"client\"} ")
+        out.write(decimal: metrics.counters.h2ClientResets)
+        out.write("\nsluice_http2_resets_total{side=\"proxy\"} ")
+        out.write(decimal: metrics.counters.h2ProxyResets)
+        out.write("\n")
+        single(Families.h2ProtocolErrors, metrics.counters.h2ProtocolErrors)
+        single(Families.h2Floods, metrics.counters.h2Floods)
         guard let kube = process.kube else { return }
         header(Families.kubeWatchUp)
         for watch in kube.watches {

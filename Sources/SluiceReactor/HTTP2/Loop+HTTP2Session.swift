@@ -161,6 +161,8 @@ extension Loop {
                 guard c.pointee.toDown.dstWritable else { return true }
                 switch send(c, &e.pointee.downq, to: .downstream) {
                 case .bytes:
+                    // A client taking its output is active (the idle timer reads this).
+                    c.pointee.life.activity(now: now)
                     continue
                 case .wouldBlock:
                     return true

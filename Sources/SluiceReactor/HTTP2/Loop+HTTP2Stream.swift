@@ -121,7 +121,7 @@ extension Loop: HTTP2SessionHandler {
         guard let slot = streamSlot(session, stream) else { return }
         let e = exchange(slot)
         let finished = errorCode == 0 && (e.pointee.h2.responseEnded || e.pointee.h2.bodyless)
-        if !finished { counters.h2Resets += 1 }
+        if !finished { counters.h2ClientResets += 1 }
         unlinkStream(slot)
         close(slot, abort: !finished, reason: finished ? .done : .clientReset)
     }
@@ -270,6 +270,7 @@ extension Loop: HTTP2SessionHandler {
         {
             let done = !abort && (e.pointee.h2.responseEnded || e.pointee.h2.bodyless)
             if !done {
+                counters.h2ProxyResets += 1
                 session.reset(stream: e.pointee.h2.stream, errorCode: e.pointee.h2.headSubmitted ? 0x8 : 0x2)
             }
             unlinkStream(slot)

@@ -40,11 +40,12 @@ public struct LoopCounters: Sendable, Equatable {
     /// io_uring: provided buffers holding received input not yet read (when sampled).
     public var ioBuffersInUse = 0
     /// HTTP/2: client connections that became sessions, streams opened, streams reset
-    /// before their response ended (by either side), sessions ended by a protocol error,
-    /// sessions ended for a flood (resets, control frames, empty frames).
+    /// before their response ended by the client and by the proxy, sessions ended by a
+    /// protocol error, sessions ended for a flood (resets, control frames, empty frames).
     public var h2Sessions = 0
     public var h2Streams = 0
-    public var h2Resets = 0
+    public var h2ClientResets = 0
+    public var h2ProxyResets = 0
     public var h2ProtocolErrors = 0
     public var h2Floods = 0
 
@@ -87,7 +88,8 @@ public struct LoopCounters: Sendable, Equatable {
         s.ioBuffersInUse += b.ioBuffersInUse
         s.h2Sessions += b.h2Sessions
         s.h2Streams += b.h2Streams
-        s.h2Resets += b.h2Resets
+        s.h2ClientResets += b.h2ClientResets
+        s.h2ProxyResets += b.h2ProxyResets
         s.h2ProtocolErrors += b.h2ProtocolErrors
         s.h2Floods += b.h2Floods
         return s
@@ -105,7 +107,8 @@ public struct LoopCounters: Sendable, Equatable {
             + " descriptor_exhaustion=\(descriptorExhaustion) body_timeouts=\(bodyTimeouts)"
             + " refused_over_limit=\(refusedOverLimit) resumes=\(resumes)"
             + " io_buffer_exhaustions=\(ioBufferExhaustions) io_buffers_in_use=\(ioBuffersInUse)"
-            + " h2_sessions=\(h2Sessions) h2_streams=\(h2Streams) h2_resets=\(h2Resets)"
+            + " h2_sessions=\(h2Sessions) h2_streams=\(h2Streams) h2_client_resets=\(h2ClientResets)"
+            + " h2_proxy_resets=\(h2ProxyResets)"
             + " h2_protocol_errors=\(h2ProtocolErrors) h2_floods=\(h2Floods)"
     }
 }
