@@ -254,8 +254,8 @@ extension Loop {
     }
 
     /// No frame for the client timeout: an idle session gets a GOAWAY and closes; one whose
-    /// streams are busy waits on (their own timers bound them); one that cannot even take its
-    /// output closes.
+    /// streams are busy waits on (their own timers bound them), but for streams stalled on a
+    /// window the client does not open; one that cannot even take its output closes.
     func onSessionTimer(_ slot: Int32) {
         let c = table.pointer(slot)
         let e = exchange(slot)
@@ -273,9 +273,26 @@ extension Loop {
         if e.pointee.h2.streams == 0 {
             countFrontend(c, .timeoutClient)
             goAway(slot, errorCode: 0, failed: false)
+        } else {
+            resetStalledStreams(slot)
         }
         c.pointee.life.activity(now: now)
         armSessionTimer(slot)
+    }
+
+    /// Streams whose response waits on a flow-control window the silent client does not
+    /// open are reset (CANCEL): the client took nothing for the client timeout.
+    func resetStalledStreams(_ slot: Int32) {
+        var stream = exchange(slot).pointee.h2.firstStream
+        while stream >= 0 {
+            let link = exchange(stream).pointee.h2
+            if !link.outbound.isEmpty {
+                countFrontend(table.pointer(stream), .timeoutClient)
+                close(stream, abort: true, reason: .clientTimeout)
+            }
+            stream = link.next
+        }
+        markDirty(slot)
     }
 
     // MARK: - Floods
