@@ -148,6 +148,8 @@ public struct AccessLogFormatter {
         jsonText(record, .sni, &line)
         line.put(",\"request_id\":")
         jsonText(record, .requestID, &line)
+        line.put(",\"protocol\":")
+        line.put(Self.protocolName(record.pointee.httpVersion))
         line.put(UInt8(ascii: "}"))
     }
 
@@ -224,6 +226,28 @@ public struct AccessLogFormatter {
         quotedText(record, .sni, &line)
         line.put(UInt8(ascii: " "))
         quotedText(record, .requestID, &line)
+        line.put(UInt8(ascii: " "))
+        line.put(Self.bareProtocolName(record.pointee.httpVersion))
+    }
+
+    /// The client's HTTP version as a JSON value.
+    static func protocolName(_ version: UInt8) -> StaticString {
+        switch version {
+        case 10: "\"HTTP/1.0\""
+        case 11: "\"HTTP/1.1\""
+        case 20: "\"HTTP/2\""
+        default: "null"
+        }
+    }
+
+    /// The client's HTTP version for the text format (`-` when none).
+    static func bareProtocolName(_ version: UInt8) -> StaticString {
+        switch version {
+        case 10: "HTTP/1.0"
+        case 11: "HTTP/1.1"
+        case 20: "HTTP/2"
+        default: "-"
+        }
     }
 
     /// A text field quoted, or `-` when empty.

@@ -793,3 +793,35 @@ def admin_sluice(tmp_path, request):
     for p in started:
         p.stop()
         request.node.add_report_section("teardown", "sluice stderr", p.stderr_text())
+
+
+@sluice_only
+def test_access_log_has_a_record_per_stream(http_backends, h2_group, h2_proxy, h2_certs, tmp_path):
+    """Each stream gets its own access-log record, marked HTTP/2, with its own host, target
+    and status; the same listener's HTTP/1.1 requests say HTTP/1.1."""
+    log = tmp_path / "access.log"
+    cfg = h2_config(http_backends, h2_group, h2_certs)
+    cfg["accessLog"] = {"path": str(log), "format": "json"}
+    env = H2Env(h2_proxy(cfg), http_backends, h2_group, h2_certs)
+    for target in ("/one", "/two"):
+        assert curl_h2(env, "a.example.com", target, "-o", "/dev/null").returncode == 0
+    assert curl_h2(env, "nobody.example.com", "/three", "-o", "/dev/null", tls=False).returncode == 0
+    assert curl("-o", "/dev/null", "-H", "Host: b.example.com",
+                f"http://127.0.0.1:{env.plain_port}/four").returncode == 0
+    deadline = time.monotonic() + 5
+    records = []
+    while time.monotonic() < deadline:
+        records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        if len(records) >= 4:
+            break
+        time.sleep(0.1)
+    by_target = {r["target"]: r for r in records}
+    assert set(by_target) >= {"/one", "/two", "/three", "/four"}, records
+    for target, host, status, proto in (("/one", "a.example.com", 200, "HTTP/2"),
+                                        ("/two", "a.example.com", 200, "HTTP/2"),
+                                        ("/three", "nobody.example.com", 404, "HTTP/2"),
+                                        ("/four", "b.example.com", 200, "HTTP/1.1")):
+        r = by_target[target]
+        assert (r["host"].split(":")[0], r["status"], r["protocol"]) == (host, status, proto), r
+    assert by_target["/one"]["tls_version"] in ("TLSv1.2", "TLSv1.3")
+    assert by_target["/one"]["listener"] == "https" and by_target["/three"]["listener"] == "plain"

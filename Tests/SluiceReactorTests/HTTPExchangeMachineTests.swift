@@ -166,6 +166,30 @@ import Testing
         #expect(old.respond(.init(framing: .chunked)) == .forwardResponse(.chunked, closeClient: true, dechunk: true))
     }
 
+    @Test func anHTTP2StreamIsOneRequestWithItsBodyEndedByTheStream() {
+        let stream = Machine.RequestHead(keepAlive: true, stream: true)
+        // Chunked from the upstream: the framing is stripped (DATA frames carry the body).
+        var chunked = Exchange()
+        chunked.send(stream)
+        #expect(
+            chunked.respond(.init(framing: .chunked)) == .forwardResponse(.chunked, closeClient: true, dechunk: true))
+        // A length-framed body keeps its framing; the stream still ends after it, and the
+        // upstream stays reusable.
+        var length = Exchange()
+        length.send(stream)
+        #expect(length.respond(.init(framing: .length)) == .forwardResponse(.length, closeClient: true, dechunk: false))
+        #expect(length.machine.upstreamReusable)
+        // 1xx answers do not cross: only the final head is converted.
+        var interim = Exchange()
+        interim.send(stream)
+        #expect(interim.on(.interim(status: 100)) == .dropInterim)
+        // A local answer closes the stream too.
+        var local = Exchange()
+        _ = local.on(.headStarted)
+        _ = local.on(.headParsed(stream))
+        #expect(local.on(.localAnswer) == .writeAnswer(keep: false))
+    }
+
     @Test func requestHeadTimeoutAnswers408() {
         var x = Exchange()
         #expect(x.on(.headStarted, at: 1_000) == .armTimer(Timer(kind: .requestHead, deadline: 6_000)))

@@ -55,6 +55,9 @@ public struct AccessRecord: BitwiseCopyable {
     public var closeReason: UInt8 = 0
     /// 0 none, 0x0303 TLS 1.2, 0x0304 TLS 1.3 (terminated here).
     public var tlsVersion: UInt16 = 0
+    /// The client's HTTP version: 10, 11, 20 (an HTTP/2 stream); 0 when not HTTP (or no
+    /// request line was read).
+    public var httpVersion: UInt8 = 0
     /// The status sent to the client; 0 when none was (reset, tunnel).
     public var status: UInt16 = 0
     /// The client's address: IPv6 (or IPv4-mapped) bytes, big-endian halves, and port.

@@ -121,6 +121,11 @@ extension Loop {
         let stats = e.pointee.stats
         r.pointee.kind = .http
         r.pointee.method = stats.parsed ? e.pointee.machine.method.rawValue : AccessRecord.noMethod
+        if c.pointee.h2 == .stream {
+            r.pointee.httpVersion = 20
+        } else {
+            r.pointee.httpVersion = stats.parsed ? (e.pointee.machine.http10 ? 10 : 11) : 0
+        }
         r.pointee.status = status
         r.pointee.closeReason = reason.rawValue
         fillCommon(r, c, slot)
@@ -167,6 +172,7 @@ extension Loop {
         let stats = c.pointee.stats
         r.pointee.kind = listeners[Int(c.pointee.listener)].key.protocol == .tls ? .tlsPassthrough : .tcp
         r.pointee.method = 0
+        r.pointee.httpVersion = 0
         r.pointee.status = 0
         r.pointee.closeReason = reason.rawValue
         fillCommon(r, c, slot)
