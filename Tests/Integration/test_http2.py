@@ -13,6 +13,7 @@ port), to check the tests' expectations; ``H2Env`` below does that translation.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -26,7 +27,8 @@ from typing import Dict, List, Optional
 import pytest
 
 from backends import pattern_bytes
-from conftest import HAProxyProcess, PROXY_KIND, free_port, make_config, new_listener, parse_addr
+from conftest import (HAProxyProcess, PROXY_KIND, fd_count, free_port, make_config, new_listener,
+                      parse_addr)
 from h2_client import H2Client, error_name, h2_context
 from http_backends import curl, get, port_of
 from test_tls_termination import HTTPSConn, s_client
@@ -825,3 +827,59 @@ def test_access_log_has_a_record_per_stream(http_backends, h2_group, h2_proxy, h
         assert (r["host"].split(":")[0], r["status"], r["protocol"]) == (host, status, proto), r
     assert by_target["/one"]["tls_version"] in ("TLSv1.2", "TLSv1.3")
     assert by_target["/one"]["listener"] == "https" and by_target["/three"]["listener"] == "plain"
+
+
+@sluice_only
+@pytest.mark.parametrize("tls", [True, False], ids=["tls", "h2c"])
+def test_reloads_with_streams_in_flight(http_backends, h2_group, h2_proxy, h2_certs, tls):
+    """h2load keeps 100 streams in flight on 10 connections while the table is swapped 15
+    times: a.example.com moves between two services, and a service and a route come and go.
+    No stream fails, every stream reaches a backend of the table it was opened with, the
+    connections stay up, and the process ends with as many descriptors as it started."""
+    if not shutil.which("h2load"):
+        pytest.skip("h2load missing: apt-get install nghttp2-client")
+    cfg = h2_config(http_backends, h2_group, h2_certs)
+    env = H2Env(h2_proxy(cfg), http_backends, h2_group, h2_certs)
+    upstream = lambda: sum(1 for b in http_backends.by_name.values() for ci in b.conns
+                           if not ci.closed.is_set())
+    base_fds = fd_count(env.p.pid) - upstream()
+
+    def variant(i: int) -> dict:
+        c = copy.deepcopy(cfg)
+        listeners = {l["name"]: l for l in c["listeners"]}
+        routes = listeners["https"]["routes"] if tls else listeners["plain"]["routes"]
+        for r in routes:
+            if r.get("host") == "a.example.com":
+                r["service"] = "web-b" if i % 2 else "web-a"
+        if i % 3 == 0:
+            c["services"].append({"name": f"extra-{i}", "endpoints": [http_backends["web-api"].addr]})
+            routes.insert(0, {"host": f"x{i}.example.com", "service": f"extra-{i}",
+                              **({"terminate": True} if tls else {})})
+        return c
+
+    scheme, port = ("https", env.https_port) if tls else ("http", env.plain_port)
+    load = subprocess.Popen(
+        ["h2load", "-D", "4", "-c", "10", "-m", "10", "-H", ":authority: a.example.com",
+         f"{scheme}://127.0.0.1:{port}/reload"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for i in range(1, 16):
+            time.sleep(0.2)
+            env.p.reload(variant(i))
+        out, _ = load.communicate(timeout=60)
+    finally:
+        if load.poll() is None:
+            load.kill()
+    m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored", out)
+    assert m, out
+    total, done, ok, failed, errored = map(int, m.groups())
+    assert total > 0 and failed == 0 and errored == 0 and ok == done, out
+    served = http_backends["web-a"].request_count() + http_backends["web-b"].request_count()
+    assert served >= ok, (served, ok)
+    assert env.p.proc.poll() is None, "sluice exited during the reloads"
+    # Idle upstream connections stay pooled; the clients' descriptors are gone.
+    deadline = time.monotonic() + 5
+    while fd_count(env.p.pid) - upstream() > base_fds and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert fd_count(env.p.pid) - upstream() <= base_fds, (fd_count(env.p.pid), upstream(), base_fds)
