@@ -15,7 +15,11 @@
 # The counter tells OpenSSL's allocations (made from libcrypto or libssl) from the rest:
 # the "OpenSSL" column.
 #
-# LOADS (http, https) picks loads among ka-64 ka-16k ka-64-ab close-64 (all by default).
+# LOADS (http, https) picks loads among ka-64 ka-16k ka-64-ab close-64 h2-64 (all by
+# default). h2-64 is HTTP/2 (h2c on http, ALPN h2 on https; the listener has http2: true):
+# h2load -c WRK_CONNS -m 10, H2_N requests. libnghttp2's allocations go through Sluice's
+# counting allocator (CShims/h2.c), whose total the loop reports on SIGUSR1: the "nghttp2"
+# column, counted apart from Sluice's own.
 # Every run ends with one `alloc-result:` line per load, for scripts/alloc-check.sh.
 #
 # ACCESS_LOG=1: the listener's requests (http, https) or connections (tcp) are also written
@@ -67,10 +71,10 @@ thread_count() {
         END { print n + 0 }' "$OUT/alloc.log"
 }
 
-# result KEY UNITS PROCESS LOOP LOOP_OPENSSL ERRORS: one machine-readable line per load
-# (read by scripts/alloc-check.sh).
+# result KEY UNITS PROCESS LOOP LOOP_OPENSSL ERRORS [LOOP_NGHTTP2]: one machine-readable
+# line per load (read by scripts/alloc-check.sh).
 result() {
-    results+=("alloc-result: load=$1 units=$2 process=$3 loop=$4 loop_openssl=$5 errors=$6")
+    results+=("alloc-result: load=$1 units=$2 process=$3 loop=$4 loop_openssl=$5 errors=$6 loop_nghttp2=${7:-0}")
 }
 results=()
 
@@ -145,6 +149,7 @@ NGINX
 listeners:
   - address: 127.0.0.1:$port
     protocol: tls
+    http2: true
     certificates:
       - cert: $PWD/$D/cert.pem
         key: $PWD/$D/key.pem
@@ -163,6 +168,7 @@ YAML
 listeners:
   - address: 127.0.0.1:$port
     protocol: http
+    http2: true
     routes:
       - host: a.example.com
         service: a
@@ -205,7 +211,8 @@ end
 function request() n = n + 1; return reqs[(n % 2) + 1] end
 LUA
     # load NAME -> wrk arguments
-    loads=${LOADS:-ka-64 ka-16k ka-64-ab close-64}
+    loads=${LOADS:-ka-64 ka-16k ka-64-ab close-64 h2-64}
+    H2_N=${H2_N:-20000}
     wrk_args() {
         local l=$1 size
         size=${l#*-}; size=${size%-ab}
@@ -220,21 +227,54 @@ LUA
         ka-16k) echo "keep-alive, 16 KiB, Host a" ;;
         ka-64-ab) echo "keep-alive, 64 B, Host a/b alternating" ;;
         close-64) echo "Connection: close, 64 B (one connection per request)" ;;
+        h2-64) echo "HTTP/2, 64 B, $WRK_CONNS connections × 10 streams" ;;
         esac
+    }
+    # run_load NAME OUT: the load; its requests and a note of failures in $n and $note.
+    run_load() {
+        if [ "${1%%-*}" = h2 ]; then
+            command -v h2load >/dev/null || { echo "h2-64 needs h2load (apt-get install -y nghttp2-client)" >&2; exit 1; }
+            h2load -t1 -c"$WRK_CONNS" -m10 -n"$3" -H ":authority: a.example.com" "$scheme://127.0.0.1:$port/64.bin" > "$2" 2>&1
+            n=$(awk '/^requests:/ {print $8}' "$2")
+            local failed
+            failed=$(awk '/^requests:/ {print $10 + $12}' "$2")
+            note=""
+            [ "${failed:-1}" != 0 ] && note=" $failed failed or errored;"
+        else
+            wrk_args "$1"
+            wrk "${WA[@]}" -d"$3" "$URL" > "$2" 2>&1
+            n=$(awk '/requests in/ {print $1}' "$2")
+            local bad errs
+            bad=$(awk '/Non-2xx/ {print $NF}' "$2")
+            errs=$(sed -n 's/.*Socket errors: \(.*\)/\1/p' "$2")
+            note=""
+            [ -n "$bad" ] && note="$note $bad non-2xx;"
+            [ -n "$errs" ] && note="$note socket errors: $errs;"
+        fi
+        return 0
+    }
+    # nghttp2_count: libnghttp2's allocations so far (the loop's SIGUSR1 report; 0 before
+    # any HTTP/2 connection).
+    nghttp2_count() {
+        local before
+        before=$(grep -c "nghttp2_allocations=\|live=" "$OUT/alloc.log" || true)
+        kill -s USR1 "$sluice"
+        until [ "$(grep -c "nghttp2_allocations=\|live=" "$OUT/alloc.log" || true)" -gt "$before" ]; do sleep 0.02; done
+        sleep 0.05
+        grep -o "nghttp2_allocations=[0-9]*" "$OUT/alloc.log" | tail -1 | cut -d= -f2 | grep . || echo 0
     }
     c_ready=$(count)
     # Warm-up: every load once, so that pools and idle upstream connections exist.
     for l in $loads; do
-        wrk_args "$l"
-        wrk "${WA[@]}" -d1s "$URL" > /dev/null 2>&1
+        run_load "$l" /dev/null "$([ "${l%%-*}" = h2 ] && echo 2000 || echo 1s)"
     done
     c_start=$(count)
     rows=()
     for l in $loads; do
-        wrk_args "$l"
+        h0=$(nghttp2_count)
         c0=$(count)
         cpu0=$(thread_cpu)
-        wrk "${WA[@]}" -d"${SECS}s" "$URL" > "$D/$l.wrk.txt" 2>&1
+        run_load "$l" "$D/$l.load.txt" "$([ "${l%%-*}" = h2 ] && echo "$H2_N" || echo "${SECS}s")"
         cpu1=$(thread_cpu)
         loop=$(busiest "$cpu0" "$cpu1")
         t0=$(thread_count "$loop")
@@ -242,21 +282,16 @@ LUA
         c1=$(count)
         t1=$(thread_count "$loop")
         s1=$(thread_count "$loop" openssl)
-        n=$(awk '/requests in/ {print $1}' "$D/$l.wrk.txt")
-        bad=$(awk '/Non-2xx/ {print $NF}' "$D/$l.wrk.txt")
-        errs=$(sed -n 's/.*Socket errors: \(.*\)/\1/p' "$D/$l.wrk.txt")
-        note=""
-        [ -n "$bad" ] && note="$note $bad non-2xx;"
-        [ -n "$errs" ] && note="$note socket errors: $errs;"
+        h1=$(nghttp2_count)
         # t0 is the loop's count in the report taken before the load (c0's).
-        rows+=("| $(label "$l") | $n | $((c1 - c0)) | $(per "$((c1 - c0))" "$n") | $((t1 - t0)) | $(per "$((t1 - t0))" "$n") | $(per "$((s1 - s0))" "$n") |${note:+ $note}")
-        result "$MODE-$l" "${n:-0}" "$((c1 - c0))" "$((t1 - t0))" "$((s1 - s0))" "$([ -n "$note" ] && echo 1 || echo 0)"
+        rows+=("| $(label "$l") | $n | $((c1 - c0)) | $(per "$((c1 - c0))" "$n") | $((t1 - t0)) | $(per "$((t1 - t0))" "$n") | $(per "$((s1 - s0))" "$n") | $(per "$((h1 - h0))" "$n") |${note:+ $note}")
+        result "$MODE-$l" "${n:-0}" "$((c1 - c0))" "$((t1 - t0))" "$((s1 - s0))" "$([ -n "$note" ] && echo 1 || echo 0)" "$((h1 - h0))"
     done
     [ "$c_start" -gt 0 ] || { echo "the malloc counter saw nothing: LD_PRELOAD not in effect" >&2; exit 1; }
     echo "allocations through start-up: $c_ready; during the warm-up: $((c_start - c_ready))"
     echo "wrk -t1 -c$WRK_CONNS -d${SECS}s per load, after a 1 s warm-up of each${ACCESS_LOG:+; JSON access log on}"
-    printf '| load | requests | allocations | per request | loop thread | per request | of which OpenSSL |\n'
-    printf '| --- | --- | --- | --- | --- | --- | --- |\n'
+    printf '| load | requests | allocations | per request | loop thread | per request | of which OpenSSL | of which nghttp2 |\n'
+    printf '| --- | --- | --- | --- | --- | --- | --- | --- |\n'
     printf '%s\n' "${rows[@]}"
     printf '%s\n' "${results[@]}"
     if [ -n "$ACCESS_LOG" ]; then

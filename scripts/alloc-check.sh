@@ -42,7 +42,7 @@ count() {
 }
 count tcp MODE=tcp SHORT=5000 BULK=256
 count http MODE=http SECS=2 WRK_CONNS=4
-count https MODE=https SECS=2 WRK_CONNS=4 LOADS="ka-64 close-64"
+count https MODE=https SECS=2 WRK_CONNS=4 LOADS="ka-64 close-64 h2-64"
 echo "counted in $((SECONDS - started)) s"
 
 cat "$out"/{tcp,http,https}.txt | grep '^alloc-result:' > "$out/results" || true
@@ -69,9 +69,12 @@ for number, line in enumerate(open(thresholds_path), 1):
         ok_all = False
         continue
     units = r["units"]
-    n = {"loop": r["loop"], "loop-openssl": r["loop_openssl"], "loop-sluice": r["loop"] - r["loop_openssl"]}.get(counted)
+    nghttp2 = r.get("loop_nghttp2", 0)
+    n = {"loop": r["loop"], "loop-openssl": r["loop_openssl"], "loop-nghttp2": nghttp2,
+         "loop-sluice": r["loop"] - r["loop_openssl"] - nghttp2}.get(counted)
     if n is None:
-        sys.exit(f"{thresholds_path}:{number}: counted is loop, loop-sluice or loop-openssl, not {counted}")
+        sys.exit(f"{thresholds_path}:{number}: counted is loop, loop-sluice, loop-openssl or loop-nghttp2, "
+                 f"not {counted}")
     allowed = limit * units + slack
     verdict = "OK"
     if units <= 0 or r["errors"]:

@@ -188,7 +188,8 @@ extension Loop {
         let e = exchange(slot)
         guard c.pointee.h2 == .session, let session = h2Session(slot) else { return }
         guard e.pointee.downq.isEmpty && !outputPending(c) else { return }
-        let idleAway = e.pointee.h2.goingAway && e.pointee.h2.streams == 0
+        // A protocol error or a flood ends the streams too, once the GOAWAY is out.
+        let idleAway = e.pointee.h2.goingAway && (e.pointee.h2.streams == 0 || e.pointee.h2.failed)
         if idleAway || (!session.wantsRead && !session.wantsWrite) {
             close(slot, abort: false, reason: e.pointee.h2.failed ? .badRequest : .done)
         }

@@ -269,6 +269,9 @@ extension Loop {
                 }
             } else if c.pointee.peeking {
                 rebindToListener(slot)
+            } else if c.pointee.h2 == .session {
+                // An HTTP/2 connection holds no index but its listener's: its streams hold theirs.
+                rebindByIdentity(c)
             } else if c.pointee.life.state == .tunnel && !c.pointee.replay {
                 rebindByIdentity(c)
             }
@@ -291,6 +294,13 @@ extension Loop {
         }
         rebinding = false
         retained.removeAll { $0.connections == 0 }
+        // HTTP/2 connections whose listener left take no new stream (GOAWAY; theirs finish).
+        slot = 0
+        while slot < table.highWater {
+            let c = table.pointer(slot)
+            if c.pointee.h2 == .session && c.pointee.listener < 0 { goAway(slot, errorCode: 0, failed: false) }
+            slot += 1
+        }
         for slot in idleOnRemoved {
             // An idle keep-alive client of a listener that is gone: nothing to finish.
             close(slot, abort: false, reason: .listenerRemoved)
