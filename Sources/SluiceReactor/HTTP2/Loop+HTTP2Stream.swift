@@ -260,8 +260,10 @@ extension Loop: HTTP2SessionHandler {
         if pe.pointee.h2.goingAway && pe.pointee.h2.streams == 0 { markDirty(parent) }
     }
 
-    /// The stream slot closes (called by `close`): a stream nghttp2 still has is reset
-    /// (CANCEL when the response was cut short), then the buffers go.
+    /// The stream slot closes (called by `close`) while nghttp2 still has its stream (it did
+    /// not report it closed): the stream is reset, NO_ERROR when the response had ended
+    /// (RFC 9113 §8.1: the rest of the request is not wanted), CANCEL when it was cut short,
+    /// INTERNAL_ERROR when none had started; then the buffers go.
     func leaveSession(_ slot: Int32, abort: Bool) {
         let e = exchange(slot)
         let parent = e.pointee.h2.parent
@@ -269,7 +271,9 @@ extension Loop: HTTP2SessionHandler {
             let session = h2Session(parent)
         {
             let done = !abort && (e.pointee.h2.responseEnded || e.pointee.h2.bodyless)
-            if !done {
+            if done {
+                session.reset(stream: e.pointee.h2.stream, errorCode: 0)
+            } else {
                 counters.h2ProxyResets += 1
                 session.reset(stream: e.pointee.h2.stream, errorCode: e.pointee.h2.headSubmitted ? 0x8 : 0x2)
             }
