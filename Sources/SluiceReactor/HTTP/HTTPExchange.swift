@@ -108,4 +108,22 @@ struct HTTPExchange: BitwiseCopyable {
     var h2 = HTTP2Link()
 
     init() {}
+
+    /// A new exchange for a stream of `session`'s client: its listener port, address (and
+    /// the one a PROXY header named), whether it speaks TLS; bodies are copied (a stream has
+    /// no socket to splice).
+    init(clientOf session: HTTPExchange) {
+        listenPort = session.listenPort
+        peerV6 = session.peerV6
+        peerHi = session.peerHi
+        peerLo = session.peerLo
+        peerPort = session.peerPort
+        relayedDestination = session.relayedDestination
+        destV6 = session.destV6
+        destHi = session.destHi
+        destLo = session.destLo
+        destPort = session.destPort
+        secure = session.secure
+        noSplice = true
+    }
 }

@@ -41,20 +41,8 @@ extension Loop: HTTP2SessionHandler {
         }
         c.pointee.toDown.dstWritable = true
         let e = exchange(slot)
-        e.initialize(to: HTTPExchange())
+        e.initialize(to: HTTPExchange(clientOf: pe.pointee))
         e.pointee.routes = routes
-        e.pointee.listenPort = pe.pointee.listenPort
-        e.pointee.peerV6 = pe.pointee.peerV6
-        e.pointee.peerHi = pe.pointee.peerHi
-        e.pointee.peerLo = pe.pointee.peerLo
-        e.pointee.peerPort = pe.pointee.peerPort
-        e.pointee.relayedDestination = pe.pointee.relayedDestination
-        e.pointee.destV6 = pe.pointee.destV6
-        e.pointee.destHi = pe.pointee.destHi
-        e.pointee.destLo = pe.pointee.destLo
-        e.pointee.destPort = pe.pointee.destPort
-        e.pointee.secure = pe.pointee.secure
-        e.pointee.noSplice = true
         e.pointee.h2.parent = parent
         e.pointee.h2.parentGeneration = p.pointee.generation
         e.pointee.h2.stream = stream
