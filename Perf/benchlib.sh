@@ -1,5 +1,5 @@
 # Sourced by the proxy-against-proxy benchmarks (tls-bench.sh, h2-bench.sh) after procs.sh:
-# the checks and the run directory, waiting for a port, the nginx origin, and the rounds.
+# the checks and the run directory, the nginx origin, and the rounds.
 # They set HERE, RUN_DIR, RESULTS, LIB, LOAD_CPU, PROXY_CPU, ROUNDS, MODES and run_mode.
 # shellcheck shell=bash
 
@@ -13,15 +13,6 @@ bench_setup() { # bench_setup CLIENT: checks localhost and the CPUs, creates RUN
     : >"$RESULTS"
 }
 put() { "${LIB[@]}" put "$RESULTS" "$1" "$2"; }
-
-wait_port() { # wait_port PORT [SECONDS]: true once 127.0.0.1:PORT accepts (default 10 s)
-    local i
-    for i in $(seq $((${2:-10} * 20))); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
 
 # nginx's temporary paths under DIR/tmp (the defaults are not writable without root)
 temps() { local d=$1; echo "client_body_temp_path $d/tmp; proxy_temp_path $d/tmp; fastcgi_temp_path $d/tmp; uwsgi_temp_path $d/tmp; scgi_temp_path $d/tmp;"; }
