@@ -39,6 +39,21 @@ http {
 EOF
 }
 
+# start_haproxy CFG / start_nginx DIR (DIR/nginx.conf): checks the configuration (output in
+# RUN_DIR/KEY.check.log; false if refused), then starts the proxy on PROXY_CPU -> PROXY_PID, LOGF
+start_haproxy() {
+    haproxy -c -f "$1" >"$RUN_DIR/$KEY.check.log" 2>&1 || return 1
+    LOGF="$RUN_DIR/$KEY.log"
+    start_bg "$LOGF" taskset -c "$PROXY_CPU" haproxy -db -f "$1"
+    PROXY_PID=$BG_PID
+}
+start_nginx() {
+    nginx -t -p "$1" -c "$1/nginx.conf" -e "$1/error.log" >"$RUN_DIR/$KEY.check.log" 2>&1 || return 1
+    LOGF="$1/error.log"
+    start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" nginx -p "$1" -c "$1/nginx.conf" -e "$1/error.log"
+    PROXY_PID=$BG_PID
+}
+
 run_rounds() { # ROUNDS rounds of run_mode for every mode in MODES, the noise monitor running
     NOISE="$RUN_DIR/noise.txt"
     start_bg "$RUN_DIR/noise-monitor.log" taskset -c "$LOAD_CPU" "${LIB[@]}" monitor "$$" "$NOISE" 0.5

@@ -190,20 +190,14 @@ start_proxy() { # start_proxy MODE -> PROXY_PID, LOGF; false (with $KEY.status) 
     haproxy)
         cfg="$RUN_DIR/$KEY.cfg"
         haproxy_cfg "$cfg"
-        haproxy -c -f "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
+        start_haproxy "$cfg" ||
             { put "$KEY.status" "haproxy -c refused the config: $(tr '\n' ' ' <"$RUN_DIR/$KEY.check.log" | cut -c1-300)"; return 1; }
-        LOGF="$RUN_DIR/$KEY.log"
-        start_bg "$LOGF" taskset -c "$PROXY_CPU" haproxy -db -f "$cfg"
-        PROXY_PID=$BG_PID
         ;;
     nginx)
         cfg="$RUN_DIR/$KEY.nginx"
         nginx_cfg "$cfg"
-        nginx -t -p "$cfg" -c "$cfg/nginx.conf" -e "$cfg/error.log" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
+        start_nginx "$cfg" ||
             { put "$KEY.status" "nginx -t refused the config: $(tr '\n' ' ' <"$RUN_DIR/$KEY.check.log" | cut -c1-300)"; return 1; }
-        LOGF="$cfg/error.log"
-        start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" nginx -p "$cfg" -c "$cfg/nginx.conf" -e "$cfg/error.log"
-        PROXY_PID=$BG_PID
         ;;
     sluice)
         cfg="$RUN_DIR/$KEY.yaml"

@@ -419,19 +419,12 @@ start_proxy() { # start_proxy MODE -> PROXY_PID, LOGF
     haproxy)
         cfg="$RUN_DIR/$KEY.cfg"
         haproxy_cfg "$cfg"
-        haproxy -c -f "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 || { log "haproxy -c: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
-        LOGF="$RUN_DIR/$KEY.log"
-        start_bg "$LOGF" taskset -c "$PROXY_CPU" haproxy -db -f "$cfg"
-        PROXY_PID=$BG_PID
+        start_haproxy "$cfg" || { log "haproxy -c: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
         ;;
     nginx)
         cfg="$RUN_DIR/$KEY.nginx"
         nginx_cfg "$cfg"
-        nginx -t -p "$cfg" -c "$cfg/nginx.conf" -e "$cfg/error.log" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
-            { log "nginx -t: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
-        LOGF="$cfg/error.log"
-        start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" nginx -p "$cfg" -c "$cfg/nginx.conf" -e "$cfg/error.log"
-        PROXY_PID=$BG_PID
+        start_nginx "$cfg" || { log "nginx -t: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
         ;;
     sluice | sluice-base | sluice-epoll | sluice-uring)
         local bin="$SLUICE_BIN" io=() want=""
