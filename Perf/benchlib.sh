@@ -54,6 +54,49 @@ start_nginx() {
     PROXY_PID=$BG_PID
 }
 
+# proxy_nginx_conf DIR LISTEN [HEAD] [HTTP_EXTRA] [TAIL]: DIR/nginx.conf for nginx as the proxy
+# under test, TLS ended on LISTEN ("ADDR:PORT ssl ..."), HTTP/1.1 keep-alive to the origin on
+# O_HTTP; HEAD goes first, HTTP_EXTRA into the http block, TAIL after it
+proxy_nginx_conf() {
+    local d=$1
+    mkdir -p "$d/tmp"
+    {
+        cat <<EOF
+${3:-}worker_processes 1;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+worker_rlimit_nofile 20000;
+events { worker_connections 9000; use epoll; }
+http {
+    access_log off;
+    $(temps "$d")
+    keepalive_requests 10000000;${4:-}
+    upstream origin {
+        server 127.0.0.1:$O_HTTP;
+        keepalive $UPSTREAM_KEEPALIVE;
+        keepalive_requests 10000000;
+    }
+    server {
+        listen $2 backlog=4096;
+        server_name $SNI;
+        ssl_certificate $CERTS/bench.pem;
+        ssl_certificate_key $CERTS/bench.key;
+        ssl_protocols TLSv1.2 TLSv1.3;   # nginx 1.22's default stops at TLS 1.2
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+        }
+    }
+}
+EOF
+        printf '%s' "${5:-}"
+    } >"$d/nginx.conf"
+}
+
 run_rounds() { # ROUNDS rounds of run_mode for every mode in MODES, the noise monitor running
     NOISE="$RUN_DIR/noise.txt"
     start_bg "$RUN_DIR/noise-monitor.log" taskset -c "$LOAD_CPU" "${LIB[@]}" monitor "$$" "$NOISE" 0.5

@@ -114,41 +114,8 @@ EOF
 }
 
 nginx_cfg() {
-    local d=$1
-    mkdir -p "$d/tmp"
-    cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-worker_rlimit_nofile 20000;
-events { worker_connections 9000; use epoll; }
-http {
-    access_log off;
-    $(temps "$d")
-    keepalive_requests 10000000;
-    http2_max_requests 10000000;
-    upstream origin {
-        server 127.0.0.1:$O_HTTP;
-        keepalive $UPSTREAM_KEEPALIVE;
-        keepalive_requests 10000000;
-    }
-    server {
-        listen 127.0.0.1:$P_H2 ssl http2 backlog=4096;
-        server_name $SNI;
-        ssl_certificate $CERTS/bench.pem;
-        ssl_certificate_key $CERTS/bench.key;
-        ssl_protocols TLSv1.2 TLSv1.3;   # nginx 1.22's default stops at TLS 1.2
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-        }
-    }
-}
-EOF
+    proxy_nginx_conf "$1" "127.0.0.1:$P_H2 ssl http2" "" "
+    http2_max_requests 10000000;"
 }
 
 sluice_cfg() {

@@ -316,41 +316,8 @@ EOF
 }
 
 nginx_cfg() {
-    local d=$1
-    mkdir -p "$d/tmp"
-    cat >"$d/nginx.conf" <<EOF
-load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-worker_processes 1;
-daemon off;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-worker_rlimit_nofile 20000;
-events { worker_connections 9000; use epoll; }
-http {
-    access_log off;
-    $(temps "$d")
-    keepalive_requests 10000000;
-    upstream origin {
-        server 127.0.0.1:$O_HTTP;
-        keepalive $UPSTREAM_KEEPALIVE;
-        keepalive_requests 10000000;
-    }
-    server {
-        listen 127.0.0.1:$P_TERM ssl backlog=4096;
-        server_name $SNI;
-        ssl_certificate $CERTS/bench.pem;
-        ssl_certificate_key $CERTS/bench.key;
-        ssl_protocols TLSv1.2 TLSv1.3;   # nginx 1.22's default stops at TLS 1.2
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-        }
-    }
-}
-stream {
+    proxy_nginx_conf "$1" "127.0.0.1:$P_TERM ssl" "load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+" "" "stream {
     upstream tlsorigin { server 127.0.0.1:$O_TLS; }
     map \$ssl_preread_server_name \$be { $SNI tlsorigin; default tlsorigin; }
     server {
@@ -359,7 +326,7 @@ stream {
         proxy_pass \$be;
     }
 }
-EOF
+"
 }
 
 sluice_cfg() { # sluice_cfg FILE WITH_TERMINATION(1|0)
