@@ -447,6 +447,34 @@ def rounds_of(r, mode):
     return sorted(out)
 
 
+def noise_pct(r, key):
+    """The share of a CPU (%) other processes used during KEY's turn, or None."""
+    nc, nw = num(r, f"{key}.noise.cpu"), num(r, f"{key}.noise.wall")
+    return 100.0 * nc / nw if nc is not None and nw else None
+
+
+def round_notes(r, mode, n, loads, checks=(), width=160):
+    """Report notes on round N of MODE: a status other than ok, each load's error, each check
+    (key MODE@N.CHECK) that is not ok (cut to WIDTH), and the noise of the round."""
+    key = f"{mode}@{n}"
+    notes = []
+    st = r.get(f"{key}.status")
+    if st and st != "ok":
+        notes.append(f"- {mode} round {n}: {st}")
+    for ld in loads:
+        e = r.get(f"{key}.{ld}.error")
+        if e:
+            notes.append(f"- {mode} round {n} {ld}: {e} (not counted)")
+    for k in checks:
+        v = r.get(f"{key}.{k}")
+        if v and not v.startswith("ok"):
+            notes.append(f"- {mode} round {n} {k}: {v[:width]}")
+    p = noise_pct(r, key)
+    if p is not None:
+        notes.append(f"- {mode} round {n}: other processes used {p:.0f} % of a CPU")
+    return notes
+
+
 def median(vals):
     v = sorted(x for x in vals if x is not None)
     if not v:

@@ -67,14 +67,6 @@ mkdir -p "$RUN_DIR"
 ulimit -n "$(ulimit -Hn)"
 log "output: $RUN_DIR"
 
-wait_port() {
-    local i
-    for i in $(seq $((${2:-10} * 20))); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
 
 # origin: nginx, one worker, small static body (unless a config of one's own is given)
 if [ -z "$CONFIG" ]; then

@@ -44,6 +44,8 @@ HLIB=(python3 "$HERE/h2_bench.py")
 BENCH_NAME=h2-bench
 # shellcheck source=Perf/procs.sh
 source "$HERE/procs.sh"
+# shellcheck source=Perf/benchlib.sh
+source "$HERE/benchlib.sh"
 
 need python3 python3
 need taskset util-linux
@@ -53,15 +55,7 @@ need openssl openssl
 need nginx nginx
 case " $MODES " in *" haproxy "*) need haproxy haproxy ;; esac
 curl --version | grep -qi 'nghttp2' || die "this curl has no HTTP/2 (the routing check needs it)"
-[ "$(getent ahostsv4 localhost | awk 'NR==1{print $1}')" = 127.0.0.1 ] ||
-    die "localhost must resolve to 127.0.0.1 first (h2load connects to the URL's host)"
-[ "$(nproc --all)" -gt "$PROXY_CPU" ] && [ "$(nproc --all)" -gt "$LOAD_CPU" ] ||
-    die "needs CPUs $PROXY_CPU and $LOAD_CPU"
-ulimit -n "$(ulimit -Hn)"
-
-mkdir -p "$RUN_DIR"
-: >"$RESULTS"
-put() { "${LIB[@]}" put "$RESULTS" "$1" "$2"; }
+bench_setup h2load
 
 CERTS="$RUN_DIR/certs"
 "${TLIB[@]}" certs "$CERTS" ec
@@ -87,39 +81,11 @@ else
 fi
 log "output: $RUN_DIR"
 
-wait_port() {
-    local i
-    for i in $(seq $((${2:-10} * 20))); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
-temps() { local d=$1; echo "client_body_temp_path $d/tmp; proxy_temp_path $d/tmp; fastcgi_temp_path $d/tmp; uwsgi_temp_path $d/tmp; scgi_temp_path $d/tmp;"; }
-
 # ------------------------------------------------------------------ origin (LOAD_CPU)
 ORIGIN="$RUN_DIR/origin"
 mkdir -p "$ORIGIN/www" "$ORIGIN/tmp"
 head -c "$SMALL" /dev/zero | tr '\0' 'x' >"$ORIGIN/www/small.bin"
-cat >"$ORIGIN/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $ORIGIN/nginx.pid;
-error_log $ORIGIN/error.log warn;
-worker_rlimit_nofile 20000;
-events { worker_connections 9000; use epoll; }
-http {
-    access_log off;
-    sendfile on;
-    $(temps "$ORIGIN")
-    keepalive_requests 10000000;
-    keepalive_timeout 300s;
-    server {
-        listen 127.0.0.1:$O_HTTP backlog=4096;
-        root $ORIGIN/www;
-    }
-}
-EOF
+origin_conf "$ORIGIN" "$O_HTTP"
 log "nginx origin on CPU $LOAD_CPU: http :$O_HTTP"
 start_bg "$ORIGIN/stderr.log" taskset -c "$LOAD_CPU" nginx -p "$ORIGIN" -c "$ORIGIN/nginx.conf" -e "$ORIGIN/error.log"
 wait_port "$O_HTTP" 10 || die "origin did not start (see $ORIGIN/error.log)"
@@ -148,41 +114,8 @@ EOF
 }
 
 nginx_cfg() {
-    local d=$1
-    mkdir -p "$d/tmp"
-    cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-worker_rlimit_nofile 20000;
-events { worker_connections 9000; use epoll; }
-http {
-    access_log off;
-    $(temps "$d")
-    keepalive_requests 10000000;
-    http2_max_requests 10000000;
-    upstream origin {
-        server 127.0.0.1:$O_HTTP;
-        keepalive $UPSTREAM_KEEPALIVE;
-        keepalive_requests 10000000;
-    }
-    server {
-        listen 127.0.0.1:$P_H2 ssl http2 backlog=4096;
-        server_name $SNI;
-        ssl_certificate $CERTS/bench.pem;
-        ssl_certificate_key $CERTS/bench.key;
-        ssl_protocols TLSv1.2 TLSv1.3;   # nginx 1.22's default stops at TLS 1.2
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-        }
-    }
-}
-EOF
+    proxy_nginx_conf "$1" "127.0.0.1:$P_H2 ssl http2" "" "
+    http2_max_requests 10000000;"
 }
 
 sluice_cfg() {
@@ -224,20 +157,14 @@ start_proxy() { # start_proxy MODE -> PROXY_PID, LOGF; false (with $KEY.status) 
     haproxy)
         cfg="$RUN_DIR/$KEY.cfg"
         haproxy_cfg "$cfg"
-        haproxy -c -f "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
+        start_haproxy "$cfg" ||
             { put "$KEY.status" "haproxy -c refused the config: $(tr '\n' ' ' <"$RUN_DIR/$KEY.check.log" | cut -c1-300)"; return 1; }
-        LOGF="$RUN_DIR/$KEY.log"
-        start_bg "$LOGF" taskset -c "$PROXY_CPU" haproxy -db -f "$cfg"
-        PROXY_PID=$BG_PID
         ;;
     nginx)
         cfg="$RUN_DIR/$KEY.nginx"
         nginx_cfg "$cfg"
-        nginx -t -p "$cfg" -c "$cfg/nginx.conf" -e "$cfg/error.log" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
+        start_nginx "$cfg" ||
             { put "$KEY.status" "nginx -t refused the config: $(tr '\n' ' ' <"$RUN_DIR/$KEY.check.log" | cut -c1-300)"; return 1; }
-        LOGF="$cfg/error.log"
-        start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" nginx -p "$cfg" -c "$cfg/nginx.conf" -e "$cfg/error.log"
-        PROXY_PID=$BG_PID
         ;;
     sluice)
         cfg="$RUN_DIR/$KEY.yaml"
@@ -321,22 +248,8 @@ run_mode() {
     stop_pid "$PROXY_PID"
 }
 
-NOISE="$RUN_DIR/noise.txt"
-start_bg "$RUN_DIR/noise-monitor.log" taskset -c "$LOAD_CPU" "${LIB[@]}" monitor "$$" "$NOISE" 0.5
-NOISE_PID=$BG_PID
-
-T0=$(date +%s)
-for ROUND in $(seq "$ROUNDS"); do
-    log "round $ROUND of $ROUNDS"
-    for m in $MODES; do
-        nb=$("${LIB[@]}" noise-begin "$NOISE")
-        run_mode "$m"
-        "${LIB[@]}" noise-end "$RESULTS" "$m@$ROUND" "$NOISE" "$nb"
-    done
-done
-put meta.load_avg "$(cut -d' ' -f1-3 /proc/loadavg)"
-stop_pid "$NOISE_PID"
-log "measurements done in $(($(date +%s) - T0)) s"
+run_rounds
+end_rounds
 
 REPORT="$RUN_DIR/report.md"
 "${HLIB[@]}" report "$RESULTS" >"$REPORT"

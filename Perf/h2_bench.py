@@ -93,9 +93,7 @@ def rounds(r, mode):
     return benchlib.rounds_of(r, mode)
 
 
-def noise_pct(r, key):
-    nc, nw = benchlib.num(r, f"{key}.noise.cpu"), benchlib.num(r, f"{key}.noise.wall")
-    return 100.0 * nc / nw if nc is not None and nw else None
+noise_pct = benchlib.noise_pct
 
 
 def table(L, mid, meta):
@@ -166,19 +164,7 @@ def report(results):
     notes = []
     for m, _ in MODES:
         for n in rounds(r, m):
-            st = r.get(f"{m}@{n}.status")
-            if st and st != "ok":
-                notes.append(f"- {m} round {n}: {st}")
-            chk = r.get(f"{m}@{n}.check")
-            if chk and not chk.startswith("ok"):
-                notes.append(f"- {m} round {n} check: {chk[:200]}")
-            for ld, _, _ in LOADS:
-                e = r.get(f"{m}@{n}.{ld}.error")
-                if e:
-                    notes.append(f"- {m} round {n} {ld}: {e} (not counted)")
-            p = noise_pct(r, f"{m}@{n}")
-            if p is not None:
-                notes.append(f"- {m} round {n}: other processes used {p:.0f} % of a CPU")
+            notes += benchlib.round_notes(r, m, n, [ld for ld, _, _ in LOADS], ("check",), 200)
     if notes:
         L += ["", "Notes:"] + notes
     L += ["", "Versions: " + "; ".join(f"{k}: {g(k)}" for k in

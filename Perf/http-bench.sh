@@ -120,14 +120,6 @@ log "output: $RUN_DIR"
 log "$ROUNDS round(s) × $nmodes proxies × $nloads loads × (${WARMUP}+${SECS} s): about $((ROUNDS * nmodes * (nloads * (WARMUP + SECS + 1) + 3) / 60 + 1)) min"
 
 # ------------------------------------------------------------------ origin (CPU LOAD_CPU)
-wait_port() { # wait_port PORT SECONDS
-    local i
-    for i in $(seq $((${2:-10} * 20))); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
 
 size_path() { # size_path 64|16k|1m -> URL path of the static file
     echo "/$1.bin"

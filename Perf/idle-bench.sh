@@ -121,14 +121,6 @@ sluice_meta() {
 sluice_meta
 log "output: $RUN_DIR"
 
-wait_port() { # wait_port PORT SECONDS
-    local i
-    for i in $(seq $((${2:-10} * 20))); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
 
 # ------------------------------------------------------------------ certificates, ClientHello
 CERTS="$RUN_DIR/certs"

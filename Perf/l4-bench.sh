@@ -93,14 +93,6 @@ sluice_meta() {
 sluice_meta
 
 # ------------------------------------------------------------------ origins (CPU LOAD_CPU)
-wait_port() { # wait_port PORT SECONDS
-    local i
-    for i in $(seq $((${2:-10} * 20))); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
 
 log "output: $RUN_DIR"
 log "starting origins on CPU $LOAD_CPU: iperf3 :$IPERF_PORT, nginx :$HTTP_PORT, idle backend :$IDLE_PORT"

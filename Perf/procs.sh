@@ -1,5 +1,6 @@
-# Sourced by the Perf scripts: logging, and the processes a script starts, all stopped when
-# it exits (Ctrl-C and SIGTERM included). Set BENCH_NAME (the log prefix) before sourcing.
+# Sourced by the Perf scripts: logging, waiting for a port, and the processes a script starts,
+# all stopped when it exits (Ctrl-C and SIGTERM included). Set BENCH_NAME (the log prefix)
+# before sourcing.
 # shellcheck shell=bash
 
 log() { printf '[%s %s] %s\n' "$BENCH_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
@@ -33,6 +34,15 @@ sluice_ready() { # sluice_ready LOGFILE PID: waits up to 10 s for 'ready generat
         sleep 0.05
     done
     grep -q 'ready generation=1' "$1"
+}
+
+wait_port() { # wait_port PORT [SECONDS]: true once 127.0.0.1:PORT accepts (default 10 s)
+    local i
+    for i in $(seq $((${2:-10} * 20))); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
 }
 
 stop_pid() { # stop_pid PID: TERM, wait up to 3 s, then KILL

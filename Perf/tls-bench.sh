@@ -53,6 +53,8 @@ TLIB=(python3 "$HERE/tls_bench.py")
 BENCH_NAME=tls-bench
 # shellcheck source=Perf/procs.sh
 source "$HERE/procs.sh"
+# shellcheck source=Perf/benchlib.sh
+source "$HERE/benchlib.sh"
 
 need python3 python3
 need taskset util-linux
@@ -67,15 +69,7 @@ if [ "$SYSCALLS" = 1 ] && ! perf stat -e raw_syscalls:sys_enter -- true >/dev/nu
     log "perf cannot count syscall tracepoints here: SYSCALLS=0"
     SYSCALLS=0
 fi
-[ "$(getent ahostsv4 localhost | awk 'NR==1{print $1}')" = 127.0.0.1 ] ||
-    die "localhost must resolve to 127.0.0.1 first (wrk connects to the URL's host)"
-[ "$(nproc --all)" -gt "$PROXY_CPU" ] && [ "$(nproc --all)" -gt "$LOAD_CPU" ] ||
-    die "needs CPUs $PROXY_CPU and $LOAD_CPU"
-ulimit -n "$(ulimit -Hn)"
-
-mkdir -p "$RUN_DIR"
-: >"$RESULTS"
-put() { "${LIB[@]}" put "$RESULTS" "$1" "$2"; }
+bench_setup wrk
 
 # ------------------------------------------------------------------ certificates, client
 CERTS="$RUN_DIR/certs"
@@ -261,54 +255,25 @@ sluice_meta
 PROBE_PORT=$((BASE_PORT + 20))
 "${TLIB[@]}" tls-probe "$PROBE_PORT" "$CERTS/bench.pem" "$CERTS/bench.key" >"$RUN_DIR/wrk-probe.txt" 2>&1 &
 PROBE_PID=$!
-wait_port_quiet() { local i; for i in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
-wait_port_quiet "$PROBE_PORT" || true
+wait_port "$PROBE_PORT" 5 || true
 wrk -t1 -c1 -d1s "https://$SNI:$PROBE_PORT/" >/dev/null 2>&1 || true
 wait "$PROBE_PID" 2>/dev/null || true
 put meta.wrk_tls "wrk negotiates $(head -1 "$RUN_DIR/wrk-probe.txt")"
 log "output: $RUN_DIR"
-
-wait_port() {
-    local i
-    for i in $(seq $((${2:-10} * 20))); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
 
 # ------------------------------------------------------------------ origin (LOAD_CPU)
 ORIGIN="$RUN_DIR/origin"
 mkdir -p "$ORIGIN/www" "$ORIGIN/tmp"
 head -c "$SMALL" /dev/zero | tr '\0' 'x' >"$ORIGIN/www/small.bin"
 head -c "$BULK" /dev/zero | tr '\0' 'x' >"$ORIGIN/www/bulk.bin"
-temps() { local d=$1; echo "client_body_temp_path $d/tmp; proxy_temp_path $d/tmp; fastcgi_temp_path $d/tmp; uwsgi_temp_path $d/tmp; scgi_temp_path $d/tmp;"; }
-cat >"$ORIGIN/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $ORIGIN/nginx.pid;
-error_log $ORIGIN/error.log warn;
-worker_rlimit_nofile 20000;
-events { worker_connections 9000; use epoll; }
-http {
-    access_log off;
-    sendfile on;
-    $(temps "$ORIGIN")
-    keepalive_requests 10000000;
-    keepalive_timeout 300s;
-    server {
-        listen 127.0.0.1:$O_HTTP backlog=4096;
-        root $ORIGIN/www;
-    }
+origin_conf "$ORIGIN" "$O_HTTP" "
     server {
         listen 127.0.0.1:$O_TLS ssl backlog=4096;
         ssl_certificate $CERTS/bench.pem;
         ssl_certificate_key $CERTS/bench.key;
         ssl_protocols TLSv1.2 TLSv1.3;   # nginx 1.22's default stops at TLS 1.2
         root $ORIGIN/www;
-    }
-}
-EOF
+    }"
 log "nginx origin on CPU $LOAD_CPU: http :$O_HTTP, https :$O_TLS"
 start_bg "$ORIGIN/stderr.log" taskset -c "$LOAD_CPU" nginx -p "$ORIGIN" -c "$ORIGIN/nginx.conf" -e "$ORIGIN/error.log"
 wait_port "$O_HTTP" 10 && wait_port "$O_TLS" 10 || die "origin did not start (see $ORIGIN/error.log)"
@@ -351,41 +316,8 @@ EOF
 }
 
 nginx_cfg() {
-    local d=$1
-    mkdir -p "$d/tmp"
-    cat >"$d/nginx.conf" <<EOF
-load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-worker_processes 1;
-daemon off;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-worker_rlimit_nofile 20000;
-events { worker_connections 9000; use epoll; }
-http {
-    access_log off;
-    $(temps "$d")
-    keepalive_requests 10000000;
-    upstream origin {
-        server 127.0.0.1:$O_HTTP;
-        keepalive $UPSTREAM_KEEPALIVE;
-        keepalive_requests 10000000;
-    }
-    server {
-        listen 127.0.0.1:$P_TERM ssl backlog=4096;
-        server_name $SNI;
-        ssl_certificate $CERTS/bench.pem;
-        ssl_certificate_key $CERTS/bench.key;
-        ssl_protocols TLSv1.2 TLSv1.3;   # nginx 1.22's default stops at TLS 1.2
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-        }
-    }
-}
-stream {
+    proxy_nginx_conf "$1" "127.0.0.1:$P_TERM ssl" "load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+" "" "stream {
     upstream tlsorigin { server 127.0.0.1:$O_TLS; }
     map \$ssl_preread_server_name \$be { $SNI tlsorigin; default tlsorigin; }
     server {
@@ -394,7 +326,7 @@ stream {
         proxy_pass \$be;
     }
 }
-EOF
+"
 }
 
 sluice_cfg() { # sluice_cfg FILE WITH_TERMINATION(1|0)
@@ -454,19 +386,12 @@ start_proxy() { # start_proxy MODE -> PROXY_PID, LOGF
     haproxy)
         cfg="$RUN_DIR/$KEY.cfg"
         haproxy_cfg "$cfg"
-        haproxy -c -f "$cfg" >"$RUN_DIR/$KEY.check.log" 2>&1 || { log "haproxy -c: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
-        LOGF="$RUN_DIR/$KEY.log"
-        start_bg "$LOGF" taskset -c "$PROXY_CPU" haproxy -db -f "$cfg"
-        PROXY_PID=$BG_PID
+        start_haproxy "$cfg" || { log "haproxy -c: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
         ;;
     nginx)
         cfg="$RUN_DIR/$KEY.nginx"
         nginx_cfg "$cfg"
-        nginx -t -p "$cfg" -c "$cfg/nginx.conf" -e "$cfg/error.log" >"$RUN_DIR/$KEY.check.log" 2>&1 ||
-            { log "nginx -t: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
-        LOGF="$cfg/error.log"
-        start_bg "$RUN_DIR/$KEY.log" taskset -c "$PROXY_CPU" nginx -p "$cfg" -c "$cfg/nginx.conf" -e "$cfg/error.log"
-        PROXY_PID=$BG_PID
+        start_nginx "$cfg" || { log "nginx -t: $(cat "$RUN_DIR/$KEY.check.log")"; return 1; }
         ;;
     sluice | sluice-base | sluice-epoll | sluice-uring)
         local bin="$SLUICE_BIN" io=() want=""
@@ -565,23 +490,9 @@ run_mode() {
     stop_pid "$PROXY_PID"
 }
 
-NOISE="$RUN_DIR/noise.txt"
-start_bg "$RUN_DIR/noise-monitor.log" taskset -c "$LOAD_CPU" "${LIB[@]}" monitor "$$" "$NOISE" 0.5
-NOISE_PID=$BG_PID
-
-T0=$(date +%s)
-for ROUND in $(seq "$ROUNDS"); do
-    log "round $ROUND of $ROUNDS"
-    for m in $MODES; do
-        nb=$("${LIB[@]}" noise-begin "$NOISE")
-        run_mode "$m"
-        "${LIB[@]}" noise-end "$RESULTS" "$m@$ROUND" "$NOISE" "$nb"
-    done
-done
+run_rounds
 [ "$SYSCALLS" = 1 ] && syscall_round
-put meta.load_avg "$(cut -d' ' -f1-3 /proc/loadavg)"
-stop_pid "$NOISE_PID"
-log "measurements done in $(($(date +%s) - T0)) s"
+end_rounds
 
 REPORT="$RUN_DIR/report.md"
 if [ "${REPORT_KIND:-tls}" = backend ]; then

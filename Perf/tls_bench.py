@@ -177,9 +177,7 @@ def rounds(r, mode):
 QUIET = 10.0
 
 
-def noise_pct(r, key):
-    nc, nw = benchlib.num(r, f"{key}.noise.cpu"), benchlib.num(r, f"{key}.noise.wall")
-    return 100.0 * nc / nw if nc is not None and nw else None
+noise_pct = benchlib.noise_pct
 
 
 def table(L, mid):
@@ -286,19 +284,8 @@ def report(results):
     notes = []
     for m, _ in MODES:
         for n in rounds(r, m):
-            st = r.get(f"{m}@{n}.status")
-            if st and st != "ok":
-                notes.append(f"- {m} round {n}: {st}")
-            for ld, _, _, _ in LOADS:
-                if r.get(f"{m}@{n}.{ld}.error"):
-                    notes.append(f"- {m} round {n} {ld}: {r[f'{m}@{n}.{ld}.error']} (not counted)")
-            for k in ("check_term", "check_pass", "term"):
-                v = r.get(f"{m}@{n}.{k}")
-                if v and not v.startswith("ok"):
-                    notes.append(f"- {m} round {n} {k}: {v[:160]}")
-            nc, nw = benchlib.num(r, f"{m}@{n}.noise.cpu"), benchlib.num(r, f"{m}@{n}.noise.wall")
-            if nc is not None and nw:
-                notes.append(f"- {m} round {n}: other processes used {100 * nc / nw:.0f} % of a CPU")
+            notes += benchlib.round_notes(r, m, n, [ld for ld, _, _, _ in LOADS],
+                                          ("check_term", "check_pass", "term"))
         for ld in ("term-hs", "pass-hs"):
             res = [r.get(f"{m}@{n}.{ld}.resumed") for n in rounds(r, m)]
             if any(x not in (None, "0") for x in res):

@@ -23,6 +23,8 @@ import threading
 import time
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from http_backends import SocketClient
+
 try:
     import h2.config
     import h2.connection
@@ -111,7 +113,7 @@ class ConnectionClosed(AssertionError):
     pass
 
 
-class H2Client:
+class H2Client(SocketClient):
     """One HTTP/2 connection driven synchronously from the test's thread."""
 
     def __init__(self, addr: str, tls_ctx: Optional[ssl.SSLContext] = None,
@@ -301,23 +303,14 @@ class H2Client:
             self.flush()
         except (OSError, h2.exceptions.ProtocolError):
             pass
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        super().close()
 
 
 # --------------------------------------------------------------------------
 # raw frames
 
 
-class RawH2:
+class RawH2(SocketClient):
     """A connection that writes frames as given. ``start()`` sends the preface, SETTINGS
     (``settings``) and a WINDOW_UPDATE of ``window`` for the connection, then a thread reads
     and parses the server's frames (and ACKs its SETTINGS). Use it over h2c: a TLS socket
@@ -529,18 +522,9 @@ class RawH2:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        super().close()
         if self._reader is not None:
             self._reader.join(2)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def request_headers(authority: str, path: str = "/", method: str = "GET", scheme: str = "http",

@@ -467,6 +467,23 @@ class HTTPBackends:
 # --------------------------------------------------------------------------
 # client side
 
+class SocketClient:
+    """A client over ``self.sock``: ``close()`` closes it (an error is ignored); a context
+    manager that closes on exit."""
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 class Response:
     def __init__(self, version: str, status: int, reason: str, fields, body: bytes):
         self.version = version

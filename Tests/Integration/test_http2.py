@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import pytest
 
@@ -31,9 +31,9 @@ from conftest import (HAProxyProcess, PROXY_KIND, fd_count, free_port, make_conf
                       parse_addr)
 from h2_client import H2Client, error_name, h2_context
 from http_backends import curl, get, port_of
+from test_admin import admin_sluice as any_admin_sluice  # noqa: F401  (a fixture)
 from test_tls_termination import HTTPSConn, s_client
-from tls_backends import BackendGroup
-from tls_certs import make_term_certs
+from test_tls_termination import term_certs, term_group  # noqa: F401  (fixtures)
 
 H2_PEER = os.environ.get("SLUICE_H2_PEER", "").strip().lower()
 HSTS = 31536000
@@ -209,18 +209,6 @@ class H2Env:
         return sum(b.request_count() for b in self.http.by_name.values())
 
 
-@pytest.fixture(scope="session")
-def h2_certs(tmp_path_factory):
-    return make_term_certs(tmp_path_factory.mktemp("h2-certs"))
-
-
-@pytest.fixture
-def h2_group(h2_certs):
-    g = BackendGroup(h2_certs)
-    yield g
-    g.shutdown()
-
-
 @pytest.fixture
 def h2_proxy(tmp_path, request):
     """start(config, workers=1) -> a running proxy: sluice, or with SLUICE_H2_PEER=haproxy
@@ -246,9 +234,9 @@ def h2_proxy(tmp_path, request):
 
 
 @pytest.fixture
-def env(http_backends, h2_group, h2_proxy, h2_certs):
-    cfg = h2_config(http_backends, h2_group, h2_certs)
-    return H2Env(h2_proxy(cfg), http_backends, h2_group, h2_certs)
+def env(http_backends, term_group, h2_proxy, term_certs):
+    cfg = h2_config(http_backends, term_group, term_certs)
+    return H2Env(h2_proxy(cfg), http_backends, term_group, term_certs)
 
 
 def curl_h2(env: H2Env, host: str, target: str, *extra: str, tls: bool = True,
@@ -487,6 +475,20 @@ def test_50mib_download(env, tmp_path, chunked):
 # --------------------------------------------------------------------------
 # 5. flow control
 
+def read_slowly(c: H2Client, sid: int, pump: float, ack_at: int, pause: float, limit: float):
+    """Reads stream SID to its end, pumping PUMP s at a time; once ACK_AT bytes are unacknowledged
+    it waits PAUSE s and hands the window back. Fails after LIMIT s. -> the stream."""
+    st = c._stream(sid)
+    t0 = time.monotonic()
+    while not st.done:
+        c.pump(pump)
+        if getattr(st, "unacked", 0) >= ack_at:
+            time.sleep(pause)
+            c.ack(sid)
+        assert time.monotonic() - t0 < limit, f"{len(st.body)} bytes after {limit:.0f} s"
+    return st
+
+
 def test_slow_reader_small_window(env):
     """Window 16 KiB per stream and 16 KiB for the connection, handed back a piece at a
     time with pauses: the body arrives whole and intact."""
@@ -494,14 +496,7 @@ def test_slow_reader_small_window(env):
     with env.tls_client("a.example.com", auto_ack=False,
                         local_settings={4: 16384}) as c:   # SETTINGS_INITIAL_WINDOW_SIZE
         sid = c.send_request("a.example.com", f"/slow?mode=download&size={size}")
-        st = c._stream(sid)
-        t0 = time.monotonic()
-        while not st.done:
-            c.pump(0.2)
-            if getattr(st, "unacked", 0) >= 8192:
-                time.sleep(0.002)
-                c.ack(sid)
-            assert time.monotonic() - t0 < 120, f"{len(st.body)} of {size} after 120 s"
+        st = read_slowly(c, sid, pump=0.2, ack_at=8192, pause=0.002, limit=120)
         assert st.status == 200 and st.reset is None, st
         assert len(st.body) == size
         assert hashlib.sha256(st.body).digest() == hashlib.sha256(pattern_bytes(size)).digest()
@@ -509,23 +504,17 @@ def test_slow_reader_small_window(env):
         assert c.get("a.example.com", "/after").status == 200
 
 
-def test_slow_reader_keeps_moving_past_client_timeout(http_backends, h2_group, h2_proxy,
-                                                      h2_certs):
+def test_slow_reader_keeps_moving_past_client_timeout(http_backends, term_group, h2_proxy,
+                                                      term_certs):
     """timeouts.client 2s: a reader that hands back window every 0.4 s for about 5 s is slow,
     not stalled, and is not reset."""
-    cfg = h2_config(http_backends, h2_group, h2_certs, timeouts={"client": "2s"})
-    e = H2Env(h2_proxy(cfg), http_backends, h2_group, h2_certs)
+    cfg = h2_config(http_backends, term_group, term_certs, timeouts={"client": "2s"})
+    e = H2Env(h2_proxy(cfg), http_backends, term_group, term_certs)
     size = 1 * MiB
     with e.h2c_client(auto_ack=False, local_settings={4: 65535}) as c:
         sid = c.send_request("a.example.com", f"/slowly?mode=download&size={size}")
-        st = c._stream(sid)
         t0 = time.monotonic()
-        while not st.done:
-            c.pump(0.1)
-            if getattr(st, "unacked", 0) >= 65535:
-                time.sleep(0.4)
-                c.ack(sid)
-            assert time.monotonic() - t0 < 60
+        st = read_slowly(c, sid, pump=0.1, ack_at=65535, pause=0.4, limit=60)
         took = time.monotonic() - t0
     assert st.reset is None and st.status == 200, st
     assert len(st.body) == size and bytes(st.body) == pattern_bytes(size)
@@ -576,9 +565,9 @@ def test_passthrough_unaffected_by_http2(env):
 
 
 @sluice_only
-def test_without_http2_nothing_changes(http_backends, h2_group, h2_proxy, h2_certs):
-    cfg = h2_config(http_backends, h2_group, h2_certs, http2=False)
-    e = H2Env(h2_proxy(cfg), http_backends, h2_group, h2_certs)
+def test_without_http2_nothing_changes(http_backends, term_group, h2_proxy, term_certs):
+    cfg = h2_config(http_backends, term_group, term_certs, http2=False)
+    e = H2Env(h2_proxy(cfg), http_backends, term_group, term_certs)
     rc, out, err = s_client(e.https_port, e.certs.ca, "a.example.com", stdin=H1_GET,
                             extra=["-alpn", "h2,http/1.1"])
     assert "ALPN protocol: http/1.1" in out, out
@@ -692,12 +681,12 @@ def test_stream_reset_by_client_keeps_the_connection(env):
         assert c.goaway is None
 
 
-def test_backend_down_over_h2(http_backends, h2_group, h2_proxy, h2_certs):
-    cfg = h2_config(http_backends, h2_group, h2_certs)
+def test_backend_down_over_h2(http_backends, term_group, h2_proxy, term_certs):
+    cfg = h2_config(http_backends, term_group, term_certs)
     cfg["services"].append({"name": "web-down", "algorithm": "roundrobin",
                             "endpoints": [f"127.0.0.1:{free_port()}"]})
     cfg["listeners"][1]["routes"].insert(0, {"host": "down.example.com", "service": "web-down"})
-    e = H2Env(h2_proxy(cfg), http_backends, h2_group, h2_certs)
+    e = H2Env(h2_proxy(cfg), http_backends, term_group, term_certs)
     with e.h2c_client() as c:
         r = c.get("down.example.com", "/x", timeout=10)
         assert r.status in (502, 503), r
@@ -708,9 +697,9 @@ def test_backend_down_over_h2(http_backends, h2_group, h2_proxy, h2_certs):
 # 8. drain
 
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "h2c"])
-def test_drain_goaway_and_stream_completes(http_backends, h2_group, h2_proxy, h2_certs, tls):
-    cfg = h2_config(http_backends, h2_group, h2_certs, timeouts={"drain": "10s"})
-    e = H2Env(h2_proxy(cfg), http_backends, h2_group, h2_certs)
+def test_drain_goaway_and_stream_completes(http_backends, term_group, h2_proxy, term_certs, tls):
+    cfg = h2_config(http_backends, term_group, term_certs, timeouts={"drain": "10s"})
+    e = H2Env(h2_proxy(cfg), http_backends, term_group, term_certs)
     c = e.tls_client("a.example.com") if tls else e.h2c_client()
     try:
         assert c.get("a.example.com", "/warm").status == 200
@@ -743,13 +732,13 @@ H2_METRIC_RESETS = "sluice_http2_resets_total"
 
 
 @sluice_only
-def test_http2_metrics_tentative_names(http_backends, h2_group, h2_certs, admin_sluice):
+def test_http2_metrics_tentative_names(http_backends, term_group, term_certs, admin_sluice):
     """METRIC NAMES TENTATIVE: one test to adjust. Connections and streams counted, a
     client's RST_STREAM counted with side="client"."""
     from test_admin import metrics_text, samples
-    cfg = h2_config(http_backends, h2_group, h2_certs)
+    cfg = h2_config(http_backends, term_group, term_certs)
     p = admin_sluice(cfg)
-    e = H2Env(p, http_backends, h2_group, h2_certs)
+    e = H2Env(p, http_backends, term_group, term_certs)
     with e.tls_client("a.example.com") as c:
         for i in range(5):
             assert c.get("a.example.com", f"/m{i}").status == 200
@@ -780,31 +769,21 @@ def test_http2_metrics_tentative_names(http_backends, h2_group, h2_certs, admin_
 
 
 @pytest.fixture
-def admin_sluice(tmp_path, request):
+def admin_sluice(any_admin_sluice):
     if H2_PEER or PROXY_KIND != "sluice":
         pytest.skip("sluice-specific")
-    from test_admin import AdminSluice
-    started: List[AdminSluice] = []
-
-    def start(config: dict, workers: int = 1):
-        p = AdminSluice(tmp_path, config, workers)
-        started.append(p)
-        return p.start()
-
-    yield start
-    for p in started:
-        p.stop()
-        request.node.add_report_section("teardown", "sluice stderr", p.stderr_text())
+    return any_admin_sluice
 
 
 @sluice_only
-def test_access_log_has_a_record_per_stream(http_backends, h2_group, h2_proxy, h2_certs, tmp_path):
+def test_access_log_has_a_record_per_stream(http_backends, term_group, h2_proxy, term_certs,
+                                            tmp_path):
     """Each stream gets its own access-log record, marked HTTP/2, with its own host, target
     and status; the same listener's HTTP/1.1 requests say HTTP/1.1."""
     log = tmp_path / "access.log"
-    cfg = h2_config(http_backends, h2_group, h2_certs)
+    cfg = h2_config(http_backends, term_group, term_certs)
     cfg["accessLog"] = {"path": str(log), "format": "json"}
-    env = H2Env(h2_proxy(cfg), http_backends, h2_group, h2_certs)
+    env = H2Env(h2_proxy(cfg), http_backends, term_group, term_certs)
     for target in ("/one", "/two"):
         assert curl_h2(env, "a.example.com", target, "-o", "/dev/null").returncode == 0
     assert curl_h2(env, "nobody.example.com", "/three", "-o", "/dev/null", tls=False).returncode == 0
@@ -831,15 +810,15 @@ def test_access_log_has_a_record_per_stream(http_backends, h2_group, h2_proxy, h
 
 @sluice_only
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "h2c"])
-def test_reloads_with_streams_in_flight(http_backends, h2_group, h2_proxy, h2_certs, tls):
+def test_reloads_with_streams_in_flight(http_backends, term_group, h2_proxy, term_certs, tls):
     """h2load keeps 100 streams in flight on 10 connections while the table is swapped 15
     times: a.example.com moves between two services, and a service and a route come and go.
     No stream fails, every stream reaches a backend of the table it was opened with, the
     connections stay up, and the process ends with as many descriptors as it started."""
     if not shutil.which("h2load"):
         pytest.skip("h2load missing: apt-get install nghttp2-client")
-    cfg = h2_config(http_backends, h2_group, h2_certs)
-    env = H2Env(h2_proxy(cfg), http_backends, h2_group, h2_certs)
+    cfg = h2_config(http_backends, term_group, term_certs)
+    env = H2Env(h2_proxy(cfg), http_backends, term_group, term_certs)
     upstream = lambda: sum(1 for b in http_backends.by_name.values() for ci in b.conns
                            if not ci.closed.is_set())
     base_fds = fd_count(env.p.pid) - upstream()

@@ -25,15 +25,15 @@ from conftest import fd_count
 from h2_client import (ENHANCE_YOUR_CALM, REFUSED_STREAM, ConnectionClosed, RawH2, error_name,
                        request_headers)
 from test_http2 import H2_PEER, H2Env, h2_config, sluice_only  # noqa: F401
-from test_http2 import h2_certs, h2_group, h2_proxy  # noqa: F401  (fixtures)
+from test_http2 import term_certs, term_group, h2_proxy  # noqa: F401  (fixtures)
 
 CLIENT_TIMEOUT = "2s"   # timeouts.client: the stall timeout of a stream or connection
 
 
 @pytest.fixture
-def lim(http_backends, h2_group, h2_proxy, h2_certs):  # noqa: F811
-    cfg = h2_config(http_backends, h2_group, h2_certs, timeouts={"client": CLIENT_TIMEOUT})
-    return H2Env(h2_proxy(cfg), http_backends, h2_group, h2_certs)
+def lim(http_backends, term_group, h2_proxy, term_certs):  # noqa: F811
+    cfg = h2_config(http_backends, term_group, term_certs, timeouts={"client": CLIENT_TIMEOUT})
+    return H2Env(h2_proxy(cfg), http_backends, term_group, term_certs)
 
 
 # --------------------------------------------------------------------------
@@ -136,18 +136,26 @@ def test_max_concurrent_streams_100_and_refused_beyond(lim):
 # --------------------------------------------------------------------------
 # header list size
 
+def request_with_big_headers(c, target: str, fields: int):
+    """Sends a request for TARGET with FIELDS header fields of 1 KiB each and waits up to 10 s
+    for its stream to end or a GOAWAY. -> (the stream, the ConnectionClosed or None)"""
+    big = [(f"x-big-{i}", "v" * 1024) for i in range(fields)]
+    sid = c.send_request("a.example.com", target, headers=big)
+    try:
+        c.wait(lambda: c._stream(sid).done or c.goaway is not None, 10, "an answer")
+    except ConnectionClosed as exc:
+        return c._stream(sid), exc
+    return c._stream(sid), None
+
+
 def test_header_list_too_large(lim):
     """A 24 KiB header list (24 fields of 1 KiB), above the 16 KiB Sluice announces in
     SETTINGS_MAX_HEADER_LIST_SIZE: 431, or the stream reset; the connection stays usable."""
     base = baseline(lim)
     with lim.h2c_client(timeout=10) as c:
-        big = [(f"x-big-{i}", "v" * 1024) for i in range(24)]
-        sid = c.send_request("a.example.com", "/big-headers", headers=big)
-        try:
-            c.wait(lambda: c._stream(sid).done or c.goaway is not None, 10, "an answer")
-        except ConnectionClosed as exc:
-            pytest.fail(f"the connection was closed ({exc}) instead of a stream reset or 431")
-        st = c._stream(sid)
+        st, closed = request_with_big_headers(c, "/big-headers", 24)
+        if closed is not None:
+            pytest.fail(f"the connection was closed ({closed}) instead of a stream reset or 431")
         # (HAProxy 2.6 ends the connection: GOAWAY INTERNAL_ERROR; Sluice resets the stream)
         assert c.goaway is None or H2_PEER == "haproxy", \
             f"the connection was ended (GOAWAY {error_name(int(c.goaway.error_code))}); " \
@@ -165,13 +173,7 @@ def test_header_list_beyond_hpack_limits(lim):
     §4.3), but nothing reaches a backend, nothing leaks, and new connections are served."""
     base = baseline(lim)
     with lim.h2c_client(timeout=10) as c:
-        big = [(f"x-big-{i}", "v" * 1024) for i in range(256)]
-        sid = c.send_request("a.example.com", "/huge-headers", headers=big)
-        try:
-            c.wait(lambda: c._stream(sid).done or c.goaway is not None, 10, "an answer")
-        except ConnectionClosed:
-            pass
-        st = c._stream(sid)
+        st, _ = request_with_big_headers(c, "/huge-headers", 256)
         assert st.reset is not None or st.status == 431 or c.goaway is not None or c.eof, st
     assert not any(r["target"] == "/huge-headers" for r in lim.http["web-a"].requests)
     with lim.h2c_client(timeout=10) as c:

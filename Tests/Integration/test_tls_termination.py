@@ -27,7 +27,7 @@ import pytest
 
 from backends import pattern_bytes
 from conftest import fd_count, free_port, make_config, new_listener, sluice_bin, to_yaml
-from http_backends import (BufReader, Response, closed_within, curl, get, port_of,
+from http_backends import (BufReader, Response, SocketClient, closed_within, curl, get, port_of,
                            read_response, request_bytes, ws_accept, ws_frame)
 from tls_backends import BackendGroup, BIOClient, client_context
 from tls_certs import (all_pems, first_pem, make_leaf, make_term_certs, mismatched_key,
@@ -144,7 +144,7 @@ def client_ctx(certs, alpn: Optional[List[str]] = None, check_hostname: bool = T
     return ctx
 
 
-class HTTPSConn:
+class HTTPSConn(SocketClient):
     """One TLS connection (Python ssl, chain verified against the test CA; the host name
     too when an SNI is given and ``verify_name``), HTTP/1.1 requests on it."""
 
@@ -167,18 +167,6 @@ class HTTPSConn:
 
     def cert_pem(self) -> str:
         return ssl.DER_cert_to_PEM_cert(self.sock.getpeercert(binary_form=True))
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def s_client(port: int, cafile, servername: Optional[str], stdin: bytes = b"",
