@@ -11,7 +11,7 @@ import Testing
         )
         #expect(
             diagnostics(minimal(replacing: 3, with: "    service: web\n    port: 80")) == [
-                "t.yaml:4:5: listeners[0].port: unknown field 'port' (known: name, address, protocol, service, routes, default, acceptProxy, certificates, accessLog, accessLogSample)"
+                "t.yaml:4:5: listeners[0].port: unknown field 'port' (known: name, address, protocol, service, routes, default, acceptProxy, certificates, accessLog, accessLogSample, http2)"
             ]
         )
         #expect(
@@ -337,7 +337,7 @@ import Testing
                 + "found 'soon'",
             "t.yaml:5:14: listeners[0].address: invalid address '127.0.0.1': expected HOST:PORT (IPv6 as [ADDR]:PORT)",
             "t.yaml:6:14: listeners[0].service: no service named 'api' (defined: web)",
-            "t.yaml:7:5: listeners[0].colour: unknown field 'colour' (known: name, address, protocol, service, routes, default, acceptProxy, certificates, accessLog, accessLogSample)",
+            "t.yaml:7:5: listeners[0].colour: unknown field 'colour' (known: name, address, protocol, service, routes, default, acceptProxy, certificates, accessLog, accessLogSample, http2)",
             "t.yaml:8:5: listeners[1].address: required field is missing",
             "t.yaml:11:16: services[0].algorithm: unknown algorithm 'random' (expected one of: roundrobin, leastconn, source, cookie)",
             "t.yaml:14:9: services[0].endpoints[1]: endpoint 10.0.0.1:80 is already listed at services[0].endpoints[0]",
