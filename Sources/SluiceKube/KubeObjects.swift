@@ -52,7 +52,8 @@ public struct KubeObjectMeta: Codable, Hashable, Sendable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         name = try container.decodeIfPresent(String.self, forKey: .name)
         namespace = try container.decodeIfPresent(String.self, forKey: .namespace)
-        uid = try container.decodeIfPresent(String.self, forKey: .uid)
+        // Not read by discovery: kept out of the cache (a 36-byte string per object).
+        uid = nil
         resourceVersion = try container.decodeIfPresent(String.self, forKey: .resourceVersion)
         labels = try Self.decodeMap(container, .labels) { Self.labelsRead.contains($0) }
         annotations = try Self.decodeMap(container, .annotations) { $0.hasPrefix(Self.annotationPrefix) }
@@ -121,6 +122,9 @@ public struct KubeService: KubeObject {
         self.spec = spec
     }
 
+    /// Decoded from JSON, only `ports`, `sessionAffinity` and `sessionAffinityConfig` (what
+    /// discovery reads); the other fields stay nil. Made in code, every field holds what it
+    /// is given.
     public struct Spec: Codable, Hashable, Sendable {
         public var type: String?
         public var ports: [Port]?
@@ -149,6 +153,19 @@ public struct KubeService: KubeObject {
             self.externalTrafficPolicy = externalTrafficPolicy
             self.internalTrafficPolicy = internalTrafficPolicy
             self.ipFamilies = ipFamilies
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case type, ports, selector, clusterIP, sessionAffinity, sessionAffinityConfig, externalTrafficPolicy,
+                internalTrafficPolicy, ipFamilies
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            ports = try container.decodeIfPresent([Port].self, forKey: .ports)
+            sessionAffinity = try container.decodeIfPresent(String.self, forKey: .sessionAffinity)
+            sessionAffinityConfig = try container.decodeIfPresent(
+                SessionAffinityConfig.self, forKey: .sessionAffinityConfig)
         }
     }
 

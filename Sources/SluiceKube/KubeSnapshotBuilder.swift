@@ -113,7 +113,11 @@ public struct KubeSnapshotBuilder: Sendable {
             for (offset, address) in planned.endpoints.enumerated() {
                 endpoints[range.lowerBound + offset] = Endpoint(address: address, service: index)
             }
-            services[index] = Service(name: planned.key, algorithm: planned.algorithm, endpoints: range)
+            // The same name and range: written only when the algorithm changed, so that an
+            // endpoint change does not copy the services.
+            if services[index].algorithm != planned.algorithm {
+                services[index] = Service(name: planned.key, algorithm: planned.algorithm, endpoints: range)
+            }
         }
         return true
     }
@@ -142,15 +146,17 @@ public struct KubeSnapshotBuilder: Sendable {
                 moved = true
                 for index in base..<nextEndpoints.count { nextEndpoints[index].service += shift }
             }
-            for index in old..<end {
-                var service = services[index]
-                if endpointShift != 0 {
-                    let range = service.endpoints
-                    service.endpoints = (range.lowerBound + endpointShift)..<(range.upperBound + endpointShift)
+            // One copy of the run, then its ranges moved in place (no per-service copies).
+            let first = nextServices.count
+            nextServices.append(contentsOf: services[old..<end])
+            if endpointShift != 0 {
+                for index in first..<nextServices.count {
+                    let range = nextServices[index].endpoints
+                    nextServices[index].endpoints =
+                        (range.lowerBound + endpointShift)..<(range.upperBound + endpointShift)
                 }
-                nextServices.append(service)
-                map[index] = Int32(index + shift)
             }
+            for index in old..<end { map[index] = Int32(index + shift) }
             old = end
         }
         for key in touched {
