@@ -147,11 +147,22 @@ public final class HTTPRouteTable: Sendable {
         }
         var backend = defaultBackend
         if let service = backend.service { backend.service = mapped(service) }
-        // The hosts whose entries change, each once, in a fixed order.
+        // A large part replaced: building whole is as cheap.
+        if (removed.count + inserted.count) * 4 > routes.count + inserted.count + 64 {
+            return HTTPRouteTable(routes: newRoutes, defaultBackend: backend)
+        }
+        // The hosts whose entries change, each once, in a fixed order, with the inserted
+        // routes (by offset) of each.
         var touched: [HostPattern] = []
-        var seen: Set<HostPattern> = []
-        for route in routes[removed] where seen.insert(route.host).inserted { touched.append(route.host) }
-        for route in inserted where seen.insert(route.host).inserted { touched.append(route.host) }
+        var insertedOf: [HostPattern: [Int32]] = [:]
+        for route in routes[removed] where insertedOf[route.host] == nil {
+            insertedOf[route.host] = []
+            touched.append(route.host)
+        }
+        for (offset, route) in inserted.enumerated() {
+            if insertedOf[route.host] == nil { touched.append(route.host) }
+            insertedOf[route.host, default: []].append(Int32(removed.lowerBound + offset))
+        }
 
         var parts = self.parts
         // The touched hosts' routes in the new order (by new index): those of the old entry
@@ -169,9 +180,7 @@ public final class HTTPRouteTable: Sendable {
                 }
                 parts.removeEntry(old)
             }
-            for (offset, route) in inserted.enumerated() where route.host == host {
-                members.append(Int32(removed.lowerBound + offset))
-            }
+            members += insertedOf[host] ?? []
             pending.append((host, members))
         }
         // Renumber what stays: routes after the removed ones move by `delta`, services by
