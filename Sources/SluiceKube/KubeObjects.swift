@@ -68,12 +68,17 @@ public struct KubeObjectMeta: Codable, Hashable, Sendable {
         let map = try container.nestedContainer(keyedBy: MapKey.self, forKey: key)
         var kept: [String: String] = [:]
         for entry in map.allKeys where keep(entry.stringValue) {
-            kept[entry.stringValue] = try map.decode(String.self, forKey: entry)
+            kept[Self.knownKeys[entry.stringValue] ?? entry.stringValue] = try map.decode(String.self, forKey: entry)
         }
         return kept.isEmpty ? nil : kept
     }
 
     /// Any key of a JSON object.
+    /// The keys discovery reads, each as one shared string: every object's map holds the same
+    /// storage instead of its own copy of the key.
+    private static let knownKeys: [String: String] = Dictionary(
+        uniqueKeysWithValues: ([KubeEndpointSlice.serviceNameLabel] + KubeAnnotation.all).map { ($0, $0) })
+
     private struct MapKey: CodingKey {
         var stringValue: String
         var intValue: Int? { nil }
