@@ -26,9 +26,9 @@ public enum KubeCacheChange: Sendable {
 public struct KubePlanChange: Sendable, Equatable {
     /// Anything may have changed.
     public var all: Bool
-    /// Planned services (by key) still present whose settings or endpoints changed.
+    /// Planned services (by key) whose settings or endpoints changed, or that came or went.
     public var services: Set<String>
-    /// A planned service came or went: the ones after it moved.
+    /// A planned service came or went (it is in `services`): the ones after it moved.
     public var servicesAddedOrRemoved: Bool
     /// Routes, TCP listeners or the TLS listener changed.
     public var routing: Bool
@@ -245,11 +245,15 @@ public struct KubeIncrementalTranslator: Sendable {
             // Removed and made again: moved only when it differs.
             guard let new = after[key] else {
                 moved.servicesAddedOrRemoved = true
+                moved.services.insert(key)
                 continue
             }
             if new != old { moved.services.insert(key) }
         }
-        for key in after.keys where before[key] == nil { moved.servicesAddedOrRemoved = true }
+        for key in after.keys where before[key] == nil {
+            moved.servicesAddedOrRemoved = true
+            moved.services.insert(key)
+        }
         return moved
     }
 

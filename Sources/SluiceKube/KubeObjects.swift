@@ -52,7 +52,8 @@ public struct KubeObjectMeta: Codable, Hashable, Sendable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         name = try container.decodeIfPresent(String.self, forKey: .name)
         namespace = try container.decodeIfPresent(String.self, forKey: .namespace)
-        uid = try container.decodeIfPresent(String.self, forKey: .uid)
+        // Not read by discovery: kept out of the cache (a 36-byte string per object).
+        uid = nil
         resourceVersion = try container.decodeIfPresent(String.self, forKey: .resourceVersion)
         labels = try Self.decodeMap(container, .labels) { Self.labelsRead.contains($0) }
         annotations = try Self.decodeMap(container, .annotations) { $0.hasPrefix(Self.annotationPrefix) }
@@ -67,12 +68,17 @@ public struct KubeObjectMeta: Codable, Hashable, Sendable {
         let map = try container.nestedContainer(keyedBy: MapKey.self, forKey: key)
         var kept: [String: String] = [:]
         for entry in map.allKeys where keep(entry.stringValue) {
-            kept[entry.stringValue] = try map.decode(String.self, forKey: entry)
+            kept[Self.knownKeys[entry.stringValue] ?? entry.stringValue] = try map.decode(String.self, forKey: entry)
         }
         return kept.isEmpty ? nil : kept
     }
 
     /// Any key of a JSON object.
+    /// The keys discovery reads, each as one shared string: every object's map holds the same
+    /// storage instead of its own copy of the key.
+    private static let knownKeys: [String: String] = Dictionary(
+        uniqueKeysWithValues: ([KubeEndpointSlice.serviceNameLabel] + KubeAnnotation.all).map { ($0, $0) })
+
     private struct MapKey: CodingKey {
         var stringValue: String
         var intValue: Int? { nil }
@@ -121,6 +127,9 @@ public struct KubeService: KubeObject {
         self.spec = spec
     }
 
+    /// Decoded from JSON, only `ports`, `sessionAffinity` and `sessionAffinityConfig` (what
+    /// discovery reads); the other fields stay nil. Made in code, every field holds what it
+    /// is given.
     public struct Spec: Codable, Hashable, Sendable {
         public var type: String?
         public var ports: [Port]?
@@ -149,6 +158,19 @@ public struct KubeService: KubeObject {
             self.externalTrafficPolicy = externalTrafficPolicy
             self.internalTrafficPolicy = internalTrafficPolicy
             self.ipFamilies = ipFamilies
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case type, ports, selector, clusterIP, sessionAffinity, sessionAffinityConfig, externalTrafficPolicy,
+                internalTrafficPolicy, ipFamilies
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            ports = try container.decodeIfPresent([Port].self, forKey: .ports)
+            sessionAffinity = try container.decodeIfPresent(String.self, forKey: .sessionAffinity)
+            sessionAffinityConfig = try container.decodeIfPresent(
+                SessionAffinityConfig.self, forKey: .sessionAffinityConfig)
         }
     }
 

@@ -201,13 +201,13 @@ public struct KubeRoutingPlan: Sendable, Hashable {
     }
 
     /// The listeners and their tables, services named by their index in `services`
-    /// (`indexByKey`). See `snapshot`.
-    func tables(indexByKey: [String: Int]) -> Tables {
+    /// (`index`). See `snapshot`.
+    func tables(index: (String) -> Int) -> Tables {
         var listeners: [Listener] = []
         var routeTables: [HTTPRouteTable] = []
         if let httpAddress {
             let routes = self.routes.map {
-                HTTPRoute(host: $0.host, pathPrefix: Array($0.pathPrefix.utf8), service: indexByKey[$0.service]!)
+                HTTPRoute(host: $0.host, pathPrefix: Array($0.pathPrefix.utf8), service: index($0.service))
             }
             listeners.append(
                 Listener(name: "http", address: httpAddress, protocol: .http, service: -1, routes: routeTables.count))
@@ -215,32 +215,40 @@ public struct KubeRoutingPlan: Sendable, Hashable {
         }
         var tlsContexts: [TLSContextHandle] = []
         if let tls {
-            var serverNames: [HTTPRoute] = []
-            var seen: Set<HostPattern> = []
-            for route in terminatedRoutes where seen.insert(route.host).inserted {
-                serverNames.append(HTTPRoute(host: route.host, service: -1, terminate: true))
-            }
-            let requests = terminatedRoutes.map {
-                HTTPRoute(host: $0.host, pathPrefix: Array($0.pathPrefix.utf8), service: indexByKey[$0.service]!)
-            }
+            let tables = tlsTables(index: index)
             listeners.append(
                 Listener(
                     name: "tls", address: tls.address, protocol: .tls, service: -1, routes: routeTables.count,
                     tlsContext: tlsContexts.count, terminatedRoutes: routeTables.count + 1))
-            routeTables.append(
-                HTTPRouteTable(
-                    routes: serverNames, defaultBackend: DefaultBackend(status: defaultStatus, terminate: true)))
-            routeTables.append(HTTPRouteTable(routes: requests, defaultBackend: DefaultBackend(status: defaultStatus)))
+            routeTables.append(tables.serverNames)
+            routeTables.append(tables.requests)
             tlsContexts.append(tls.context)
         }
         for listener in tcpListeners {
             listeners.append(
                 Listener(
                     name: "tcp-\(listener.address)", address: listener.address, protocol: .tcp,
-                    service: indexByKey[listener.service]!))
+                    service: index(listener.service)))
         }
         for index in listeners.indices { listeners[index].accessLog = accessLog }
         return Tables(listeners: listeners, routeTables: routeTables, tlsContexts: tlsContexts)
+    }
+
+    /// The TLS listener's server name table (a `terminate` entry per host of
+    /// `terminatedRoutes`, a default that terminates) and its table of decrypted requests.
+    func tlsTables(index: (String) -> Int) -> (serverNames: HTTPRouteTable, requests: HTTPRouteTable) {
+        var serverNames: [HTTPRoute] = []
+        var seen: Set<HostPattern> = []
+        for route in terminatedRoutes where seen.insert(route.host).inserted {
+            serverNames.append(HTTPRoute(host: route.host, service: -1, terminate: true))
+        }
+        let requests = terminatedRoutes.map {
+            HTTPRoute(host: $0.host, pathPrefix: Array($0.pathPrefix.utf8), service: index($0.service))
+        }
+        return (
+            HTTPRouteTable(routes: serverNames, defaultBackend: DefaultBackend(status: defaultStatus, terminate: true)),
+            HTTPRouteTable(routes: requests, defaultBackend: DefaultBackend(status: defaultStatus))
+        )
     }
 }
 

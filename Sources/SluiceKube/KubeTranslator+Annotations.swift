@@ -14,6 +14,8 @@ public enum KubeAnnotation {
     public static let algorithm = "serviceloadbalancer/lb.algorithm"
     /// `"true"`: cookie stickiness (the `cookie` algorithm, cookie `SLUICE`).
     public static let cookieStickySession = "serviceloadbalancer/lb.cookie-sticky-session"
+    /// Every annotation above.
+    public static let all = [host, sslTerm, aclMatch, algorithm, cookieStickySession]
 }
 
 /// How a Service's annotations and spec say it is balanced.

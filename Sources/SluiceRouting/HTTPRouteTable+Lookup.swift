@@ -121,7 +121,7 @@ extension HTTPRouteTable {
 
     private func nameEquals(_ entry: Int, _ host: UnsafeRawBufferPointer, _ from: Int, _ to: Int) -> Bool {
         let start = Int(hostNameStart[entry])
-        guard Int(hostNameStart[entry + 1]) - start == to - from else { return false }
+        guard Int(hostNameEnd[entry]) - start == to - from else { return false }
         for offset in 0..<(to - from) where HostPattern.lowercaseASCII(host[from + offset]) != hostNames[start + offset]
         {
             return false
@@ -133,7 +133,7 @@ extension HTTPRouteTable {
     /// is the whole path, or ends in `/`, or is followed by `/` or `?`. Returns the stored
     /// route's index, or -1 when none of the entry's prefixes matches.
     private func matchPath(entry: Int, path: UnsafeRawBufferPointer) -> Int {
-        for route in Int(hostRouteStart[entry])..<Int(hostRouteStart[entry + 1]) {
+        for route in Int(hostRouteStart[entry])..<Int(hostRouteEnd[entry]) {
             let start = Int(routePathStart[route])
             let length = Int(routePathStart[route + 1]) - start
             if length > 1 {

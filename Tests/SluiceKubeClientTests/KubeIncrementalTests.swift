@@ -27,6 +27,8 @@ struct KubeIncrementalTests {
 
     static let namespaces = ["default", "b"]
     static let names = (0..<8).map { "s\($0)" }
+    /// More Services than hosts, so that most come and go between others.
+    static let manyNames = (0..<40).map { "s\($0)" }
     static let hosts = ["a.example.com", "b.example.com", "*.example.com", "c.example.com:8080", "d.example.com"]
 
     /// A random Service: hosts from a small pool (so routes collide), some settings, now and
@@ -80,7 +82,33 @@ struct KubeIncrementalTests {
             endpoints: endpoints, ports: [KubeEndpointSlice.Port(name: port, port: r.chance(97) ? 8080 : 0)])
     }
 
-    func run(seed: UInt64, steps: Int, options: KubeTranslatorOptions) {
+    /// The same answers from both tables for every host and path their routes name (and a
+    /// few more), on the plain and the TLS port.
+    static func expectSameLookups(_ built: HTTPRouteTable, _ fresh: HTTPRouteTable, _ context: String) {
+        var probes: [(String, String)] = [("nothing.example.net", "/"), ("x.example.com", "/api/x")]
+        for route in fresh.routes + built.routes {
+            let name = String(decoding: route.host.name, as: UTF8.self)
+            let host = (route.host.wildcard ? "w." : "") + name + (route.host.port.map { ":\($0)" } ?? "")
+            let path = String(decoding: route.pathPrefix, as: UTF8.self)
+            probes.append((host, path))
+            probes.append((host, path + "/x"))
+        }
+        for (host, path) in probes {
+            for port: UInt16 in [80, 443] {
+                let (a, b) = Array(host.utf8).withUnsafeBytes { h in
+                    Array(path.utf8).withUnsafeBytes { p in
+                        (
+                            built.lookup(host: h, path: p, defaultPort: port),
+                            fresh.lookup(host: h, path: p, defaultPort: port)
+                        )
+                    }
+                }
+                #expect(a == b, "\(context): \(host)\(path) on \(port)")
+            }
+        }
+    }
+
+    func run(seed: UInt64, steps: Int, options: KubeTranslatorOptions, names: [String] = Self.names) {
         var r = Random(state: seed)
         let full = KubeTranslator(options: options)
         let state = KubeDiscoveryState(servingHash: full.translate(KubeCache()).contentHash)
@@ -95,13 +123,13 @@ struct KubeIncrementalTests {
             version += 1
             services.append(
                 Self.randomService(
-                    &r, namespace: r.pick(Self.namespaces), name: r.pick(Self.names), version: version))
+                    &r, namespace: r.pick(Self.namespaces), name: r.pick(names), version: version))
         }
         for index in 0..<8 {
             version += 1
             slices.append(
                 Self.randomSlice(
-                    &r, namespace: r.pick(Self.namespaces), service: r.pick(Self.names), name: "e\(index)",
+                    &r, namespace: r.pick(Self.namespaces), service: r.pick(names), name: "e\(index)",
                     version: version))
         }
         state.storeList(services, resourceVersion: "1", at: .now)
@@ -117,7 +145,7 @@ struct KubeIncrementalTests {
                 switch r.below(10) {
                 case 0, 1, 2:
                     let object = Self.randomService(
-                        &r, namespace: namespace, name: r.pick(Self.names), version: version)
+                        &r, namespace: namespace, name: r.pick(names), version: version)
                     let event: KubeWatchEvent<KubeService> =
                         mirror.services.items[object.key] == nil ? .added(object) : .modified(object)
                     _ = mirror.apply(event)
@@ -132,7 +160,7 @@ struct KubeIncrementalTests {
                     }
                 case 4, 5, 6, 7:
                     let object = Self.randomSlice(
-                        &r, namespace: namespace, service: r.pick(Self.names), name: "e\(r.below(12))",
+                        &r, namespace: namespace, service: r.pick(names), name: "e\(r.below(12))",
                         version: version)
                     let event: KubeWatchEvent<KubeEndpointSlice> =
                         mirror.endpointSlices.items[object.key] == nil ? .added(object) : .modified(object)
@@ -153,7 +181,7 @@ struct KubeIncrementalTests {
                         let index = r.below(items.count)
                         items[index] = Self.randomSlice(
                             &r, namespace: items[index].metadata.namespace ?? "",
-                            service: r.pick(Self.names), name: items[index].metadata.name ?? "", version: version)
+                            service: r.pick(names), name: items[index].metadata.name ?? "", version: version)
                     }
                     mirror.endpointSlices.replace(with: items, resourceVersion: "\(version)")
                     state.storeList(items, resourceVersion: "\(version)", at: .now)
@@ -178,6 +206,11 @@ struct KubeIncrementalTests {
             #expect(
                 built.routeTables.map(\.routes) == fresh.routeTables.map(\.routes),
                 "seed \(seed) step \(step): route tables differ")
+            if built.routeTables.count == fresh.routeTables.count {
+                for (a, b) in zip(built.routeTables, fresh.routeTables) {
+                    Self.expectSameLookups(a, b, "seed \(seed) step \(step)")
+                }
+            }
             switch state.decide(hash: incremental.contentHash) {
             case .unchanged: state.finish(.unchanged)
             case .apply: state.finish(.applied(hash: incremental.contentHash))
@@ -203,6 +236,23 @@ struct KubeIncrementalTests {
         run(seed: seed, steps: 150, options: options)
         options.namespace = "b"
         run(seed: seed &+ 100, steps: 100, options: options)
+    }
+
+    /// Many Services for few hosts: Services come and go between others (indices move, route
+    /// tables are edited), and routes pass from a Service that went to one that stayed.
+    @Test(arguments: [21, 22, 23, 24] as [UInt64])
+    func servicesComingAndGoingAmongMany(seed: UInt64) {
+        run(seed: seed, steps: 200, options: KubeTranslatorOptions(), names: Self.manyNames)
+    }
+
+    /// The same with a terminating TLS listener (`lb.sslTerm` Services) and TCP listeners.
+    @Test(arguments: [31, 32] as [UInt64])
+    func withATLSListener(seed: UInt64) {
+        let context = TLSContextHandle(pointer: OpaquePointer(bitPattern: 1)!, summary: "test", release: { _ in })
+        let options = KubeTranslatorOptions(
+            tcpServices: [KubeTCPService(name: "s1", port: "http", listenPort: 9001)],
+            tlsAddress: SocketAddress(ip: .v4(0), port: 443), tlsContext: KubeTLSContextSlot(context))
+        run(seed: seed, steps: 200, options: options, names: Self.manyNames)
     }
 
     /// A whole translation of a cluster large enough to be split between threads equals the
