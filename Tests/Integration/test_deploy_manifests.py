@@ -208,6 +208,9 @@ def test_dockerfile_is_multi_stage_static_and_non_root():
     assert re.search(r"swift build -c release --static-swift-stdlib", text)
     runtime = text.split("FROM debian:12-slim", 1)[1]
     assert re.search(r"\bliburing2\b", runtime) and re.search(r"\blibssl3\b", runtime)
+    assert re.search(r"\blibnghttp2-14\b", runtime), "the binary links libnghttp2"
+    builder = text.split("FROM debian:12-slim", 1)[0]
+    assert re.search(r"\blibnghttp2-dev\b", builder), "CShims builds against libnghttp2"
     users = re.findall(r"^USER\s+(\S+)", runtime, re.MULTILINE)
     assert users and users[-1].split(":")[0] not in ("0", "root")
     assert users[-1].split(":")[0] == str(container()["securityContext"]["runAsUser"])
