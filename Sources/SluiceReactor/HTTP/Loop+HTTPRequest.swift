@@ -204,6 +204,7 @@ extension Loop {
             // finds or opens one.
             disownParked(c)
             c.pointee.h2Upstream = true
+            e.pointee.stats.upstreamH2 = true
             let address = routedWithEndpoint(c)
             if let session = findUpstreamSession(address), exchange(session).pointee.h2.connected {
                 linkStream(slot, session)
