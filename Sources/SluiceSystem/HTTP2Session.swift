@@ -240,20 +240,22 @@ public final class HTTP2Session {
         return rv
     }
 
-    /// The `owner` a client stream was submitted with; nil when unknown or forgotten.
+    /// The `owner` a client stream was submitted with, once its HEADERS went out (nghttp2
+    /// opens the stream then); nil before, when unknown or forgotten.
     @inline(__always)
     public func owner(of stream: Int32) -> Int32? {
         StreamMark.owner(session, stream)
     }
 
-    /// The client stream's owner goes away: RST_STREAM with `errorCode` (unless `reset` is
-    /// false: the stream is already closed both ways), and nothing more is reported for it.
-    public func forget(stream: Int32, errorCode: UInt32, reset: Bool = true) {
+    /// The owner of a client stream that is still open (not reported closed) goes away:
+    /// RST_STREAM with `errorCode`, and nothing more is reported for it. A request whose
+    /// HEADERS have not gone out yet is cancelled instead (nghttp2 drops it from its queue).
+    public func forget(stream: Int32, errorCode: UInt32) {
         let mark = StreamMark.of(session, stream)
-        guard mark == .opened || mark == .trailers else { return }
-        StreamMark.refused.set(session, stream)
+        guard mark != .refused, stream > 0 else { return }
+        if mark != .none { StreamMark.refused.set(session, stream) }
         openStreams -= 1
-        if reset { nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode) }
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode)
     }
 
     /// What the peer allows at once (its SETTINGS_MAX_CONCURRENT_STREAMS; 100 until it said).
