@@ -109,14 +109,23 @@ public final class HTTP2Session {
     /// Streams `h2StreamOpened` accepted that are not closed yet.
     public private(set) var openStreams = 0
 
-    /// Calls to malloc/calloc/realloc nghttp2 made for this session.
+    /// Blocks this session's nghttp2 took from malloc (its pool had none of the size).
     public var allocations: Int { Int(counts.pointee.allocations) }
-    /// Calls to free (non-NULL) nghttp2 made for this session.
+    /// Blocks it gave back to free (its pool kept enough of that size).
     public var frees: Int { Int(counts.pointee.frees) }
-    /// Allocations nghttp2 made over every session of the process.
+    /// Calls to malloc, calloc and realloc nghttp2 made for this session (from the pool or not).
+    public var requests: Int { Int(counts.pointee.requests) }
+    /// Blocks nghttp2 took from malloc over every session of the process.
     public static var totalAllocations: Int { Int(sluice_h2_total_allocations()) }
-    /// Frees nghttp2 made over every session of the process.
+    /// Blocks given back to free over every session of the process.
     public static var totalFrees: Int { Int(sluice_h2_total_frees()) }
+    /// nghttp2's allocation calls over every session of the process.
+    public static var totalRequests: Int { Int(sluice_h2_total_requests()) }
+
+    /// A pool of nghttp2's blocks for the sessions of one thread (`init(pool:)`); freed
+    /// with `freePool` once none of those sessions is left.
+    public static func makePool() -> OpaquePointer? { sluice_h2_pool_new() }
+    public static func freePool(_ pool: OpaquePointer?) { sluice_h2_pool_free(pool) }
 
     /// A server session for `handler` (held unowned: the loop keeps both alive together).
     /// Queues the server connection preface (SETTINGS with `settings`, a WINDOW_UPDATE raising
@@ -124,11 +133,15 @@ public final class HTTP2Session {
     /// WINDOW_UPDATE is off: the caller calls `consume` as it forwards body bytes. Throws when
     /// nghttp2 cannot create the session.
     ///
+    /// `pool`: where nghttp2's blocks come from and go back to (`makePool`; nil: malloc and
+    /// free), used by this thread only.
+    ///
     /// `client`: a client session instead (to an endpoint, HTTP/2 with prior knowledge): the
     /// connection preface (the magic, then SETTINGS with push disabled) goes out at the first
     /// `flush`, and requests are submitted with `submitRequest`.
     public init(
-        handler: HTTP2SessionHandler, settings: Settings, tag: Int32, tagGeneration: UInt32, client: Bool = false
+        handler: HTTP2SessionHandler, settings: Settings, tag: Int32, tagGeneration: UInt32, client: Bool = false,
+        pool: OpaquePointer? = nil
     )
         throws(HTTP2Session.Failure)
     {
@@ -137,7 +150,7 @@ public final class HTTP2Session {
         self.tagGeneration = tagGeneration
         isClient = client
         counts = .allocate(capacity: 1)
-        counts.initialize(to: sluice_h2_counts(allocations: 0, frees: 0))
+        counts.initialize(to: sluice_h2_counts(allocations: 0, frees: 0, requests: 0, pool: pool))
         var mem = nghttp2_mem()
         sluice_h2_mem_init(&mem, counts)
         var created: OpaquePointer?

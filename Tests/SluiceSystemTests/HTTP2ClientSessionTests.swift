@@ -93,12 +93,12 @@ private struct Link {
     let client: HTTP2Session
     let server: HTTP2Session
 
-    init(serverStreams: UInt32 = 100) throws {
+    init(serverStreams: UInt32 = 100, pool: OpaquePointer? = nil) throws {
         var settings = HTTP2Session.Settings()
         settings.maxConcurrentStreams = serverStreams
         client = try HTTP2Session(
-            handler: clientSide, settings: HTTP2Session.Settings(), tag: 1, tagGeneration: 1, client: true)
-        server = try HTTP2Session(handler: serverSide, settings: settings, tag: 2, tagGeneration: 1)
+            handler: clientSide, settings: HTTP2Session.Settings(), tag: 1, tagGeneration: 1, client: true, pool: pool)
+        server = try HTTP2Session(handler: serverSide, settings: settings, tag: 2, tagGeneration: 1, pool: pool)
         pump()
     }
 
@@ -189,6 +189,32 @@ private let get = [(":method", "GET"), (":scheme", "http"), (":authority", "a.ex
         let statuses = (link.clientSide.fields[stream] ?? []).filter { $0.0 == ":status" }.map(\.1)
         #expect(statuses == ["103", "204"])
         #expect(link.clientSide.done.last == "\(stream) end=true trailer=true")
+    }
+
+    /// With a pool, a steady stream of requests costs nghttp2 no call to malloc on either side.
+    @Test func pooledBlocksMakeStreamsFreeOfMalloc() throws {
+        let pool = HTTP2Session.makePool()
+        defer { HTTP2Session.freePool(pool) }
+        do {
+            let link = try Link(pool: pool)
+            func exchange() throws {
+                let stream = try #require(link.request(get, body: false, owner: 1))
+                link.pump()
+                link.serverSide.bodies[stream] = Array("hello".utf8)
+                #expect(
+                    withFields([("content-type", "text/plain")]) {
+                        link.server.submitResponse(stream: stream, status: 200, fields: $0, body: true)
+                    })
+                link.pump()
+                #expect(link.clientSide.closed[stream] == 0)
+            }
+            for _ in 0..<5 { try exchange() }
+            let before = link.client.allocations + link.server.allocations
+            let calls = link.client.requests + link.server.requests
+            for _ in 0..<50 { try exchange() }
+            #expect(link.client.requests + link.server.requests - calls >= 100)
+            #expect(link.client.allocations + link.server.allocations - before == 0)
+        }
     }
 
     @Test func peerConcurrencyLimitIsKnownAfterItsSettings() throws {
