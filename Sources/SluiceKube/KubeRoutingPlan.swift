@@ -18,6 +18,9 @@ public struct KubeRoutingPlan: Sendable, Hashable {
         /// `lb.sslTerm: "true"`: served on the TLS listener (terminated) when there is one,
         /// over plain HTTP otherwise.
         public var sslTerm: Bool
+        /// How requests reach the endpoints: the Service port's `appProtocol`
+        /// `kubernetes.io/h2c` (or `h2c`, `grpc`) makes them HTTP/2 streams.
+        public var upstreamProtocol: UpstreamProtocol = .http1
 
         public init(
             key: String, algorithm: Algorithm, endpoints: [SocketAddress], clientIPTimeoutSeconds: Int? = nil,
@@ -97,6 +100,9 @@ public struct KubeRoutingPlan: Sendable, Hashable {
     public var tcpListeners: [PlannedTCPListener]
     /// Every listener's access-log policy (the command line's; not part of `canonicalText`).
     public var accessLog = AccessLogPolicy()
+    /// HTTP/2 from clients on the http and TLS listeners (the command line's; not part of
+    /// `canonicalText`).
+    public var http2 = false
 
     /// The plan as text, one line per item, in a fixed order (for people and tests; `contentHash`
     /// digests the same content piece by piece).
@@ -113,7 +119,9 @@ public struct KubeRoutingPlan: Sendable, Hashable {
         for listener in tcpListeners { lines.append("tcp \(listener.address) \(listener.service)") }
         for service in services {
             let affinity = service.clientIPTimeoutSeconds.map { " clientIP \($0)s" } ?? ""
-            lines.append("service \(service.key) \(service.algorithm.rawValue)\(affinity) sslTerm \(service.sslTerm)")
+            let proto = service.upstreamProtocol == .http1 ? "" : " protocol \(service.upstreamProtocol.rawValue)"
+            lines.append(
+                "service \(service.key) \(service.algorithm.rawValue)\(affinity) sslTerm \(service.sslTerm)\(proto)")
             for endpoint in service.endpoints { lines.append("  \(endpoint)") }
         }
         return lines.joined(separator: "\n") + "\n"
@@ -162,6 +170,7 @@ public struct KubeRoutingPlan: Sendable, Hashable {
         fnv.add(service.algorithm.rawValue)
         fnv.add(UInt64(bitPattern: Int64(service.clientIPTimeoutSeconds ?? -1)))
         fnv.add(service.sslTerm ? 1 : 0)
+        if service.upstreamProtocol != .http1 { fnv.add(service.upstreamProtocol.rawValue) }
         for endpoint in service.endpoints { fnv.add(endpoint) }
         return SocketAddress.mix(fnv.hash)
     }
@@ -230,7 +239,10 @@ public struct KubeRoutingPlan: Sendable, Hashable {
                     name: "tcp-\(listener.address)", address: listener.address, protocol: .tcp,
                     service: index(listener.service)))
         }
-        for index in listeners.indices { listeners[index].accessLog = accessLog }
+        for index in listeners.indices {
+            listeners[index].accessLog = accessLog
+            if listeners[index].protocol != .tcp { listeners[index].http2 = http2 }
+        }
         return Tables(listeners: listeners, routeTables: routeTables, tlsContexts: tlsContexts)
     }
 

@@ -35,6 +35,7 @@ public struct KubeSnapshotBuilder: Sendable {
         var tls: KubeRoutingPlan.PlannedTLSListener?
         var tcpListeners: [KubeRoutingPlan.PlannedTCPListener]
         var accessLog: AccessLogPolicy
+        var http2: Bool
 
         init(_ plan: KubeRoutingPlan) {
             httpAddress = plan.httpAddress
@@ -42,6 +43,7 @@ public struct KubeSnapshotBuilder: Sendable {
             tls = plan.tls
             tcpListeners = plan.tcpListeners
             accessLog = plan.accessLog
+            http2 = plan.http2
         }
     }
 
@@ -86,6 +88,7 @@ public struct KubeSnapshotBuilder: Sendable {
             for address in planned.endpoints { endpoints.append(Endpoint(address: address, service: index)) }
             services.append(
                 Service(name: planned.key, algorithm: planned.algorithm, endpoints: start..<endpoints.count))
+            services[services.count - 1].upstreamProtocol = planned.upstreamProtocol
         }
         tables = plan.tables(index: serviceIndex)
         header = Header(plan)
@@ -115,8 +118,11 @@ public struct KubeSnapshotBuilder: Sendable {
             }
             // The same name and range: written only when the algorithm changed, so that an
             // endpoint change does not copy the services.
-            if services[index].algorithm != planned.algorithm {
+            if services[index].algorithm != planned.algorithm
+                || services[index].upstreamProtocol != planned.upstreamProtocol
+            {
                 services[index] = Service(name: planned.key, algorithm: planned.algorithm, endpoints: range)
+                services[index].upstreamProtocol = planned.upstreamProtocol
             }
         }
         return true
@@ -172,6 +178,7 @@ public struct KubeSnapshotBuilder: Sendable {
                 for address in planned.endpoints { nextEndpoints.append(Endpoint(address: address, service: index)) }
                 nextServices.append(
                     Service(name: planned.key, algorithm: planned.algorithm, endpoints: start..<nextEndpoints.count))
+                nextServices[nextServices.count - 1].upstreamProtocol = planned.upstreamProtocol
                 if existed {
                     map[at] = Int32(index)
                     if at != index { moved = true }

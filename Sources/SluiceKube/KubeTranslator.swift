@@ -103,6 +103,7 @@ struct PlanBuilder {
         plan = KubeRoutingPlan(
             httpAddress: options.httpAddress, defaultStatus: 404, services: [], routes: [], tcpListeners: [])
         plan.accessLog = options.accessLog
+        plan.http2 = options.http2
     }
 
     mutating func build(_ cache: KubeCache) {
@@ -266,7 +267,18 @@ struct PlanBuilder {
         services[key] = KubeRoutingPlan.PlannedService(
             key: key, algorithm: settings.algorithm, endpoints: endpoints(of: port, in: slices),
             clientIPTimeoutSeconds: settings.clientIPTimeoutSeconds, sslTerm: settings.sslTerm)
+        services[key]?.upstreamProtocol = Self.upstreamProtocol(port.appProtocol)
         return key
+    }
+
+    /// The HTTP version a Service port's `appProtocol` asks for: HTTP/2 with prior knowledge
+    /// for `kubernetes.io/h2c` (the standard name, KEP-3726), `h2c` and `grpc`; HTTP/1.1
+    /// otherwise (`http`, `kubernetes.io/ws`, none).
+    static func upstreamProtocol(_ appProtocol: String?) -> UpstreamProtocol {
+        switch appProtocol?.lowercased() {
+        case "kubernetes.io/h2c", "h2c", "grpc": .h2c
+        default: .http1
+        }
     }
 
     /// The TCP port of `service` that `selector` names (a port name or number); nil selector:

@@ -26,6 +26,9 @@ public struct KubeTranslatorOptions: Sendable, Hashable {
     /// `--access-log-mode`/`--access-log-sample`: every listener's access-log policy (without
     /// `--access-log` the loops have no rings and record nothing, whatever it says).
     public var accessLog: AccessLogPolicy
+    /// `--http2`: HTTP/2 from clients on the http listener (prior knowledge) and on the TLS
+    /// listener (ALPN h2).
+    public var http2 = false
 
     public init(
         httpAddress: SocketAddress? = SocketAddress(ip: .v4(0), port: 80), tcpServices: [KubeTCPService] = [],

@@ -85,6 +85,12 @@ struct Kube: ParsableCommand {
     )
     var accessLogSample: Double?
 
+    @Flag(
+        help:
+            "HTTP/2 from clients: prior knowledge (h2c) on the HTTP listener, ALPN h2 on the TLS listener (gRPC clients need it)."
+    )
+    var http2 = false
+
     @OptionGroup var io: IOBackendOption
 
     @OptionGroup var log: LogOptions
@@ -161,10 +167,12 @@ struct Kube: ParsableCommand {
         if let namespace, namespace.isEmpty {
             throw ValidationError("--namespace must not be empty (omit it for all namespaces)")
         }
-        return KubeTranslatorOptions(
+        var options = KubeTranslatorOptions(
             httpAddress: http, tcpServices: tcp, defaultReturnCode: defaultReturnCode, balanceAlgorithm: algorithm,
             namespace: namespace, timeouts: try drainTimeouts(), tlsAddress: tls, tlsContext: tlsContext,
             accessLog: try accessLogPolicy())
+        options.http2 = http2
+        return options
     }
 
     /// The default timeouts with `--drain-delay` and `--drain`.

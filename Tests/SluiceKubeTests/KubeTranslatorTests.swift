@@ -22,6 +22,41 @@ struct KubeTranslatorTests {
         #expect(plan.routeLines == ["a.example.com / -> team-a/web:80", "b.example.com / -> team-b/web:80"])
     }
 
+    @Test func appProtocolH2cMakesTheServiceSpeakHTTP2() {
+        func port(_ app: String?) -> [KubeService.Port] {
+            [KubeService.Port(name: "http", port: 80, targetPort: .string("http"), appProtocol: app)]
+        }
+        let cluster = cache(
+            services: [
+                service(
+                    "ns", "grpc", annotations: [KubeAnnotation.host: "g.example.com"], ports: port("kubernetes.io/h2c")),
+                service("ns", "short", annotations: [KubeAnnotation.host: "s.example.com"], ports: port("grpc")),
+                service("ns", "web", annotations: [KubeAnnotation.host: "w.example.com"], ports: port("http")),
+            ],
+            slices: [
+                slice("ns", "grpc-1", service: "grpc", endpoints: [endpoint("10.0.0.1")]),
+                slice("ns", "web-1", service: "web", endpoints: [endpoint("10.0.0.2")]),
+            ])
+        let plan = KubeTranslator().translate(cluster).plan
+        #expect(plan.service("ns/grpc:80")?.upstreamProtocol == .h2c)
+        #expect(plan.service("ns/short:80")?.upstreamProtocol == .h2c)
+        #expect(plan.service("ns/web:80")?.upstreamProtocol == .http1)
+        #expect(plan.canonicalText.contains("service ns/grpc:80 roundrobin sslTerm false protocol h2c"))
+        var builder = KubeSnapshotBuilder()
+        let snapshot = builder.build(plan, change: KubePlanChange(all: true), generation: 1)
+        let byName = Dictionary(uniqueKeysWithValues: snapshot.services.map { ($0.name, $0.upstreamProtocol) })
+        #expect(byName["ns/grpc:80"] == .h2c)
+        #expect(byName["ns/web:80"] == .http1)
+        #expect(!snapshot.listeners.contains { $0.http2 })
+        var options = KubeTranslatorOptions()
+        options.http2 = true
+        var http2Builder = KubeSnapshotBuilder()
+        let http2 = http2Builder.build(
+            KubeTranslator(options: options).translate(cluster).plan, change: KubePlanChange(all: true), generation: 1)
+        let httpListeners = http2.listeners.filter { $0.protocol == .http }
+        #expect(!httpListeners.isEmpty && httpListeners.allSatisfy { $0.http2 })
+    }
+
     @Test func slicesJoinOnlyInTheirOwnNamespace() {
         let cluster = cache(
             services: [service("a", "web", annotations: host)],
