@@ -253,8 +253,16 @@ public final class HTTP2Session {
         return rv
     }
 
-    /// The `owner` a client stream was submitted with, once its HEADERS went out (nghttp2
-    /// opens the stream then); nil before, when unknown or forgotten.
+    /// Server side, from inside `h2StreamOpened`: `owner` (>= 0) is kept on the new stream
+    /// and given back by `owner(of:)`.
+    public func adopt(stream: Int32, owner: Int32) {
+        guard owner >= 0 else { return }
+        nghttp2_session_set_stream_user_data(session, stream, StreamMark.none.tagged(owner))
+    }
+
+    /// The `owner` a stream carries: a client stream's from `submitRequest`, once its HEADERS
+    /// went out (nghttp2 opens the stream then), a server stream's from `adopt`; nil when
+    /// unknown, refused or forgotten.
     @inline(__always)
     public func owner(of stream: Int32) -> Int32? {
         StreamMark.owner(session, stream)

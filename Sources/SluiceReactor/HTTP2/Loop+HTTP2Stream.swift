@@ -54,6 +54,7 @@ extension Loop: HTTP2SessionHandler {
         e.pointee.h2.inbound = HTTPExchange.Queue(buffer: streamBuffers.acquire(), start: 0, end: 0)
         e.pointee.h2.tail = Self.streamBufferSize
         counters.h2Streams += 1
+        session.adopt(stream: stream, owner: slot)
         c.pointee.life.activity(now: now)
         apply(slot, .waiting(tls: false))
         // Draining: this stream is served, and the GOAWAY names it the session's last.
@@ -258,17 +259,19 @@ extension Loop: HTTP2SessionHandler {
 
     // MARK: - Streams
 
-    /// The stream slot of `stream`, or nil when it has none (refused, or already closed).
+    /// The stream slot of `stream` (kept on the nghttp2 stream, checked against the slot's
+    /// link), or nil when it has none (refused, or already closed).
     func streamSlot(_ session: HTTP2Session, _ stream: Int32) -> Int32? {
         let parent = session.tag
-        guard table.pointer(parent).pointee.generation == session.tagGeneration else { return nil }
-        var slot = exchange(parent).pointee.h2.firstStream
-        while slot >= 0 {
-            let link = exchange(slot).pointee.h2
-            if link.stream == stream { return slot }
-            slot = link.next
-        }
-        return nil
+        guard table.pointer(parent).pointee.generation == session.tagGeneration,
+            let slot = session.owner(of: stream), slot < table.highWater
+        else { return nil }
+        let c = table.pointer(slot)
+        let link = exchange(slot).pointee.h2
+        guard c.pointee.h2 == .stream, link.parent == parent, link.parentGeneration == session.tagGeneration,
+            link.stream == stream
+        else { return nil }
+        return slot
     }
 
     /// The route table a new stream of the session in `slot` uses: its listener's, in the
