@@ -37,6 +37,12 @@
                                    ``part`` of them, then the TCP connection is closed.
                  ``status=N``      that status with the JSON account.
 
+                 ``goaway_after=N``: after N streams on a connection, a graceful GOAWAY (last
+                 stream 2^31-1, so what is in flight is taken), and once the connection is
+                 idle 0.3 s later the final GOAWAY and the close; ``streams_after_goaway``
+                 counts streams opened more than 0.2 s after the first one.
+                 ``close_connections()`` sends GOAWAY and closes every open connection.
+
                  ``conn_count()`` TCP connections accepted, ``max_concurrent`` the most streams
                  open at once on one connection, ``max_total_concurrent`` over all of them,
                  ``requests`` the accounts (without bodies).
@@ -47,6 +53,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import select
 import socket
 import struct
@@ -68,6 +75,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame as hf
 
 SERVICE = "test.Test"
 FAIL_DETAILS = "backend failed on purpose"
@@ -286,12 +294,27 @@ class _Pending:
         self.headers_sent = False
 
 
+class _ConnState:
+    def __init__(self, cid: int):
+        self.id = cid
+        self.streams = 0
+        self.highest = 0
+        self.goaway_at: Optional[float] = None
+        self.close_requested = False
+        self.wake_r, self.wake_w = os.pipe()
+
+
 class H2Backend:
     _conn_ids = itertools.count(1)
 
-    def __init__(self, name: str, host: str = "127.0.0.1", window: int = 16 << 20):
+    def __init__(self, name: str, host: str = "127.0.0.1", window: int = 16 << 20,
+                 goaway_after: Optional[int] = None):
         self.name = name
         self.window = window
+        self.goaway_after = goaway_after
+        self.goaways = 0
+        self.streams_after_goaway = 0
+        self._live: Dict[int, "_ConnState"] = {}
         self.cond = threading.Condition()
         self.conns = 0
         self.open_conns = 0
@@ -332,6 +355,26 @@ class H2Backend:
             raise AssertionError(f"{self.name}: {self.request_count()} requests after "
                                  f"{timeout}s, want {n}")
 
+    def close_connections(self) -> int:
+        """Ends every open connection: GOAWAY (NO_ERROR, the last stream it saw), then close.
+        Returns how many there were."""
+        with self.cond:
+            live = list(self._live.values())
+        for st in live:
+            st.close_requested = True
+            try:
+                os.write(st.wake_w, b"x")
+            except OSError:
+                pass
+        return len(live)
+
+    def wait_closed(self, timeout: float = 5.0) -> None:
+        """Until no connection is open (the serving threads have closed their sockets)."""
+        with self.cond:
+            ok = self.cond.wait_for(lambda: self.open_conns == 0, timeout)
+        if not ok:
+            raise AssertionError(f"{self.name}: {self.open_conns} connections still open")
+
     def _accept_loop(self) -> None:
         while not self.stopping.is_set():
             try:
@@ -354,6 +397,9 @@ class H2Backend:
         conn = h2.connection.H2Connection(config=cfg)
         open_streams: Dict[int, H2Request] = {}
         pending: Dict[int, _Pending] = {}
+        st = _ConnState(cid)
+        with self.cond:
+            self._live[cid] = st
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.initiate_connection()
@@ -367,13 +413,31 @@ class H2Backend:
             while not self.stopping.is_set():
                 if self._write(conn, sock, pending, open_streams) == "die":
                     return
-                timeout = 1.0
+                if (self.goaway_after is not None and st.goaway_at is None
+                        and st.streams >= self.goaway_after):
+                    # graceful shutdown as servers do it: first "no new streams" with the
+                    # highest id (everything in flight is still taken), later the real one
+                    sock.sendall(hf.GoAwayFrame(0, last_stream_id=(1 << 31) - 1,
+                                                error_code=0).serialize())
+                    st.goaway_at = time.monotonic()
+                    with self.cond:
+                        self.goaways += 1
                 now = time.monotonic()
+                if st.close_requested or (st.goaway_at is not None and not pending
+                                          and not open_streams and now - st.goaway_at >= 0.3):
+                    # the final GOAWAY names the last stream taken, then the close
+                    conn.close_connection(error_code=0, last_stream_id=st.highest)
+                    sock.sendall(conn.data_to_send())
+                    sock.shutdown(socket.SHUT_WR)
+                    return
+                timeout = 1.0 if st.goaway_at is None else 0.05
                 waiting = [p.at - now for p in pending.values() if not p.headers_sent]
                 if waiting:
                     timeout = max(0.0, min(min(waiting), timeout))
-                r, _, _ = select.select([sock], [], [], timeout)
-                if not r:
+                r, _, _ = select.select([sock, st.wake_r], [], [], timeout)
+                if st.wake_r in r:
+                    os.read(st.wake_r, 64)
+                if sock not in r:
                     continue
                 data = sock.recv(1 << 20)
                 if not data:
@@ -384,7 +448,7 @@ class H2Backend:
                     self._error(f"conn {cid}: protocol error from the client: {exc!r}")
                     sock.sendall(conn.data_to_send())
                     return
-                self._events(conn, cid, events, open_streams, pending)
+                self._events(conn, st, events, open_streams, pending)
                 out = conn.data_to_send()
                 if out:
                     sock.sendall(out)
@@ -392,24 +456,32 @@ class H2Backend:
             if not self.stopping.is_set():
                 self._error(f"conn {cid}: {exc!r}")
         finally:
-            with self.cond:
-                self.open_conns -= 1
-                self.total_open -= len(open_streams)
-                self.cond.notify_all()
             try:
                 sock.close()
             except OSError:
                 pass
+            os.close(st.wake_r)
+            os.close(st.wake_w)
+            with self.cond:
+                self._live.pop(cid, None)
+                self.open_conns -= 1
+                self.total_open -= len(open_streams)
+                self.cond.notify_all()
 
     def _error(self, text: str) -> None:
         with self.cond:
             self.errors.append(text)
 
-    def _events(self, conn, cid, events, open_streams, pending) -> None:
+    def _events(self, conn, st: "_ConnState", events, open_streams, pending) -> None:
         for ev in events:
             if isinstance(ev, h2.events.RequestReceived):
-                open_streams[ev.stream_id] = H2Request(cid, ev.stream_id, list(ev.headers))
+                open_streams[ev.stream_id] = H2Request(st.id, ev.stream_id, list(ev.headers))
+                st.streams += 1
+                st.highest = max(st.highest, ev.stream_id)
+                late = st.goaway_at is not None and time.monotonic() - st.goaway_at > 0.2
                 with self.cond:
+                    if late:
+                        self.streams_after_goaway += 1
                     self.total_open += 1
                     self.max_total_concurrent = max(self.max_total_concurrent, self.total_open)
             elif isinstance(ev, h2.events.DataReceived):
@@ -518,6 +590,11 @@ class H2Backend:
     def shutdown(self) -> None:
         self.stopping.set()
         try:
+            self.lsock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        except OSError:
+            pass
+        self._acceptor.join(2)
+        try:
             self.lsock.close()
         except OSError:
             pass
@@ -532,4 +609,3 @@ class H2Backend:
                 s.close()
             except OSError:
                 pass
-        self._acceptor.join(2)

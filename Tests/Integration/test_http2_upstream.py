@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 import pytest
 
 from backends import pattern_bytes
-from conftest import PROXY_KIND, free_port, make_config, new_listener, sluice_bin, to_yaml
+from conftest import PROXY_KIND, fd_count, free_port, make_config, new_listener, sluice_bin, to_yaml
 from grpc_backends import H2Backend
 from h2_client import ConnectionClosed, H2Client, h2_context
 from http_backends import BufReader, curl, parse_head, port_of
@@ -103,10 +103,13 @@ def h2_backends():
     made: Dict[str, H2Backend] = {}
 
     class Backends(dict):
-        def __missing__(self, name):
-            b = made[name] = H2Backend(name)
+        def add(self, name: str, **kw) -> H2Backend:
+            b = made[name] = H2Backend(name, **kw)
             self[name] = b
             return b
+
+        def __missing__(self, name):
+            return self.add(name)
 
     bs = Backends()
     yield bs
@@ -487,6 +490,64 @@ def test_endpoint_closes_mid_response(env):
     assert r.returncode != 0, "curl (h2c) took a cut-off body for a whole one"
     r = env.curl("h2c", "/fine", "-o", "/dev/null", "-w", "%{http_code}")
     assert r.stdout.decode() == "200", (r.stdout, r.stderr)
+
+
+@needs_h2load
+def test_endpoint_goaway_every_100_streams(h2_backends, term_certs, up_proxy):
+    """The endpoint ends each connection after 100 streams with a graceful GOAWAY (as servers
+    with a per-connection request limit do): the proxy opens new connections and no request
+    fails; no stream is opened on a connection after its GOAWAY."""
+    b = h2_backends.add("up", goaway_after=100)
+    e = UpEnv(up_proxy(up_config(h2_backends, term_certs)), h2_backends, term_certs)
+    r = h2load("-n", "1000", "-c", "4", "-m", "25", "-H", f":authority: {UP}",
+               f"http://127.0.0.1:{e.plain_port}/goaway?delay=5", timeout=60)
+    assert (r["succeeded"], r["2xx"], r["failed"], r["errored"]) == (1000, 1000, 0, 0), \
+        f"{r['text']}\nendpoint: {b.conn_count()} connections, {b.goaways} GOAWAYs"
+    assert b.request_count() == 1000
+    assert b.goaways >= 2 and b.conn_count() >= 2, (b.goaways, b.conn_count())
+    assert b.streams_after_goaway == 0, f"{b.streams_after_goaway} streams after a GOAWAY"
+
+
+def test_endpoint_closes_its_idle_connections(h2_backends, term_certs, up_proxy):
+    """The endpoint sends GOAWAY and closes its idle connections: the proxy lets go of them
+    (its descriptors come back to what they were) and the next request opens a new one."""
+    b = h2_backends["up"]
+    e = UpEnv(up_proxy(up_config(h2_backends, term_certs)), h2_backends, term_certs)
+    pid = e.p.proc.pid
+    base = fd_count(pid)
+    ok = lambda: e.curl("h2c", "/x", "-o", "/dev/null", "-w", "%{http_code}").stdout == b"200"
+    assert ok()
+    assert b.close_connections() == b.conn_count() >= 1
+    b.wait_closed()
+    deadline = time.monotonic() + 5
+    while fd_count(pid) > base and time.monotonic() < deadline:
+        time.sleep(0.05)  # bounded poll of /proc: nothing else shows the proxy noticed
+    assert fd_count(pid) <= base, \
+        f"the proxy holds {fd_count(pid) - base} descriptors more after the endpoint closed"
+    before = b.conn_count()
+    for _ in range(3):
+        assert ok()
+    assert b.conn_count() == before + 1, f"{b.conn_count() - before} new connections for 3"
+
+
+def test_requests_right_after_the_endpoint_closes(h2_backends, term_certs, up_proxy):
+    """20 times: a request, the endpoint's GOAWAY (last stream: the one it served) and close,
+    and at once the next request. A stream the endpoint never took is safe to send again,
+    so each request is answered 200."""
+    b = h2_backends["up"]
+    e = UpEnv(up_proxy(up_config(h2_backends, term_certs)), h2_backends, term_certs)
+    failures = []
+    with e.h2c() as c:
+        for i in range(20):
+            r = c.get(UP, f"/before-{i}", timeout=10)
+            if r.status != 200:
+                failures.append((i, "before", r.status, r.reset))
+            b.close_connections()
+            b.wait_closed()
+            r = c.get(UP, f"/after-{i}", timeout=10)
+            if r.status != 200:
+                failures.append((i, "after", r.status, r.reset))
+    assert not failures, f"{len(failures)} of 40 failed: {failures[:5]}"
 
 
 # --------------------------------------------------------------------------
