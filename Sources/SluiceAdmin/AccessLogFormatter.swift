@@ -150,6 +150,8 @@ public struct AccessLogFormatter {
         jsonText(record, .requestID, &line)
         line.put(",\"protocol\":")
         line.put(Self.protocolName(record.pointee.httpVersion))
+        line.put(",\"upstream_protocol\":")
+        line.put(Self.protocolName(record.pointee.upstreamVersion))
         line.put(UInt8(ascii: "}"))
     }
 
@@ -228,6 +230,8 @@ public struct AccessLogFormatter {
         quotedText(record, .requestID, &line)
         line.put(UInt8(ascii: " "))
         line.put(Self.bareProtocolName(record.pointee.httpVersion))
+        line.put(UInt8(ascii: " "))
+        line.put(Self.bareProtocolName(record.pointee.upstreamVersion))
     }
 
     /// The client's HTTP version as a JSON value.

@@ -285,6 +285,17 @@ enum Families {
     static let h2Floods = FamilyInfo(
         "sluice_http2_floods", .counter,
         "HTTP/2 connections ended with ENHANCE_YOUR_CALM: too many resets, control frames or empty frames.")
+    static let h2UpstreamSessions = FamilyInfo(
+        "sluice_http2_upstream_connections", .counter,
+        "HTTP/2 connections opened to endpoints (services with protocol h2c).")
+    static let h2UpstreamStreams = FamilyInfo(
+        "sluice_http2_upstream_streams", .counter, "Requests sent to endpoints as HTTP/2 streams.")
+    static let h2UpstreamResets = FamilyInfo(
+        "sluice_http2_upstream_resets", .counter,
+        "HTTP/2 streams to endpoints that ended before their response did (reset, or the connection lost).")
+    static let h2UpstreamFailures = FamilyInfo(
+        "sluice_http2_upstream_connection_failures", .counter,
+        "HTTP/2 connections to endpoints that failed: connect refused or timed out, lost, or a protocol error.")
     static let kubeWatchUp = FamilyInfo(
         "sluice_kube_watch_up", .gauge, "1 while the watch of the resource streams, else 0 (listing, backing off).")
     static let kubeLastSync = FamilyInfo(

@@ -108,6 +108,10 @@ public struct MetricsRenderer {
         out.write("\n")
         single(Families.h2ProtocolErrors, metrics.counters.h2ProtocolErrors)
         single(Families.h2Floods, metrics.counters.h2Floods)
+        single(Families.h2UpstreamSessions, metrics.counters.h2UpstreamSessions)
+        single(Families.h2UpstreamStreams, metrics.counters.h2UpstreamStreams)
+        single(Families.h2UpstreamResets, metrics.counters.h2UpstreamResets)
+        single(Families.h2UpstreamFailures, metrics.counters.h2UpstreamFailures)
         guard let kube = process.kube else { return }
         header(Families.kubeWatchUp)
         for watch in kube.watches {

@@ -195,6 +195,9 @@ public struct Service: Sendable, Hashable {
     /// Send this PROXY protocol header to the endpoints before the client's bytes, so they
     /// see the client's address (tcp and tls listeners; http uses X-Forwarded-For). nil: none.
     public var proxyProtocol: ProxyVersion?
+    /// How HTTP requests reach the endpoints: HTTP/1.1 (one request per pooled connection),
+    /// or HTTP/2 streams multiplexed over a few connections per endpoint.
+    public var upstreamProtocol: UpstreamProtocol = .http1
 
     public static let defaultCookieName: [UInt8] = Array("SLUICE".utf8)
     /// The longest cookie name a configuration may give (browsers keep name and value within
@@ -213,6 +216,15 @@ public struct Service: Sendable, Hashable {
         self.cookieName = algorithm == .cookie ? cookieName ?? Self.defaultCookieName : nil
         self.proxyProtocol = proxyProtocol
     }
+}
+
+/// The HTTP version a service's endpoints speak (`services[i].protocol`).
+public enum UpstreamProtocol: String, Sendable, CaseIterable {
+    /// HTTP/1.1, one request in flight per connection (pooled between requests).
+    case http1 = "http/1.1"
+    /// HTTP/2 with prior knowledge over plain TCP (RFC 9113 §3.3): streams multiplexed over
+    /// a few connections per endpoint; needed by gRPC.
+    case h2c
 }
 
 /// The PROXY protocol header a service's endpoints expect (haproxy.org, proxy-protocol.txt).

@@ -96,6 +96,8 @@ public final class HTTP2Session {
     /// The loop's slot for the session; read back by the handler.
     public let tag: Int32
     public let tagGeneration: UInt32
+    /// A client session (to an endpoint): its streams are requests this side submits.
+    public let isClient: Bool
 
     unowned(unsafe) let handler: HTTP2SessionHandler
     let session: OpaquePointer
@@ -121,18 +123,28 @@ public final class HTTP2Session {
     /// the connection window to `connectionWindow`), sent at the first `flush`. Automatic
     /// WINDOW_UPDATE is off: the caller calls `consume` as it forwards body bytes. Throws when
     /// nghttp2 cannot create the session.
-    public init(handler: HTTP2SessionHandler, settings: Settings, tag: Int32, tagGeneration: UInt32)
+    ///
+    /// `client`: a client session instead (to an endpoint, HTTP/2 with prior knowledge): the
+    /// connection preface (the magic, then SETTINGS with push disabled) goes out at the first
+    /// `flush`, and requests are submitted with `submitRequest`.
+    public init(
+        handler: HTTP2SessionHandler, settings: Settings, tag: Int32, tagGeneration: UInt32, client: Bool = false
+    )
         throws(HTTP2Session.Failure)
     {
         self.handler = handler
         self.tag = tag
         self.tagGeneration = tagGeneration
+        isClient = client
         counts = .allocate(capacity: 1)
         counts.initialize(to: sluice_h2_counts(allocations: 0, frees: 0))
         var mem = nghttp2_mem()
         sluice_h2_mem_init(&mem, counts)
         var created: OpaquePointer?
-        let rv = nghttp2_session_server_new3(&created, Self.callbacks, nil, Self.options, &mem)
+        let rv =
+            client
+            ? nghttp2_session_client_new3(&created, Self.callbacks, nil, Self.options, &mem)
+            : nghttp2_session_server_new3(&created, Self.callbacks, nil, Self.options, &mem)
         guard rv == 0, let created else {
             counts.deallocate()
             throw .nghttp2(Int(rv))
@@ -146,12 +158,13 @@ public final class HTTP2Session {
         // the unretained pointer nghttp2 passes back to the callbacks is always valid.
         nghttp2_session_set_user_data(session, Unmanaged.passUnretained(self).toOpaque())
 
-        let entries: [(Int32, UInt32)] = [
+        var entries: [(Int32, UInt32)] = [
             (Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), settings.maxConcurrentStreams),
             (Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), settings.initialWindowSize),
             (Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), settings.maxHeaderListSize),
             (Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue), settings.maxFrameSize),
         ]
+        if client { entries.append((Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), 0)) }
         var iv = entries.map { nghttp2_settings_entry(settings_id: $0.0, value: $0.1) }
         var status = nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &iv, iv.count)
         if status == 0, settings.connectionWindow > 65_535 {
@@ -204,6 +217,49 @@ public final class HTTP2Session {
             return nghttp2_submit_response(session, stream, fieldArray, count, &provider) == 0
         }
         return nghttp2_submit_response(session, stream, fieldArray, count, nil) == 0
+    }
+
+    /// Submits a request's HEADERS on a client session: `fields` are the pseudo-headers
+    /// (`:method`, `:scheme`, `:authority`, `:path`) then the regular fields, lowercase.
+    /// `body` false: END_STREAM on HEADERS; true: the body comes from `h2ReadBody`. `owner`
+    /// (>= 0) is kept on the stream and given back by `owner(of:)`. The new stream's id, or
+    /// nil when nghttp2 refuses (no stream id left, the session going away, bad fields).
+    public func submitRequest(fields: UnsafeBufferPointer<Field>, body: Bool, owner: Int32) -> Int32? {
+        guard isClient, owner >= 0, fields.count <= Self.maxFields + 1 else { return nil }
+        for index in 0..<fields.count { fieldArray[index] = Self.entry(fields[index]) }
+        let mark = StreamMark.opened.tagged(owner)
+        let rv: Int32
+        if body {
+            var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: Self.readBody)
+            rv = nghttp2_submit_request(session, nil, fieldArray, fields.count, &provider, mark)
+        } else {
+            rv = nghttp2_submit_request(session, nil, fieldArray, fields.count, nil, mark)
+        }
+        guard rv > 0 else { return nil }
+        openStreams += 1
+        return rv
+    }
+
+    /// The `owner` a client stream was submitted with; nil when unknown or forgotten.
+    @inline(__always)
+    public func owner(of stream: Int32) -> Int32? {
+        StreamMark.owner(session, stream)
+    }
+
+    /// The client stream's owner goes away: RST_STREAM with `errorCode` (unless `reset` is
+    /// false: the stream is already closed both ways), and nothing more is reported for it.
+    public func forget(stream: Int32, errorCode: UInt32, reset: Bool = true) {
+        let mark = StreamMark.of(session, stream)
+        guard mark == .opened || mark == .trailers else { return }
+        StreamMark.refused.set(session, stream)
+        openStreams -= 1
+        if reset { nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode) }
+    }
+
+    /// What the peer allows at once (its SETTINGS_MAX_CONCURRENT_STREAMS; 100 until it said).
+    public var peerMaxConcurrentStreams: Int {
+        let value = nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
+        return value == UInt32.max ? 100 : Int(value)
     }
 
     /// A 1xx interim response (HEADERS without END_STREAM), e.g. 100 Continue or 103. false
@@ -315,14 +371,35 @@ enum StreamMark: UInt {
     /// The mark of `stream` (none when unknown).
     @inline(__always)
     static func of(_ session: OpaquePointer?, _ stream: Int32) -> StreamMark {
-        let raw = nghttp2_session_get_stream_user_data(session, stream)
-        return StreamMark(rawValue: UInt(bitPattern: raw.map { Int(bitPattern: $0) } ?? 0)) ?? .none
+        StreamMark(rawValue: raw(session, stream) & 3) ?? .none
     }
 
-    /// Marks `stream`.
+    /// The owner a client stream carries above the mark's two bits (owner + 1; 0: none).
+    @inline(__always)
+    static func owner(_ session: OpaquePointer?, _ stream: Int32) -> Int32? {
+        let value = raw(session, stream)
+        let mark = StreamMark(rawValue: value & 3) ?? .none
+        guard mark == .opened || mark == .trailers, value >> 2 > 0 else { return nil }
+        return Int32(truncatingIfNeeded: (value >> 2) - 1)
+    }
+
+    @inline(__always)
+    private static func raw(_ session: OpaquePointer?, _ stream: Int32) -> UInt {
+        UInt(bitPattern: nghttp2_session_get_stream_user_data(session, stream).map { Int(bitPattern: $0) } ?? 0)
+    }
+
+    /// The user data value of this mark with `owner` above it.
+    @inline(__always)
+    func tagged(_ owner: Int32) -> UnsafeMutableRawPointer? {
+        UnsafeMutableRawPointer(bitPattern: (UInt(owner) + 1) << 2 | rawValue)
+    }
+
+    /// Marks `stream`, keeping the owner it carries.
     @inline(__always)
     func set(_ session: OpaquePointer?, _ stream: Int32) {
-        nghttp2_session_set_stream_user_data(session, stream, UnsafeMutableRawPointer(bitPattern: rawValue))
+        let owner = StreamMark.raw(session, stream) >> 2
+        nghttp2_session_set_stream_user_data(
+            session, stream, UnsafeMutableRawPointer(bitPattern: owner << 2 | rawValue))
     }
 }
 
@@ -398,7 +475,7 @@ extension HTTP2Session {
         let accepted = session.handler.h2Field(
             session, stream: stream, name: UnsafeRawBufferPointer(start: name, count: nameLength),
             value: UnsafeRawBufferPointer(start: value, count: valueLength),
-            trailer: frame!.pointee.headers.cat != NGHTTP2_HCAT_REQUEST)
+            trailer: frame!.pointee.headers.cat == NGHTTP2_HCAT_HEADERS)
         return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
     }
 
@@ -414,7 +491,7 @@ extension HTTP2Session {
                 if header.type == UInt8(NGHTTP2_HEADERS.rawValue) {
                     session.handler.h2FieldsDone(
                         session, stream: header.stream_id, endStream: endStream,
-                        trailer: frame!.pointee.headers.cat != NGHTTP2_HCAT_REQUEST)
+                        trailer: frame!.pointee.headers.cat == NGHTTP2_HCAT_HEADERS)
                 } else if header.type == UInt8(NGHTTP2_DATA.rawValue), endStream {
                     session.handler.h2DataEnded(session, stream: header.stream_id)
                 }

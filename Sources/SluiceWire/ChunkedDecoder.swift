@@ -31,6 +31,17 @@ public struct ChunkedDecoder: Sendable, BitwiseCopyable {
     /// Decodes `count` bytes at `buffer` in place. Returns how many payload bytes now start
     /// at `buffer`.
     public mutating func decode(_ buffer: UnsafeMutableRawPointer, count: Int) -> Int {
+        var trailers = -1
+        return decode(buffer, count: count, trailers: &trailers)
+    }
+
+    /// Like `decode`, keeping the trailer section: its field lines (each with its CRLF,
+    /// without the final empty line) are moved right after the payload bytes, and
+    /// `trailers` is set to how many there are. Pass -1 in `trailers` to drop them instead.
+    public mutating func decode(_ buffer: UnsafeMutableRawPointer, count: Int, trailers: inout Int) -> Int {
+        let keep = trailers >= 0
+        var kept = 0
+        defer { if keep { trailers = kept } }
         var input = 0
         var output = 0
         while input < count && state != .done {
@@ -67,8 +78,16 @@ public struct ChunkedDecoder: Sendable, BitwiseCopyable {
             case .trailerStart:
                 input += 1
                 state = byte == 0x0D ? .finalLF : .trailerLine
+                if keep && state == .trailerLine {
+                    buffer.storeBytes(of: byte, toByteOffset: output + kept, as: UInt8.self)
+                    kept += 1
+                }
             case .trailerLine:
                 input += 1
+                if keep {
+                    buffer.storeBytes(of: byte, toByteOffset: output + kept, as: UInt8.self)
+                    kept += 1
+                }
                 if byte == 0x0A { state = .trailerStart }
             case .finalLF:
                 input += 1

@@ -39,6 +39,7 @@ public enum HTTPHeadWriter {
         port: UInt16,
         upgrading: Bool,
         requestID: UnsafeRawBufferPointer? = nil,
+        trailersTE: Bool = false,
         into out: UnsafeMutableRawBufferPointer
     ) -> Int? {
         let s = Span<UInt8>(_unsafeBytes: source)
@@ -76,8 +77,13 @@ public enum HTTPHeadWriter {
             case .xForwardedFor:
                 forwardedFor = true
                 return
+            case .te:
+                // An HTTP/2 upstream takes `te: trailers` (gRPC requires it); TE is
+                // hop-by-hop otherwise.
+                if trailersTE && Self.mentionsTrailers(s, field) { o.write("te: trailers\r\n") }
+                return
             case .host, .xForwardedProto, .xForwardedHost, .xForwardedPort, .connection, .keepAlive,
-                .proxyConnection, .te, .trailer:
+                .proxyConnection, .trailer:
                 return
             case .upgrade:
                 if !upgrading { return }
@@ -209,6 +215,18 @@ public enum HTTPHeadWriter {
         o.write(": ")
         o.write(decimal: UInt64(length))
         o.write("\r\n")
+    }
+
+    /// Whether a TE field's value names the `trailers` token (any case).
+    static func mentionsTrailers(_ s: Span<UInt8>, _ field: HTTPField) -> Bool {
+        let start = Int(field.value.lowerBound)
+        let end = Int(field.value.upperBound)
+        var i = start
+        while i + 8 <= end {
+            if s.equalsLowercase(i..<i + 8, "trailers") { return true }
+            i += 1
+        }
+        return false
     }
 
     /// Whether `field` is an X-Request-ID field (any case).

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.sluice_only
 FIELDS = ["time", "kind", "client", "listener", "host", "method", "target", "target_truncated",
           "status", "bytes_in", "bytes_out", "service", "endpoint", "request_ms", "connect_ms",
           "response_ms", "total_ms", "close_reason", "close_side", "tls_version", "sni",
-          "request_id", "protocol"]
+          "request_id", "protocol", "upstream_protocol"]
 TIME_RX = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
@@ -592,7 +592,7 @@ def test_the_text_form(http_backends, proxy_factory, tmp_path):
     assert TIME_RX.fullmatch(stamp)
     durations = r"\d+\.\d{3} \d+\.\d{3} \d+\.\d{3} \d+\.\d{3}"
     expected = (rf'http {re.escape(me)} "web" "ok.example.com" GET "/t\?a=\\"b\\"" 200 {sent} '
-                rf'{received} "ok" {re.escape(ok.addr)} {durations} done proxy - - "id-1" HTTP/1.1')
+                rf'{received} "ok" {re.escape(ok.addr)} {durations} done proxy - - "id-1" HTTP/1.1 HTTP/1.1')
     assert re.fullmatch(expected, rest), rest
 
 
@@ -684,7 +684,7 @@ def test_sluice_kube_takes_the_access_log_flags(tmp_path, request):
         assert len(lines) == 1, lines
         # The default backend answered: no service, no endpoint, no connect, no response wait.
         assert re.fullmatch(r'\S+Z http 127\.0\.0\.1:\d+ "http" "nobody\.example\.com" GET "/x\?y=1" 404 \d+ '
-                            r'\d+ - - \d+\.\d{3} - - \d+\.\d{3} done proxy - - "[0-9a-f]{32}" HTTP/1\.1',
+                            r'\d+ - - \d+\.\d{3} - - \d+\.\d{3} done proxy - - "[0-9a-f]{32}" HTTP/1\.1 -',
                             lines[0]), lines[0]
 
         errors_log = tmp_path / "kube-errors.log"

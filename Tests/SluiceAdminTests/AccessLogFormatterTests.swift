@@ -31,7 +31,7 @@ import Testing
                 + #""bytes_in":78,"bytes_out":1234,"service":"api","endpoint":"127.0.0.1:9001","request_ms":0.150,"#
                 + #""connect_ms":null,"response_ms":2.500,"total_ms":3.210,"close_reason":null,"close_side":null,"#
                 + #""tls_version":"TLSv1.3","sni":"example.com","request_id":"abc-123","#
-                + #""protocol":"HTTP/1.1"}"# + "\n")
+                + #""protocol":"HTTP/1.1","upstream_protocol":"HTTP/2"}"# + "\n")
     }
 
     @Test func tcpRecordAsJSONHasNullsForWhatDidNotHappen() {
@@ -41,18 +41,19 @@ import Testing
                 + #""host":null,"method":null,"target":null,"target_truncated":false,"status":null,"bytes_in":10,"#
                 + #""bytes_out":0,"service":"db","endpoint":"[::1]:5432","request_ms":0.020,"connect_ms":1.000,"#
                 + #""response_ms":null,"total_ms":5000.000,"close_reason":"upstream_reset","close_side":"upstream","#
-                + #""tls_version":null,"sni":null,"request_id":null,"protocol":null}"# + "\n")
+                + #""tls_version":null,"sni":null,"request_id":null,"protocol":null,"upstream_protocol":null}"# + "\n")
     }
 
     @Test func recordsAsText() {
         #expect(
             text(httpRecord())
                 == #"2024-12-31T23:59:59.123Z http 192.0.2.10:54321 "web" "example.com" GET "/a?b=1" 200 78 1234 "#
-                + #""api" 127.0.0.1:9001 0.150 - 2.500 3.210 - - TLSv1.3 "example.com" "abc-123" HTTP/1.1"# + "\n")
+                + #""api" 127.0.0.1:9001 0.150 - 2.500 3.210 - - TLSv1.3 "example.com" "abc-123" HTTP/1.1 HTTP/2"#
+                + "\n")
         #expect(
             text(tcpRecord())
                 == #"2024-12-31T23:59:59.123Z tcp [2001:db8::7]:40000 "db" - - - - 10 0 "db" [::1]:5432 0.020 1.000 "#
-                + #"- 5000.000 upstream_reset upstream - - - -"# + "\n")
+                + #"- 5000.000 upstream_reset upstream - - - - -"# + "\n")
     }
 
     @Test func passthroughRecordNamesItsKindAndServerName() throws {
@@ -197,7 +198,7 @@ import Testing
         #expect(try field(line, "request_id") as? String == "r\"")
         #expect(
             text(record).contains(#" "l\"1" "h\x0a" GET "#)
-                && text(record).hasSuffix(#" "n\x01" "r\"" HTTP/1.1"# + "\n"))
+                && text(record).hasSuffix(#" "n\x01" "r\"" HTTP/1.1 HTTP/2"# + "\n"))
     }
 
     @Test func aTargetLongerThanItsFieldIsMarked() throws {

@@ -52,6 +52,7 @@ func httpRecord() -> AccessRecord {
     record.kind = .http
     record.method = 0  // GET
     record.httpVersion = 11
+    record.upstreamVersion = 20
     record.startMicros = 1_000_000
     record.setClient(v4: 192, 0, 2, 10, port: 54321)
     record.set(.listener, "web")

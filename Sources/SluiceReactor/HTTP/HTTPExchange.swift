@@ -106,6 +106,8 @@ struct HTTPExchange: BitwiseCopyable {
     var stats = ExchangeStats()
     /// An HTTP/2 session's or stream's state (`Connection.h2`).
     var h2 = HTTP2Link()
+    /// The upstream stream, when the service speaks HTTP/2 (`Connection.h2Upstream`).
+    var up2 = HTTP2UpstreamLink()
 
     init() {}
 

@@ -30,6 +30,7 @@ extension Loop {
         c.pointee.stats.note(reason)
         noteStatusSent(c, e, status)
         counters.httpErrors += 1
+        if c.pointee.h2Upstream { detachStream(slot, abort: true) }
         if c.pointee.upFD >= 0 {
             driver.close(c.pointee.upFD)
             c.pointee.upFD = -1

@@ -191,12 +191,30 @@ extension Loop {
         let c = table.pointer(slot)
         let e = exchange(slot)
         countClosed(c)
+        if c.pointee.h2Upstream { detachStream(slot, abort: true) }
         detachUpstream(slot, keepParked: true)
         c.pointee.service = Int32(service)
         c.pointee.endpoint = Int32(endpoint)
         c.pointee.stats.connectMicros = -1
         e.pointee.stats.attached = true
         countOpened(c)
+        if routed(c).services[service].upstreamProtocol == .h2c {
+            // A stream on a shared HTTP/2 connection: one already connected is reused
+            // (the machine may retry on it, as on a kept connection), else `connectTry`
+            // finds or opens one.
+            disownParked(c)
+            c.pointee.h2Upstream = true
+            e.pointee.stats.upstreamH2 = true
+            let address = routedWithEndpoint(c)
+            if let session = findUpstreamSession(address), exchange(session).pointee.h2.connected {
+                linkStream(slot, session)
+                c.pointee.toUp.dstWritable = true
+                c.pointee.toDown.srcReadable = false
+                c.pointee.toDown.srcHangup = false
+                return upstreamAttached(slot, reused: true)
+            }
+            return upstreamAttached(slot, reused: false)
+        }
         if allowReuse, let pooled = currentEndpoint(c) {
             if let fd = reclaimParked(slot, endpoint: pooled) {
                 c.pointee.upFD = fd
@@ -251,6 +269,7 @@ extension Loop {
     /// One connect of the request's endpoint through the shared connector (`Upstream/`).
     func connectTry(_ slot: Int32) -> HTTPStep {
         let c = table.pointer(slot)
+        if c.pointee.h2Upstream { return connectStream(slot) }
         c.pointee.toDown.srcReadable = false
         c.pointee.toDown.srcHangup = false
         c.pointee.toUp.dstWritable = false
@@ -309,7 +328,8 @@ extension Loop {
             head, from: headBuf, fields: UnsafeBufferPointer(rebasing: fieldStore[0..<Int(head.fieldCount)]),
             pathOverride: path, clientAddress: UnsafeRawBufferPointer(start: scratch, count: clientLength),
             proto: e.pointee.secure ? Self.protoHTTPS : Self.protoHTTP, port: e.pointee.listenPort,
-            upgrading: e.pointee.machine.upgradeRequested, requestID: forwardedRequestID(e, headBuf: headBuf), into: out
+            upgrading: e.pointee.machine.upgradeRequested, requestID: forwardedRequestID(e, headBuf: headBuf),
+            trailersTE: c.pointee.h2Upstream, into: out
         )
         guard let written else { return respondError(slot, status: 431, reason: .badRequest) }
         if !e.pointee.stats.sent {

@@ -210,8 +210,11 @@ extension Loop {
             return .closed
         case .retry:
             countBackend(c, .retries)
-            driver.close(c.pointee.upFD)
-            c.pointee.upFD = -1
+            if c.pointee.h2Upstream { detachStream(slot, abort: true, keepMode: true) }
+            if c.pointee.upFD >= 0 {
+                driver.close(c.pointee.upFD)
+                c.pointee.upFD = -1
+            }
             releaseIfEmpty(&e.pointee.upq)
             e.pointee.upq.start = 0
             e.pointee.upq.end = 0
@@ -263,6 +266,7 @@ extension Loop {
         e.pointee.resp.end = 0
         releaseIfEmpty(&e.pointee.resp)
         releaseIfEmpty(&e.pointee.downq)
+        if c.pointee.h2Upstream { detachStream(slot, abort: false) }
         if !keepUpstream, c.pointee.upFD >= 0 {
             driver.close(c.pointee.upFD)
             c.pointee.upFD = -1
@@ -404,7 +408,12 @@ extension Loop {
     @inline(__always)
     func dechunk(_ e: UnsafeMutablePointer<HTTPExchange>, _ bytes: UnsafeMutableRawPointer, _ count: Int32) -> Int32 {
         guard e.pointee.dechunk else { return count }
-        return Int32(e.pointee.decoder.decode(bytes, count: Int(count)))
+        guard e.pointee.h2.stream != 0 else { return Int32(e.pointee.decoder.decode(bytes, count: Int(count))) }
+        // An HTTP/2 client gets the trailer section as trailers (`Loop+HTTP2Stream`).
+        var trailers = 0
+        let n = e.pointee.decoder.decode(bytes, count: Int(count), trailers: &trailers)
+        if trailers > 0 { keepTrailers(e, bytes + n, trailers) }
+        return Int32(n)
     }
 
     static let transferEncodingName = Array("transfer-encoding".utf8)

@@ -13,13 +13,13 @@ extension Loop {
     func shouldSplice(_ e: UnsafeMutablePointer<HTTPExchange>, toUpstream: Bool) -> Bool {
         if toUpstream {
             if e.pointee.spliceRequest { return true }
-            guard snapshot.tuning.splice, !e.pointee.noSplice, e.pointee.req.isEmpty,
+            guard snapshot.tuning.splice, !e.pointee.noSplice, e.pointee.up2.session < 0, e.pointee.req.isEmpty,
                 case .length = e.pointee.reqBody.kind, e.pointee.reqBody.remaining >= Self.spliceThreshold
             else { return false }
             e.pointee.spliceRequest = true
         } else {
             if e.pointee.spliceResponse { return true }
-            guard snapshot.tuning.splice, !e.pointee.noSplice, e.pointee.resp.isEmpty,
+            guard snapshot.tuning.splice, !e.pointee.noSplice, e.pointee.up2.session < 0, e.pointee.resp.isEmpty,
                 case .length = e.pointee.respBody.kind, e.pointee.respBody.remaining >= Self.spliceThreshold
             else { return false }
             e.pointee.spliceResponse = true

@@ -1,3 +1,5 @@
+import SluiceWire
+
 /// The HTTP/2 state a slot keeps in its `HTTPExchange` (`Connection.h2` says which half).
 ///
 /// A **session** slot holds the client socket (and its TLS session), the nghttp2 session and
@@ -45,6 +47,17 @@ struct HTTP2Link: BitwiseCopyable {
     var controlFrames: Int32 = 0
     var emptyFrames: Int32 = 0
 
+    // MARK: Upstream session slots (`HTTP2Role.upstream`)
+
+    /// The connect completed (requests may be submitted).
+    var connected = false
+    /// The endpoint's address the session is filed under in `Loop.h2Upstreams` (`next`,
+    /// `prev` link the sessions of one address; `firstStream` lists the exchanges on it).
+    var addressV6 = false
+    var addressHi: UInt64 = 0
+    var addressLo: UInt64 = 0
+    var addressPort: UInt16 = 0
+
     // MARK: Stream slots
 
     /// The session's slot and generation, and the stream's id.
@@ -75,6 +88,9 @@ struct HTTP2Link: BitwiseCopyable {
     var terminatorSent = false
     /// Response bytes for DATA frames.
     var outbound = HTTPExchange.Queue()
+    /// The response's trailer section (field lines from a chunked body), sent as trailers
+    /// after the last DATA frame; httpBuffers, -1: none.
+    var trailers = HTTPExchange.Queue()
     var headSubmitted = false
     /// The response head said END_STREAM already (no body).
     var bodyless = false
@@ -92,4 +108,66 @@ struct HTTP2Link: BitwiseCopyable {
         var count: Int32 = -1
         var isSet: Bool { count >= 0 }
     }
+}
+
+/// An exchange's upstream when its service speaks HTTP/2 (`protocol: h2c`): a stream on an
+/// upstream session slot (`Loop+HTTP2Upstream`). The exchange writes and reads HTTP/1.1 as it
+/// does with a socket (`Loop+HTTP2UpstreamStream`):
+///
+/// | exchange side                      | stream side                                          |
+/// | ---------------------------------- | ---------------------------------------------------- |
+/// | the request head it sends          | HEADERS (`:method`, `:scheme`, `:authority`, `:path`, lowercase fields without connection-specific ones) |
+/// | body bytes it sends                | `outbound` (de-chunked), taken by the data source as DATA; END_STREAM after the body's end |
+/// | the response head it reads         | written into `inbound` from the response HEADERS (`transfer-encoding: chunked` when no content-length came and a body follows) |
+/// | body bytes it reads                | DATA from `inbound`, chunk-framed as they are read when chunked |
+/// | the chunked body's end             | END_STREAM: the last chunk, with the trailers (`trailers`) as its trailer section |
+/// | a read once nothing is left        | would block; the end of the stream after END_STREAM; a reset after RST_STREAM or a lost connection |
+///
+/// Invariants: the exchange is in its session's list (`linked`) while nghttp2 has its
+/// stream open (or it waits for the connect); `session` with `sessionGeneration` names the
+/// slot even after the stream closed, so what is read later still returns the connection's
+/// window; buffers are held only while they hold bytes.
+struct HTTP2UpstreamLink: BitwiseCopyable {
+    var session: Int32 = -1
+    var sessionGeneration: UInt32 = 0
+    /// The stream's id; 0 until the request head was submitted.
+    var stream: Int32 = 0
+    var linked = false
+    var next: Int32 = -1
+    var prev: Int32 = -1
+    /// The response for the exchange: heads (the first `headLeft` bytes), then body bytes.
+    var inbound = HTTPExchange.Queue()
+    var headLeft: Int32 = 0
+    /// The final (non-1xx) head was written; a header block after it is the trailers.
+    var finalHead = false
+    /// A header block is being written (its status line is in `inbound`).
+    var writingHead = false
+    var status: UInt16 = 0
+    var hasLength = false
+    /// The response head did not fit (`h2HeadLimit`): the stream fails.
+    var tooLarge = false
+    /// The response body is chunk-framed for the exchange (no content-length came).
+    var chunked = false
+    /// The trailer section, written after the last chunk (httpBuffers, -1: none).
+    var trailers = HTTPExchange.Queue()
+    /// How far the end was written: 0 nothing, 1 `0\r\n` out, 2 the trailers out, 3 done.
+    var endStage: UInt8 = 0
+    /// END_STREAM came from the endpoint: `inbound` holds the rest of the response.
+    var ended = false
+    /// The stream (or its connection) failed before the response ended; `refused` when the
+    /// endpoint processed nothing of it (REFUSED_STREAM, a GOAWAY below it, a failed connect).
+    var failed = false
+    var refused = false
+    var timedOut = false
+    /// Request body bytes for DATA frames, and how the request body is framed upstream.
+    var outbound = HTTPExchange.Queue()
+    var requestChunked = false
+    var decoder = ChunkedDecoder()
+    var requestEnded = false
+    /// nghttp2's data source was told "deferred": `resumeData` when bytes come.
+    var deferred = false
+    /// A send found `outbound` full: the exchange waits for the data source to take it.
+    var blocked = false
+    /// Queued in `Loop.h2UpWake`.
+    var woken = false
 }

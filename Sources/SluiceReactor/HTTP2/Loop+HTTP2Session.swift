@@ -234,15 +234,23 @@ extension Loop {
     /// Flushes every session a stream or a timer touched in this batch.
     func flushSessions() {
         var rounds = 0
+        runUpWoken()
         while !h2Dirty.isEmpty && rounds < Self.stepBudget {
             rounds += 1
             Swift.swap(&h2Dirty, &h2Flushing)
             for (slot, generation) in h2Flushing {
                 let c = table.pointer(slot)
-                guard c.pointee.generation == generation, c.pointee.h2 == .session else { continue }
+                guard c.pointee.generation == generation else { continue }
+                if c.pointee.h2 == .upstream {
+                    exchange(slot).pointee.h2.dirty = false
+                    serviceUpstreamSession(slot)
+                    continue
+                }
+                guard c.pointee.h2 == .session else { continue }
                 exchange(slot).pointee.h2.dirty = false
                 serviceSession(slot)
             }
+            runUpWoken()
             h2Flushing.removeAll(keepingCapacity: true)
         }
     }

@@ -9,6 +9,7 @@ extension Loop: HTTP2SessionHandler {
     // MARK: - Callbacks (inside HTTP2Session.receive / flush, loop thread)
 
     func h2StreamOpened(_ session: HTTP2Session, stream: Int32) -> Bool {
+        guard !session.isClient else { return false }
         let parent = session.tag
         let p = table.pointer(parent)
         let pe = exchange(parent)
@@ -64,6 +65,10 @@ extension Loop: HTTP2SessionHandler {
         _ session: HTTP2Session, stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer,
         trailer: Bool
     ) -> Bool {
+        if session.isClient {
+            upstreamField(session, stream: stream, name: name, value: value)
+            return true
+        }
         guard let slot = streamSlot(session, stream) else { return true }
         // Request trailers do not cross to HTTP/1.1 upstreams.
         if !trailer { addField(slot, name: name, value: value) }
@@ -71,6 +76,10 @@ extension Loop: HTTP2SessionHandler {
     }
 
     func h2FieldsDone(_ session: HTTP2Session, stream: Int32, endStream: Bool, trailer: Bool) {
+        if session.isClient {
+            upstreamFieldsDone(session, stream: stream, endStream: endStream)
+            return
+        }
         guard let slot = streamSlot(session, stream) else { return }
         let e = exchange(slot)
         if !trailer { finishHead(slot, endStream: endStream) }
@@ -79,6 +88,10 @@ extension Loop: HTTP2SessionHandler {
     }
 
     func h2Data(_ session: HTTP2Session, stream: Int32, _ bytes: UnsafeRawBufferPointer) {
+        if session.isClient {
+            upstreamData(session, stream: stream, bytes)
+            return
+        }
         guard let slot = streamSlot(session, stream) else { return }
         let e = exchange(slot)
         guard e.pointee.h2.refuse == 0, !bytes.isEmpty else {
@@ -100,12 +113,20 @@ extension Loop: HTTP2SessionHandler {
     }
 
     func h2DataEnded(_ session: HTTP2Session, stream: Int32) {
+        if session.isClient {
+            upstreamDataEnded(session, stream: stream)
+            return
+        }
         guard let slot = streamSlot(session, stream) else { return }
         exchange(slot).pointee.h2.requestEnded = true
         wake(slot)
     }
 
     func h2StreamClosed(_ session: HTTP2Session, stream: Int32, errorCode: UInt32) {
+        if session.isClient {
+            upstreamStreamClosed(session, stream: stream, errorCode: errorCode)
+            return
+        }
         guard let slot = streamSlot(session, stream) else { return }
         let e = exchange(slot)
         let finished = errorCode == 0 && (e.pointee.h2.responseEnded || e.pointee.h2.bodyless)
@@ -115,6 +136,10 @@ extension Loop: HTTP2SessionHandler {
     }
 
     func h2FrameReceived(_ session: HTTP2Session, type: UInt8, flags: UInt8, stream: Int32, length: Int) {
+        if session.isClient {
+            upstreamFrameReceived(session, type: type)
+            return
+        }
         let slot = session.tag
         guard table.pointer(slot).pointee.generation == session.tagGeneration else { return }
         countFrame(slot, type: type, flags: flags, length: length)
@@ -123,6 +148,7 @@ extension Loop: HTTP2SessionHandler {
     func h2ReadBody(_ session: HTTP2Session, stream: Int32, into: UnsafeMutableRawBufferPointer)
         -> HTTP2Session.BodyRead
     {
+        if session.isClient { return upstreamReadBody(session, stream: stream, into: into) }
         guard let slot = streamSlot(session, stream) else { return .failed }
         let c = table.pointer(slot)
         let e = exchange(slot)
@@ -147,7 +173,71 @@ extension Loop: HTTP2SessionHandler {
             e.pointee.h2.deferred = true
             return .deferred
         }
+        if end && !e.pointee.h2.trailers.isEmpty { submitKeptTrailers(slot, session) }
         return .bytes(n, end: end)
+    }
+
+    /// Trailer field lines the de-chunked response body ended with, kept for the stream (at
+    /// most `h2HeadLimit` bytes; more are dropped).
+    func keepTrailers(_ e: UnsafeMutablePointer<HTTPExchange>, _ bytes: UnsafeRawPointer, _ count: Int) {
+        if e.pointee.h2.trailers.buffer < 0 {
+            e.pointee.h2.trailers = HTTPExchange.Queue(buffer: httpBuffers.acquire(), start: 0, end: 0)
+        }
+        let n = min(count, Int(Self.h2HeadLimit - e.pointee.h2.trailers.end))
+        guard n > 0 else { return }
+        (httpBuffers.base(e.pointee.h2.trailers.buffer) + Int(e.pointee.h2.trailers.end)).copyMemory(
+            from: bytes, byteCount: n)
+        e.pointee.h2.trailers.end += Int32(n)
+    }
+
+    /// Submits the kept trailer section as the stream's trailers (from inside the data
+    /// source, as `submitTrailers` asks): names lowercased, values without surrounding
+    /// whitespace, malformed lines and fields HTTP/2 does not carry left out.
+    func submitKeptTrailers(_ slot: Int32, _ session: HTTP2Session) {
+        let e = exchange(slot)
+        let queue = e.pointee.h2.trailers
+        let bytes = UnsafeRawBufferPointer(
+            start: httpBuffers.base(queue.buffer) + Int(queue.start), count: Int(queue.count))
+        var count = 0
+        var lineStart = 0
+        var at = 0
+        while lineStart < bytes.count && count < HTTP2Session.maxFields {
+            var lineEnd = lineStart
+            while lineEnd < bytes.count && bytes[lineEnd] != 0x0A { lineEnd += 1 }
+            var colon = lineStart
+            while colon < lineEnd && bytes[colon] != UInt8(ascii: ":") { colon += 1 }
+            defer { lineStart = lineEnd + 1 }
+            let nameCount = colon - lineStart
+            guard colon < lineEnd, nameCount > 0, at + nameCount <= Int(Self.httpBufferSize) else { continue }
+            var valueStart = colon + 1
+            var valueEnd = lineEnd
+            while valueStart < valueEnd && (bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09) { valueStart += 1 }
+            while valueEnd > valueStart
+                && (bytes[valueEnd - 1] == 0x0D || bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09)
+            {
+                valueEnd -= 1
+            }
+            let lower = pathScratch + at
+            var valid = true
+            for i in 0..<nameCount {
+                let b = bytes[lineStart + i]
+                if b <= 0x20 || b >= 0x7F { valid = false }
+                lower.storeBytes(of: b &- 0x41 < 26 ? b | 0x20 : b, toByteOffset: i, as: UInt8.self)
+            }
+            let name = UnsafeRawBufferPointer(start: lower, count: nameCount)
+            guard valid, !Self.isConnectionSpecific(name), !Self.equals(name, "content-length"),
+                !Self.equals(name, "te"), !Self.equals(name, "host")
+            else { continue }
+            at += nameCount
+            h2Fields[count] = HTTP2Session.Field(
+                name: name, value: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]))
+            count += 1
+        }
+        if count > 0 {
+            _ = session.submitTrailers(
+                stream: e.pointee.h2.stream, fields: UnsafeBufferPointer(rebasing: h2Fields[0..<count]))
+        }
+        release(&e.pointee.h2.trailers)
     }
 
     func h2Output(_ session: HTTP2Session, _ bytes: UnsafeRawBufferPointer) -> Int {
@@ -270,6 +360,7 @@ extension Loop: HTTP2SessionHandler {
         }
         releaseInbound(e)
         release(&e.pointee.h2.outbound)
+        release(&e.pointee.h2.trailers)
     }
 
     /// Gives the stream's inbound buffer back.

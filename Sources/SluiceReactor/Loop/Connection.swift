@@ -38,6 +38,9 @@ struct Connection: BitwiseCopyable {
     /// An HTTP/2 client connection (`session`: the socket, with its streams in other slots),
     /// or one of its streams (`stream`: an HTTP exchange without a socket of its own).
     var h2 = HTTP2Role.none
+    /// An HTTP exchange whose upstream is an HTTP/2 stream on a session slot
+    /// (`HTTPExchange.up2`), not a socket of its own.
+    var h2Upstream = false
     /// A TLS session terminated here (OpenSSL `SSL *`): the client's bytes go through it.
     /// Freed by `close` before the socket.
     var tls: OpaquePointer? = nil
@@ -67,14 +70,17 @@ struct Connection: BitwiseCopyable {
     /// Bytes, times and the close reason, for the metrics and the access log (`Observe/`).
     var stats = ConnectionStats()
 
-    /// The slot holds a connection: a client socket, or an HTTP/2 stream of one.
-    @inline(__always) var isLive: Bool { downFD >= 0 || h2 == .stream }
+    /// The slot holds a connection: a client socket, an HTTP/2 stream of one, or an HTTP/2
+    /// connection to an endpoint.
+    @inline(__always) var isLive: Bool { downFD >= 0 || h2 == .stream || h2 == .upstream }
 }
 
 enum HTTP2Role: UInt8 {
     case none
     case session
     case stream
+    /// An HTTP/2 connection to an endpoint (`Loop+HTTP2Upstream`): its socket is `upFD`.
+    case upstream
 }
 
 /// Preallocated connection slots with a free list. Slots above `highWater` have never been

@@ -168,6 +168,8 @@ extension Loop {
             if c.pointee.h2 == .session {
                 // Its streams finish under the GOAWAY; they are not closed one by one.
                 drainSession(slot)
+            } else if c.pointee.h2 == .upstream {
+                drainUpstreamSession(slot)
             } else if c.pointee.isLive && c.pointee.isHTTP && c.pointee.h2 != .stream {
                 if case .close = report(slot, .drain(buffered: !exchange(slot).pointee.req.isEmpty)) {
                     if let closeAt = idleCloseTime(slot), closeAt > now {

@@ -272,6 +272,9 @@ extension Loop {
             } else if c.pointee.h2 == .session {
                 // An HTTP/2 connection holds no index but its listener's: its streams hold theirs.
                 rebindByIdentity(c)
+            } else if c.pointee.h2 == .upstream {
+                // A connection to an endpoint holds no index at all (it is filed by address).
+                bindCurrent(c)
             } else if c.pointee.life.state == .tunnel && !c.pointee.replay {
                 rebindByIdentity(c)
             }

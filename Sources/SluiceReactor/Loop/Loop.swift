@@ -105,6 +105,11 @@ final class Loop: @unchecked Sendable {
     var h2Flushing: [(slot: Int32, generation: UInt32)] = []
     var h2Wake: [(slot: Int32, generation: UInt32)] = []
     var h2Waking: [(slot: Int32, generation: UInt32)] = []
+    /// HTTP/2 to endpoints: the first session slot of each endpoint address (the others
+    /// follow through `HTTP2Link.next`), and exchanges to pump once nghttp2 returns.
+    var h2Upstreams: [SocketAddress: Int32] = [:]
+    var h2UpWake: [(slot: Int32, generation: UInt32)] = []
+    var h2UpWaking: [(slot: Int32, generation: UInt32)] = []
     /// A response head's fields for nghttp2.
     let h2Fields: UnsafeMutableBufferPointer<HTTP2Session.Field>
     /// Reads and writes one connection (one direction of a tunnel) makes per wake. Debug
@@ -194,6 +199,8 @@ final class Loop: @unchecked Sendable {
         h2Flushing.reserveCapacity(1024)
         h2Wake.reserveCapacity(1024)
         h2Waking.reserveCapacity(1024)
+        h2UpWake.reserveCapacity(1024)
+        h2UpWaking.reserveCapacity(1024)
         try driver.watchInput(mailbox.wake.fd, EventToken(kind: .mailbox, index: 0, generation: 0), edge: true)
     }
 
@@ -288,6 +295,10 @@ final class Loop: @unchecked Sendable {
             onHTTPUpstream(slot, mask)
             return
         }
+        if c.pointee.h2 == .upstream {
+            onUpstreamSessionEvent(slot, mask)
+            return
+        }
         onTunnelUpstream(slot, mask)
     }
 
@@ -311,6 +322,8 @@ final class Loop: @unchecked Sendable {
                 httpPump(slot)
             } else if c.pointee.h2 == .session {
                 sessionPump(slot)
+            } else if c.pointee.h2 == .upstream {
+                upstreamSessionPump(slot)
             } else if !c.pointee.peeking && c.pointee.life.state == .tunnel {
                 pump(slot)
             }
@@ -332,6 +345,10 @@ final class Loop: @unchecked Sendable {
             }
             if c.pointee.h2 == .session {
                 onSessionTimer(slot)
+                continue
+            }
+            if c.pointee.h2 == .upstream {
+                onUpstreamSessionTimer(slot)
                 continue
             }
             if c.pointee.peeking {
@@ -359,7 +376,11 @@ final class Loop: @unchecked Sendable {
         case .none: break
         case .session: endSession(slot)
         case .stream: leaveSession(slot, abort: abort)
+        case .upstream:
+            closeUpstreamSession(slot, abort: abort)
+            return
         }
+        if c.pointee.h2Upstream { detachStream(slot, abort: abort) }
         if c.pointee.isHTTP || c.pointee.usesExchange { releaseHTTPBuffers(exchange(slot)) }
         disownParked(c)
         releaseResources(c, toUp: true)

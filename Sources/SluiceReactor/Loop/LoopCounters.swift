@@ -48,6 +48,14 @@ public struct LoopCounters: Sendable, Equatable {
     public var h2ProxyResets = 0
     public var h2ProtocolErrors = 0
     public var h2Floods = 0
+    /// HTTP/2 to endpoints (`protocol: h2c` services): connections opened, streams (requests)
+    /// sent, streams that ended before their response did (reset by the endpoint, or the
+    /// connection lost), and connections that failed (connect refused or timed out, lost,
+    /// a protocol error from the endpoint).
+    public var h2UpstreamSessions = 0
+    public var h2UpstreamStreams = 0
+    public var h2UpstreamResets = 0
+    public var h2UpstreamFailures = 0
 
     public init() {}
 
@@ -92,6 +100,10 @@ public struct LoopCounters: Sendable, Equatable {
         s.h2ProxyResets += b.h2ProxyResets
         s.h2ProtocolErrors += b.h2ProtocolErrors
         s.h2Floods += b.h2Floods
+        s.h2UpstreamSessions += b.h2UpstreamSessions
+        s.h2UpstreamStreams += b.h2UpstreamStreams
+        s.h2UpstreamResets += b.h2UpstreamResets
+        s.h2UpstreamFailures += b.h2UpstreamFailures
         return s
     }
 
@@ -110,5 +122,7 @@ public struct LoopCounters: Sendable, Equatable {
             + " h2_sessions=\(h2Sessions) h2_streams=\(h2Streams) h2_client_resets=\(h2ClientResets)"
             + " h2_proxy_resets=\(h2ProxyResets)"
             + " h2_protocol_errors=\(h2ProtocolErrors) h2_floods=\(h2Floods)"
+            + " h2_upstream_sessions=\(h2UpstreamSessions) h2_upstream_streams=\(h2UpstreamStreams)"
+            + " h2_upstream_resets=\(h2UpstreamResets) h2_upstream_failures=\(h2UpstreamFailures)"
     }
 }

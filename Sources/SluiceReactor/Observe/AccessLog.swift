@@ -58,6 +58,9 @@ public struct AccessRecord: BitwiseCopyable {
     /// The client's HTTP version: 10, 11, 20 (an HTTP/2 stream); 0 when not HTTP (or no
     /// request line was read).
     public var httpVersion: UInt8 = 0
+    /// The HTTP version the request went to its endpoint with: 11, or 20 (a stream of an
+    /// HTTP/2 connection, `protocol: h2c`); 0 when it reached none.
+    public var upstreamVersion: UInt8 = 0
     /// The status sent to the client; 0 when none was (reset, tunnel).
     public var status: UInt16 = 0
     /// The client's address: IPv6 (or IPv4-mapped) bytes, big-endian halves, and port.

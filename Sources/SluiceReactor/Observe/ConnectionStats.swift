@@ -96,6 +96,8 @@ struct ExchangeStats: BitwiseCopyable {
     var routed = false
     /// Given an endpoint (`Connection.endpoint` is its).
     var attached = false
+    /// The request went to its endpoint as an HTTP/2 stream.
+    var upstreamH2 = false
 
     init() {}
 }

@@ -126,6 +126,7 @@ extension Loop {
         } else {
             r.pointee.httpVersion = stats.parsed ? (e.pointee.machine.http10 ? 10 : 11) : 0
         }
+        r.pointee.upstreamVersion = stats.attached ? (stats.upstreamH2 ? 20 : 11) : 0
         r.pointee.status = status
         r.pointee.closeReason = reason.rawValue
         fillCommon(r, c, slot)
@@ -173,6 +174,7 @@ extension Loop {
         r.pointee.kind = listeners[Int(c.pointee.listener)].key.protocol == .tls ? .tlsPassthrough : .tcp
         r.pointee.method = 0
         r.pointee.httpVersion = 0
+        r.pointee.upstreamVersion = 0
         r.pointee.status = 0
         r.pointee.closeReason = reason.rawValue
         fillCommon(r, c, slot)

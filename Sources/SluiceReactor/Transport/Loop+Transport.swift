@@ -41,6 +41,7 @@ extension Loop {
             if case .bytes(let n) = result { countClientIn(c, n) }
             return result
         case .upstream:
+            if c.pointee.h2Upstream { return receiveUpstreamStream(c, into: dst, count: count) }
             let result = receivePlain(
                 c.pointee.upFD, into: dst, count: count, readable: &c.pointee.toDown.srcReadable,
                 hangup: c.pointee.toDown.srcHangup)
@@ -61,6 +62,7 @@ extension Loop {
             if case .bytes(let n) = result { countClientOut(c, n) }
             return result
         case .upstream:
+            if c.pointee.h2Upstream { return sendUpstreamStream(c, &queue) }
             let result = sendPlain(c.pointee.upFD, &queue, writable: &c.pointee.toUp.dstWritable)
             if case .bytes(let n) = result { countUpstreamOut(c, n) }
             return result
@@ -82,6 +84,10 @@ extension Loop {
             }
             driver.shutdownWrite(c.pointee.downFD)
         case .upstream:
+            if c.pointee.h2Upstream {
+                endUpstreamRequest(c)
+                return
+            }
             driver.shutdownWrite(c.pointee.upFD)
         }
     }

@@ -70,6 +70,7 @@ extension Loop {
             driver.close(c.pointee.upFD)
             c.pointee.upFD = -1
         }
+        if c.pointee.h2Upstream { detachStream(slot, abort: true, keepMode: true) }
         markEndpointDown(c)
         let next = nextEndpoint(c)
         let action = c.pointee.life.connectFailed(

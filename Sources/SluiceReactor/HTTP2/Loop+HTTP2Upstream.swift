@@ -1,0 +1,360 @@
+import SluiceRouting
+import SluiceSystem
+
+/// HTTP/2 connections to endpoints, for services with `protocol: h2c`: a session slot
+/// (`HTTP2Role.upstream`) holds the socket and an nghttp2 client session; the exchanges
+/// whose requests it carries are streams on it (`HTTP2UpstreamLink`,
+/// `Loop+HTTP2UpstreamStream`). Sessions are filed by the endpoint's address
+/// (`Loop.h2Upstreams`), so they hold no index into any snapshot and outlive swaps; an
+/// exchange takes the first session of its endpoint with a stream to spare, or opens one.
+///
+/// | session     | leaves on                                                               |
+/// | ----------- | ----------------------------------------------------------------------- |
+/// | connecting  | writable, no error → serving (the waiting exchanges submit); refused, the connect timeout → closed (they fail as a connect does) |
+/// | serving     | a GOAWAY from the endpoint, a drain → going away (no new stream); idle for `limits.upstreamIdle` → closed |
+/// | going away  | no stream left and the output sent → closed                            |
+/// | any         | EOF, an error or a protocol error → closed: its streams fail             |
+///
+/// nghttp2 runs only here (receive, flush); exchanges the callbacks wake are pumped after it
+/// returns (`runUpWoken`), as for client sessions.
+extension Loop {
+    /// What a session asks of its endpoint: no push, a stream window its inbound buffer holds
+    /// next to the head, and a 1 MiB connection window.
+    static let upstreamSessionSettings: HTTP2Session.Settings = {
+        var settings = HTTP2Session.Settings()
+        settings.maxConcurrentStreams = 100
+        settings.initialWindowSize = 65_535
+        settings.maxHeaderListSize = UInt32(h2HeadLimit)
+        settings.connectionWindow = 1 << 20
+        return settings
+    }()
+
+    /// Most streams one session carries at once (fewer when the endpoint says so).
+    static let maxStreamsPerUpstreamSession = 100
+
+    enum UpstreamSessionOpen {
+        case opened(Int32)
+        /// The endpoint refused at once.
+        case refused
+        /// Out of descriptors (counted, never held against the endpoint).
+        case noDescriptors
+        /// No slot, or nghttp2 or the poller refused.
+        case failed
+    }
+
+    /// The endpoint address a session slot is filed under.
+    func upstreamAddress(_ slot: Int32) -> SocketAddress {
+        let link = exchange(slot).pointee.h2
+        let ip: SocketAddress.IP =
+            link.addressV6 ? .v6(link.addressHi, link.addressLo) : .v4(UInt32(truncatingIfNeeded: link.addressLo))
+        return SocketAddress(ip: ip, port: link.addressPort)
+    }
+
+    /// A session to `address` that may take one more stream: not going away, below the
+    /// endpoint's concurrency limit. Nil when there is none.
+    func findUpstreamSession(_ address: SocketAddress) -> Int32? {
+        var slot = h2Upstreams[address] ?? -1
+        while slot >= 0 {
+            let e = exchange(slot)
+            if !e.pointee.h2.goingAway, let session = h2Session(slot),
+                Int(e.pointee.h2.streams) < min(session.peerMaxConcurrentStreams, Self.maxStreamsPerUpstreamSession)
+            {
+                return slot
+            }
+            slot = e.pointee.h2.next
+        }
+        return nil
+    }
+
+    /// Opens a session slot connecting to `address`, filed first among that address's.
+    func openUpstreamSession(_ address: SocketAddress) -> UpstreamSessionOpen {
+        guard let (slot, firstUse) = table.allocate() else {
+            counters.rejectedFull += 1
+            return .failed
+        }
+        if firstUse {
+            timers.reset(slot)
+            if let logStates { (logStates + Int(slot)).initialize(to: LogState()) }
+        }
+        let c = table.pointer(slot)
+        c.pointee.h2 = .upstream
+        c.pointee.usesExchange = true
+        c.pointee.snapshotEpoch = epoch
+        let e = exchange(slot)
+        e.initialize(to: HTTPExchange())
+        e.pointee.h2 = HTTP2Link()
+        switch address.ip {
+        case .v4(let a):
+            e.pointee.h2.addressLo = UInt64(a)
+        case .v6(let hi, let lo):
+            e.pointee.h2.addressV6 = true
+            e.pointee.h2.addressHi = hi
+            e.pointee.h2.addressLo = lo
+        }
+        e.pointee.h2.addressPort = address.port
+        do {
+            let session = try HTTP2Session(
+                handler: self, settings: Self.upstreamSessionSettings, tag: slot, tagGeneration: c.pointee.generation,
+                client: true)
+            e.pointee.h2.session = Unmanaged.passRetained(session).toOpaque()
+        } catch {
+            closeUpstreamSession(slot, abort: true)
+            return .failed
+        }
+        let fd: Int32
+        switch driver.connect(to: Self.systemAddress(address)) {
+        case .connected(let socket):
+            fd = socket
+            e.pointee.h2.connected = true
+        case .inProgress(let socket):
+            fd = socket
+        case .failed(let error):
+            closeUpstreamSession(slot, abort: true)
+            counters.h2UpstreamFailures += 1
+            guard error == .tooManyFiles || error == .tooManyFilesInSystem else { return .refused }
+            noteDescriptorExhaustion()
+            return .noDescriptors
+        }
+        c.pointee.upFD = fd
+        driver.setNoDelay(fd)
+        guard driver.watch(fd, EventToken(kind: .upstream, index: slot, generation: c.pointee.generation)) else {
+            closeUpstreamSession(slot, abort: true)
+            return .failed
+        }
+        // Filed first: new streams go to the newest session until it is full.
+        let head = h2Upstreams[address] ?? -1
+        e.pointee.h2.next = head
+        if head >= 0 { exchange(head).pointee.h2.prev = slot }
+        h2Upstreams[address] = slot
+        counters.h2UpstreamSessions += 1
+        c.pointee.life.activity(now: now)
+        c.pointee.toUp.dstWritable = e.pointee.h2.connected
+        c.pointee.toDown.srcReadable = e.pointee.h2.connected
+        timers.schedule(slot, at: now + snapshot.timeouts.connectMillis)
+        if e.pointee.h2.connected { timers.schedule(slot, at: now + snapshot.limits.upstreamIdleMillis) }
+        // The connection preface goes out with the first flush.
+        markDirty(slot)
+        return .opened(slot)
+    }
+
+    /// An event on a session's socket.
+    func onUpstreamSessionEvent(_ slot: Int32, _ mask: Readiness) {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        let generation = c.pointee.generation
+        c.pointee.toDown.sourceReady(mask)
+        c.pointee.toUp.destinationReady(mask)
+        if !e.pointee.h2.connected {
+            guard mask.mayWrite else { return }
+            if driver.connectError(c.pointee.upFD) != nil {
+                failUpstreamSession(slot, timedOut: false)
+                return
+            }
+            e.pointee.h2.connected = true
+            c.pointee.life.activity(now: now)
+            timers.schedule(slot, at: now + snapshot.limits.upstreamIdleMillis)
+            // The exchanges waiting for the connect submit their requests.
+            var stream = e.pointee.h2.firstStream
+            while stream >= 0 {
+                wakeUp(stream)
+                stream = exchange(stream).pointee.up2.next
+            }
+            runUpWoken()
+            guard c.pointee.generation == generation else { return }
+        }
+        upstreamSessionPump(slot)
+    }
+
+    /// Reads what the endpoint sent into nghttp2 (at most `stepBudget` reads per wake),
+    /// pumps the exchanges that woke, then writes the session's output.
+    func upstreamSessionPump(_ slot: Int32) {
+        let c = table.pointer(slot)
+        let generation = c.pointee.generation
+        guard c.pointee.h2 == .upstream, let session = h2Session(slot) else { return }
+        var reads = 0
+        while c.pointee.toDown.srcReadable && exchange(slot).pointee.h2.connected {
+            if reads == Self.stepBudget {
+                resumeLater(slot)
+                break
+            }
+            reads += 1
+            switch receivePlain(
+                c.pointee.upFD, into: scratch, count: Int32(Self.scratchSize), readable: &c.pointee.toDown.srcReadable,
+                hangup: c.pointee.toDown.srcHangup)
+            {
+            case .bytes(let n):
+                c.pointee.life.activity(now: now)
+                if let failure = session.receive(UnsafeRawBufferPointer(start: scratch, count: Int(n))) {
+                    if logger.logLevel <= .debug { logger.debug("HTTP/2 upstream session ended: \(failure)") }
+                    runUpWoken()
+                    guard c.pointee.generation == generation else { return }
+                    failUpstreamSession(slot, timedOut: false)
+                    return
+                }
+                runUpWoken()
+                guard c.pointee.generation == generation else { return }
+            case .wouldBlock:
+                break
+            case .eof, .failed:
+                runUpWoken()
+                guard c.pointee.generation == generation else { return }
+                failUpstreamSession(slot, timedOut: false)
+                return
+            }
+        }
+        serviceUpstreamSession(slot)
+    }
+
+    /// Writes the session's frames while the socket takes them, pumping the exchanges the
+    /// data source woke, then closes the session when it is done.
+    func serviceUpstreamSession(_ slot: Int32) {
+        let c = table.pointer(slot)
+        let generation = c.pointee.generation
+        for _ in 0..<Self.stepBudget {
+            guard flushUpstreamSession(slot) else { return }
+            if h2UpWake.isEmpty { break }
+            runUpWoken()
+            guard c.pointee.generation == generation else { return }
+        }
+        finishUpstreamIfDone(slot)
+    }
+
+    /// Sends the queued frames and asks nghttp2 for more until the socket would block or
+    /// nothing is left. False when the session closed.
+    func flushUpstreamSession(_ slot: Int32) -> Bool {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        guard c.pointee.h2 == .upstream, let session = h2Session(slot) else { return false }
+        guard e.pointee.h2.connected else { return true }
+        for _ in 0..<Self.stepBudget {
+            if !e.pointee.downq.isEmpty {
+                guard c.pointee.toUp.dstWritable else { return true }
+                switch sendPlain(c.pointee.upFD, &e.pointee.downq, writable: &c.pointee.toUp.dstWritable) {
+                case .bytes:
+                    c.pointee.life.activity(now: now)
+                    continue
+                case .wouldBlock:
+                    return true
+                case .failed:
+                    failUpstreamSession(slot, timedOut: false)
+                    return false
+                }
+            }
+            guard session.wantsWrite else { break }
+            if session.flush() != nil {
+                failUpstreamSession(slot, timedOut: false)
+                return false
+            }
+            if e.pointee.downq.isEmpty { break }
+        }
+        releaseIfEmpty(&e.pointee.downq)
+        return true
+    }
+
+    /// Closes the session once it is going away (or the loop drains) with no stream left and
+    /// nothing to send, or once nghttp2 wants neither to read nor to write.
+    func finishUpstreamIfDone(_ slot: Int32) {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        guard c.pointee.h2 == .upstream, e.pointee.h2.connected, let session = h2Session(slot),
+            e.pointee.downq.isEmpty
+        else { return }
+        let idleAway = (e.pointee.h2.goingAway || draining) && e.pointee.h2.streams == 0
+        if idleAway || (!session.wantsRead && !session.wantsWrite) {
+            closeUpstreamSession(slot, abort: false)
+        }
+    }
+
+    /// The session cannot go on (connect refused or timed out, EOF, an error, a protocol
+    /// error): counted, and closed; its streams fail (`endUpstreamSession`).
+    func failUpstreamSession(_ slot: Int32, timedOut: Bool) {
+        counters.h2UpstreamFailures += 1
+        if timedOut { exchange(slot).pointee.h2.failed = true }
+        closeUpstreamSession(slot, abort: true)
+    }
+
+    /// The session's one timer: the connect timeout until connected, then the idle limit
+    /// while no stream is open (streams have their exchanges' timers).
+    func onUpstreamSessionTimer(_ slot: Int32) {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        guard e.pointee.h2.connected else {
+            failUpstreamSession(slot, timedOut: true)
+            return
+        }
+        let deadline = c.pointee.life.lastActivity + snapshot.limits.upstreamIdleMillis
+        if e.pointee.h2.streams > 0 || deadline > now {
+            timers.schedule(slot, at: max(deadline, now + 1000))
+            return
+        }
+        if let session = h2Session(slot) { session.goAway(errorCode: 0) }
+        e.pointee.h2.goingAway = true
+        serviceUpstreamSession(slot)
+        if c.pointee.h2 == .upstream { closeUpstreamSession(slot, abort: false) }
+    }
+
+    /// A drain: GOAWAY; the streams in flight finish, then the session closes.
+    func drainUpstreamSession(_ slot: Int32) {
+        let e = exchange(slot)
+        if !e.pointee.h2.goingAway, let session = h2Session(slot) {
+            session.goAway(errorCode: 0)
+            e.pointee.h2.goingAway = true
+        }
+        if e.pointee.h2.streams == 0 || !e.pointee.h2.connected {
+            closeUpstreamSession(slot, abort: false)
+            return
+        }
+        serviceUpstreamSession(slot)
+    }
+
+    /// Frees the session slot: its exchanges' streams fail (they are woken to see it), the
+    /// session is filed out and released, the socket closed. Not counted as a client
+    /// connection.
+    func closeUpstreamSession(_ slot: Int32, abort: Bool) {
+        let c = table.pointer(slot)
+        let e = exchange(slot)
+        timers.cancel(slot)
+        let connected = e.pointee.h2.connected
+        let timedOut = e.pointee.h2.failed
+        var stream = e.pointee.h2.firstStream
+        while stream >= 0 {
+            let link = exchange(stream).pointee.up2
+            let next = link.next
+            exchange(stream).pointee.up2.linked = false
+            exchange(stream).pointee.up2.next = -1
+            exchange(stream).pointee.up2.prev = -1
+            if !link.ended {
+                exchange(stream).pointee.up2.failed = true
+                // Nothing of a request reached an endpoint it never connected to.
+                exchange(stream).pointee.up2.refused = !connected || link.stream == 0
+                exchange(stream).pointee.up2.timedOut = timedOut && !connected
+                if connected && link.stream != 0 { counters.h2UpstreamResets += 1 }
+            }
+            wakeUp(stream)
+            stream = next
+        }
+        e.pointee.h2.firstStream = -1
+        e.pointee.h2.streams = 0
+        // Filed out of its address's list.
+        let prev = e.pointee.h2.prev
+        let next = e.pointee.h2.next
+        if prev >= 0 {
+            exchange(prev).pointee.h2.next = next
+        } else {
+            let address = upstreamAddress(slot)
+            if h2Upstreams[address] == slot {
+                if next >= 0 { h2Upstreams[address] = next } else { h2Upstreams.removeValue(forKey: address) }
+            }
+        }
+        if next >= 0 { exchange(next).pointee.h2.prev = prev }
+        if let pointer = e.pointee.h2.session {
+            Unmanaged<HTTP2Session>.fromOpaque(pointer).release()
+        }
+        e.pointee.h2 = HTTP2Link()
+        releaseHTTPBuffers(e)
+        if c.pointee.upFD >= 0 {
+            if abort { driver.abort(c.pointee.upFD) } else { driver.close(c.pointee.upFD) }
+        }
+        table.free(slot)
+    }
+}
