@@ -36,6 +36,11 @@
                  ``die=1``         with ``size``/``part``: headers announcing ``size`` bytes,
                                    ``part`` of them, then the TCP connection is closed.
                  ``status=N``      that status with the JSON account.
+                 ``reset=CODE``    RST_STREAM with that error code instead of a response.
+
+                 ``max_streams``: the SETTINGS_MAX_CONCURRENT_STREAMS it announces (1000).
+                 ``resets_received`` / ``goaways_received``: the client's RST_STREAMs
+                 (connection, stream, code) and GOAWAYs (connection, code, last stream).
 
                  ``goaway_after=N``: after N streams on a connection, a graceful GOAWAY (last
                  stream 2^31-1, so what is in flight is taken), and once the connection is
@@ -44,7 +49,8 @@
                  ``close_connections()`` sends GOAWAY and closes every open connection.
 
                  ``conn_count()`` TCP connections accepted, ``max_concurrent`` the most streams
-                 open at once on one connection, ``max_total_concurrent`` over all of them,
+                 open at once on one connection (``max_concurrent_settled``: counted when a
+                 stream opens after the client acknowledged our SETTINGS), ``max_total_concurrent`` over all of them,
                  ``requests`` the accounts (without bodies).
 """
 
@@ -283,8 +289,9 @@ class _Pending:
     """A response being written: headers, then body as the windows allow, then trailers."""
 
     def __init__(self, stream_id: int, headers, body: bytes, trailers=None,
-                 at: float = 0.0, die_after: Optional[int] = None):
+                 at: float = 0.0, die_after: Optional[int] = None, reset: Optional[int] = None):
         self.stream_id = stream_id
+        self.reset = reset
         self.headers = headers
         self.body = memoryview(body)
         self.off = 0
@@ -301,6 +308,7 @@ class _ConnState:
         self.highest = 0
         self.goaway_at: Optional[float] = None
         self.close_requested = False
+        self.settings_acked = False
         self.wake_r, self.wake_w = os.pipe()
 
 
@@ -308,8 +316,11 @@ class H2Backend:
     _conn_ids = itertools.count(1)
 
     def __init__(self, name: str, host: str = "127.0.0.1", window: int = 16 << 20,
-                 goaway_after: Optional[int] = None):
+                 goaway_after: Optional[int] = None, max_streams: int = 1000):
         self.name = name
+        self.max_streams = max_streams
+        self.resets_received: List[Tuple[int, int, int]] = []   # (conn, stream, code)
+        self.goaways_received: List[Tuple[int, int, int]] = []  # (conn, code, last stream)
         self.window = window
         self.goaway_after = goaway_after
         self.goaways = 0
@@ -321,6 +332,7 @@ class H2Backend:
         self.requests: List[dict] = []
         self.errors: List[str] = []
         self.max_concurrent = 0
+        self.max_concurrent_settled = 0
         self.total_open = 0
         self.max_total_concurrent = 0
         self.stopping = threading.Event()
@@ -368,6 +380,12 @@ class H2Backend:
                 pass
         return len(live)
 
+    def wait_for(self, pred, timeout: float, what: str) -> None:
+        with self.cond:
+            ok = self.cond.wait_for(pred, timeout)
+        if not ok:
+            raise AssertionError(f"{self.name}: timed out after {timeout}s waiting for {what}")
+
     def wait_closed(self, timeout: float = 5.0) -> None:
         """Until no connection is open (the serving threads have closed their sockets)."""
         with self.cond:
@@ -405,7 +423,7 @@ class H2Backend:
             conn.initiate_connection()
             # pending until the client's ACK, then in force (h2 applies them on the ACK)
             conn.update_settings({
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1000,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: min(self.window, (1 << 31) - 1),
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: 1 << 16})
             conn.increment_flow_control_window(self.window)
@@ -478,6 +496,10 @@ class H2Backend:
                 open_streams[ev.stream_id] = H2Request(st.id, ev.stream_id, list(ev.headers))
                 st.streams += 1
                 st.highest = max(st.highest, ev.stream_id)
+                if st.settings_acked:   # opened knowing our SETTINGS
+                    with self.cond:
+                        self.max_concurrent_settled = max(self.max_concurrent_settled,
+                                                          len(open_streams))
                 late = st.goaway_at is not None and time.monotonic() - st.goaway_at > 0.2
                 with self.cond:
                     if late:
@@ -501,10 +523,22 @@ class H2Backend:
                     req.ended = True
                     pending[ev.stream_id] = self._respond(req)
             elif isinstance(ev, h2.events.StreamReset):
+                with self.cond:
+                    self.resets_received.append((st.id, ev.stream_id, int(ev.error_code)))
+                    self.cond.notify_all()
                 pending.pop(ev.stream_id, None)
                 if open_streams.pop(ev.stream_id, None) is not None:
                     with self.cond:
                         self.total_open -= 1
+            elif isinstance(ev, h2.events.SettingsAcknowledged):
+                st.settings_acked = True
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                with self.cond:
+                    self.goaways_received.append((st.id, int(ev.error_code),
+                                                  ev.last_stream_id))
+                    self.cond.notify_all()
+                # keep serving the streams in flight (the client's GOAWAY ends new ones only)
+                conn.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
         # streams open at once on this connection: counted after a read's events
         with self.cond:
             self.max_concurrent = max(self.max_concurrent, len(open_streams))
@@ -516,6 +550,8 @@ class H2Backend:
             self.cond.notify_all()
         target = urlsplit(account["path"] or "/")
         q = {k: v[-1] for k, v in parse_qs(target.query).items()}
+        if "reset" in q:   # RST_STREAM with that code, no response
+            return _Pending(req.stream, None, b"", reset=int(q["reset"]))
         status = int(q.get("status", "200"))
         at = time.monotonic() + int(q.get("delay", "0")) / 1000
         headers = [(":status", str(status)), ("x-backend", self.name)]
@@ -543,6 +579,10 @@ class H2Backend:
         for sid in list(pending):
             p = pending[sid]
             if p.at > now:
+                continue
+            if p.reset is not None:
+                conn.reset_stream(sid, p.reset)
+                self._finished(sid, pending, open_streams)
                 continue
             if not p.headers_sent:
                 end = not p.body and p.trailers is None

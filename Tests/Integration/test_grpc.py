@@ -195,6 +195,22 @@ def test_deadline_exceeded_then_next_call_succeeds(genv):
     assert genv.channel(A).unary_unary(method_path("Echo"))(b"new", timeout=CALL_TIMEOUT) == b"new"
 
 
+def test_cancelled_call_ends_on_the_server(genv):
+    """A client's cancel (RST_STREAM CANCEL) reaches the server: its handler sees the call
+    end long before its 3 s sleep; the channel goes on."""
+    ch = genv.channel(A)
+    backend = genv.backends["ga"]
+    fut = ch.unary_unary(method_path("Slow")).future(b"3000", timeout=30)
+    backend.wait_calls(1, 5, "Slow")
+    call = backend.calls[-1]
+    t0 = time.monotonic()
+    assert fut.cancel(), "the call could not be cancelled"
+    assert call.done.wait(1.5), "the server's call still runs 1.5 s after the client cancelled"
+    assert call.cancelled, "the server's call ran to its end"
+    assert time.monotonic() - t0 < 1.5
+    assert ch.unary_unary(method_path("Echo"))(b"after", timeout=CALL_TIMEOUT) == b"after"
+
+
 # --------------------------------------------------------------------------
 # streaming
 

@@ -550,6 +550,149 @@ def test_requests_right_after_the_endpoint_closes(h2_backends, term_certs, up_pr
     assert not failures, f"{len(failures)} of 40 failed: {failures[:5]}"
 
 
+def test_client_reset_reaches_the_endpoint(env):
+    """An HTTP/2 client's RST_STREAM resets the endpoint's stream (CANCEL); the connections
+    stay in use."""
+    b = env.b["up"]
+    with env.h2c() as c:
+        sid = c.send_request(UP, "/slow?delay=3000")
+        b.wait_requests(1)
+        c.reset(sid)
+        b.wait_for(lambda: len(b.resets_received) >= 1, 2, "the endpoint's RST_STREAM")
+        assert b.resets_received[0][2] == 8, f"reset code {b.resets_received[0]} (want CANCEL 8)"
+        assert c.get(UP, "/after-reset").status == 200
+    assert b.conn_count() == 1, f"{b.conn_count()} upstream connections"
+
+
+@pytest.mark.xfail(reason="a request runs on after its HTTP/1.1 client closes (so with HTTP/1.1 "
+                   "endpoints too, and HAProxy 2.6 without abortonclose): a half-close is "
+                   "not taken for an abort", strict=False)
+def test_http1_client_gone_resets_the_endpoint_stream(env):
+    """An HTTP/1.1 client closes its connection while its request waits on the endpoint: the
+    endpoint's stream is reset rather than left to run (as an HTTP/2 client's RST_STREAM
+    does). HAProxy 2.6 without ``option abortonclose`` does not do this either."""
+    b = env.b["up"]
+    s = socket.create_connection(("127.0.0.1", env.plain_port), timeout=10)
+    s.sendall(f"GET /slow?delay=3000 HTTP/1.1\r\nHost: {UP}\r\n\r\n".encode())
+    b.wait_requests(1)
+    s.close()
+    b.wait_for(lambda: len(b.resets_received) >= 1, 2.5,
+               "the endpoint's stream reset after the HTTP/1.1 client closed")
+
+
+def test_slow_reader_does_not_stall_other_streams(env):
+    """One client takes nothing of a 20 MiB response: other clients' requests over the same
+    upstream connection go on; then the slow one reads it all."""
+    size = 20 * MiB
+    slow = env.h2c(auto_ack=False, rcvbuf=65536)
+    try:
+        sid = slow.send_request(UP, f"/big?size={size}")
+        env.b["up"].wait_requests(1)
+        t0 = time.monotonic()
+        with env.h2c() as c:
+            for i in range(20):
+                r = c.get(UP, f"/other-{i}", timeout=5)
+                assert r.status == 200, r
+        r = env.curl("http1", "/other-h1", "-o", "/dev/null", "-w", "%{http_code}", timeout=5)
+        assert r.stdout == b"200", (r.stdout, r.stderr)
+        assert time.monotonic() - t0 < 5
+        deadline = time.monotonic() + 30
+        st = slow.streams[sid]
+        while not st.done and time.monotonic() < deadline:
+            slow.pump(0.2)
+            slow.ack(sid)
+        assert st.ended and st.status == 200, st
+        assert hashlib.sha256(bytes(st.body)).digest() == hashlib.sha256(pattern_bytes(size)).digest()
+    finally:
+        slow.close()
+
+
+def test_endpoint_reset_before_response_is_502(env):
+    """RST_STREAM (INTERNAL_ERROR) from the endpoint before any response: 502. A POST that
+    reached the endpoint is not sent again; a GET at most once more."""
+    b = env.b["up"]
+    with env.h2c() as c:
+        r = c.get(UP, "/rg?reset=2", timeout=10)
+        assert r.status == 502, r
+        r = c.get(UP, "/rp?reset=2", method="POST", body=b"payload", timeout=10)
+        assert r.status == 502, r
+        assert c.get(UP, "/fine").status == 200
+    r = env.curl("http1", "/rh?reset=2", "-o", "/dev/null", "-w", "%{http_code}", timeout=10)
+    assert r.stdout == b"502", (r.stdout, r.stderr)
+    paths = [a["path"] for a in b.requests]
+    assert paths.count("/rp?reset=2") == 1, f"the POST went {paths.count('/rp?reset=2')} times"
+    assert paths.count("/rg?reset=2") <= 2, f"the GET went {paths.count('/rg?reset=2')} times"
+
+
+@sluice_only
+@pytest.mark.sluice_only
+def test_server_timeout_is_504_and_resets_the_stream(h2_backends, term_certs, up_proxy):
+    cfg = up_config(h2_backends, term_certs, timeouts={"server": "1s"})
+    e = UpEnv(up_proxy(cfg), h2_backends, term_certs)
+    b = h2_backends["up"]
+    with e.h2c() as c:
+        t0 = time.monotonic()
+        r = c.get(UP, "/late?delay=4000", timeout=10)
+        elapsed = time.monotonic() - t0
+        assert r.status == 504, r
+        assert 0.8 < elapsed < 3, f"504 after {elapsed:.2f}s (timeouts.server 1s)"
+        b.wait_for(lambda: len(b.resets_received) >= 1, 2, "the endpoint's stream reset")
+        assert c.get(UP, "/next").status == 200
+
+
+@needs_h2load
+@pytest.mark.parametrize("announced,clients,streams,cap", [(10, 2, 50, 10), (1000, 2, 150, 100)],
+                         ids=["endpoint-10", "proxy-cap-100"])
+def test_endpoint_max_concurrent_streams_respected(h2_backends, term_certs, up_proxy,
+                                                   announced, clients, streams, cap):
+    """The endpoint's SETTINGS_MAX_CONCURRENT_STREAMS (and at most 100 per connection) bound
+    the streams on each upstream connection; the rest go to more connections."""
+    b = h2_backends.add("up", max_streams=announced)
+    e = UpEnv(up_proxy(up_config(h2_backends, term_certs)), h2_backends, term_certs)
+    n = clients * streams * 3
+    r = h2load("-n", str(n), "-c", str(clients), "-m", str(streams), "-H", f":authority: {UP}",
+               f"http://127.0.0.1:{e.plain_port}/cap?delay=100", timeout=60)
+    assert (r["succeeded"], r["2xx"], r["failed"], r["errored"]) == (n, n, 0, 0), r["text"]
+    assert not b.errors, b.errors[:3]
+    # before the endpoint's SETTINGS arrive a client may open up to 100 (RFC 9113 6.5.2 sets
+    # no initial limit); a stream opened after the SETTINGS ACK must fit the limit
+    assert b.max_concurrent_settled <= cap, \
+        f"{b.max_concurrent_settled} streams at once on one connection after its SETTINGS"
+    assert b.max_concurrent <= 100, f"{b.max_concurrent} streams at once on one connection"
+    want = clients * streams // cap
+    assert b.conn_count() >= want // 2, \
+        f"{b.conn_count()} connections for {clients * streams} streams in flight, {cap} each"
+
+
+@needs_h2load
+def test_two_endpoints_share_the_requests(h2_backends, term_certs, up_proxy):
+    cfg = up_config(h2_backends, term_certs)
+    cfg["services"][0]["endpoints"].append(h2_backends["up-b"].addr)
+    e = UpEnv(up_proxy(cfg), h2_backends, term_certs)
+    r = h2load("-n", "200", "-c", "2", "-m", "10", "-H", f":authority: {UP}",
+               f"http://127.0.0.1:{e.plain_port}/rr", timeout=60)
+    assert (r["succeeded"], r["2xx"]) == (200, 200), r["text"]
+    a, bb = h2_backends["up"].request_count(), h2_backends["up-b"].request_count()
+    assert a + bb == 200 and a >= 50 and bb >= 50, f"split {a}/{bb}"
+
+
+@sluice_only
+@pytest.mark.sluice_only
+def test_drain_sends_goaway_upstream_and_the_stream_finishes(env):
+    b = env.b["up"]
+    with env.h2c() as c:
+        sid = c.send_request(UP, "/in-flight?delay=1500")
+        b.wait_requests(1)
+        t0 = time.monotonic()
+        env.p.graceful_stop()
+        b.wait_for(lambda: b.goaways_received, 3, "a GOAWAY to the endpoint")
+        r = c.response(sid, timeout=8)
+        assert r.status == 200 and r.json()["path"] == "/in-flight?delay=1500", r
+        assert time.monotonic() - t0 >= 1.0, "the response came before the endpoint's delay"
+    assert env.p.proc.wait(10) == 0, env.p.stderr_text()
+    assert b.goaways_received[0][1] == 0, f"GOAWAY {b.goaways_received[0]} (want NO_ERROR)"
+
+
 # --------------------------------------------------------------------------
 # reload
 
