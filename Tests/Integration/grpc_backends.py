@@ -37,6 +37,8 @@
                                    ``part`` of them, then the TCP connection is closed.
                  ``status=N``      that status with the JSON account.
                  ``reset=CODE``    RST_STREAM with that error code instead of a response.
+                 ``early=1``       a 103 (``link``) before the final response.
+                 HEAD, 204, 304    the head only (HEAD and 304 with the JSON's length).
 
                  ``max_streams``: the SETTINGS_MAX_CONCURRENT_STREAMS it announces (1000).
                  ``resets_received`` / ``goaways_received``: the client's RST_STREAMs
@@ -289,8 +291,10 @@ class _Pending:
     """A response being written: headers, then body as the windows allow, then trailers."""
 
     def __init__(self, stream_id: int, headers, body: bytes, trailers=None,
-                 at: float = 0.0, die_after: Optional[int] = None, reset: Optional[int] = None):
+                 at: float = 0.0, die_after: Optional[int] = None, reset: Optional[int] = None,
+                 interim=()):
         self.stream_id = stream_id
+        self.interim = list(interim)
         self.reset = reset
         self.headers = headers
         self.body = memoryview(body)
@@ -565,12 +569,18 @@ class H2Backend:
             return _Pending(req.stream, headers, body, at=at, die_after=die_after)
         body = json.dumps(account).encode()
         headers += [("content-type", "application/json"), ("content-length", str(len(body)))]
+        interim = [[(":status", "103"), ("link", "</style.css>; rel=preload")]] \
+            if q.get("early") == "1" else []
+        if account["method"] == "HEAD" or status in (204, 304):
+            if status == 204:
+                headers = [h for h in headers if h[0] != "content-length"]
+            return _Pending(req.stream, headers, b"", at=at, interim=interim)
         trailers = None
         if target.path == "/trailers":
             headers = [h for h in headers if h[0] != "content-length"]
             trailers = [("x-trailer-a", "alpha"), ("x-trailer-b", "beta"),
                         ("x-body-sha256", hashlib.sha256(body).hexdigest())]
-        return _Pending(req.stream, headers, body, trailers, at=at)
+        return _Pending(req.stream, headers, body, trailers, at=at, interim=interim)
 
     def _write(self, conn, sock, pending, open_streams) -> Optional[str]:
         """Writes what the windows allow of every pending response; 'die' after a die=1
@@ -585,6 +595,8 @@ class H2Backend:
                 self._finished(sid, pending, open_streams)
                 continue
             if not p.headers_sent:
+                for head in p.interim:
+                    conn.send_headers(sid, head)
                 end = not p.body and p.trailers is None
                 conn.send_headers(sid, p.headers, end_stream=end)
                 p.headers_sent = True

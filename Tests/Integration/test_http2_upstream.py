@@ -289,6 +289,70 @@ def test_status_and_headers_come_back(env, client):
     assert cl in ([], ["10"]), f"content-length {cl}"
 
 
+def test_bodiless_responses_over_http2(env):
+    """HEAD, 204 and 304 from an HTTP/2 endpoint to an HTTP/2 client."""
+    with env.h2c() as c:
+        r = c.get(UP, "/h", method="HEAD")
+        assert r.status == 200 and not r.body and r.ended, r
+        assert r.header("content-length") not in (None, "0"), r.headers
+        for status in (204, 304):
+            r = c.get(UP, f"/n?status={status}")
+            assert r.status == status and not r.body and r.ended, r
+        assert c.get(UP, "/after").status == 200
+
+
+def test_early_hints_to_an_http2_client(env):
+    """A 103 from the endpoint reaches an HTTP/2 client as an informational HEADERS before
+    the final response."""
+    with env.h2c() as c:
+        r = c.get(UP, "/e?early=1")
+        assert [dict(h).get(":status") for h in r.informational] == ["103"], r.informational
+        assert dict(r.informational[0]).get("link") == "</style.css>; rel=preload"
+        assert r.status == 200 and r.json()["path"] == "/e?early=1", r
+
+
+def test_bodiless_responses_and_early_hints_to_http1(env):
+    """The same to an HTTP/1.1 client, all on one kept connection: each response framed so
+    the next one is read right."""
+    from http_backends import read_response
+    with socket.create_connection(("127.0.0.1", env.plain_port), timeout=10) as s:
+        reader = BufReader(s)
+
+        def ask(method: str, target: str, allow_1xx: bool = False):
+            s.sendall(f"{method} {target} HTTP/1.1\r\nHost: {UP}\r\n\r\n".encode())
+            return read_response(reader, method, allow_1xx=allow_1xx)
+
+        r = ask("HEAD", "/h")
+        assert r.status == 200 and r.body == b"", r
+        assert r.header("content-length") not in (None, "0"), r
+        r = ask("GET", "/n?status=204")
+        assert r.status == 204 and r.body == b"", r
+        r = ask("GET", "/n?status=304")
+        assert r.status == 304 and r.body == b"", r
+        r = ask("GET", "/e?early=1", allow_1xx=True)
+        assert r.status == 103 and r.header("link") == "</style.css>; rel=preload", r
+        r = read_response(reader)
+        assert r.status == 200 and r.json()["path"] == "/e?early=1", r
+        r = ask("GET", "/last")
+        assert r.status == 200 and r.json()["path"] == "/last", r
+    assert env.b["up"].request_count() == 5
+
+
+@sluice_only
+@pytest.mark.sluice_only
+def test_idle_upstream_connection_closed_after_upstream_idle(h2_backends, term_certs, up_proxy):
+    cfg = up_config(h2_backends, term_certs, limits={"upstreamIdle": "1s"})
+    e = UpEnv(up_proxy(cfg), h2_backends, term_certs)
+    b = h2_backends["up"]
+    assert e.curl("h2c", "/x", "-o", "/dev/null", "-w", "%{http_code}").stdout == b"200"
+    t0 = time.monotonic()
+    b.wait_closed(5)
+    elapsed = time.monotonic() - t0
+    assert 0.5 < elapsed < 4, f"the idle upstream connection closed after {elapsed:.1f}s (1s)"
+    assert e.curl("h2c", "/y", "-o", "/dev/null", "-w", "%{http_code}").stdout == b"200"
+    assert b.conn_count() == 2
+
+
 # --------------------------------------------------------------------------
 # 50 MiB each way
 
@@ -741,6 +805,48 @@ def test_reloads_with_h2load_running(h2_backends, term_certs, up_proxy):
     assert h2_backends["up"].request_count() > 0 and h2_backends["up2"].request_count() > 0
     assert e.p.proc.poll() is None, "sluice exited during the reloads"
     assert e.curl("h2c", "/after", "-o", "/dev/null", "-w", "%{http_code}").stdout == b"200"
+
+
+@needs_h2load
+@sluice_only
+@pytest.mark.sluice_only
+def test_reloads_switch_a_service_between_http1_and_h2c(h2_backends, http_backends, term_certs,
+                                                        up_proxy):
+    """up.example.com's service turns from HTTP/1.1 endpoints to h2c ones and back, 8 times,
+    under h2load: no request fails, both kinds of endpoint serve."""
+    h1 = http_backends.add("up-h1")
+    cfg = up_config(h2_backends, term_certs)
+    e = UpEnv(up_proxy(cfg), h2_backends, term_certs)
+
+    def variant(i: int) -> dict:
+        c = copy.deepcopy(cfg)
+        svc = next(s for s in c["services"] if s["name"] == "up")
+        if i % 2:
+            svc.pop("protocol")
+            svc["endpoints"] = [h1.addr]
+        return c
+
+    load = subprocess.Popen(
+        ["h2load", "-D", "3", "-c", "4", "-m", "10", "-H", f":authority: {UP}",
+         f"http://127.0.0.1:{e.plain_port}/switch"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for i in range(1, 9):
+            time.sleep(0.3)   # spread the reloads over the 3 s run
+            e.p.reload(variant(i))
+        out, _ = load.communicate(timeout=30)
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait(5)
+    m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored", out)
+    assert m, out
+    total, done, ok, failed, errored = map(int, m.groups())
+    assert total > 0 and failed == 0 and errored == 0 and ok == done, out
+    assert h1.request_count() > 0 and h2_backends["up"].request_count() > 0, \
+        (h1.request_count(), h2_backends["up"].request_count())
+    assert not h2_backends["up"].errors, h2_backends["up"].errors[:3]
 
 
 # --------------------------------------------------------------------------
