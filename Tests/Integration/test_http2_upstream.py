@@ -49,6 +49,8 @@ CONNECTION_SPECIFIC = ("connection", "keep-alive", "proxy-connection", "transfer
 
 H2_UP_CONNECTIONS = "sluice_http2_upstream_connections_total"
 H2_UP_STREAMS = "sluice_http2_upstream_streams_total"
+H2_UP_RESETS = "sluice_http2_upstream_resets_total"
+H2_UP_CONNECT_FAILURES = "sluice_http2_upstream_connection_failures_total"
 
 
 # --------------------------------------------------------------------------
@@ -891,3 +893,32 @@ def test_upstream_http2_metrics(h2_backends, term_certs, admin_sluice):
     assert conns - conns0 == opened, \
         f"{H2_UP_CONNECTIONS}: {conns0} -> {conns}; the endpoint accepted {opened}"
     assert 1 <= opened <= 4, f"{opened} upstream connections for 25 sequential requests"
+
+
+@pytest.mark.sluice_only
+def test_upstream_http2_reset_and_failure_metrics(h2_backends, term_certs, admin_sluice):
+    """A stream the endpoint resets before its response counts in
+    sluice_http2_upstream_resets_total; a refused connect to an h2c endpoint in
+    sluice_http2_upstream_connection_failures_total."""
+    from test_admin import metrics_text, samples
+    cfg = up_config(h2_backends, term_certs, extra_routes=[{"host": DOWN, "service": "down"}],
+                    extra_services={"down": {"protocol": "h2c",
+                                             "endpoints": [f"127.0.0.1:{free_port()}"]}})
+    p = admin_sluice(cfg)
+    e = UpEnv(p, h2_backends, term_certs)
+
+    def total(name):
+        return sum(v for _, v in samples(metrics_text(p), name))
+
+    resets0 = total(H2_UP_RESETS)
+    failures0 = total(H2_UP_CONNECT_FAILURES)
+    with e.h2c() as c:
+        assert c.get(UP, "/r?reset=2", timeout=10).status == 502
+        assert c.get(DOWN, "/x", timeout=10).status in (502, 503)
+    deadline = time.monotonic() + 5
+    while (total(H2_UP_RESETS) <= resets0 or total(H2_UP_CONNECT_FAILURES) <= failures0) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)   # counters are gathered from the loops; bounded
+    assert total(H2_UP_RESETS) >= resets0 + 1, f"{H2_UP_RESETS} did not count the reset"
+    assert total(H2_UP_CONNECT_FAILURES) >= failures0 + 1, \
+        f"{H2_UP_CONNECT_FAILURES} did not count the refused connect"
