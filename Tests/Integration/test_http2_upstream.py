@@ -712,7 +712,7 @@ def test_server_timeout_is_504_and_resets_the_stream(h2_backends, term_certs, up
 def test_endpoint_max_concurrent_streams_respected(h2_backends, term_certs, up_proxy,
                                                    announced, clients, streams, cap):
     """The endpoint's SETTINGS_MAX_CONCURRENT_STREAMS (and at most 100 per connection) bound
-    the streams on each upstream connection; the rest go to more connections."""
+    the streams on each upstream connection (the rest wait, or go to more connections)."""
     b = h2_backends.add("up", max_streams=announced)
     e = UpEnv(up_proxy(up_config(h2_backends, term_certs)), h2_backends, term_certs)
     n = clients * streams * 3
@@ -725,9 +725,6 @@ def test_endpoint_max_concurrent_streams_respected(h2_backends, term_certs, up_p
     assert b.max_concurrent_settled <= cap, \
         f"{b.max_concurrent_settled} streams at once on one connection after its SETTINGS"
     assert b.max_concurrent <= 100, f"{b.max_concurrent} streams at once on one connection"
-    want = clients * streams // cap
-    assert b.conn_count() >= want // 2, \
-        f"{b.conn_count()} connections for {clients * streams} streams in flight, {cap} each"
 
 
 @needs_h2load
