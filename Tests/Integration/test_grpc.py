@@ -362,3 +362,49 @@ def test_calls_from_threads_on_two_listeners(genv):
     assert not any(t.is_alive() for t in threads), "a worker still runs after 60 s"
     assert not errors, errors[:5]
     assert genv.backends["ga"].call_count() == 120
+
+
+def test_two_workers_eight_client_connections(term_certs, up_proxy):
+    """Sluice with 2 event loops: 8 client connections (own subchannels), 20 concurrent calls
+    and a server stream on each, all answered."""
+    if DIRECT:
+        pytest.skip("needs the proxy")
+    backends = {"ga": GrpcBackend("ga"), "gb": GrpcBackend("gb")}
+    channels = []
+    try:
+        p = up_proxy(grpc_config(backends, term_certs), workers=2)
+        errors: List[str] = []
+        for i in range(8):
+            authority = A if i % 2 else B
+            channels.append((authority, grpc.insecure_channel(
+                p.addr("plain"), options=grpc_options(
+                    authority, [("grpc.use_local_subchannel_pool", 1)]))))
+        futs = []
+        for authority, ch in channels:
+            echo = ch.unary_unary(method_path("Echo"))
+            for j in range(20):
+                payload = f"{authority}-{j}".encode()
+                futs.append((payload, echo.future(payload, metadata=[("x-delay-ms", "50")],
+                                                  timeout=CALL_TIMEOUT)))
+        streams = [ch.unary_stream(method_path("Count"))(b"200", timeout=CALL_TIMEOUT)
+                   for _, ch in channels]
+        for payload, f in futs:
+            try:
+                if f.result() != payload:
+                    errors.append(f"{payload!r}: wrong payload")
+            except grpc.RpcError as exc:
+                errors.append(f"{payload!r}: {rpc_error_text(exc)}")
+        for s in streams:
+            try:
+                n = sum(1 for _ in s)
+                if n != 200:
+                    errors.append(f"Count: {n} of 200")
+            except grpc.RpcError as exc:
+                errors.append(f"Count: {rpc_error_text(exc)}")
+        assert not errors, f"{len(errors)} failed: {errors[:5]}"
+        assert backends["ga"].call_count("Echo") == 80 and backends["gb"].call_count("Echo") == 80
+    finally:
+        for _, ch in channels:
+            ch.close()
+        for b in backends.values():
+            b.shutdown()
