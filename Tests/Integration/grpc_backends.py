@@ -52,8 +52,9 @@
 
                  ``conn_count()`` TCP connections accepted, ``max_concurrent`` the most streams
                  open at once on one connection (``max_concurrent_settled``: counted when a
-                 stream opens after the client acknowledged our SETTINGS), ``max_total_concurrent`` over all of them,
-                 ``requests`` the accounts (without bodies).
+                 stream opens after the client acknowledged our SETTINGS),
+                 ``max_total_concurrent`` over all of them, ``requests`` the accounts
+                 (without bodies), ``errors`` what went wrong on a connection.
 """
 
 from __future__ import annotations
