@@ -12,8 +12,8 @@ streams open at once. Clients: curl, h2load, ``h2_client.H2Client``, raw sockets
 with the same routes (``server ... proto h2``, ``http-reuse always``), to check the tests'
 expectations. HAProxy 2.6 fails four of them: it ends a stream whose endpoint died mid-body
 with END_STREAM short of its content-length, a slow reader stalls the other streams, an
-endpoint's RST_STREAM is passed on as REFUSED_STREAM (not 502), and it opens more streams than
-an endpoint's SETTINGS_MAX_CONCURRENT_STREAMS allows.
+endpoint's RST_STREAM is passed on as REFUSED_STREAM (not 502), and most requests fail
+against an endpoint that announces SETTINGS_MAX_CONCURRENT_STREAMS 10.
 """
 
 from __future__ import annotations
