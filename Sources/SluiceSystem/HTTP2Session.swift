@@ -109,14 +109,23 @@ public final class HTTP2Session {
     /// Streams `h2StreamOpened` accepted that are not closed yet.
     public private(set) var openStreams = 0
 
-    /// Calls to malloc/calloc/realloc nghttp2 made for this session.
+    /// Blocks this session's nghttp2 took from malloc (its pool had none of the size).
     public var allocations: Int { Int(counts.pointee.allocations) }
-    /// Calls to free (non-NULL) nghttp2 made for this session.
+    /// Blocks it gave back to free (its pool kept enough of that size).
     public var frees: Int { Int(counts.pointee.frees) }
-    /// Allocations nghttp2 made over every session of the process.
+    /// Calls to malloc, calloc and realloc nghttp2 made for this session (from the pool or not).
+    public var requests: Int { Int(counts.pointee.requests) }
+    /// Blocks nghttp2 took from malloc over every session of the process.
     public static var totalAllocations: Int { Int(sluice_h2_total_allocations()) }
-    /// Frees nghttp2 made over every session of the process.
+    /// Blocks given back to free over every session of the process.
     public static var totalFrees: Int { Int(sluice_h2_total_frees()) }
+    /// nghttp2's allocation calls over every session of the process.
+    public static var totalRequests: Int { Int(sluice_h2_total_requests()) }
+
+    /// A pool of nghttp2's blocks for the sessions of one thread (`init(pool:)`); freed
+    /// with `freePool` once none of those sessions is left.
+    public static func makePool() -> OpaquePointer? { sluice_h2_pool_new() }
+    public static func freePool(_ pool: OpaquePointer?) { sluice_h2_pool_free(pool) }
 
     /// A server session for `handler` (held unowned: the loop keeps both alive together).
     /// Queues the server connection preface (SETTINGS with `settings`, a WINDOW_UPDATE raising
@@ -124,11 +133,15 @@ public final class HTTP2Session {
     /// WINDOW_UPDATE is off: the caller calls `consume` as it forwards body bytes. Throws when
     /// nghttp2 cannot create the session.
     ///
+    /// `pool`: where nghttp2's blocks come from and go back to (`makePool`; nil: malloc and
+    /// free), used by this thread only.
+    ///
     /// `client`: a client session instead (to an endpoint, HTTP/2 with prior knowledge): the
     /// connection preface (the magic, then SETTINGS with push disabled) goes out at the first
     /// `flush`, and requests are submitted with `submitRequest`.
     public init(
-        handler: HTTP2SessionHandler, settings: Settings, tag: Int32, tagGeneration: UInt32, client: Bool = false
+        handler: HTTP2SessionHandler, settings: Settings, tag: Int32, tagGeneration: UInt32, client: Bool = false,
+        pool: OpaquePointer? = nil
     )
         throws(HTTP2Session.Failure)
     {
@@ -137,7 +150,7 @@ public final class HTTP2Session {
         self.tagGeneration = tagGeneration
         isClient = client
         counts = .allocate(capacity: 1)
-        counts.initialize(to: sluice_h2_counts(allocations: 0, frees: 0))
+        counts.initialize(to: sluice_h2_counts(allocations: 0, frees: 0, requests: 0, pool: pool))
         var mem = nghttp2_mem()
         sluice_h2_mem_init(&mem, counts)
         var created: OpaquePointer?
@@ -240,20 +253,22 @@ public final class HTTP2Session {
         return rv
     }
 
-    /// The `owner` a client stream was submitted with; nil when unknown or forgotten.
+    /// The `owner` a client stream was submitted with, once its HEADERS went out (nghttp2
+    /// opens the stream then); nil before, when unknown or forgotten.
     @inline(__always)
     public func owner(of stream: Int32) -> Int32? {
         StreamMark.owner(session, stream)
     }
 
-    /// The client stream's owner goes away: RST_STREAM with `errorCode` (unless `reset` is
-    /// false: the stream is already closed both ways), and nothing more is reported for it.
-    public func forget(stream: Int32, errorCode: UInt32, reset: Bool = true) {
+    /// The owner of a client stream that is still open (not reported closed) goes away:
+    /// RST_STREAM with `errorCode`, and nothing more is reported for it. A request whose
+    /// HEADERS have not gone out yet is cancelled instead (nghttp2 drops it from its queue).
+    public func forget(stream: Int32, errorCode: UInt32) {
         let mark = StreamMark.of(session, stream)
-        guard mark == .opened || mark == .trailers else { return }
-        StreamMark.refused.set(session, stream)
+        guard mark != .refused, stream > 0 else { return }
+        if mark != .none { StreamMark.refused.set(session, stream) }
         openStreams -= 1
-        if reset { nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode) }
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode)
     }
 
     /// What the peer allows at once (its SETTINGS_MAX_CONCURRENT_STREAMS; 100 until it said).

@@ -66,7 +66,7 @@ import Testing
         #expect(try field(line, "sni") as? String == "db.example.com")
         #expect(try field(line, "close_reason") as? String == "client_closed")
         #expect(try field(line, "close_side") as? String == "downstream")
-        #expect(text(record).contains(" client_closed downstream - \"db.example.com\" - -\n"))
+        #expect(text(record).contains(" client_closed downstream - \"db.example.com\" - - -\n"))
     }
 
     @Test func everyMethodAndTLSVersionHasItsName() throws {

@@ -58,4 +58,27 @@ import Testing
             diagnostics(Self.http.replacingLine(4, with: "    http2: maybe")).first?.hasPrefix(
                 "t.yaml:4:12: listeners[0].http2:") == true)
     }
+
+    @Test func aServiceTakesProtocolH2c() throws {
+        let yaml = Self.http.replacingLine(9, with: "  - name: web\n    protocol: h2c")
+        let snapshot = try ConfigLoader.parse(yaml: yaml, file: "t.yaml", generation: 1).snapshot
+        #expect(snapshot.services[0].upstreamProtocol == .h2c)
+        #expect(snapshot.render().contains("protocol h2c"))
+        let plain = try ConfigLoader.parse(yaml: Self.http, file: "t.yaml", generation: 1).snapshot
+        #expect(plain.services[0].upstreamProtocol == .http1)
+        let explicit = try ConfigLoader.parse(
+            yaml: Self.http.replacingLine(9, with: "  - name: web\n    protocol: http/1.1"), file: "t.yaml",
+            generation: 1
+        ).snapshot
+        #expect(explicit.services[0].upstreamProtocol == .http1)
+    }
+
+    @Test func anUnknownServiceProtocolNamesTheField() {
+        #expect(
+            diagnostics(minimal(replacing: 5, with: "  - name: web\n    protocol: spdy")) == [
+                "t.yaml:6:15: services[0].protocol: unknown protocol 'spdy' (expected one of: http/1.1, h2c)"
+            ])
+        let h2 = diagnostics(minimal(replacing: 5, with: "  - name: web\n    protocol: h2"))
+        #expect(h2.count == 1 && h2[0].contains("services[0].protocol: 'h2' (HTTP/2 over TLS to the endpoints)"))
+    }
 }

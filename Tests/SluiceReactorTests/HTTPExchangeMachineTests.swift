@@ -179,10 +179,10 @@ import Testing
         length.send(stream)
         #expect(length.respond(.init(framing: .length)) == .forwardResponse(.length, closeClient: true, dechunk: false))
         #expect(length.machine.upstreamReusable)
-        // 1xx answers do not cross: only the final head is converted.
+        // 1xx answers cross (as HEADERS without END_STREAM).
         var interim = Exchange()
         interim.send(stream)
-        #expect(interim.on(.interim(status: 100)) == .dropInterim)
+        #expect(interim.on(.interim(status: 103)) == .forwardInterim)
         // A local answer closes the stream too.
         var local = Exchange()
         _ = local.on(.headStarted)

@@ -29,4 +29,24 @@ import Testing
         #expect(Array(bytes[0..<n]) == Array("abc".utf8))
         #expect(decoder.isDone)
     }
+
+    /// Kept, the trailer section follows the payload, split anywhere.
+    @Test(arguments: [1, 2, 5, 64]) func keepsTheTrailerSection(piece: Int) {
+        var decoder = ChunkedDecoder()
+        let body = Array("3\r\nabc\r\n0\r\ngrpc-status: 0\r\nx-a: b\r\n\r\n".utf8)
+        var payload: [UInt8] = []
+        var trailer: [UInt8] = []
+        var start = 0
+        while start < body.count {
+            var part = Array(body[start..<min(start + piece, body.count)])
+            var kept = 0
+            let n = part.withUnsafeMutableBytes { decoder.decode($0.baseAddress!, count: $0.count, trailers: &kept) }
+            payload += part[0..<n]
+            trailer += part[n..<n + kept]
+            start += piece
+        }
+        #expect(payload == Array("abc".utf8))
+        #expect(String(decoding: trailer, as: UTF8.self) == "grpc-status: 0\r\nx-a: b\r\n")
+        #expect(decoder.isDone)
+    }
 }

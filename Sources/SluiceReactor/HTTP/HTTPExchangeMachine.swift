@@ -25,7 +25,7 @@ import SluiceWire
 /// |                | `requestQueued`            | `.exchanging`  | arm server (or the request body's deadline) |
 /// | `.exchanging`  | `requestBytesSent`         | —              | `proceed` (a retry is now limited)          |
 /// |                | `interim(101)`             | —              | asked for: `startUpgrade`; else `rejectResponse` |
-/// |                | `interim(1xx)`             | —              | HTTP/1.0 or a stream: `dropInterim`; else `forwardInterim` (body clock restarts) |
+/// |                | `interim(1xx)`             | —              | HTTP/1.0: `dropInterim`; else `forwardInterim` (body clock restarts) |
 /// |                | `interimQueued`            | —              | `proceed` (a response has started)          |
 /// |                | `upgradeQueued`            | `.upgrading`   | `proceed`                                   |
 /// |                | `responseHead`             | —              | `forwardResponse(framing, closeClient, dechunk)` (HEAD, 204, 304: no body) |
@@ -355,8 +355,8 @@ struct HTTPExchangeMachine: BitwiseCopyable {
             // A 100 Continue starts the body's clock: the client waited for it.
             bodyStart = now
             // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; the final answer follows.
-            // An HTTP/2 stream's head is converted once: only the final one goes out.
-            return http10 || stream ? .dropInterim : .forwardInterim
+            // (An HTTP/2 stream sends a 1xx as HEADERS without END_STREAM.)
+            return http10 ? .dropInterim : .forwardInterim
         case .interimQueued:
             expect(.exchanging, event)
             responseStarted = true

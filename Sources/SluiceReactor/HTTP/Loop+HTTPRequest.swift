@@ -208,6 +208,8 @@ extension Loop {
             let address = routedWithEndpoint(c)
             if let session = findUpstreamSession(address), exchange(session).pointee.h2.connected {
                 linkStream(slot, session)
+                counters.pooledReuses += 1
+                countUpstream(c, .reuses, .reuses)
                 c.pointee.toUp.dstWritable = true
                 c.pointee.toDown.srcReadable = false
                 c.pointee.toDown.srcHangup = false

@@ -180,6 +180,14 @@ extension Loop {
             h2Fields[count] = HTTP2Session.Field(name: lowered, value: value)
             count += 1
         }
+        if head.status < 200 {
+            // An interim answer (100, 103): HEADERS without END_STREAM; the final head follows.
+            let fields = UnsafeBufferPointer(rebasing: h2Fields[0..<count])
+            guard session.submitInterim(stream: e.pointee.h2.stream, status: head.status, fields: fields) else {
+                return nil
+            }
+            return head.headLength
+        }
         let body = Int(head.headLength) < bytes.count || !e.pointee.respBody.done
         guard
             session.submitResponse(

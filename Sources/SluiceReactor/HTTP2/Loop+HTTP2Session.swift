@@ -71,7 +71,8 @@ extension Loop {
         let session: HTTP2Session
         do {
             session = try HTTP2Session(
-                handler: self, settings: Self.sessionSettings, tag: slot, tagGeneration: c.pointee.generation)
+                handler: self, settings: Self.sessionSettings, tag: slot, tagGeneration: c.pointee.generation,
+                pool: h2Pool)
         } catch {
             close(slot, abort: true, reason: .overLimit)
             return

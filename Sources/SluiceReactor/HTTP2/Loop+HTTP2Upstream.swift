@@ -95,7 +95,7 @@ extension Loop {
         do {
             let session = try HTTP2Session(
                 handler: self, settings: Self.upstreamSessionSettings, tag: slot, tagGeneration: c.pointee.generation,
-                client: true)
+                client: true, pool: h2Pool)
             e.pointee.h2.session = Unmanaged.passRetained(session).toOpaque()
         } catch {
             closeUpstreamSession(slot, abort: true)

@@ -25,7 +25,7 @@ extension Loop {
                 if counters.h2Sessions > 0 {
                     // libnghttp2's allocations go through its counting allocator (every loop).
                     logger.info(
-                        "loop \(index): nghttp2_allocations=\(HTTP2Session.totalAllocations) nghttp2_frees=\(HTTP2Session.totalFrees)"
+                        "loop \(index): nghttp2_allocations=\(HTTP2Session.totalAllocations) nghttp2_frees=\(HTTP2Session.totalFrees) nghttp2_calls=\(HTTP2Session.totalRequests)"
                     )
                 }
             }

@@ -110,6 +110,9 @@ final class Loop: @unchecked Sendable {
     var h2Upstreams: [SocketAddress: Int32] = [:]
     var h2UpWake: [(slot: Int32, generation: UInt32)] = []
     var h2UpWaking: [(slot: Int32, generation: UInt32)] = []
+    /// nghttp2's blocks, reused by every session of this loop; freed with the loop (a
+    /// session is deleted only by the loop's own code, never after it).
+    let h2Pool: OpaquePointer?
     /// A response head's fields for nghttp2.
     let h2Fields: UnsafeMutableBufferPointer<HTTP2Session.Field>
     /// Reads and writes one connection (one direction of a tunnel) makes per wake. Debug
@@ -170,6 +173,7 @@ final class Loop: @unchecked Sendable {
         pool.resize(endpoints: snapshot.endpoints.count, perEndpoint: snapshot.limits.upstreamIdlePerEndpoint)
         fieldStore = .allocate(capacity: 256)
         h2Fields = .allocate(capacity: HTTP2Session.maxFields)
+        h2Pool = HTTP2Session.makePool()
         scratch = .allocate(byteCount: Self.scratchSize, alignment: 16)
         helloScratch = .allocate(byteCount: 32 * 1024, alignment: 16)
         pathScratch = .allocate(byteCount: Int(Self.httpBufferSize), alignment: 16)
@@ -202,6 +206,10 @@ final class Loop: @unchecked Sendable {
         h2UpWake.reserveCapacity(1024)
         h2UpWaking.reserveCapacity(1024)
         try driver.watchInput(mailbox.wake.fd, EventToken(kind: .mailbox, index: 0, generation: 0), edge: true)
+    }
+
+    deinit {
+        HTTP2Session.freePool(h2Pool)
     }
 
     static func share(of total: Int, workers: Int) -> Int {
