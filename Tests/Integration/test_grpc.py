@@ -302,6 +302,27 @@ def test_50_concurrent_unary_calls_on_one_channel(genv):
     assert len(peers) <= 16, f"{len(peers)} upstream connections for 51 calls: {sorted(peers)}"
 
 
+def test_300_concurrent_calls_over_three_channels(genv):
+    """More calls in flight than one upstream connection takes (100 streams): 3 channels of
+    100 calls each held 200 ms; all succeed, concurrently."""
+    chans = [genv.channel(A, [("grpc.use_local_subchannel_pool", 1)]) for _ in range(3)]
+    t0 = time.monotonic()
+    futs = [(p, ch.unary_unary(method_path("Echo")).future(
+        p, metadata=[("x-delay-ms", "200")], timeout=CALL_TIMEOUT))
+        for ch in chans for p in (os.urandom(32) for _ in range(100))]
+    errors = []
+    for p, f in futs:
+        try:
+            if f.result() != p:
+                errors.append("wrong payload")
+        except grpc.RpcError as exc:
+            errors.append(rpc_error_text(exc))
+    elapsed = time.monotonic() - t0
+    assert not errors, f"{len(errors)} of 300 failed: {errors[:5]}"
+    assert elapsed < 8, f"300 calls of 200 ms took {elapsed:.1f}s"
+    assert genv.backends["ga"].max_active > 1
+
+
 def test_4mib_message_round_trip(genv):
     ch = genv.channel(A)
     payload = os.urandom(4 * MiB)
