@@ -5,7 +5,7 @@ import Testing
 /// Parses `raw` as a request and writes it for the upstream; nil when the writer refused.
 func rewriteRequest(
     _ raw: String, pathOverride: String? = nil, client: String = "9.9.9.9", proto: String = "http",
-    port: UInt16 = 80, upgrading: Bool = false, capacity: Int = 4096
+    port: UInt16 = 80, upgrading: Bool = false, trailersTE: Bool = false, capacity: Int = 4096
 ) -> String? {
     let input = bytes(raw)
     let fields = UnsafeMutableBufferPointer<HTTPField>.allocate(capacity: 128)
@@ -23,7 +23,7 @@ func rewriteRequest(
                 withOptionalBytes(over) { o in
                     HTTPHeadWriter.writeRequest(
                         head, from: b, fields: UnsafeBufferPointer(fields), pathOverride: o, clientAddress: c,
-                        proto: p, port: port, upgrading: upgrading, into: out)
+                        proto: p, port: port, upgrading: upgrading, trailersTE: trailersTE, into: out)
                 }
             }
         }
@@ -72,6 +72,15 @@ func rewriteResponse(
                 == "GET /p HTTP/1.1\r\nHost: a.example\r\nUser-Agent: t\r\nAccept: */*\r\n"
                 + "X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 9.9.9.9\r\nX-Forwarded-Proto: http\r\n"
                 + "X-Forwarded-Host: a.example\r\nX-Forwarded-Port: 80\r\n\r\n")
+    }
+
+    /// TE is hop-by-hop; towards an HTTP/2 endpoint only `te: trailers` crosses (gRPC needs it).
+    @Test func teTrailersCrossOnlyWhenAsked() {
+        let raw = "POST /x HTTP/1.1\r\nHost: a\r\nTE: deflate, Trailers\r\nContent-Length: 0\r\n\r\n"
+        #expect(rewriteRequest(raw)?.lowercased().contains("\r\nte:") == false)
+        #expect(rewriteRequest(raw, trailersTE: true)?.contains("\r\nte: trailers\r\n") == true)
+        let gzip = "GET /x HTTP/1.1\r\nHost: a\r\nTE: gzip\r\n\r\n"
+        #expect(rewriteRequest(gzip, trailersTE: true)?.lowercased().contains("\r\nte:") == false)
     }
 
     @Test func requestTooSmallForTheOutput() {
