@@ -51,6 +51,8 @@ struct HTTP2Link: BitwiseCopyable {
 
     /// The connect completed (requests may be submitted).
     var connected = false
+    /// A GOAWAY went to the endpoint (a drain).
+    var sentGoAway = false
     /// The endpoint's address the session is filed under in `Loop.h2Upstreams` (`next`,
     /// `prev` link the sessions of one address; `firstStream` lists the exchanges on it).
     var addressV6 = false

@@ -11,8 +11,8 @@ import SluiceSystem
 /// | session     | leaves on                                                               |
 /// | ----------- | ----------------------------------------------------------------------- |
 /// | connecting  | writable, no error → serving (the waiting exchanges submit); refused, the connect timeout → closed (they fail as a connect does) |
-/// | serving     | a GOAWAY from the endpoint, a drain → going away (no new stream); idle for `limits.upstreamIdle` → closed |
-/// | going away  | no stream left and the output sent → closed                            |
+/// | serving     | a GOAWAY from the endpoint, a drain → going away (no new stream); idle for `limits.upstreamIdle` → closed (GOAWAY first) |
+/// | going away  | no stream left and the output sent → closed (GOAWAY first)             |
 /// | any         | EOF, an error or a protocol error → closed: its streams fail             |
 ///
 /// nghttp2 runs only here (receive, flush); exchanges the callbacks wake are pumped after it
@@ -287,23 +287,23 @@ extension Loop {
             timers.schedule(slot, at: max(deadline, now + 1000))
             return
         }
-        if let session = h2Session(slot) { session.goAway(errorCode: 0) }
-        e.pointee.h2.goingAway = true
-        serviceUpstreamSession(slot)
-        if c.pointee.h2 == .upstream { closeUpstreamSession(slot, abort: false) }
+        closeUpstreamSession(slot, abort: false)
     }
 
-    /// A drain: GOAWAY; the streams in flight finish, then the session closes.
+    /// A drain: the session takes no new stream; a connected one tells the endpoint at once
+    /// (GOAWAY). The streams in flight, and the exchanges waiting for the connect, finish;
+    /// then it closes (`finishUpstreamIfDone`).
     func drainUpstreamSession(_ slot: Int32) {
         let e = exchange(slot)
-        if !e.pointee.h2.goingAway, let session = h2Session(slot) {
-            session.goAway(errorCode: 0)
-            e.pointee.h2.goingAway = true
-        }
-        if e.pointee.h2.streams == 0 || !e.pointee.h2.connected {
+        let wasGoingAway = e.pointee.h2.goingAway
+        e.pointee.h2.goingAway = true
+        if e.pointee.h2.streams == 0 {
             closeUpstreamSession(slot, abort: false)
             return
         }
+        guard e.pointee.h2.connected, !wasGoingAway, let session = h2Session(slot) else { return }
+        session.goAway(errorCode: 0)
+        e.pointee.h2.sentGoAway = true
         serviceUpstreamSession(slot)
     }
 
@@ -347,6 +347,15 @@ extension Loop {
             }
         }
         if next >= 0 { exchange(next).pointee.h2.prev = prev }
+        if !abort && connected && !e.pointee.h2.sentGoAway && c.pointee.upFD >= 0, let pointer = e.pointee.h2.session {
+            // A graceful close tells the endpoint first: GOAWAY, written once if the socket
+            // takes it (nothing is waited for).
+            let session = Unmanaged<HTTP2Session>.fromOpaque(pointer).takeUnretainedValue()
+            session.goAway(errorCode: 0)
+            if session.flush() == nil && !e.pointee.downq.isEmpty {
+                _ = sendPlain(c.pointee.upFD, &e.pointee.downq, writable: &c.pointee.toUp.dstWritable)
+            }
+        }
         if let pointer = e.pointee.h2.session {
             Unmanaged<HTTP2Session>.fromOpaque(pointer).release()
         }
