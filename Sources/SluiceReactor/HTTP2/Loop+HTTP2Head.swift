@@ -133,12 +133,8 @@ extension Loop {
             e.pointee.h2.refuse = 431
             return false
         }
-        var at = streamBuffers.base(e.pointee.h2.inbound.buffer) + Int(e.pointee.h2.inbound.end)
-        at = p1.copy(to: at)
-        at = p2.copy(to: at)
-        at = p3.copy(to: at)
-        at = p4.copy(to: at)
-        _ = p5.copy(to: at)
+        HeadPiece.write(
+            to: streamBuffers.base(e.pointee.h2.inbound.buffer) + Int(e.pointee.h2.inbound.end), p1, p2, p3, p4, p5)
         e.pointee.h2.inbound.end += Int32(total)
         return true
     }
@@ -220,6 +216,14 @@ enum HeadPiece: ExpressibleByStringLiteral {
         case .text(let s): s.utf8CodeUnitCount
         case .bytes(let b): b.count
         }
+    }
+
+    /// Copies the pieces one after the other from `dst`.
+    static func write(
+        to dst: UnsafeMutableRawPointer, _ p1: HeadPiece, _ p2: HeadPiece, _ p3: HeadPiece, _ p4: HeadPiece,
+        _ p5: HeadPiece
+    ) {
+        _ = p5.copy(to: p4.copy(to: p3.copy(to: p2.copy(to: p1.copy(to: dst)))))
     }
 
     /// Copies the piece to `dst`; where the next piece goes.

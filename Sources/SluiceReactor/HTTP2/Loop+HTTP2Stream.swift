@@ -153,21 +153,12 @@ extension Loop: HTTP2SessionHandler {
         guard let slot = streamSlot(session, stream) else { return .failed }
         let c = table.pointer(slot)
         let e = exchange(slot)
-        var n = 0
-        if !e.pointee.h2.outbound.isEmpty {
-            n = min(into.count, Int(e.pointee.h2.outbound.count))
-            let src = httpBuffers.base(e.pointee.h2.outbound.buffer) + Int(e.pointee.h2.outbound.start)
-            into.baseAddress!.copyMemory(from: src, byteCount: n)
-            e.pointee.h2.outbound.start += Int32(n)
-            c.pointee.life.activity(now: now)
-            if e.pointee.h2.outbound.isEmpty {
-                release(&e.pointee.h2.outbound)
-                if e.pointee.h2.blocked {
-                    e.pointee.h2.blocked = false
-                    c.pointee.toDown.dstWritable = true
-                    wake(slot)
-                }
-            }
+        let n = takeFrameBytes(&e.pointee.h2.outbound, into: into)
+        if n > 0 { c.pointee.life.activity(now: now) }
+        if n > 0 && e.pointee.h2.outbound.buffer < 0 && e.pointee.h2.blocked {
+            e.pointee.h2.blocked = false
+            c.pointee.toDown.dstWritable = true
+            wake(slot)
         }
         let end = e.pointee.h2.responseEnded && e.pointee.h2.outbound.isEmpty
         if n == 0 && !end {
@@ -176,6 +167,18 @@ extension Loop: HTTP2SessionHandler {
         }
         if end && !e.pointee.h2.trailers.isEmpty { submitKeptTrailers(slot, session) }
         return .bytes(n, end: end)
+    }
+
+    /// Copies what fits of `queue` (an httpBuffers block) into a DATA frame's payload; an
+    /// emptied queue gives its block back. The bytes taken.
+    @inline(__always)
+    func takeFrameBytes(_ queue: inout HTTPExchange.Queue, into: UnsafeMutableRawBufferPointer) -> Int {
+        guard !queue.isEmpty else { return 0 }
+        let n = min(into.count, Int(queue.count))
+        into.baseAddress!.copyMemory(from: httpBuffers.base(queue.buffer) + Int(queue.start), byteCount: n)
+        queue.start += Int32(n)
+        if queue.isEmpty { release(&queue) }
+        return n
     }
 
     /// Trailer field lines the de-chunked response body ended with, kept for the stream (at

@@ -447,12 +447,8 @@ extension Loop {
             e.pointee.up2.tooLarge = true
             return false
         }
-        var at = streamBuffers.base(e.pointee.up2.inbound.buffer) + Int(e.pointee.up2.inbound.end)
-        at = p1.copy(to: at)
-        at = p2.copy(to: at)
-        at = p3.copy(to: at)
-        at = p4.copy(to: at)
-        _ = p5.copy(to: at)
+        HeadPiece.write(
+            to: streamBuffers.base(e.pointee.up2.inbound.buffer) + Int(e.pointee.up2.inbound.end), p1, p2, p3, p4, p5)
         e.pointee.up2.inbound.end += Int32(total)
         return true
     }
@@ -466,11 +462,9 @@ extension Loop {
         }
         let total = name.count + value.count + 4
         guard Int(e.pointee.up2.trailers.end) + total <= Int(Self.h2HeadLimit) else { return }
-        var at = httpBuffers.base(e.pointee.up2.trailers.buffer) + Int(e.pointee.up2.trailers.end)
-        at = HeadPiece.bytes(name).copy(to: at)
-        at = HeadPiece.text(": ").copy(to: at)
-        at = HeadPiece.bytes(value).copy(to: at)
-        _ = HeadPiece.text("\r\n").copy(to: at)
+        HeadPiece.write(
+            to: httpBuffers.base(e.pointee.up2.trailers.buffer) + Int(e.pointee.up2.trailers.end), .bytes(name), ": ",
+            .bytes(value), "\r\n", .none)
         e.pointee.up2.trailers.end += Int32(total)
     }
 
@@ -571,21 +565,12 @@ extension Loop {
         guard let slot = upstreamStreamSlot(session, stream) else { return .failed }
         let c = table.pointer(slot)
         let e = exchange(slot)
-        var n = 0
-        if !e.pointee.up2.outbound.isEmpty {
-            n = min(into.count, Int(e.pointee.up2.outbound.count))
-            let src = httpBuffers.base(e.pointee.up2.outbound.buffer) + Int(e.pointee.up2.outbound.start)
-            into.baseAddress!.copyMemory(from: src, byteCount: n)
-            e.pointee.up2.outbound.start += Int32(n)
-            c.pointee.life.activity(now: now)
-            if e.pointee.up2.outbound.isEmpty {
-                release(&e.pointee.up2.outbound)
-                if e.pointee.up2.blocked {
-                    e.pointee.up2.blocked = false
-                    c.pointee.toUp.dstWritable = true
-                    wakeUp(slot)
-                }
-            }
+        let n = takeFrameBytes(&e.pointee.up2.outbound, into: into)
+        if n > 0 { c.pointee.life.activity(now: now) }
+        if n > 0 && e.pointee.up2.outbound.buffer < 0 && e.pointee.up2.blocked {
+            e.pointee.up2.blocked = false
+            c.pointee.toUp.dstWritable = true
+            wakeUp(slot)
         }
         let end = e.pointee.up2.requestEnded && e.pointee.up2.outbound.isEmpty
         if n == 0 && !end {
