@@ -404,9 +404,13 @@ enum RowRemap {
             last = new
         }
         if identity { return true }
-        if newRows > rows {
-            // Grown into a fresh zero table (not appended: that would write every page).
-            var grown: [T] = ZeroPages.zeros(newRows * width)
+        let needed = newRows * width
+        if newRows > rows && values.capacity >= needed {
+            values.append(contentsOf: repeatElement(0, count: needed - values.count))
+        } else if newRows > rows {
+            // Grown into a fresh zero table with room for more rows (not appended: moving into
+            // a reallocation would write every page).
+            var grown: [T] = ZeroPages.zeros(needed, capacity: needed + needed / 8)
             values.withUnsafeBytes { old in
                 grown.withUnsafeMutableBytes { new in
                     guard let from = old.baseAddress, let to = new.baseAddress else { return }
