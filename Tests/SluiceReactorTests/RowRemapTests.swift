@@ -81,6 +81,25 @@ struct RowRemapTests {
         #expect(histograms == expectedHistograms, "seed \(seed)")
     }
 
+    /// Chained swaps that each insert a few rows into a large table (growth within the spare
+    /// capacity, then past it) equal the copying remap at every step.
+    @Test func largeTablesGrowingSwapAfterSwap() {
+        var table = MetricTable<ServerMetric>(rows: 6_000)
+        var expected = table
+        for row in stride(from: 3, to: 6_000, by: 611) { table[row, .bytesIn] = row }
+        expected = table
+        for step in 0..<40 {
+            let rows = table.rows
+            let at = (step * 977) % rows
+            let map = (0..<rows).map { Int32($0 < at ? $0 : $0 + 4) }
+            expected = expected.remapped(map, rows: rows + 4)
+            table.remap(map, rows: rows + 4)
+            table[at, .httpRequests] = step + 1
+            expected[at, .httpRequests] = step + 1
+            #expect(table == expected, "step \(step)")
+        }
+    }
+
     @Test func zeroPagesMoveLikeMemmove() {
         for shift in [-9_000, -4_096, -8, 8, 4_096, 12_344] {
             let count = 200_000
