@@ -47,6 +47,9 @@ public final class KubeApplier: Sendable {
         // What moved in the plan since the last snapshot was built.
         var unbuilt = KubePlanChange()
         var lastTrim = ContinuousClock.now
+        // The snapshot last handed to the loops, held here until the next one is in force, so
+        // that the old one's arrays are freed on this thread, not by a loop in its swap.
+        var inService: RoutingSnapshot?
         while let job = state.waitForWork() {
             let started = ContinuousClock.now
             let (translation, moved) = incremental.apply(job.change)
@@ -72,7 +75,7 @@ public final class KubeApplier: Sendable {
                 unbuilt = KubePlanChange()
                 let built = ContinuousClock.now
                 do {
-                    try apply(snapshot)
+                    try withExtendedLifetime(inService) { try apply(snapshot) }
                     let done = ContinuousClock.now
                     let latency = done - job.work.since
                     generation = next
@@ -88,6 +91,7 @@ public final class KubeApplier: Sendable {
                         "apply of generation \(next) failed: \(error); the loops run generation \(confirmed) or take \(next) late; the next change is applied as generation \(next + 1)"
                     )
                 }
+                inService = snapshot
             }
             // A whole translation (and many swaps) leave freed heap behind: hand it back.
             let now = ContinuousClock.now

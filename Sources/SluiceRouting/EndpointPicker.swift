@@ -7,7 +7,7 @@
 /// | ------------ | -------------------------------------------------------------- |
 /// | `cursor[s]`  | next round-robin position within service s (random start)      |
 /// | `active[e]`  | connections this loop holds open to endpoint e (leastconn)     |
-/// | `downUntil[e]` | monotonic ms before which endpoint e is passed over          |
+/// | `downUntil[e]` | monotonic ms before which endpoint e is passed over (0: up)  |
 ///
 /// Invariants: `pick` returns an index inside the service's range or nil when the service
 /// has no endpoint; endpoints marked down are passed over unless every endpoint is down, in
@@ -30,8 +30,10 @@ public struct EndpointPicker: Sendable {
             state = SocketAddress.mix(state)
             return service.endpoints.isEmpty ? 0 : Int(state % UInt64(service.endpoints.count))
         }
-        active = Array(repeating: 0, count: snapshot.endpoints.count)
-        downUntil = Array(repeating: Int64.min, count: snapshot.endpoints.count)
+        // Zero pages (`ZeroPages`): the endpoints nothing was counted or marked for cost no
+        // resident memory. 0 is "up", as `now` (monotonic ms) is never below it.
+        active = ZeroPages.zeros(snapshot.endpoints.count)
+        downUntil = ZeroPages.zeros(snapshot.endpoints.count)
     }
 
     /// A picker for `snapshot` that keeps what `previous` knew about the endpoints and services
@@ -41,7 +43,7 @@ public struct EndpointPicker: Sendable {
     public init(snapshot: RoutingSnapshot, seed: UInt64, carrying previous: EndpointPicker, remap: SnapshotRemap) {
         self.init(snapshot: snapshot, seed: seed)
         precondition(remap.from == previous.generation && remap.to == snapshot.generation)
-        for (old, new) in remap.endpoints.enumerated() where new >= 0 {
+        for (old, new) in remap.endpoints.enumerated() where new >= 0 && previous.downUntil[old] != 0 {
             downUntil[Int(new)] = previous.downUntil[old]
         }
         for (old, new) in remap.services.enumerated() where new >= 0 {
@@ -117,7 +119,7 @@ public struct EndpointPicker: Sendable {
     public mutating func markDown(_ endpoint: Int, until: Int64) { downUntil[endpoint] = until }
 
     /// Connect succeeded: the endpoint is usable again at once.
-    public mutating func markUp(_ endpoint: Int) { downUntil[endpoint] = Int64.min }
+    public mutating func markUp(_ endpoint: Int) { if downUntil[endpoint] != 0 { downUntil[endpoint] = 0 } }
 
     public func activeCount(_ endpoint: Int) -> Int32 { active[endpoint] }
     public func isDown(_ endpoint: Int, now: Int64) -> Bool { downUntil[endpoint] > now }

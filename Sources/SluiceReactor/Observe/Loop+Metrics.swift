@@ -49,9 +49,16 @@ struct LoopMetrics {
     /// Zeroes every `currentConnections` gauge, before they are counted again from the live
     /// connections.
     mutating func clearGauges() {
-        for row in 0..<frontends.rows { frontends[row, .currentConnections] = 0 }
-        for row in 0..<backends.rows { backends[row, .currentConnections] = 0 }
-        for row in 0..<servers.rows { servers[row, .currentConnections] = 0 }
+        // Written only where not zero: a page of rows nothing was counted in stays unwritten.
+        for row in 0..<frontends.rows where frontends[row, .currentConnections] != 0 {
+            frontends[row, .currentConnections] = 0
+        }
+        for row in 0..<backends.rows where backends[row, .currentConnections] != 0 {
+            backends[row, .currentConnections] = 0
+        }
+        for row in 0..<servers.rows where servers[row, .currentConnections] != 0 {
+            servers[row, .currentConnections] = 0
+        }
     }
 }
 

@@ -102,7 +102,7 @@ where Metric.RawValue == Int {
 
     public init(rows: Int) {
         self.rows = rows
-        values = Array(repeating: 0, count: rows * Self.width)
+        values = ZeroPages.zeros(rows * Self.width)
     }
 
     @inline(__always)
@@ -132,7 +132,9 @@ where Metric.RawValue == Int {
         for old in 0..<min(rows, map.count) {
             let new = Int(map[old])
             guard new >= 0 && new < newRows else { continue }
-            for k in 0..<Self.width { next.values[new * Self.width + k] &+= values[old * Self.width + k] }
+            for k in 0..<Self.width where values[old * Self.width + k] != 0 {
+                next.values[new * Self.width + k] &+= values[old * Self.width + k]
+            }
         }
         return next
     }
@@ -143,10 +145,10 @@ where Metric.RawValue == Int {
         return Array(values[first..<first + 6])
     }
 
-    /// Adds `other` row by row (same snapshot).
+    /// Adds `other` row by row (same snapshot). Cells that are zero in `other` are not written.
     public mutating func add(_ other: MetricTable) {
         precondition(other.rows == rows)
-        for i in values.indices { values[i] &+= other.values[i] }
+        for i in values.indices where other.values[i] != 0 { values[i] &+= other.values[i] }
     }
 }
 
@@ -180,9 +182,9 @@ public struct HistogramTable: Sendable, Equatable {
 
     public init(rows: Int) {
         self.rows = rows
-        buckets = Array(repeating: 0, count: rows * LatencyBuckets.count)
-        sumMicros = Array(repeating: 0, count: rows)
-        counts = Array(repeating: 0, count: rows)
+        buckets = ZeroPages.zeros(rows * LatencyBuckets.count)
+        sumMicros = ZeroPages.zeros(rows)
+        counts = ZeroPages.zeros(rows)
     }
 
     @inline(__always)
@@ -213,6 +215,7 @@ public struct HistogramTable: Sendable, Equatable {
         for old in 0..<min(rows, map.count) {
             let new = Int(map[old])
             guard new >= 0 && new < newRows else { continue }
+            guard counts[old] != 0 || sumMicros[old] != 0 else { continue }
             for k in 0..<LatencyBuckets.count {
                 next.buckets[new * LatencyBuckets.count + k] &+= buckets[old * LatencyBuckets.count + k]
             }
@@ -224,8 +227,8 @@ public struct HistogramTable: Sendable, Equatable {
 
     public mutating func add(_ other: HistogramTable) {
         precondition(other.rows == rows)
-        for i in buckets.indices { buckets[i] &+= other.buckets[i] }
-        for i in counts.indices {
+        for i in buckets.indices where other.buckets[i] != 0 { buckets[i] &+= other.buckets[i] }
+        for i in counts.indices where other.counts[i] != 0 || other.sumMicros[i] != 0 {
             sumMicros[i] &+= other.sumMicros[i]
             counts[i] &+= other.counts[i]
         }
@@ -401,15 +404,31 @@ enum RowRemap {
             last = new
         }
         if identity { return true }
-        if newRows > rows { values.append(contentsOf: repeatElement(0, count: (newRows - rows) * width)) }
+        let needed = newRows * width
+        if newRows > rows && values.capacity >= needed {
+            values.append(contentsOf: repeatElement(0, count: needed - values.count))
+        } else if newRows > rows {
+            // Grown into a fresh zero table with room for more rows (not appended: moving into
+            // a reallocation would write every page).
+            var grown: [T] = ZeroPages.zeros(needed, capacity: needed + needed / 8)
+            values.withUnsafeBytes { old in
+                grown.withUnsafeMutableBytes { new in
+                    guard let from = old.baseAddress, let to = new.baseAddress else { return }
+                    // SAFETY: `new` holds at least `old.count` bytes (newRows > rows).
+                    ZeroPages.move(to, from: from, count: old.count)
+                }
+            }
+            values = grown
+        }
         values.withUnsafeMutableBufferPointer { buffer in
             guard let base = buffer.baseAddress else { return }
             let stride = MemoryLayout<T>.stride * width
             // SAFETY: every row index below is < max(rows, newRows), the buffer's row count;
-            // copyMemory allows overlapping ranges.
+            // ZeroPages.move allows overlapping ranges.
             func move(_ first: Int, _ last: Int, by shift: Int) {
-                UnsafeMutableRawPointer(base + (first + shift) * width).copyMemory(
-                    from: base + first * width, byteCount: (last - first + 1) * stride)
+                ZeroPages.move(
+                    UnsafeMutableRawPointer(base + (first + shift) * width), from: base + first * width,
+                    count: (last - first + 1) * stride)
             }
             var old = count - 1
             while old >= 0 {
@@ -439,10 +458,14 @@ enum RowRemap {
             var next = 0
             for old in 0..<count where map[old] >= 0 {
                 let new = Int(map[old])
-                if next < new { (base + next * width).update(repeating: 0, count: (new - next) * width) }
+                if next < new {
+                    ZeroPages.zero(UnsafeMutableRawPointer(base + next * width), count: (new - next) * stride)
+                }
                 next = new + 1
             }
-            if next < newRows { (base + next * width).update(repeating: 0, count: (newRows - next) * width) }
+            if next < newRows {
+                ZeroPages.zero(UnsafeMutableRawPointer(base + next * width), count: (newRows - next) * stride)
+            }
         }
         if newRows < rows { values.removeLast((rows - newRows) * width) }
         return true
