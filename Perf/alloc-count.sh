@@ -230,7 +230,12 @@ YAML
         { echo "sluice check rejects the http config${ACCESS_LOG:+ (ACCESS_LOG needs a sluice that reads accessLog:)}:" >&2
           cat "$D/check.log" >&2; exit 1; }
     for p in $o1 $o2 $o3 $o4 ${upstream_h2c:+$o5 $o6}; do
-        until (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do sleep 0.05; done
+        for _ in $(seq 200); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue 2
+            sleep 0.05
+        done
+        echo "no origin on port $p after 10 s (another process took it?): see $D/" >&2
+        exit 1
     done
     start_sluice "$OUT/alloc.yaml"
     cat > "$D/ab.lua" <<'LUA'
@@ -306,6 +311,12 @@ LUA
     for l in $loads; do
         run_load "$l" /dev/null "$([ "${l%%-*}" = h2 ] && echo 2000 || echo 1s)"
     done
+    # The loop reports nghttp2's count only once a client has spoken HTTP/2 to it
+    # (Loop+Control's report): a few h2c requests make sure it does.
+    if [ -n "$upstream_h2c" ]; then
+        command -v h2load >/dev/null || { echo "the h2c-up loads need h2load (apt-get install -y nghttp2-client)" >&2; exit 1; }
+        h2load -t1 -c1 -n10 -H ":authority: c.example.com" "http://127.0.0.1:$port/64.bin" > /dev/null 2>&1
+    fi
     c_start=$(count)
     rows=()
     for l in $loads; do
