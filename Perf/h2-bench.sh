@@ -305,7 +305,7 @@ ss_stop() {
 }
 # Sluice's sluice_http2_upstream_connections_total (all labels), or nothing for the others.
 up_opened() {
-    case "$KEY" in sluice@*) ;; *) return 0 ;; esac
+    case "$UPSTREAM:$KEY" in h2c:sluice@*) ;; *) return 0 ;; esac
     curl -s --noproxy '*' "http://127.0.0.1:$P_ADMIN/metrics" |
         awk '/^sluice_http2_upstream_connections_total/ { n += $NF } END { print n + 0 }'
 }
