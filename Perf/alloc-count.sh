@@ -20,6 +20,12 @@
 # h2load -c WRK_CONNS -m 10, H2_N requests. libnghttp2's allocations go through Sluice's
 # counting allocator (CShims/h2.c), whose total the loop reports on SIGUSR1: the "nghttp2"
 # column, counted apart from Sluice's own.
+# HTTP/2 to endpoints (MODE=http only; LOADS default to these as well): h2c-up-64 is wrk's
+# HTTP/1.1 keep-alive requests (Host c.example.com) to a service with `protocol: h2c` whose
+# two endpoints are nghttpd origins (--no-tls, Debian nghttp2-server), so every request is a
+# stream on a pooled HTTP/2 connection to an endpoint; h2-h2c-up-64 is the same with h2load's
+# HTTP/2 clients (h2c, -m 10). nghttp2's allocations for both sessions (client side and
+# endpoint side) are in the "nghttp2" column.
 # Every run ends with one `alloc-result:` line per load, for scripts/alloc-check.sh.
 #
 # ACCESS_LOG=1: the listener's requests (http, https) or connections (tcp) are also written
@@ -112,9 +118,9 @@ if [ "$MODE" = http ] || [ "$MODE" = https ]; then
     mkdir -p "$D/www" "$D/tmp"
     head -c 64 /dev/zero | tr '\0' x > "$D/www/64.bin"
     head -c 16384 /dev/zero | tr '\0' x > "$D/www/16k.bin"
-    read -r o1 o2 o3 o4 port < <(python3 -c '
+    read -r o1 o2 o3 o4 o5 o6 port < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(5)]
+ss = [socket.socket() for _ in range(7)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in ss))')
     cat > "$D/nginx.conf" <<NGINX
@@ -139,6 +145,26 @@ http {
 NGINX
     nginx -p "$PWD/$D" -c "$PWD/$D/nginx.conf" -e "$PWD/$D/error.log" 2> "$D/nginx.stderr" &
     pids+=($!)
+    # load NAME -> wrk arguments
+    if [ "$MODE" = http ]; then
+        loads=${LOADS:-ka-64 ka-16k ka-64-ab close-64 h2-64 h2c-up-64 h2-h2c-up-64}
+    else
+        loads=${LOADS:-ka-64 ka-16k ka-64-ab close-64 h2-64}
+    fi
+    # Loads to a service with protocol h2c: two nghttpd origins on o5 and o6.
+    upstream_h2c=""
+    for l in $loads; do
+        case "$l" in *h2c-up-*) upstream_h2c=1 ;; esac
+    done
+    if [ -n "$upstream_h2c" ]; then
+        [ "$MODE" = http ] || { echo "the h2c-up loads need MODE=http" >&2; exit 2; }
+        command -v nghttpd >/dev/null ||
+            { echo "the h2c-up loads need nghttpd (apt-get install -y nghttp2-server)" >&2; exit 1; }
+        for p in $o5 $o6; do
+            nghttpd -a 127.0.0.1 -d "$PWD/$D/www" --no-tls "$p" > "$D/nghttpd-$p.log" 2>&1 &
+            pids+=($!)
+        done
+    fi
     scheme=http
     if [ "$MODE" = https ]; then
         scheme=https
@@ -175,6 +201,10 @@ listeners:
       - host: b.example.com
         service: b
 YAML
+        [ -n "$upstream_h2c" ] && cat >> "$OUT/alloc.yaml" <<YAML
+      - host: c.example.com
+        service: c
+YAML
     fi
     cat >> "$OUT/alloc.yaml" <<YAML
 services:
@@ -182,6 +212,11 @@ services:
     endpoints: [127.0.0.1:$o1, 127.0.0.1:$o2]
   - name: b
     endpoints: [127.0.0.1:$o3, 127.0.0.1:$o4]
+YAML
+    [ -n "$upstream_h2c" ] && cat >> "$OUT/alloc.yaml" <<YAML
+  - name: c
+    protocol: h2c
+    endpoints: [127.0.0.1:$o5, 127.0.0.1:$o6]
 YAML
     if [ -n "$ACCESS_LOG" ]; then
         rm -f "$PWD/$D/access.log"
@@ -194,8 +229,13 @@ YAML
     "$BIN" check --config "$OUT/alloc.yaml" > "$D/check.log" 2>&1 ||
         { echo "sluice check rejects the http config${ACCESS_LOG:+ (ACCESS_LOG needs a sluice that reads accessLog:)}:" >&2
           cat "$D/check.log" >&2; exit 1; }
-    for p in $o1 $o2 $o3 $o4; do
-        until (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do sleep 0.05; done
+    for p in $o1 $o2 $o3 $o4 ${upstream_h2c:+$o5 $o6}; do
+        for _ in $(seq 200); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue 2
+            sleep 0.05
+        done
+        echo "no origin on port $p after 10 s (another process took it?): see $D/" >&2
+        exit 1
     done
     start_sluice "$OUT/alloc.yaml"
     cat > "$D/ab.lua" <<'LUA'
@@ -210,13 +250,12 @@ function init(args)
 end
 function request() n = n + 1; return reqs[(n % 2) + 1] end
 LUA
-    # load NAME -> wrk arguments
-    loads=${LOADS:-ka-64 ka-16k ka-64-ab close-64 h2-64}
     H2_N=${H2_N:-20000}
     wrk_args() {
-        local l=$1 size
-        size=${l#*-}; size=${size%-ab}
-        WA=(-t1 -c"$WRK_CONNS" -H "Host: a.example.com")
+        local l=$1 size host=a.example.com
+        size=${l##*-}; [ "$size" = ab ] && size=${l#*-} && size=${size%-ab}
+        case "$l" in *h2c-up-*) host=c.example.com ;; esac
+        WA=(-t1 -c"$WRK_CONNS" -H "Host: $host")
         case "$l" in close-*) WA+=(-H "Connection: close") ;; esac
         case "$l" in *-ab) WA+=(-s "$D/ab.lua") ;; esac
         URL="$scheme://127.0.0.1:$port/$size.bin"
@@ -228,13 +267,17 @@ LUA
         ka-64-ab) echo "keep-alive, 64 B, Host a/b alternating" ;;
         close-64) echo "Connection: close, 64 B (one connection per request)" ;;
         h2-64) echo "HTTP/2, 64 B, $WRK_CONNS connections × 10 streams" ;;
+        h2c-up-64) echo "keep-alive, 64 B, Host c: HTTP/2 (h2c) to the endpoints" ;;
+        h2-h2c-up-64) echo "HTTP/2, 64 B, $WRK_CONNS connections × 10 streams, Host c: h2c to the endpoints" ;;
         esac
     }
     # run_load NAME OUT: the load; its requests and a note of failures in $n and $note.
     run_load() {
         if [ "${1%%-*}" = h2 ]; then
             command -v h2load >/dev/null || { echo "h2-64 needs h2load (apt-get install -y nghttp2-client)" >&2; exit 1; }
-            h2load -t1 -c"$WRK_CONNS" -m10 -n"$3" -H ":authority: a.example.com" "$scheme://127.0.0.1:$port/64.bin" > "$2" 2>&1
+            local authority=a.example.com
+            case "$1" in *h2c-up-*) authority=c.example.com ;; esac
+            h2load -t1 -c"$WRK_CONNS" -m10 -n"$3" -H ":authority: $authority" "$scheme://127.0.0.1:$port/64.bin" > "$2" 2>&1
             n=$(awk '/^requests:/ {print $8}' "$2")
             local failed
             failed=$(awk '/^requests:/ {print $10 + $12}' "$2")
@@ -268,6 +311,12 @@ LUA
     for l in $loads; do
         run_load "$l" /dev/null "$([ "${l%%-*}" = h2 ] && echo 2000 || echo 1s)"
     done
+    # The loop reports nghttp2's count only once a client has spoken HTTP/2 to it
+    # (Loop+Control's report): a few h2c requests make sure it does.
+    if [ -n "$upstream_h2c" ]; then
+        command -v h2load >/dev/null || { echo "the h2c-up loads need h2load (apt-get install -y nghttp2-client)" >&2; exit 1; }
+        h2load -t1 -c1 -n10 -H ":authority: c.example.com" "http://127.0.0.1:$port/64.bin" > /dev/null 2>&1
+    fi
     c_start=$(count)
     rows=()
     for l in $loads; do

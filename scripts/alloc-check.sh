@@ -41,11 +41,15 @@ count() {
     fi
 }
 count tcp MODE=tcp SHORT=5000 BULK=256
-count http MODE=http SECS=2 WRK_CONNS=4
+count http MODE=http SECS=2 WRK_CONNS=4 LOADS="ka-64 ka-16k ka-64-ab close-64 h2-64"
 count https MODE=https SECS=2 WRK_CONNS=4 LOADS="ka-64 close-64 h2-64"
+# HTTP/2 to endpoints (a service with protocol h2c, nghttpd origins), each load in a process
+# of its own: its buffer pools start from that load's own peak.
+count http-h2c MODE=http SECS=2 WRK_CONNS=4 LOADS="h2c-up-64"
+count http-h2-h2c MODE=http SECS=2 WRK_CONNS=4 LOADS="h2-h2c-up-64"
 echo "counted in $((SECONDS - started)) s"
 
-cat "$out"/{tcp,http,https}.txt | grep '^alloc-result:' > "$out/results" || true
+cat "$out"/{tcp,http,https,http-h2c,http-h2-h2c}.txt | grep '^alloc-result:' > "$out/results" || true
 python3 - "$thresholds" "$out/results" "$failed" <<'PY'
 import sys
 

@@ -6,14 +6,15 @@ set -euo pipefail
 
 packages=(liburing-dev libssl-dev libnghttp2-dev pkg-config curl wrk openssl python3 python3-pip)
 # SLUICE_TESTS=1 (scripts/test.sh): prometheus (promtool and a server) and chromium, for the
-# admin listener's metrics and stats page tests, nginx, the origin of the allocation
-# check (scripts/alloc-check.sh), and libseccomp-dev, for the seccomp loader the seccomp
-# profile tests build; the demo does not need them.
+# admin listener's metrics and stats page tests, nginx and nghttp2-server (nghttpd), the
+# HTTP/1.1 and h2c origins of the allocation check (scripts/alloc-check.sh), and
+# libseccomp-dev, for the seccomp loader the seccomp profile tests build; the demo does not
+# need them.
 if [ "${SLUICE_TESTS:-0}" = 1 ]; then
-    packages+=(prometheus chromium nginx libseccomp-dev nghttp2-client)
+    packages+=(prometheus chromium nginx libseccomp-dev nghttp2-client nghttp2-server)
 fi
 if [ "${SLUICE_PERF:-0}" = 1 ]; then
-    packages+=(haproxy nginx wrk iperf3 nghttp2-client linux-perf valgrind)
+    packages+=(haproxy nginx wrk iperf3 nghttp2-client nghttp2-server linux-perf valgrind)
 fi
 
 missing=()
