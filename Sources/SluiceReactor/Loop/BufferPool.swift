@@ -5,7 +5,10 @@ struct BufferPool: ~Copyable {
     let bufferSize: Int
     let maxIdle: Int
     private var blocks: [UnsafeMutableRawPointer?] = []
-    private var freeList: [Int32] = []
+    /// Released indices whose block is kept (at most `maxIdle`), and those whose block was
+    /// freed: a block is allocated again only when no kept one is left.
+    private var idle: [Int32] = []
+    private var emptied: [Int32] = []
 
     init(bufferSize: Int, maxIdle: Int = 256) {
         self.bufferSize = bufferSize
@@ -18,10 +21,9 @@ struct BufferPool: ~Copyable {
 
     /// A buffer index; allocates a block when none is idle (rare: copy mode is the fallback).
     mutating func acquire() -> Int32 {
-        if let index = freeList.popLast() {
-            if blocks[Int(index)] == nil {
-                blocks[Int(index)] = .allocate(byteCount: bufferSize, alignment: 64)
-            }
+        if let index = idle.popLast() { return index }
+        if let index = emptied.popLast() {
+            blocks[Int(index)] = .allocate(byteCount: bufferSize, alignment: 64)
             return index
         }
         blocks.append(.allocate(byteCount: bufferSize, alignment: 64))
@@ -29,11 +31,13 @@ struct BufferPool: ~Copyable {
     }
 
     mutating func release(_ index: Int32) {
-        if freeList.count >= maxIdle {
+        if idle.count >= maxIdle {
             blocks[Int(index)]?.deallocate()
             blocks[Int(index)] = nil
+            emptied.append(index)
+        } else {
+            idle.append(index)
         }
-        freeList.append(index)
     }
 
     // SAFETY: `index` is a block acquired and not yet released; its holder alone writes it.

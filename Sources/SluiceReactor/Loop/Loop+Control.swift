@@ -22,7 +22,7 @@ extension Loop {
                     "loop \(index): live=\(table.live) pipes_in_use=\(pipes.inUse) pipes_created=\(pipes.created) pipe_size_failures=\(pipes.setSizeFailures) \(countersWithDriver.summary)"
                 )
                 if let uring = driver.uring { logger.info("loop \(index): \(uring.describe())") }
-                if counters.h2Sessions > 0 {
+                if counters.h2Sessions > 0 || counters.h2UpstreamSessions > 0 {
                     // libnghttp2's allocations go through its counting allocator (every loop).
                     logger.info(
                         "loop \(index): nghttp2_allocations=\(HTTP2Session.totalAllocations) nghttp2_frees=\(HTTP2Session.totalFrees) nghttp2_calls=\(HTTP2Session.totalRequests)"
