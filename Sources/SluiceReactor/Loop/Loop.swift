@@ -167,7 +167,9 @@ final class Loop: @unchecked Sendable {
         pipes = PipePool(pipeSize: snapshot.tuning.pipeSize, maxIdle: snapshot.tuning.pipePoolSize)
         buffers = BufferPool(bufferSize: snapshot.tuning.copyBufferSize)
         httpBuffers = BufferPool(bufferSize: Int(Self.httpBufferSize))
-        streamBuffers = BufferPool(bufferSize: Int(Self.streamBufferSize), maxIdle: 64)
+        // A stream to an h2c service holds two (its client's inbound, its endpoint's): 128
+        // kept cover 64 such streams in flight per loop without allocating again.
+        streamBuffers = BufferPool(bufferSize: Int(Self.streamBufferSize), maxIdle: 128)
         peekBuffers = BufferPool(bufferSize: Int(Self.peekBufferSize), maxIdle: 1024)
         pool = UpstreamPool(capacity: 4096)
         pool.resize(endpoints: snapshot.endpoints.count, perEndpoint: snapshot.limits.upstreamIdlePerEndpoint)
