@@ -29,8 +29,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import pytest, kubernetes_validate, h2' 2>/dev/null; then
-    echo "setup: installing pytest, kubernetes-validate and h2"
+if ! python3 -c 'import pytest, kubernetes_validate, h2, grpc' 2>/dev/null; then
+    echo "setup: installing pytest, kubernetes-validate, h2 and grpcio"
     python3 -m pip install -q -r "$(dirname "$0")/../Tests/Integration/requirements.txt" \
         || python3 -m pip install -q --break-system-packages -r "$(dirname "$0")/../Tests/Integration/requirements.txt"
 fi
