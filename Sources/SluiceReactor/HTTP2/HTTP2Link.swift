@@ -156,10 +156,9 @@ struct HTTP2UpstreamLink: BitwiseCopyable {
     var endStage: UInt8 = 0
     /// END_STREAM came from the endpoint: `inbound` holds the rest of the response.
     var ended = false
-    /// The stream (or its connection) failed before the response ended; `refused` when the
-    /// endpoint processed nothing of it (REFUSED_STREAM, a GOAWAY below it, a failed connect).
+    /// The stream (or its connection) failed before the response ended; `timedOut` when it
+    /// was the connect that timed out.
     var failed = false
-    var refused = false
     var timedOut = false
     /// Request body bytes for DATA frames, and how the request body is framed upstream.
     var outbound = HTTPExchange.Queue()

@@ -269,8 +269,7 @@ extension Loop {
     /// error): counted, and closed; its streams fail (`endUpstreamSession`).
     func failUpstreamSession(_ slot: Int32, timedOut: Bool) {
         counters.h2UpstreamFailures += 1
-        if timedOut { exchange(slot).pointee.h2.failed = true }
-        closeUpstreamSession(slot, abort: true)
+        closeUpstreamSession(slot, abort: true, connectTimedOut: timedOut)
     }
 
     /// The session's one timer: the connect timeout until connected, then the idle limit
@@ -309,13 +308,12 @@ extension Loop {
 
     /// Frees the session slot: its exchanges' streams fail (they are woken to see it), the
     /// session is filed out and released, the socket closed. Not counted as a client
-    /// connection.
-    func closeUpstreamSession(_ slot: Int32, abort: Bool) {
+    /// connection. `connectTimedOut`: the waiting exchanges fail as a connect timeout.
+    func closeUpstreamSession(_ slot: Int32, abort: Bool, connectTimedOut: Bool = false) {
         let c = table.pointer(slot)
         let e = exchange(slot)
         timers.cancel(slot)
         let connected = e.pointee.h2.connected
-        let timedOut = e.pointee.h2.failed
         var stream = e.pointee.h2.firstStream
         while stream >= 0 {
             let link = exchange(stream).pointee.up2
@@ -325,9 +323,7 @@ extension Loop {
             exchange(stream).pointee.up2.prev = -1
             if !link.ended {
                 exchange(stream).pointee.up2.failed = true
-                // Nothing of a request reached an endpoint it never connected to.
-                exchange(stream).pointee.up2.refused = !connected || link.stream == 0
-                exchange(stream).pointee.up2.timedOut = timedOut && !connected
+                exchange(stream).pointee.up2.timedOut = connectTimedOut && !connected
                 if connected && link.stream != 0 { counters.h2UpstreamResets += 1 }
             }
             wakeUp(stream)

@@ -534,14 +534,13 @@ extension Loop {
     }
 
     /// nghttp2 closed the stream: after the response's end it is done; before, it failed
-    /// (`refused` for REFUSED_STREAM, which a GOAWAY below the stream also gives).
+    /// (reset by the endpoint, or REFUSED_STREAM, which a GOAWAY below the stream also gives).
     func upstreamStreamClosed(_ session: HTTP2Session, stream: Int32, errorCode: UInt32) {
         guard let slot = upstreamStreamSlot(session, stream) else { return }
         let e = exchange(slot)
         unlinkStream(upstream: slot)
         if !e.pointee.up2.ended || !e.pointee.up2.finalHead {
             e.pointee.up2.failed = true
-            e.pointee.up2.refused = errorCode == 0x7
             counters.h2UpstreamResets += 1
         }
         wakeUp(slot)
