@@ -472,6 +472,120 @@ int sluice_tls_ctx_settings(void *ctx, size_t certificate, uint64_t *options, ui
     return 0;
 }
 
+// MARK: - Client contexts (TLS to endpoints)
+
+// The PEM certificates in `path` added to `store`; how many, or -1 with `err` set.
+static int load_trust(X509_STORE *store, const char *path, char *err, size_t errlen) {
+    size_t length = 0;
+    char *bytes = read_file(path, &length);
+    if (bytes == NULL) {
+        set_error(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    BIO *bio = BIO_new_mem_buf(bytes, (int)length);
+    int count = 0;
+    for (X509 *cert; bio != NULL && (cert = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL)) != NULL;) {
+        int added = X509_STORE_add_cert(store, cert);
+        X509_free(cert);
+        if (!added) {
+            // The same certificate twice in a bundle is harmless.
+            unsigned long code = ERR_peek_last_error();
+            if (ERR_GET_REASON(code) != X509_R_CERT_ALREADY_IN_HASH_TABLE) break;
+        }
+        ERR_clear_error();
+        count++;
+    }
+    ERR_clear_error();
+    BIO_free(bio);
+    free(bytes);
+    if (count == 0) {
+        set_error(err, errlen, "'%s' holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)%s", path, "");
+        return -1;
+    }
+    return count;
+}
+
+void *sluice_tls_client_ctx_new(const char *ca_path, int verify, const char *cert_path, const char *key_path,
+                                char *err, size_t errlen) {
+    char reason[200];
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        openssl_reason(reason, sizeof(reason), "cannot create an SSL_CTX");
+        set_error(err, errlen, "%s%s", reason, "");
+        return NULL;
+    }
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) || !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
+        !SSL_CTX_set_cipher_list(ctx, sluice_tls12_ciphers) || !SSL_CTX_set1_groups_list(ctx, sluice_groups)) {
+        openssl_reason(reason, sizeof(reason), "cannot set the protocol versions, ciphers or groups");
+        set_error(err, errlen, "%s%s", reason, "");
+        goto fail;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    static const unsigned char h2_only[] = {2, 'h', '2'};
+    if (SSL_CTX_set_alpn_protos(ctx, h2_only, sizeof(h2_only)) != 0) {
+        openssl_reason(reason, sizeof(reason), "cannot set ALPN");
+        set_error(err, errlen, "%s%s", reason, "");
+        goto fail;
+    }
+    if (verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        if (ca_path != NULL) {
+            if (load_trust(SSL_CTX_get_cert_store(ctx), ca_path, err, errlen) < 0) goto fail;
+        } else if (!SSL_CTX_set_default_verify_paths(ctx)) {
+            openssl_reason(reason, sizeof(reason), "cannot load the system's trust store");
+            set_error(err, errlen, "%s%s", reason, "");
+            goto fail;
+        }
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    }
+    if (cert_path != NULL && key_path != NULL) {
+        SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+        FILE *probe = fopen(cert_path, "rb");
+        if (probe == NULL) {
+            set_error(err, errlen, "cannot read '%s': %s", cert_path, strerror(errno));
+            goto fail;
+        }
+        fclose(probe);
+        if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
+            ERR_clear_error();
+            set_error(err, errlen, "'%s' holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)%s", cert_path,
+                      "");
+            goto fail;
+        }
+        probe = fopen(key_path, "rb");
+        if (probe == NULL) {
+            set_error(err, errlen, "cannot read '%s': %s", key_path, strerror(errno));
+            goto fail;
+        }
+        fclose(probe);
+        if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
+            // OpenSSL checks the key against the certificate as it installs it.
+            int mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+            ERR_clear_error();
+            if (mismatch) {
+                set_error(err, errlen, "the key in '%s' does not match the certificate in '%s'", key_path, cert_path);
+            } else {
+                set_error(err, errlen, "'%s' holds no unencrypted PEM private key%s", key_path, "");
+            }
+            goto fail;
+        }
+        if (SSL_CTX_check_private_key(ctx) != 1) {
+            ERR_clear_error();
+            set_error(err, errlen, "the key in '%s' does not match the certificate in '%s'", key_path, cert_path);
+            goto fail;
+        }
+    }
+    ERR_clear_error();
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return NULL;
+}
+
 // MARK: - Test support
 
 struct server_run {

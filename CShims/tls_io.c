@@ -1,7 +1,9 @@
 // Per-connection TLS sessions for termination: see sluice_tls_io.h.
 #include "sluice_tls_io.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 static int transport_create(BIO *bio) {
     BIO_set_init(bio, 1);
@@ -224,9 +227,10 @@ static struct memory_transport *memory_of(void *p) {
     return BIO_get_data(bio);
 }
 
-void *sluice_tls_memory_session_new(void *ctx, const void *prefix, size_t prefix_len) {
+// A memory transport holding `prefix` as its first input, as a BIO; NULL when out of memory.
+static BIO *memory_bio(const void *prefix, size_t prefix_len) {
     pthread_once(&memory_once, memory_method_init);
-    if (memory_method == NULL || ctx == NULL) return NULL;
+    if (memory_method == NULL) return NULL;
     struct memory_transport *t = calloc(1, sizeof *t);
     if (t == NULL) return NULL;
     if (prefix_len > 0) {
@@ -246,7 +250,58 @@ void *sluice_tls_memory_session_new(void *ctx, const void *prefix, size_t prefix
         return NULL;
     }
     BIO_set_data(bio, t);
-    return server_session((SSL_CTX *)ctx, bio);
+    return bio;
+}
+
+void *sluice_tls_memory_session_new(void *ctx, const void *prefix, size_t prefix_len) {
+    if (ctx == NULL) return NULL;
+    BIO *bio = memory_bio(prefix, prefix_len);
+    return bio == NULL ? NULL : server_session((SSL_CTX *)ctx, bio);
+}
+
+void *sluice_tls_memory_client_session_new(void *ctx, const char *server_name, int check_name) {
+    if (ctx == NULL) return NULL;
+    BIO *bio = memory_bio(NULL, 0);
+    if (bio == NULL) return NULL;
+    SSL *ssl = SSL_new((SSL_CTX *)ctx);
+    if (ssl == NULL) {
+        BIO_free(bio);
+        return NULL;
+    }
+    SSL_set_bio(ssl, bio, bio);
+    SSL_set_connect_state(ssl);
+    SSL_set_read_ahead(ssl, 1);
+    SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    if (server_name != NULL && server_name[0] != 0) {
+        unsigned char address[16];
+        int literal = inet_pton(AF_INET, server_name, address) == 1 || inet_pton(AF_INET6, server_name, address) == 1;
+        int ok = 1;
+        if (literal) {
+            // No SNI for an address (RFC 6066 §3); the certificate must carry it as an IP SAN.
+            if (check_name) ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name);
+        } else {
+            ok = SSL_set_tlsext_host_name(ssl, server_name);
+            if (ok && check_name) {
+                SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+                ok = SSL_set1_host(ssl, server_name);
+            }
+        }
+        if (!ok) {
+            ERR_clear_error();
+            SSL_free(ssl);
+            return NULL;
+        }
+    }
+    return ssl;
+}
+
+int sluice_tls_verify_failure(const void *p, char *buf, size_t len) {
+    long result = SSL_get_verify_result((const SSL *)p);
+    if (result == X509_V_OK) return 0;
+    if (len > 0) snprintf(buf, len, "%s", X509_verify_cert_error_string(result));
+    return 1;
 }
 
 size_t sluice_tls_input_room(void *p, void **where) {

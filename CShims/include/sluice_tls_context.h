@@ -44,6 +44,15 @@ extern const uint64_t SLUICE_SSL_OP_CIPHER_SERVER_PREFERENCE, SLUICE_SSL_OP_PRIO
 // contexts) keep them alive; the last reference frees everything.
 void sluice_tls_ctx_free(void *ctx);
 
+// A client context for TLS to endpoints: TLS 1.2–1.3, the same ciphers and groups, ALPN h2
+// offered alone, no renegotiation. With `verify`, the endpoint's chain must lead to a
+// certificate in `ca_path` (a PEM bundle; NULL: the system's trust store); without, nothing
+// is checked. `cert_path` and `key_path` (both or neither) are the client certificate sent
+// when an endpoint asks for one. NULL with `err` set (naming the file) on failure. Freed with
+// sluice_tls_ctx_free; sessions keep it alive.
+void *sluice_tls_client_ctx_new(const char *ca_path, int verify, const char *cert_path, const char *key_path,
+                                char *err, size_t errlen);
+
 // Test support: one handshake over a socketpair between `server_ctx` (a blocking
 // SSL_accept on a thread of its own) and an OpenSSL client offering `servername` (NULL:
 // no SNI) and `alpn_csv` (e.g. "h2,http/1.1"; NULL: no ALPN), limited to `max_version`

@@ -41,6 +41,14 @@ int sluice_tls_take_error(void);
 // everything OpenSSL writes waits in `sluice_tls_output` until the caller sent it (WANT_WRITE
 // means the output is full: send some, then call again).
 void *sluice_tls_memory_session_new(void *ctx, const void *prefix, size_t prefix_len);
+/// A client session over the memory transport, from a context of sluice_tls_client_ctx_new.
+/// `server_name` (NULL or "": none) goes out as SNI (not for an IP address); with
+/// `check_name`, the endpoint's certificate must carry it (DNS SAN, or IP SAN for an
+/// address; no partial wildcards). NULL when out of memory.
+void *sluice_tls_memory_client_session_new(void *ctx, const char *server_name, int check_name);
+/// After a failed handshake: 1 with the reason in `buf` when the endpoint's certificate did
+/// not verify, else 0.
+int sluice_tls_verify_failure(const void *ssl, char *buf, size_t len);
 /// Room for ciphertext from the peer, at `*where` (allocated on first use); 0 when full.
 size_t sluice_tls_input_room(void *ssl, void **where);
 /// `count` bytes were put at the place `sluice_tls_input_room` gave.

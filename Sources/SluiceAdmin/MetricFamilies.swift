@@ -287,7 +287,7 @@ enum Families {
         "HTTP/2 connections ended with ENHANCE_YOUR_CALM: too many resets, control frames or empty frames.")
     static let h2UpstreamSessions = FamilyInfo(
         "sluice_http2_upstream_connections", .counter,
-        "HTTP/2 connections opened to endpoints (services with protocol h2c).")
+        "HTTP/2 connections opened to endpoints (services with protocol h2c or h2).")
     static let h2UpstreamStreams = FamilyInfo(
         "sluice_http2_upstream_streams", .counter, "Requests sent to endpoints as HTTP/2 streams.")
     static let h2UpstreamResets = FamilyInfo(
@@ -296,6 +296,13 @@ enum Families {
     static let h2UpstreamFailures = FamilyInfo(
         "sluice_http2_upstream_connection_failures", .counter,
         "HTTP/2 connections to endpoints that failed: connect refused or timed out, lost, or a protocol error.")
+    static let h2UpstreamTLSHandshakes = FamilyInfo(
+        "sluice_http2_upstream_tls_handshakes", .counter,
+        "TLS handshakes completed with endpoints (services with protocol h2).")
+    static let h2UpstreamTLSFailures = FamilyInfo(
+        "sluice_http2_upstream_tls_failures", .counter,
+        "TLS handshakes with endpoints that failed, by reason: the certificate did not verify, the endpoint did not select ALPN h2, or another handshake failure."
+    )
     static let kubeWatchUp = FamilyInfo(
         "sluice_kube_watch_up", .gauge, "1 while the watch of the resource streams, else 0 (listing, backing off).")
     static let kubeLastSync = FamilyInfo(

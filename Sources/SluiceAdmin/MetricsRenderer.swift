@@ -112,6 +112,15 @@ public struct MetricsRenderer {
         single(Families.h2UpstreamStreams, metrics.counters.h2UpstreamStreams)
         single(Families.h2UpstreamResets, metrics.counters.h2UpstreamResets)
         single(Families.h2UpstreamFailures, metrics.counters.h2UpstreamFailures)
+        single(Families.h2UpstreamTLSHandshakes, metrics.counters.h2UpstreamTLSHandshakes)
+        header(Families.h2UpstreamTLSFailures)
+        out.write("sluice_http2_upstream_tls_failures_total{reason=\"certificate\"} ")
+        out.write(decimal: metrics.counters.h2UpstreamTLSVerifyFailures)
+        out.write("\nsluice_http2_upstream_tls_failures_total{reason=\"alpn\"} ")
+        out.write(decimal: metrics.counters.h2UpstreamTLSALPNFailures)
+        out.write("\nsluice_http2_upstream_tls_failures_total{reason=\"handshake\"} ")
+        out.write(decimal: metrics.counters.h2UpstreamTLSOtherFailures)
+        out.write("\n")
         guard let kube = process.kube else { return }
         header(Families.kubeWatchUp)
         for watch in kube.watches {

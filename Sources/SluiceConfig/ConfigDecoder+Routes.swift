@@ -13,6 +13,7 @@ extension ConfigDecoder {
         var cookieName: [UInt8]?
         var proxyProtocol: ProxyVersion?
         var upstreamProtocol: UpstreamProtocol = .http1
+        var upstreamTLS: UpstreamTLS? = nil
     }
 
     /// What the `services` section yielded: the entries that passed, and whether every entry
@@ -31,7 +32,7 @@ extension ConfigDecoder {
         var firstIndexByName: [String: Int] = [:]
         for (index, item) in items.enumerated() {
             let path = "services[\(index)]"
-            let known = ["name", "algorithm", "endpoints", "cookie", "proxyProtocol", "protocol"]
+            let known = ["name", "algorithm", "endpoints", "cookie", "proxyProtocol", "protocol", "tls"]
             guard let entry = fields(item, path: path, known: known) else {
                 table.allNamed = false
                 continue
@@ -58,28 +59,23 @@ extension ConfigDecoder {
             let upstreamProtocol = entry["protocol"].flatMap {
                 self.upstreamProtocol($0, path: "\(path).protocol")
             }
+            let upstreamTLS = self.upstreamTLS(entry, path: path, protocol: upstreamProtocol)
             if let name {
                 table.entries.append(
                     ServiceEntry(
                         name: name, algorithm: algorithm ?? .roundrobin, endpoints: endpoints, cookieName: cookieName,
-                        proxyProtocol: proxyProtocol, upstreamProtocol: upstreamProtocol ?? .http1))
+                        proxyProtocol: proxyProtocol, upstreamProtocol: upstreamProtocol ?? .http1,
+                        upstreamTLS: upstreamTLS))
             }
         }
         return table
     }
 
-    /// A service's `protocol`: the HTTP version its endpoints speak (`http/1.1`, `h2c`).
+    /// A service's `protocol`: the HTTP version its endpoints speak (`http/1.1`, `h2c`, `h2`).
     mutating func upstreamProtocol(_ node: Node, path: String) -> UpstreamProtocol? {
         guard let text = string(node, path: path) else { return nil }
         if let value = UpstreamProtocol(rawValue: text) { return value }
         let allowed = UpstreamProtocol.allCases.map(\.rawValue).joined(separator: ", ")
-        if text == "h2" {
-            report(
-                path, at: node,
-                "'h2' (HTTP/2 over TLS to the endpoints) is not available: endpoints are reached over plain TCP; "
-                    + "use 'h2c' (HTTP/2 with prior knowledge) (expected one of: \(allowed))")
-            return nil
-        }
         report(path, at: node, "unknown protocol '\(text)' (expected one of: \(allowed))")
         return nil
     }
@@ -243,6 +239,7 @@ extension ConfigDecoder {
                     name: entry.name, algorithm: entry.algorithm, endpoints: start..<endpoints.count,
                     cookieName: entry.cookieName, proxyProtocol: entry.proxyProtocol))
             services[services.count - 1].upstreamProtocol = entry.upstreamProtocol
+            services[services.count - 1].upstreamTLS = entry.upstreamTLS
         }
         return RoutingSnapshot(
             generation: generation, listeners: listeners.listeners, services: services, endpoints: endpoints,

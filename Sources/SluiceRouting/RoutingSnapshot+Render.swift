@@ -39,6 +39,7 @@ extension RoutingSnapshot {
             if let cookie = service.cookieName { algorithm += "(\(String(decoding: cookie, as: UTF8.self)))" }
             if let version = service.proxyProtocol { algorithm += "  proxyProtocol \(version.rawValue)" }
             if service.upstreamProtocol != .http1 { algorithm += "  protocol \(service.upstreamProtocol.rawValue)" }
+            if let tls = service.upstreamTLS { algorithm += "  \(tls)" }
             lines.append("  \(service.name)  \(algorithm)  \(service.endpoints.count) endpoint(s)")
             for index in service.endpoints {
                 lines.append("    \(endpoints[index].address)")

@@ -198,6 +198,8 @@ public struct Service: Sendable, Hashable {
     /// How HTTP requests reach the endpoints: HTTP/1.1 (one request per pooled connection),
     /// or HTTP/2 streams multiplexed over a few connections per endpoint.
     public var upstreamProtocol: UpstreamProtocol = .http1
+    /// `protocol: h2`: how its endpoints' TLS is spoken and checked; nil otherwise.
+    public var upstreamTLS: UpstreamTLS? = nil
 
     public static let defaultCookieName: [UInt8] = Array("SLUICE".utf8)
     /// The longest cookie name a configuration may give (browsers keep name and value within
@@ -225,6 +227,8 @@ public enum UpstreamProtocol: String, Sendable, CaseIterable {
     /// HTTP/2 with prior knowledge over plain TCP (RFC 9113 §3.3): streams multiplexed over
     /// a few connections per endpoint; needed by gRPC.
     case h2c
+    /// HTTP/2 over TLS (ALPN h2) to the endpoints, checked as `Service.upstreamTLS` says.
+    case h2
 }
 
 /// The PROXY protocol header a service's endpoints expect (haproxy.org, proxy-protocol.txt).

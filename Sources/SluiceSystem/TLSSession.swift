@@ -84,6 +84,32 @@ public enum TLSSession {
         return OpaquePointer(session)
     }
 
+    /// A client session over memory, from a client context (`TLSContextBuilder.buildClient`),
+    /// for TLS to an endpoint: `serverName` goes out as SNI (not for an IP address) and, with
+    /// `checkName`, the endpoint's certificate must carry it. Nil when out of memory.
+    public static func makeClient(context: OpaquePointer, serverName: String?, checkName: Bool) -> OpaquePointer? {
+        let session: UnsafeMutableRawPointer?
+        if let serverName {
+            session = serverName.withCString {
+                sluice_tls_memory_client_session_new(UnsafeMutableRawPointer(context), $0, checkName ? 1 : 0)
+            }
+        } else {
+            session = sluice_tls_memory_client_session_new(UnsafeMutableRawPointer(context), nil, 0)
+        }
+        return session.map(OpaquePointer.init)
+    }
+
+    /// After a failed client handshake: why the endpoint's certificate did not verify, or nil
+    /// when it did (or was not checked).
+    public static func verifyFailure(_ session: OpaquePointer) -> String? {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 256) { buffer in
+            guard sluice_tls_verify_failure(UnsafeRawPointer(session), buffer.baseAddress, 256) == 1 else {
+                return nil
+            }
+            return String(cString: buffer.baseAddress!)
+        }
+    }
+
     /// ALPN offers `h2` before `http/1.1` on this session; call before its handshake. False
     /// when OpenSSL could not record it (the session then offers http/1.1 only).
     public static func offerHTTP2(_ session: OpaquePointer) -> Bool {

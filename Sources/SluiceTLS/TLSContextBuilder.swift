@@ -34,6 +34,35 @@ public enum TLSContextBuilder {
             release: { sluice_tls_ctx_free(UnsafeMutableRawPointer($0)) })
     }
 
+    /// A client context for TLS to a service's endpoints, offering ALPN `h2`: the chain is
+    /// checked against `ca` (a PEM bundle; nil: the system's trust store) when `verify`, and
+    /// `certificate` is sent when an endpoint asks for one.
+    ///
+    /// Throws with the reason, naming the file, when a file cannot be read or holds no PEM
+    /// certificate or key, or the key does not match. Blocks on file I/O (control thread).
+    public static func buildClient(ca: String?, verify: Bool, certificate: TLSCertificateFiles?) throws(TLSSetupError)
+        -> TLSContextHandle
+    {
+        var reason = [CChar](repeating: 0, count: 512)
+        guard
+            let context = sluice_tls_client_ctx_new(
+                ca, verify ? 1 : 0, certificate?.cert, certificate?.key, &reason, reason.count)
+        else {
+            let text = text(reason)
+            let field: TLSSetupError.Field =
+                certificate.map { files in
+                    if text.contains("'\(files.key)'") { return .key }
+                    return text.contains("'\(files.cert)'") ? .cert : .ca
+                } ?? .ca
+            throw TLSSetupError(index: -1, field: field, reason: text)
+        }
+        let checked = verify ? "verified against \(ca ?? "the system's trust store")" : "not verified"
+        return TLSContextHandle(
+            pointer: OpaquePointer(context),
+            summary: certificate.map { "\(checked), client certificate \($0.cert)" } ?? checked,
+            release: { sluice_tls_ctx_free(UnsafeMutableRawPointer($0)) })
+    }
+
     /// The names each certificate of `context` answers to, in the order they were given.
     public static func certificateNames(_ context: OpaquePointer) -> [[String]] {
         let raw = UnsafeMutableRawPointer(context)

@@ -5,6 +5,8 @@ public struct TLSSetupError: Error, Sendable, Hashable, CustomStringConvertible 
     public enum Field: String, Sendable, Hashable {
         case cert
         case key
+        /// A client context's trust bundle.
+        case ca
     }
 
     /// Index into the certificates given to `TLSContextBuilder.build`; -1 when the problem is

@@ -50,6 +50,10 @@
                  counts streams opened more than 0.2 s after the first one.
                  ``close_connections()`` sends GOAWAY and closes every open connection.
 
+                 ``tls``: an ``ssl.SSLContext`` (``h2_tls_context``): connections are TLS
+                 with ALPN h2; ``tls_seen`` lists per handshake the SNI, ALPN and the client
+                 certificate's subject CN, ``tls_failures`` the handshakes that failed.
+
                  ``conn_count()`` TCP connections accepted, ``max_concurrent`` the most streams
                  open at once on one connection (``max_concurrent_settled``: counted when a
                  stream opens after the client acknowledged our SETTINGS),
@@ -65,6 +69,7 @@ import json
 import os
 import select
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -317,12 +322,38 @@ class _ConnState:
         self.wake_r, self.wake_w = os.pipe()
 
 
+def h2_tls_context(cert: str, key: str, client_ca: Optional[str] = None,
+                   alpn: Tuple[str, ...] = ("h2",)) -> ssl.SSLContext:
+    """A server context for ``H2Backend(tls=...)``: the certificate, ALPN ``alpn``, and with
+    ``client_ca`` a client certificate signed by it is required."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    if client_ca is not None:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(client_ca)
+
+    def on_sni(sslobj, name, _ctx):
+        seen = getattr(sslobj, "_sni_seen", None)
+        if seen is not None:
+            seen[0] = name
+        return None
+
+    ctx.sni_callback = on_sni
+    return ctx
+
+
 class H2Backend:
     _conn_ids = itertools.count(1)
 
     def __init__(self, name: str, host: str = "127.0.0.1", window: int = 16 << 20,
-                 goaway_after: Optional[int] = None, max_streams: int = 1000):
+                 goaway_after: Optional[int] = None, max_streams: int = 1000,
+                 tls: Optional[ssl.SSLContext] = None):
         self.name = name
+        self.tls = tls
+        self.tls_seen: List[dict] = []
+        self.tls_failures: List[str] = []
         self.max_streams = max_streams
         self.resets_received: List[Tuple[int, int, int]] = []   # (conn, stream, code)
         self.goaways_received: List[Tuple[int, int, int]] = []  # (conn, code, last stream)
@@ -425,6 +456,24 @@ class H2Backend:
             self._live[cid] = st
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls is not None:
+                sni: List[Optional[str]] = [None]
+                sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                sock._sni_seen = sni  # read by h2_tls_context's callback
+                try:
+                    sock.settimeout(10)
+                    sock.do_handshake()
+                    sock.settimeout(None)
+                except (ssl.SSLError, OSError) as exc:
+                    with self.cond:
+                        self.tls_failures.append(repr(exc))
+                    return
+                peer = sock.getpeercert()
+                subject = dict(x[0] for x in peer.get("subject", ())) if peer else {}
+                with self.cond:
+                    self.tls_seen.append({"sni": sni[0], "alpn": sock.selected_alpn_protocol(),
+                                          "client_cn": subject.get("commonName"),
+                                          "version": sock.version()})
             conn.initiate_connection()
             # pending until the client's ACK, then in force (h2 applies them on the ACK)
             conn.update_settings({
@@ -457,7 +506,10 @@ class H2Backend:
                 waiting = [p.at - now for p in pending.values() if not p.headers_sent]
                 if waiting:
                     timeout = max(0.0, min(min(waiting), timeout))
-                r, _, _ = select.select([sock, st.wake_r], [], [], timeout)
+                if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                    r = [sock]   # decrypted bytes wait in the TLS layer, not the socket
+                else:
+                    r, _, _ = select.select([sock, st.wake_r], [], [], timeout)
                 if st.wake_r in r:
                     os.read(st.wake_r, 64)
                 if sock not in r:

@@ -76,9 +76,32 @@ import Testing
     @Test func anUnknownServiceProtocolNamesTheField() {
         #expect(
             diagnostics(minimal(replacing: 5, with: "  - name: web\n    protocol: spdy")) == [
-                "t.yaml:6:15: services[0].protocol: unknown protocol 'spdy' (expected one of: http/1.1, h2c)"
+                "t.yaml:6:15: services[0].protocol: unknown protocol 'spdy' (expected one of: http/1.1, h2c, h2)"
             ])
-        let h2 = diagnostics(minimal(replacing: 5, with: "  - name: web\n    protocol: h2"))
-        #expect(h2.count == 1 && h2[0].contains("services[0].protocol: 'h2' (HTTP/2 over TLS to the endpoints)"))
+    }
+
+    @Test func aServiceTakesProtocolH2WithTLSSettings() throws {
+        let yaml = Self.http.replacingLine(
+            9, with: "  - name: web\n    protocol: h2\n    tls:\n      serverName: API.internal\n      verify: false")
+        let service = try ConfigLoader.parse(yaml: yaml, file: "t.yaml", generation: 1).snapshot.services[0]
+        #expect(service.upstreamProtocol == .h2)
+        let tls = try #require(service.upstreamTLS)
+        #expect(tls.serverName == "api.internal" && !tls.verify && tls.ca == nil)
+        // The same settings make the same key (connections are shared); others another.
+        let again = try ConfigLoader.parse(yaml: yaml, file: "t.yaml", generation: 2).snapshot.services[0]
+        #expect(again.upstreamTLS?.key == tls.key)
+        let verified = try ConfigLoader.parse(
+            yaml: Self.http.replacingLine(9, with: "  - name: web\n    protocol: h2"), file: "t.yaml", generation: 1
+        ).snapshot.services[0]
+        #expect(verified.upstreamTLS?.verify == true && verified.upstreamTLS?.key != tls.key)
+        #expect(verified.upstreamTLS?.key != 0)
+    }
+
+    @Test func aTLSSectionNeedsProtocolH2() {
+        let found = diagnostics(
+            minimal(replacing: 5, with: "  - name: web\n    protocol: h2c\n    tls:\n      verify: false"))
+        #expect(
+            found.count == 1 && found[0].contains("services[0].tls: TLS to the endpoints is spoken with 'protocol: h2'")
+        )
     }
 }

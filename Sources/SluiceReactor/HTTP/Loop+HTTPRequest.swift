@@ -198,15 +198,14 @@ extension Loop {
         c.pointee.stats.connectMicros = -1
         e.pointee.stats.attached = true
         countOpened(c)
-        if routed(c).services[service].upstreamProtocol == .h2c {
+        if routed(c).services[service].upstreamProtocol != .http1 {
             // A stream on a shared HTTP/2 connection: one already connected is reused
             // (the machine may retry on it, as on a kept connection), else `connectTry`
             // finds or opens one.
             disownParked(c)
             c.pointee.h2Upstream = true
             e.pointee.stats.upstreamH2 = true
-            let address = routedWithEndpoint(c)
-            if let session = findUpstreamSession(address), exchange(session).pointee.h2.connected {
+            if let session = findUpstreamSession(upstreamKey(routed: c)), exchange(session).pointee.h2.connected {
                 linkStream(slot, session)
                 counters.pooledReuses += 1
                 countUpstream(c, .reuses, .reuses)

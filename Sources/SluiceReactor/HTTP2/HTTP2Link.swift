@@ -49,8 +49,13 @@ struct HTTP2Link: BitwiseCopyable {
 
     // MARK: Upstream session slots (`HTTP2Role.upstream`)
 
-    /// The connect completed (requests may be submitted).
+    /// The session is ready: connected, and for TLS the handshake done with ALPN h2
+    /// (requests may be submitted).
     var connected = false
+    /// The TCP connect completed (a TLS session's handshake may run).
+    var tcpConnected = false
+    /// `UpstreamTLS.key` of the services whose streams it carries; 0: h2c.
+    var tlsKey: UInt64 = 0
     /// A GOAWAY went to the endpoint (a drain).
     var sentGoAway = false
     /// The endpoint's address the session is filed under in `Loop.h2Upstreams` (`next`,

@@ -9,12 +9,6 @@ import SluiceWire
 extension Loop {
     // MARK: - Attach and detach
 
-    /// The address of the connection's endpoint, in the snapshot it was routed with.
-    @inline(__always)
-    func routedWithEndpoint(_ c: UnsafeMutablePointer<Connection>) -> SocketAddress {
-        routed(c).endpoints[Int(c.pointee.endpoint)].address
-    }
-
     /// A connect for an exchange whose service speaks HTTP/2: a stream on a session of the
     /// endpoint (connected: the request goes out now; connecting: the exchange waits for it
     /// as for its own connect), or a new session.
@@ -24,12 +18,12 @@ extension Loop {
         c.pointee.toDown.srcHangup = false
         c.pointee.toUp.dstWritable = false
         noteConnectStart(c)
-        let address = routedWithEndpoint(c)
+        let key = upstreamKey(routed: c)
         let session: Int32
-        if let found = findUpstreamSession(address) {
+        if let found = findUpstreamSession(key) {
             session = found
         } else {
-            switch openUpstreamSession(address) {
+            switch openUpstreamSession(key, tls: routed(c).services[Int(c.pointee.service)].upstreamTLS) {
             case .opened(let opened): session = opened
             case .refused: return httpConnectFailed(slot, timedOut: false)
             case .noDescriptors, .failed: return respondError(slot, status: 503, reason: .overLimit)
@@ -318,6 +312,7 @@ extension Loop {
     nonisolated(unsafe) static let pseudoAuthority = staticBytes(":authority")
     nonisolated(unsafe) static let pseudoPath = staticBytes(":path")
     nonisolated(unsafe) static let schemeHTTP = staticBytes("http")
+    nonisolated(unsafe) static let schemeHTTPS = staticBytes("https")
 
     static func staticBytes(_ text: StaticString) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
@@ -344,7 +339,10 @@ extension Loop {
         var count = 0
         h2Fields[count] = HTTP2Session.Field(name: Self.pseudoMethod, value: slice(headBytes, head.methodRange))
         count += 1
-        h2Fields[count] = HTTP2Session.Field(name: Self.pseudoScheme, value: Self.schemeHTTP)
+        // The scheme of the connection to the endpoint (RFC 9113 §8.3.1: the target's).
+        let overTLS = e.pointee.up2.session >= 0 && table.pointer(e.pointee.up2.session).pointee.tls != nil
+        h2Fields[count] = HTTP2Session.Field(
+            name: Self.pseudoScheme, value: overTLS ? Self.schemeHTTPS : Self.schemeHTTP)
         count += 1
         if let host = head.host {
             h2Fields[count] = HTTP2Session.Field(name: Self.pseudoAuthority, value: slice(headBytes, host))

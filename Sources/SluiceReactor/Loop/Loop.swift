@@ -107,7 +107,9 @@ final class Loop: @unchecked Sendable {
     var h2Waking: [(slot: Int32, generation: UInt32)] = []
     /// HTTP/2 to endpoints: the first session slot of each endpoint address (the others
     /// follow through `HTTP2Link.next`), and exchanges to pump once nghttp2 returns.
-    var h2Upstreams: [SocketAddress: Int32] = [:]
+    var h2Upstreams: [UpstreamSessionKey: Int32] = [:]
+    /// When a failed TLS handshake with an endpoint was last logged (at most one per 10 s).
+    var upstreamTLSLoggedAt: Int64 = .min
     var h2UpWake: [(slot: Int32, generation: UInt32)] = []
     var h2UpWaking: [(slot: Int32, generation: UInt32)] = []
     /// nghttp2's blocks, reused by every session of this loop; freed with the loop (a

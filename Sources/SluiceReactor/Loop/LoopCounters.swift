@@ -56,6 +56,13 @@ public struct LoopCounters: Sendable, Equatable {
     public var h2UpstreamStreams = 0
     public var h2UpstreamResets = 0
     public var h2UpstreamFailures = 0
+    /// TLS to endpoints (`protocol: h2`): handshakes completed, and handshakes that failed
+    /// because the certificate did not verify, the endpoint did not select ALPN h2, or for
+    /// another reason (counted in `h2UpstreamFailures` too).
+    public var h2UpstreamTLSHandshakes = 0
+    public var h2UpstreamTLSVerifyFailures = 0
+    public var h2UpstreamTLSALPNFailures = 0
+    public var h2UpstreamTLSOtherFailures = 0
 
     public init() {}
 
@@ -104,6 +111,10 @@ public struct LoopCounters: Sendable, Equatable {
         s.h2UpstreamStreams += b.h2UpstreamStreams
         s.h2UpstreamResets += b.h2UpstreamResets
         s.h2UpstreamFailures += b.h2UpstreamFailures
+        s.h2UpstreamTLSHandshakes += b.h2UpstreamTLSHandshakes
+        s.h2UpstreamTLSVerifyFailures += b.h2UpstreamTLSVerifyFailures
+        s.h2UpstreamTLSALPNFailures += b.h2UpstreamTLSALPNFailures
+        s.h2UpstreamTLSOtherFailures += b.h2UpstreamTLSOtherFailures
         return s
     }
 
@@ -124,5 +135,7 @@ public struct LoopCounters: Sendable, Equatable {
             + " h2_protocol_errors=\(h2ProtocolErrors) h2_floods=\(h2Floods)"
             + " h2_upstream_sessions=\(h2UpstreamSessions) h2_upstream_streams=\(h2UpstreamStreams)"
             + " h2_upstream_resets=\(h2UpstreamResets) h2_upstream_failures=\(h2UpstreamFailures)"
+            + " h2_upstream_tls_handshakes=\(h2UpstreamTLSHandshakes)"
+            + " h2_upstream_tls_failures=\(h2UpstreamTLSVerifyFailures + h2UpstreamTLSALPNFailures + h2UpstreamTLSOtherFailures)"
     }
 }

@@ -118,11 +118,11 @@ extension Loop {
     /// Frees the session (after a close_notify, pushed once, unless aborting), before the
     /// socket closes.
     @inline(__always)
-    func endTLS(_ c: UnsafeMutablePointer<Connection>, abort: Bool) {
+    func endTLS(_ c: UnsafeMutablePointer<Connection>, abort: Bool, side: Side = .downstream) {
         guard let session = c.pointee.tls else { return }
         if !abort {
             TLSSession.shutdown(session)
-            _ = pushTLSOutput(c, session)
+            _ = pushTLSOutput(c, session, side: side)
         }
         TLSSession.free(session)
         c.pointee.tls = nil
@@ -158,17 +158,46 @@ extension Loop {
 
     // MARK: - TLS over memory
 
+    // The socket and readiness flags of the side a TLS session speaks on: the client's
+    // (`downFD`; `toUp.src*`, `toDown.dstWritable`) for termination, the endpoint's (`upFD`;
+    // `toDown.src*`, `toUp.dstWritable`) for an HTTP/2 session to an `h2` service.
+
+    @inline(__always)
+    func tlsSocket(_ c: UnsafeMutablePointer<Connection>, _ side: Side) -> Int32 {
+        side == .downstream ? c.pointee.downFD : c.pointee.upFD
+    }
+
+    @inline(__always)
+    func tlsReadable(_ c: UnsafeMutablePointer<Connection>, _ side: Side) -> Bool {
+        side == .downstream ? c.pointee.toUp.srcReadable : c.pointee.toDown.srcReadable
+    }
+
+    @inline(__always)
+    func tlsHangup(_ c: UnsafeMutablePointer<Connection>, _ side: Side) -> Bool {
+        side == .downstream ? c.pointee.toUp.srcHangup : c.pointee.toDown.srcHangup
+    }
+
+    @inline(__always)
+    func tlsDrained(_ c: UnsafeMutablePointer<Connection>, _ side: Side) {
+        if side == .downstream { c.pointee.toUp.srcReadable = false } else { c.pointee.toDown.srcReadable = false }
+    }
+
+    @inline(__always)
+    func tlsFull(_ c: UnsafeMutablePointer<Connection>, _ side: Side) {
+        if side == .downstream { c.pointee.toDown.dstWritable = false } else { c.pointee.toUp.dstWritable = false }
+    }
+
     /// Plaintext from the session, reading the socket into it as it asks for records. Only
     /// a socket read made by this call tells whether the socket is drained now.
     func receiveTLS(
         _ c: UnsafeMutablePointer<Connection>, _ session: OpaquePointer, into dst: UnsafeMutableRawPointer,
-        count: Int32
+        count: Int32, side: Side = .downstream
     ) -> ReadResult {
         var drained = false
         // Nothing buffered: read the socket first rather than ask the session to hear that
         // it wants input (a TLS read call saved per receive).
-        if c.pointee.toUp.srcReadable && TLSSession.pendingInput(session) == 0 && !TLSSession.hasPending(session) {
-            switch fillTLSInput(c, session) {
+        if tlsReadable(c, side) && TLSSession.pendingInput(session) == 0 && !TLSSession.hasPending(session) {
+            switch fillTLSInput(c, session, side: side) {
             case .bytes(let read): drained = read.drained
             case .wouldBlock: return .wouldBlock
             case .failed(let error): return .failed(error)
@@ -177,34 +206,34 @@ extension Loop {
         while true {
             switch TLSSession.read(session, into: dst, count: Int(count)) {
             case .done(let n):
-                if drained && !c.pointee.toUp.srcHangup && TLSSession.pendingInput(session) == 0
+                if drained && !tlsHangup(c, side) && TLSSession.pendingInput(session) == 0
                     && !TLSSession.hasPending(session)
                 {
-                    c.pointee.toUp.srcReadable = false
+                    tlsDrained(c, side)
                 }
-                countClientIn(c, Int32(n))
+                if side == .downstream { countClientIn(c, Int32(n)) }
                 // Records the session wrote meanwhile (a key update, tickets) go out now.
-                if case .failed(let error) = pushTLSOutput(c, session) { return .failed(error) }
+                if case .failed(let error) = pushTLSOutput(c, session, side: side) { return .failed(error) }
                 return .bytes(Int32(n))
             case .wantRead:
-                if case .failed(let error) = pushTLSOutput(c, session) { return .failed(error) }
-                guard c.pointee.toUp.srcReadable, !drained else {
-                    c.pointee.toUp.srcReadable = false
+                if case .failed(let error) = pushTLSOutput(c, session, side: side) { return .failed(error) }
+                guard tlsReadable(c, side), !drained else {
+                    tlsDrained(c, side)
                     return .wouldBlock
                 }
-                switch fillTLSInput(c, session) {
+                switch fillTLSInput(c, session, side: side) {
                 case .bytes(let n): drained = n.drained
                 case .wouldBlock: return .wouldBlock
                 case .failed(let error): return .failed(error)
                 }
             case .wantWrite:
-                switch pushTLSOutput(c, session) {
+                switch pushTLSOutput(c, session, side: side) {
                 case .bytes: continue
                 case .wouldBlock: return .wouldBlock
                 case .failed(let error): return .failed(error)
                 }
             case .eof:
-                c.pointee.toUp.srcReadable = false
+                tlsDrained(c, side)
                 return .eof
             case .failed:
                 return .failed(TLSSession.takeFailure())
@@ -222,16 +251,18 @@ extension Loop {
 
     /// One socket read into the session's input. The end of stream is passed on (the
     /// session then reports it after what it holds).
-    func fillTLSInput(_ c: UnsafeMutablePointer<Connection>, _ session: OpaquePointer) -> InputFill {
+    func fillTLSInput(_ c: UnsafeMutablePointer<Connection>, _ session: OpaquePointer, side: Side = .downstream)
+        -> InputFill
+    {
         let room = TLSSession.inputRoom(session)
         guard let base = room.baseAddress, room.count > 0 else { return .failed(.protocolError) }
         let want = Int32(clamping: room.count)
-        switch driver.read(c.pointee.downFD, into: base, count: want) {
+        switch driver.read(tlsSocket(c, side), into: base, count: want) {
         case .bytes(let n):
             TLSSession.commitInput(session, count: Int(n))
-            return .bytes((n, n < want && !c.pointee.toUp.srcHangup))
+            return .bytes((n, n < want && !tlsHangup(c, side)))
         case .wouldBlock:
-            c.pointee.toUp.srcReadable = false
+            tlsDrained(c, side)
             return .wouldBlock
         case .eof:
             TLSSession.endInput(session)
@@ -241,10 +272,11 @@ extension Loop {
         }
     }
 
-    func sendTLS(_ c: UnsafeMutablePointer<Connection>, _ session: OpaquePointer, _ queue: inout HTTPExchange.Queue)
-        -> WriteResult
-    {
-        switch pushTLSOutput(c, session) {
+    func sendTLS(
+        _ c: UnsafeMutablePointer<Connection>, _ session: OpaquePointer, _ queue: inout HTTPExchange.Queue,
+        side: Side = .downstream
+    ) -> WriteResult {
+        switch pushTLSOutput(c, session, side: side) {
         case .bytes: break
         case .wouldBlock: return .wouldBlock
         case .failed(let error): return .failed(error)
@@ -255,16 +287,16 @@ extension Loop {
         {
         case .done(let n):
             advance(&queue, by: Int32(n))
-            countClientOut(c, Int32(n))
+            if side == .downstream { countClientOut(c, Int32(n)) }
             // The ciphertext goes now; what the socket does not take waits for its next
             // writable event.
-            if case .failed(let error) = pushTLSOutput(c, session) { return .failed(error) }
+            if case .failed(let error) = pushTLSOutput(c, session, side: side) { return .failed(error) }
             return .bytes(Int32(n))
         case .wantWrite:
-            c.pointee.toDown.dstWritable = false
+            tlsFull(c, side)
             return .wouldBlock
         case .wantRead:
-            c.pointee.toUp.srcReadable = false
+            tlsDrained(c, side)
             return .wouldBlock
         case .eof:
             _ = TLSSession.takeFailure()
@@ -275,21 +307,23 @@ extension Loop {
     }
 
     /// Sends the ciphertext the session holds: `.bytes(0)` when none is left, `.wouldBlock`
-    /// (the client's writable flag cleared) when the socket is full.
-    func pushTLSOutput(_ c: UnsafeMutablePointer<Connection>, _ session: OpaquePointer) -> WriteResult {
+    /// (the side's writable flag cleared) when the socket is full.
+    func pushTLSOutput(_ c: UnsafeMutablePointer<Connection>, _ session: OpaquePointer, side: Side = .downstream)
+        -> WriteResult
+    {
         while true {
             let output = TLSSession.pendingOutput(session)
             guard let base = output.baseAddress, output.count > 0 else { return .bytes(0) }
             let count = Int32(clamping: output.count)
-            switch driver.send(c.pointee.downFD, from: base, count: count) {
+            switch driver.send(tlsSocket(c, side), from: base, count: count) {
             case .bytes(let n):
                 TLSSession.consumeOutput(session, count: Int(n))
                 if n < count {
-                    c.pointee.toDown.dstWritable = false
+                    tlsFull(c, side)
                     return .wouldBlock
                 }
             case .wouldBlock:
-                c.pointee.toDown.dstWritable = false
+                tlsFull(c, side)
                 return .wouldBlock
             case .failed(let error):
                 return .failed(error)
