@@ -9,6 +9,11 @@
 #                             default; mode haproxy-always: http-reuse always), nginx with
 #                             grpc_pass (one stream per upstream connection: nginx does not
 #                             multiplex to upstreams)
+#   UPSTREAM=h2               HTTP/2 over TLS (ALPN h2, the certificate verified with SNI
+#                             localhost against the bench CA) to an nghttpd TLS origin:
+#                             Sluice `protocol: h2` with a `tls` section, HAProxy `server ...
+#                             ssl verify required ca-file ... sni ... alpn h2 proto h2`,
+#                             nginx grpc_pass grpcs:// with grpc_ssl_verify
 # Loads (h2load):
 #   h2-ka    keep-alive: -c KA_C clients, -m KA_M streams each, KA_N requests
 #   h2c-ka   the same over h2c with prior knowledge (no TLS on the client side)
@@ -29,8 +34,8 @@ SLUICE_BIN="${SLUICE_BIN:-$ROOT/.build/release/sluice}"
 UPSTREAM="${UPSTREAM:-http1}"
 case "$UPSTREAM" in
 http1) MODES="${MODES:-sluice haproxy nginx}"; LOADS="${LOADS:-h2-ka h2-conn}" ;;
-h2c) MODES="${MODES:-sluice haproxy haproxy-always nginx}"; LOADS="${LOADS:-h2-ka h2c-ka}" ;;
-*) echo "UPSTREAM is http1 (default) or h2c" >&2; exit 2 ;;
+h2c | h2) MODES="${MODES:-sluice haproxy haproxy-always nginx}"; LOADS="${LOADS:-h2-ka h2c-ka}" ;;
+*) echo "UPSTREAM is http1 (default), h2c or h2" >&2; exit 2 ;;
 esac
 PROXY_CPU="${PROXY_CPU:-1}"
 LOAD_CPU="${LOAD_CPU:-0}"
@@ -49,10 +54,11 @@ SNI=localhost                        # h2load sends the URL's host as SNI and :a
 SMALL=64
 O_HTTP=$((BASE_PORT + 1))            # origin, plain HTTP/1.1 (UPSTREAM=http1)
 O_H2C=$((BASE_PORT + 2))             # origin, h2c (UPSTREAM=h2c)
+O_H2=$((BASE_PORT + 3))              # origin, h2 over TLS (UPSTREAM=h2)
 P_H2=$((BASE_PORT + 10))             # the proxy under test, TLS + h2
 P_H2C=$((BASE_PORT + 11))            # the proxy under test, h2c with prior knowledge
 P_ADMIN=$((BASE_PORT + 12))          # Sluice's admin listener (/metrics)
-if [ "$UPSTREAM" = h2c ]; then O_PORT=$O_H2C; else O_PORT=$O_HTTP; fi
+case "$UPSTREAM" in h2c) O_PORT=$O_H2C ;; h2) O_PORT=$O_H2 ;; *) O_PORT=$O_HTTP ;; esac
 
 STAMP="$(date +%Y%m%d-%H%M%S)"
 RUN_DIR="$OUT_DIR/h2-$STAMP"
@@ -75,7 +81,7 @@ need openssl openssl
 need nginx nginx
 need ss iproute2
 case " $MODES " in *" haproxy"*) need haproxy haproxy ;; esac
-[ "$UPSTREAM" = h2c ] && need nghttpd nghttp2-server
+[ "$UPSTREAM" != http1 ] && need nghttpd nghttp2-server
 curl --version | grep -qi 'nghttp2' || die "this curl has no HTTP/2 (the routing check needs it)"
 bench_setup h2load
 
@@ -97,7 +103,7 @@ put meta.hs_runs "$HS_RUNS"
 put meta.haproxy "$(haproxy -v 2>/dev/null | head -1 || echo 'not installed')"
 put meta.nginx "$(nginx -v 2>&1 | head -1)"
 put meta.h2load "$(h2load --version 2>&1 | head -1)"
-[ "$UPSTREAM" = h2c ] && put meta.nghttpd "$(nghttpd --version 2>&1 | head -1)"
+[ "$UPSTREAM" != http1 ] && put meta.nghttpd "$(nghttpd --version 2>&1 | head -1)"
 put meta.openssl "$(openssl version)"
 put meta.kernel "$(uname -r)"
 if [ -x "$SLUICE_BIN" ]; then
@@ -117,6 +123,12 @@ if [ "$UPSTREAM" = h2c ]; then
     wait_port "$O_H2C" 10 || die "origin did not start (see $ORIGIN/stderr.log)"
     out=$(curl -sS --noproxy '*' --http2-prior-knowledge -o /dev/null -w '%{http_version} %{http_code} %{size_download}' "http://127.0.0.1:$O_H2C/small.bin" 2>&1) || true
     [ "$out" = "2 200 $SMALL" ] || die "the h2c origin does not answer: curl says '$out'"
+elif [ "$UPSTREAM" = h2 ]; then
+    log "nghttpd origin on CPU $LOAD_CPU: h2 over TLS :$O_H2"
+    start_bg "$ORIGIN/stderr.log" taskset -c "$LOAD_CPU" nghttpd -a 127.0.0.1 -d "$ORIGIN/www" -n 1 "$O_H2" "$CERTS/bench.key" "$CERTS/bench.pem"
+    wait_port "$O_H2" 10 || die "origin did not start (see $ORIGIN/stderr.log)"
+    out=$(curl -sS --noproxy '*' --http2 --cacert "$CERTS/ca.pem" --resolve "$SNI:$O_H2:127.0.0.1" -o /dev/null -w '%{http_version} %{http_code} %{size_download}' "https://$SNI:$O_H2/small.bin" 2>&1) || true
+    [ "$out" = "2 200 $SMALL" ] || die "the h2 origin does not answer: curl says '$out'"
 else
     origin_conf "$ORIGIN" "$O_HTTP"
     log "nginx origin on CPU $LOAD_CPU: http :$O_HTTP"
@@ -128,6 +140,7 @@ fi
 haproxy_cfg() { # haproxy_cfg FILE [REUSE]
     local proto="" reuse=${2:-safe}
     [ "$UPSTREAM" = h2c ] && proto=" proto h2"
+    [ "$UPSTREAM" = h2 ] && proto=" ssl verify required ca-file $CERTS/ca.pem sni str($SNI) verifyhost $SNI alpn h2 proto h2"
     cat >"$1" <<EOF
 global
     nbthread 1
@@ -154,7 +167,7 @@ EOF
 }
 
 nginx_cfg() { # nginx_cfg DIR
-    if [ "$UPSTREAM" = h2c ]; then
+    if [ "$UPSTREAM" != http1 ]; then
         nginx_grpc_conf "$1"
     else
         # The second listen directive rides on proxy_nginx_conf's "listen LISTEN backlog=...;".
@@ -163,8 +176,12 @@ nginx_cfg() { # nginx_cfg DIR
     fi
 }
 
-nginx_grpc_conf() { # DIR/nginx.conf for nginx as the proxy under test to the h2c origin: grpc_pass
-    local d=$1
+nginx_grpc_conf() { # DIR/nginx.conf for nginx as the proxy under test to the h2c/h2 origin: grpc_pass
+    local d=$1 scheme=grpc tls=""
+    if [ "$UPSTREAM" = h2 ]; then
+        scheme=grpcs
+        tls="grpc_ssl_verify on; grpc_ssl_trusted_certificate $CERTS/ca.pem; grpc_ssl_name $SNI; grpc_ssl_server_name on; grpc_ssl_session_reuse on;"
+    fi
     mkdir -p "$d/tmp"
     cat >"$d/nginx.conf" <<EOF
 worker_processes 1;
@@ -179,7 +196,7 @@ http {
     keepalive_requests 10000000;
     http2_max_requests 10000000;
     upstream origin {
-        server 127.0.0.1:$O_H2C;
+        server 127.0.0.1:$O_PORT;
         keepalive $UPSTREAM_KEEPALIVE;
         keepalive_requests 10000000;
     }
@@ -191,7 +208,8 @@ http {
         ssl_certificate_key $CERTS/bench.key;
         ssl_protocols TLSv1.2 TLSv1.3;
         location / {
-            grpc_pass grpc://origin;
+            grpc_pass $scheme://origin;
+            $tls
             grpc_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             grpc_set_header X-Forwarded-Proto \$scheme;
         }
@@ -237,6 +255,7 @@ listeners:
 services:
   - name: origin
 $([ "$UPSTREAM" = h2c ] && echo "    protocol: h2c")
+$([ "$UPSTREAM" = h2 ] && printf '    protocol: h2\n    tls:\n      serverName: %s\n      ca: %s\n' "$SNI" "$CERTS/ca.pem")
     endpoints: [ "127.0.0.1:$O_PORT" ]
 EOF
 }
@@ -305,7 +324,7 @@ ss_stop() {
 }
 # Sluice's sluice_http2_upstream_connections_total (all labels), or nothing for the others.
 up_opened() {
-    case "$UPSTREAM:$KEY" in h2c:sluice@*) ;; *) return 0 ;; esac
+    case "$UPSTREAM:$KEY" in h2c:sluice@* | h2:sluice@*) ;; *) return 0 ;; esac
     curl -s --noproxy '*' "http://127.0.0.1:$P_ADMIN/metrics" |
         awk '/^sluice_http2_upstream_connections_total/ { n += $NF } END { print n + 0 }'
 }

@@ -171,6 +171,11 @@ def report(results):
         up = ("HTTP/2 with prior knowledge (h2c) to one nghttpd origin (64 B file): Sluice "
               "`protocol: h2c`, HAProxy `server ... proto h2` (http-reuse safe, and always), "
               "nginx `grpc_pass` (one stream per upstream connection, keepalive pool)")
+    elif upstream == "h2":
+        up = ("HTTP/2 over TLS (ALPN h2, certificate verified with SNI) to one nghttpd origin "
+              "(64 B file): Sluice `protocol: h2` with `tls.serverName` and `tls.ca`, HAProxy "
+              "`server ... ssl verify required ca-file sni verifyhost alpn h2 proto h2` (http-reuse "
+              "safe, and always), nginx `grpc_pass grpcs://` with `grpc_ssl_verify on`")
     else:
         up = "HTTP/1.1 keep-alive to one nginx origin (64 B file)"
     L.append(

@@ -16,7 +16,7 @@ import Testing
         )
         #expect(
             diagnostics(minimal(replacing: 5, with: "  - name: web\n    balance: source")) == [
-                "t.yaml:6:5: services[0].balance: unknown field 'balance' (known: name, algorithm, endpoints, cookie, proxyProtocol, protocol)"
+                "t.yaml:6:5: services[0].balance: unknown field 'balance' (known: name, algorithm, endpoints, cookie, proxyProtocol, protocol, tls)"
             ]
         )
         #expect(
