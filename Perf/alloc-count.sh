@@ -25,7 +25,10 @@
 # two endpoints are nghttpd origins (--no-tls, Debian nghttp2-server), so every request is a
 # stream on a pooled HTTP/2 connection to an endpoint; h2-h2c-up-64 is the same with h2load's
 # HTTP/2 clients (h2c, -m 10). nghttp2's allocations for both sessions (client side and
-# endpoint side) are in the "nghttp2" column.
+# endpoint side) are in the "nghttp2" column. h2s-up-64 is wrk's keep-alive requests (Host
+# d.example.com) to a service with `protocol: h2` (TLS to the endpoints, the certificate
+# verified against its own self-signed copy with serverName origin.example.com) on two
+# nghttpd TLS origins: OpenSSL's allocations of the client side are in the "OpenSSL" column.
 # Every run ends with one `alloc-result:` line per load, for scripts/alloc-check.sh.
 #
 # ACCESS_LOG=1: the listener's requests (http, https) or connections (tcp) are also written
@@ -118,9 +121,9 @@ if [ "$MODE" = http ] || [ "$MODE" = https ]; then
     mkdir -p "$D/www" "$D/tmp"
     head -c 64 /dev/zero | tr '\0' x > "$D/www/64.bin"
     head -c 16384 /dev/zero | tr '\0' x > "$D/www/16k.bin"
-    read -r o1 o2 o3 o4 o5 o6 port < <(python3 -c '
+    read -r o1 o2 o3 o4 o5 o6 o7 o8 port < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(7)]
+ss = [socket.socket() for _ in range(9)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in ss))')
     cat > "$D/nginx.conf" <<NGINX
@@ -147,14 +150,15 @@ NGINX
     pids+=($!)
     # load NAME -> wrk arguments
     if [ "$MODE" = http ]; then
-        loads=${LOADS:-ka-64 ka-16k ka-64-ab close-64 h2-64 h2c-up-64 h2-h2c-up-64}
+        loads=${LOADS:-ka-64 ka-16k ka-64-ab close-64 h2-64 h2c-up-64 h2-h2c-up-64 h2s-up-64}
     else
         loads=${LOADS:-ka-64 ka-16k ka-64-ab close-64 h2-64}
     fi
     # Loads to a service with protocol h2c: two nghttpd origins on o5 and o6.
     upstream_h2c=""
+    upstream_h2s=""
     for l in $loads; do
-        case "$l" in *h2c-up-*) upstream_h2c=1 ;; esac
+        case "$l" in *h2c-up-*) upstream_h2c=1 ;; *h2s-up-*) upstream_h2s=1 ;; esac
     done
     if [ -n "$upstream_h2c" ]; then
         [ "$MODE" = http ] || { echo "the h2c-up loads need MODE=http" >&2; exit 2; }
@@ -162,6 +166,20 @@ NGINX
             { echo "the h2c-up loads need nghttpd (apt-get install -y nghttp2-server)" >&2; exit 1; }
         for p in $o5 $o6; do
             nghttpd -a 127.0.0.1 -d "$PWD/$D/www" --no-tls "$p" > "$D/nghttpd-$p.log" 2>&1 &
+            pids+=($!)
+        done
+    fi
+    # Loads to a service with protocol h2: two nghttpd TLS origins on o7 and o8.
+    if [ -n "$upstream_h2s" ]; then
+        [ "$MODE" = http ] || { echo "the h2s-up loads need MODE=http" >&2; exit 2; }
+        command -v nghttpd >/dev/null ||
+            { echo "the h2s-up loads need nghttpd (apt-get install -y nghttp2-server)" >&2; exit 1; }
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -subj /CN=origin.example.com -addext "subjectAltName=DNS:origin.example.com" \
+            -keyout "$PWD/$D/origin-key.pem" -out "$PWD/$D/origin.pem" 2> "$D/openssl-origin.log"
+        for p in $o7 $o8; do
+            nghttpd -a 127.0.0.1 -d "$PWD/$D/www" "$p" "$PWD/$D/origin-key.pem" "$PWD/$D/origin.pem" \
+                > "$D/nghttpd-$p.log" 2>&1 &
             pids+=($!)
         done
     fi
@@ -205,6 +223,10 @@ YAML
       - host: c.example.com
         service: c
 YAML
+        [ -n "$upstream_h2s" ] && cat >> "$OUT/alloc.yaml" <<YAML
+      - host: d.example.com
+        service: d
+YAML
     fi
     cat >> "$OUT/alloc.yaml" <<YAML
 services:
@@ -218,6 +240,14 @@ YAML
     protocol: h2c
     endpoints: [127.0.0.1:$o5, 127.0.0.1:$o6]
 YAML
+    [ -n "$upstream_h2s" ] && cat >> "$OUT/alloc.yaml" <<YAML
+  - name: d
+    protocol: h2
+    tls:
+      serverName: origin.example.com
+      ca: $PWD/$D/origin.pem
+    endpoints: [127.0.0.1:$o7, 127.0.0.1:$o8]
+YAML
     if [ -n "$ACCESS_LOG" ]; then
         rm -f "$PWD/$D/access.log"
         cat >> "$OUT/alloc.yaml" <<YAML
@@ -229,7 +259,7 @@ YAML
     "$BIN" check --config "$OUT/alloc.yaml" > "$D/check.log" 2>&1 ||
         { echo "sluice check rejects the http config${ACCESS_LOG:+ (ACCESS_LOG needs a sluice that reads accessLog:)}:" >&2
           cat "$D/check.log" >&2; exit 1; }
-    for p in $o1 $o2 $o3 $o4 ${upstream_h2c:+$o5 $o6}; do
+    for p in $o1 $o2 $o3 $o4 ${upstream_h2c:+$o5 $o6} ${upstream_h2s:+$o7 $o8}; do
         for _ in $(seq 200); do
             (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue 2
             sleep 0.05
@@ -254,7 +284,7 @@ LUA
     wrk_args() {
         local l=$1 size host=a.example.com
         size=${l##*-}; [ "$size" = ab ] && size=${l#*-} && size=${size%-ab}
-        case "$l" in *h2c-up-*) host=c.example.com ;; esac
+        case "$l" in *h2c-up-*) host=c.example.com ;; *h2s-up-*) host=d.example.com ;; esac
         WA=(-t1 -c"$WRK_CONNS" -H "Host: $host")
         case "$l" in close-*) WA+=(-H "Connection: close") ;; esac
         case "$l" in *-ab) WA+=(-s "$D/ab.lua") ;; esac
@@ -269,6 +299,7 @@ LUA
         h2-64) echo "HTTP/2, 64 B, $WRK_CONNS connections × 10 streams" ;;
         h2c-up-64) echo "keep-alive, 64 B, Host c: HTTP/2 (h2c) to the endpoints" ;;
         h2-h2c-up-64) echo "HTTP/2, 64 B, $WRK_CONNS connections × 10 streams, Host c: h2c to the endpoints" ;;
+        h2s-up-64) echo "keep-alive, 64 B, Host d: HTTP/2 over TLS (h2) to the endpoints" ;;
         esac
     }
     # run_load NAME OUT: the load; its requests and a note of failures in $n and $note.
@@ -313,9 +344,9 @@ LUA
     done
     # The loop reports nghttp2's count only once a client has spoken HTTP/2 to it
     # (Loop+Control's report): a few h2c requests make sure it does.
-    if [ -n "$upstream_h2c" ]; then
-        command -v h2load >/dev/null || { echo "the h2c-up loads need h2load (apt-get install -y nghttp2-client)" >&2; exit 1; }
-        h2load -t1 -c1 -n10 -H ":authority: c.example.com" "http://127.0.0.1:$port/64.bin" > /dev/null 2>&1
+    if [ -n "$upstream_h2c$upstream_h2s" ]; then
+        command -v h2load >/dev/null || { echo "the h2c-up and h2s-up loads need h2load (apt-get install -y nghttp2-client)" >&2; exit 1; }
+        h2load -t1 -c1 -n10 -H ":authority: a.example.com" "http://127.0.0.1:$port/64.bin" > /dev/null 2>&1
     fi
     c_start=$(count)
     rows=()
