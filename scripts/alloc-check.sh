@@ -47,9 +47,10 @@ count https MODE=https SECS=2 WRK_CONNS=4 LOADS="ka-64 close-64 h2-64"
 # of its own: its buffer pools start from that load's own peak.
 count http-h2c MODE=http SECS=2 WRK_CONNS=4 LOADS="h2c-up-64"
 count http-h2-h2c MODE=http SECS=2 WRK_CONNS=4 LOADS="h2-h2c-up-64"
+count http-h2s MODE=http SECS=2 WRK_CONNS=4 LOADS="h2s-up-64"
 echo "counted in $((SECONDS - started)) s"
 
-cat "$out"/{tcp,http,https,http-h2c,http-h2-h2c}.txt | grep '^alloc-result:' > "$out/results" || true
+cat "$out"/{tcp,http,https,http-h2c,http-h2-h2c,http-h2s}.txt | grep '^alloc-result:' > "$out/results" || true
 python3 - "$thresholds" "$out/results" "$failed" <<'PY'
 import sys
 
