@@ -18,16 +18,20 @@ static int transport_create(BIO *bio) {
     return 1;
 }
 
-// A server session reading and writing through `bio` (owned by the session from here on;
-// freed when no session can be made).
-static SSL *server_session(SSL_CTX *ctx, BIO *bio) {
+// A session reading and writing through `bio` (owned by the session from here on; freed
+// when no session can be made), in the server's or the client's role.
+static SSL *memory_session(SSL_CTX *ctx, BIO *bio, int server) {
     SSL *ssl = SSL_new(ctx);
     if (ssl == NULL) {
         BIO_free(bio);
         return NULL;
     }
     SSL_set_bio(ssl, bio, bio);
-    SSL_set_accept_state(ssl);
+    if (server) {
+        SSL_set_accept_state(ssl);
+    } else {
+        SSL_set_connect_state(ssl);
+    }
     // Whole records per read call instead of header then body; buffers kept while the
     // connection is busy so that steady-state reads and writes allocate nothing, and given
     // back with sluice_tls_release_buffers once it is idle.
@@ -256,24 +260,14 @@ static BIO *memory_bio(const void *prefix, size_t prefix_len) {
 void *sluice_tls_memory_session_new(void *ctx, const void *prefix, size_t prefix_len) {
     if (ctx == NULL) return NULL;
     BIO *bio = memory_bio(prefix, prefix_len);
-    return bio == NULL ? NULL : server_session((SSL_CTX *)ctx, bio);
+    return bio == NULL ? NULL : memory_session((SSL_CTX *)ctx, bio, 1);
 }
 
 void *sluice_tls_memory_client_session_new(void *ctx, const char *server_name, int check_name) {
     if (ctx == NULL) return NULL;
     BIO *bio = memory_bio(NULL, 0);
-    if (bio == NULL) return NULL;
-    SSL *ssl = SSL_new((SSL_CTX *)ctx);
-    if (ssl == NULL) {
-        BIO_free(bio);
-        return NULL;
-    }
-    SSL_set_bio(ssl, bio, bio);
-    SSL_set_connect_state(ssl);
-    SSL_set_read_ahead(ssl, 1);
-    SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
-    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL *ssl = bio == NULL ? NULL : memory_session((SSL_CTX *)ctx, bio, 0);
+    if (ssl == NULL) return NULL;
     if (server_name != NULL && server_name[0] != 0) {
         unsigned char address[16];
         int literal = inet_pton(AF_INET, server_name, address) == 1 || inet_pton(AF_INET6, server_name, address) == 1;
