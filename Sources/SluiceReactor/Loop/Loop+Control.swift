@@ -225,6 +225,14 @@ extension Loop {
         nextPoolSweep = now + 1000
     }
 
+    func trimBuffers() {
+        buffers.trim()
+        httpBuffers.trim()
+        streamBuffers.trim()
+        peekBuffers.trim()
+        nextBufferTrim = now + 1000
+    }
+
     func closeAllForExit() {
         if table.live > 0 {
             logger.notice("loop \(index): drain deadline: closing \(table.live) connections still open")

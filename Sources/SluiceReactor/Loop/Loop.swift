@@ -35,6 +35,8 @@ final class Loop: @unchecked Sendable {
     /// Idle keep-alive upstream connections.
     var pool: UpstreamPool
     var nextPoolSweep: Int64 = 0
+    /// When the buffer pools next give back the idle blocks a second did not need.
+    var nextBufferTrim: Int64 = 0
     /// Parsed header fields of the head being handled (shared: parsing is synchronous).
     let fieldStore: UnsafeMutableBufferPointer<HTTPField>
     let httpLimits = HTTPLimits()
@@ -251,6 +253,7 @@ final class Loop: @unchecked Sendable {
             if pipes.setSizeFailures > 0, let warning = pipes.takeSetSizeWarning() { logger.warning("\(warning)") }
             expireTimers()
             if pool.count > 0 && now >= nextPoolSweep { sweepPool() }
+            if now >= nextBufferTrim { trimBuffers() }
             if acceptPaused && now >= acceptResumeAt { resumeAccepting() }
             if mail { handleMail() }
             flushSessions()
