@@ -157,7 +157,9 @@ extension Loop {
         let c = table.pointer(slot)
         let e = exchange(slot)
         guard let session = h2Session(slot) else { return false }
-        for _ in 0..<Self.stepBudget {
+        var rounds = 0
+        while rounds < Self.stepBudget {
+            rounds += 1
             if !e.pointee.downq.isEmpty || outputPending(c) {
                 guard c.pointee.toDown.dstWritable else { return true }
                 switch send(c, &e.pointee.downq, to: .downstream) {
@@ -177,6 +179,12 @@ extension Loop {
                 sessionFailed(slot, failure)
             }
             if e.pointee.downq.isEmpty { break }
+        }
+        // The budget ran out with output left on a writable socket: flushed again later.
+        if rounds == Self.stepBudget && c.pointee.toDown.dstWritable
+            && (!e.pointee.downq.isEmpty || outputPending(c) || session.wantsWrite)
+        {
+            markDirty(slot)
         }
         releaseIfEmpty(&e.pointee.downq)
         return true

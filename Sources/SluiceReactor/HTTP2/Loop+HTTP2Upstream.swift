@@ -356,7 +356,9 @@ extension Loop {
             _ = upstreamHandshakeStep(slot)
             return c.pointee.generation == generation
         }
-        for _ in 0..<Self.stepBudget {
+        var rounds = 0
+        while rounds < Self.stepBudget {
+            rounds += 1
             if let tls = c.pointee.tls, TLSSession.pendingOutputCount(tls) > 0 {
                 guard c.pointee.toUp.dstWritable else { return true }
                 switch pushTLSOutput(c, tls, side: .upstream) {
@@ -392,6 +394,13 @@ extension Loop {
                 return false
             }
             if e.pointee.downq.isEmpty { break }
+        }
+        // The budget ran out with output left on a writable socket: no event will come for
+        // it, so the session is flushed again at the batch's end.
+        if rounds == Self.stepBudget && c.pointee.toUp.dstWritable
+            && (!e.pointee.downq.isEmpty || outputPending(c) || session.wantsWrite)
+        {
+            markDirty(slot)
         }
         releaseIfEmpty(&e.pointee.downq)
         return true

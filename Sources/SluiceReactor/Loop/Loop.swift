@@ -235,7 +235,8 @@ final class Loop: @unchecked Sendable {
         while true {
             var timeout = draining || acceptPaused ? Int32(timers.tickMillis) : timers.sleepMillis(now: now)
             if pool.count > 0 && (timeout < 0 || timeout > 1000) { timeout = 1000 }
-            if !resume.isEmpty { timeout = 0 }
+            // Work cut short by the step budget runs in the next round, without sleeping.
+            if !resume.isEmpty || !h2Dirty.isEmpty || !h2UpWake.isEmpty { timeout = 0 }
             let n = driver.wait(timeoutMillis: timeout)
             nowMicros = MonotonicClock.nowMicros()
             now = nowMicros / 1000
