@@ -133,6 +133,39 @@
             driver.close(a, abort: false)
         }
 
+        @Test func aPollingSocketReadsOnFromTheSocketAfterItsQueue() {
+            let (a, b) = pair()
+            defer { close(b) }
+            _ = driver.watch(a, token(1))
+            _ = ops()
+            _ = events()
+            receive(a, "queued ", buffer: 0)
+            driver.complete(data: driver.userData(.recv, a), result: -Errno.noBuffers.rawValue, flags: 0)
+            #expect(driver.inspect(a).polling)
+            // The rest of the input waits in the socket; the poll's edge for it may be spent.
+            _ = "in the socket".withCString { Glibc.write(b, $0, 13) }
+            _ = events()
+            // One read takes both: a short read would say drained, and no edge would follow.
+            #expect(read(a, 100) == (.bytes(20), "queued in the socket"))
+            #expect(read(a, 100).0 == .wouldBlock)
+            driver.close(a, abort: false)
+        }
+
+        @Test func aPollingSocketKeepsTheEndFoundBehindItsQueue() {
+            let (a, b) = pair()
+            _ = driver.watch(a, token(1))
+            _ = ops()
+            _ = events()
+            receive(a, "last", buffer: 1)
+            driver.complete(data: driver.userData(.recv, a), result: -Errno.noBuffers.rawValue, flags: 0)
+            close(b)
+            _ = events()
+            #expect(read(a, 100) == (.bytes(4), "last"))
+            #expect(events().first?.1.hungUp == true)
+            #expect(read(a, 100).0 == .eof)
+            driver.close(a, abort: false)
+        }
+
         @Test func aReceiveEndingWithDataIsArmedAgainOnceRead() {
             let (a, b) = pair()
             defer { close(b) }

@@ -738,12 +738,42 @@ final class URingDriver {
         let s = state(fd)
         guard s.pointee.role == .stream else { return PlainIO.read(fd, into: buffer, count: count) }
         // What was received goes first, also on a socket that polls now.
-        if s.pointee.queued > 0 { return .bytes(take(fd, s, into: buffer, count: count)) }
-        if s.pointee.polling { return PlainIO.read(fd, into: buffer, count: count) }
+        if s.pointee.queued > 0 {
+            let n = take(fd, s, into: buffer, count: count)
+            if n < count && s.pointee.polling && s.pointee.queued == 0 {
+                // A short read tells the caller the socket is drained, but a polling socket
+                // keeps what came after the queue in its own buffer, and the poll's edge for
+                // it may be spent already: read on from the socket.
+                return .bytes(n + readAfterQueue(fd, s, into: buffer + Int(n), count: count - n))
+            }
+            return .bytes(n)
+        }
         if s.pointee.error != 0 { return .failed(Errno(rawValue: s.pointee.error)) }
         if s.pointee.eof { return .eof }
+        if s.pointee.polling { return PlainIO.read(fd, into: buffer, count: count) }
         resumeReceive(fd, s)
         return .wouldBlock
+    }
+
+    /// A polling socket's bytes behind its emptied queue; an end of stream or error found
+    /// there is kept for the next read and raised, since the bytes before it go first.
+    private func readAfterQueue(
+        _ fd: Int32, _ s: UnsafeMutablePointer<URingFD>, into buffer: UnsafeMutableRawPointer, count: Int32
+    ) -> Int32 {
+        switch PlainIO.read(fd, into: buffer, count: count) {
+        case .bytes(let n):
+            return n
+        case .wouldBlock:
+            return 0
+        case .eof:
+            s.pointee.eof = true
+            raise(fd, s, Readiness.readable.rawValue | Readiness.readHangup.rawValue)
+            return 0
+        case .failed(let error):
+            s.pointee.error = error.rawValue
+            raise(fd, s, Readiness.readable.rawValue | Readiness.error.rawValue | Readiness.hangup.rawValue)
+            return 0
+        }
     }
 
     /// Copies queued input out; gives emptied buffers back and re-arms a paused receive.
