@@ -28,8 +28,44 @@ public struct KubeObjectMeta: Codable, Hashable, Sendable {
     public var namespace: String?
     /// Opaque: compared for equality only, never ordered.
     public var resourceVersion: String?
-    public var labels: [String: String]?
     public var annotations: [String: String]?
+    /// `labels`: an EndpointSlice's one label (the only one decoding keeps) as its value
+    /// alone, without a map of its own; any other labels as given. One form per value.
+    private var labelStorage: Labels?
+
+    private enum Labels: Hashable, Sendable {
+        case serviceName(String)
+        case map([String: String])
+
+        init?(_ labels: [String: String]?) {
+            guard let labels else { return nil }
+            if labels.count == 1, let name = labels[KubeEndpointSlice.serviceNameLabel] {
+                self = .serviceName(name)
+            } else {
+                self = .map(labels)
+            }
+        }
+    }
+
+    public var labels: [String: String]? {
+        get {
+            switch labelStorage {
+            case nil: nil
+            case .serviceName(let name): [KubeEndpointSlice.serviceNameLabel: name]
+            case .map(let labels): labels
+            }
+        }
+        set { labelStorage = Labels(newValue) }
+    }
+
+    /// `labels[KubeEndpointSlice.serviceNameLabel]`, without making the map.
+    public var serviceNameLabel: String? {
+        switch labelStorage {
+        case nil: nil
+        case .serviceName(let name): name
+        case .map(let labels): labels[KubeEndpointSlice.serviceNameLabel]
+        }
+    }
 
     public init(
         name: String? = nil, namespace: String? = nil, resourceVersion: String? = nil,
@@ -38,7 +74,7 @@ public struct KubeObjectMeta: Codable, Hashable, Sendable {
         self.name = name
         self.namespace = namespace
         self.resourceVersion = resourceVersion
-        self.labels = labels
+        self.labelStorage = Labels(labels)
         self.annotations = annotations
     }
 
@@ -51,8 +87,17 @@ public struct KubeObjectMeta: Codable, Hashable, Sendable {
         name = try container.decodeIfPresent(String.self, forKey: .name)
         namespace = try container.decodeIfPresent(String.self, forKey: .namespace)
         resourceVersion = try container.decodeIfPresent(String.self, forKey: .resourceVersion)
-        labels = try Self.decodeMap(container, .labels) { Self.labelsRead.contains($0) }
+        labelStorage = Labels(try Self.decodeMap(container, .labels) { Self.labelsRead.contains($0) })
         annotations = try Self.decodeMap(container, .annotations) { $0.hasPrefix(Self.annotationPrefix) }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeIfPresent(name, forKey: .name)
+        try container.encodeIfPresent(namespace, forKey: .namespace)
+        try container.encodeIfPresent(resourceVersion, forKey: .resourceVersion)
+        try container.encodeIfPresent(labels, forKey: .labels)
+        try container.encodeIfPresent(annotations, forKey: .annotations)
     }
 
     /// The entries of the string map at `key` whose name `keep` accepts; nil when the map is
@@ -225,7 +270,7 @@ public struct KubeEndpointSlice: KubeObject {
     }
 
     /// The Service this slice belongs to, from its `kubernetes.io/service-name` label.
-    public var serviceName: String? { metadata.labels?[Self.serviceNameLabel] }
+    public var serviceName: String? { metadata.serviceNameLabel }
 
     /// An endpoint as discovery reads it: its first address and its conditions. `hostname`,
     /// `nodeName`, `zone`, `hints` and `targetRef` are not decoded, nor addresses after the
