@@ -32,23 +32,49 @@ public struct KubePlanChange: Sendable, Equatable {
     public var servicesAddedOrRemoved: Bool
     /// Routes, TCP listeners or the TLS listener changed.
     public var routing: Bool
+    /// The http listener's routes changed (then `routing` is set) only in the run between
+    /// the first `prefix` and the last `suffix` of them, which are those before; nil when
+    /// they did not change.
+    public var routeEdit: RouteEdit?
+
+    /// `KubePlanChange.routeEdit`: the routes before and after the change agree in their
+    /// first `prefix` and their last `suffix` (`prefix + suffix` is at most either count).
+    public struct RouteEdit: Sendable, Equatable {
+        public var prefix: Int
+        public var suffix: Int
+
+        public init(prefix: Int, suffix: Int) {
+            self.prefix = prefix
+            self.suffix = suffix
+        }
+    }
 
     public init(
-        all: Bool = false, services: Set<String> = [], servicesAddedOrRemoved: Bool = false, routing: Bool = false
+        all: Bool = false, services: Set<String> = [], servicesAddedOrRemoved: Bool = false, routing: Bool = false,
+        routeEdit: RouteEdit? = nil
     ) {
         self.all = all
         self.services = services
         self.servicesAddedOrRemoved = servicesAddedOrRemoved
-        self.routing = routing
+        self.routing = routing || routeEdit != nil
+        self.routeEdit = routeEdit
     }
 
     public var isEmpty: Bool { !all && services.isEmpty && !servicesAddedOrRemoved && !routing }
 
+    /// `other` (a later change) joined to this one.
     public mutating func formUnion(_ other: KubePlanChange) {
         all = all || other.all
         services.formUnion(other.services)
         servicesAddedOrRemoved = servicesAddedOrRemoved || other.servicesAddedOrRemoved
         routing = routing || other.routing
+        // What both kept at either end was kept through both.
+        if let later = other.routeEdit {
+            routeEdit =
+                routeEdit.map {
+                    RouteEdit(prefix: min($0.prefix, later.prefix), suffix: min($0.suffix, later.suffix))
+                } ?? later
+        }
     }
 }
 
@@ -183,6 +209,7 @@ public struct KubeIncrementalTranslator: Sendable {
         let claimants = entries.compactMap { $0.value.claims.isEmpty ? nil : $0.key }.sorted()
         for key in claimants { _ = book.replace([], with: entries[key]!.claims, of: key) }
         for key in claimants { noteConflicts(of: key) }
+        _ = book.takeEdit()
         takeRoutes()
         tcpInputs = [:]
         for key in tcpKeys {
@@ -206,6 +233,10 @@ public struct KubeIncrementalTranslator: Sendable {
         var before: [String: KubeRoutingPlan.PlannedService] = [:]
         var after: [String: KubeRoutingPlan.PlannedService] = [:]
         var claimsMoved = false
+        // No copy of the book's route arrays left here: they move in place (`takeRoutes`
+        // shares them again).
+        plan.routes = []
+        plan.terminatedRoutes = []
         for (key, given) in inputs {
             if tcpKeys.contains(key) { tcpInputs[key] = given }
             let old = entries[key]
@@ -234,9 +265,10 @@ public struct KubeIncrementalTranslator: Sendable {
             }
         }
         if claimsMoved {
-            takeRoutes()
+            moved.routeEdit = book.takeEdit()
             moved.routing = true
         }
+        takeRoutes()
         let tcp = updateTCP()
         moved.routing = moved.routing || tcp.listeners
         for (key, service) in tcp.removed where before[key] == nil { before[key] = service }

@@ -26,37 +26,78 @@ public struct KubeObjectMeta: Codable, Hashable, Sendable {
 
     public var name: String?
     public var namespace: String?
-    public var uid: String?
     /// Opaque: compared for equality only, never ordered.
     public var resourceVersion: String?
-    public var labels: [String: String]?
     public var annotations: [String: String]?
+    /// `labels`: an EndpointSlice's one label (the only one decoding keeps) as its value
+    /// alone, without a map of its own; any other labels as given. One form per value.
+    private var labelStorage: Labels?
+
+    private enum Labels: Hashable, Sendable {
+        case serviceName(String)
+        case map([String: String])
+
+        init?(_ labels: [String: String]?) {
+            guard let labels else { return nil }
+            if labels.count == 1, let name = labels[KubeEndpointSlice.serviceNameLabel] {
+                self = .serviceName(name)
+            } else {
+                self = .map(labels)
+            }
+        }
+    }
+
+    public var labels: [String: String]? {
+        get {
+            switch labelStorage {
+            case nil: nil
+            case .serviceName(let name): [KubeEndpointSlice.serviceNameLabel: name]
+            case .map(let labels): labels
+            }
+        }
+        set { labelStorage = Labels(newValue) }
+    }
+
+    /// `labels[KubeEndpointSlice.serviceNameLabel]`, without making the map.
+    public var serviceNameLabel: String? {
+        switch labelStorage {
+        case nil: nil
+        case .serviceName(let name): name
+        case .map(let labels): labels[KubeEndpointSlice.serviceNameLabel]
+        }
+    }
 
     public init(
-        name: String? = nil, namespace: String? = nil, uid: String? = nil, resourceVersion: String? = nil,
+        name: String? = nil, namespace: String? = nil, resourceVersion: String? = nil,
         labels: [String: String]? = nil, annotations: [String: String]? = nil
     ) {
         self.name = name
         self.namespace = namespace
-        self.uid = uid
         self.resourceVersion = resourceVersion
-        self.labels = labels
+        self.labelStorage = Labels(labels)
         self.annotations = annotations
     }
 
     private enum CodingKeys: String, CodingKey {
-        case name, namespace, uid, resourceVersion, labels, annotations
+        case name, namespace, resourceVersion, labels, annotations
     }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         name = try container.decodeIfPresent(String.self, forKey: .name)
         namespace = try container.decodeIfPresent(String.self, forKey: .namespace)
-        // Not read by discovery: kept out of the cache (a 36-byte string per object).
-        uid = nil
         resourceVersion = try container.decodeIfPresent(String.self, forKey: .resourceVersion)
-        labels = try Self.decodeMap(container, .labels) { Self.labelsRead.contains($0) }
+        labelStorage = Labels(try Self.decodeMap(container, .labels) { Self.labelsRead.contains($0) })
         annotations = try Self.decodeMap(container, .annotations) { $0.hasPrefix(Self.annotationPrefix) }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeIfPresent(name, forKey: .name)
+        try container.encodeIfPresent(namespace, forKey: .namespace)
+        try container.encodeIfPresent(resourceVersion, forKey: .resourceVersion)
+        try container.encodeIfPresent(labels, forKey: .labels)
+        try container.encodeIfPresent(annotations, forKey: .annotations)
     }
 
     /// The entries of the string map at `key` whose name `keep` accepts; nil when the map is
@@ -127,50 +168,21 @@ public struct KubeService: KubeObject {
         self.spec = spec
     }
 
-    /// Decoded from JSON, only `ports`, `sessionAffinity` and `sessionAffinityConfig` (what
-    /// discovery reads); the other fields stay nil. Made in code, every field holds what it
-    /// is given.
+    /// The fields of `spec` discovery reads: `ports`, `sessionAffinity` and
+    /// `sessionAffinityConfig`. The others (`type`, `selector`, `clusterIP`, `ipFamilies`, …)
+    /// are skipped when decoded and not kept: the cache holds every Service of the cluster.
     public struct Spec: Codable, Hashable, Sendable {
-        public var type: String?
         public var ports: [Port]?
-        /// Absent: the Service's endpoints are not managed by the EndpointSlice controller.
-        public var selector: [String: String]?
-        /// `"None"` for a headless Service.
-        public var clusterIP: String?
         /// `None` (the API's default) or `ClientIP`.
         public var sessionAffinity: String?
         public var sessionAffinityConfig: SessionAffinityConfig?
-        public var externalTrafficPolicy: String?
-        public var internalTrafficPolicy: String?
-        public var ipFamilies: [String]?
 
         public init(
-            type: String? = nil, ports: [Port]? = nil, selector: [String: String]? = nil, clusterIP: String? = nil,
-            sessionAffinity: String? = nil, sessionAffinityConfig: SessionAffinityConfig? = nil,
-            externalTrafficPolicy: String? = nil, internalTrafficPolicy: String? = nil, ipFamilies: [String]? = nil
+            ports: [Port]? = nil, sessionAffinity: String? = nil, sessionAffinityConfig: SessionAffinityConfig? = nil
         ) {
-            self.type = type
             self.ports = ports
-            self.selector = selector
-            self.clusterIP = clusterIP
             self.sessionAffinity = sessionAffinity
             self.sessionAffinityConfig = sessionAffinityConfig
-            self.externalTrafficPolicy = externalTrafficPolicy
-            self.internalTrafficPolicy = internalTrafficPolicy
-            self.ipFamilies = ipFamilies
-        }
-
-        private enum CodingKeys: String, CodingKey {
-            case type, ports, selector, clusterIP, sessionAffinity, sessionAffinityConfig, externalTrafficPolicy,
-                internalTrafficPolicy, ipFamilies
-        }
-
-        public init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            ports = try container.decodeIfPresent([Port].self, forKey: .ports)
-            sessionAffinity = try container.decodeIfPresent(String.self, forKey: .sessionAffinity)
-            sessionAffinityConfig = try container.decodeIfPresent(
-                SessionAffinityConfig.self, forKey: .sessionAffinityConfig)
         }
     }
 
@@ -258,15 +270,71 @@ public struct KubeEndpointSlice: KubeObject {
     }
 
     /// The Service this slice belongs to, from its `kubernetes.io/service-name` label.
-    public var serviceName: String? { metadata.labels?[Self.serviceNameLabel] }
+    public var serviceName: String? { metadata.serviceNameLabel }
 
     /// An endpoint as discovery reads it: its first address and its conditions. `hostname`,
     /// `nodeName`, `zone`, `hints` and `targetRef` are not decoded, nor addresses after the
-    /// first (kube-proxy reads only the first); one address is kept inline, with no array.
+    /// first (kube-proxy reads only the first).
+    ///
+    /// Eight bytes for the usual case, an IPv4 address in canonical dotted-quad form: the
+    /// address as a number and the conditions as a byte, inline. Any other address (IPv6,
+    /// a non-canonical or bad literal, none) is kept as given, with its conditions, in a
+    /// shared immutable box. One form per value, so equality compares the storage.
     public struct Endpoint: Codable, Hashable, Sendable {
+        private enum Storage: Hashable, Sendable {
+            /// The address (host order) and `Endpoint.conditionBits` of the conditions.
+            case ipv4(UInt32, UInt8)
+            case other(Other)
+        }
+
+        private final class Other: Hashable, Sendable {
+            let address: String?
+            let conditions: Conditions?
+
+            init(address: String?, conditions: Conditions?) {
+                self.address = address
+                self.conditions = conditions
+            }
+
+            static func == (lhs: Other, rhs: Other) -> Bool {
+                lhs === rhs || (lhs.address == rhs.address && lhs.conditions == rhs.conditions)
+            }
+
+            func hash(into hasher: inout Hasher) {
+                hasher.combine(address)
+                hasher.combine(conditions)
+            }
+        }
+
+        private var storage: Storage
+
         /// The first of `addresses`; nil when there is none.
-        public var address: String?
-        public var conditions: Conditions?
+        public var address: String? {
+            get {
+                switch storage {
+                case .ipv4(let value, _): Self.dottedQuad(value)
+                case .other(let other): other.address
+                }
+            }
+            set { self = Endpoint(address: newValue, conditions: conditions) }
+        }
+
+        public var conditions: Conditions? {
+            get {
+                switch storage {
+                case .ipv4(_, let bits): Self.conditions(bits)
+                case .other(let other): other.conditions
+                }
+            }
+            set { self = Endpoint(address: address, conditions: newValue) }
+        }
+
+        /// The address as a number when it is a canonical dotted-quad IPv4 literal (what
+        /// `SocketAddress.parseIP` makes of it), without formatting it.
+        var packedIPv4: UInt32? {
+            if case .ipv4(let value, _) = storage { return value }
+            return nil
+        }
 
         /// The controller sets exactly one; extras are ignored (and not kept), as kube-proxy
         /// ignores them.
@@ -276,8 +344,15 @@ public struct KubeEndpointSlice: KubeObject {
         }
 
         public init(addresses: [String], conditions: Conditions? = nil) {
-            self.address = addresses.first
-            self.conditions = conditions
+            self.init(address: addresses.first, conditions: conditions)
+        }
+
+        private init(address: String?, conditions: Conditions?) {
+            if let address, let value = Self.canonicalIPv4(address) {
+                storage = .ipv4(value, Self.conditionBits(conditions))
+            } else {
+                storage = .other(Other(address: address, conditions: conditions))
+            }
         }
 
         private enum CodingKeys: String, CodingKey {
@@ -286,8 +361,9 @@ public struct KubeEndpointSlice: KubeObject {
 
         public init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
-            address = try container.decodeIfPresent([String].self, forKey: .addresses)?.first
-            conditions = try container.decodeIfPresent(Conditions.self, forKey: .conditions)
+            self.init(
+                address: try container.decodeIfPresent([String].self, forKey: .addresses)?.first,
+                conditions: try container.decodeIfPresent(Conditions.self, forKey: .conditions))
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -302,6 +378,53 @@ public struct KubeEndpointSlice: KubeObject {
         public var isServing: Bool { conditions?.serving ?? true }
         /// `conditions.terminating`, nil meaning false.
         public var isTerminating: Bool { conditions?.terminating ?? false }
+
+        /// Bit 6: conditions present; bits 0–1, 2–3, 4–5: `ready`, `serving`, `terminating`
+        /// (0 nil, 1 false, 2 true).
+        private static func conditionBits(_ conditions: Conditions?) -> UInt8 {
+            guard let conditions else { return 0 }
+            func tri(_ value: Bool?) -> UInt8 { value.map { $0 ? 2 : 1 } ?? 0 }
+            return 0x40 | tri(conditions.ready) | tri(conditions.serving) << 2 | tri(conditions.terminating) << 4
+        }
+
+        private static func conditions(_ bits: UInt8) -> Conditions? {
+            guard bits & 0x40 != 0 else { return nil }
+            func tri(_ value: UInt8) -> Bool? { value & 3 == 0 ? nil : value & 3 == 2 }
+            return Conditions(ready: tri(bits), serving: tri(bits >> 2), terminating: tri(bits >> 4))
+        }
+
+        /// `a.b.c.d`, each part 0–255 in decimal without leading zeros, as a number; nil for
+        /// anything else (which is kept as text, so that it reads back as it was given).
+        static func canonicalIPv4(_ text: String) -> UInt32? {
+            var value: UInt32 = 0
+            var part: UInt32 = 0
+            var digits = 0
+            var parts = 0
+            for byte in text.utf8 {
+                if byte == UInt8(ascii: ".") {
+                    guard digits > 0, parts < 3 else { return nil }
+                    value = value << 8 | part
+                    parts += 1
+                    part = 0
+                    digits = 0
+                } else {
+                    guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), digits < 3 else { return nil }
+                    // No leading zero: "0" alone only.
+                    if digits == 1 && part == 0 { return nil }
+                    part = part * 10 + UInt32(byte - UInt8(ascii: "0"))
+                    guard part <= 255 else { return nil }
+                    digits += 1
+                }
+            }
+            guard digits > 0, parts == 3 else { return nil }
+            return value << 8 | part
+        }
+
+        /// The canonical text of an IPv4 address (at most 15 bytes: a small string, no
+        /// allocation).
+        static func dottedQuad(_ value: UInt32) -> String {
+            "\(value >> 24).\((value >> 16) & 0xFF).\((value >> 8) & 0xFF).\(value & 0xFF)"
+        }
     }
 
     /// Each nil is the API's "unknown", read through `Endpoint.isReady` and the like.

@@ -10,7 +10,9 @@ import SluiceRouting
 /// |                            | name another planned service)                            |
 ///
 /// Replacing one Service's claims costs O(its claims × (log routes + claimants of the same
-/// route)); the routes arrays move by the insertions and removals.
+/// route)); the routes arrays move by the insertions and removals, in place when nothing
+/// else holds them (the translator lets go of its copy first), and the run they touched is
+/// recorded for the snapshot builder (`takeEdit`).
 struct KubeRouteBook: Sendable {
     typealias Claim = PlanBuilder.RouteClaim
 
@@ -43,6 +45,10 @@ struct KubeRouteBook: Sendable {
     private var terminatedRefs: [Ref] = []
     /// The routes' terms of `KubeRoutingPlan.contentHash`.
     private(set) var digest: UInt64 = 0
+    /// What `routes` did since `takeEdit`: the routes before `editedFrom` and the last
+    /// `keptTail` ones are those it had then (nil: no insertion or removal since).
+    private var editedFrom: Int?
+    private var keptTail = 0
 
     /// Replaces `owner`'s claims `old` with `new`. Returns the Services whose conflicts may
     /// have changed (every claimant of a route either list names, `owner` included).
@@ -98,6 +104,7 @@ struct KubeRouteBook: Sendable {
             terminatedRoutes.insert(route, at: at)
         } else {
             let at = Self.position(of: ref, in: routeRefs)
+            noteEdit(at: at, kept: routes.count - at)
             routeRefs.insert(ref, at: at)
             routes.insert(route, at: at)
         }
@@ -114,10 +121,28 @@ struct KubeRouteBook: Sendable {
         } else {
             let at = Self.position(of: ref, in: routeRefs)
             precondition(at < routeRefs.count && routeRefs[at] == ref, "a held route is in the list")
+            noteEdit(at: at, kept: routes.count - at - 1)
             routeRefs.remove(at: at)
             route = routes.remove(at: at)
         }
         digest &-= KubeRoutingPlan.digest(route, terminated: key.terminated)
+    }
+
+    private mutating func noteEdit(at position: Int, kept tail: Int) {
+        if let from = editedFrom {
+            editedFrom = min(from, position)
+            keptTail = min(keptTail, tail)
+        } else {
+            editedFrom = position
+            keptTail = tail
+        }
+    }
+
+    /// The run of `routes` the insertions and removals since the last call replaced (see
+    /// `KubePlanChange.RouteEdit`); nil when there were none. Starts a new record.
+    mutating func takeEdit() -> KubePlanChange.RouteEdit? {
+        defer { editedFrom = nil }
+        return editedFrom.map { KubePlanChange.RouteEdit(prefix: $0, suffix: keptTail) }
     }
 
     /// The first position whose ref does not precede `ref` (binary search).

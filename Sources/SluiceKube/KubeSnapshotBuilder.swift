@@ -18,15 +18,32 @@ import SluiceRouting
 /// No hashing or allocation per unchanged service or route: a Service that comes or goes in
 /// a table of 50,000 costs a few copies of flat arrays. Unchanged route tables (classes,
 /// immutable) are shared with the previous snapshot.
+///
+/// The services and endpoints arrays are double-buffered: the arrays of the snapshot before
+/// the last are kept, and once that snapshot is gone (nothing else holds them) the next
+/// snapshot's are made by editing them in place with the changes of the last two builds —
+/// elements moved, not copied, so no reference count is touched per unchanged service and
+/// no fresh pages are faulted. While something still holds them (a connection routed with
+/// that snapshot), editing them copies first, as building from the last snapshot's would.
 public struct KubeSnapshotBuilder: Sendable {
     private var services: [Service] = []
     private var endpoints: [Endpoint] = []
+    /// The arrays of the snapshot before the last (the spare), and the services whose plan
+    /// parts changed between it and the last (nil: the spare is not usable).
+    private var spareServices: [Service] = []
+    private var spareEndpoints: [Endpoint] = []
+    private var spareBehind: Set<String>?
     private var tables = KubeRoutingPlan.Tables(listeners: [], routeTables: [], tlsContexts: [])
     /// What the tables were made from.
     private var header: Header?
-    private var routes: [KubeRoutingPlan.PlannedRoute] = []
+    /// How many routes the http listener's table was made from.
+    private var routeCount = 0
     private var terminatedRoutes: [KubeRoutingPlan.PlannedRoute] = []
     private var built = false
+
+    /// At most this many services are edited in place in the spare (each insertion or removal
+    /// moves the arrays' tails); more are merged into fresh arrays in one pass.
+    static let inPlaceLimit = 8
 
     /// The plan's listeners: when they change, the tables are built again.
     struct Header: Equatable, Sendable {
@@ -59,16 +76,15 @@ public struct KubeSnapshotBuilder: Sendable {
         var renumbered: [Int32]? = nil
         if !layout && !change.services.isEmpty {
             let touched = change.services.sorted()
-            if change.servicesAddedOrRemoved || !overwrite(plan, touched) {
-                renumbered = merge(plan, touched)
-            }
+            if change.servicesAddedOrRemoved { renumbered = indexMap(plan, touched) }
+            advance(plan, touched)
         }
         // A change that did not name every service that came or went: lay out again.
         if services.count != plan.services.count { layout = true }
         if layout {
             lay(plan)
         } else if change.routing || renumbered != nil || header != Header(plan) {
-            edit(plan, renumbered: renumbered)
+            edit(plan, routeEdit: change.routeEdit, renumbered: renumbered)
         }
         built = true
         return RoutingSnapshot(
@@ -92,8 +108,137 @@ public struct KubeSnapshotBuilder: Sendable {
         }
         tables = plan.tables(index: serviceIndex)
         header = Header(plan)
-        routes = plan.routes
+        routeCount = plan.routes.count
         terminatedRoutes = plan.terminatedRoutes
+        spareServices = []
+        spareEndpoints = []
+        spareBehind = nil
+    }
+
+    /// The services and endpoints for `plan`, from the last ones and the services `touched`
+    /// (sorted keys) since: the spare edited in place when it is usable and few services
+    /// changed, else the last arrays overwritten or merged. The last arrays become the spare.
+    private mutating func advance(_ plan: KubeRoutingPlan, _ touched: [String]) {
+        if let behind = spareBehind, behind.count + touched.count <= Self.inPlaceLimit {
+            var nextServices: [Service] = []
+            var nextEndpoints: [Endpoint] = []
+            // Taken out, so that this is the arrays' only holder once their snapshot is gone.
+            swap(&nextServices, &spareServices)
+            swap(&nextEndpoints, &spareEndpoints)
+            Self.editInPlace(&nextServices, &nextEndpoints, plan, behind.union(touched).sorted())
+            spareServices = services
+            spareEndpoints = endpoints
+            services = nextServices
+            endpoints = nextEndpoints
+        } else {
+            let lastServices = services
+            let lastEndpoints = endpoints
+            if !overwrite(plan, touched) { merge(plan, touched) }
+            spareServices = lastServices
+            spareEndpoints = lastEndpoints
+        }
+        spareBehind = Set(touched)
+    }
+
+    /// `services` and `endpoints` (sorted by name, ranges in order) made those of `plan` for
+    /// the services `keys` (sorted; the others are as in the plan already), in place: each
+    /// named service replaced, inserted or removed with its endpoints, then the ranges and the
+    /// endpoints' service indices after the first of them set again in one pass.
+    private static func editInPlace(
+        _ services: inout [Service], _ endpoints: inout [Endpoint], _ plan: KubeRoutingPlan, _ keys: [String]
+    ) {
+        // Endpoints moved so far: the ranges of the services not reached yet are off by it.
+        var delta = 0
+        var first = services.count
+        var indicesMoved = false
+        var rangesMoved = false
+        var from = 0
+        for key in keys {
+            let at = position(of: key, in: services, from: from)
+            from = at
+            let existed = at < services.count && services[at].name == key
+            let start = at < services.count ? services[at].endpoints.lowerBound + delta : endpoints.count
+            let oldCount = existed ? services[at].endpoints.count : 0
+            let planIndex = KubeIncrementalTranslator.position(of: key, in: plan.services)
+            if planIndex < plan.services.count, plan.services[planIndex].key == key {
+                let planned = plan.services[planIndex]
+                endpoints.replaceSubrange(
+                    start..<(start + oldCount),
+                    with: planned.endpoints.lazy.map { Endpoint(address: $0, service: at) })
+                var service = Service(
+                    name: planned.key, algorithm: planned.algorithm,
+                    endpoints: start..<(start + planned.endpoints.count))
+                service.upstreamProtocol = planned.upstreamProtocol
+                if existed {
+                    if services[at] != service { services[at] = service }
+                } else {
+                    services.insert(service, at: at)
+                    indicesMoved = true
+                }
+                delta += planned.endpoints.count - oldCount
+                if planned.endpoints.count != oldCount { rangesMoved = true }
+                from = at + 1
+            } else if existed {
+                endpoints.removeSubrange(start..<(start + oldCount))
+                services.remove(at: at)
+                indicesMoved = true
+                delta -= oldCount
+                if oldCount != 0 { rangesMoved = true }
+            } else {
+                continue
+            }
+            first = min(first, at)
+        }
+        guard first < services.count, rangesMoved || indicesMoved else { return }
+        var next = first > 0 ? services[first - 1].endpoints.upperBound : 0
+        for index in first..<services.count {
+            let count = services[index].endpoints.count
+            if services[index].endpoints.lowerBound != next {
+                services[index].endpoints = next..<(next + count)
+            }
+            if indicesMoved {
+                for endpoint in next..<(next + count) where endpoints[endpoint].service != index {
+                    endpoints[endpoint].service = index
+                }
+            }
+            next += count
+        }
+    }
+
+    /// Old service index → new (-1: gone) for the services `touched` (sorted keys) coming,
+    /// going or staying; nil when no index moves.
+    private func indexMap(_ plan: KubeRoutingPlan, _ touched: [String]) -> [Int32]? {
+        var map = [Int32](repeating: -1, count: services.count)
+        var shift = 0
+        var old = 0
+        var moved = false
+        for key in touched {
+            let at = Self.position(of: key, in: services, from: old)
+            while old < at {
+                map[old] = Int32(old + shift)
+                old += 1
+            }
+            let existed = at < services.count && services[at].name == key
+            let planIndex = KubeIncrementalTranslator.position(of: key, in: plan.services)
+            let planned = planIndex < plan.services.count && plan.services[planIndex].key == key
+            if existed {
+                if planned {
+                    map[at] = Int32(at + shift)
+                } else {
+                    shift -= 1
+                    moved = true
+                }
+                old = at + 1
+            } else if planned {
+                shift += 1
+                moved = true
+            }
+        }
+        while old < services.count {
+            map[old] = Int32(old + shift)
+            old += 1
+        }
+        return moved ? map : nil
     }
 
     /// The services `touched` (sorted keys, each present here and in the plan at the same
@@ -130,14 +275,11 @@ public struct KubeSnapshotBuilder: Sendable {
 
     /// The services `touched` (sorted keys) made again from the plan, added or removed; the
     /// runs of services between them copied whole, their indices and endpoint ranges moved.
-    /// Returns old service index → new (-1: gone) when some index moved, else nil.
-    private mutating func merge(_ plan: KubeRoutingPlan, _ touched: [String]) -> [Int32]? {
+    private mutating func merge(_ plan: KubeRoutingPlan, _ touched: [String]) {
         var nextServices: [Service] = []
         nextServices.reserveCapacity(plan.services.count)
         var nextEndpoints: [Endpoint] = []
         nextEndpoints.reserveCapacity(endpoints.count + touched.count * 16)
-        var map = [Int32](repeating: -1, count: services.count)
-        var moved = false
         var old = 0
         /// Copies the unchanged services old..<end and their endpoints.
         func copyRun(upTo end: Int) {
@@ -149,7 +291,6 @@ public struct KubeSnapshotBuilder: Sendable {
             let base = nextEndpoints.count
             nextEndpoints.append(contentsOf: endpoints[from..<to])
             if shift != 0 {
-                moved = true
                 for index in base..<nextEndpoints.count { nextEndpoints[index].service += shift }
             }
             // One copy of the run, then its ranges moved in place (no per-service copies).
@@ -162,7 +303,6 @@ public struct KubeSnapshotBuilder: Sendable {
                         (range.lowerBound + endpointShift)..<(range.upperBound + endpointShift)
                 }
             }
-            for index in old..<end { map[index] = Int32(index + shift) }
             old = end
         }
         for key in touched {
@@ -179,36 +319,28 @@ public struct KubeSnapshotBuilder: Sendable {
                 nextServices.append(
                     Service(name: planned.key, algorithm: planned.algorithm, endpoints: start..<nextEndpoints.count))
                 nextServices[nextServices.count - 1].upstreamProtocol = planned.upstreamProtocol
-                if existed {
-                    map[at] = Int32(index)
-                    if at != index { moved = true }
-                } else {
-                    moved = true
-                }
-            } else if existed {
-                moved = true
             }
         }
         copyRun(upTo: services.count)
         services = nextServices
         endpoints = nextEndpoints
-        return moved ? map : nil
     }
 
     /// The tables for `plan` from the last ones: listeners the same, routes edited where they
     /// changed, service indices renumbered by `renumbered` (old → new) when given.
-    private mutating func edit(_ plan: KubeRoutingPlan, renumbered: [Int32]?) {
+    private mutating func edit(_ plan: KubeRoutingPlan, routeEdit: KubePlanChange.RouteEdit?, renumbered: [Int32]?) {
         guard header == Header(plan) else {
             tables = plan.tables(index: serviceIndex)
             header = Header(plan)
-            routes = plan.routes
+            routeCount = plan.routes.count
             terminatedRoutes = plan.terminatedRoutes
             return
         }
         var next = 0
         if plan.httpAddress != nil {
             tables.routeTables[0] = Self.edit(
-                tables.routeTables[0], from: routes, to: plan.routes, renumbered: renumbered, index: serviceIndex)
+                tables.routeTables[0], count: routeCount, to: plan.routes, edit: routeEdit, renumbered: renumbered,
+                index: serviceIndex)
             next = 1
         }
         if plan.tls != nil {
@@ -226,26 +358,33 @@ public struct KubeSnapshotBuilder: Sendable {
         for (offset, listener) in plan.tcpListeners.enumerated() {
             tables.listeners[first + offset].service = serviceIndex(listener.service)
         }
-        routes = plan.routes
+        routeCount = plan.routes.count
         terminatedRoutes = plan.terminatedRoutes
     }
 
-    /// `table` (made from `old`) for the routes `new`: the run between their common start
-    /// and end replaced, the rest renumbered.
+    /// `table` (made from `count` routes) for the routes `new`, which agree with those in the
+    /// parts `edit` names (nil: all of them): the run between replaced, the rest renumbered.
     private static func edit(
-        _ table: HTTPRouteTable, from old: [KubeRoutingPlan.PlannedRoute], to new: [KubeRoutingPlan.PlannedRoute],
-        renumbered: [Int32]?, index: (String) -> Int
+        _ table: HTTPRouteTable, count: Int, to new: [KubeRoutingPlan.PlannedRoute],
+        edit: KubePlanChange.RouteEdit?, renumbered: [Int32]?, index: (String) -> Int
     ) -> HTTPRouteTable {
-        let common = min(old.count, new.count)
-        var prefix = 0
-        while prefix < common && old[prefix] == new[prefix] { prefix += 1 }
-        var suffix = 0
-        while suffix < common - prefix && old[old.count - 1 - suffix] == new[new.count - 1 - suffix] { suffix += 1 }
-        if prefix == old.count && prefix == new.count && renumbered == nil { return table }
-        let inserted = new[prefix..<(new.count - suffix)].map {
-            HTTPRoute(host: $0.host, pathPrefix: Array($0.pathPrefix.utf8), service: index($0.service))
+        if edit == nil && count == new.count {
+            return renumbered.map { table.replacing(0..<0, with: [], services: $0) } ?? table
         }
-        return table.replacing(prefix..<(old.count - suffix), with: inserted, services: renumbered)
+        // No record of the run (never so from the translator): all of them.
+        let prefix = min(edit?.prefix ?? 0, count, new.count)
+        let suffix = min(edit?.suffix ?? 0, count - prefix, new.count - prefix)
+        let inserted = new[prefix..<(new.count - suffix)].map {
+            HTTPRoute(host: $0.host, pathPrefix: routePath($0.pathPrefix), service: index($0.service))
+        }
+        return table.replacing(prefix..<(count - suffix), with: inserted, services: renumbered)
+    }
+
+    /// `/`, the path of most routes, as one shared array.
+    private static let rootPath: [UInt8] = [UInt8(ascii: "/")]
+
+    private static func routePath(_ path: String) -> [UInt8] {
+        path == "/" ? rootPath : Array(path.utf8)
     }
 
     /// The index of the service `key` (binary search: services are in key order). The plan

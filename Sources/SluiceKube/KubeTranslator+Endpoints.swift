@@ -31,9 +31,16 @@ extension PlanBuilder {
             }
             for endpoint in slice.endpoints ?? [] {
                 let usable = endpoint.isReady || (endpoint.isServing && endpoint.isTerminating)
-                guard usable, let text = endpoint.address else { continue }
-                guard let ip = Self.ip(text, family: family) else {
+                guard usable else { continue }
+                let ip: SocketAddress.IP
+                if family == "IPv4", let packed = endpoint.packedIPv4 {
+                    ip = .v4(packed)
+                } else if let text = endpoint.address, let parsed = Self.ip(text, family: family) {
+                    ip = parsed
+                } else if let text = endpoint.address {
                     warn("EndpointSlice", "\(slice.key)", "'\(text)' is not an \(family) address; skipped")
+                    continue
+                } else {
                     continue
                 }
                 let address = SocketAddress(ip: ip, port: UInt16(number))

@@ -23,7 +23,13 @@ struct EndpointCookies: Sendable {
     let order: [Int32]
 
     init(services: [Service], endpoints: [Endpoint]) {
-        guard services.contains(where: { $0.algorithm == .cookie }) else {
+        // The cookie services by index, read in place: no copy (and no reference count
+        // touched) per service of a large table.
+        let cookieServices: [Int] = services.withUnsafeBufferPointer { buffer in
+            // SAFETY: `buffer` is `services`' storage, read only within this closure.
+            buffer.indices.filter { buffer[$0].algorithm == .cookie }
+        }
+        guard !cookieServices.isEmpty else {
             (start, ids, values, setCookieFields, order) = ([], [], [], [], [])
             return
         }
@@ -32,7 +38,8 @@ struct EndpointCookies: Sendable {
         var values: [[UInt8]] = []
         var fields: [[UInt8]] = []
         var order: [Int32] = []
-        for (serviceIndex, service) in services.enumerated() where service.algorithm == .cookie {
+        for serviceIndex in cookieServices {
+            let service = services[serviceIndex]
             let first = ids.count
             start[serviceIndex] = Int32(first)
             let name = service.cookieName ?? Service.defaultCookieName

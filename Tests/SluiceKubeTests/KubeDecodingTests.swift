@@ -17,9 +17,6 @@ struct KubeDecodingTests {
         #expect(byName["grafana"]?.spec?.ports?.first?.targetPort == .string("http"))
         #expect(byName["mysql"]?.spec?.ports?.first?.targetPort == .int(3306))
         #expect(byName["mysql"]?.spec?.ports?.first?.name == nil)
-        // Fields discovery does not read are not kept.
-        #expect(byName["grafana"]?.spec?.selector == nil)
-        #expect(byName["db-headless"]?.spec?.clusterIP == nil)
         #expect(byName["secure-app"]?.spec?.sessionAffinityConfig?.clientIP?.timeoutSeconds == 10800)
         #expect(byName["service-loadbalancer"]?.spec?.ports?.map(\.nodePort) == [30800, 30443])
     }

@@ -94,8 +94,6 @@ struct KubeLeanDecodingTests {
         #expect(
             web.metadata.annotations == [KubeAnnotation.host: "web.example.com", KubeAnnotation.algorithm: "leastconn"])
         #expect(web.metadata.labels == nil)
-        #expect(web.metadata.uid == nil)
-        #expect(web.spec?.selector == nil && web.spec?.clusterIP == nil && web.spec?.type == nil)
         #expect(web.spec?.ports?.first?.targetPort == .string("http"))
         #expect(try Self.retained(web) < 1024)
     }

@@ -73,7 +73,7 @@ func service(
 ) -> KubeService {
     KubeService(
         metadata: KubeObjectMeta(name: name, namespace: namespace, resourceVersion: "1", annotations: annotations),
-        spec: KubeService.Spec(ports: ports, selector: ["app": name], sessionAffinity: affinity))
+        spec: KubeService.Spec(ports: ports, sessionAffinity: affinity))
 }
 
 /// An EndpointSlice of `serviceName` with one port and the given endpoints.
