@@ -429,10 +429,11 @@ enum StreamMark: UInt {
 extension HTTP2Session {
     /// The session behind nghttp2's user data pointer.
     @inline(__always)
-    fileprivate static func from(_ userData: UnsafeMutableRawPointer?) -> HTTP2Session {
+    fileprivate static func with<R>(_ userData: UnsafeMutableRawPointer?, _ body: (HTTP2Session) -> R) -> R {
         // SAFETY: user data is set in init to this session, unretained; the nghttp2 session
-        // (and so every callback) ends in deinit.
-        Unmanaged<HTTP2Session>.fromOpaque(userData!).takeUnretainedValue()
+        // (and so every callback) ends in deinit, so the session outlives the call without a
+        // retain of its own.
+        Unmanaged<HTTP2Session>.fromOpaque(userData!)._withUnsafeGuaranteedRef(body)
     }
 
     /// The options every session shares (nghttp2 copies them at creation).
@@ -462,9 +463,8 @@ extension HTTP2Session {
 
     /// nghttp2_send_callback: hands output to h2Output; WOULDBLOCK when it took nothing.
     private static let sendCallback: nghttp2_send_callback = { _, data, length, _, userData in
-        let session = from(userData)
         // SAFETY: nghttp2 passes `length` readable bytes at `data`, valid during the call.
-        let taken = session.handler.h2Output(session, UnsafeRawBufferPointer(start: data, count: length))
+        let taken = with(userData) { $0.handler.h2Output($0, UnsafeRawBufferPointer(start: data, count: length)) }
         return taken > 0 ? min(taken, length) : Int(NGHTTP2_ERR_WOULDBLOCK.rawValue)
     }
 
@@ -475,14 +475,15 @@ extension HTTP2Session {
         guard header.type == UInt8(NGHTTP2_HEADERS.rawValue),
             frame!.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
         else { return 0 }
-        let session = from(userData)
-        if session.handler.h2StreamOpened(session, stream: header.stream_id) {
-            StreamMark.opened.set(raw, header.stream_id)
-            session.openStreams += 1
-        } else {
-            StreamMark.refused.set(raw, header.stream_id)
-            nghttp2_submit_rst_stream(
-                raw, UInt8(NGHTTP2_FLAG_NONE.rawValue), header.stream_id, NGHTTP2_REFUSED_STREAM.rawValue)
+        with(userData) { session in
+            if session.handler.h2StreamOpened(session, stream: header.stream_id) {
+                StreamMark.opened.set(raw, header.stream_id)
+                session.openStreams += 1
+            } else {
+                StreamMark.refused.set(raw, header.stream_id)
+                nghttp2_submit_rst_stream(
+                    raw, UInt8(NGHTTP2_FLAG_NONE.rawValue), header.stream_id, NGHTTP2_REFUSED_STREAM.rawValue)
+            }
         }
         return 0
     }
@@ -494,11 +495,12 @@ extension HTTP2Session {
         let stream = frame!.pointee.hd.stream_id
         let mark = StreamMark.of(raw, stream)
         guard mark == .opened || mark == .trailers else { return 0 }
-        let session = from(userData)
-        let accepted = session.handler.h2Field(
-            session, stream: stream, name: UnsafeRawBufferPointer(start: name, count: nameLength),
-            value: UnsafeRawBufferPointer(start: value, count: valueLength),
-            trailer: frame!.pointee.headers.cat == NGHTTP2_HCAT_HEADERS)
+        let accepted = with(userData) { session in
+            session.handler.h2Field(
+                session, stream: stream, name: UnsafeRawBufferPointer(start: name, count: nameLength),
+                value: UnsafeRawBufferPointer(start: value, count: valueLength),
+                trailer: frame!.pointee.headers.cat == NGHTTP2_HCAT_HEADERS)
+        }
         return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
     }
 
@@ -506,22 +508,23 @@ extension HTTP2Session {
     private static let frameReceived: nghttp2_on_frame_recv_callback = { raw, frame, userData in
         // SAFETY: nghttp2 passes a valid frame for the duration of the call.
         let header = frame!.pointee.hd
-        let session = from(userData)
         let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
-        if header.stream_id != 0 {
-            let mark = StreamMark.of(raw, header.stream_id)
-            if mark == .opened || mark == .trailers {
-                if header.type == UInt8(NGHTTP2_HEADERS.rawValue) {
-                    session.handler.h2FieldsDone(
-                        session, stream: header.stream_id, endStream: endStream,
-                        trailer: frame!.pointee.headers.cat == NGHTTP2_HCAT_HEADERS)
-                } else if header.type == UInt8(NGHTTP2_DATA.rawValue), endStream {
-                    session.handler.h2DataEnded(session, stream: header.stream_id)
+        with(userData) { session in
+            if header.stream_id != 0 {
+                let mark = StreamMark.of(raw, header.stream_id)
+                if mark == .opened || mark == .trailers {
+                    if header.type == UInt8(NGHTTP2_HEADERS.rawValue) {
+                        session.handler.h2FieldsDone(
+                            session, stream: header.stream_id, endStream: endStream,
+                            trailer: frame!.pointee.headers.cat == NGHTTP2_HCAT_HEADERS)
+                    } else if header.type == UInt8(NGHTTP2_DATA.rawValue), endStream {
+                        session.handler.h2DataEnded(session, stream: header.stream_id)
+                    }
                 }
             }
+            session.handler.h2FrameReceived(
+                session, type: header.type, flags: header.flags, stream: header.stream_id, length: header.length)
         }
-        session.handler.h2FrameReceived(
-            session, type: header.type, flags: header.flags, stream: header.stream_id, length: header.length)
         return 0
     }
 
@@ -534,9 +537,8 @@ extension HTTP2Session {
             nghttp2_session_consume(raw, stream, length)
             return 0
         }
-        let session = from(userData)
         // SAFETY: nghttp2 passes `length` readable bytes at `data`, valid during the call.
-        session.handler.h2Data(session, stream: stream, UnsafeRawBufferPointer(start: data, count: length))
+        with(userData) { $0.handler.h2Data($0, stream: stream, UnsafeRawBufferPointer(start: data, count: length)) }
         return 0
     }
 
@@ -544,20 +546,21 @@ extension HTTP2Session {
     private static let streamClosed: nghttp2_on_stream_close_callback = { raw, stream, errorCode, userData in
         let mark = StreamMark.of(raw, stream)
         guard mark == .opened || mark == .trailers else { return 0 }
-        let session = from(userData)
-        session.openStreams -= 1
-        session.handler.h2StreamClosed(session, stream: stream, errorCode: errorCode)
+        with(userData) { session in
+            session.openStreams -= 1
+            session.handler.h2StreamClosed(session, stream: stream, errorCode: errorCode)
+        }
         return 0
     }
 
     /// nghttp2_data_source_read_callback: the response body from h2ReadBody.
     fileprivate static let readBody: nghttp2_data_source_read_callback = {
         raw, stream, buffer, length, dataFlags, _, userData in
-        let session = from(userData)
         // SAFETY: nghttp2 passes `length` writable bytes at `buffer` and a valid flags pointer.
-        switch session.handler.h2ReadBody(
-            session, stream: stream, into: UnsafeMutableRawBufferPointer(start: buffer, count: length))
-        {
+        let read = with(userData) {
+            $0.handler.h2ReadBody($0, stream: stream, into: UnsafeMutableRawBufferPointer(start: buffer, count: length))
+        }
+        switch read {
         case .bytes(let count, let end):
             if end {
                 dataFlags!.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue

@@ -7,7 +7,7 @@ import Testing
     /// that no acquire needed since the last; an acquire takes a kept block before it
     /// allocates one for a freed index.
     @Test func idleBlocksBeyondMaxIdleGoAtTheTrimAfterTheyWereNotNeeded() {
-        var pool = BufferPool(bufferSize: 64, maxIdle: 2)
+        let pool = BufferPool(bufferSize: 64, maxIdle: 2)
         let taken = (0..<4).map { _ in pool.acquire() }
         #expect(taken == [0, 1, 2, 3])
         for index in taken { pool.release(index) }
@@ -39,7 +39,7 @@ import Testing
 
     /// Under a steady load above maxIdle, releases and acquires allocate nothing.
     @Test func aSteadyLoadAboveMaxIdleDoesNotAllocate() {
-        var pool = BufferPool(bufferSize: 64, maxIdle: 1)
+        let pool = BufferPool(bufferSize: 64, maxIdle: 1)
         var held = (0..<8).map { _ in pool.acquire() }
         for round in 0..<100 {
             for index in held { pool.release(index) }

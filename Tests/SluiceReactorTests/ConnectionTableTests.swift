@@ -4,7 +4,7 @@ import Testing
 
 @Suite struct ConnectionTableTests {
     @Test func freedSlotsAreReusedWithANewGeneration() {
-        var table = ConnectionTable(capacity: 2)
+        let table = ConnectionTable(capacity: 2)
         let a = table.allocate()!
         let b = table.allocate()!
         #expect(a.isFirstUse && b.isFirstUse)

@@ -85,58 +85,73 @@ enum HTTP2Role: UInt8 {
 
 /// Preallocated connection slots with a free list. Slots above `highWater` have never been
 /// used and are not touched, so the table costs resident memory only for connections that
-/// existed. Owned by one loop thread.
+/// existed. Owned by one loop thread. Its fields are constants (the free list and counts live
+/// behind `state`), so a loop keeps it in a `let` and reaching a slot costs no exclusivity
+/// check.
 struct ConnectionTable: ~Copyable {
     let capacity: Int
     let slots: UnsafeMutablePointer<Connection>
     /// HTTP exchange state, by slot; initialised when an http connection takes the slot, so
     /// slots used only for TCP never touch it.
     let exchanges: UnsafeMutablePointer<HTTPExchange>
-    private var freeHead: Int32 = -1
-    private(set) var highWater: Int32 = 0
-    private(set) var live = 0
+    private let state: UnsafeMutablePointer<State>
+
+    /// The free list's head, the slots ever used and the live ones.
+    private struct State {
+        var freeHead: Int32 = -1
+        var highWater: Int32 = 0
+        var live = 0
+    }
+
+    var highWater: Int32 { state.pointee.highWater }
+    var live: Int { state.pointee.live }
 
     init(capacity: Int) {
         precondition(capacity > 0 && capacity < 1 << 30)
         self.capacity = capacity
         slots = .allocate(capacity: capacity)
         exchanges = .allocate(capacity: capacity)
+        state = .allocate(capacity: 1)
+        state.initialize(to: State())
     }
 
     deinit {
-        slots.deinitialize(count: Int(highWater))
+        slots.deinitialize(count: Int(state.pointee.highWater))
         slots.deallocate()
         exchanges.deallocate()
+        state.deallocate()
     }
 
     /// A free slot, or nil when all `capacity` are live. `isFirstUse` tells the caller to
     /// initialise per-slot state kept elsewhere (timer links).
+    // SAFETY: `state` is this table's own block, used by the loop thread only.
     @inline(__always)
-    mutating func allocate() -> (slot: Int32, isFirstUse: Bool)? {
-        if freeHead >= 0 {
-            let slot = freeHead
-            freeHead = slots[Int(slot)].nextFree
-            live += 1
+    func allocate() -> (slot: Int32, isFirstUse: Bool)? {
+        if state.pointee.freeHead >= 0 {
+            let slot = state.pointee.freeHead
+            state.pointee.freeHead = slots[Int(slot)].nextFree
+            state.pointee.live += 1
             return (slot, false)
         }
-        guard Int(highWater) < capacity else { return nil }
-        let slot = highWater
-        highWater += 1
+        guard Int(state.pointee.highWater) < capacity else { return nil }
+        let slot = state.pointee.highWater
+        state.pointee.highWater += 1
         (slots + Int(slot)).initialize(to: Connection())
-        live += 1
+        state.pointee.live += 1
         return (slot, true)
     }
 
     /// Returns a slot to the free list and bumps its generation, so queued events for the
     /// old connection are recognised as stale.
+    // SAFETY: `state` is this table's own block, used by the loop thread only.
     @inline(__always)
-    mutating func free(_ slot: Int32) {
+    func free(_ slot: Int32) {
         let generation = slots[Int(slot)].generation &+ 1
         slots[Int(slot)] = Connection()
         slots[Int(slot)].generation = generation
-        slots[Int(slot)].nextFree = freeHead
-        freeHead = slot
-        live -= 1
+        slots[Int(slot)].nextFree = state.pointee.freeHead
+        state.pointee.freeHead = slot
+        state.pointee.live -= 1
     }
 
     // SAFETY: `slot` < `highWater` (initialised); only the loop thread holds the pointer, and not across a free.

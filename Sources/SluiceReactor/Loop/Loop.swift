@@ -20,17 +20,17 @@ final class Loop: @unchecked Sendable {
 
     /// Readiness and every system call the loop makes (`Driver`).
     var driver: Driver
-    var table: ConnectionTable
+    let table: ConnectionTable
     var timers: TimerWheel
     var pipes: PipePool
-    var buffers: BufferPool
+    let buffers: BufferPool
     /// HTTP heads and bodies in flight (32 KiB blocks).
-    var httpBuffers: BufferPool
+    let httpBuffers: BufferPool
     /// HTTP/2 streams' inbound buffers: a request head and a receive window each.
-    var streamBuffers: BufferPool
+    let streamBuffers: BufferPool
     /// A peek's first bytes (1 KiB blocks): a connection that has sent part of a ClientHello
     /// or PROXY header holds this, not a 32 KiB block, until more is needed.
-    var peekBuffers: BufferPool
+    let peekBuffers: BufferPool
     static let peekBufferSize: Int32 = 1024
     /// Idle keep-alive upstream connections.
     var pool: UpstreamPool
