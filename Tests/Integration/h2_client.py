@@ -149,9 +149,16 @@ class H2Client(SocketClient):
 
     # ---- I/O
     def flush(self) -> None:
+        """Sends what the connection has queued. Raises ConnectionClosed when the server has
+        already closed (a reset while sending is the same end as a reset while reading)."""
         data = self.conn.data_to_send()
         if data:
-            self.sock.sendall(data)
+            try:
+                self.sock.sendall(data)
+            except (ConnectionResetError, BrokenPipeError) as exc:
+                self.eof = True
+                raise ConnectionClosed(f"connection reset while sending: {exc}"
+                                       + (f" after GOAWAY {self.goaway}" if self.goaway else ""))
 
     def _recv(self, timeout: float) -> bool:
         """Reads once (up to ``timeout``); False on timeout. Raises ConnectionClosed at EOF."""
@@ -301,7 +308,7 @@ class H2Client(SocketClient):
         try:
             self.conn.close_connection()
             self.flush()
-        except (OSError, h2.exceptions.ProtocolError):
+        except (OSError, ConnectionClosed, h2.exceptions.ProtocolError):
             pass
         super().close()
 
