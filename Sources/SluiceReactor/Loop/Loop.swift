@@ -21,8 +21,12 @@ final class Loop: @unchecked Sendable {
     /// Readiness and every system call the loop makes (`Driver`).
     var driver: Driver
     let table: ConnectionTable
-    var timers: TimerWheel
-    var pipes: PipePool
+    // SAFETY (@exclusivity(unchecked), here, on the queues and tables below and on `epoch`):
+    // loop-thread state that every event reads; each mutating method called on it is the
+    // value's own and calls no loop code (the pool's close closures touch only `driver`), so
+    // no access is held across a call that could reach the same property again.
+    @exclusivity(unchecked) var timers: TimerWheel
+    @exclusivity(unchecked) var pipes: PipePool
     let buffers: BufferPool
     /// HTTP heads and bodies in flight (32 KiB blocks).
     let httpBuffers: BufferPool
@@ -33,7 +37,7 @@ final class Loop: @unchecked Sendable {
     let peekBuffers: BufferPool
     static let peekBufferSize: Int32 = 1024
     /// Idle keep-alive upstream connections.
-    var pool: UpstreamPool
+    @exclusivity(unchecked) var pool: UpstreamPool
     var nextPoolSweep: Int64 = 0
     /// When the buffer pools next give back the idle blocks a second did not need.
     var nextBufferTrim: Int64 = 0
@@ -62,8 +66,8 @@ final class Loop: @unchecked Sendable {
     @exclusivity(unchecked) var epoch: UInt64 = 1
     /// A swap is rebuilding `retained`'s counts.
     var rebinding = false
-    var picker: EndpointPicker
-    var listeners: [LoopListener] = []
+    @exclusivity(unchecked) var picker: EndpointPicker
+    @exclusivity(unchecked) var listeners: [LoopListener] = []
     @exclusivity(unchecked) var counters = LoopCounters()
     /// Per listener, service and endpoint counters and histograms (`Observe/`). Touched by
     /// every event, so not checked for exclusivity at run time:
@@ -97,23 +101,23 @@ final class Loop: @unchecked Sendable {
     /// in milliseconds derived from it (timers, timeouts).
     @exclusivity(unchecked) var now: Int64
     @exclusivity(unchecked) var nowMicros: Int64
-    var expired: [Int32] = []
+    @exclusivity(unchecked) var expired: [Int32] = []
     /// Connections that used up their step budget in this batch, resumed after it.
-    var resume: [(slot: Int32, generation: UInt32)] = []
-    var resuming: [(slot: Int32, generation: UInt32)] = []
+    @exclusivity(unchecked) var resume: [(slot: Int32, generation: UInt32)] = []
+    @exclusivity(unchecked) var resuming: [(slot: Int32, generation: UInt32)] = []
     /// HTTP/2: sessions to flush at the end of the batch, and streams to pump once nghttp2
     /// returns (each with its generation; swapped with the second array while it is run).
-    var h2Dirty: [(slot: Int32, generation: UInt32)] = []
-    var h2Flushing: [(slot: Int32, generation: UInt32)] = []
-    var h2Wake: [(slot: Int32, generation: UInt32)] = []
-    var h2Waking: [(slot: Int32, generation: UInt32)] = []
+    @exclusivity(unchecked) var h2Dirty: [(slot: Int32, generation: UInt32)] = []
+    @exclusivity(unchecked) var h2Flushing: [(slot: Int32, generation: UInt32)] = []
+    @exclusivity(unchecked) var h2Wake: [(slot: Int32, generation: UInt32)] = []
+    @exclusivity(unchecked) var h2Waking: [(slot: Int32, generation: UInt32)] = []
     /// HTTP/2 to endpoints: the first session slot of each endpoint address (the others
     /// follow through `HTTP2Link.next`), and exchanges to pump once nghttp2 returns.
-    var h2Upstreams: [UpstreamSessionKey: Int32] = [:]
+    @exclusivity(unchecked) var h2Upstreams: [UpstreamSessionKey: Int32] = [:]
     /// When a failed TLS handshake with an endpoint was last logged (at most one per 10 s).
     var upstreamTLSLoggedAt: Int64 = .min
-    var h2UpWake: [(slot: Int32, generation: UInt32)] = []
-    var h2UpWaking: [(slot: Int32, generation: UInt32)] = []
+    @exclusivity(unchecked) var h2UpWake: [(slot: Int32, generation: UInt32)] = []
+    @exclusivity(unchecked) var h2UpWaking: [(slot: Int32, generation: UInt32)] = []
     /// nghttp2's blocks, reused by every session of this loop; freed with the loop (a
     /// session is deleted only by the loop's own code, never after it).
     let h2Pool: OpaquePointer?
