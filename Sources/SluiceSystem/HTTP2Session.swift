@@ -107,7 +107,9 @@ public final class HTTP2Session {
     /// ":status" then three digits.
     private let statusBytes: UnsafeMutablePointer<UInt8>
     /// Streams `h2StreamOpened` accepted that are not closed yet.
-    public private(set) var openStreams = 0
+    // SAFETY (@exclusivity(unchecked)): the session's thread alone touches it, each access one
+    // load or one store, none held across a call.
+    @exclusivity(unchecked) public private(set) var openStreams = 0
 
     /// Blocks this session's nghttp2 took from malloc (its pool had none of the size).
     public var allocations: Int { Int(counts.pointee.allocations) }

@@ -19,7 +19,9 @@ final class Loop: @unchecked Sendable {
     var logger: Logger
 
     /// Readiness and every system call the loop makes (`Driver`).
-    var driver: Driver
+    // SAFETY (@exclusivity(unchecked)): every call reads it (its methods do not mutate); it is
+    // written only in `init` and, in debug builds, by tests installing a fake kernel first.
+    @exclusivity(unchecked) var driver: Driver
     let table: ConnectionTable
     // SAFETY (@exclusivity(unchecked), here, on the queues and tables below and on `epoch`):
     // loop-thread state that every event reads; each mutating method called on it is the
