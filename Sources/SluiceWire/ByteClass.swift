@@ -66,6 +66,91 @@ enum ByteClass {
         return nil
     }
 
+    /// The offset of the first byte at or after `from` (and before `end`) that may not be in a
+    /// field value (see `isFieldValue`), or `end`. Eight bytes at a time: a word is skipped
+    /// when none of its bytes is below 0x20 or DEL; a word that has one is walked bytewise
+    /// (HTAB is below 0x20 yet allowed).
+    @inline(__always)
+    static func fieldValueEnd(_ p: UnsafePointer<UInt8>, from: Int, to end: Int) -> Int {
+        var i = from
+        while true {
+            while i &+ 8 <= end {
+                // SAFETY: the eight bytes at `i` lie below `end`, inside the caller's buffer.
+                let w = UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self))
+                if hasControl(w) { break }
+                i &+= 8
+            }
+            let stop = min(i &+ 8, end)
+            while i < stop && isFieldValue(p[i]) { i &+= 1 }
+            if i < stop || i == end { return i }
+        }
+    }
+
+    /// The offset of the first LF at or after `from` (and before `end`), or `end`.
+    @inline(__always)
+    static func firstLF(_ p: UnsafePointer<UInt8>, from: Int, to end: Int) -> Int {
+        var i = from
+        while i &+ 8 <= end {
+            // SAFETY: the eight bytes at `i` lie below `end`, inside the caller's buffer.
+            let w = UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self))
+            let m = zeroBytes(w ^ 0x0a0a_0a0a_0a0a_0a0a)
+            if m != 0 { return i &+ (m.trailingZeroBitCount &>> 3) }
+            i &+= 8
+        }
+        while i < end && p[i] != asciiLF { i &+= 1 }
+        return i
+    }
+
+    /// True when a byte of `w` is below 0x20 or is DEL (0x7F).
+    @inline(__always)
+    static func hasControl(_ w: UInt64) -> Bool {
+        let below = (w &- 0x2020_2020_2020_2020) & ~w & 0x8080_8080_8080_8080
+        return below | zeroBytes(w ^ 0x7f7f_7f7f_7f7f_7f7f) != 0
+    }
+
+    /// The high bit of the lowest zero byte of `w` (and maybe of higher bytes) set; zero when
+    /// no byte is zero.
+    @inline(__always)
+    static func zeroBytes(_ w: UInt64) -> UInt64 {
+        (w &- 0x0101_0101_0101_0101) & ~w & 0x8080_8080_8080_8080
+    }
+
+    /// True when the `count` bytes at `p` equal `lower`'s, each OR 0x20 (see
+    /// `Span.equalsLowercase`). Compared a word at a time.
+    @inline(__always)
+    static func equalsLowercase(_ p: UnsafePointer<UInt8>, _ count: Int, _ lower: StaticString) -> Bool {
+        guard count == lower.utf8CodeUnitCount else { return false }
+        let a = UnsafeRawPointer(p)
+        let b = UnsafeRawPointer(lower.utf8Start)
+        // SAFETY: every load reads bytes below `count`, inside both `p`'s range and `lower`.
+        if count >= 8 {
+            var i = 0
+            while i &+ 8 < count {
+                if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) | 0x2020_2020_2020_2020
+                    != b.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                {
+                    return false
+                }
+                i &+= 8
+            }
+            let last = count &- 8
+            return a.loadUnaligned(fromByteOffset: last, as: UInt64.self) | 0x2020_2020_2020_2020
+                == b.loadUnaligned(fromByteOffset: last, as: UInt64.self)
+        }
+        if count >= 4 {
+            let last = count &- 4
+            return a.loadUnaligned(as: UInt32.self) | 0x2020_2020 == b.loadUnaligned(as: UInt32.self)
+                && a.loadUnaligned(fromByteOffset: last, as: UInt32.self) | 0x2020_2020
+                    == b.loadUnaligned(fromByteOffset: last, as: UInt32.self)
+        }
+        var i = 0
+        while i < count {
+            if p[i] | 0x20 != lower.utf8Start[i] { return false }
+            i &+= 1
+        }
+        return true
+    }
+
     @inline(__always)
     private static func inMask(_ b: UInt8, low: UInt64, high: UInt64) -> Bool {
         if b < 64 { return (low >> UInt64(b)) & 1 != 0 }
@@ -80,15 +165,13 @@ extension Span where Element == UInt8 {
     /// byte (OR-ing 0x20 maps CR onto '-').
     @inline(__always)
     func equalsLowercase(_ range: Range<Int>, _ lower: StaticString) -> Bool {
-        let n = lower.utf8CodeUnitCount
-        guard range.count == n else { return false }
-        let p = lower.utf8Start
-        var i = 0
-        while i < n {
-            if self[range.lowerBound &+ i] | 0x20 != p[i] { return false }
-            i &+= 1
+        guard range.count == lower.utf8CodeUnitCount else { return false }
+        if range.isEmpty { return true }
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "range outside the span")
+        // SAFETY: `range` lies inside the span (checked above); the pointer does not escape.
+        return withUnsafeBufferPointer { buffer in
+            ByteClass.equalsLowercase(buffer.baseAddress.unsafelyUnwrapped + range.lowerBound, range.count, lower)
         }
-        return true
     }
 
     /// True when `self[a]` and `self[b]` hold the same token, ignoring ASCII case.

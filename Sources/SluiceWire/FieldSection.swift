@@ -39,33 +39,45 @@ struct FieldSection {
         maxFields: Int
     ) -> Failure? {
         let n = s.count
+        guard start < n else { return .malformed }
+        // SAFETY: `p` is read only inside the closure and only below `n`, the span's count;
+        // every index is checked against `n` before it is read.
+        return s.withUnsafeBufferPointer { buffer in
+            parse(s, buffer.baseAddress.unsafelyUnwrapped, n, from: start, fields: fields, maxFields: maxFields)
+        }
+    }
+
+    @inline(__always)
+    private mutating func parse(
+        _ s: Span<UInt8>,
+        _ p: UnsafePointer<UInt8>,
+        _ n: Int,
+        from start: Int,
+        fields: UnsafeMutableBufferPointer<HTTPField>,
+        maxFields: Int
+    ) -> Failure? {
         let capacity = min(maxFields, fields.count)
         var i = start
         while true {
             guard i < n else { return .malformed }
-            let first = s[i]
-            if first == asciiCR {
-                guard i &+ 1 < n, s[i &+ 1] == asciiLF else { return .malformed }
+            if p[i] == asciiCR {
+                guard i &+ 1 < n, p[i &+ 1] == asciiLF else { return .malformed }
                 headLength = i &+ 2
                 return nil
             }
             let nameStart = i
-            while i < n && ByteClass.isTchar(s[i]) { i &+= 1 }
+            while i < n && ByteClass.isTchar(p[i]) { i &+= 1 }
             // An empty name, obs-fold (a line opening with SP/HTAB), whitespace before the
             // colon and a bare LF all stop here.
-            guard i > nameStart, i < n, s[i] == asciiColon else { return .malformed }
+            guard i > nameStart, i < n, p[i] == asciiColon else { return .malformed }
             let nameEnd = i
             i &+= 1
-            while i < n && ByteClass.isOWS(s[i]) { i &+= 1 }
+            while i < n && ByteClass.isOWS(p[i]) { i &+= 1 }
             let valueStart = i
+            i = ByteClass.fieldValueEnd(p, from: i, to: n)
             var valueEnd = i
-            while i < n {
-                let b = s[i]
-                guard ByteClass.isFieldValue(b) else { break }
-                i &+= 1
-                if !ByteClass.isOWS(b) { valueEnd = i }
-            }
-            guard i &+ 1 < n, s[i] == asciiCR, s[i &+ 1] == asciiLF else { return .malformed }
+            while valueEnd > valueStart && ByteClass.isOWS(p[valueEnd &- 1]) { valueEnd &-= 1 }
+            guard i &+ 1 < n, p[i] == asciiCR, p[i &+ 1] == asciiLF else { return .malformed }
             i &+= 2
             guard fieldCount < capacity else { return .tooMany }
             fields[fieldCount] = HTTPField(
@@ -73,15 +85,16 @@ struct FieldSection {
                 value: Int32(truncatingIfNeeded: valueStart)..<Int32(truncatingIfNeeded: valueEnd)
             )
             fieldCount &+= 1
-            if let failure = interpret(s, name: nameStart..<nameEnd, value: valueStart..<valueEnd) {
+            let kind = KnownField.classify(p + nameStart, nameEnd &- nameStart)
+            if kind != .other, let failure = interpret(s, kind, value: valueStart..<valueEnd) {
                 return failure
             }
         }
     }
 
     @inline(__always)
-    private mutating func interpret(_ s: Span<UInt8>, name: Range<Int>, value: Range<Int>) -> Failure? {
-        switch KnownField.classify(s, name) {
+    private mutating func interpret(_ s: Span<UInt8>, _ kind: KnownField, value: Range<Int>) -> Failure? {
+        switch kind {
         case .host:
             hostCount &+= 1
             if host == nil { host = value }

@@ -253,15 +253,20 @@ public enum HTTPHeadWriter {
         return nil
     }
 
-    /// True when some Connection field has a value (and so may name other fields).
+    /// True when some Connection field lists a token other than `keep-alive` and `upgrade`
+    /// (any case), and so may name a field the writers would otherwise keep. The fields those
+    /// two name (Keep-Alive, Upgrade) are dropped or kept by their own rule, never by being
+    /// nominated, so a head whose Connection fields list only them needs no nominated set.
     @inline(__always)
     static func hasConnectionField(_ s: Span<UInt8>, _ fields: UnsafeBufferPointer<HTTPField>, _ count: Int) -> Bool {
         for k in 0..<count {
             let f = fields[k]
-            if !f.value.isEmpty
-                && KnownField.classify(s, Int(f.name.lowerBound)..<Int(f.name.upperBound)) == .connection
-            {
-                return true
+            guard !f.value.isEmpty,
+                KnownField.classify(s, Int(f.name.lowerBound)..<Int(f.name.upperBound)) == .connection
+            else { continue }
+            var list = ListCursor(Int(f.value.lowerBound)..<Int(f.value.upperBound))
+            while let token = list.next(s) {
+                if !s.equalsLowercase(token, "keep-alive") && !s.equalsLowercase(token, "upgrade") { return true }
             }
         }
         return false

@@ -21,10 +21,13 @@ public enum HTTPRequestParser {
         guard buffer.count < Int(Int32.max) else { return .failure(.fieldsTooLarge) }
         let s = Span<UInt8>(_unsafeBytes: buffer)
         let n = s.count
+        guard n > 0 else { return .failure(.badRequest) }
+        // SAFETY: `buffer` is non-empty; `p` is read only below `n`, its count.
+        let p = buffer.baseAddress.unsafelyUnwrapped.assumingMemoryBound(to: UInt8.self)
 
         // method SP
         var i = 0
-        while i < n && ByteClass.isTchar(s[i]) { i &+= 1 }
+        while i < n && ByteClass.isTchar(p[i]) { i &+= 1 }
         guard i > 0, i < n, s[i] == asciiSP else { return .failure(.badRequest) }
         let methodRange = 0..<i
         let method = Self.method(s, methodRange)
@@ -32,7 +35,7 @@ public enum HTTPRequestParser {
 
         // request-target SP
         let targetStart = i
-        while i < n && ByteClass.isTarget(s[i]) { i &+= 1 }
+        while i < n && ByteClass.isTarget(p[i]) { i &+= 1 }
         let target = targetStart..<i
         guard target.count <= limits.maxTargetBytes else { return .failure(.uriTooLong) }
         guard !target.isEmpty, i < n, s[i] == asciiSP else { return .failure(.badRequest) }

@@ -27,7 +27,9 @@ public enum HTTPResponseParser {
         var i = 12
         if s[i] == asciiSP {
             i &+= 1
-            while i < n && ByteClass.isFieldValue(s[i]) { i &+= 1 }
+            // SAFETY: `buffer` holds `n` >= 14 bytes; the scan stops at `n`.
+            i = ByteClass.fieldValueEnd(
+                buffer.baseAddress.unsafelyUnwrapped.assumingMemoryBound(to: UInt8.self), from: i, to: n)
         }
         guard i &+ 1 < n, s[i] == asciiCR, s[i &+ 1] == asciiLF else { return .failure(.badGateway) }
         i &+= 2

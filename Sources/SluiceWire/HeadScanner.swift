@@ -43,30 +43,50 @@ public struct HeadScanner: Sendable, BitwiseCopyable {
     ///   `limits.maxHeadBytes` bytes, `.tooLarge` once `buffer.count` reaches `maxHeadBytes`
     ///   without an end, else `.needMore`. Calling again after `.complete` answers the same.
     public mutating func scan(_ buffer: UnsafeRawBufferPointer, limits: HTTPLimits) -> HeadScan {
-        let bytes = Span<UInt8>(_unsafeBytes: buffer)
-        let end = min(bytes.count, limits.maxHeadBytes)
+        let end = min(buffer.count, limits.maxHeadBytes)
         var i = scanned
         var s = state
-        while i < end {
-            let b = bytes[i]
-            i &+= 1
-            if b == asciiLF {
+        if i < end {
+            // SAFETY: `buffer` is non-empty here (end > i >= 0); every read is below `end`.
+            let p = buffer.baseAddress.unsafelyUnwrapped.assumingMemoryBound(to: UInt8.self)
+            while i < end {
+                // The bytes up to the next LF, as the table reads them one by one: none leave
+                // the state alone, a single CR after a LF gives 2, anything else 0.
+                let lf = ByteClass.firstLF(p, from: i, to: end)
+                if lf > i { s = s == 1 && lf == i &+ 1 && p[i] == asciiCR ? 2 : 0 }
+                if lf == end {
+                    i = end
+                    break
+                }
                 if s != 0 {
-                    scanned = i &- 1  // rescanning from here finds the same end
+                    scanned = lf  // rescanning from here finds the same end
                     state = s
-                    return .complete(Int32(truncatingIfNeeded: i))
+                    return .complete(Int32(truncatingIfNeeded: lf &+ 1))
                 }
                 s = 1
-            } else if b == asciiCR {
-                s = s == 1 ? 2 : 0
-            } else {
-                s = 0
+                i = lf &+ 1
             }
         }
         if i > scanned {
             scanned = i
             state = s
         }
-        return bytes.count >= limits.maxHeadBytes ? .tooLarge : .needMore
+        return buffer.count >= limits.maxHeadBytes ? .tooLarge : .needMore
+    }
+
+    /// The offset of the LF that ends the first CR LF CR LF in `buffer` (a head written with
+    /// CRLF line ends, as Sluice writes them), or nil when there is none.
+    public static func crlfHeadEnd(_ buffer: UnsafeRawBufferPointer) -> Int? {
+        let n = buffer.count
+        guard n >= 4 else { return nil }
+        // SAFETY: `buffer` holds `n` >= 4 bytes; every read is below `n`, none before 0.
+        let p = buffer.baseAddress.unsafelyUnwrapped.assumingMemoryBound(to: UInt8.self)
+        var i = 3
+        while true {
+            let lf = ByteClass.firstLF(p, from: i, to: n)
+            if lf == n { return nil }
+            if p[lf &- 1] == asciiCR && p[lf &- 2] == asciiLF && p[lf &- 3] == asciiCR { return lf }
+            i = lf &+ 1
+        }
     }
 }

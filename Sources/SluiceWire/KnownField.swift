@@ -9,25 +9,50 @@ enum KnownField: UInt8 {
     /// Classifies the name at `range`, which must hold only tchar bytes.
     @inline(__always)
     static func classify(_ s: Span<UInt8>, _ r: Range<Int>) -> KnownField {
-        switch r.count {
-        case 2: return s.equalsLowercase(r, "te") ? .te : .other
-        case 4: return s.equalsLowercase(r, "host") ? .host : .other
-        case 6: return s.equalsLowercase(r, "expect") ? .expect : .other
+        if r.isEmpty { return .other }
+        precondition(r.lowerBound >= 0 && r.upperBound <= s.count, "range outside the span")
+        // SAFETY: `r` lies inside the span (checked above); the pointer does not escape.
+        return s.withUnsafeBufferPointer { buffer in
+            classify(buffer.baseAddress.unsafelyUnwrapped + r.lowerBound, r.count)
+        }
+    }
+
+    /// Classifies the `count` bytes at `p`, which must be tchar bytes: the length and the first
+    /// byte pick the one or two candidates, compared a word at a time.
+    @inline(__always)
+    static func classify(_ p: UnsafePointer<UInt8>, _ count: Int) -> KnownField {
+        switch count {
+        case 2: return ByteClass.equalsLowercase(p, 2, "te") ? .te : .other
+        case 4: return ByteClass.equalsLowercase(p, 4, "host") ? .host : .other
+        case 6: return ByteClass.equalsLowercase(p, 6, "expect") ? .expect : .other
         case 7:
-            if s.equalsLowercase(r, "upgrade") { return .upgrade }
-            return s.equalsLowercase(r, "trailer") ? .trailer : .other
+            switch p[0] | 0x20 {
+            case 0x75: return ByteClass.equalsLowercase(p, 7, "upgrade") ? .upgrade : .other
+            case 0x74: return ByteClass.equalsLowercase(p, 7, "trailer") ? .trailer : .other
+            default: return .other
+            }
         case 10:
-            if s.equalsLowercase(r, "connection") { return .connection }
-            return s.equalsLowercase(r, "keep-alive") ? .keepAlive : .other
-        case 14: return s.equalsLowercase(r, "content-length") ? .contentLength : .other
-        case 15: return s.equalsLowercase(r, "x-forwarded-for") ? .xForwardedFor : .other
+            switch p[0] | 0x20 {
+            case 0x63: return ByteClass.equalsLowercase(p, 10, "connection") ? .connection : .other
+            case 0x6b: return ByteClass.equalsLowercase(p, 10, "keep-alive") ? .keepAlive : .other
+            default: return .other
+            }
+        case 14: return ByteClass.equalsLowercase(p, 14, "content-length") ? .contentLength : .other
+        case 15: return ByteClass.equalsLowercase(p, 15, "x-forwarded-for") ? .xForwardedFor : .other
         case 16:
-            if s.equalsLowercase(r, "proxy-connection") { return .proxyConnection }
-            if s.equalsLowercase(r, "x-forwarded-host") { return .xForwardedHost }
-            return s.equalsLowercase(r, "x-forwarded-port") ? .xForwardedPort : .other
+            switch p[0] | 0x20 {
+            case 0x70: return ByteClass.equalsLowercase(p, 16, "proxy-connection") ? .proxyConnection : .other
+            case 0x78:
+                if ByteClass.equalsLowercase(p, 16, "x-forwarded-host") { return .xForwardedHost }
+                return ByteClass.equalsLowercase(p, 16, "x-forwarded-port") ? .xForwardedPort : .other
+            default: return .other
+            }
         case 17:
-            if s.equalsLowercase(r, "transfer-encoding") { return .transferEncoding }
-            return s.equalsLowercase(r, "x-forwarded-proto") ? .xForwardedProto : .other
+            switch p[0] | 0x20 {
+            case 0x74: return ByteClass.equalsLowercase(p, 17, "transfer-encoding") ? .transferEncoding : .other
+            case 0x78: return ByteClass.equalsLowercase(p, 17, "x-forwarded-proto") ? .xForwardedProto : .other
+            default: return .other
+            }
         default: return .other
         }
     }

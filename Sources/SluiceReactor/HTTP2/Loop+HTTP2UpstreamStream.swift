@@ -326,13 +326,7 @@ extension Loop {
     func submitRequestHead(_ slot: Int32, _ session: HTTP2Session, _ queue: HTTPExchange.Queue) -> Int32? {
         let e = exchange(slot)
         let bytes = UnsafeRawBufferPointer(start: base(of: queue) + Int(queue.start), count: Int(queue.count))
-        var end = 3
-        while end < bytes.count
-            && !(bytes[end] == 0x0A && bytes[end - 1] == 0x0D && bytes[end - 2] == 0x0A && bytes[end - 3] == 0x0D)
-        {
-            end += 1
-        }
-        guard end < bytes.count else { return nil }
+        guard let end = HeadScanner.crlfHeadEnd(bytes) else { return nil }
         let headBytes = UnsafeRawBufferPointer(rebasing: bytes[0...end])
         guard case .success(let head) = HTTPRequestParser.parse(headBytes, fields: fieldStore, limits: httpLimits)
         else { return nil }
