@@ -43,6 +43,19 @@ enum Net {
         return port
     }
 
+    /// A port for a listener the reactor binds: each call in this process gets another one,
+    /// below the kernel's ephemeral range (where `listen()` and clients' source ports come
+    /// from). The reactor binds with SO_REUSEPORT, so two proxies of tests running at once
+    /// could otherwise both bind a port the kernel handed out twice and split its clients.
+    static func listenerPort() -> UInt16 {
+        let next = listenerPorts.add(1, ordering: .relaxed).oldValue
+        return UInt16(listenerPortBase + next % listenerPortSpan)
+    }
+
+    private static let listenerPortBase = 20_000
+    private static let listenerPortSpan = 12_000
+    private static let listenerPorts = Atomic<Int>(Int(getpid()) % 12_000)
+
     static func localPort(_ fd: Int32) -> UInt16 {
         var a = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -308,7 +321,7 @@ final class TestProxy {
         logger.logLevel = .warning
         var attempt = 0
         while true {
-            let port = Net.freePort()
+            let port = Net.listenerPort()
             let snapshot = make(port)
             do {
                 reactor = try Reactor(workers: 1, snapshot: snapshot, logger: logger, accessLogCapacity: accessLog)

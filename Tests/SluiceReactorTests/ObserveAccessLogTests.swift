@@ -163,7 +163,7 @@ import Testing
         defer { echo.stop() }
         var tlsPort: UInt16 = 0
         let proxy = try TestProxy { port in
-            tlsPort = Net.freePort()
+            tlsPort = Net.listenerPort()
             let (services, endpoints) = Build.services([("echo", [echo.port])])
             let sni = HTTPRouteTable(routes: [try! HTTPRoute(host: "example.com", service: 0)])
             return RoutingSnapshot(
