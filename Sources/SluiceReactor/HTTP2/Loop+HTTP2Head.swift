@@ -156,12 +156,12 @@ extension Loop {
     func submitResponseHead(_ slot: Int32, _ session: HTTP2Session, _ queue: HTTPExchange.Queue) -> Int32? {
         let e = exchange(slot)
         let bytes = UnsafeRawBufferPointer(start: base(of: queue) + Int(queue.start), count: Int(queue.count))
-        guard case .success(let head) = HTTPResponseParser.parse(bytes, fields: fieldStore, limits: httpLimits)
-        else { return nil }
+        // The exchange wrote this head from one it parsed: read its lines, not parse it again.
+        guard var head = WrittenResponseHead(bytes) else { return nil }
         var count = 0
         var at = 0
-        for field in fieldStore[0..<Int(head.fieldCount)] {
-            let name = UnsafeRawBufferPointer(rebasing: bytes[Int(field.name.lowerBound)..<Int(field.name.upperBound)])
+        while let field = head.next() {
+            let name = UnsafeRawBufferPointer(rebasing: bytes[field.name])
             guard at + name.count <= Int(Self.httpBufferSize), count < HTTP2Session.maxFields else { return nil }
             let lower = pathScratch + at
             for i in 0..<name.count {
@@ -171,11 +171,11 @@ extension Loop {
             let lowered = UnsafeRawBufferPointer(start: lower, count: name.count)
             if Self.isConnectionSpecific(lowered) { continue }
             at += name.count
-            let value = UnsafeRawBufferPointer(
-                rebasing: bytes[Int(field.value.lowerBound)..<Int(field.value.upperBound)])
+            let value = UnsafeRawBufferPointer(rebasing: bytes[field.value])
             h2Fields[count] = HTTP2Session.Field(name: lowered, value: value)
             count += 1
         }
+        if head.failed { return nil }
         if head.status < 200 {
             // An interim answer (100, 103): HEADERS without END_STREAM; the final head follows.
             let fields = UnsafeBufferPointer(rebasing: h2Fields[0..<count])
